@@ -1,0 +1,173 @@
+//! Raw command-line flags (argh). Nothing here is validated: `config` turns
+//! these, the environment and `atlas.json` into one checked `Config`.
+
+use argh::FromArgs;
+use std::path::PathBuf;
+
+/// Atlas Data Flow: load paginated JSON APIs into idempotent PostgreSQL raw tables.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// config file (default: $ATLAS_CONFIG, then ./atlas.json)
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+
+    /// postgres URL (default: $ATLAS_DATABASE_URL, $DATABASE_URL, then the config)
+    #[argh(option)]
+    pub database_url: Option<String>,
+
+    /// print without emoji, for consoles that cannot show them
+    #[argh(switch)]
+    pub plain: bool,
+
+    /// error log file (default: $ATLAS_ERROR_LOG, then ./erros_scraps.log)
+    #[argh(option)]
+    pub error_log: Option<PathBuf>,
+
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Init(InitArgs),
+    Check(CheckArgs),
+    Clients(ClientsArgs),
+    Scrap(ScrapArgs),
+    Sync(SyncArgs),
+}
+
+/// Create or upgrade the control schema (idempotent, safe to run concurrently).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "init")]
+pub struct InitArgs {}
+
+/// Validate the config, reach PostgreSQL and probe each route once.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "check")]
+pub struct CheckArgs {
+    /// skip the one-request probe of each route
+    #[argh(switch)]
+    pub no_probe: bool,
+}
+
+/// List the configured clients and their routes.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "clients")]
+pub struct ClientsArgs {}
+
+/// Create, list, show and run scraps (one client, route and period each).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "scrap")]
+pub struct ScrapArgs {
+    #[argh(subcommand)]
+    pub command: ScrapCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum ScrapCommand {
+    Create(CreateArgs),
+    List(ListArgs),
+    Show(ShowArgs),
+    Run(RunArgs),
+}
+
+/// Create a scrap and its raw table; print the new id alone on stdout.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "create")]
+pub struct CreateArgs {
+    /// client id, as in the config
+    #[argh(option)]
+    pub client: String,
+    /// route name, as in the config
+    #[argh(option)]
+    pub route: String,
+    /// first day of the period (YYYY-MM-DD)
+    #[argh(option)]
+    pub from: String,
+    /// last day of the period, inclusive (YYYY-MM-DD)
+    #[argh(option)]
+    pub to: String,
+}
+
+/// List scraps with their status, rows and last run.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct ListArgs {
+    /// only this client
+    #[argh(option)]
+    pub client: Option<String>,
+    /// only this status: pending, running, done, failed
+    #[argh(option)]
+    pub status: Option<String>,
+}
+
+/// Show a scrap, its runs and its slices.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+pub struct ShowArgs {
+    /// scrap id
+    #[argh(positional)]
+    pub id: String,
+}
+
+/// Load a scrap's period from the API into its raw table.
+#[derive(FromArgs, Debug, Default, Clone)]
+#[argh(subcommand, name = "run")]
+pub struct RunArgs {
+    /// scrap id
+    #[argh(positional)]
+    pub id: String,
+    #[argh(option)]
+    /// fetcher threads (default: $ATLAS_THREADS, config, then 8)
+    pub threads: Option<usize>,
+    /// writer threads (default: $ATLAS_WRITERS, config, then 2)
+    #[argh(option)]
+    pub writers: Option<usize>,
+    /// rows per insert batch (default: $ATLAS_BATCH_EXPORT, config, then 2000)
+    #[argh(option)]
+    pub batch_export: Option<usize>,
+    /// attempts per request or batch before giving up (default: $ATLAS_RETRY_MAX, config, then 5)
+    #[argh(option)]
+    pub retry_max: Option<u32>,
+    /// print the summary as one JSON object
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Incremental load: create and run a scrap from the last fully loaded day.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "sync")]
+pub struct SyncArgs {
+    /// client id, as in the config
+    #[argh(option)]
+    pub client: String,
+    /// route name, as in the config
+    #[argh(option)]
+    pub route: String,
+    /// first day to load when nothing was loaded yet (YYYY-MM-DD)
+    #[argh(option)]
+    pub from: Option<String>,
+    /// last day to load (default: yesterday in the route's time zone)
+    #[argh(option)]
+    pub until: Option<String>,
+    /// days before the last loaded day to load again (default 1)
+    #[argh(option)]
+    pub lookback_days: Option<u32>,
+    /// fetcher threads
+    #[argh(option)]
+    pub threads: Option<usize>,
+    /// writer threads
+    #[argh(option)]
+    pub writers: Option<usize>,
+    /// rows per insert batch
+    #[argh(option)]
+    pub batch_export: Option<usize>,
+    /// attempts per request or batch before giving up
+    #[argh(option)]
+    pub retry_max: Option<u32>,
+    /// print the summary as one JSON object
+    #[argh(switch)]
+    pub json: bool,
+}

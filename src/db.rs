@@ -1,0 +1,347 @@
+//! PostgreSQL access: connections and pool, the control-schema migrations
+//! from `sql/`, raw tables, and the batch insert of the load path.
+
+use crate::exit::{env_error, usage};
+use crate::ident::{date_index, quote, unique_constraint};
+use crate::record::Row;
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub type PooledConn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// The control-schema migrations, in order. A unit test checks this list
+/// against the files in `sql/`, so a new file cannot be forgotten.
+pub const MIGRATIONS: &[(&str, &str)] =
+    &[("001_control.sql", include_str!("../sql/001_control.sql"))];
+
+/// Key of the advisory lock that serialises `atlas init` across processes.
+const INIT_LOCK: i64 = 0x6174_6c61_7300_0001;
+
+/// A database URL, parsed once; `Display` shows no password.
+#[derive(Clone)]
+pub struct Db {
+    config: postgres::Config,
+}
+
+impl std::fmt::Display for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = match self.config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let db = self
+            .config
+            .get_dbname()
+            .or(self.config.get_user())
+            .unwrap_or("postgres");
+        write!(f, "{host}:{port}/{db}")
+    }
+}
+
+impl Db {
+    pub fn parse(url: &str) -> Result<Db> {
+        let mut config = postgres::Config::from_str(url).map_err(|e| {
+            usage(format!(
+                "invalid database URL: {}",
+                redact_pg_error(&e.to_string(), url)
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("atlas");
+        Ok(Db { config })
+    }
+
+    /// One connection, for commands that need no pool.
+    pub fn connect(&self) -> Result<Client> {
+        self.config
+            .connect(NoTls)
+            .map_err(|e| env_error(format!("cannot connect to PostgreSQL at {self}: {e}")))
+    }
+
+    /// A pool of `size` connections. Connections are opened lazily by r2d2's
+    /// own threads; the first `get` says whether the server is reachable.
+    pub fn pool(&self, size: u32) -> Result<Pool> {
+        let manager = PostgresConnectionManager::new(self.config.clone(), NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(10))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(manager);
+        pool.get()
+            .map_err(|e| env_error(format!("cannot connect to PostgreSQL at {self}: {e}")))?;
+        Ok(pool)
+    }
+}
+
+// Error texts may echo parts of the URL: never its password.
+fn redact_pg_error(msg: &str, url: &str) -> String {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        Some(p) if !p.is_empty() => msg.replace(&p, "***"),
+        _ => msg.to_string(),
+    }
+}
+
+/// Applies the pending migrations, each in its own transaction, under an
+/// advisory lock so concurrent `atlas init` runs apply each file once.
+/// Returns the names applied now.
+pub fn migrate(client: &mut Client) -> Result<Vec<&'static str>> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&INIT_LOCK])?;
+    let result = apply_migrations(client);
+    // Unlock even when a migration failed; the session ends soon anyway.
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&INIT_LOCK]);
+    result
+}
+
+fn apply_migrations(client: &mut Client) -> Result<Vec<&'static str>> {
+    client.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE SCHEMA IF NOT EXISTS atlas;
+         CREATE TABLE IF NOT EXISTS atlas.migrations (
+             name TEXT PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         );",
+    )?;
+    let mut applied = Vec::new();
+    for (name, sql) in MIGRATIONS {
+        let mut tx = client.transaction()?;
+        let done = tx
+            .query_opt("SELECT 1 FROM atlas.migrations WHERE name = $1", &[name])?
+            .is_some();
+        if !done {
+            tx.batch_execute(sql)
+                .with_context(|| format!("migration {name}"))?;
+            tx.execute("INSERT INTO atlas.migrations (name) VALUES ($1)", &[name])?;
+            applied.push(*name);
+        }
+        tx.commit()?;
+    }
+    Ok(applied)
+}
+
+/// Refuses to work on a database where `atlas init` has not run (or is behind).
+pub fn require_schema(client: &mut impl GenericClient) -> Result<()> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('atlas.migrations') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Err(usage(
+            "the control schema is missing: run `atlas init` on this database first",
+        ));
+    }
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM atlas.migrations", &[])?
+        .get(0);
+    if (n as usize) < MIGRATIONS.len() {
+        return Err(usage(
+            "the control schema is older than this atlas: run `atlas init` to upgrade it",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the raw table (exactly the old tool's columns and constraint) and
+/// its `data_referencia` index, or checks that an existing one fits.
+pub fn ensure_raw_table(tx: &mut Transaction<'_>, table: &str) -> Result<()> {
+    // Two creates of the same table at once would race on the catalog.
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&table])?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote(table)])?
+        .get(0);
+    if exists {
+        return check_raw_table(tx, table);
+    }
+    let t = quote(table);
+    tx.batch_execute(&format!(
+        "CREATE TABLE {t} (
+    id BIGSERIAL PRIMARY KEY,
+    data_coleta TIMESTAMP DEFAULT NOW() NOT NULL,
+    data_referencia DATE NOT NULL,
+    payload JSONB NOT NULL,
+    hash_conteudo TEXT,
+    CONSTRAINT {c} UNIQUE (hash_conteudo)
+);
+CREATE INDEX {i} ON {t} (data_referencia);",
+        c = quote(&unique_constraint(table)),
+        i = quote(&date_index(table)),
+    ))?;
+    Ok(())
+}
+
+fn check_raw_table(tx: &mut Transaction<'_>, table: &str) -> Result<()> {
+    let rows = tx.query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+         FROM pg_attribute a
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+        &[&quote(table)],
+    )?;
+    let cols: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (name, ty) in [
+        ("data_referencia", "date"),
+        ("payload", "jsonb"),
+        ("hash_conteudo", "text"),
+    ] {
+        if !cols.iter().any(|(n, t)| n == name && t == ty) {
+            return Err(usage(format!(
+                "table {table} exists but has no column {name} {ty}: it is not an atlas raw table"
+            )));
+        }
+    }
+    let unique: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+                 ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1
+               AND a.attname = 'hash_conteudo')",
+            &[&quote(table)],
+        )?
+        .get(0);
+    if !unique {
+        return Err(usage(format!(
+            "table {table} exists but hash_conteudo is not UNIQUE: loads would not be idempotent"
+        )));
+    }
+    Ok(())
+}
+
+/// One writer's connection with its statements prepared once: the insert of
+/// the load path (arrays unnested server-side, duplicates skipped by the
+/// unique hash) and the slice bookkeeping, committed together per batch.
+pub struct Inserter {
+    conn: PooledConn,
+    count: Statement,
+    returning: Statement,
+    counts: Statement,
+}
+
+impl Inserter {
+    pub fn new(pool: &Pool, table: &str) -> Result<Inserter> {
+        let mut conn = pool.get()?;
+        let insert = format!(
+            "INSERT INTO {} (data_referencia, payload, hash_conteudo)
+             SELECT d, p::jsonb, h FROM unnest($1::date[], $2::text[], $3::text[]) AS u(d, p, h)
+             ON CONFLICT (hash_conteudo) DO NOTHING",
+            quote(table)
+        );
+        let count = conn.prepare(&insert)?;
+        let returning = conn.prepare(&format!("{insert} RETURNING hash_conteudo"))?;
+        let counts = conn.prepare(
+            "UPDATE atlas.slices SET inserted = inserted + $2, duplicates = duplicates + $3 WHERE id = $1",
+        )?;
+        Ok(Inserter {
+            conn,
+            count,
+            returning,
+            counts,
+        })
+    }
+
+    /// Inserts `rows` (each tagged with an index into `slices`) and adds each
+    /// slice's inserted/duplicate counts, in one transaction. Rows are sorted
+    /// by hash so concurrent writers lock unique-index entries in one order.
+    /// Returns rows inserted per slice.
+    pub fn commit_batch(&mut self, rows: &mut [(usize, &Row)], slices: &[i64]) -> Result<Vec<i64>> {
+        rows.sort_by(|a, b| a.1.hash.cmp(&b.1.hash));
+        let dates: Vec<NaiveDate> = rows.iter().map(|r| r.1.data_referencia).collect();
+        let payloads: Vec<&str> = rows.iter().map(|r| r.1.payload.as_str()).collect();
+        let hashes: Vec<&str> = rows.iter().map(|r| r.1.hash.as_str()).collect();
+        let mut per_slice = vec![0i64; slices.len()];
+        let mut totals = vec![0i64; slices.len()];
+        for (g, _) in rows.iter() {
+            totals[*g] += 1;
+        }
+        let mut tx = self.conn.transaction()?;
+        if slices.len() == 1 {
+            per_slice[0] = tx.execute(&self.count, &[&dates, &payloads, &hashes])? as i64;
+        } else {
+            // Several slices share the batch: the returned hashes say whose rows went in.
+            let returned = tx.query(&self.returning, &[&dates, &payloads, &hashes])?;
+            let mut new: std::collections::HashSet<String> =
+                returned.iter().map(|r| r.get(0)).collect();
+            for (g, row) in rows.iter() {
+                if new.remove(&row.hash) {
+                    per_slice[*g] += 1;
+                }
+            }
+        }
+        for (g, slice) in slices.iter().enumerate() {
+            tx.execute(
+                &self.counts,
+                &[slice, &per_slice[g], &(totals[g] - per_slice[g])],
+            )?;
+        }
+        tx.commit()?;
+        Ok(per_slice)
+    }
+}
+
+/// Whether a database error may go away on retry (connection lost, server
+/// restarting, deadlock, serialisation failure, pool timeout).
+pub fn retryable(err: &anyhow::Error) -> bool {
+    for cause in err.chain() {
+        if cause.is::<r2d2::Error>() {
+            return true;
+        }
+        if let Some(e) = cause.downcast_ref::<postgres::Error>() {
+            if e.is_closed() {
+                return true;
+            }
+            return match e.code() {
+                None => true, // I/O, not a server verdict
+                Some(c) => {
+                    let c = c.code();
+                    c.starts_with("08")
+                        || matches!(c, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+                }
+            };
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_list_matches_sql_dir() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(files, listed);
+        for n in &files {
+            assert!(
+                n[..3].chars().all(|c| c.is_ascii_digit()),
+                "{n} is not numbered"
+            );
+        }
+    }
+
+    #[test]
+    fn display_hides_password() {
+        let db = Db::parse("postgres://u:s3cret@h:6543/base").unwrap();
+        assert_eq!(db.to_string(), "h:6543/base");
+        let e = Db::parse("postgres://u:s3cret@h:notaport/base")
+            .err()
+            .unwrap();
+        assert!(!format!("{e:#}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,476 @@
+//! The slice ledger: scraps, runs, and slice claims with leases, all in the
+//! `atlas` schema. Claims use `FOR UPDATE SKIP LOCKED`, so any number of
+//! processes on any machines can work one scrap, each slice by one at a time.
+
+use crate::db;
+use crate::exit::usage;
+use crate::slice;
+use anyhow::Result;
+use chrono::{DateTime, NaiveDate, Utc};
+use postgres::{Client, GenericClient};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Scrap {
+    pub id: i64,
+    pub client: String,
+    pub route: String,
+    pub raw_table: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub slice_days: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A scrap with its progress, for `scrap list`.
+#[derive(Debug, Clone)]
+pub struct ScrapStatus {
+    pub scrap: Scrap,
+    pub status: &'static str,
+    pub slices: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub rows: i64,
+    pub last_run: Option<(DateTime<Utc>, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SliceInfo {
+    pub id: i64,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub status: String,
+    pub pages: i64,
+    pub records: i64,
+    pub inserted: i64,
+    pub duplicates: i64,
+    pub out_of_period: i64,
+    pub undated: i64,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub worker: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub id: i64,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub records: i64,
+    pub inserted: i64,
+    pub duplicates: i64,
+    pub slices_done: i32,
+    pub slices_failed: i32,
+}
+
+/// A slice this worker holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    pub id: i64,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+const SCRAP_COLS: &str =
+    "id, client, route, raw_table, period_from, period_to, slice_days, created_at";
+
+fn scrap_of(r: &postgres::Row) -> Scrap {
+    Scrap {
+        id: r.get(0),
+        client: r.get(1),
+        route: r.get(2),
+        raw_table: r.get(3),
+        from: r.get(4),
+        to: r.get(5),
+        slice_days: r.get(6),
+        created_at: r.get(7),
+    }
+}
+
+/// Creates the raw table (or checks it), the scrap and its slices, in one
+/// transaction: a failure leaves nothing behind.
+pub fn create_scrap(
+    client: &mut Client,
+    client_id: &str,
+    route: &str,
+    table: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    slice_days: u32,
+) -> Result<i64> {
+    let mut tx = client.transaction()?;
+    db::ensure_raw_table(&mut tx, table)?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO atlas.scraps (client, route, raw_table, period_from, period_to, slice_days)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[&client_id, &route, &table, &from, &to, &(slice_days as i32)],
+        )?
+        .get(0);
+    let plan = slice::plan(from, to, slice_days);
+    let froms: Vec<NaiveDate> = plan.iter().map(|p| p.0).collect();
+    let tos: Vec<NaiveDate> = plan.iter().map(|p| p.1).collect();
+    tx.execute(
+        "INSERT INTO atlas.slices (scrap_id, slice_from, slice_to)
+         SELECT $1, f, t FROM unnest($2::date[], $3::date[]) AS u(f, t)",
+        &[&id, &froms, &tos],
+    )?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// A scrap id from the command line: a positive integer that exists.
+pub fn parse_id(s: &str) -> Result<i64> {
+    s.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| usage(format!("'{s}' is not a scrap id (a positive number)")))
+}
+
+pub fn get_scrap(c: &mut impl GenericClient, id: i64) -> Result<Scrap> {
+    let row = c.query_opt(
+        &format!("SELECT {SCRAP_COLS} FROM atlas.scraps WHERE id = $1"),
+        &[&id],
+    )?;
+    row.map(|r| scrap_of(&r)).ok_or_else(|| {
+        usage(format!(
+            "scrap {id} does not exist (see `atlas scrap list`)"
+        ))
+    })
+}
+
+/// The valid `--status` filters.
+pub const STATUSES: &[&str] = &["pending", "running", "done", "failed"];
+
+pub fn list(
+    c: &mut Client,
+    client: Option<&str>,
+    status: Option<&str>,
+) -> Result<Vec<ScrapStatus>> {
+    let rows = c.query(
+        "SELECT s.id, s.client, s.route, s.raw_table, s.period_from, s.period_to, s.slice_days, s.created_at,
+                count(sl.id),
+                count(sl.id) FILTER (WHERE sl.status = 'done'),
+                count(sl.id) FILTER (WHERE sl.status = 'failed'),
+                count(sl.id) FILTER (WHERE sl.status = 'running' AND sl.lease_until > now()),
+                coalesce(sum(sl.inserted), 0)::bigint,
+                r.started_at, r.status
+         FROM atlas.scraps s
+         LEFT JOIN atlas.slices sl ON sl.scrap_id = s.id
+         LEFT JOIN LATERAL (SELECT started_at, status FROM atlas.runs
+                            WHERE scrap_id = s.id ORDER BY id DESC LIMIT 1) r ON true
+         WHERE ($1::text IS NULL OR s.client = $1)
+         GROUP BY s.id, r.started_at, r.status
+         ORDER BY s.id",
+        &[&client],
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (slices, done, failed, running): (i64, i64, i64, i64) =
+            (r.get(8), r.get(9), r.get(10), r.get(11));
+        let st = if slices > 0 && done == slices {
+            "done"
+        } else if running > 0 {
+            "running"
+        } else if failed > 0 {
+            "failed"
+        } else {
+            "pending"
+        };
+        if status.is_some_and(|s| s != st) {
+            continue;
+        }
+        let last_run = r
+            .get::<_, Option<DateTime<Utc>>>(13)
+            .map(|t| (t, r.get::<_, String>(14)));
+        out.push(ScrapStatus {
+            scrap: scrap_of(&r),
+            status: st,
+            slices,
+            done,
+            failed,
+            rows: r.get(12),
+            last_run,
+        });
+    }
+    Ok(out)
+}
+
+pub fn slices(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<SliceInfo>> {
+    let rows = c.query(
+        "SELECT id, slice_from, slice_to, status, pages, records, inserted, duplicates, out_of_period,
+                undated, attempts, last_error, worker
+         FROM atlas.slices WHERE scrap_id = $1 ORDER BY slice_from",
+        &[&scrap],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| SliceInfo {
+            id: r.get(0),
+            from: r.get(1),
+            to: r.get(2),
+            status: r.get(3),
+            pages: r.get(4),
+            records: r.get(5),
+            inserted: r.get(6),
+            duplicates: r.get(7),
+            out_of_period: r.get(8),
+            undated: r.get(9),
+            attempts: r.get(10),
+            last_error: r.get(11),
+            worker: r.get(12),
+        })
+        .collect())
+}
+
+pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
+    let rows = c.query(
+        "SELECT id, worker, started_at, finished_at, status, records, inserted, duplicates, slices_done, slices_failed
+         FROM atlas.runs WHERE scrap_id = $1 ORDER BY id",
+        &[&scrap],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| RunInfo {
+            id: r.get(0),
+            worker: r.get(1),
+            started_at: r.get(2),
+            finished_at: r.get(3),
+            status: r.get(4),
+            records: r.get(5),
+            inserted: r.get(6),
+            duplicates: r.get(7),
+            slices_done: r.get(8),
+            slices_failed: r.get(9),
+        })
+        .collect())
+}
+
+pub fn start_run(
+    c: &mut impl GenericClient,
+    scrap: i64,
+    worker: &str,
+    settings: &serde_json::Value,
+) -> Result<i64> {
+    Ok(c.query_one(
+        "INSERT INTO atlas.runs (scrap_id, worker, settings) VALUES ($1, $2, $3) RETURNING id",
+        &[&scrap, &worker, settings],
+    )?
+    .get(0))
+}
+
+/// Final counters of a run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunTotals {
+    pub pages: i64,
+    pub records: i64,
+    pub inserted: i64,
+    pub duplicates: i64,
+    pub out_of_period: i64,
+    pub undated: i64,
+    pub retries: i64,
+    pub slices_done: i32,
+    pub slices_failed: i32,
+}
+
+pub fn finish_run(
+    c: &mut impl GenericClient,
+    run: i64,
+    status: &str,
+    t: &RunTotals,
+    error: Option<&str>,
+) -> Result<()> {
+    c.execute(
+        "UPDATE atlas.runs SET finished_at = now(), status = $2, pages = $3, records = $4, inserted = $5,
+                duplicates = $6, out_of_period = $7, undated = $8, retries = $9, slices_done = $10,
+                slices_failed = $11, error = $12
+         WHERE id = $1",
+        &[
+            &run,
+            &status,
+            &t.pages,
+            &t.records,
+            &t.inserted,
+            &t.duplicates,
+            &t.out_of_period,
+            &t.undated,
+            &t.retries,
+            &t.slices_done,
+            &t.slices_failed,
+            &error,
+        ],
+    )?;
+    Ok(())
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Takes the next slice nobody holds: pending, failed in an earlier run, or
+/// running under an expired lease (its worker died).
+pub fn claim(
+    c: &mut impl GenericClient,
+    scrap: i64,
+    run: i64,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Claim>> {
+    let row = c.query_opt(
+        "WITH c AS (
+             SELECT id FROM atlas.slices
+             WHERE scrap_id = $1
+               AND ((status IN ('pending', 'failed') AND last_run_id IS DISTINCT FROM $2)
+                    OR (status = 'running' AND lease_until < now()))
+             ORDER BY slice_from
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+         UPDATE atlas.slices s
+         SET status = 'running', worker = $3, lease_until = now() + make_interval(secs => $4),
+             attempts = s.attempts + 1, last_run_id = $2, duplicates = 0
+         FROM c WHERE s.id = c.id
+         RETURNING s.id, s.slice_from, s.slice_to",
+        &[&scrap, &run, &worker, &secs(lease)],
+    )?;
+    Ok(row.map(|r| Claim {
+        id: r.get(0),
+        from: r.get(1),
+        to: r.get(2),
+    }))
+}
+
+/// How many slices of the scrap other live workers still hold.
+pub fn held_by_others(c: &mut impl GenericClient, scrap: i64, worker: &str) -> Result<i64> {
+    Ok(c.query_one(
+        "SELECT count(*) FROM atlas.slices
+         WHERE scrap_id = $1 AND status = 'running' AND lease_until >= now() AND worker IS DISTINCT FROM $2",
+        &[&scrap, &worker],
+    )?
+    .get(0))
+}
+
+/// Extends the leases of every slice this worker holds.
+pub fn heartbeat(c: &mut impl GenericClient, worker: &str, lease: Duration) -> Result<u64> {
+    Ok(c.execute(
+        "UPDATE atlas.slices SET lease_until = now() + make_interval(secs => $2)
+         WHERE worker = $1 AND status = 'running'",
+        &[&worker, &secs(lease)],
+    )?)
+}
+
+/// How a slice attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SliceEnd {
+    Done,
+    Failed,
+    /// Given back unfinished (Ctrl-C, fatal error elsewhere): pending again.
+    Released,
+}
+
+/// Fetch-side counters of one slice attempt.
+#[derive(Debug, Clone, Default)]
+pub struct SliceCounts {
+    pub pages: i64,
+    pub records: i64,
+    pub out_of_period: i64,
+    pub undated: i64,
+}
+
+/// Records the end of a slice attempt, if this worker still holds it.
+pub fn finish_slice(
+    c: &mut impl GenericClient,
+    slice: i64,
+    worker: &str,
+    end: SliceEnd,
+    n: &SliceCounts,
+    error: Option<&str>,
+) -> Result<bool> {
+    let status = match end {
+        SliceEnd::Done => "done",
+        SliceEnd::Failed => "failed",
+        SliceEnd::Released => "pending",
+    };
+    let changed = c.execute(
+        "UPDATE atlas.slices SET status = $3, pages = $4, records = $5, out_of_period = $6, undated = $7,
+                last_error = CASE WHEN $3 = 'done' THEN NULL ELSE coalesce($8, last_error) END,
+                worker = NULL, lease_until = NULL,
+                done_at = CASE WHEN $3 = 'done' THEN now() ELSE NULL END
+         WHERE id = $1 AND worker = $2 AND status = 'running'",
+        &[&slice, &worker, &status, &n.pages, &n.records, &n.out_of_period, &n.undated, &error],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Days fully loaded for (client, route): the last day before which every
+/// slice of every scrap is done, scanning from the earliest done day.
+pub fn last_loaded_day(
+    c: &mut impl GenericClient,
+    client: &str,
+    route: &str,
+) -> Result<Option<NaiveDate>> {
+    let rows = c.query(
+        "SELECT sl.slice_from, sl.slice_to, sl.status = 'done'
+         FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
+         WHERE s.client = $1 AND s.route = $2
+         ORDER BY sl.slice_from, sl.slice_to",
+        &[&client, &route],
+    )?;
+    let spans: Vec<(NaiveDate, NaiveDate, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    Ok(contiguous_done(&spans))
+}
+
+/// The end of the first contiguous run of done days (from the earliest done
+/// day), where a day counts as done if any done slice covers it.
+pub fn contiguous_done(spans: &[(NaiveDate, NaiveDate, bool)]) -> Option<NaiveDate> {
+    let mut done: Vec<(NaiveDate, NaiveDate)> =
+        spans.iter().filter(|s| s.2).map(|s| (s.0, s.1)).collect();
+    done.sort();
+    let mut end: Option<NaiveDate> = None;
+    for (f, t) in done {
+        match end {
+            None => end = Some(t),
+            Some(e) if f <= e.succ_opt().unwrap_or(e) => end = Some(e.max(t)),
+            Some(_) => break,
+        }
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn contiguous_done_days() {
+        let s = [
+            (d("2025-01-01"), d("2025-01-01"), true),
+            (d("2025-01-02"), d("2025-01-03"), true),
+            (d("2025-01-04"), d("2025-01-04"), false),
+            (d("2025-01-05"), d("2025-01-05"), true),
+        ];
+        assert_eq!(contiguous_done(&s), Some(d("2025-01-03")));
+        assert_eq!(contiguous_done(&[]), None);
+        // an overlapping later scrap that covers the gap extends the run
+        let mut s2 = s.to_vec();
+        s2.push((d("2025-01-03"), d("2025-01-06"), true));
+        assert_eq!(contiguous_done(&s2), Some(d("2025-01-06")));
+    }
+
+    #[test]
+    fn ids_are_positive_numbers() {
+        assert_eq!(parse_id(" 12 ").unwrap(), 12);
+        assert!(parse_id("0").is_err());
+        assert!(parse_id("abc").is_err());
+        assert!(parse_id("-3").is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! What the user sees (SPEC §6): the seed's Portuguese lines with emoji
+//! (dropped by `--plain`), the `--json` summary, and `erros_scraps.log`.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Line style: with emoji, or plain for consoles that cannot show them.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub plain: bool,
+}
+
+impl Style {
+    /// `emoji text`, or just `text` when plain.
+    pub fn line(&self, emoji: &str, text: &str) -> String {
+        if self.plain {
+            text.to_string()
+        } else {
+            format!("{emoji} {text}")
+        }
+    }
+
+    fn tag(&self, emoji: &str) -> String {
+        if self.plain {
+            String::new()
+        } else {
+            format!("{emoji} ")
+        }
+    }
+
+    /// `📄 Página 12 | ⏱️ 4s | 📊 6,000 registros | 🚀 1,500.0 reg/s`
+    pub fn progress(&self, pages: u64, elapsed: Duration, records: u64) -> String {
+        format!(
+            "{}Página {} | {}{}s | {}{} registros | {}{} reg/s",
+            self.tag("📄"),
+            thousands(pages),
+            self.tag("⏱️"),
+            elapsed.as_secs(),
+            self.tag("📊"),
+            thousands(records),
+            self.tag("🚀"),
+            decimal(rate(records, elapsed))
+        )
+    }
+}
+
+pub fn rate(n: u64, elapsed: Duration) -> f64 {
+    let s = elapsed.as_secs_f64();
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+/// `1234567` -> `1,234,567` (the seed's format).
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `1500.04` -> `1,500.0`.
+pub fn decimal(x: f64) -> String {
+    let x = if x.is_finite() && x >= 0.0 { x } else { 0.0 };
+    let tenths = (x * 10.0).round() as u64;
+    format!("{}.{}", thousands(tenths / 10), tenths % 10)
+}
+
+/// Settings a run used (part of the `--json` contract).
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsOut {
+    pub retry_max: u32,
+    pub batch_export: usize,
+    pub threads: usize,
+    pub writers: usize,
+}
+
+/// The `--json` object (SPEC §6). New keys may be added; these keep their meaning.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scrap_id: i64,
+    pub run_id: Option<i64>,
+    pub client: String,
+    pub route: String,
+    pub table: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub status: String,
+    pub records_fetched: i64,
+    pub inserted: i64,
+    pub duplicates: i64,
+    pub out_of_period: i64,
+    pub undated: i64,
+    pub pages: i64,
+    pub slices_done: i32,
+    pub slices_failed: i32,
+    pub slices_total: i64,
+    pub retries: i64,
+    pub elapsed_secs: f64,
+    pub records_per_sec: f64,
+    pub exit_code: u8,
+    pub settings: SettingsOut,
+}
+
+impl Summary {
+    /// The seed's statistics block plus the idempotence counters.
+    pub fn render(&self, s: Style) -> String {
+        let n = |x: i64| thousands(x.max(0) as u64);
+        let lines = [
+            s.line(
+                "✅",
+                &format!("Total de registros coletados: {}", n(self.records_fetched)),
+            ),
+            s.line("📊", &format!("Tabela: {}", self.table)),
+            s.line("📅", &format!("Período: {} até {}", self.from, self.to)),
+            s.line(
+                "⏱️",
+                &format!("Tempo total: {}s", self.elapsed_secs.round() as u64),
+            ),
+            s.line(
+                "🚀",
+                &format!(
+                    "Taxa média: {} registros/segundo",
+                    decimal(self.records_per_sec)
+                ),
+            ),
+            s.line("📄", &format!("Páginas processadas: {}", n(self.pages))),
+            s.line(
+                "🧵",
+                &format!(
+                    "Multithreading: {}",
+                    if self.settings.threads > 1 {
+                        "Ativo"
+                    } else {
+                        "Inativo"
+                    }
+                ),
+            ),
+            s.line(
+                "⚙️",
+                &format!(
+                    "Configurações aplicadas: Retry={}, Batch={}",
+                    self.settings.retry_max, self.settings.batch_export
+                ),
+            ),
+            s.line("💾", &format!("Inseridos: {}", n(self.inserted))),
+            s.line(
+                "♻️",
+                &format!("Duplicados ignorados: {}", n(self.duplicates)),
+            ),
+            s.line("📆", &format!("Fora do período: {}", n(self.out_of_period))),
+            s.line("❔", &format!("Sem data: {}", n(self.undated))),
+            s.line(
+                "🧩",
+                &format!(
+                    "Fatias concluídas: {} de {} | com falha: {}",
+                    self.slices_done, self.slices_total, self.slices_failed
+                ),
+            ),
+        ];
+        let mut out = lines.join("\n");
+        out.push('\n');
+        out
+    }
+}
+
+/// Context of one error block.
+#[derive(Debug, Default, Clone)]
+pub struct ErrorContext {
+    pub scrap: Option<i64>,
+    pub client: String,
+    pub route: String,
+    pub slice: Option<(NaiveDate, NaiveDate)>,
+    pub page: Option<u64>,
+    pub attempt: Option<(u32, u32)>,
+    /// Already redacted.
+    pub url: Option<String>,
+    pub status: Option<u16>,
+    pub body: Option<String>,
+}
+
+/// `erros_scraps.log`: one block per error, appended, shared by all threads.
+pub struct ErrorLog {
+    path: PathBuf,
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl ErrorLog {
+    pub fn new(path: &Path) -> ErrorLog {
+        ErrorLog {
+            path: path.to_path_buf(),
+            file: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends a block; a log that cannot be written is reported once on
+    /// stderr and never stops the run.
+    pub fn write(&self, what: &str, ctx: &ErrorContext, error: &str) {
+        let mut block = String::new();
+        block.push_str(&format!(
+            "==== {} | {what}\n",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
+        if let Some(id) = ctx.scrap {
+            block.push_str(&format!("scrap: {id}\n"));
+        }
+        block.push_str(&format!("cliente: {} | rota: {}\n", ctx.client, ctx.route));
+        if let Some((f, t)) = ctx.slice {
+            block.push_str(&format!("fatia: {f} até {t}\n"));
+        }
+        if let Some(p) = ctx.page {
+            block.push_str(&format!("página: {p}\n"));
+        }
+        if let Some((a, m)) = ctx.attempt {
+            block.push_str(&format!("tentativa: {a}/{m}\n"));
+        }
+        if let Some(u) = &ctx.url {
+            block.push_str(&format!("url: {u}\n"));
+        }
+        if let Some(s) = ctx.status {
+            block.push_str(&format!("http: {s}\n"));
+        }
+        if let Some(b) = ctx.body.as_deref().filter(|b| !b.is_empty()) {
+            block.push_str(&format!("corpo: {b}\n"));
+        }
+        block.push_str(&format!("erro: {error}\n\n"));
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                Ok(f) => *guard = Some(f),
+                Err(e) => {
+                    log::warn!("cannot open error log {}: {e}", self.path.display());
+                    return;
+                }
+            }
+        }
+        if let Some(f) = guard.as_mut() {
+            if let Err(e) = f.write_all(block.as_bytes()) {
+                log::warn!("cannot write error log {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_like_the_seed() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_250), "1,250");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(decimal(1500.04), "1,500.0");
+        assert_eq!(decimal(27.77), "27.8");
+        assert_eq!(decimal(f64::NAN), "0.0");
+    }
+
+    #[test]
+    fn progress_line_with_and_without_emoji() {
+        let s = Style { plain: false }.progress(12, Duration::from_secs(4), 6000);
+        assert_eq!(
+            s,
+            "📄 Página 12 | ⏱️ 4s | 📊 6,000 registros | 🚀 1,500.0 reg/s"
+        );
+        let p = Style { plain: true }.progress(12, Duration::from_secs(4), 6000);
+        assert_eq!(p, "Página 12 | 4s | 6,000 registros | 1,500.0 reg/s");
+    }
+
+    #[test]
+    fn error_log_appends_blocks() {
+        let path = std::env::temp_dir().join(format!("atlas-errlog-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let log = ErrorLog::new(&path);
+        let ctx = ErrorContext {
+            client: "2151".into(),
+            route: "pedidos".into(),
+            page: Some(3),
+            status: Some(503),
+            ..Default::default()
+        };
+        log.write("tentativa falhou", &ctx, "HTTP 503");
+        log.write("fatia falhou", &ctx, "desistiu");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("==== ").count(), 2);
+        assert!(text.contains("página: 3") && text.contains("http: 503"));
+        std::fs::remove_file(&path).unwrap();
+    }
+}
