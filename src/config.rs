@@ -290,18 +290,6 @@ impl Config {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     database_url: Option<String>,
-    #[serde(flatten)]
-    settings: RawSettings,
-    #[serde(default)]
-    clients: BTreeMap<String, RawClient>,
-    #[serde(default)]
-    routes: BTreeMap<String, RawRoute>,
-}
-
-// `flatten` and `deny_unknown_fields` do not mix in serde, so the settings
-// are listed here and copied into `FileSettings`.
-#[derive(Deserialize, Default)]
-struct RawSettings {
     retry_max: Option<u32>,
     batch_export: Option<usize>,
     threads: Option<usize>,
@@ -310,6 +298,10 @@ struct RawSettings {
     timeout_secs: Option<u64>,
     progress_secs: Option<f64>,
     error_log: Option<PathBuf>,
+    #[serde(default)]
+    clients: BTreeMap<String, RawClient>,
+    #[serde(default)]
+    routes: BTreeMap<String, RawRoute>,
 }
 
 #[derive(Deserialize)]
@@ -484,16 +476,15 @@ fn strip_position(msg: &str) -> &str {
 fn build(raw: RawFile, tree: &Value, source: &Path) -> Result<Config> {
     let src = source.display().to_string();
     let bad = |key: &str, msg: String| usage(format!("{src}: key '{key}': {msg}"));
-    let s = raw.settings;
     let file_settings = FileSettings {
-        retry_max: s.retry_max,
-        batch_export: s.batch_export,
-        threads: s.threads,
-        writers: s.writers,
-        lease_secs: s.lease_secs,
-        timeout_secs: s.timeout_secs,
-        progress_secs: s.progress_secs,
-        error_log: s.error_log,
+        retry_max: raw.retry_max,
+        batch_export: raw.batch_export,
+        threads: raw.threads,
+        writers: raw.writers,
+        lease_secs: raw.lease_secs,
+        timeout_secs: raw.timeout_secs,
+        progress_secs: raw.progress_secs,
+        error_log: raw.error_log,
     };
     check_settings(&file_settings).map_err(|(k, m)| bad(k, m))?;
 

@@ -291,13 +291,11 @@ pub fn next_link(header: &str) -> Option<String> {
         let params = &rest[close + 1..params_end];
         for p in params.split(';') {
             let mut kv = p.splitn(2, '=');
-            let (k, v) = (
-                kv.next().unwrap_or("").trim(),
-                kv.next().unwrap_or("").trim(),
-            );
+            let k = kv.next().unwrap_or("").trim();
+            let v = kv.next().unwrap_or("").trim();
+            let v = v.trim_end_matches(',').trim().trim_matches('"');
             if k.eq_ignore_ascii_case("rel")
-                && v.trim_matches('"')
-                    .split_whitespace()
+                && v.split_whitespace()
                     .any(|r| r.eq_ignore_ascii_case("next"))
             {
                 return Some(target.trim().to_string());
