@@ -1,0 +1,6 @@
+//! Integration tests: the real `atlas` binary, real HTTP to the sample API on
+//! loopback, real PostgreSQL (one throwaway database per test).
+
+mod foundation;
+mod run;
+mod util;

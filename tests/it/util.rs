@@ -1,0 +1,236 @@
+//! Test harness: a throwaway database per test, the sample API on loopback,
+//! and the real `atlas` binary run with a config written per test.
+
+#![allow(dead_code)]
+
+use postgres::{Client, NoTls};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The server the suite runs against (scripts/test.sh exports DATABASE_URL).
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("DATABASE_URL is a URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+/// A database created for one test and dropped when it ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new(tag: &str) -> TestDb {
+        let name = format!(
+            "atlas_t_{}_{}_{}",
+            tag,
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut admin = Client::connect(&server_url(), NoTls).expect("test PostgreSQL reachable");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
+            .expect("create test database");
+        TestDb { url: with_db(&server_url(), &name), name }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).expect("connect to test database")
+    }
+
+    pub fn i64(&self, sql: &str) -> i64 {
+        self.client().query_one(sql, &[]).expect(sql).get(0)
+    }
+
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        self.client().query(sql, &[]).expect(sql).iter().map(|r| r.get(0)).collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&server_url(), NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// `atlas-sample-api` on a free loopback port, killed on drop.
+pub struct Api {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Api {
+    pub fn start(args: &[&str]) -> Api {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_atlas-sample-api"))
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start atlas-sample-api");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read listen line");
+        let url = line.trim().strip_prefix("listening on ").expect("listen line").to_string();
+        Api { child, url }
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let mut r = ureq::get(&format!("{}{path}", self.url)).call().expect("GET");
+        serde_json::from_slice(&r.body_mut().read_to_vec().expect("body")).expect("json")
+    }
+
+    /// Records the API holds for an inclusive day range.
+    pub fn expected(&self, from: &str, to: &str) -> i64 {
+        self.get(&format!("/_expected?data_inicial={from}&data_final={to}"))["count"].as_i64().expect("count")
+    }
+
+    pub fn requests(&self) -> i64 {
+        self.get("/_stats")["requests"].as_i64().expect("requests")
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The standard route of the tests: page pagination over `/page/pedidos`.
+pub fn page_route() -> serde_json::Value {
+    serde_json::json!({
+        "path": "/pedidos",
+        "records": "/data",
+        "date_params": { "start": "data_inicial", "end": "data_final", "format": "%Y-%m-%d" },
+        "slice_days": 1,
+        "pagination": { "type": "page", "param": "page", "start": 1, "size_param": "por_pagina", "size": 50, "total_pages": "/total_paginas" },
+        "date_field": "/data_pedido"
+    })
+}
+
+/// A working directory with an `atlas.json`, bound to one database.
+pub struct Atlas {
+    pub dir: tempfile::TempDir,
+    pub db_url: String,
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Atlas {
+    pub fn new(db: &TestDb, config: &serde_json::Value) -> Atlas {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("atlas.json"), serde_json::to_vec_pretty(config).expect("json")).expect("write config");
+        Atlas {
+            dir,
+            db_url: db.url.clone(),
+            // Fast retries and short leases keep fault tests quick.
+            env: vec![
+                ("ATLAS_BACKOFF_MS".into(), "20".into()),
+                ("ATLAS_BACKOFF_CAP_MS".into(), "200".into()),
+                ("ATLAS_PROGRESS_SECS".into(), "0.5".into()),
+            ],
+        }
+    }
+
+    /// One client `2151` at `api.url + prefix` with the given routes.
+    pub fn config(api_base: &str, routes: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "clients": { "2151": { "name": "Loja Teste", "base_url": api_base } },
+            "routes": routes
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_atlas"));
+        c.current_dir(self.dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("ATLAS_DATABASE_URL")
+            .env_remove("ATLAS_CONFIG")
+            .env("ATLAS_DATABASE_URL", &self.db_url)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out: Output = self.command(args).output().expect("run atlas");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts the exit code, showing the output when it differs.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        self.expect(args, 0)
+    }
+
+    pub fn expect(&self, args: &[&str], code: i32) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, code, "atlas {args:?}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        r
+    }
+
+    /// `init` + `scrap create`; returns the scrap id.
+    pub fn create(&self, route: &str, from: &str, to: &str) -> String {
+        self.ok(&["init"]);
+        let r = self.ok(&["scrap", "create", "--client", "2151", "--route", route, "--from", from, "--to", to]);
+        let id = r.stdout.trim().to_string();
+        assert!(id.parse::<i64>().is_ok(), "scrap create printed '{}'", r.stdout);
+        id
+    }
+}
+
+/// Waits for a condition with a deadline (never a fixed sleep).
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// SPEC §4 hash recomputed independently of the binary: keys sorted, compact.
+pub fn spec_hash(payload_text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let v: serde_json::Value = serde_json::from_str(payload_text).expect("payload JSON");
+    let canon = serde_json::to_string(&v).expect("serialise");
+    Sha256::digest(canon.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
