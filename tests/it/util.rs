@@ -14,7 +14,8 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The server the suite runs against (scripts/test.sh exports DATABASE_URL).
 pub fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn with_db(url: &str, db: &str) -> String {
@@ -38,10 +39,17 @@ impl TestDb {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         let mut admin = Client::connect(&server_url(), NoTls).expect("test PostgreSQL reachable");
+        // Two statements, two implicit transactions: DROP/CREATE DATABASE refuse a block.
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop old test database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create test database");
-        TestDb { url: with_db(&server_url(), &name), name }
+        TestDb {
+            url: with_db(&server_url(), &name),
+            name,
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -53,14 +61,22 @@ impl TestDb {
     }
 
     pub fn strings(&self, sql: &str) -> Vec<String> {
-        self.client().query(sql, &[]).expect(sql).iter().map(|r| r.get(0)).collect()
+        self.client()
+            .query(sql, &[])
+            .expect(sql)
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut admin) = Client::connect(&server_url(), NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -82,19 +98,29 @@ impl Api {
             .spawn()
             .expect("start atlas-sample-api");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read listen line");
-        let url = line.trim().strip_prefix("listening on ").expect("listen line").to_string();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read listen line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listen line")
+            .to_string();
         Api { child, url }
     }
 
     pub fn get(&self, path: &str) -> serde_json::Value {
-        let mut r = ureq::get(&format!("{}{path}", self.url)).call().expect("GET");
+        let mut r = ureq::get(&format!("{}{path}", self.url))
+            .call()
+            .expect("GET");
         serde_json::from_slice(&r.body_mut().read_to_vec().expect("body")).expect("json")
     }
 
     /// Records the API holds for an inclusive day range.
     pub fn expected(&self, from: &str, to: &str) -> i64 {
-        self.get(&format!("/_expected?data_inicial={from}&data_final={to}"))["count"].as_i64().expect("count")
+        self.get(&format!("/_expected?data_inicial={from}&data_final={to}"))["count"]
+            .as_i64()
+            .expect("count")
     }
 
     pub fn requests(&self) -> i64 {
@@ -136,14 +162,19 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
 }
 
 impl Atlas {
     pub fn new(db: &TestDb, config: &serde_json::Value) -> Atlas {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("atlas.json"), serde_json::to_vec_pretty(config).expect("json")).expect("write config");
+        std::fs::write(
+            dir.path().join("atlas.json"),
+            serde_json::to_vec_pretty(config).expect("json"),
+        )
+        .expect("write config");
         Atlas {
             dir,
             db_url: db.url.clone(),
@@ -197,16 +228,26 @@ impl Atlas {
 
     pub fn expect(&self, args: &[&str], code: i32) -> Run {
         let r = self.run(args);
-        assert_eq!(r.code, code, "atlas {args:?}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.code, code,
+            "atlas {args:?}\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
         r
     }
 
     /// `init` + `scrap create`; returns the scrap id.
     pub fn create(&self, route: &str, from: &str, to: &str) -> String {
         self.ok(&["init"]);
-        let r = self.ok(&["scrap", "create", "--client", "2151", "--route", route, "--from", from, "--to", to]);
+        let r = self.ok(&[
+            "scrap", "create", "--client", "2151", "--route", route, "--from", from, "--to", to,
+        ]);
         let id = r.stdout.trim().to_string();
-        assert!(id.parse::<i64>().is_ok(), "scrap create printed '{}'", r.stdout);
+        assert!(
+            id.parse::<i64>().is_ok(),
+            "scrap create printed '{}'",
+            r.stdout
+        );
         id
     }
 }
@@ -228,7 +269,10 @@ pub fn spec_hash(payload_text: &str) -> String {
     use sha2::{Digest, Sha256};
     let v: serde_json::Value = serde_json::from_str(payload_text).expect("payload JSON");
     let canon = serde_json::to_string(&v).expect("serialise");
-    Sha256::digest(canon.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(canon.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn exists(p: &Path) -> bool {
