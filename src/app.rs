@@ -46,6 +46,15 @@ impl Env<'_> {
         config::load(&path).map(Some)
     }
 
+    /// The config file, which this command cannot do without.
+    pub fn require_config(&self) -> Result<Config> {
+        self.config(false)?.ok_or_else(|| usage("no config file"))
+    }
+
+    pub fn database(&self, cfg: Option<&Config>) -> Result<Db> {
+        self.db(cfg)
+    }
+
     fn db(&self, cfg: Option<&Config>) -> Result<Db> {
         Db::parse(&config::database_url(
             self.args.database_url.as_deref(),
@@ -136,7 +145,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn clients(env: &Env<'_>) -> Result<Exit> {
-    let cfg = env.config(false)?.expect("config required");
+    let cfg = env.require_config()?;
     let mut rows = Vec::new();
     for c in cfg.clients.values() {
         let routes: Vec<&str> = c.routes.keys().map(String::as_str).collect();
@@ -189,7 +198,7 @@ pub fn create_scrap(
 }
 
 fn create(env: &Env<'_>, a: &cli::CreateArgs) -> Result<Exit> {
-    let cfg = env.config(false)?.expect("config required");
+    let cfg = env.require_config()?;
     let from = parse_day(&a.from, "--from")?;
     let to = parse_day(&a.to, "--to")?;
     let (id, table, slices) = create_scrap(env, &cfg, &a.client, &a.route, from, to)?;
@@ -323,6 +332,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
                 x.out_of_period.to_string(),
                 x.undated.to_string(),
                 x.attempts.to_string(),
+                x.worker.unwrap_or_else(|| "-".into()),
                 x.last_error.map(|e| report_snip(&e)).unwrap_or_default(),
             ]
         })
@@ -373,7 +383,7 @@ fn worker_id() -> String {
 
 /// Runs a scrap and prints its summary. Shared by `scrap run` and `sync`.
 pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result<Exit> {
-    let cfg = env.config(false)?.expect("config required");
+    let cfg = env.require_config()?;
     let settings = RunSettings::resolve(flags, &getenv, &cfg.file_settings)?;
     let db = env.db(Some(&cfg))?;
     let mut conn = db.connect()?;

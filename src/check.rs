@@ -1,10 +1,104 @@
-//! `atlas check`: config, database and a probe of each route.
+//! `atlas check`: validates the config, resolves every secret (never
+//! printing one), reaches PostgreSQL and says whether `atlas init` is
+//! needed, and probes each (client, route) with one request for one day.
+//! Exit: 0 all good, 2 config or secrets, 3 database or a route's probe.
 
-use crate::app::Env;
+use crate::app::{table, Env};
 use crate::cli::CheckArgs;
-use crate::exit::{usage, Exit};
+use crate::config::RunSettings;
+use crate::exit::{classify, Exit};
+use crate::http::{self, ResolvedAuth};
+use crate::record;
 use anyhow::Result;
+use chrono::{Duration, Local};
 
-pub fn check(_env: &Env<'_>, _a: &CheckArgs) -> Result<Exit> {
-    Err(usage("atlas check is not available in this build yet"))
+pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
+    let cfg = env.require_config()?;
+    let style = env.style;
+    println!("{}", style.line("✅", &format!("Configuração válida: {}", cfg.source.display())));
+    let mut exit = Exit::Ok;
+
+    // Secrets: each reference resolved, reported by name only.
+    let mut auths = Vec::new();
+    for c in cfg.clients.values() {
+        match ResolvedAuth::resolve(&c.auth) {
+            Ok(r) => auths.push((c.id.clone(), Some(r))),
+            Err(e) => {
+                println!("{}", style.line("❌", &format!("Cliente {}: segredo indisponível: {e:#}", c.id)));
+                exit = exit.merge(Exit::Usage);
+                auths.push((c.id.clone(), None));
+            }
+        }
+    }
+
+    match env.database(Some(&cfg)).and_then(|db| {
+        let mut c = db.connect()?;
+        Ok((db.to_string(), crate::db::require_schema(&mut c)))
+    }) {
+        Ok((db, Ok(()))) => println!("{}", style.line("✅", &format!("Banco de dados: {db} (esquema atlas atualizado)"))),
+        Ok((db, Err(e))) => {
+            println!("{}", style.line("⚠️", &format!("Banco de dados: {db}: {e:#}")));
+            exit = exit.merge(Exit::Environment);
+        }
+        Err(e) => {
+            println!("{}", style.line("❌", &format!("Banco de dados: {e:#}")));
+            exit = exit.merge(classify(&e));
+        }
+    }
+
+    if a.no_probe {
+        return Ok(exit);
+    }
+    let settings = RunSettings::resolve(&Default::default(), &|k| std::env::var(k).ok(), &cfg.file_settings)?;
+    let agent = http::agent(settings.timeout);
+    let mut rows = Vec::new();
+    for (c, (_, auth)) in cfg.clients.values().zip(auths.iter()) {
+        for r in c.routes.values() {
+            let day = match &r.timezone {
+                Some(z) => z.today(),
+                None => Local::now().date_naive(),
+            } - Duration::days(1);
+            let verdict = match auth {
+                None => Err("secret unavailable".to_string()),
+                Some(auth) => probe(&agent, c, r, auth, day),
+            };
+            if verdict.is_err() {
+                exit = exit.merge(Exit::Environment);
+            }
+            let (status, detail) = match verdict {
+                Ok(d) => ("OK".to_string(), d),
+                Err(d) => ("problem".to_string(), d),
+            };
+            rows.push(vec![c.id.clone(), r.name.clone(), status, detail]);
+        }
+    }
+    print!("{}", table(&["client", "route", "probe", "detail"], &rows));
+    Ok(exit)
+}
+
+fn probe(
+    agent: &ureq::Agent,
+    c: &crate::config::Client,
+    r: &crate::config::Route,
+    auth: &ResolvedAuth,
+    day: chrono::NaiveDate,
+) -> Result<String, String> {
+    let pager = crate::paginate::Pager::new(
+        &r.pagination,
+        http::slice_url(c, r, auth, day, day).map_err(|e| format!("{e:#}"))?,
+    );
+    let url = pager.current().clone();
+    let shown = http::redact(&url, auth.query_param());
+    match http::get(agent, &url, &r.headers, auth) {
+        Ok(f) => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&f.body).map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;
+            let n = record::records_of(&v, &r.records).map_err(|m| format!("{shown}: {m}"))?.len();
+            Ok(format!("{n} records on page 1 for {day}"))
+        }
+        Err(http::Failure::Auth { status, .. }) => Err(format!("{shown}: HTTP {status}: credentials refused")),
+        Err(http::Failure::Retry { message, .. }) | Err(http::Failure::Fatal { message, .. }) => {
+            Err(format!("{shown}: {message}"))
+        }
+    }
 }

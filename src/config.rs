@@ -220,26 +220,9 @@ impl Secret {
             }
         }
     }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Secret::Env { var, .. } => format!("${var}"),
-            Secret::File { path, .. } => format!("file {}", path.display()),
-        }
-    }
 }
 
 impl Auth {
-    /// Every secret this auth needs, for `check`.
-    pub fn secrets(&self) -> Vec<&Secret> {
-        match self {
-            Auth::None => vec![],
-            Auth::Bearer(s) => vec![s],
-            Auth::Header { value, .. } | Auth::Query { value, .. } => vec![value],
-            Auth::Basic { password, .. } => vec![password],
-        }
-    }
-
     pub fn kind(&self) -> &'static str {
         match self {
             Auth::None => "none",

@@ -4,10 +4,10 @@
 //! Secrets reach the wire only: any URL shown to a person goes through
 //! `redact`, and resolved secret values never implement `Display`.
 
-use crate::config::{Auth, Client, SecretValue};
+use crate::config::{Auth, Client, Route, SecretValue};
 use anyhow::Result;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -316,6 +316,25 @@ fn transport_message(e: &ureq::Error) -> String {
         ureq::Error::Timeout(t) => format!("timeout ({t})"),
         other => other.to_string(),
     }
+}
+
+/// Page one of a slice: base + path, fixed query, date params, auth param.
+pub fn slice_url(client: &Client, route: &Route, auth: &ResolvedAuth, from: NaiveDate, to: NaiveDate) -> Result<Url> {
+    let mut url = route_url(client, &route.path)?;
+    let p = &route.date_params;
+    let (start, end) = crate::dates::bounds(from, to, &p.format, p.end_style, route.timezone.as_ref());
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &route.query {
+            q.append_pair(k, v);
+        }
+        q.append_pair(&p.start, &start);
+        q.append_pair(&p.end, &end);
+        if let ResolvedAuth::Query { param, value } = auth {
+            q.append_pair(param, value.expose());
+        }
+    }
+    Ok(url)
 }
 
 /// The first request URL of a route for a client: base + path.

@@ -29,14 +29,12 @@ pub struct ScrapStatus {
     pub status: &'static str,
     pub slices: i64,
     pub done: i64,
-    pub failed: i64,
     pub rows: i64,
     pub last_run: Option<(DateTime<Utc>, String)>,
 }
 
 #[derive(Debug, Clone)]
 pub struct SliceInfo {
-    pub id: i64,
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub status: String,
@@ -191,7 +189,6 @@ pub fn list(
             status: st,
             slices,
             done,
-            failed,
             rows: r.get(12),
             last_run,
         });
@@ -209,7 +206,6 @@ pub fn slices(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<SliceInfo>> 
     Ok(rows
         .iter()
         .map(|r| SliceInfo {
-            id: r.get(0),
             from: r.get(1),
             to: r.get(2),
             status: r.get(3),

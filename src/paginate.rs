@@ -295,8 +295,7 @@ pub fn next_link(header: &str) -> Option<String> {
             let v = kv.next().unwrap_or("").trim();
             let v = v.trim_end_matches(',').trim().trim_matches('"');
             if k.eq_ignore_ascii_case("rel")
-                && v.split_whitespace()
-                    .any(|r| r.eq_ignore_ascii_case("next"))
+                && v.split_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
             {
                 return Some(target.trim().to_string());
             }

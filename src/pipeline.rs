@@ -275,36 +275,11 @@ impl Shared<'_, '_> {
         }
     }
 
-    fn slice_base_url(&self, claim: &Claim) -> Result<url::Url, String> {
-        let route = self.job.route;
-        let mut url =
-            http::route_url(self.job.client, &route.path).map_err(|e| format!("{e:#}"))?;
-        let p = &route.date_params;
-        let (start, end) = crate::dates::bounds(
-            claim.from,
-            claim.to,
-            &p.format,
-            p.end_style,
-            route.timezone.as_ref(),
-        );
-        {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in &route.query {
-                q.append_pair(k, v);
-            }
-            q.append_pair(&p.start, &start);
-            q.append_pair(&p.end, &end);
-            if let ResolvedAuth::Query { param, value } = &self.job.auth {
-                q.append_pair(param, value.expose());
-            }
-        }
-        Ok(url)
-    }
-
     fn fetch_slice(&self, track: &Arc<SliceTrack>, tx: &Sender<Chunk>) -> Result<(), SliceStop> {
         let job = self.job;
         let claim = track.claim;
-        let base = self.slice_base_url(&claim).map_err(SliceStop::Failed)?;
+        let base = http::slice_url(job.client, job.route, &job.auth, claim.from, claim.to)
+            .map_err(|e| SliceStop::Failed(format!("{e:#}")))?;
         let mut pager = Pager::new(&job.route.pagination, base);
         let mut undated_logged = false;
         loop {

@@ -1,10 +1,146 @@
-//! `atlas sync`: incremental loads for schedulers (SPEC §2).
+//! `atlas sync`: the command a scheduler runs every day (SPEC §2). It finds
+//! the last day fully loaded for (client, route) in the slice ledger and
+//! creates and runs a scrap from the day after it, minus the lookback, to
+//! `--until` (default: yesterday in the route's time zone).
+//!
+//! One sync per (client, route) at a time: a session advisory lock is held
+//! for the whole sync; a second sync finds it taken and exits 0 saying so.
 
-use crate::app::Env;
+use crate::app::{self, Env};
 use crate::cli::SyncArgs;
+use crate::config::RunFlags;
 use crate::exit::{usage, Exit};
+use crate::ledger;
 use anyhow::Result;
+use chrono::{Duration, Local, NaiveDate};
 
-pub fn sync(_env: &Env<'_>, _a: &SyncArgs) -> Result<Exit> {
-    Err(usage("atlas sync is not available in this build yet"))
+/// Days loaded again by default: APIs change recent records, and the hash
+/// makes the overlap free.
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 1;
+
+/// The period a sync loads, or `None` when there is nothing new.
+pub fn period(
+    last_loaded: Option<NaiveDate>,
+    from: Option<NaiveDate>,
+    start_date: Option<NaiveDate>,
+    until: NaiveDate,
+    lookback: u32,
+) -> Result<Option<(NaiveDate, NaiveDate)>> {
+    let start = match last_loaded {
+        // Nothing new: the lookback alone is not a reason to run.
+        Some(last) if last >= until => return Ok(None),
+        Some(last) => last + Duration::days(1) - Duration::days(i64::from(lookback)),
+        None => from.or(start_date).ok_or_else(|| {
+            usage("nothing was loaded yet for this client and route: give --from YYYY-MM-DD (or set the route's start_date)")
+        })?,
+    };
+    // With history, never reach back before an explicit --from.
+    let start = match (last_loaded, from) {
+        (Some(_), Some(f)) => start.max(f),
+        _ => start,
+    };
+    Ok((start <= until).then_some((start, until)))
+}
+
+pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
+    let cfg = env.require_config()?;
+    let (_, route) = cfg.route(&a.client, &a.route)?;
+    let from = a.from.as_deref().map(|s| app::parse_day(s, "--from")).transpose()?;
+    let until = match a.until.as_deref() {
+        Some(s) => app::parse_day(s, "--until")?,
+        None => {
+            let today = match &route.timezone {
+                Some(z) => z.today(),
+                None => Local::now().date_naive(),
+            };
+            today - Duration::days(1)
+        }
+    };
+    let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
+    let flags = RunFlags { threads: a.threads, writers: a.writers, batch_export: a.batch_export, retry_max: a.retry_max };
+    // Bad flags fail before anything is written.
+    crate::config::RunSettings::resolve(&flags, &|k| std::env::var(k).ok(), &cfg.file_settings)?;
+
+    let db = env.database(Some(&cfg))?;
+    let mut lock_conn = db.connect()?;
+    crate::db::require_schema(&mut lock_conn)?;
+    let key = format!("atlas-sync:{}:{}", a.client, a.route);
+    let got: bool = lock_conn
+        .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])?
+        .get(0);
+    if !got {
+        eprintln!(
+            "{}",
+            env.style.line(
+                "⏳",
+                &format!("Outra sincronização de {} / {} está em andamento: nada a fazer", a.client, a.route)
+            )
+        );
+        if a.json {
+            println!("{}", serde_json::json!({"client": a.client, "route": a.route, "status": "busy", "exit_code": 0}));
+        }
+        return Ok(Exit::Ok);
+    }
+    let last = ledger::last_loaded_day(&mut lock_conn, &a.client, &a.route)?;
+    let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
+        eprintln!(
+            "{}",
+            env.style.line(
+                "✅",
+                &format!(
+                    "Nada novo para {} / {}: carregado até {}",
+                    a.client,
+                    a.route,
+                    last.map(|d| d.to_string()).unwrap_or_default()
+                )
+            )
+        );
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"client": a.client, "route": a.route, "status": "up_to_date",
+                                   "loaded_until": last, "exit_code": 0})
+            );
+        }
+        return Ok(Exit::Ok);
+    };
+    let (id, _, _) = app::create_scrap(env, &cfg, &a.client, &a.route, start, end)?;
+    eprintln!(
+        "{}",
+        env.style.line("🔄", &format!("Sincronizando {} / {}: scrap {id}, {start} até {end}", a.client, a.route))
+    );
+    let exit = app::run_scrap(env, id, &flags, a.json);
+    // The lock goes with the session; said explicitly for readers.
+    let _ = lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&key]);
+    exit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn first_sync_needs_a_start() {
+        assert!(period(None, None, None, d("2025-01-10"), 1).is_err());
+        assert_eq!(period(None, Some(d("2025-01-01")), None, d("2025-01-10"), 1).unwrap(), Some((d("2025-01-01"), d("2025-01-10"))));
+        assert_eq!(period(None, None, Some(d("2025-01-05")), d("2025-01-10"), 1).unwrap(), Some((d("2025-01-05"), d("2025-01-10"))));
+    }
+
+    #[test]
+    fn later_syncs_start_after_the_last_day_minus_lookback() {
+        let last = Some(d("2025-01-10"));
+        assert_eq!(period(last, None, None, d("2025-01-15"), 1).unwrap(), Some((d("2025-01-10"), d("2025-01-15"))));
+        assert_eq!(period(last, None, None, d("2025-01-15"), 0).unwrap(), Some((d("2025-01-11"), d("2025-01-15"))));
+        assert_eq!(period(last, None, None, d("2025-01-15"), 3).unwrap(), Some((d("2025-01-08"), d("2025-01-15"))));
+        // Nothing new: the last day is loaded; the lookback alone does not run.
+        assert_eq!(period(last, None, None, d("2025-01-10"), 0).unwrap(), None);
+        assert_eq!(period(last, None, None, d("2025-01-10"), 2).unwrap(), None);
+        assert_eq!(period(last, None, None, d("2025-01-09"), 2).unwrap(), None);
+        // --from bounds the lookback.
+        assert_eq!(period(last, Some(d("2025-01-10")), None, d("2025-01-15"), 5).unwrap(), Some((d("2025-01-10"), d("2025-01-15"))));
+    }
 }
