@@ -350,6 +350,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
                 "out_of_period",
                 "undated",
                 "attempts",
+                "worker",
                 "last_error"
             ],
             &slices
@@ -491,10 +492,24 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
     let outcome = pipeline::run(&job);
     let elapsed = started.elapsed();
 
-    // The scrap as a whole (other workers may have worked some slices).
-    let after = ledger::slices(&mut conn, id).unwrap_or_default();
-    let all_done = !after.is_empty() && after.iter().all(|s| s.status == "done");
+    // The scrap as a whole (other workers may have worked some slices). The
+    // run's connection may have been lost meanwhile: retried on a fresh one.
+    let retry = Backoff {
+        base: settings.backoff_base,
+        cap: settings.backoff_cap,
+    };
     let mut exit = outcome.exit;
+    let after = match with_fresh_connection(&db, &mut conn, settings.retry_max, retry, |c| {
+        ledger::slices(c, id)
+    }) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{}", style.line("❌", &format!("Erro: {e:#}")));
+            exit = exit.merge(Exit::Environment);
+            Vec::new()
+        }
+    };
+    let all_done = !after.is_empty() && after.iter().all(|s| s.status == "done");
     if exit == Exit::Ok && !all_done {
         exit = Exit::Failed;
     }
@@ -505,7 +520,9 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
         _ => "failed",
     };
     let t = &outcome.totals;
-    if let Err(e) = ledger::finish_run(&mut conn, run_id, status, t, outcome.error.as_deref()) {
+    if let Err(e) = with_fresh_connection(&db, &mut conn, settings.retry_max, retry, |c| {
+        ledger::finish_run(c, run_id, status, t, outcome.error.as_deref())
+    }) {
         log::warn!("cannot record the end of run {run_id}: {e:#}");
     }
     summary.status = status.into();
@@ -540,6 +557,31 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
     }
     emit(&summary, style, json);
     Ok(exit)
+}
+
+/// Runs `f` on `conn`, replacing the connection and retrying with backoff
+/// when the error says the server may come back.
+fn with_fresh_connection<T>(
+    db: &Db,
+    conn: &mut postgres::Client,
+    attempts: u32,
+    backoff: Backoff,
+    mut f: impl FnMut(&mut postgres::Client) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match f(conn) {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < attempts && db::retryable(&e) => {
+                std::thread::sleep(backoff.delay(attempt, fastrand::f64()));
+                attempt += 1;
+                if let Ok(c) = db.connect() {
+                    *conn = c;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn emit(summary: &Summary, style: Style, json: bool) {

@@ -15,8 +15,16 @@ use chrono::{Duration, Local};
 pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     let cfg = env.require_config()?;
     let style = env.style;
-    println!("{}", style.line("✅", &format!("Configuração válida: {}", cfg.source.display())));
+    println!(
+        "{}",
+        style.line(
+            "✅",
+            &format!("Configuração válida: {}", cfg.source.display())
+        )
+    );
+    // Config problems (exit 2) outrank environment problems (exit 3): fix the config first.
     let mut exit = Exit::Ok;
+    let mut env_problem = false;
 
     // Secrets: each reference resolved, reported by name only.
     let mut auths = Vec::new();
@@ -24,8 +32,14 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
         match ResolvedAuth::resolve(&c.auth) {
             Ok(r) => auths.push((c.id.clone(), Some(r))),
             Err(e) => {
-                println!("{}", style.line("❌", &format!("Cliente {}: segredo indisponível: {e:#}", c.id)));
-                exit = exit.merge(Exit::Usage);
+                println!(
+                    "{}",
+                    style.line(
+                        "❌",
+                        &format!("Cliente {}: segredo indisponível: {e:#}", c.id)
+                    )
+                );
+                exit = Exit::Usage;
                 auths.push((c.id.clone(), None));
             }
         }
@@ -35,21 +49,46 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
         let mut c = db.connect()?;
         Ok((db.to_string(), crate::db::require_schema(&mut c)))
     }) {
-        Ok((db, Ok(()))) => println!("{}", style.line("✅", &format!("Banco de dados: {db} (esquema atlas atualizado)"))),
+        Ok((db, Ok(()))) => println!(
+            "{}",
+            style.line(
+                "✅",
+                &format!("Banco de dados: {db} (esquema atlas atualizado)")
+            )
+        ),
         Ok((db, Err(e))) => {
-            println!("{}", style.line("⚠️", &format!("Banco de dados: {db}: {e:#}")));
-            exit = exit.merge(Exit::Environment);
+            println!(
+                "{}",
+                style.line("⚠️", &format!("Banco de dados: {db}: {e:#}"))
+            );
+            env_problem = true;
         }
         Err(e) => {
             println!("{}", style.line("❌", &format!("Banco de dados: {e:#}")));
-            exit = exit.merge(classify(&e));
+            match classify(&e) {
+                Exit::Usage => exit = Exit::Usage,
+                _ => env_problem = true,
+            }
         }
     }
 
+    let verdict = |exit: Exit, env_problem: bool| {
+        if exit == Exit::Usage {
+            Exit::Usage
+        } else if env_problem {
+            Exit::Environment
+        } else {
+            exit
+        }
+    };
     if a.no_probe {
-        return Ok(exit);
+        return Ok(verdict(exit, env_problem));
     }
-    let settings = RunSettings::resolve(&Default::default(), &|k| std::env::var(k).ok(), &cfg.file_settings)?;
+    let settings = RunSettings::resolve(
+        &Default::default(),
+        &|k| std::env::var(k).ok(),
+        &cfg.file_settings,
+    )?;
     let agent = http::agent(settings.timeout);
     let mut rows = Vec::new();
     for (c, (_, auth)) in cfg.clients.values().zip(auths.iter()) {
@@ -59,12 +98,16 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
                 None => Local::now().date_naive(),
             } - Duration::days(1);
             let verdict = match auth {
-                None => Err("secret unavailable".to_string()),
-                Some(auth) => probe(&agent, c, r, auth, day),
+                // Already reported as a config problem (exit 2), not probed.
+                None => Err("not probed: secret unavailable".to_string()),
+                Some(auth) => {
+                    let v = probe(&agent, c, r, auth, day);
+                    if v.is_err() {
+                        env_problem = true;
+                    }
+                    v
+                }
             };
-            if verdict.is_err() {
-                exit = exit.merge(Exit::Environment);
-            }
             let (status, detail) = match verdict {
                 Ok(d) => ("OK".to_string(), d),
                 Err(d) => ("problem".to_string(), d),
@@ -73,7 +116,7 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
         }
     }
     print!("{}", table(&["client", "route", "probe", "detail"], &rows));
-    Ok(exit)
+    Ok(verdict(exit, env_problem))
 }
 
 fn probe(
@@ -91,12 +134,16 @@ fn probe(
     let shown = http::redact(&url, auth.query_param());
     match http::get(agent, &url, &r.headers, auth) {
         Ok(f) => {
-            let v: serde_json::Value =
-                serde_json::from_slice(&f.body).map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;
-            let n = record::records_of(&v, &r.records).map_err(|m| format!("{shown}: {m}"))?.len();
+            let v: serde_json::Value = serde_json::from_slice(&f.body)
+                .map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;
+            let n = record::records_of(&v, &r.records)
+                .map_err(|m| format!("{shown}: {m}"))?
+                .len();
             Ok(format!("{n} records on page 1 for {day}"))
         }
-        Err(http::Failure::Auth { status, .. }) => Err(format!("{shown}: HTTP {status}: credentials refused")),
+        Err(http::Failure::Auth { status, .. }) => {
+            Err(format!("{shown}: HTTP {status}: credentials refused"))
+        }
         Err(http::Failure::Retry { message, .. }) | Err(http::Failure::Fatal { message, .. }) => {
             Err(format!("{shown}: {message}"))
         }

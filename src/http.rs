@@ -319,10 +319,17 @@ fn transport_message(e: &ureq::Error) -> String {
 }
 
 /// Page one of a slice: base + path, fixed query, date params, auth param.
-pub fn slice_url(client: &Client, route: &Route, auth: &ResolvedAuth, from: NaiveDate, to: NaiveDate) -> Result<Url> {
+pub fn slice_url(
+    client: &Client,
+    route: &Route,
+    auth: &ResolvedAuth,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Url> {
     let mut url = route_url(client, &route.path)?;
     let p = &route.date_params;
-    let (start, end) = crate::dates::bounds(from, to, &p.format, p.end_style, route.timezone.as_ref());
+    let (start, end) =
+        crate::dates::bounds(from, to, &p.format, p.end_style, route.timezone.as_ref());
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in &route.query {

@@ -62,7 +62,7 @@ pub fn date_index(table: &str) -> String {
     let digest = Sha256::digest(table.as_bytes());
     let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     let keep = MAX_IDENT - "idx_".len() - 1 - tag.len();
-    format!("idx_{}_{tag}", &table[..keep])
+    format!("idx_{}_{tag}", &table[..keep.min(table.len())])
 }
 
 /// Double-quoted identifier (names are ASCII from `sanitize`, quotes doubled anyway).
@@ -110,6 +110,16 @@ mod tests {
         assert_eq!(unique_constraint(&t).len(), 63);
         let e = raw_table("2151", &format!("{route_ok}x")).unwrap_err();
         assert!(e.contains("63-byte"), "{e}");
+    }
+
+    #[test]
+    fn every_table_length_gets_an_index_name_that_fits() {
+        for n in 1..=(63 - 8 - 23) {
+            let t = raw_table("2151", &"r".repeat(n)).unwrap();
+            let i = date_index(&t);
+            assert!(i.len() <= MAX_IDENT, "{i}");
+            assert!(i.starts_with("idx_dados_raw_cliente_2151_r"), "{i}");
+        }
     }
 
     #[test]

@@ -22,9 +22,33 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// argh's own `from_env` exits 1 on a usage error; SPEC §2 says 2.
+fn parse_args() -> Result<cli::Args, ExitCode> {
+    let strings: Vec<String> = std::env::args().collect();
+    let cmd = strings
+        .first()
+        .map(|s| s.rsplit(['/', '\\']).next().unwrap_or(s))
+        .unwrap_or("atlas");
+    let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
+    <cli::Args as argh::FromArgs>::from_args(&[cmd], &rest).map_err(|early| match early.status {
+        Ok(()) => {
+            println!("{}", early.output);
+            ExitCode::SUCCESS
+        }
+        Err(()) => {
+            eprintln!("{}", early.output);
+            eprintln!("Run {cmd} --help for more information.");
+            ExitCode::from(exit::Exit::Usage.code())
+        }
+    })
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args: cli::Args = argh::from_env();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let style = report::Style { plain: args.plain };
     let quit = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -45,7 +45,11 @@ pub fn period(
 pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
     let cfg = env.require_config()?;
     let (_, route) = cfg.route(&a.client, &a.route)?;
-    let from = a.from.as_deref().map(|s| app::parse_day(s, "--from")).transpose()?;
+    let from = a
+        .from
+        .as_deref()
+        .map(|s| app::parse_day(s, "--from"))
+        .transpose()?;
     let until = match a.until.as_deref() {
         Some(s) => app::parse_day(s, "--until")?,
         None => {
@@ -57,7 +61,12 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
         }
     };
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
-    let flags = RunFlags { threads: a.threads, writers: a.writers, batch_export: a.batch_export, retry_max: a.retry_max };
+    let flags = RunFlags {
+        threads: a.threads,
+        writers: a.writers,
+        batch_export: a.batch_export,
+        retry_max: a.retry_max,
+    };
     // Bad flags fail before anything is written.
     crate::config::RunSettings::resolve(&flags, &|k| std::env::var(k).ok(), &cfg.file_settings)?;
 
@@ -73,11 +82,17 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
             "{}",
             env.style.line(
                 "⏳",
-                &format!("Outra sincronização de {} / {} está em andamento: nada a fazer", a.client, a.route)
+                &format!(
+                    "Outra sincronização de {} / {} está em andamento: nada a fazer",
+                    a.client, a.route
+                )
             )
         );
         if a.json {
-            println!("{}", serde_json::json!({"client": a.client, "route": a.route, "status": "busy", "exit_code": 0}));
+            println!(
+                "{}",
+                serde_json::json!({"client": a.client, "route": a.route, "status": "busy", "exit_code": 0})
+            );
         }
         return Ok(Exit::Ok);
     }
@@ -107,7 +122,13 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
     let (id, _, _) = app::create_scrap(env, &cfg, &a.client, &a.route, start, end)?;
     eprintln!(
         "{}",
-        env.style.line("🔄", &format!("Sincronizando {} / {}: scrap {id}, {start} até {end}", a.client, a.route))
+        env.style.line(
+            "🔄",
+            &format!(
+                "Sincronizando {} / {}: scrap {id}, {start} até {end}",
+                a.client, a.route
+            )
+        )
     );
     let exit = app::run_scrap(env, id, &flags, a.json);
     // The lock goes with the session; said explicitly for readers.
@@ -126,21 +147,39 @@ mod tests {
     #[test]
     fn first_sync_needs_a_start() {
         assert!(period(None, None, None, d("2025-01-10"), 1).is_err());
-        assert_eq!(period(None, Some(d("2025-01-01")), None, d("2025-01-10"), 1).unwrap(), Some((d("2025-01-01"), d("2025-01-10"))));
-        assert_eq!(period(None, None, Some(d("2025-01-05")), d("2025-01-10"), 1).unwrap(), Some((d("2025-01-05"), d("2025-01-10"))));
+        assert_eq!(
+            period(None, Some(d("2025-01-01")), None, d("2025-01-10"), 1).unwrap(),
+            Some((d("2025-01-01"), d("2025-01-10")))
+        );
+        assert_eq!(
+            period(None, None, Some(d("2025-01-05")), d("2025-01-10"), 1).unwrap(),
+            Some((d("2025-01-05"), d("2025-01-10")))
+        );
     }
 
     #[test]
     fn later_syncs_start_after_the_last_day_minus_lookback() {
         let last = Some(d("2025-01-10"));
-        assert_eq!(period(last, None, None, d("2025-01-15"), 1).unwrap(), Some((d("2025-01-10"), d("2025-01-15"))));
-        assert_eq!(period(last, None, None, d("2025-01-15"), 0).unwrap(), Some((d("2025-01-11"), d("2025-01-15"))));
-        assert_eq!(period(last, None, None, d("2025-01-15"), 3).unwrap(), Some((d("2025-01-08"), d("2025-01-15"))));
+        assert_eq!(
+            period(last, None, None, d("2025-01-15"), 1).unwrap(),
+            Some((d("2025-01-10"), d("2025-01-15")))
+        );
+        assert_eq!(
+            period(last, None, None, d("2025-01-15"), 0).unwrap(),
+            Some((d("2025-01-11"), d("2025-01-15")))
+        );
+        assert_eq!(
+            period(last, None, None, d("2025-01-15"), 3).unwrap(),
+            Some((d("2025-01-08"), d("2025-01-15")))
+        );
         // Nothing new: the last day is loaded; the lookback alone does not run.
         assert_eq!(period(last, None, None, d("2025-01-10"), 0).unwrap(), None);
         assert_eq!(period(last, None, None, d("2025-01-10"), 2).unwrap(), None);
         assert_eq!(period(last, None, None, d("2025-01-09"), 2).unwrap(), None);
         // --from bounds the lookback.
-        assert_eq!(period(last, Some(d("2025-01-10")), None, d("2025-01-15"), 5).unwrap(), Some((d("2025-01-10"), d("2025-01-15"))));
+        assert_eq!(
+            period(last, Some(d("2025-01-10")), None, d("2025-01-15"), 5).unwrap(),
+            Some((d("2025-01-10"), d("2025-01-15")))
+        );
     }
 }

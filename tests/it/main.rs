@@ -1,6 +1,9 @@
 //! Integration tests: the real `atlas` binary, real HTTP to the sample API on
 //! loopback, real PostgreSQL (one throwaway database per test).
 
+mod faults;
 mod foundation;
 mod run;
+mod shapes;
+mod sync;
 mod util;
