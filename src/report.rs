@@ -191,6 +191,9 @@ pub struct ErrorContext {
     pub body: Option<String>,
 }
 
+/// Line ending of the error log: the platform's, so Notepad shows it right.
+const NL: &str = if cfg!(windows) { "\r\n" } else { "\n" };
+
 /// `erros_scraps.log`: one block per error, appended, shared by all threads.
 pub struct ErrorLog {
     path: PathBuf,
@@ -214,32 +217,32 @@ impl ErrorLog {
     pub fn write(&self, what: &str, ctx: &ErrorContext, error: &str) {
         let mut block = String::new();
         block.push_str(&format!(
-            "==== {} | {what}\n",
+            "==== {} | {what}{NL}",
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         ));
         if let Some(id) = ctx.scrap {
-            block.push_str(&format!("scrap: {id}\n"));
+            block.push_str(&format!("scrap: {id}{NL}"));
         }
-        block.push_str(&format!("cliente: {} | rota: {}\n", ctx.client, ctx.route));
+        block.push_str(&format!("cliente: {} | rota: {}{NL}", ctx.client, ctx.route));
         if let Some((f, t)) = ctx.slice {
-            block.push_str(&format!("fatia: {f} até {t}\n"));
+            block.push_str(&format!("fatia: {f} até {t}{NL}"));
         }
         if let Some(p) = ctx.page {
-            block.push_str(&format!("página: {p}\n"));
+            block.push_str(&format!("página: {p}{NL}"));
         }
         if let Some((a, m)) = ctx.attempt {
-            block.push_str(&format!("tentativa: {a}/{m}\n"));
+            block.push_str(&format!("tentativa: {a}/{m}{NL}"));
         }
         if let Some(u) = &ctx.url {
-            block.push_str(&format!("url: {u}\n"));
+            block.push_str(&format!("url: {u}{NL}"));
         }
         if let Some(s) = ctx.status {
-            block.push_str(&format!("http: {s}\n"));
+            block.push_str(&format!("http: {s}{NL}"));
         }
         if let Some(b) = ctx.body.as_deref().filter(|b| !b.is_empty()) {
-            block.push_str(&format!("corpo: {b}\n"));
+            block.push_str(&format!("corpo: {b}{NL}"));
         }
-        block.push_str(&format!("erro: {error}\n\n"));
+        block.push_str(&format!("erro: {error}{NL}{NL}"));
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             match OpenOptions::new()
