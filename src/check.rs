@@ -134,7 +134,7 @@ fn probe(
     let shown = http::redact(&url, auth.query_param());
     match http::get(agent, &url, &r.headers, auth) {
         Ok(f) => {
-            let v: serde_json::Value = serde_json::from_slice(&f.body)
+            let v = crate::json::Json::parse(&f.body)
                 .map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;
             let n = record::records_of(&v, &r.records)
                 .map_err(|m| format!("{shown}: {m}"))?

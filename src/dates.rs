@@ -5,10 +5,10 @@
 //! day) unless the route sets `timezone`; epoch numbers need a zone and use
 //! the route's, or UTC.
 
+use crate::json::Json;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
 use serde::Deserialize;
-use serde_json::Value;
 use std::fmt::Write as _;
 
 /// How the last day of a slice is sent.
@@ -159,20 +159,22 @@ pub const DATE_KEYS: &[&str] = &[
 
 /// The record's reference date, or why none was found.
 pub fn record_date(
-    record: &Value,
+    record: &Json<'_>,
     field: Option<&str>,
     zone: Option<&Zone>,
 ) -> Result<NaiveDate, String> {
     match field {
         Some(ptr) => match record.pointer(ptr) {
-            None | Some(Value::Null) => Err(format!("no value at {ptr}")),
+            None | Some(Json::Null) => Err(format!("no value at {ptr}")),
             Some(v) => value_date(v, zone)
                 .ok_or_else(|| format!("value at {ptr} is not a date: {}", snippet(v))),
         },
         None => {
-            let obj = record.as_object().ok_or("record is not an object")?;
+            if !matches!(record, Json::Obj(_)) {
+                return Err("record is not an object".into());
+            }
             for key in DATE_KEYS {
-                if let Some(v) = obj.get(*key) {
+                if let Some(v) = record.get(key) {
                     if let Some(d) = value_date(v, zone) {
                         return Ok(d);
                     }
@@ -186,7 +188,7 @@ pub fn record_date(
     }
 }
 
-fn snippet(v: &Value) -> String {
+fn snippet(v: &Json<'_>) -> String {
     let s = v.to_string();
     if s.len() > 60 {
         format!("{}...", &s[..s.floor_char_boundary(60)])
@@ -196,10 +198,10 @@ fn snippet(v: &Value) -> String {
 }
 
 /// A date from a JSON value: strings in the formats of SPEC §3, numbers as epoch.
-pub fn value_date(v: &Value, zone: Option<&Zone>) -> Option<NaiveDate> {
+pub fn value_date(v: &Json<'_>, zone: Option<&Zone>) -> Option<NaiveDate> {
     match v {
-        Value::String(s) => str_date(s.trim(), zone),
-        Value::Number(n) => {
+        Json::Str(s) => str_date(s.trim(), zone),
+        Json::Num(n) => {
             let x = n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?;
             // Past 1e11 seconds is year 5138: such numbers are milliseconds.
             let t = if x.abs() >= 100_000_000_000 {
@@ -254,7 +256,16 @@ fn str_date(s: &str, zone: Option<&Zone>) -> Option<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::from_value;
     use serde_json::json;
+
+    fn vd(v: serde_json::Value, zone: Option<&Zone>) -> Option<NaiveDate> {
+        value_date(&from_value(&v), zone)
+    }
+
+    fn rd(v: serde_json::Value, field: Option<&str>) -> Result<NaiveDate, String> {
+        record_date(&from_value(&v), field, None)
+    }
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -262,47 +273,41 @@ mod tests {
 
     #[test]
     fn plain_and_brazilian_dates() {
+        assert_eq!(vd(json!("2025-01-31"), None), Some(d("2025-01-31")));
+        assert_eq!(vd(json!("31/01/2025"), None), Some(d("2025-01-31")));
         assert_eq!(
-            value_date(&json!("2025-01-31"), None),
+            vd(json!("31/01/2025 23:59:59"), None),
             Some(d("2025-01-31"))
         );
-        assert_eq!(
-            value_date(&json!("31/01/2025"), None),
-            Some(d("2025-01-31"))
-        );
-        assert_eq!(
-            value_date(&json!("31/01/2025 23:59:59"), None),
-            Some(d("2025-01-31"))
-        );
-        assert_eq!(value_date(&json!("2025-02-30"), None), None);
-        assert_eq!(value_date(&json!("ontem"), None), None);
-        assert_eq!(value_date(&json!(true), None), None);
+        assert_eq!(vd(json!("2025-02-30"), None), None);
+        assert_eq!(vd(json!("ontem"), None), None);
+        assert_eq!(vd(json!(true), None), None);
     }
 
     #[test]
     fn timestamps_keep_their_own_local_day() {
         assert_eq!(
-            value_date(&json!("2025-01-01T23:30:00-03:00"), None),
+            vd(json!("2025-01-01T23:30:00-03:00"), None),
             Some(d("2025-01-01"))
         );
         assert_eq!(
-            value_date(&json!("2025-01-01T23:30:00.123-0300"), None),
+            vd(json!("2025-01-01T23:30:00.123-0300"), None),
             Some(d("2025-01-01"))
         );
         assert_eq!(
-            value_date(&json!("2025-01-02T00:00:00+05:30"), None),
+            vd(json!("2025-01-02T00:00:00+05:30"), None),
             Some(d("2025-01-02"))
         );
         assert_eq!(
-            value_date(&json!("2025-01-01T23:59:59.999Z"), None),
+            vd(json!("2025-01-01T23:59:59.999Z"), None),
             Some(d("2025-01-01"))
         );
         assert_eq!(
-            value_date(&json!("2025-01-01 10:00:00"), None),
+            vd(json!("2025-01-01 10:00:00"), None),
             Some(d("2025-01-01"))
         );
         assert_eq!(
-            value_date(&json!("2025-01-01T10:00:00.5"), None),
+            vd(json!("2025-01-01T10:00:00.5"), None),
             Some(d("2025-01-01"))
         );
     }
@@ -313,16 +318,16 @@ mod tests {
         // 23:30 at -03:00 is 02:30 UTC next day; in UTC that is the 2nd.
         let utc = Zone::parse("UTC").unwrap();
         assert_eq!(
-            value_date(&json!("2025-01-01T23:30:00-03:00"), Some(&utc)),
+            vd(json!("2025-01-01T23:30:00-03:00"), Some(&utc)),
             Some(d("2025-01-02"))
         );
         assert_eq!(
-            value_date(&json!("2025-01-02T01:00:00Z"), Some(&sp)),
+            vd(json!("2025-01-02T01:00:00Z"), Some(&sp)),
             Some(d("2025-01-01"))
         );
         let fixed = Zone::parse("+05:30").unwrap();
         assert_eq!(
-            value_date(&json!("2025-01-01T20:00:00Z"), Some(&fixed)),
+            vd(json!("2025-01-01T20:00:00Z"), Some(&fixed)),
             Some(d("2025-01-02"))
         );
         assert!(Zone::parse("Nowhere/City").is_err());
@@ -332,41 +337,35 @@ mod tests {
     #[test]
     fn epoch_seconds_and_millis() {
         // 2025-01-01T00:00:00Z
+        assert_eq!(vd(json!(1_735_689_600), None), Some(d("2025-01-01")));
         assert_eq!(
-            value_date(&json!(1_735_689_600), None),
+            vd(json!(1_735_689_600_000_i64), None),
             Some(d("2025-01-01"))
         );
         assert_eq!(
-            value_date(&json!(1_735_689_600_000_i64), None),
-            Some(d("2025-01-01"))
-        );
-        assert_eq!(
-            value_date(&json!(1_735_775_999_999_i64), None),
+            vd(json!(1_735_775_999_999_i64), None),
             Some(d("2025-01-01"))
         );
         let sp = Zone::parse("-03:00").unwrap();
-        assert_eq!(
-            value_date(&json!(1_735_689_600), Some(&sp)),
-            Some(d("2024-12-31"))
-        );
+        assert_eq!(vd(json!(1_735_689_600), Some(&sp)), Some(d("2024-12-31")));
     }
 
     #[test]
     fn configured_pointer_and_detection() {
         let r = json!({"pedido": {"datas": {"emissao": "05/03/2025"}}, "data": "x"});
         assert_eq!(
-            record_date(&r, Some("/pedido/datas/emissao"), None),
+            rd(r.clone(), Some("/pedido/datas/emissao")),
             Ok(d("2025-03-05"))
         );
-        let e = record_date(&r, Some("/pedido/nada"), None).unwrap_err();
+        let e = rd(r.clone(), Some("/pedido/nada")).unwrap_err();
         assert!(e.contains("/pedido/nada"));
-        let e = record_date(&r, Some("/data"), None).unwrap_err();
+        let e = rd(r.clone(), Some("/data")).unwrap_err();
         assert!(e.contains("not a date"));
         // detection skips a `data` that is not a date and finds the next key
         let r = json!({"data": "n/a", "dataEmissao": "2025-03-05T10:00:00-03:00"});
-        assert_eq!(record_date(&r, None, None), Ok(d("2025-03-05")));
-        assert!(record_date(&json!({"valor": 1}), None, None).is_err());
-        assert!(record_date(&json!([1]), None, None).is_err());
+        assert_eq!(rd(r.clone(), None), Ok(d("2025-03-05")));
+        assert!(rd(json!({"valor": 1}).clone(), None).is_err());
+        assert!(rd(json!([1]).clone(), None).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod db;
 mod exit;
 mod http;
 mod ident;
+mod json;
 mod ledger;
 mod paginate;
 mod pipeline;

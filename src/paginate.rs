@@ -4,7 +4,7 @@
 //! Pure: it sees bodies and headers, builds URLs, and never does I/O.
 
 use crate::config::{Pagination, Paging};
-use serde_json::Value;
+use crate::json::Json;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use url::Url;
@@ -137,7 +137,7 @@ impl Pager {
     pub fn advance(
         &mut self,
         raw: &[u8],
-        body: &Value,
+        body: &Json<'_>,
         link: Option<&str>,
         n: usize,
     ) -> Result<bool, String> {
@@ -244,16 +244,15 @@ impl Pager {
     /// it; a different value is a contradiction.
     fn declared_total(
         &mut self,
-        body: &Value,
+        body: &Json<'_>,
         ptr: Option<&str>,
         what: &str,
     ) -> Result<Option<u64>, String> {
         let Some(ptr) = ptr else { return Ok(None) };
         let now = match body.pointer(ptr) {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(x)) => x.as_u64(),
-            Some(Value::String(s)) => s.trim().parse().ok(),
-            Some(_) => None,
+            Some(Json::Num(x)) => x.as_u64(),
+            Some(Json::Str(s)) => s.trim().parse().ok(),
+            _ => None,
         };
         match (self.declared, now) {
             (Some(a), Some(b)) if a != b => Err(format!(
@@ -269,10 +268,10 @@ impl Pager {
 }
 
 /// A cursor or URL value: strings and numbers; null, absent or empty = none.
-fn token(v: Option<&Value>) -> Option<String> {
+fn token(v: Option<&Json<'_>>) -> Option<String> {
     match v {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Json::Str(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Json::Num(n)) => Some(n.to_string()),
         _ => None,
     }
 }
@@ -332,14 +331,14 @@ mod tests {
         }
     }
 
-    fn body(n: usize, extra: Value) -> (Vec<u8>, Value) {
+    fn body(n: usize, extra: serde_json::Value) -> (Vec<u8>, Json<'static>) {
         let mut v = extra;
-        v["data"] = Value::Array(
+        v["data"] = serde_json::Value::Array(
             (0..n)
                 .map(|i| json!({ "i": i, "r": fastrand::u64(..) }))
                 .collect(),
         );
-        (serde_json::to_vec(&v).unwrap(), v)
+        (serde_json::to_vec(&v).unwrap(), crate::json::from_value(&v))
     }
 
     fn q(u: &Url, k: &str) -> Option<String> {

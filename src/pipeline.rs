@@ -11,13 +11,13 @@ use crate::config::{Client, Route, RunSettings};
 use crate::db::{self, Inserter, Pool};
 use crate::exit::Exit;
 use crate::http::{self, Backoff, Failure, Limiter, ResolvedAuth};
+use crate::json::Json;
 use crate::ledger::{self, Claim, RunTotals, Scrap, SliceCounts, SliceEnd};
 use crate::paginate::Pager;
 use crate::record::{self, Row};
 use crate::report::{ErrorContext, ErrorLog, Style};
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
-use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,6 +77,14 @@ struct SliceTrack {
 struct Chunk {
     slice: Arc<SliceTrack>,
     rows: Vec<Row>,
+}
+
+/// What a 2xx body calls for when it cannot be used.
+enum BodyError {
+    /// Not JSON, cut short, or without the records: ask again.
+    Retry(String),
+    /// The data itself fails the slice (a guard, an undated record under `fail`).
+    Fatal(String),
 }
 
 /// How a fetcher's slice ended early.
@@ -287,17 +295,27 @@ impl Shared<'_, '_> {
                 return Err(SliceStop::Interrupted);
             }
             let page_no = pager.page_number();
-            let (raw, body, link) = self.get_page(pager.current(), &claim, page_no)?;
-            let records =
-                record::records_of(&body, &job.route.records).map_err(SliceStop::Failed)?;
-            let n = records.len();
-            let rows = record::page_rows(
-                records,
-                job.route,
-                (job.scrap.from, job.scrap.to),
-                claim.from,
-            )
-            .map_err(|m| SliceStop::Failed(format!("page {page_no}: {m}")))?;
+            let url = pager.current().clone();
+            // The body is parsed once, borrowed, inside the retry loop: a body
+            // that is not JSON or lacks the records is retried like a 5xx.
+            let (rows, more) = self.get_page(&url, &claim, page_no, |raw, link| {
+                let body = Json::parse(raw)
+                    .map_err(|e| BodyError::Retry(format!("the body is not valid JSON ({e})")))?;
+                let records =
+                    record::records_of(&body, &job.route.records).map_err(BodyError::Retry)?;
+                let n = records.len();
+                let rows = record::page_rows(
+                    records,
+                    job.route,
+                    (job.scrap.from, job.scrap.to),
+                    claim.from,
+                )
+                .map_err(|m| BodyError::Fatal(format!("page {page_no}: {m}")))?;
+                let more = pager
+                    .advance(raw, &body, link, n)
+                    .map_err(|guard| BodyError::Fatal(format!("page {page_no}: {guard}")));
+                Ok((rows, more))
+            })?;
             if let (Some(why), false) = (&rows.undated_reason, undated_logged) {
                 undated_logged = true;
                 let mut ctx = self.ctx(Some(&claim));
@@ -330,21 +348,26 @@ impl Shared<'_, '_> {
                     return Err(SliceStop::Interrupted);
                 }
             }
-            match pager.advance(&raw, &body, link.as_deref(), n) {
+            match more {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
-                Err(guard) => return Err(SliceStop::Failed(format!("page {page_no}: {guard}"))),
+                // A guard stops the slice only after the page's rows are on their way.
+                Err(BodyError::Fatal(m)) | Err(BodyError::Retry(m)) => {
+                    return Err(SliceStop::Failed(m))
+                }
             }
         }
     }
 
-    /// One page, with retries: returns the raw body, its JSON and the Link header.
-    fn get_page(
+    /// One page with retries; `on_body` turns a 2xx body into `T`, or says
+    /// the body calls for a retry or fails the slice.
+    fn get_page<T>(
         &self,
         url: &url::Url,
         claim: &Claim,
         page_no: u64,
-    ) -> Result<(Vec<u8>, Value, Option<String>), SliceStop> {
+        mut on_body: impl FnMut(&[u8], Option<&str>) -> Result<T, BodyError>,
+    ) -> Result<T, SliceStop> {
         let job = self.job;
         let max = job.settings.retry_max;
         let shown = http::redact(url, job.auth.query_param());
@@ -353,22 +376,15 @@ impl Shared<'_, '_> {
                 return Err(SliceStop::Interrupted);
             }
             let failure = match http::get(&self.agent, url, &job.route.headers, &job.auth) {
-                Ok(f) => match serde_json::from_slice::<Value>(&f.body) {
-                    Ok(v) => match record::records_of(&v, &job.route.records) {
-                        Ok(_) => return Ok((f.body, v, f.link)),
-                        Err(m) => Failure::Retry {
-                            status: Some(200),
-                            wait: None,
-                            message: m,
-                            body: http::snippet(&f.body, 300),
-                        },
-                    },
-                    Err(e) => Failure::Retry {
+                Ok(f) => match on_body(&f.body, f.link.as_deref()) {
+                    Ok(t) => return Ok(t),
+                    Err(BodyError::Retry(m)) => Failure::Retry {
                         status: Some(200),
                         wait: None,
-                        message: format!("the body is not valid JSON ({e})"),
+                        message: m,
                         body: http::snippet(&f.body, 300),
                     },
+                    Err(BodyError::Fatal(m)) => return Err(SliceStop::Failed(m)),
                 },
                 Err(f) => f,
             };

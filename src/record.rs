@@ -7,8 +7,8 @@
 
 use crate::config::{Route, Undated};
 use crate::dates;
+use crate::json::{self, Json};
 use chrono::NaiveDate;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// One row for a raw table.
@@ -19,10 +19,9 @@ pub struct Row {
     pub hash: String,
 }
 
-/// The canonical JSON text of a value.
-pub fn canonical(v: &Value) -> String {
-    // Map is a BTreeMap (the `preserve_order` feature is off), so keys come sorted.
-    v.to_string()
+/// The canonical JSON text of a record.
+pub fn canonical(v: &Json<'_>) -> String {
+    json::canonical(v)
 }
 
 /// Lowercase hex SHA-256 of some bytes.
@@ -50,32 +49,21 @@ pub struct PageRows {
 }
 
 /// The records array of a body, per the route's `records` pointer.
-pub fn records_of<'a>(body: &'a Value, pointer: &str) -> Result<&'a Vec<Value>, String> {
+pub fn records_of<'b, 'a>(body: &'b Json<'a>, pointer: &str) -> Result<&'b [Json<'a>], String> {
     match body.pointer(pointer) {
-        Some(Value::Array(a)) => Ok(a),
+        Some(Json::Arr(a)) => Ok(a),
         Some(other) => Err(format!(
             "the value at records pointer '{pointer}' is not an array but {}",
-            kind(other)
+            other.kind()
         )),
         None => Err(format!("the body has no records at pointer '{pointer}'")),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
 /// Turns a page's records into rows for the scrap period `period`.
 /// `slice_from` dates undated records under the `slice_start` rule.
 pub fn page_rows(
-    records: &[Value],
+    records: &[Json<'_>],
     route: &Route,
     period: (NaiveDate, NaiveDate),
     slice_from: NaiveDate,
@@ -130,19 +118,20 @@ pub fn page_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// The SPEC §4 test vector: independent of key order, UTF-8 kept raw,
     /// nested keys sorted. Computed independently with Python's
     /// `json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
     #[test]
     fn pinned_hash_vector() {
-        let a: Value = serde_json::from_str(
-            r#"{"numero": 7, "cliente": {"nome": "José", "cidade": "São Paulo"}, "valor": 10.5, "itens": [{"sku": "A", "qtd": 2}], "obs": "linha\n\"aspas\"", "nulo": null}"#,
+        let a = Json::parse(
+            r#"{"numero": 7, "cliente": {"nome": "José", "cidade": "São Paulo"}, "valor": 10.5, "itens": [{"sku": "A", "qtd": 2}], "obs": "linha\n\"aspas\"", "nulo": null}"#
+                .as_bytes(),
         )
         .unwrap();
-        let b: Value = serde_json::from_str(
-            r#"{"obs":"linha\n\"aspas\"","nulo":null,"itens":[{"qtd":2,"sku":"A"}],"valor":10.50,"cliente":{"cidade":"São Paulo","nome":"José"},"numero":7}"#,
+        let b = Json::parse(
+            r#"{"obs":"linha\n\"aspas\"","nulo":null,"itens":[{"qtd":2,"sku":"A"}],"valor":10.50,"cliente":{"cidade":"São Paulo","nome":"José"},"numero":7}"#
+                .as_bytes(),
         )
         .unwrap();
         let expected_text = r#"{"cliente":{"cidade":"São Paulo","nome":"José"},"itens":[{"qtd":2,"sku":"A"}],"nulo":null,"numero":7,"obs":"linha\n\"aspas\"","valor":10.5}"#;
@@ -165,7 +154,8 @@ mod tests {
     #[test]
     fn code_point_order_not_utf16() {
         // U+FB01 sorts after U+1F600 in UTF-16 but before it by code point.
-        let v = json!({"\u{1F600}": 1, "\u{FB01}": 2, "Z": 3, "a": 4});
+        let text = "{\"\u{1F600}\": 1, \"\u{FB01}\": 2, \"Z\": 3, \"a\": 4}";
+        let v = Json::parse(text.as_bytes()).unwrap();
         assert_eq!(
             canonical(&v),
             "{\"Z\":3,\"a\":4,\"\u{FB01}\":2,\"\u{1F600}\":1}"
@@ -174,12 +164,12 @@ mod tests {
 
     #[test]
     fn records_pointer_errors_are_clear() {
-        let body = json!({"data": {"x": 1}});
+        let body = Json::parse(br#"{"data": {"x": 1}}"#).unwrap();
         assert!(records_of(&body, "/data")
             .unwrap_err()
             .contains("not an array"));
         assert!(records_of(&body, "/dados").unwrap_err().contains("/dados"));
-        let arr = json!([1, 2]);
+        let arr = Json::parse(b"[1, 2]").unwrap();
         assert_eq!(records_of(&arr, "").unwrap().len(), 2);
     }
 }

@@ -223,7 +223,10 @@ impl ErrorLog {
         if let Some(id) = ctx.scrap {
             block.push_str(&format!("scrap: {id}{NL}"));
         }
-        block.push_str(&format!("cliente: {} | rota: {}{NL}", ctx.client, ctx.route));
+        block.push_str(&format!(
+            "cliente: {} | rota: {}{NL}",
+            ctx.client, ctx.route
+        ));
         if let Some((f, t)) = ctx.slice {
             block.push_str(&format!("fatia: {f} até {t}{NL}"));
         }

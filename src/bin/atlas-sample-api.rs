@@ -5,8 +5,8 @@
 //! (seed, day, index), so tests can recompute what was served. See `Args` for the flags.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,7 +17,6 @@ use chrono::{
 };
 use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 use url::form_urlencoded;
 
 const JSON: &str = "application/json; charset=utf-8";
@@ -40,7 +39,8 @@ struct Args {
     /// port to bind, 0 picks a free one (default 8080)
     #[argh(option, default = "8080")]
     port: u16,
-    /// worker threads (default 8)
+    /// accepted for compatibility and ignored: every connection gets its own thread, with no
+    /// limit (default 8)
     #[argh(option, default = "8")]
     threads: usize,
     /// records per calendar day (default 50, max 100000)
@@ -561,88 +561,341 @@ fn bad(message: impl Into<String>) -> Reply {
     Reply::error(400, &message.into())
 }
 
-fn send(request: Request, reply: Reply) {
-    // Never chunk: `truncate` relies on Content-Length, and clients get it everywhere.
-    let mut response = Response::from_data(reply.body)
-        .with_status_code(StatusCode(reply.status))
-        .with_chunked_threshold(usize::MAX);
-    let headers = std::iter::once(("Content-Type", reply.content_type.to_string()));
-    for (name, value) in headers.chain(reply.headers) {
-        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            Ok(h) => response.add_header(h),
-            Err(()) => log::warn!("dropping invalid header {name}: {value:?}"),
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 server: one thread per connection, keep-alive, request heads parsed by httparse
+// ---------------------------------------------------------------------------------------------
+
+/// Longest request head (request line and headers) accepted; longer is a 431.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header lines in a head; more is a 431.
+const MAX_HEADERS: usize = 100;
+/// Read and write timeout of every connection: an idle keep-alive connection is closed after
+/// this, and so is one whose client stops reading.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// One request head; its body, if any, has already been read and discarded.
+struct Request {
+    method: String,
+    /// The request target as sent: path and query.
+    target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    version: u8,
+    /// Names as sent, values trimmed; non-UTF-8 bytes replaced.
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers_named(name).next()
+    }
+
+    /// The declared body length, 0 without `Content-Length`; `None` if it is not a number or
+    /// repeated with another value.
+    fn content_length(&self) -> Option<u64> {
+        let mut lengths = self
+            .headers_named("Content-Length")
+            .map(|v| v.parse::<u64>().ok());
+        let first = lengths.next().unwrap_or(Some(0))?;
+        lengths.all(|l| l == Some(first)).then_some(first)
+    }
+
+    /// HTTP/1.1 keeps the connection unless the client says `close`; HTTP/1.0 closes it
+    /// unless the client asks for `keep-alive`.
+    fn keep_alive(&self) -> bool {
+        let has = |token: &str| {
+            self.headers_named("Connection")
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
+        !has("close") && (self.version >= 1 || has("keep-alive"))
+    }
+}
+
+/// What the connection reads next.
+enum Next {
+    Request(Request),
+    /// Answer this and close: the head was malformed, too large or unframeable.
+    Reject(Reply),
+    /// EOF, timeout or an I/O error: just close.
+    Close,
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// One accepted connection and the bytes read from it but not consumed yet (pipelining).
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Reads until the blank line that ends a head (CRLF CRLF, or a bare LF LF, which
+    /// httparse also accepts), parses it and skips any `Content-Length` body.
+    fn next_request(&mut self) -> Next {
+        let mut scanned = 0usize;
+        loop {
+            // Search only bytes not searched before, backing up over a split terminator.
+            let tail = &self.buf[scanned.saturating_sub(2)..];
+            let ended =
+                tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
+            scanned = self.buf.len();
+            if ended {
+                match self.parse_head() {
+                    Ok(Some(request)) => return self.skip_body(request),
+                    Ok(None) => {} // only empty lines so far: keep reading
+                    Err(reply) => return Next::Reject(reply),
+                }
+            }
+            if self.buf.len() >= MAX_HEAD {
+                return Next::Reject(Reply::error(431, "cabeçalho grande demais"));
+            }
+            let mut chunk = [0u8; 8192];
+            let room = (MAX_HEAD - self.buf.len()).min(chunk.len());
+            match self.stream.read(&mut chunk[..room]) {
+                Ok(0) => return Next::Close,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("read failed: {e}");
+                    return Next::Close;
+                }
+            }
         }
     }
-    if let Err(e) = request.respond(response) {
-        log::debug!("respond failed: {e}");
+
+    /// Parses the head at the start of `buf` and removes it from there; `None` while it is
+    /// still incomplete.
+    fn parse_head(&mut self) -> Result<Option<Request>, Reply> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let len = match parsed.parse(&self.buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Reply::error(431, "cabeçalhos demais"))
+            }
+            Err(e) => return Err(bad(format!("requisição malformada: {e}"))),
+        };
+        let (Some(method), Some(target), Some(version)) =
+            (parsed.method, parsed.path, parsed.version)
+        else {
+            return Err(bad("requisição malformada"));
+        };
+        let request = Request {
+            method: method.to_string(),
+            target: target.to_string(),
+            version,
+            headers: parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value);
+                    (h.name.to_string(), value.trim().to_string())
+                })
+                .collect(),
+        };
+        self.buf.drain(..len);
+        Ok(Some(request))
+    }
+
+    /// Reads and throws away a `Content-Length` body (this API has no use for bodies).
+    fn skip_body(&mut self, request: Request) -> Next {
+        if request.header("Transfer-Encoding").is_some() {
+            // Only chunked could be framed, and no client of this API sends a body at all.
+            return Next::Reject(Reply::error(501, "Transfer-Encoding não suportado"));
+        }
+        let Some(len) = request.content_length() else {
+            return Next::Reject(bad("Content-Length inválido"));
+        };
+        if len == 0 {
+            return Next::Request(request);
+        }
+        let expects = request.header("Expect");
+        if expects.is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) && request.version >= 1 {
+            let line = b"HTTP/1.1 100 Continue\r\n\r\n";
+            if self.stream.write_all(line).is_err() {
+                return Next::Close;
+            }
+        }
+        let buffered = usize::try_from(len).map_or(self.buf.len(), |l| l.min(self.buf.len()));
+        self.buf.drain(..buffered);
+        let rest = len - buffered as u64;
+        match io::copy(&mut (&self.stream).take(rest), &mut io::sink()) {
+            Ok(n) if n == rest => Next::Request(request),
+            _ => Next::Close,
+        }
+    }
+
+    /// Status line, headers announcing the whole body, then `body_len` bytes of the body (all
+    /// of it except for the `drop` fault); HEAD gets the headers only.
+    fn write_reply(
+        &mut self,
+        reply: &Reply,
+        head_only: bool,
+        keep_alive: bool,
+        body_len: usize,
+    ) -> io::Result<()> {
+        use std::fmt::Write as _;
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            reply.status,
+            reason_phrase(reply.status),
+            chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
+            reply.content_type,
+            reply.body.len(),
+        );
+        for (name, value) in &reply.headers {
+            if value.contains(['\r', '\n']) {
+                log::warn!("dropping invalid header {name}: {value:?}");
+            } else {
+                let _ = write!(head, "{name}: {value}\r\n");
+            }
+        }
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let _ = write!(head, "Connection: {connection}\r\n\r\n");
+        let body = match head_only {
+            true => &[][..],
+            false => &reply.body[..body_len.min(reply.body.len())],
+        };
+        // One write, so a small reply goes out as one segment.
+        let mut out = Vec::with_capacity(head.len() + body.len());
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(body);
+        self.stream.write_all(&out)?;
+        self.stream.flush()
+    }
+
+    /// Sends FIN, then drains what the client still sends for a moment, so that unread
+    /// request bytes do not turn the close into a reset that could destroy the reply.
+    fn close_gracefully(self) {
+        if self.stream.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = io::copy(&mut (&self.stream).take(1 << 20), &mut io::sink());
     }
 }
 
-/// `drop` fault: headers announce the full body, half of it is sent, then the TCP connection
-/// is shut down so the client sees a genuine mid-body transfer error.
-fn send_dropped(request: Request, reply: Reply, local: SocketAddr) {
-    let peer = request.remote_addr().copied();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
-        reply.status,
-        StatusCode(reply.status).default_reason_phrase(),
-        reply.content_type,
-        reply.body.len()
-    );
-    let mut writer = request.into_writer();
-    let half = &reply.body[..reply.body.len() / 2];
-    let sent = writer
-        .write_all(head.as_bytes())
-        .and_then(|()| writer.write_all(half))
-        .and_then(|()| writer.flush());
-    if let Err(e) = sent {
-        log::debug!("drop fault write failed: {e}");
+/// Answers requests on one connection until either side closes it, a timeout expires or a
+/// fault ends it.
+fn serve_connection(state: &State, stream: TcpStream) {
+    let timeouts = stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+        .and_then(|()| stream.set_nodelay(true));
+    if let Err(e) = timeouts {
+        log::warn!("cannot set up connection: {e}");
+        return;
     }
-    match peer {
-        Some(peer) if shutdown_connection(local.port(), peer) => {}
-        _ => log::warn!("drop fault: could not close the connection; client will time out"),
-    }
-}
-
-/// tiny_http keeps the connection open waiting for the next request and exposes no socket
-/// handle, so find our accepted socket by its peer address among the process's fds.
-#[cfg(target_os = "linux")]
-fn shutdown_connection(local_port: u16, peer: SocketAddr) -> bool {
-    use std::os::fd::BorrowedFd;
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return false;
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
     };
-    let mut closed = false;
-    for entry in entries.flatten() {
-        let is_socket = std::fs::read_link(entry.path())
-            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-        let fd = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok());
-        let Some(fd) = fd.filter(|_| is_socket) else {
-            continue;
+    loop {
+        let request = match conn.next_request() {
+            Next::Request(request) => request,
+            Next::Reject(reply) => {
+                let len = reply.body.len();
+                if conn.write_reply(&reply, false, false, len).is_ok() {
+                    conn.close_gracefully();
+                }
+                return;
+            }
+            Next::Close => return,
         };
-        // SAFETY: the fd was just listed as an open socket of this process; we only dup it
-        // (the dup is closed on drop) and never close the original. A racing close at worst
-        // makes the dup fail or point at another socket, which the address check rejects.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let Ok(owned) = borrowed.try_clone_to_owned() else {
-            continue;
+        let head_only = request.method == "HEAD";
+        let mut keep_alive = request.keep_alive();
+        let run = std::panic::AssertUnwindSafe(|| handle(state, &request));
+        let (reply, fault) = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+            log::error!("handler panicked");
+            keep_alive = false;
+            (Reply::raw(500, TEXT, b"erro interno".to_vec()), None)
+        });
+        let len = reply.body.len();
+        let sent = match fault {
+            Some(FaultKind::Drop) => {
+                // Headers announce the whole body, half of it goes out, then the connection
+                // is shut down: the client sees a genuine mid-body transfer error.
+                if let Err(e) = conn.write_reply(&reply, head_only, keep_alive, len / 2) {
+                    log::debug!("drop fault write failed: {e}");
+                }
+                let _ = conn.stream.shutdown(Shutdown::Both);
+                return;
+            }
+            Some(FaultKind::Slow) => {
+                std::thread::sleep(Duration::from_millis(state.args.slow_ms));
+                conn.write_reply(&reply, head_only, keep_alive, len)
+            }
+            _ => conn.write_reply(&reply, head_only, keep_alive, len),
         };
-        let stream = TcpStream::from(owned);
-        let ours = stream.peer_addr().ok() == Some(peer)
-            && stream.local_addr().is_ok_and(|a| a.port() == local_port);
-        if ours {
-            closed |= stream.shutdown(Shutdown::Both).is_ok();
+        match sent {
+            Err(e) => {
+                log::debug!("write failed: {e}");
+                return;
+            }
+            Ok(()) if !keep_alive => {
+                conn.close_gracefully();
+                return;
+            }
+            Ok(()) => {}
         }
     }
-    closed
 }
 
-#[cfg(not(target_os = "linux"))]
-fn shutdown_connection(_local_port: u16, _peer: SocketAddr) -> bool {
-    false
+fn bind(host: &str, port: u16) -> io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind((host, port))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Accept loop: every connection gets its own named thread for its whole life, so no
+/// connection ever waits for another one to close.
+fn serve(listener: &TcpListener, state: &Arc<State>) {
+    let mut accepted: u64 = 0;
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                accepted += 1;
+                let state = Arc::clone(state);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("conn-{accepted}-{peer}"))
+                    .spawn(move || serve_connection(&state, stream));
+                if let Err(e) = spawned {
+                    log::error!("cannot start a thread for {peer}: {e}");
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -681,10 +934,7 @@ impl State {
     fn authorized(&self, request: &Request, query: &Query) -> bool {
         match &self.args.auth {
             Auth::None => true,
-            Auth::Header { name, value } => request.headers().iter().any(|h| {
-                h.field.as_str().as_str().eq_ignore_ascii_case(name)
-                    && h.value.as_str().trim() == value
-            }),
+            Auth::Header { name, value } => request.headers_named(name).any(|v| v == value),
             Auth::Query { param: p, value } => param(query, p) == Some(value.as_str()),
         }
     }
@@ -1062,10 +1312,8 @@ fn serve_data(
     let pairs = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let fault = state.decide_fault(&format!("{path}?{}", encode_query(pairs)));
     let origin = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Host"))
-        .map_or_else(|| state.local.to_string(), |h| h.value.to_string());
+        .header("Host")
+        .map_or_else(|| state.local.to_string(), str::to_string);
     let ctx = Ctx {
         state,
         path,
@@ -1101,26 +1349,30 @@ fn fault_reply(state: &State, kind: FaultKind, reply: Reply) -> Reply {
     }
 }
 
-fn handle(state: &State, request: Request) {
+/// The reply to one request and the fault it carries; `slow` and `drop` are acted out by the
+/// connection when sending.
+fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
     let started = Instant::now();
-    let url = request.url().to_string();
-    let (path, raw_query) = url.split_once('?').unwrap_or((&url, ""));
+    let url = request.target.as_str();
+    let (path, raw_query) = url.split_once('?').unwrap_or((url, ""));
     let query: Query = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();
     let route = route_of(path);
     if matches!(route, Route::Stats) {
-        return send(request, serve_stats(state));
+        return (serve_stats(state), None);
     }
     lock(&state.stats).requests += 1;
 
     let (reply, fault) = match route {
-        _ if !matches!(request.method(), Method::Get | Method::Head) => {
-            (Reply::error(405, "método não permitido"), None)
+        _ if !matches!(request.method.as_str(), "GET" | "HEAD") => {
+            let mut reply = Reply::error(405, "método não permitido");
+            reply.headers.push(("Allow", "GET, HEAD".to_string()));
+            (reply, None)
         }
         Route::Stats | Route::NotFound => (Reply::error(404, "rota não encontrada"), None),
         Route::Expected => (serve_expected(state, &query), None),
-        Route::Data(kind) => serve_data(state, &request, kind, path, query),
+        Route::Data(kind) => serve_data(state, request, kind, path, query),
     };
     let reply = match fault {
         Some(kind) => fault_reply(state, kind, reply),
@@ -1129,19 +1381,12 @@ fn handle(state: &State, request: Request) {
     // Counted before any slow/drop action so /_stats is current while the client waits.
     state.record_status(reply.status);
     let elapsed = started.elapsed();
-    let method = request.method();
     log::debug!(
-        "{method} {url} -> {} {fault:?} in {elapsed:?}",
+        "{} {url} -> {} {fault:?} in {elapsed:?}",
+        request.method,
         reply.status
     );
-    match fault {
-        Some(FaultKind::Drop) => send_dropped(request, reply, state.local),
-        Some(FaultKind::Slow) => {
-            std::thread::sleep(Duration::from_millis(state.args.slow_ms));
-            send(request, reply);
-        }
-        _ => send(request, reply),
-    }
+    (reply, fault)
 }
 
 fn validate(args: &Args) -> Result<(), String> {
@@ -1160,6 +1405,16 @@ fn validate(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn new_state(args: Args, local: SocketAddr) -> Arc<State> {
+    Arc::new(State {
+        fault_rng: Mutex::new(fastrand::Rng::with_seed(args.fault_seed)),
+        args,
+        local,
+        stats: Mutex::new(Stats::default()),
+        attempts: Mutex::new(HashMap::new()),
+    })
+}
+
 fn main() {
     env_logger::init();
     let args: Args = argh::from_env();
@@ -1167,8 +1422,8 @@ fn main() {
         eprintln!("atlas-sample-api: {msg}");
         std::process::exit(2);
     }
-    let server = match Server::http((args.host.as_str(), args.port)) {
-        Ok(server) => Arc::new(server),
+    let (listener, local) = match bind(&args.host, args.port) {
+        Ok(bound) => bound,
         Err(e) => {
             eprintln!(
                 "atlas-sample-api: cannot bind {}:{}: {e}",
@@ -1177,46 +1432,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let Some(local) = server.server_addr().to_ip() else {
-        eprintln!("atlas-sample-api: not listening on an IP address");
-        std::process::exit(1);
-    };
     // Parents wait for this exact line to learn the port, so flush it at once. No println!:
     // a parent that already closed our stdout must not make us panic.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on http://{local}").and_then(|()| stdout.flush());
     drop(stdout);
 
-    let state = Arc::new(State {
-        fault_rng: Mutex::new(fastrand::Rng::with_seed(args.fault_seed)),
-        args,
-        local,
-        stats: Mutex::new(Stats::default()),
-        attempts: Mutex::new(HashMap::new()),
-    });
-    let workers: Vec<_> = (0..state.args.threads)
-        .map(|_| {
-            let (server, state) = (Arc::clone(&server), Arc::clone(&state));
-            std::thread::spawn(move || loop {
-                match server.recv() {
-                    // A panic drops the request (tiny_http answers 500) but keeps the worker.
-                    Ok(request) => {
-                        let run = std::panic::AssertUnwindSafe(|| handle(&state, request));
-                        if std::panic::catch_unwind(run).is_err() {
-                            log::error!("handler panicked");
-                        }
-                    }
-                    Err(e) => {
-                        log::error!("accept failed: {e}");
-                        break;
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
+    serve(&listener, &new_state(args, local));
 }
 
 #[cfg(test)]
@@ -1225,6 +1447,223 @@ mod tests {
 
     fn args(extra: &[&str]) -> Args {
         Args::from_args(&["atlas-sample-api"], extra).expect("valid test args")
+    }
+
+    /// The server on a free loopback port, serving from a background thread.
+    fn start(extra: &[&str]) -> SocketAddr {
+        let a = args(&[&["--port", "0"], extra].concat());
+        let (listener, local) = bind(&a.host, a.port).expect("bind a free port");
+        let state = new_state(a, local);
+        std::thread::spawn(move || serve(&listener, &state));
+        local
+    }
+
+    struct Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        /// The body was shorter than `Content-Length` when the connection ended.
+        cut: bool,
+    }
+
+    impl Response {
+        fn header(&self, name: &str) -> Option<&str> {
+            let found = self
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name));
+            found.map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// A raw keep-alive client on one connection, so reuse is certain.
+    struct Client {
+        stream: TcpStream,
+        buf: Vec<u8>,
+    }
+
+    impl Client {
+        fn connect(addr: SocketAddr) -> Client {
+            let stream = TcpStream::connect(addr).expect("connect");
+            let timeout = Some(Duration::from_secs(5));
+            stream.set_read_timeout(timeout).expect("read timeout");
+            Client {
+                stream,
+                buf: Vec::new(),
+            }
+        }
+
+        fn fill(&mut self) -> usize {
+            let mut chunk = [0u8; 16384];
+            let n = self.stream.read(&mut chunk).expect("read a response");
+            self.buf.extend_from_slice(&chunk[..n]);
+            n
+        }
+
+        fn send(&mut self, raw: &[u8]) {
+            self.stream.write_all(raw).expect("write a request");
+        }
+
+        fn response(&mut self, head_only: bool) -> Response {
+            let (len, status, headers) = loop {
+                let mut slots = [httparse::EMPTY_HEADER; 32];
+                let mut parsed = httparse::Response::new(&mut slots);
+                if let httparse::Status::Complete(len) = parsed.parse(&self.buf).expect("head") {
+                    let headers: Vec<(String, String)> = parsed
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.into(), String::from_utf8_lossy(h.value).into()))
+                        .collect();
+                    break (len, parsed.code.expect("status"), headers);
+                }
+                assert!(self.fill() > 0, "connection closed before a response head");
+            };
+            self.buf.drain(..len);
+            let mut response = Response {
+                status,
+                headers,
+                body: Vec::new(),
+                cut: false,
+            };
+            let length = match head_only {
+                true => 0,
+                false => response
+                    .header("Content-Length")
+                    .and_then(|v| v.parse().ok())
+                    .expect("Content-Length"),
+            };
+            while self.buf.len() < length {
+                if self.fill() == 0 {
+                    response.cut = true;
+                    break;
+                }
+            }
+            response.body = self.buf.drain(..length.min(self.buf.len())).collect();
+            response
+        }
+
+        fn get(&mut self, target: &str) -> Response {
+            self.send(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+            self.response(false)
+        }
+
+        /// True once the server has closed its side.
+        fn closed(&mut self) -> bool {
+            self.buf.is_empty() && self.fill() == 0
+        }
+    }
+
+    const RANGE: &str = "data_inicial=2025-01-01&data_final=2025-01-03";
+
+    /// tiny_http's pool left some of a burst of keep-alive connections unread until another
+    /// one closed. Here all 16 must get their first answer while every connection is still
+    /// open (the old server failed this about two runs in three), then finish 20 requests.
+    #[test]
+    fn burst_of_keep_alive_connections() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let addr = start(&["--per-day", "50", "--threads", "2"]);
+        let clients = 16;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        let barrier = Arc::new(std::sync::Barrier::new(clients));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                let (barrier, answered) = (Arc::clone(&barrier), Arc::clone(&answered));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut client = Client::connect(addr);
+                    for page in 1..=20 {
+                        let r = client.get(&format!("/page/pedidos?{RANGE}&page={page}"));
+                        assert_eq!(r.status, 200);
+                        assert_eq!(r.header("Connection"), Some("keep-alive"));
+                        let body: Value = serde_json::from_slice(&r.body).expect("json");
+                        assert_eq!(body["pagina"], page);
+                        if page == 1 {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            while answered.load(Ordering::SeqCst) < clients {
+                                assert!(Instant::now() < deadline, "a connection was starved");
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("client thread");
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+        let stats = Client::connect(addr).get("/_stats");
+        let stats: Value = serde_json::from_slice(&stats.body).expect("json");
+        assert_eq!(stats["requests"], 16 * 20);
+    }
+
+    #[test]
+    fn framing_and_connection_handling() {
+        let addr = start(&["--per-day", "10"]);
+        let mut c = Client::connect(addr);
+        // HEAD: the GET headers, no body, connection kept.
+        c.send(b"HEAD /_stats HTTP/1.1\r\nHost: x\r\n\r\n");
+        let head = c.response(true);
+        assert_eq!(head.status, 200);
+        assert!(head.header("Content-Length").is_some_and(|l| l != "0"));
+        // A body is skipped; pipelined requests are answered in order.
+        c.send(b"POST /page/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /x HTTP/1.1\r\n\r\n");
+        let post = c.response(false);
+        assert_eq!(
+            (post.status, post.header("Allow")),
+            (405, Some("GET, HEAD"))
+        );
+        assert_eq!(c.response(false).status, 404);
+        // `Connection: close` is honoured.
+        c.send(b"GET /_stats HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let last = c.response(false);
+        assert_eq!(
+            (last.status, last.header("Connection")),
+            (200, Some("close"))
+        );
+        assert!(c.closed());
+        // HTTP/1.0 closes unless asked to keep alive.
+        let mut c = Client::connect(addr);
+        c.send(b"GET /_stats HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(c.response(false).header("Connection"), Some("keep-alive"));
+        c.send(b"GET /_stats HTTP/1.0\r\n\r\n");
+        assert_eq!(c.response(false).header("Connection"), Some("close"));
+        assert!(c.closed());
+        // A malformed head is a 400, an oversized one a 431; both close.
+        let mut c = Client::connect(addr);
+        c.send(b"GET\x01 / HTTP/1.1\r\n\r\n");
+        assert_eq!(c.response(false).status, 400);
+        assert!(c.closed());
+        let mut c = Client::connect(addr);
+        c.send(format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70_000)).as_bytes());
+        assert_eq!(c.response(false).status, 431);
+        assert!(c.closed());
+    }
+
+    #[test]
+    fn drop_fault_cuts_the_body() {
+        let addr = start(&[
+            "--per-day",
+            "10",
+            "--fail-first",
+            "1",
+            "--fault-kinds",
+            "drop",
+        ]);
+        let target = format!("/offset/pedidos?{RANGE}");
+        let mut c = Client::connect(addr);
+        let dropped = c.get(&target);
+        assert_eq!(dropped.status, 200);
+        assert!(dropped.cut && !dropped.body.is_empty());
+        assert!(c.closed());
+        let mut c = Client::connect(addr);
+        let whole = c.get(&target);
+        assert!(!whole.cut);
+        assert_eq!(whole.body.len() / 2, dropped.body.len());
+        assert!(serde_json::from_slice::<Value>(&whole.body).is_ok());
     }
 
     fn date(s: &str) -> NaiveDate {
