@@ -71,13 +71,10 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
     crate::config::RunSettings::resolve(&flags, &|k| std::env::var(k).ok(), &cfg.file_settings)?;
 
     let db = env.database(Some(&cfg))?;
-    let mut lock_conn = db.connect()?;
-    crate::db::require_schema(&mut lock_conn)?;
-    let key = format!("atlas-sync:{}:{}", a.client, a.route);
-    let got: bool = lock_conn
-        .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])?
-        .get(0);
-    if !got {
+    let mut conn = db.connect()?;
+    crate::db::require_schema(&mut conn)?;
+    let Some(mut lock) = SyncLock::try_take(conn, &format!("atlas-sync:{}:{}", a.client, a.route))?
+    else {
         eprintln!(
             "{}",
             env.style.line(
@@ -95,8 +92,8 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
             );
         }
         return Ok(Exit::Ok);
-    }
-    let last = ledger::last_loaded_day(&mut lock_conn, &a.client, &a.route)?;
+    };
+    let last = ledger::last_loaded_day(&mut lock.conn, &a.client, &a.route)?;
     let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
         eprintln!(
             "{}",
@@ -130,10 +127,35 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
             )
         )
     );
-    let exit = app::run_scrap(env, id, &flags, a.json);
-    // The lock goes with the session; said explicitly for readers.
-    let _ = lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&key]);
-    exit
+    app::run_scrap(env, id, &flags, a.json)
+}
+
+/// The per-(client, route) sync lock: a session advisory lock, released
+/// explicitly on every way out (a closed session releases it too, but only
+/// once the server notices, which may be after the next sync has started).
+struct SyncLock {
+    conn: postgres::Client,
+    key: String,
+}
+
+impl SyncLock {
+    fn try_take(mut conn: postgres::Client, key: &str) -> Result<Option<SyncLock>> {
+        let got: bool = conn
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])?
+            .get(0);
+        Ok(got.then(|| SyncLock {
+            conn,
+            key: key.to_string(),
+        }))
+    }
+}
+
+impl Drop for SyncLock {
+    fn drop(&mut self) {
+        let _ = self
+            .conn
+            .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&self.key]);
+    }
 }
 
 #[cfg(test)]

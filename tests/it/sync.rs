@@ -32,6 +32,21 @@ fn standard_api() -> Api {
     Api::start(&["--per-day", &PER_DAY.to_string(), "--page-size", "5"])
 }
 
+/// `Atlas::new` with one fetcher thread and a 5 s HTTP timeout.
+///
+/// The sample API (tiny_http 0.12) can leave a freshly accepted connection
+/// unserved when two connections arrive at once while a single pool thread
+/// is idle: the request then sits unread (Recv-Q > 0) until another
+/// connection closes, and the client hits its timeout (30 s by default).
+/// One fetcher thread never opens two connections at once; the short
+/// timeout bounds the cost should it happen anyway.
+fn new_atlas(db: &TestDb, cfg: &Value) -> Atlas {
+    let mut atlas = Atlas::new(db, cfg);
+    atlas.env.push(("ATLAS_THREADS".into(), "1".into()));
+    atlas.env.push(("ATLAS_TIMEOUT_SECS".into(), "5".into()));
+    atlas
+}
+
 fn rewrite_config(atlas: &Atlas, cfg: &Value) {
     std::fs::write(
         atlas.path("atlas.json"),
@@ -54,7 +69,26 @@ fn sync_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// Advisory locks held in the atlas database right now.
+fn advisory_locks(db_url: &str) -> i64 {
+    let mut c = postgres::Client::connect(db_url, postgres::NoTls).expect("connect");
+    c.query_one(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        &[],
+    )
+    .expect("pg_locks")
+    .get(0)
+}
+
+/// Runs a sync once the previous one's advisory lock is gone (see
+/// `back_to_back_syncs_never_report_busy` for why that wait is needed).
 fn sync(atlas: &Atlas, extra: &[&str], code: i32) -> Run {
+    util::wait_for(
+        "the previous sync's advisory lock released",
+        Duration::from_secs(10),
+        || advisory_locks(&atlas.db_url) == 0,
+    );
     atlas.expect(&sync_args(extra), code)
 }
 
@@ -98,7 +132,7 @@ fn assert_exact(db: &TestDb, expected: i64, what: &str) {
 fn first_sync(tag: &str) -> (TestDb, Api, Atlas, Value) {
     let db = TestDb::new(tag);
     let api = standard_api();
-    let atlas = Atlas::new(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, route(5)));
     atlas.ok(&["init"]);
     let r = sync(
         &atlas,
@@ -271,7 +305,7 @@ fn nothing_new_exits_0_without_a_scrap_or_a_request() {
 fn first_sync_needs_init_and_a_start() {
     let db = TestDb::new("sync_start");
     let api = standard_api();
-    let atlas = Atlas::new(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, route(5)));
 
     let r = sync(
         &atlas,
@@ -344,7 +378,7 @@ fn explicit_from_bounds_the_lookback() {
 fn until_defaults_to_yesterday() {
     let db = TestDb::new("sync_yesterday");
     let api = standard_api();
-    let atlas = Atlas::new(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, route(5)));
     atlas.ok(&["init"]);
     let yesterday = || (chrono::Local::now().date_naive() - chrono::Duration::days(1)).to_string();
     let y0 = yesterday();
@@ -370,7 +404,7 @@ fn a_concurrent_sync_exits_0_saying_another_is_running() {
     // 4 pages a day at 50 ms each, one fetcher thread: the first sync of
     // 10 days lasts about 2 s.
     let api = Api::start(&["--per-day", "20", "--page-size", "5", "--latency-ms", "50"]);
-    let atlas = Atlas::new(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, route(5)));
     atlas.ok(&["init"]);
     let first = spawn(
         &atlas,
@@ -456,7 +490,7 @@ fn a_failed_first_sync_is_loaded_from_its_first_day_by_the_next() {
         "--fault-kinds",
         "500,503",
     ]);
-    let atlas = Atlas::new(&db, &config(&faulty.url, route(5)));
+    let atlas = new_atlas(&db, &config(&faulty.url, route(5)));
     atlas.ok(&["init"]);
     let r = sync(
         &atlas,
@@ -516,7 +550,7 @@ fn a_failed_day_is_picked_up_by_the_next_sync() {
     // Warm-up elsewhere: use up the fail-first budget of every URL but 2025-01-03's.
     {
         let warm_db = TestDb::new("sync_failed_warm");
-        let warm = Atlas::new(&warm_db, &config(&faulty.url, route(5)));
+        let warm = new_atlas(&warm_db, &config(&faulty.url, route(5)));
         for (from, to) in [("2025-01-01", "2025-01-02"), ("2025-01-04", "2025-01-05")] {
             let id = warm.create("pedidos", from, to);
             let w = warm.run(&["scrap", "run", &id, "--retry-max", "5"]);
@@ -524,7 +558,7 @@ fn a_failed_day_is_picked_up_by_the_next_sync() {
         }
     }
     let db = TestDb::new("sync_failed_mid");
-    let atlas = Atlas::new(&db, &config(&faulty.url, route(5)));
+    let atlas = new_atlas(&db, &config(&faulty.url, route(5)));
     atlas.ok(&["init"]);
     let r = sync(
         &atlas,
@@ -569,12 +603,154 @@ fn a_failed_day_is_picked_up_by_the_next_sync() {
     assert!(r.stderr.contains("Nada novo"), "{}", show(&r));
 }
 
+/// A TCP proxy to PostgreSQL that forwards everything at once but holds a
+/// client's goodbye (its Terminate message, or its end of stream) for
+/// `hold`: the session, and any lock it still has, then outlives the client
+/// process by that long, as behind a slow network or a busy server.
+fn slow_goodbye_proxy(hold: Duration) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let upstream = {
+        let u = url::Url::parse(&util::server_url()).expect("server URL");
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or("127.0.0.1"),
+            u.port().unwrap_or(5432)
+        )
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+                let (mut from_client, mut to_server) = (client, server);
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match from_client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    // Terminate: 'X' and the length 4.
+                    if buf[..n].ends_with(b"X\0\0\0\x04") {
+                        std::thread::sleep(hold);
+                    }
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                std::thread::sleep(hold);
+                let _ = to_server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+/// The (client, route) lock is released when a sync ends, whatever way it
+/// ends: a sync started right after another one has finished must not find
+/// it taken. The first sync of each pair talks to PostgreSQL through
+/// `slow_goodbye_proxy`, so its session lasts 3 s after its process ends.
+// BUG: sync.rs releases the advisory lock explicitly (pg_advisory_unlock)
+// only after running a scrap. The "Nada novo" return, and every error
+// returned after the lock is taken (a first sync without --from, a failed
+// scrap creation), leave it to the end of the session, and PostgreSQL
+// releases a session's locks only when its backend goes, asynchronously,
+// after the client process is gone. A sync started right after one of those
+// finds the lock still held and exits 0 with "Outra sincronização ... em
+// andamento" (--json "busy") without loading anything: a silent skip for a
+// scheduler or wrapper that calls sync twice in a row. Seen without any
+// proxy too, about once in 200 back-to-back calls on an idle machine and
+// more often under load. Fix: unlock on every path (a guard whose Drop runs
+// pg_advisory_unlock, or unlock before each return).
+#[test]
+fn the_sync_lock_is_released_when_a_sync_ends() {
+    let db = TestDb::new("sync_lock_release");
+    let api = standard_api();
+    let atlas = new_atlas(
+        &db,
+        &Atlas::config(
+            &format!("{}/page", api.url),
+            json!({ "pedidos": route(5), "itens": route(5) }),
+        ),
+    );
+    atlas.ok(&["init"]);
+    let mut slow = url::Url::parse(&db.url).expect("db url");
+    slow.set_port(Some(slow_goodbye_proxy(Duration::from_secs(3))))
+        .expect("port");
+    let slow = slow.to_string();
+    let via_proxy = |route: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--database-url",
+            slow.as_str(),
+            "sync",
+            "--client",
+            "2151",
+            "--route",
+            route,
+        ];
+        args.extend_from_slice(extra);
+        atlas.run(&args)
+    };
+    let direct = |route: &str, extra: &[&str]| {
+        let mut args = vec!["sync", "--client", "2151", "--route", route];
+        args.extend_from_slice(extra);
+        atlas.run(&args)
+    };
+
+    // Control: after a sync that ran a scrap, the lock is free at once.
+    let r = via_proxy(
+        "pedidos",
+        &["--from", "2025-01-01", "--until", "2025-01-03"],
+    );
+    assert_eq!(r.code, 0, "{}", show(&r));
+    let r = direct("pedidos", &["--until", "2025-01-03"]);
+    assert!(r.stderr.contains("Nada novo"), "after a run: {}", show(&r));
+
+    // After "nothing new".
+    let r = via_proxy("pedidos", &["--until", "2025-01-03"]);
+    assert!(r.stderr.contains("Nada novo"), "{}", show(&r));
+    let r = direct("pedidos", &["--until", "2025-01-04", "--json"]);
+    assert!(
+        !r.stderr.contains("em andamento"),
+        "the sync right after a 'nothing new' sync found the lock still taken: {}",
+        show(&r)
+    );
+    assert_eq!(r.code, 0, "{}", show(&r));
+    assert_eq!(r.json()["inserted"], PER_DAY, "{}", show(&r));
+
+    // After bad input (a first sync without --from).
+    let r = via_proxy("itens", &["--until", "2025-01-03"]);
+    assert_eq!(r.code, 2, "{}", show(&r));
+    let r = direct(
+        "itens",
+        &["--from", "2025-01-01", "--until", "2025-01-03", "--json"],
+    );
+    assert!(
+        !r.stderr.contains("em andamento"),
+        "the sync right after a refused sync found the lock still taken: {}",
+        show(&r)
+    );
+    assert_eq!(r.code, 0, "{}", show(&r));
+    assert_eq!(r.json()["inserted"], 3 * PER_DAY, "{}", show(&r));
+}
+
 /// Bad input to sync changes nothing (exit 2); an unreachable database is exit 3.
 #[test]
 fn sync_bad_input_exits_2_and_a_dead_database_3() {
     let db = TestDb::new("sync_bad_input");
     let api = standard_api();
-    let atlas = Atlas::new(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, route(5)));
     atlas.ok(&["init"]);
     for extra in [
         &["--from", "2025-01-01", "--until", "2025-02-30"][..],
@@ -662,7 +838,7 @@ fn probe_rows(stdout: &str) -> Vec<(String, String, String)> {
 fn check_passes_and_probes_every_route_once() {
     let db = TestDb::new("check_ok");
     let api = standard_api();
-    let atlas = Atlas::new(
+    let atlas = new_atlas(
         &db,
         &Atlas::config(
             &format!("{}/page", api.url),
@@ -734,7 +910,7 @@ fn check_names_a_missing_secret_and_never_a_value() {
         },
         "routes": { "pedidos": route(5) }
     });
-    let mut atlas = Atlas::new(&db, &cfg);
+    let mut atlas = new_atlas(&db, &cfg);
     atlas.env.push(("ATLAS_T_SET".into(), token.into()));
     atlas.ok(&["init"]);
 
@@ -746,10 +922,9 @@ fn check_names_a_missing_secret_and_never_a_value() {
         show(&r)
     );
 
-    // BUG: with the probe on, `check` exits 3, not 2: the client whose secret
-    // is missing gets a "secret unavailable" probe row, which check.rs merges
-    // as Exit::Environment (3, more severe than Usage), so a config/secret
-    // problem is reported as an environment failure.
+    // Regression (found by this test, fixed in 97342b0): with the probe on,
+    // the client without its secret got a "secret unavailable" probe row
+    // merged as Exit::Environment, so check exited 3 instead of 2.
     let r = atlas.run(&["check"]);
     assert!(
         r.stdout.contains(&missing) || r.stderr.contains(&missing),
@@ -784,7 +959,7 @@ fn check_names_a_missing_secret_and_never_a_value() {
 #[test]
 fn check_reports_broken_json_with_line_and_column() {
     let db = TestDb::new("check_json");
-    let atlas = Atlas::new(&db, &json!({}));
+    let atlas = new_atlas(&db, &json!({}));
     std::fs::write(
         atlas.path("atlas.json"),
         "{\n  \"clients\": {\n    \"2151\": { \"name\": \"x\", \"base_url\": \"http://127.0.0.1:1\", }\n  }\n}\n",
@@ -803,7 +978,7 @@ fn check_reports_broken_json_with_line_and_column() {
 fn check_with_an_unreachable_database_exits_3() {
     let db = TestDb::new("check_nodb");
     let api = standard_api();
-    let atlas = Atlas::new(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, route(5)));
     for extra in [&["check"][..], &["check", "--no-probe"]] {
         let mut args = vec!["--database-url", "postgres://postgres@127.0.0.1:1/x"];
         args.extend_from_slice(extra);
@@ -829,7 +1004,7 @@ fn check_flags_the_route_whose_probe_fails() {
         "routes": { "pedidos": route(5) }
     });
     let key = "k3y-valor-77";
-    let mut atlas = Atlas::new(&db, &cfg);
+    let mut atlas = new_atlas(&db, &cfg);
     atlas.env.push(("ATLAS_T_KEY".into(), key.into()));
     atlas.ok(&["init"]);
     let r = atlas.expect(&["check"], 3);
@@ -889,7 +1064,7 @@ fn help_section(help: &str, section: &str) -> Vec<(String, String)> {
 #[test]
 fn every_command_help_lists_and_describes_every_flag() {
     let db = TestDb::new("help");
-    let atlas = Atlas::new(&db, &json!({}));
+    let atlas = new_atlas(&db, &json!({}));
     let cases: &[(&[&str], &[&str], &[&str])] = &[
         // (command, flags and positionals, subcommands)
         (
@@ -978,7 +1153,7 @@ fn every_command_help_lists_and_describes_every_flag() {
 #[test]
 fn unknown_subcommand_is_refused_with_usage() {
     let db = TestDb::new("unknown_cmd");
-    let atlas = Atlas::new(&db, &json!({}));
+    let atlas = new_atlas(&db, &json!({}));
     let r = atlas.run(&["frobnicate"]);
     assert_ne!(r.code, 0, "{}", show(&r));
     assert!(r.stderr.contains("frobnicate"), "{}", show(&r));
@@ -994,14 +1169,13 @@ fn unknown_subcommand_is_refused_with_usage() {
 
 /// SPEC §2: bad usage exits 2 (exit 1 means "failed slices, a rerun resumes",
 /// which a scheduler would retry).
-// BUG: argh's `from_env()` exits 1 on a command-line parse error (unknown
-// subcommand or flag, missing required option, non-numeric value), so these
-// bad usages exit 1, not 2. main.rs calls `argh::from_env()`; it would need
-// `Args::from_args` and its own exit code for parse errors (keeping 0 for --help).
+// Regression (found by this test, fixed in 97342b0): `argh::from_env()`
+// exits 1 on any parse error (unknown subcommand or flag, missing required
+// option, non-numeric value); main.rs now maps those to 2, keeping 0 for --help.
 #[test]
 fn command_line_usage_errors_exit_2() {
     let db = TestDb::new("usage_exit");
-    let atlas = Atlas::new(&db, &json!({}));
+    let atlas = new_atlas(&db, &json!({}));
     for args in [
         &["frobnicate"][..],
         &["sync", "--route", "pedidos"],
