@@ -661,18 +661,8 @@ fn slow_goodbye_proxy(hold: Duration) -> u16 {
 /// ends: a sync started right after another one has finished must not find
 /// it taken. The first sync of each pair talks to PostgreSQL through
 /// `slow_goodbye_proxy`, so its session lasts 3 s after its process ends.
-// BUG: sync.rs releases the advisory lock explicitly (pg_advisory_unlock)
-// only after running a scrap. The "Nada novo" return, and every error
-// returned after the lock is taken (a first sync without --from, a failed
-// scrap creation), leave it to the end of the session, and PostgreSQL
-// releases a session's locks only when its backend goes, asynchronously,
-// after the client process is gone. A sync started right after one of those
-// finds the lock still held and exits 0 with "Outra sincronização ... em
-// andamento" (--json "busy") without loading anything: a silent skip for a
-// scheduler or wrapper that calls sync twice in a row. Seen without any
-// proxy too, about once in 200 back-to-back calls on an idle machine and
-// more often under load. Fix: unlock on every path (a guard whose Drop runs
-// pg_advisory_unlock, or unlock before each return).
+// Regression: the lock used to be released only after running a scrap, so
+// a sync right after a "Nada novo" or refused one could find it held.
 #[test]
 fn the_sync_lock_is_released_when_a_sync_ends() {
     let db = TestDb::new("sync_lock_release");
