@@ -6,13 +6,14 @@ use crate::ident::{date_index, quote, unique_constraint};
 use crate::record::Row;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
+use postgres::{Client, GenericClient, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-pub type PooledConn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+pub type PooledConn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// The control-schema migrations, in order. A unit test checks this list
 /// against the files in `sql/`, so a new file cannot be forgotten.
@@ -26,6 +27,7 @@ const INIT_LOCK: i64 = 0x6174_6c61_7300_0001;
 #[derive(Clone)]
 pub struct Db {
     config: postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl std::fmt::Display for Db {
@@ -48,7 +50,10 @@ impl std::fmt::Display for Db {
 
 impl Db {
     pub fn parse(url: &str) -> Result<Db> {
-        let mut config = postgres::Config::from_str(url).map_err(|e| {
+        let (pg_url, tls) =
+            crate::tls::split(url).map_err(|e| usage(format!("invalid database URL: {e}")))?;
+        let tls = crate::tls::connector(&tls).map_err(|e| usage(format!("database TLS: {e}")))?;
+        let mut config = postgres::Config::from_str(&pg_url).map_err(|e| {
             usage(format!(
                 "invalid database URL: {}",
                 redact_pg_error(&e.to_string(), url)
@@ -58,30 +63,53 @@ impl Db {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("atlas");
-        Ok(Db { config })
+        Ok(Db { config, tls })
     }
 
     /// One connection, for commands that need no pool.
     pub fn connect(&self) -> Result<Client> {
-        self.config
-            .connect(NoTls)
-            .map_err(|e| env_error(format!("cannot connect to PostgreSQL at {self}: {e}")))
+        self.config.connect(self.tls.clone()).map_err(|e| {
+            env_error(format!(
+                "cannot connect to PostgreSQL at {self}: {}",
+                with_causes(&e)
+            ))
+        })
     }
 
     /// A pool of `size` connections. Connections are opened lazily by r2d2's
     /// own threads; the first `get` says whether the server is reachable.
     pub fn pool(&self, size: u32) -> Result<Pool> {
-        let manager = PostgresConnectionManager::new(self.config.clone(), NoTls);
+        let manager = PostgresConnectionManager::new(self.config.clone(), self.tls.clone());
         let pool = r2d2::Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(10))
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        pool.get()
-            .map_err(|e| env_error(format!("cannot connect to PostgreSQL at {self}: {e}")))?;
+        pool.get().map_err(|e| {
+            env_error(format!(
+                "cannot connect to PostgreSQL at {self}: {}",
+                with_causes(&e)
+            ))
+        })?;
         Ok(pool)
     }
+}
+
+/// An error and its causes on one line (postgres' `Display` omits them,
+/// and a TLS failure says why only in its source).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 // Error texts may echo parts of the URL: never its password.

@@ -18,6 +18,7 @@ mod record;
 mod report;
 mod slice;
 mod sync;
+mod tls;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
