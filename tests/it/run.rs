@@ -323,3 +323,29 @@ fn unknown_scrap_id_is_bad_input() {
     atlas.expect(&["scrap", "run", "abc"], 2);
     atlas.expect(&["scrap", "run", "1", "--threads", "0"], 2);
 }
+
+#[test]
+fn proxy_from_the_environment_is_honoured() {
+    // A proxy on a closed port: every request fails, so the proxy is in use.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (db, api, mut atlas) = setup(&["--per-day", "3", "--page-size", "3"]);
+    let id = atlas.create("pedidos", "2025-09-01", "2025-09-01");
+    atlas
+        .env
+        .push(("HTTP_PROXY".into(), format!("http://{closed}")));
+    let r = atlas.expect(&["scrap", "run", &id, "--retry-max", "1"], 1);
+    assert_eq!(
+        api.requests(),
+        0,
+        "nothing reached the API directly:\n{}",
+        r.stderr
+    );
+    assert_eq!(db.i64(&format!("SELECT count(*) FROM {TABLE}")), 0);
+    // NO_PROXY exempts the API's host: the same run now goes direct and loads.
+    atlas.env.push(("NO_PROXY".into(), "127.0.0.1".into()));
+    atlas.ok(&["scrap", "run", &id]);
+    assert_exact(&db, 3);
+}
