@@ -368,8 +368,9 @@ fn report_snip(s: &str) -> String {
     }
 }
 
-fn worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
+/// This machine's name, for worker ids.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .or_else(|_| std::env::var("COMPUTERNAME"))
         .ok()
         .or_else(|| {
@@ -378,8 +379,7 @@ fn worker_id() -> String {
                 .map(|s| s.trim().to_string())
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
+        .unwrap_or_else(|| "host".into())
 }
 
 /// Runs a scrap and prints its summary. Shared by `scrap run` and `sync`.
@@ -460,7 +460,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
             )
         )
     );
-    let worker = worker_id();
+    let worker = ledger::worker_id(&host_name(), std::process::id());
     let run_id = ledger::start_run(
         &mut conn,
         id,

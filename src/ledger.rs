@@ -348,6 +348,41 @@ pub fn held_by_others(c: &mut impl GenericClient, scrap: i64, worker: &str) -> R
     .get(0))
 }
 
+/// Workers holding live leases on this scrap, other than `worker`.
+pub fn other_holders(c: &mut impl GenericClient, scrap: i64, worker: &str) -> Result<Vec<String>> {
+    let rows = c.query(
+        "SELECT DISTINCT worker FROM atlas.slices
+         WHERE scrap_id = $1 AND status = 'running' AND lease_until >= now() AND worker IS DISTINCT FROM $2",
+        &[&scrap, &worker],
+    )?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<_, Option<String>>(0))
+        .collect())
+}
+
+/// Ends the leases of a worker known to be dead, so its slices are taken now.
+pub fn expire_worker(c: &mut impl GenericClient, worker: &str) -> Result<u64> {
+    Ok(c.execute(
+        "UPDATE atlas.slices SET lease_until = now() - interval '1 second'
+         WHERE worker = $1 AND status = 'running'",
+        &[&worker],
+    )?)
+}
+
+/// A worker id: `host:pid:nonce`.
+pub fn worker_id(host: &str, pid: u32) -> String {
+    format!("{host}:{pid}:{:04x}", fastrand::u16(..))
+}
+
+/// The (host, pid) of a worker id.
+pub fn worker_host_pid(worker: &str) -> Option<(&str, u32)> {
+    let mut parts = worker.rsplitn(3, ':');
+    let _nonce = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    Some((parts.next()?, pid))
+}
+
 /// Extends the leases of every slice this worker holds.
 pub fn heartbeat(c: &mut impl GenericClient, worker: &str, lease: Duration) -> Result<u64> {
     Ok(c.execute(
@@ -460,6 +495,14 @@ mod tests {
         let mut s2 = s.to_vec();
         s2.push((d("2025-01-03"), d("2025-01-06"), true));
         assert_eq!(contiguous_done(&s2), Some(d("2025-01-06")));
+    }
+
+    #[test]
+    fn worker_ids_carry_host_and_pid() {
+        let w = worker_id("maquina-01", 4242);
+        assert_eq!(worker_host_pid(&w), Some(("maquina-01", 4242)));
+        assert_eq!(worker_host_pid("h:x:1"), None);
+        assert_eq!(worker_host_pid("garbage"), None);
     }
 
     #[test]

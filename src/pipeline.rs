@@ -111,6 +111,8 @@ struct Shared<'j, 'a> {
     limiter: Limiter,
     agent: ureq::Agent,
     fatal: Mutex<Option<Fatal>>,
+    /// The "waiting for other workers" line is printed once.
+    waiting_said: AtomicBool,
 }
 
 impl Shared<'_, '_> {
@@ -217,6 +219,39 @@ impl Shared<'_, '_> {
 
     // ------------------------------------------------------------ fetchers
 
+    /// A worker of this machine whose process is gone (killed, crashed) keeps
+    /// its leases until they expire; ending them now lets a rerun go on at
+    /// once. Only where liveness can be known (Linux `/proc`); elsewhere the
+    /// lease expiry does the same later.
+    fn take_over_dead_local_workers(&self) {
+        let job = self.job;
+        let Some((host, _)) = ledger::worker_host_pid(&job.worker) else {
+            return;
+        };
+        let holders = match job
+            .pool
+            .get()
+            .map_err(anyhow::Error::from)
+            .and_then(|mut c| ledger::other_holders(&mut *c, job.scrap.id, &job.worker))
+        {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        for w in holders {
+            let dead = matches!(ledger::worker_host_pid(&w), Some((h, pid)) if h == host && process_alive(pid) == Some(false));
+            if dead {
+                if let Ok(n) = job
+                    .pool
+                    .get()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut c| ledger::expire_worker(&mut *c, &w))
+                {
+                    log::info!("worker {w} is gone: took over its {n} slice(s)");
+                }
+            }
+        }
+    }
+
     fn fetcher(&self, tx: &Sender<Chunk>) {
         let job = self.job;
         let poll =
@@ -243,7 +278,20 @@ impl Shared<'_, '_> {
                     ledger::held_by_others(&mut **c, job.scrap.id, &job.worker)
                 }) {
                     Ok(0) => return,
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.take_over_dead_local_workers();
+                        if !self.waiting_said.swap(true, Ordering::SeqCst) {
+                            eprintln!(
+                                "{}",
+                                job.style.line(
+                                    "⏳",
+                                    &format!(
+                                        "Aguardando {n} fatia(s) em uso por outro processo (lease de {}s)",
+                                        job.settings.lease.as_secs()
+                                    )
+                                )
+                            );
+                        }
                         http::sleep_until(Instant::now() + poll, job.quit);
                         continue;
                     }
@@ -619,6 +667,15 @@ impl Shared<'_, '_> {
     }
 }
 
+/// Whether a process of this machine is alive, when that can be known.
+fn process_alive(pid: u32) -> Option<bool> {
+    if cfg!(target_os = "linux") {
+        Some(std::path::Path::new(&format!("/proc/{pid}")).exists())
+    } else {
+        None
+    }
+}
+
 /// Raises `quit` if the thread holding it unwinds, so the others stop in order.
 struct PanicGuard<'a>(&'a AtomicBool);
 
@@ -638,6 +695,7 @@ pub fn run(job: &Job<'_>) -> Outcome {
         limiter: Limiter::new(job.client.rate_limit_per_sec),
         agent: http::agent(job.settings.timeout),
         fatal: Mutex::new(None),
+        waiting_said: AtomicBool::new(false),
     };
     let started = Instant::now();
     let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(job.settings));

@@ -349,3 +349,47 @@ fn proxy_from_the_environment_is_honoured() {
     atlas.ok(&["scrap", "run", &id]);
     assert_exact(&db, 3);
 }
+
+#[test]
+fn a_rerun_takes_over_the_slices_of_a_killed_run_on_the_same_machine_at_once() {
+    let (db, api, mut atlas) =
+        setup(&["--per-day", "40", "--page-size", "5", "--latency-ms", "30"]);
+    // A lease far longer than the test: only the dead-process check can free the slices.
+    atlas.env.push(("ATLAS_LEASE_SECS".into(), "600".into()));
+    let id = atlas.create("pedidos", "2025-10-01", "2025-10-06");
+    let mut child = atlas
+        .command(&["scrap", "run", &id, "--threads", "3"])
+        .spawn()
+        .unwrap();
+    wait_for(
+        "rows from the first run",
+        std::time::Duration::from_secs(30),
+        || db.i64(&format!("SELECT count(*) FROM {TABLE}")) > 0,
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'running'") > 0,
+        "the killed run held slices"
+    );
+    let mut rerun = atlas
+        .command(&["scrap", "run", &id])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for(
+        "the rerun to finish",
+        std::time::Duration::from_secs(60),
+        || {
+            status = rerun.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    assert_eq!(status.unwrap().code(), Some(0));
+    assert_exact(&db, api.expected("2025-10-01", "2025-10-06"));
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.slices WHERE status <> 'done'"),
+        0
+    );
+}
