@@ -311,7 +311,12 @@ impl Inserter {
                 }
             }
         }
-        for (g, slice) in slices.iter().enumerate() {
+        // Slice rows are locked in id order: two writers whose batches share
+        // slices would otherwise deadlock on them.
+        let mut order: Vec<usize> = (0..slices.len()).collect();
+        order.sort_by_key(|&g| slices[g]);
+        for g in order {
+            let slice = &slices[g];
             tx.execute(
                 &self.counts,
                 &[slice, &per_slice[g], &(totals[g] - per_slice[g])],
