@@ -56,7 +56,7 @@ impl Db {
         let mut config = postgres::Config::from_str(&pg_url).map_err(|e| {
             usage(format!(
                 "invalid database URL: {}",
-                redact_pg_error(&e.to_string(), url)
+                redact_pg_error(&with_causes(&e), url)
             ))
         })?;
         if config.get_connect_timeout().is_none() {

@@ -68,31 +68,85 @@ pub fn split(url: &str) -> Result<(String, TlsSettings), String> {
         root_cert: None,
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let Ok(mut u) = url::Url::parse(url) else {
-            return Ok((url.to_string(), s)); // multi-host and other forms: left to tokio-postgres
+        // The query is filtered as raw text, so every other param keeps its
+        // exact encoding (re-encoding would turn `%20` into `+`).
+        let (head, query) = match url.split_once('?') {
+            Some((h, q)) => (h, q),
+            None => (url, ""),
         };
         let mut rest = Vec::new();
-        for (k, v) in u.query_pairs() {
+        for seg in query.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = url::form_urlencoded::parse(seg.as_bytes())
+                .next()
+                .unwrap_or_default();
             match k.as_ref() {
                 "sslmode" => s.mode = mode_of(&v)?,
                 "sslrootcert" => s.root_cert = Some(PathBuf::from(v.as_ref())),
-                _ => rest.push((k.into_owned(), v.into_owned())),
+                _ => rest.push(seg.to_string()),
             }
         }
-        rest.push(("sslmode".into(), pg_mode(s.mode).into()));
-        u.query_pairs_mut().clear().extend_pairs(rest);
-        return Ok((u.to_string(), s));
+        s.mode = libpq_mode(s.mode, &s.root_cert);
+        rest.push(format!("sslmode={}", pg_mode(s.mode)));
+        return Ok((format!("{head}?{}", rest.join("&")), s));
     }
     let mut out = Vec::new();
-    for tok in url.split_whitespace() {
+    for tok in kv_tokens(url) {
         match tok.split_once('=') {
-            Some(("sslmode", v)) => s.mode = mode_of(v.trim_matches('\''))?,
-            Some(("sslrootcert", v)) => s.root_cert = Some(PathBuf::from(v.trim_matches('\''))),
-            _ => out.push(tok.to_string()),
+            Some(("sslmode", v)) => s.mode = mode_of(unquote(v))?,
+            Some(("sslrootcert", v)) => s.root_cert = Some(PathBuf::from(unquote(v))),
+            _ => out.push(tok),
         }
     }
+    s.mode = libpq_mode(s.mode, &s.root_cert);
     out.push(format!("sslmode={}", pg_mode(s.mode)));
     Ok((out.join(" "), s))
+}
+
+/// libpq: `require` with a root certificate file behaves as `verify-ca`.
+fn libpq_mode(mode: SslMode, root: &Option<PathBuf>) -> SslMode {
+    if mode == SslMode::Require && root.is_some() {
+        SslMode::VerifyCa
+    } else {
+        mode
+    }
+}
+
+/// `key=value` tokens of a connection string, single quotes protecting spaces.
+fn kv_tokens(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            '\'' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or(v)
 }
 
 /// The connector for these settings.
@@ -271,7 +325,7 @@ mod tests {
         );
         let (u, s) = split("postgres://u@h/db").unwrap();
         assert_eq!(s.mode, SslMode::Prefer);
-        assert!(u.ends_with("?sslmode=prefer"), "{u}");
+        assert_eq!(u, "postgres://u@h/db?sslmode=prefer");
         let (u, s) = split("host=h user=u sslmode=verify-ca sslrootcert=/c.pem").unwrap();
         assert_eq!(s.mode, SslMode::VerifyCa);
         assert_eq!(u, "host=h user=u sslmode=require");

@@ -6,4 +6,5 @@ mod foundation;
 mod run;
 mod shapes;
 mod sync;
+mod tls;
 mod util;
