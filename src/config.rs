@@ -1105,7 +1105,7 @@ mod tests {
             }
         ));
         assert!(
-            cl.routes.get("notas").is_none(),
+            !cl.routes.contains_key("notas"),
             "client lists only pedidos"
         );
         // A client without a list gets every route, unchanged.

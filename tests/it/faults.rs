@@ -86,7 +86,8 @@ fn sorted_hashes(db: &TestDb) -> Vec<String> {
 /// computed once per period by the real binary against a fault-free API,
 /// into a database of its own.
 fn reference(from: &str, to: &str) -> (Vec<String>, i64) {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), (Vec<String>, i64)>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(String, String), (Vec<String>, i64)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -142,9 +143,9 @@ fn assert_exact(db: &TestDb, from: &str, to: &str, what: &str) -> i64 {
             g.difference(&w).count()
         );
     }
-    let not_done = db.strings(&format!(
-        "SELECT slice_from::text || ' ' || status FROM atlas.slices WHERE status <> 'done' ORDER BY slice_from"
-    ));
+    let not_done = db.strings(
+        "SELECT slice_from::text || ' ' || status FROM atlas.slices WHERE status <> 'done' ORDER BY slice_from",
+    );
     assert!(not_done.is_empty(), "{what}: slices not done: {not_done:?}");
     let counted = one(
         &mut c,

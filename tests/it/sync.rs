@@ -98,10 +98,10 @@ fn scraps(db: &TestDb) -> Vec<String> {
 }
 
 fn table_exists(db: &TestDb) -> bool {
-    db.strings(&format!(
+    !db.strings(&format!(
         "SELECT coalesce(to_regclass('{TABLE}')::text, '')"
     ))[0]
-        != ""
+        .is_empty()
 }
 
 /// Rows = distinct hashes = the API's own count, each dated by its record.
@@ -170,7 +170,7 @@ fn closed_port() -> u16 {
 
 // ---------------------------------------------------------------- sync
 
-/// 1. The first sync loads its --from..--until period exactly.
+/// Item 1: The first sync loads its --from..--until period exactly.
 #[test]
 fn first_sync_loads_the_given_period() {
     let (db, api, _atlas, j) = first_sync("sync_first");
@@ -187,7 +187,7 @@ fn first_sync_loads_the_given_period() {
     assert_eq!(scraps(&db), ["2025-01-01..2025-01-05"]);
 }
 
-/// 2. The next sync starts at the last loaded day (lookback 1) and fetches
+/// Item 2: The next sync starts at the last loaded day (lookback 1) and fetches
 /// only those days: the lookback day comes back as duplicates.
 #[test]
 fn second_sync_loads_only_new_days_plus_the_lookback_day() {
@@ -223,7 +223,7 @@ fn second_sync_loads_only_new_days_plus_the_lookback_day() {
     );
 }
 
-/// 3. `--lookback-days 0` starts the day after the last loaded day; a
+/// Item 3: `--lookback-days 0` starts the day after the last loaded day; a
 /// larger lookback reaches further back.
 #[test]
 fn lookback_days_moves_the_start() {
@@ -260,7 +260,7 @@ fn lookback_days_moves_the_start() {
     );
 }
 
-/// 4. Nothing new: exit 0, says so, creates no scrap and sends no request.
+/// Item 4: Nothing new: exit 0, says so, creates no scrap and sends no request.
 #[test]
 fn nothing_new_exits_0_without_a_scrap_or_a_request() {
     let (db, api, atlas, _) = first_sync("sync_nothing_new");
@@ -299,7 +299,7 @@ fn nothing_new_exits_0_without_a_scrap_or_a_request() {
     assert_eq!(db.i64(&format!("SELECT count(*) FROM {TABLE}")), rows);
 }
 
-/// 5. Before `init`, and on a first sync with no start: exit 2, nothing
+/// Item 5: Before `init`, and on a first sync with no start: exit 2, nothing
 /// created. A route `start_date` stands in for --from.
 #[test]
 fn first_sync_needs_init_and_a_start() {
@@ -396,7 +396,7 @@ fn until_defaults_to_yesterday() {
     assert!(r.stderr.contains("Nada novo"), "{}", show(&r));
 }
 
-/// 6. Two syncs of one (client, route) at once: the second sees the first's
+/// Item 6: Two syncs of one (client, route) at once: the second sees the first's
 /// advisory lock, says so and exits 0 without touching anything.
 #[test]
 fn a_concurrent_sync_exits_0_saying_another_is_running() {
@@ -1049,7 +1049,7 @@ fn help_section(help: &str, section: &str) -> Vec<(String, String)> {
     out
 }
 
-/// 9. `--help` of every command exits 0 and describes every flag, positional
+/// Item 9: `--help` of every command exits 0 and describes every flag, positional
 /// argument and subcommand it has.
 #[test]
 fn every_command_help_lists_and_describes_every_flag() {
@@ -1139,7 +1139,7 @@ fn every_command_help_lists_and_describes_every_flag() {
     }
 }
 
-/// 10. An unknown subcommand is refused with a pointer to the usage.
+/// Item 10: An unknown subcommand is refused with a pointer to the usage.
 #[test]
 fn unknown_subcommand_is_refused_with_usage() {
     let db = TestDb::new("unknown_cmd");
