@@ -45,7 +45,31 @@ fn parse_args() -> Result<cli::Args, ExitCode> {
     })
 }
 
+/// glibc gives each thread its own malloc arena and raises its mmap
+/// threshold after the first large free, so page-sized buffers (a few
+/// hundred KB) freed by one thread and reallocated by another pile up as
+/// resident memory: measured 60 MiB at 8 fetchers instead of 48. Two arenas
+/// and a fixed 128 KiB threshold keep memory flat at no measured cost.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    const M_MMAP_THRESHOLD: i32 = -3;
+    const M_ARENA_MAX: i32 = -8;
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    // SAFETY: mallopt only changes allocator parameters; it is called once,
+    // before any other thread exists, with documented parameter values.
+    unsafe {
+        mallopt(M_ARENA_MAX, 2);
+        mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = match parse_args() {
         Ok(a) => a,
