@@ -445,7 +445,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Config> {
     })?;
     // The same text as a value tree, to apply per-client route overrides.
     let tree: Value = serde_json::from_str(text).context("config re-read")?;
-    build(raw, &tree, source)
+    build(raw, &tree, source, text)
 }
 
 // serde_json appends " at line L column C" to its messages; we print our own.
@@ -456,9 +456,14 @@ fn strip_position(msg: &str) -> &str {
     }
 }
 
-fn build(raw: RawFile, tree: &Value, source: &Path) -> Result<Config> {
+fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Config> {
     let src = source.display().to_string();
-    let bad = |key: &str, msg: String| usage(format!("{src}: key '{key}': {msg}"));
+    let bad = |key: &str, msg: String| match key_position(text, key) {
+        Some((line, col)) => usage(format!(
+            "{src}: line {line}, column {col}, key '{key}': {msg}"
+        )),
+        None => usage(format!("{src}: key '{key}': {msg}")),
+    };
     let file_settings = FileSettings {
         retry_max: raw.retry_max,
         batch_export: raw.batch_export,
@@ -587,6 +592,51 @@ fn build(raw: RawFile, tree: &Value, source: &Path) -> Result<Config> {
         file_settings,
         clients,
     })
+}
+
+/// Line and column (1-based) of the key at a dotted path (`routes.pedidos.
+/// slice_days`), for validation errors found after parsing. The text already
+/// parsed as JSON, so a structural walk (strings, nesting, keys) is enough.
+fn key_position(text: &str, path: &str) -> Option<(usize, usize)> {
+    let want: Vec<&str> = path.split('.').collect();
+    // One entry per open object: the key being read or last read there.
+    let mut stack: Vec<Option<String>> = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut pending: Option<(String, usize)> = None;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                pending = Some((text.get(start + 1..i.min(text.len()))?.to_string(), start));
+            }
+            b':' => {
+                if let (Some((key, at)), Some(top)) = (pending.take(), stack.last_mut()) {
+                    *top = Some(key);
+                    let here: Vec<&str> =
+                        stack.iter().map(|k| k.as_deref().unwrap_or("")).collect();
+                    if here == want {
+                        let line = text[..at].matches('\n').count() + 1;
+                        let col = text[..at].rfind('\n').map(|n| at - n).unwrap_or(at + 1);
+                        return Some((line, col));
+                    }
+                }
+            }
+            b'{' => stack.push(None),
+            // Arrays are not keyed: their elements hide keys from the path.
+            b'[' => stack.push(Some("[]".into())),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Deep merge: objects merge key by key, anything else replaces. An object
@@ -1202,6 +1252,29 @@ mod tests {
             let e = err(&GOOD.replacen(from, to, 1));
             assert!(e.contains(needle), "case {to}: {e}");
         }
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key() {
+        let e = err(&GOOD.replacen("\"slice_days\": 1,", "\"slice_days\": 0,", 1));
+        let line = GOOD
+            .lines()
+            .position(|l| l.contains("\"slice_days\": 1,"))
+            .unwrap()
+            + 1;
+        assert!(e.contains(&format!("line {line}, column")), "{e}");
+        assert!(e.contains("routes.pedidos.slice_days"), "{e}");
+        assert_eq!(key_position("{\n  \"a\": {\"b\": 1}}", "a.b"), Some((2, 9)));
+        assert_eq!(key_position("{\"a\": 1}", "x"), None);
+        // A key of the same name elsewhere (in an array, in another object) is not it.
+        assert_eq!(
+            key_position("{\"c\": {\"b\": [{\"a\": 1}]}, \"a\": 2}", "a"),
+            Some((1, 26))
+        );
+        assert_eq!(
+            key_position("{\"x\": \"a:\\\"\", \"a\": 2}", "a"),
+            Some((1, 15))
+        );
     }
 
     #[test]
