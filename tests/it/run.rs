@@ -393,3 +393,28 @@ fn a_rerun_takes_over_the_slices_of_a_killed_run_on_the_same_machine_at_once() {
         0
     );
 }
+
+#[test]
+fn a_4xx_fails_the_slice_at_once_with_status_and_body() {
+    let db = TestDb::new("http404");
+    let api = Api::start(&["--per-day", "3", "--page-size", "3"]);
+    // No such endpoint kind on the sample API: every request gets a 404.
+    let atlas = Atlas::new(
+        &db,
+        &Atlas::config(
+            &format!("{}/nao-existe", api.url),
+            json!({ "pedidos": page_route() }),
+        ),
+    );
+    let id = atlas.create("pedidos", "2025-11-01", "2025-11-02");
+    let r = atlas.expect(&["scrap", "run", &id, "--json", "--retry-max", "5"], 1);
+    assert_eq!(r.json()["slices_failed"], 2);
+    assert_eq!(r.json()["retries"], 0, "a 404 is not retried");
+    assert_eq!(api.requests(), 2, "one request per slice");
+    for e in db.strings("SELECT last_error FROM atlas.slices") {
+        assert!(
+            e.contains("HTTP 404") && e.contains("erro"),
+            "status and start of the body: {e}"
+        );
+    }
+}
