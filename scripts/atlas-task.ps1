@@ -56,4 +56,4 @@ $trigger = New-ScheduledTaskTrigger -Daily -At $At
 $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -ExecutionTimeLimit (New-TimeSpan -Hours 12) `
     -MultipleInstances IgnoreNew
 Register-ScheduledTask -TaskName $TaskName -Action $action -Trigger $trigger -Settings $settings -Force | Out-Null
-Write-Host "Registered '$TaskName' daily at $At: $($lines.Count / 2) sync(s), script $runner, logs in $WorkDir\$LogDir"
+Write-Host "Registered '$TaskName' daily at ${At}: $($lines.Count / 2) sync(s), script $runner, logs in $WorkDir\$LogDir"
