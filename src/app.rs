@@ -97,13 +97,13 @@ fn init(env: &Env<'_>) -> Result<Exit> {
     let mut c = db.connect()?;
     let applied = db::migrate(&mut c)?;
     if applied.is_empty() {
-        println!(
+        crate::outln!(
             "{}",
             env.style
                 .line("✅", &format!("Esquema atlas já atualizado em {db}"))
         );
     } else {
-        println!(
+        crate::outln!(
             "{}",
             env.style.line(
                 "✅",
@@ -157,7 +157,7 @@ fn clients(env: &Env<'_>) -> Result<Exit> {
             routes.join(", "),
         ]);
     }
-    print!(
+    crate::outp!(
         "{}",
         table(&["client", "name", "base_url", "auth", "routes"], &rows)
     );
@@ -202,7 +202,7 @@ fn create(env: &Env<'_>, a: &cli::CreateArgs) -> Result<Exit> {
     let from = parse_day(&a.from, "--from")?;
     let to = parse_day(&a.to, "--to")?;
     let (id, table, slices) = create_scrap(env, &cfg, &a.client, &a.route, from, to)?;
-    println!("{id}");
+    crate::outln!("{id}");
     eprintln!(
         "{}",
         env.style.line(
@@ -246,7 +246,7 @@ fn list(env: &Env<'_>, a: &cli::ListArgs) -> Result<Exit> {
             ]
         })
         .collect();
-    print!(
+    crate::outp!(
         "{}",
         table(
             &["id", "client", "route", "period", "status", "slices", "rows", "last_run"],
@@ -268,16 +268,18 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
         .find(|x| x.scrap.id == id)
         .map(|x| x.status)
         .unwrap_or("pending");
-    println!("scrap {}: client {} route {}", s.id, s.client, s.route);
-    println!(
+    crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
+    crate::outln!(
         "period: {} até {} (slice_days {})",
-        s.from, s.to, s.slice_days
+        s.from,
+        s.to,
+        s.slice_days
     );
-    println!("table: {}", s.raw_table);
-    println!("status: {status}");
-    println!("created: {}", s.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
-    println!();
-    println!("runs:");
+    crate::outln!("table: {}", s.raw_table);
+    crate::outln!("status: {status}");
+    crate::outln!("created: {}", s.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
+    crate::outln!();
+    crate::outln!("runs:");
     let runs: Vec<Vec<String>> = ledger::runs(&mut c, id)?
         .into_iter()
         .map(|r| {
@@ -296,7 +298,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
             ]
         })
         .collect();
-    print!(
+    crate::outp!(
         "{}",
         table(
             &[
@@ -313,8 +315,8 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
             &runs
         )
     );
-    println!();
-    println!("slices:");
+    crate::outln!();
+    crate::outln!("slices:");
     let slices: Vec<Vec<String>> = ledger::slices(&mut c, id)?
         .into_iter()
         .map(|x| {
@@ -337,7 +339,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
             ]
         })
         .collect();
-    print!(
+    crate::outp!(
         "{}",
         table(
             &[
@@ -587,11 +589,11 @@ fn with_fresh_connection<T>(
 fn emit(summary: &Summary, style: Style, json: bool) {
     if json {
         match serde_json::to_string(summary) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => crate::outln!("{s}"),
             Err(e) => log::error!("cannot serialise the summary: {e}"),
         }
     } else {
-        print!("{}", summary.render(style));
+        crate::outp!("{}", summary.render(style));
     }
 }
 

@@ -15,7 +15,7 @@ use chrono::{Duration, Local};
 pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     let cfg = env.require_config()?;
     let style = env.style;
-    println!(
+    crate::outln!(
         "{}",
         style.line(
             "✅",
@@ -32,7 +32,7 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
         match ResolvedAuth::resolve(&c.auth) {
             Ok(r) => auths.push((c.id.clone(), Some(r))),
             Err(e) => {
-                println!(
+                crate::outln!(
                     "{}",
                     style.line(
                         "❌",
@@ -49,7 +49,7 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
         let mut c = db.connect()?;
         Ok((db.to_string(), crate::db::require_schema(&mut c)))
     }) {
-        Ok((db, Ok(()))) => println!(
+        Ok((db, Ok(()))) => crate::outln!(
             "{}",
             style.line(
                 "✅",
@@ -57,14 +57,14 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
             )
         ),
         Ok((db, Err(e))) => {
-            println!(
+            crate::outln!(
                 "{}",
                 style.line("⚠️", &format!("Banco de dados: {db}: {e:#}"))
             );
             env_problem = true;
         }
         Err(e) => {
-            println!("{}", style.line("❌", &format!("Banco de dados: {e:#}")));
+            crate::outln!("{}", style.line("❌", &format!("Banco de dados: {e:#}")));
             match classify(&e) {
                 Exit::Usage => exit = Exit::Usage,
                 _ => env_problem = true,
@@ -115,7 +115,7 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
             rows.push(vec![c.id.clone(), r.name.clone(), status, detail]);
         }
     }
-    print!("{}", table(&["client", "route", "probe", "detail"], &rows));
+    crate::outp!("{}", table(&["client", "route", "probe", "detail"], &rows));
     Ok(verdict(exit, env_problem))
 }
 

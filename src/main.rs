@@ -34,7 +34,7 @@ fn parse_args() -> Result<cli::Args, ExitCode> {
     let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
     <cli::Args as argh::FromArgs>::from_args(&[cmd], &rest).map_err(|early| match early.status {
         Ok(()) => {
-            println!("{}", early.output);
+            crate::outln!("{}", early.output);
             ExitCode::SUCCESS
         }
         Err(()) => {

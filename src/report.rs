@@ -9,6 +9,39 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Writes to stdout; a reader that went away (`atlas scrap list | head -1`)
+/// ends the output quietly instead of a panic. Other write errors are logged.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            log::warn!("cannot write to stdout: {e}");
+        }
+    }
+}
+
+/// `println!` through `out`.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::report::out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::report::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` through `out`.
+#[macro_export]
+macro_rules! outp {
+    ($($arg:tt)*) => {
+        $crate::report::out(&format!($($arg)*))
+    };
+}
+
 /// Line style: with emoji, or plain for consoles that cannot show them.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {

@@ -86,7 +86,7 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
             )
         );
         if a.json {
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::json!({"client": a.client, "route": a.route, "status": "busy", "exit_code": 0})
             );
@@ -108,7 +108,7 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
             )
         );
         if a.json {
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::json!({"client": a.client, "route": a.route, "status": "up_to_date",
                                    "loaded_until": last, "exit_code": 0})

@@ -418,3 +418,23 @@ fn a_4xx_fails_the_slice_at_once_with_status_and_body() {
         );
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    // `atlas … | head -1`: the reader goes away before atlas writes.
+    let (_db, _api, atlas) = setup(&[]);
+    atlas.ok(&["init"]);
+    for args in [&["--help"][..], &["scrap", "list"][..], &["clients"][..]] {
+        let mut child = atlas
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
