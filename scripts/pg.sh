@@ -6,7 +6,7 @@
 #   1. DATABASE_URL, if already set (fails if that server is not reachable);
 #   2. the local server postgres://postgres@127.0.0.1:5432/postgres;
 #   3. a private cluster under target/pg/ of the project (data/, run/, log),
-#      started with pg_ctl on 127.0.0.1 port 55432 (ATLAS_PG_PORT overrides;
+#      started with pg_ctl on 127.0.0.1 port 25432 (ATLAS_PG_PORT overrides;
 #      the next free port is taken if it is in use), trust auth, superuser
 #      `postgres`. PostgreSQL's server package is installed with apt-get when
 #      initdb/pg_ctl cannot be found.
@@ -219,23 +219,32 @@ _pg_start_private() {
     touch "$log"
     [[ -z $ATLAS_PG_RUNAS ]] || chown "$ATLAS_PG_RUNAS:" "$run" "$log"
 
-    local port=${ATLAS_PG_PORT:-55432} tries=0
-    while _pg_port_in_use "$port"; do
+    # The default port sits below Linux's ephemeral range (32768-60999), where
+    # an outgoing connection could hold it; a port that still fails to bind
+    # is skipped too.
+    local port=${ATLAS_PG_PORT:-25432} tries=0
+    while :; do
+        if _pg_port_in_use "$port"; then
+            _pg_log "port $port is taken, trying $((port + 1))"
+        else
+            _pg_log "starting private PostgreSQL on 127.0.0.1:$port (log: $log)"
+            if _pg_as "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "-p $port" start >&2; then
+                break
+            fi
+            if ! tail -n 20 "$log" | grep -q "could not bind\|could not create any TCP/IP sockets"; then
+                tail -n 30 "$log" >&2 || true
+                _pg_log "error: the private PostgreSQL did not start (log above, also in $log)"
+                return 1
+            fi
+            _pg_log "port $port could not be bound, trying $((port + 1))"
+        fi
         tries=$((tries + 1))
         if (( tries > 100 )); then
-            _pg_log "error: no free port found from ${ATLAS_PG_PORT:-55432} on; set ATLAS_PG_PORT"
+            _pg_log "error: no free port found from ${ATLAS_PG_PORT:-25432} on; set ATLAS_PG_PORT"
             return 1
         fi
-        _pg_log "port $port is taken, trying $((port + 1))"
         port=$((port + 1))
     done
-
-    _pg_log "starting private PostgreSQL on 127.0.0.1:$port (log: $log)"
-    if ! _pg_as "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "-p $port" start >&2; then
-        tail -n 30 "$log" >&2 || true
-        _pg_log "error: the private PostgreSQL did not start (log above, also in $log)"
-        return 1
-    fi
     ATLAS_PG_STARTED=1
     DATABASE_URL=$(_pg_private_url "$port")
     export DATABASE_URL
