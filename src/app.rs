@@ -51,11 +51,8 @@ impl Env<'_> {
         self.config(false)?.ok_or_else(|| usage("no config file"))
     }
 
+    /// The database, from flag, environment or config.
     pub fn database(&self, cfg: Option<&Config>) -> Result<Db> {
-        self.db(cfg)
-    }
-
-    fn db(&self, cfg: Option<&Config>) -> Result<Db> {
         Db::parse(&config::database_url(
             self.args.database_url.as_deref(),
             &getenv,
@@ -93,7 +90,7 @@ pub fn run(env: &Env<'_>) -> Result<Exit> {
 
 fn init(env: &Env<'_>) -> Result<Exit> {
     let cfg = env.config(true)?;
-    let db = env.db(cfg.as_ref())?;
+    let db = env.database(cfg.as_ref())?;
     let mut c = db.connect()?;
     let applied = db::migrate(&mut c)?;
     if applied.is_empty() {
@@ -190,7 +187,7 @@ pub fn create_scrap(
         &ident::sanitize(&r.name).map_err(usage)?,
     )
     .map_err(usage)?;
-    let db = env.db(Some(cfg))?;
+    let db = env.database(Some(cfg))?;
     let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
     let id = ledger::create_scrap(&mut conn, &c.id, &r.name, &table, from, to, r.slice_days)?;
@@ -226,7 +223,7 @@ fn list(env: &Env<'_>, a: &cli::ListArgs) -> Result<Exit> {
         }
     }
     let cfg = env.config(true)?;
-    let db = env.db(cfg.as_ref())?;
+    let db = env.database(cfg.as_ref())?;
     let mut c = db.connect()?;
     db::require_schema(&mut c)?;
     let rows: Vec<Vec<String>> = ledger::list(&mut c, a.client.as_deref(), a.status.as_deref())?
@@ -259,7 +256,7 @@ fn list(env: &Env<'_>, a: &cli::ListArgs) -> Result<Exit> {
 fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
     let id = ledger::parse_id(&a.id)?;
     let cfg = env.config(true)?;
-    let db = env.db(cfg.as_ref())?;
+    let db = env.database(cfg.as_ref())?;
     let mut c = db.connect()?;
     db::require_schema(&mut c)?;
     let s = ledger::get_scrap(&mut c, id)?;
@@ -388,7 +385,7 @@ pub fn host_name() -> String {
 pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result<Exit> {
     let cfg = env.require_config()?;
     let settings = RunSettings::resolve(flags, &getenv, &cfg.file_settings)?;
-    let db = env.db(Some(&cfg))?;
+    let db = env.database(Some(&cfg))?;
     let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
     let scrap = ledger::get_scrap(&mut conn, id)?;

@@ -42,8 +42,7 @@ pub struct Config {
 }
 
 /// Settings the file may set; `None` = not set there.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct FileSettings {
     pub retry_max: Option<u32>,
     pub batch_export: Option<usize>,
