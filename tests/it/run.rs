@@ -438,3 +438,26 @@ fn a_closed_stdout_ends_output_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_client_rate_limit_is_shared_by_all_fetchers() {
+    let db = TestDb::new("ratelimit");
+    let api = Api::start(&["--per-day", "10", "--page-size", "5"]);
+    let mut route = page_route();
+    route["pagination"]["size"] = json!(5);
+    let mut config = Atlas::config(&format!("{}/page", api.url), json!({ "pedidos": route }));
+    config["clients"]["2151"]["rate_limit_per_sec"] = json!(20);
+    let atlas = Atlas::new(&db, &config);
+    let id = atlas.create("pedidos", "2025-12-01", "2025-12-10");
+    let started = std::time::Instant::now();
+    atlas.ok(&["scrap", "run", &id, "--threads", "8"]);
+    let elapsed = started.elapsed();
+    // 10 slices x 2 pages = 20 requests at 20/s across 8 threads: the first
+    // goes at once, the other 19 are spaced 50 ms apart.
+    assert_eq!(api.requests(), 20);
+    assert!(
+        elapsed >= std::time::Duration::from_millis(19 * 50),
+        "20 requests in {elapsed:?} break 20/s"
+    );
+    assert_exact(&db, 100);
+}
