@@ -418,7 +418,6 @@ impl Shared<'_, '_> {
     ) -> Result<T, SliceStop> {
         let job = self.job;
         let max = job.settings.retry_max;
-        let shown = http::redact(url, job.auth.query_param());
         for attempt in 1..=max {
             if !self.limiter.acquire(job.quit) {
                 return Err(SliceStop::Interrupted);
@@ -438,7 +437,8 @@ impl Shared<'_, '_> {
             };
             let mut ctx = self.ctx(Some(claim));
             ctx.page = Some(page_no);
-            ctx.url = Some(shown.clone());
+            // Redacted only when something is logged: not on the success path.
+            ctx.url = Some(http::redact(url, job.auth.query_param()));
             ctx.attempt = Some((attempt, max));
             match failure {
                 Failure::Auth { status, body } => {

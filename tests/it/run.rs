@@ -20,26 +20,6 @@ fn setup(api_args: &[&str]) -> (TestDb, Api, Atlas) {
     (db, api, atlas)
 }
 
-fn assert_exact(db: &TestDb, expected: i64) {
-    assert_eq!(
-        db.i64(&format!("SELECT count(*) FROM {TABLE}")),
-        expected,
-        "row count"
-    );
-    assert_eq!(
-        db.i64(&format!(
-            "SELECT count(DISTINCT hash_conteudo) FROM {TABLE}"
-        )),
-        expected,
-        "distinct hashes"
-    );
-    assert_eq!(
-        db.i64(&format!("SELECT count(*) FROM {TABLE} WHERE data_referencia::text IS DISTINCT FROM payload->>'data_pedido'")),
-        0,
-        "data_referencia must equal the record's own date"
-    );
-}
-
 #[test]
 fn multi_day_scrap_loads_exactly_the_api_records_with_spec_hashes() {
     let (db, api, atlas) = setup(&["--per-day", "37", "--page-size", "10"]);
@@ -47,7 +27,7 @@ fn multi_day_scrap_loads_exactly_the_api_records_with_spec_hashes() {
     let r = atlas.ok(&["scrap", "run", &id, "--json"]);
     let expected = api.expected("2025-01-30", "2025-02-03");
     assert_eq!(expected, 5 * 37);
-    assert_exact(&db, expected);
+    assert_exact(&db, expected, "load");
     // Every stored hash is the SPEC §4 hash of its payload, recomputed here.
     let mut client = db.client();
     let rows = client
@@ -101,7 +81,7 @@ fn a_second_scrap_of_the_same_period_inserts_nothing() {
     assert_eq!(s["inserted"], 0);
     assert_eq!(s["duplicates"], expected);
     assert_eq!(s["records_fetched"], expected);
-    assert_exact(&db, expected);
+    assert_exact(&db, expected, "load");
 }
 
 #[test]
@@ -137,7 +117,7 @@ fn backpressure_with_tiny_batches_and_channel_loses_nothing() {
         ])
         .json();
     let expected = api.expected("2025-05-01", "2025-05-04");
-    assert_exact(&db, expected);
+    assert_exact(&db, expected, "load");
     assert_eq!(s["inserted"], expected);
     assert_eq!(s["settings"]["batch_export"], 1);
     assert_eq!(s["settings"]["writers"], 1);
@@ -149,7 +129,7 @@ fn out_of_period_records_are_counted_not_stored() {
     let id = atlas.create("pedidos", "2025-04-10", "2025-04-12");
     let s = atlas.ok(&["scrap", "run", &id, "--json"]).json();
     let expected = api.expected("2025-04-10", "2025-04-12");
-    assert_exact(&db, expected);
+    assert_exact(&db, expected, "load");
     // The day before the period and the day after it.
     assert_eq!(s["out_of_period"], 2 * 9);
     assert_eq!(
@@ -347,7 +327,7 @@ fn proxy_from_the_environment_is_honoured() {
     // NO_PROXY exempts the API's host: the same run now goes direct and loads.
     atlas.env.push(("NO_PROXY".into(), "127.0.0.1".into()));
     atlas.ok(&["scrap", "run", &id]);
-    assert_exact(&db, 3);
+    assert_exact(&db, 3, "load");
 }
 
 #[test]
@@ -387,7 +367,7 @@ fn a_rerun_takes_over_the_slices_of_a_killed_run_on_the_same_machine_at_once() {
         },
     );
     assert_eq!(status.unwrap().code(), Some(0));
-    assert_exact(&db, api.expected("2025-10-01", "2025-10-06"));
+    assert_exact(&db, api.expected("2025-10-01", "2025-10-06"), "load");
     assert_eq!(
         db.i64("SELECT count(*) FROM atlas.slices WHERE status <> 'done'"),
         0
@@ -459,5 +439,5 @@ fn the_client_rate_limit_is_shared_by_all_fetchers() {
         elapsed >= std::time::Duration::from_millis(19 * 50),
         "20 requests in {elapsed:?} break 20/s"
     );
-    assert_exact(&db, 100);
+    assert_exact(&db, 100, "load");
 }

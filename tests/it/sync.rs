@@ -4,7 +4,7 @@
 //! check` (config, secrets, database, one probe per route), every command's
 //! `--help`, and the exit codes a scheduler acts on.
 
-use crate::util::{self, Api, Atlas, Run, TestDb};
+use crate::util::{self, assert_exact, Api, Atlas, Run, TestDb};
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -102,29 +102,6 @@ fn table_exists(db: &TestDb) -> bool {
         "SELECT coalesce(to_regclass('{TABLE}')::text, '')"
     ))[0]
         .is_empty()
-}
-
-/// Rows = distinct hashes = the API's own count, each dated by its record.
-fn assert_exact(db: &TestDb, expected: i64, what: &str) {
-    assert_eq!(
-        db.i64(&format!("SELECT count(*) FROM {TABLE}")),
-        expected,
-        "{what}: row count"
-    );
-    assert_eq!(
-        db.i64(&format!(
-            "SELECT count(DISTINCT hash_conteudo) FROM {TABLE}"
-        )),
-        expected,
-        "{what}: distinct hashes"
-    );
-    assert_eq!(
-        db.i64(&format!(
-            "SELECT count(*) FROM {TABLE} WHERE data_referencia::text IS DISTINCT FROM payload->>'data_pedido'"
-        )),
-        0,
-        "{what}: data_referencia must equal the record's own date"
-    );
 }
 
 /// A test database, the standard API, `atlas init`, and the first sync of

@@ -252,6 +252,31 @@ impl Atlas {
     }
 }
 
+/// The standard raw table holds exactly `expected` rows: no duplicate hash,
+/// and every row dated by its record's own `data_pedido`.
+pub fn assert_exact(db: &TestDb, expected: i64, what: &str) {
+    let table = "dados_raw_cliente_2151_pedidos";
+    assert_eq!(
+        db.i64(&format!("SELECT count(*) FROM {table}")),
+        expected,
+        "{what}: row count"
+    );
+    assert_eq!(
+        db.i64(&format!(
+            "SELECT count(DISTINCT hash_conteudo) FROM {table}"
+        )),
+        expected,
+        "{what}: distinct hashes"
+    );
+    assert_eq!(
+        db.i64(&format!(
+            "SELECT count(*) FROM {table} WHERE data_referencia::text IS DISTINCT FROM payload->>'data_pedido'"
+        )),
+        0,
+        "{what}: data_referencia must equal the record's own date"
+    );
+}
+
 /// Waits for a condition with a deadline (never a fixed sleep).
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
