@@ -3,6 +3,7 @@
 
 use crate::cli::{self, Args, Command, ScrapCommand};
 use crate::config::{self, Config, RunFlags, RunSettings};
+use crate::dates;
 use crate::db::{self, Db};
 use crate::exit::{usage, Exit};
 use crate::http::{Backoff, ResolvedAuth};
@@ -114,33 +115,6 @@ fn init(env: &Env<'_>) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Left-aligned columns, widths by character count.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| -> String {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(c);
-                s.push_str(&" ".repeat(w[i] - c.chars().count() + 2));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        out.push_str(&line(r.clone()));
-    }
-    out
-}
-
 fn clients(env: &Env<'_>) -> Result<Exit> {
     let cfg = env.require_config()?;
     let mut rows = Vec::new();
@@ -156,13 +130,14 @@ fn clients(env: &Env<'_>) -> Result<Exit> {
     }
     crate::outp!(
         "{}",
-        table(&["client", "name", "base_url", "auth", "routes"], &rows)
+        report::table(&["client", "name", "base_url", "auth", "routes"], &rows)
     );
     Ok(Exit::Ok)
 }
 
+/// A day flag (`--from`, `--to`, `--until`).
 pub fn parse_day(s: &str, flag: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+    dates::parse_day(s.trim()).ok_or_else(|| {
         usage(format!(
             "{flag} '{s}' is not a real date in the form YYYY-MM-DD"
         ))
@@ -245,7 +220,7 @@ fn list(env: &Env<'_>, a: &cli::ListArgs) -> Result<Exit> {
         .collect();
     crate::outp!(
         "{}",
-        table(
+        report::table(
             &["id", "client", "route", "period", "status", "slices", "rows", "last_run"],
             &rows
         )
@@ -297,7 +272,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
         .collect();
     crate::outp!(
         "{}",
-        table(
+        report::table(
             &[
                 "run",
                 "started",
@@ -332,13 +307,15 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
                 x.undated.to_string(),
                 x.attempts.to_string(),
                 x.worker.unwrap_or_else(|| "-".into()),
-                x.last_error.map(|e| report_snip(&e)).unwrap_or_default(),
+                x.last_error
+                    .map(|e| report::snippet(&e, 120, "..."))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
     crate::outp!(
         "{}",
-        table(
+        report::table(
             &[
                 "slice",
                 "status",
@@ -356,29 +333,6 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
         )
     );
     Ok(Exit::Ok)
-}
-
-fn report_snip(s: &str) -> String {
-    let one = s.replace(['\n', '\r'], " ");
-    if one.chars().count() > 120 {
-        one.chars().take(117).collect::<String>() + "..."
-    } else {
-        one
-    }
-}
-
-/// This machine's name, for worker ids.
-pub fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .or_else(|_| std::env::var("COMPUTERNAME"))
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into())
 }
 
 /// Runs a scrap and prints its summary. Shared by `scrap run` and `sync`.
@@ -459,7 +413,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
             )
         )
     );
-    let worker = ledger::worker_id(&host_name(), std::process::id());
+    let worker = ledger::worker_id(&ledger::host_name(&getenv), std::process::id());
     let run_id = ledger::start_run(
         &mut conn,
         id,
@@ -498,7 +452,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
         cap: settings.backoff_cap,
     };
     let mut exit = outcome.exit;
-    let after = match with_fresh_connection(&db, &mut conn, settings.retry_max, retry, |c| {
+    let after = match db::with_fresh_connection(&db, &mut conn, settings.retry_max, retry, |c| {
         ledger::slices(c, id)
     }) {
         Ok(a) => a,
@@ -519,7 +473,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
         _ => "failed",
     };
     let t = &outcome.totals;
-    if let Err(e) = with_fresh_connection(&db, &mut conn, settings.retry_max, retry, |c| {
+    if let Err(e) = db::with_fresh_connection(&db, &mut conn, settings.retry_max, retry, |c| {
         ledger::finish_run(c, run_id, status, t, outcome.error.as_deref())
     }) {
         log::warn!("cannot record the end of run {run_id}: {e:#}");
@@ -558,31 +512,6 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
     Ok(exit)
 }
 
-/// Runs `f` on `conn`, replacing the connection and retrying with backoff
-/// when the error says the server may come back.
-fn with_fresh_connection<T>(
-    db: &Db,
-    conn: &mut postgres::Client,
-    attempts: u32,
-    backoff: Backoff,
-    mut f: impl FnMut(&mut postgres::Client) -> Result<T>,
-) -> Result<T> {
-    let mut attempt = 1;
-    loop {
-        match f(conn) {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < attempts && db::retryable(&e) => {
-                std::thread::sleep(backoff.delay(attempt, fastrand::f64()));
-                attempt += 1;
-                if let Ok(c) = db.connect() {
-                    *conn = c;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 fn emit(summary: &Summary, style: Style, json: bool) {
     if json {
         match serde_json::to_string(summary) {
@@ -591,29 +520,5 @@ fn emit(summary: &Summary, style: Style, json: bool) {
         }
     } else {
         crate::outp!("{}", summary.render(style));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_aligns_by_characters() {
-        let t = table(
-            &["a", "bb"],
-            &[
-                vec!["ção".into(), "x".into()],
-                vec!["1".into(), "yy".into()],
-            ],
-        );
-        assert_eq!(t, "a    bb\nção  x\n1    yy\n");
-    }
-
-    #[test]
-    fn days_must_be_real() {
-        assert!(parse_day("2025-02-28", "--from").is_ok());
-        assert!(parse_day("2025-02-30", "--from").is_err());
-        assert!(parse_day("28/02/2025", "--to").is_err());
     }
 }

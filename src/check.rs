@@ -3,14 +3,16 @@
 //! needed, and probes each (client, route) with one request for one day.
 //! Exit: 0 all good, 2 config or secrets, 3 database or a route's probe.
 
-use crate::app::{table, Env};
+use crate::app::Env;
 use crate::cli::CheckArgs;
 use crate::config::RunSettings;
+use crate::dates;
 use crate::exit::{classify, Exit};
 use crate::http::{self, ResolvedAuth};
 use crate::record;
+use crate::report;
 use anyhow::Result;
-use chrono::{Duration, Local};
+use chrono::Duration;
 
 pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     let cfg = env.require_config()?;
@@ -93,10 +95,7 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     let mut rows = Vec::new();
     for (c, (_, auth)) in cfg.clients.values().zip(auths.iter()) {
         for r in c.routes.values() {
-            let day = match &r.timezone {
-                Some(z) => z.today(),
-                None => Local::now().date_naive(),
-            } - Duration::days(1);
+            let day = dates::today_in(r.timezone.as_ref()) - Duration::days(1);
             let verdict = match auth {
                 // Already reported as a config problem (exit 2), not probed.
                 None => Err("not probed: secret unavailable".to_string()),
@@ -115,7 +114,10 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
             rows.push(vec![c.id.clone(), r.name.clone(), status, detail]);
         }
     }
-    crate::outp!("{}", table(&["client", "route", "probe", "detail"], &rows));
+    crate::outp!(
+        "{}",
+        report::table(&["client", "route", "probe", "detail"], &rows)
+    );
     Ok(verdict(exit, env_problem))
 }
 

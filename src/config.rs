@@ -725,7 +725,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
     };
     let start_date = match &r.start_date {
         None => None,
-        Some(d) => Some(NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+        Some(d) => Some(crate::dates::parse_day(d).ok_or_else(|| {
             (
                 "start_date".to_string(),
                 format!("'{d}' is not a date YYYY-MM-DD"),

@@ -7,7 +7,9 @@
 
 use crate::json::Json;
 use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
+use chrono::{
+    DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
+};
 use serde::Deserialize;
 use std::fmt::Write as _;
 
@@ -72,6 +74,17 @@ impl Zone {
     pub fn today(&self) -> NaiveDate {
         self.date_of(Utc::now().fixed_offset())
     }
+}
+
+/// A calendar day written `YYYY-MM-DD` (flags, `start_date`); `None` when
+/// the text is not a real day in that form.
+pub fn parse_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// Today in a route's zone, or in this machine's when the route sets none.
+pub fn today_in(zone: Option<&Zone>) -> NaiveDate {
+    zone.map_or_else(|| Local::now().date_naive(), Zone::today)
 }
 
 fn render(fmt: &str, t: DateTime<FixedOffset>) -> Result<String, String> {
@@ -220,9 +233,7 @@ pub fn value_date(v: &Json<'_>, zone: Option<&Zone>) -> Option<NaiveDate> {
 
 fn str_date(s: &str, zone: Option<&Zone>) -> Option<NaiveDate> {
     if s.len() == 10 {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .or_else(|_| NaiveDate::parse_from_str(s, "%d/%m/%Y"))
-            .ok();
+        return parse_day(s).or_else(|| NaiveDate::parse_from_str(s, "%d/%m/%Y").ok());
     }
     if s.len() < 10 {
         return None;
@@ -269,6 +280,25 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn days_must_be_real() {
+        assert_eq!(parse_day("2025-02-28"), Some(d("2025-02-28")));
+        assert_eq!(parse_day("2025-02-30"), None);
+        assert_eq!(parse_day("28/02/2025"), None);
+        assert_eq!(parse_day("2025-02-28T00:00"), None);
+    }
+
+    #[test]
+    fn today_in_a_zone() {
+        // 26 hours apart: one or two calendar days, whatever the time now.
+        let ahead = today_in(Some(&Zone::parse("+14:00").unwrap()));
+        let behind = today_in(Some(&Zone::parse("-12:00").unwrap()));
+        assert!((1..=2).contains(&(ahead - behind).num_days()));
+        // Without a zone, this machine's day: within those two.
+        let local = today_in(None);
+        assert!(behind <= local && local <= ahead);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! from `sql/`, raw tables, and the batch insert of the load path.
 
 use crate::exit::{env_error, usage};
+use crate::http::Backoff;
 use crate::ident::{date_index, quote, unique_constraint};
 use crate::record::Row;
 use anyhow::{Context, Result};
@@ -349,6 +350,32 @@ pub fn retryable(err: &anyhow::Error) -> bool {
         }
     }
     false
+}
+
+/// Runs `f` on `conn`; when the error says the server may come back, waits
+/// (`backoff`), replaces the connection with a fresh one and tries again, up
+/// to `attempts` tries in all.
+pub fn with_fresh_connection<T>(
+    db: &Db,
+    conn: &mut Client,
+    attempts: u32,
+    backoff: Backoff,
+    mut f: impl FnMut(&mut Client) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match f(conn) {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < attempts && retryable(&e) => {
+                std::thread::sleep(backoff.delay(attempt, fastrand::f64()));
+                attempt += 1;
+                if let Ok(c) = db.connect() {
+                    *conn = c;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

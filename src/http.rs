@@ -226,11 +226,9 @@ pub struct Fetched {
     pub link: Option<String>,
 }
 
-/// Start of a body for messages, valid UTF-8, one line.
+/// Start of a body for messages: its first `max` characters, on one line.
 pub fn snippet(body: &[u8], max: usize) -> String {
-    let s = String::from_utf8_lossy(&body[..body.len().min(max * 4)]);
-    let s: String = s.chars().take(max).collect();
-    s.replace(['\n', '\r'], " ")
+    crate::report::snippet(body, max, "")
 }
 
 /// One GET, classified. Never panics on anything the network does.
@@ -423,11 +421,5 @@ mod tests {
         quit.store(true, Ordering::Relaxed);
         l.pause_until(Instant::now() + Duration::from_secs(60));
         assert!(!l.acquire(&quit), "quit interrupts the wait");
-    }
-
-    #[test]
-    fn snippet_is_one_line_and_bounded() {
-        assert_eq!(snippet(b"a\nb\r\nc", 10), "a b  c");
-        assert_eq!(snippet("ção".repeat(100).as_bytes(), 4), "ção\u{e7}");
     }
 }

@@ -370,6 +370,20 @@ pub fn expire_worker(c: &mut impl GenericClient, worker: &str) -> Result<u64> {
     )?)
 }
 
+/// This machine's name, for worker ids: `HOSTNAME`, `COMPUTERNAME` (Windows),
+/// `/etc/hostname`, else `host`. `env` looks up environment variables.
+pub fn host_name(env: &dyn Fn(&str) -> Option<String>) -> String {
+    env("HOSTNAME")
+        .or_else(|| env("COMPUTERNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
 /// A worker id: `host:pid:nonce`.
 pub fn worker_id(host: &str, pid: u32) -> String {
     format!("{host}:{pid}:{:04x}", fastrand::u16(..))
@@ -495,6 +509,19 @@ mod tests {
         let mut s2 = s.to_vec();
         s2.push((d("2025-01-03"), d("2025-01-06"), true));
         assert_eq!(contiguous_done(&s2), Some(d("2025-01-06")));
+    }
+
+    #[test]
+    fn host_name_from_the_environment_first() {
+        let env = |k: &str| match k {
+            "HOSTNAME" => Some("box".to_string()),
+            "COMPUTERNAME" => Some("PC".to_string()),
+            _ => None,
+        };
+        assert_eq!(host_name(&env), "box");
+        let windows = |k: &str| (k == "COMPUTERNAME").then(|| "PC".to_string());
+        assert_eq!(host_name(&windows), "PC");
+        assert!(!host_name(&|_| None).is_empty());
     }
 
     #[test]

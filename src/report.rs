@@ -111,6 +111,48 @@ pub fn decimal(x: f64) -> String {
     format!("{}.{}", thousands(tenths / 10), tenths % 10)
 }
 
+/// Left-aligned columns separated by two spaces, widths by character count;
+/// each line ends with its last cell (no trailing blanks).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = table_line(header.iter().copied(), &widths);
+    for row in rows {
+        out.push_str(&table_line(row.iter().map(String::as_str), &widths));
+    }
+    out
+}
+
+fn table_line<'a>(cells: impl Iterator<Item = &'a str>, widths: &[usize]) -> String {
+    let mut s = String::new();
+    for (cell, w) in cells.zip(widths) {
+        s.push_str(cell);
+        s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+    }
+    s.truncate(s.trim_end().len());
+    s + "\n"
+}
+
+/// The start of a text for a message: one line (line breaks become spaces)
+/// of at most `max` characters; a longer text is cut to fit and ends in
+/// `mark` (`"..."`, or `""` for a plain cut). Bytes are read as lossy UTF-8.
+pub fn snippet(text: impl AsRef<[u8]>, max: usize, mark: &str) -> String {
+    let bytes = text.as_ref();
+    // A character is at most 4 bytes: this prefix holds more than `max` of
+    // them whenever the whole text does.
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min((max + 1) * 4)]);
+    let one = head.replace(['\n', '\r'], " ");
+    if one.chars().count() <= max {
+        return one;
+    }
+    let keep = max.saturating_sub(mark.chars().count());
+    one.chars().take(keep).collect::<String>() + mark
+}
+
 /// Settings a run used (part of the `--json` contract).
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsOut {
@@ -314,6 +356,38 @@ mod tests {
         assert_eq!(decimal(1500.04), "1,500.0");
         assert_eq!(decimal(27.77), "27.8");
         assert_eq!(decimal(f64::NAN), "0.0");
+    }
+
+    #[test]
+    fn table_aligns_by_characters() {
+        let t = table(
+            &["a", "bb"],
+            &[
+                vec!["ção".into(), "x".into()],
+                vec!["1".into(), "yy".into()],
+            ],
+        );
+        assert_eq!(t, "a    bb\nção  x\n1    yy\n");
+        // An empty last cell leaves no trailing blanks.
+        assert_eq!(
+            table(&["a", "b"], &[vec!["x".into(), "".into()]]),
+            "a  b\nx\n"
+        );
+    }
+
+    #[test]
+    fn snippet_is_one_line_and_bounded() {
+        assert_eq!(snippet(b"a\nb\r\nc", 10, ""), "a b  c");
+        assert_eq!(snippet("ção".repeat(100), 4, ""), "ção\u{e7}");
+        // Cut to `max` characters in all, the mark included.
+        assert_eq!(snippet("x".repeat(120), 120, "..."), "x".repeat(120));
+        assert_eq!(
+            snippet("x".repeat(121), 120, "..."),
+            "x".repeat(117) + "..."
+        );
+        // Four-byte characters: the cut is still by characters.
+        assert_eq!(snippet("😀".repeat(6), 5, "..."), "😀😀...");
+        assert_eq!(snippet(b"ok\xff", 10, "..."), "ok\u{fffd}");
     }
 
     #[test]

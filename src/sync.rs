@@ -9,10 +9,11 @@
 use crate::app::{self, Env};
 use crate::cli::SyncArgs;
 use crate::config::RunFlags;
+use crate::dates;
 use crate::exit::{usage, Exit};
 use crate::ledger;
 use anyhow::Result;
-use chrono::{Duration, Local, NaiveDate};
+use chrono::{Duration, NaiveDate};
 
 /// Days loaded again by default: APIs change recent records, and the hash
 /// makes the overlap free.
@@ -52,13 +53,7 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
         .transpose()?;
     let until = match a.until.as_deref() {
         Some(s) => app::parse_day(s, "--until")?,
-        None => {
-            let today = match &route.timezone {
-                Some(z) => z.today(),
-                None => Local::now().date_naive(),
-            };
-            today - Duration::days(1)
-        }
+        None => dates::today_in(route.timezone.as_ref()) - Duration::days(1),
     };
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
     let flags = RunFlags {
