@@ -2,7 +2,7 @@
 //! Input is checked before anything is written, so bad input changes nothing.
 
 use crate::cli::{self, Args, Command, ScrapCommand};
-use crate::config::{self, Config, RunFlags, RunSettings};
+use crate::config::{self, settings, Config, Layer, Settings};
 use crate::dates;
 use crate::db::{self, Db};
 use crate::exit::{usage, Exit};
@@ -10,10 +10,9 @@ use crate::http::{Backoff, ResolvedAuth};
 use crate::ident;
 use crate::ledger;
 use crate::pipeline::{self, Job};
-use crate::report::{self, ErrorLog, SettingsOut, Style, Summary};
+use crate::report::{self, ErrorLog, Style, Summary};
 use anyhow::Result;
 use chrono::NaiveDate;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -34,7 +33,7 @@ fn getenv(k: &str) -> Option<String> {
 impl Env<'_> {
     /// The config file; required unless `optional` (then absent = `None`).
     fn config(&self, optional: bool) -> Result<Option<Config>> {
-        let (path, explicit) = config::config_path(self.args.config.as_deref(), &getenv);
+        let (path, explicit) = settings::config_path(self.args.config.as_deref(), &getenv);
         if !explicit && !path.exists() {
             if optional {
                 return Ok(None);
@@ -54,15 +53,11 @@ impl Env<'_> {
 
     /// The database, from flag, environment or config.
     pub fn database(&self, cfg: Option<&Config>) -> Result<Db> {
-        Db::parse(&config::database_url(
+        Db::parse(&settings::database_url(
             self.args.database_url.as_deref(),
             &getenv,
-            cfg,
+            cfg.and_then(|c| c.database_url.as_deref()),
         )?)
-    }
-
-    fn error_log(&self, cfg: Option<&Config>) -> PathBuf {
-        config::error_log(self.args.error_log.as_deref(), &getenv, cfg)
     }
 }
 
@@ -75,11 +70,13 @@ pub fn run(env: &Env<'_>) -> Result<Exit> {
             ScrapCommand::List(a) => list(env, a),
             ScrapCommand::Show(a) => show(env, a),
             ScrapCommand::Run(a) => {
-                let flags = RunFlags {
+                let flags = Layer {
                     threads: a.threads,
                     writers: a.writers,
                     batch_export: a.batch_export,
                     retry_max: a.retry_max,
+                    error_log: env.args.error_log.clone(),
+                    ..Default::default()
                 };
                 run_scrap(env, ledger::parse_id(&a.id)?, &flags, a.json)
             }
@@ -336,23 +333,17 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
 }
 
 /// Runs a scrap and prints its summary. Shared by `scrap run` and `sync`.
-pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result<Exit> {
+pub fn run_scrap(env: &Env<'_>, id: i64, flags: &Layer, json: bool) -> Result<Exit> {
     let cfg = env.require_config()?;
-    let settings = RunSettings::resolve(flags, &getenv, &cfg.file_settings)?;
+    let settings = Settings::resolve(flags.clone(), &getenv, &cfg.settings)?;
     let db = env.database(Some(&cfg))?;
     let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
     let scrap = ledger::get_scrap(&mut conn, id)?;
     let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
-    let auth = ResolvedAuth::resolve(&client.auth)?;
-    let errlog = ErrorLog::new(&env.error_log(Some(&cfg)));
+    let auth = ResolvedAuth::resolve(&client.auth, &getenv)?;
+    let errlog = ErrorLog::new(&settings.error_log);
     let style = env.style;
-    let out_settings = SettingsOut {
-        retry_max: settings.retry_max,
-        batch_export: settings.batch_export,
-        threads: settings.threads,
-        writers: settings.writers,
-    };
     let slices = ledger::slices(&mut conn, id)?;
     let total_slices = slices.len() as i64;
     let mut summary = Summary {
@@ -377,7 +368,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
         elapsed_secs: 0.0,
         records_per_sec: 0.0,
         exit_code: 0,
-        settings: out_settings.clone(),
+        settings: settings.clone(),
     };
     if slices.iter().all(|s| s.status == "done") {
         summary.slices_done = total_slices as i32;
@@ -414,12 +405,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
         )
     );
     let worker = ledger::worker_id(&ledger::host_name(&getenv), std::process::id());
-    let run_id = ledger::start_run(
-        &mut conn,
-        id,
-        &worker,
-        &serde_json::to_value(&out_settings)?,
-    )?;
+    let run_id = ledger::start_run(&mut conn, id, &worker, &serde_json::to_value(&settings)?)?;
     summary.run_id = Some(run_id);
     // Claims and batches use the pool; this connection is for the run row only.
     let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;

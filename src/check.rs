@@ -5,7 +5,7 @@
 
 use crate::app::Env;
 use crate::cli::CheckArgs;
-use crate::config::RunSettings;
+use crate::config::Settings;
 use crate::dates;
 use crate::exit::{classify, Exit};
 use crate::http::{self, ResolvedAuth};
@@ -31,7 +31,7 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     // Secrets: each reference resolved, reported by name only.
     let mut auths = Vec::new();
     for c in cfg.clients.values() {
-        match ResolvedAuth::resolve(&c.auth) {
+        match ResolvedAuth::resolve(&c.auth, &|k| std::env::var(k).ok()) {
             Ok(r) => auths.push((c.id.clone(), Some(r))),
             Err(e) => {
                 crate::outln!(
@@ -86,10 +86,10 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     if a.no_probe {
         return Ok(verdict(exit, env_problem));
     }
-    let settings = RunSettings::resolve(
-        &Default::default(),
+    let settings = Settings::resolve(
+        Default::default(),
         &|k| std::env::var(k).ok(),
-        &cfg.file_settings,
+        &cfg.settings,
     )?;
     let agent = http::agent(settings.timeout);
     let mut rows = Vec::new();

@@ -53,23 +53,24 @@ pub enum ResolvedAuth {
 }
 
 impl ResolvedAuth {
-    pub fn resolve(auth: &Auth) -> Result<ResolvedAuth> {
+    /// Reads the secret of `auth`; `env` looks up environment variables.
+    pub fn resolve(auth: &Auth, env: &dyn Fn(&str) -> Option<String>) -> Result<ResolvedAuth> {
         Ok(match auth {
             Auth::None => ResolvedAuth::None,
             Auth::Bearer(s) => ResolvedAuth::Header {
                 name: "Authorization".into(),
-                value: SecretValue::new(format!("Bearer {}", s.resolve()?.expose())),
+                value: SecretValue::new(format!("Bearer {}", s.resolve(env)?.expose())),
             },
             Auth::Header { name, value } => ResolvedAuth::Header {
                 name: name.clone(),
-                value: value.resolve()?,
+                value: value.resolve(env)?,
             },
             Auth::Query { param, value } => ResolvedAuth::Query {
                 param: param.clone(),
-                value: value.resolve()?,
+                value: value.resolve(env)?,
             },
             Auth::Basic { user, password } => {
-                let raw = format!("{user}:{}", password.resolve()?.expose());
+                let raw = format!("{user}:{}", password.resolve(env)?.expose());
                 let enc = base64::engine::general_purpose::STANDARD.encode(raw);
                 ResolvedAuth::Header {
                     name: "Authorization".into(),

@@ -7,7 +7,7 @@
 //! (`SliceTrack::outstanding` reaches zero with no failure); a batch and its
 //! slice counters commit in one transaction, so nothing is counted twice.
 
-use crate::config::{Client, Route, RunSettings};
+use crate::config::{Client, Route, Settings as RunSettings};
 use crate::db::{self, Inserter, Pool};
 use crate::exit::Exit;
 use crate::http::{self, Backoff, Failure, Limiter, ResolvedAuth};

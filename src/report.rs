@@ -1,6 +1,7 @@
 //! What the user sees (SPEC §6): the seed's Portuguese lines with emoji
 //! (dropped by `--plain`), the `--json` summary, and `erros_scraps.log`.
 
+use crate::config::Settings;
 use chrono::NaiveDate;
 use serde::Serialize;
 use std::fs::OpenOptions;
@@ -153,15 +154,6 @@ pub fn snippet(text: impl AsRef<[u8]>, max: usize, mark: &str) -> String {
     one.chars().take(keep).collect::<String>() + mark
 }
 
-/// Settings a run used (part of the `--json` contract).
-#[derive(Debug, Clone, Serialize)]
-pub struct SettingsOut {
-    pub retry_max: u32,
-    pub batch_export: usize,
-    pub threads: usize,
-    pub writers: usize,
-}
-
 /// The `--json` object (SPEC §6). New keys may be added; these keep their meaning.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -186,7 +178,8 @@ pub struct Summary {
     pub elapsed_secs: f64,
     pub records_per_sec: f64,
     pub exit_code: u8,
-    pub settings: SettingsOut,
+    /// The settings the run used (four of them shown).
+    pub settings: Settings,
 }
 
 impl Summary {

@@ -8,7 +8,7 @@
 
 use crate::app::{self, Env};
 use crate::cli::SyncArgs;
-use crate::config::RunFlags;
+use crate::config::Layer;
 use crate::dates;
 use crate::exit::{usage, Exit};
 use crate::ledger;
@@ -56,14 +56,16 @@ pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
         None => dates::today_in(route.timezone.as_ref()) - Duration::days(1),
     };
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
-    let flags = RunFlags {
+    let flags = Layer {
         threads: a.threads,
         writers: a.writers,
         batch_export: a.batch_export,
         retry_max: a.retry_max,
+        error_log: env.args.error_log.clone(),
+        ..Default::default()
     };
     // Bad flags fail before anything is written.
-    crate::config::RunSettings::resolve(&flags, &|k| std::env::var(k).ok(), &cfg.file_settings)?;
+    crate::config::Settings::resolve(flags.clone(), &|k| std::env::var(k).ok(), &cfg.settings)?;
 
     let db = env.database(Some(&cfg))?;
     let mut conn = db.connect()?;

@@ -1,0 +1,152 @@
+//! The config file as written: serde structs that mirror `atlas.json` key
+//! for key (unknown keys are refused), before any check. `validate` turns
+//! them into the typed `Config`.
+
+use super::Undated;
+use crate::dates::EndStyle;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The whole file; run settings sit at the top level.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub database_url: Option<String>,
+    pub retry_max: Option<u32>,
+    pub batch_export: Option<usize>,
+    pub threads: Option<usize>,
+    pub writers: Option<usize>,
+    pub lease_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub progress_secs: Option<f64>,
+    pub error_log: Option<PathBuf>,
+    #[serde(default)]
+    pub clients: BTreeMap<String, RawClient>,
+    #[serde(default)]
+    pub routes: BTreeMap<String, RawRoute>,
+}
+
+/// One entry of `clients`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: Option<String>,
+    pub base_url: String,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    pub rate_limit_per_sec: Option<f64>,
+    pub routes: Option<Vec<String>>,
+    #[serde(default)]
+    pub route_overrides: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+}
+
+/// A client's `auth`, by `type`. Inline secrets (`token`, `value`,
+/// `password`) are read only to be refused with a clear message.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawAuth {
+    None,
+    Bearer {
+        token_env: Option<String>,
+        token_file: Option<PathBuf>,
+        token: Option<Value>,
+    },
+    Header {
+        name: String,
+        value_env: Option<String>,
+        value_file: Option<PathBuf>,
+        value: Option<Value>,
+    },
+    Query {
+        param: String,
+        value_env: Option<String>,
+        value_file: Option<PathBuf>,
+        value: Option<Value>,
+    },
+    Basic {
+        user: String,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+        password: Option<Value>,
+    },
+}
+
+/// One entry of `routes`, or a route with a client's overrides merged in.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: String,
+    pub records: String,
+    pub records_unwrap: Option<String>,
+    pub date_params: RawDateParams,
+    #[serde(default = "one")]
+    pub slice_days: u32,
+    pub pagination: Option<RawPagination>,
+    pub date_field: Option<String>,
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub undated: Option<Undated>,
+    pub start_date: Option<String>,
+}
+
+/// `slice_days` when the file leaves it out.
+fn one() -> u32 {
+    1
+}
+
+/// A route's `date_params`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawDateParams {
+    pub start: String,
+    pub end: String,
+    pub format: Option<String>,
+    pub end_style: Option<EndStyle>,
+}
+
+/// A route's `pagination`, by `type`.
+#[derive(Deserialize, Clone)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawPagination {
+    None {
+        max_pages: Option<u64>,
+    },
+    Page {
+        param: Option<String>,
+        start: Option<i64>,
+        size_param: Option<String>,
+        size: Option<u64>,
+        total_pages: Option<String>,
+        #[serde(default)]
+        stop_on_short_page: bool,
+        max_pages: Option<u64>,
+    },
+    Offset {
+        offset_param: Option<String>,
+        limit_param: Option<String>,
+        limit: Option<u64>,
+        total: Option<String>,
+        max_pages: Option<u64>,
+    },
+    Cursor {
+        param: Option<String>,
+        cursor_path: String,
+        max_pages: Option<u64>,
+    },
+    NextUrl {
+        next_path: String,
+        max_pages: Option<u64>,
+    },
+    LinkHeader {
+        max_pages: Option<u64>,
+    },
+}

@@ -1,0 +1,363 @@
+//! Run settings: the one place where flags, environment and file meet, by
+//! precedence flag > environment > file > default (`Settings::resolve`).
+//! The config path and the database URL are found here the same way.
+//!
+//! Every source is read into a `Layer` (argh and serde need their own
+//! structs to read flags and file; each converts to a layer once). The
+//! environment is an injected lookup, so tests need not touch the process's.
+
+use crate::exit::usage;
+use anyhow::Result;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Defaults chosen by benchmark (README, "Performance").
+pub const DEFAULT_THREADS: usize = 8;
+pub const DEFAULT_WRITERS: usize = 2;
+pub const DEFAULT_BATCH_EXPORT: usize = 2000;
+pub const DEFAULT_RETRY_MAX: u32 = 5;
+pub const DEFAULT_LEASE_SECS: u64 = 60;
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_PROGRESS_SECS: f64 = 2.0;
+pub const DEFAULT_ERROR_LOG: &str = "erros_scraps.log";
+/// First retry wait and its cap (full jitter below them).
+pub const DEFAULT_BACKOFF_MS: u64 = 1000;
+pub const DEFAULT_BACKOFF_CAP_MS: u64 = 60_000;
+
+/// Settings as one source gives them (flags, environment or file);
+/// `None` = not given there.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layer {
+    pub retry_max: Option<u32>,
+    pub batch_export: Option<usize>,
+    pub threads: Option<usize>,
+    pub writers: Option<usize>,
+    pub lease_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub progress_secs: Option<f64>,
+    pub error_log: Option<PathBuf>,
+}
+
+impl Layer {
+    /// The environment's layer: `ATLAS_THREADS`, `ATLAS_WRITERS`, ...
+    /// (empty = not set). A value that is not a number is an error.
+    fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Layer> {
+        Ok(Layer {
+            threads: env_num(env, "ATLAS_THREADS")?,
+            writers: env_num(env, "ATLAS_WRITERS")?,
+            batch_export: env_num(env, "ATLAS_BATCH_EXPORT")?,
+            retry_max: env_num(env, "ATLAS_RETRY_MAX")?,
+            lease_secs: env_num(env, "ATLAS_LEASE_SECS")?,
+            timeout_secs: env_num(env, "ATLAS_TIMEOUT_SECS")?,
+            progress_secs: env_num(env, "ATLAS_PROGRESS_SECS")?,
+            error_log: env("ATLAS_ERROR_LOG")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        })
+    }
+
+    /// This layer's values, and `lower`'s where this one gives none.
+    fn over(self, lower: Layer) -> Layer {
+        Layer {
+            retry_max: self.retry_max.or(lower.retry_max),
+            batch_export: self.batch_export.or(lower.batch_export),
+            threads: self.threads.or(lower.threads),
+            writers: self.writers.or(lower.writers),
+            lease_secs: self.lease_secs.or(lower.lease_secs),
+            timeout_secs: self.timeout_secs.or(lower.timeout_secs),
+            progress_secs: self.progress_secs.or(lower.progress_secs),
+            error_log: self.error_log.or(lower.error_log),
+        }
+    }
+
+    /// The first value out of range, as (key, why).
+    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.retry_max == Some(0) {
+            return Err(("retry_max", "must be at least 1".into()));
+        }
+        if self.batch_export == Some(0) {
+            return Err(("batch_export", "must be at least 1".into()));
+        }
+        if matches!(self.threads, Some(0)) || self.threads.is_some_and(|t| t > 512) {
+            return Err(("threads", "must be between 1 and 512".into()));
+        }
+        if matches!(self.writers, Some(0)) || self.writers.is_some_and(|t| t > 64) {
+            return Err(("writers", "must be between 1 and 64".into()));
+        }
+        if self.lease_secs == Some(0) {
+            return Err(("lease_secs", "must be at least 1".into()));
+        }
+        if self.timeout_secs == Some(0) {
+            return Err(("timeout_secs", "must be at least 1".into()));
+        }
+        if self
+            .progress_secs
+            .is_some_and(|p| !(p > 0.0 && p.is_finite()))
+        {
+            return Err(("progress_secs", "must be a positive number".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The settings of a run, resolved once. Serialised, it is the `--json`
+/// summary's `settings` object (SPEC §6): the first four fields only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// Attempts per request or batch before giving up.
+    pub retry_max: u32,
+    /// Rows per insert batch.
+    pub batch_export: usize,
+    /// Fetcher threads.
+    pub threads: usize,
+    /// Writer threads.
+    pub writers: usize,
+    /// How long a claimed slice stays ours without a heartbeat.
+    #[serde(skip)]
+    pub lease: Duration,
+    /// Whole-request HTTP timeout.
+    #[serde(skip)]
+    pub timeout: Duration,
+    /// Interval of the progress line.
+    #[serde(skip)]
+    pub progress: Duration,
+    /// Chunks (pages) queued between fetchers and writers; `None` = 2 x threads.
+    #[serde(skip)]
+    pub channel_capacity: Option<usize>,
+    /// First retry wait (full jitter below it, doubling per attempt).
+    #[serde(skip)]
+    pub backoff_base: Duration,
+    /// Largest retry wait.
+    #[serde(skip)]
+    pub backoff_cap: Duration,
+    /// `erros_scraps.log`: one block per error.
+    #[serde(skip)]
+    pub error_log: PathBuf,
+}
+
+impl Settings {
+    /// Flags over environment over file over defaults. The file's layer was
+    /// checked at load (its errors name a line); flags and environment are
+    /// checked here. The backoff and channel capacity come from the
+    /// environment only.
+    pub fn resolve(
+        flags: Layer,
+        env: &dyn Fn(&str) -> Option<String>,
+        file: &Layer,
+    ) -> Result<Settings> {
+        let given = flags.over(Layer::from_env(env)?).over(file.clone());
+        given
+            .check()
+            .map_err(|(key, why)| usage(format!("{key}: {why}")))?;
+        let channel_capacity: Option<usize> = env_num(env, "ATLAS_CHANNEL_CAPACITY")?;
+        if channel_capacity == Some(0) {
+            return Err(usage("ATLAS_CHANNEL_CAPACITY must be at least 1"));
+        }
+        let backoff_ms: u64 = env_num(env, "ATLAS_BACKOFF_MS")?.unwrap_or(DEFAULT_BACKOFF_MS);
+        let backoff_cap_ms: u64 =
+            env_num(env, "ATLAS_BACKOFF_CAP_MS")?.unwrap_or(DEFAULT_BACKOFF_CAP_MS);
+        Ok(Settings {
+            retry_max: given.retry_max.unwrap_or(DEFAULT_RETRY_MAX),
+            batch_export: given.batch_export.unwrap_or(DEFAULT_BATCH_EXPORT),
+            threads: given.threads.unwrap_or(DEFAULT_THREADS),
+            writers: given.writers.unwrap_or(DEFAULT_WRITERS),
+            lease: Duration::from_secs(given.lease_secs.unwrap_or(DEFAULT_LEASE_SECS)),
+            timeout: Duration::from_secs(given.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+            progress: Duration::from_secs_f64(given.progress_secs.unwrap_or(DEFAULT_PROGRESS_SECS)),
+            channel_capacity,
+            backoff_base: Duration::from_millis(backoff_ms),
+            backoff_cap: Duration::from_millis(backoff_cap_ms.max(backoff_ms)),
+            error_log: given
+                .error_log
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ERROR_LOG)),
+        })
+    }
+}
+
+fn env_num<T: std::str::FromStr>(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+) -> Result<Option<T>> {
+    match env(var).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| {
+            usage(format!(
+                "environment variable {var}='{v}' is not a valid number"
+            ))
+        }),
+    }
+}
+
+/// The config path: flag, then `ATLAS_CONFIG`, then `./atlas.json`.
+/// The bool says whether it was asked for explicitly (then it must exist).
+pub fn config_path(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> (PathBuf, bool) {
+    if let Some(p) = flag {
+        return (p.to_path_buf(), true);
+    }
+    if let Some(p) = env("ATLAS_CONFIG").filter(|s| !s.is_empty()) {
+        return (PathBuf::from(p), true);
+    }
+    (PathBuf::from("atlas.json"), false)
+}
+
+/// The database URL: flag, `ATLAS_DATABASE_URL`, `DATABASE_URL`, then the file.
+pub fn database_url(
+    flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<&str>,
+) -> Result<String> {
+    flag.map(str::to_string)
+        .or_else(|| env("ATLAS_DATABASE_URL").filter(|s| !s.is_empty()))
+        .or_else(|| env("DATABASE_URL").filter(|s| !s.is_empty()))
+        .or_else(|| file.map(str::to_string))
+        .ok_or_else(|| {
+            usage("no database URL: give --database-url, set ATLAS_DATABASE_URL or DATABASE_URL, or put database_url in atlas.json")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let file = Layer {
+            threads: Some(3),
+            writers: Some(3),
+            batch_export: Some(300),
+            error_log: Some("file.log".into()),
+            ..Default::default()
+        };
+        let env = vars(&[
+            ("ATLAS_WRITERS", "5"),
+            ("ATLAS_BATCH_EXPORT", "700"),
+            ("ATLAS_ERROR_LOG", "env.log"),
+        ]);
+        let flags = Layer {
+            batch_export: Some(900),
+            ..Default::default()
+        };
+        let s = Settings::resolve(flags, &env, &file).unwrap();
+        assert_eq!(s.batch_export, 900, "flag wins");
+        assert_eq!(s.writers, 5, "env over file");
+        assert_eq!(s.threads, 3, "file over default");
+        assert_eq!(s.retry_max, DEFAULT_RETRY_MAX);
+        assert_eq!(s.error_log, PathBuf::from("env.log"));
+        assert_eq!(s.lease, Duration::from_secs(DEFAULT_LEASE_SECS));
+        let flags = Layer {
+            error_log: Some("flag.log".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(flags, &|_| None, &file).unwrap();
+        assert_eq!(s.error_log, PathBuf::from("flag.log"));
+        let s = Settings::resolve(Layer::default(), &|_| None, &Layer::default()).unwrap();
+        assert_eq!(s.error_log, PathBuf::from(DEFAULT_ERROR_LOG));
+        assert_eq!(s.threads, DEFAULT_THREADS);
+    }
+
+    #[test]
+    fn bad_values_are_refused_even_when_overridden() {
+        let file = Layer::default();
+        let bad = vars(&[("ATLAS_THREADS", "muitos")]);
+        let flags = Layer {
+            threads: Some(4),
+            ..Default::default()
+        };
+        let e = Settings::resolve(flags, &bad, &file).unwrap_err();
+        assert!(format!("{e}").contains("ATLAS_THREADS"), "{e}");
+        let zero = Layer {
+            threads: Some(0),
+            ..Default::default()
+        };
+        let e = Settings::resolve(zero, &|_| None, &file).unwrap_err();
+        assert_eq!(format!("{e}"), "threads: must be between 1 and 512");
+        let e = Settings::resolve(
+            Layer::default(),
+            &vars(&[("ATLAS_CHANNEL_CAPACITY", "0")]),
+            &file,
+        )
+        .unwrap_err();
+        assert!(format!("{e}").contains("ATLAS_CHANNEL_CAPACITY"), "{e}");
+    }
+
+    #[test]
+    fn environment_only_knobs() {
+        let env = vars(&[
+            ("ATLAS_BACKOFF_MS", "50"),
+            ("ATLAS_BACKOFF_CAP_MS", "20"),
+            ("ATLAS_CHANNEL_CAPACITY", " 3 "),
+            ("ATLAS_PROGRESS_SECS", "0.5"),
+            ("ATLAS_LEASE_SECS", ""),
+        ]);
+        let s = Settings::resolve(Layer::default(), &env, &Layer::default()).unwrap();
+        assert_eq!(s.backoff_base, Duration::from_millis(50));
+        assert_eq!(
+            s.backoff_cap,
+            Duration::from_millis(50),
+            "cap at least the base"
+        );
+        assert_eq!(s.channel_capacity, Some(3));
+        assert_eq!(s.progress, Duration::from_millis(500));
+        assert_eq!(
+            s.lease,
+            Duration::from_secs(DEFAULT_LEASE_SECS),
+            "empty = unset"
+        );
+    }
+
+    #[test]
+    fn json_shows_the_four_run_knobs_in_order() {
+        let s = Settings::resolve(Layer::default(), &|_| None, &Layer::default()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"retry_max":5,"batch_export":2000,"threads":8,"writers":2}"#
+        );
+    }
+
+    #[test]
+    fn config_path_and_database_url_precedence() {
+        let env = vars(&[("DATABASE_URL", "postgres://env/db"), ("ATLAS_CONFIG", "")]);
+        let file = Some("postgres://atlas@db/atlas");
+        assert_eq!(
+            database_url(Some("postgres://flag/db"), &env, file).unwrap(),
+            "postgres://flag/db"
+        );
+        assert_eq!(database_url(None, &env, file).unwrap(), "postgres://env/db");
+        let both = vars(&[
+            ("DATABASE_URL", "postgres://env/db"),
+            ("ATLAS_DATABASE_URL", "postgres://atlas/db"),
+        ]);
+        assert_eq!(
+            database_url(None, &both, file).unwrap(),
+            "postgres://atlas/db"
+        );
+        assert_eq!(
+            database_url(None, &|_| None, file).unwrap(),
+            "postgres://atlas@db/atlas"
+        );
+        assert!(database_url(None, &|_| None, None).is_err());
+        assert_eq!(
+            config_path(None, &env),
+            (PathBuf::from("atlas.json"), false)
+        );
+        let env = vars(&[("ATLAS_CONFIG", "/etc/atlas.json")]);
+        assert_eq!(
+            config_path(None, &env),
+            (PathBuf::from("/etc/atlas.json"), true)
+        );
+        assert_eq!(
+            config_path(Some(Path::new("x.json")), &env),
+            (PathBuf::from("x.json"), true)
+        );
+    }
+}

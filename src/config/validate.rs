@@ -1,0 +1,465 @@
+//! Raw file -> validated `Config`: every check that serde cannot make
+//! (pointers, formats, ranges, URLs, secret references, route lists and
+//! overrides, table names), each error naming its key with line and column.
+
+use super::position::{key_position, Key};
+use super::raw::{RawAuth, RawClient, RawFile, RawPagination, RawRoute};
+use super::settings::Layer;
+use super::{Auth, Client, Config, DateParams, Pagination, Paging, Route, Secret, Undated};
+use crate::dates::{self, EndStyle, Zone};
+use crate::exit::usage;
+use crate::ident;
+use anyhow::Result;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Pages a slice may take when the route sets no `max_pages`.
+pub const DEFAULT_MAX_PAGES: u64 = 100_000;
+
+/// Validates the parsed file. `tree` is the same file as a value tree (to
+/// merge route overrides), `text` its source (to point at keys).
+pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Config> {
+    let v = Validator {
+        src: source.display().to_string(),
+        text,
+    };
+    let settings = Layer {
+        retry_max: raw.retry_max,
+        batch_export: raw.batch_export,
+        threads: raw.threads,
+        writers: raw.writers,
+        lease_secs: raw.lease_secs,
+        timeout_secs: raw.timeout_secs,
+        progress_secs: raw.progress_secs,
+        error_log: raw.error_log,
+    };
+    settings.check().map_err(|(k, m)| v.bad(&Key::top(k), m))?;
+
+    // Routes as written, validated once each so errors point at `routes.X`.
+    let mut routes = BTreeMap::new();
+    for (name, r) in &raw.routes {
+        if name.is_empty() {
+            return Err(v.bad(&Key::top("routes"), "a route name is empty".into()));
+        }
+        let key = Key::top("routes").named(name);
+        let r = route(name, r.clone()).map_err(|(k, m)| v.bad(&key.dotted(&k), m))?;
+        routes.insert(name.clone(), r);
+    }
+
+    let mut clients = BTreeMap::new();
+    let mut tables = BTreeMap::new();
+    for (id, c) in raw.clients {
+        let client = v.client(&id, c, &routes, &tree["routes"], &mut tables)?;
+        clients.insert(id, client);
+    }
+    Ok(Config {
+        source: source.to_path_buf(),
+        database_url: raw.database_url,
+        settings,
+        clients,
+    })
+}
+
+/// Where errors point: the file's name and text.
+struct Validator<'a> {
+    src: String,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    /// A bad-input error naming the key, with its line and column when found.
+    fn bad(&self, key: &Key, msg: String) -> anyhow::Error {
+        let src = &self.src;
+        match key_position(self.text, key) {
+            Some((line, col)) => usage(format!(
+                "{src}: line {line}, column {col}, key '{key}': {msg}"
+            )),
+            None => usage(format!("{src}: key '{key}': {msg}")),
+        }
+    }
+
+    /// One client with its effective routes. `tables` holds the raw table of
+    /// every (client, route) seen so far: two may not share one.
+    fn client(
+        &self,
+        id: &str,
+        c: RawClient,
+        routes: &BTreeMap<String, Route>,
+        raw_routes: &Value,
+        tables: &mut BTreeMap<String, (String, String)>,
+    ) -> Result<Client> {
+        let key = Key::top("clients").named(id);
+        let client_ident = ident::sanitize(id).map_err(|m| self.bad(&key, m))?;
+        let base_url = url::Url::parse(&c.base_url)
+            .map_err(|e| self.bad(&key.dotted("base_url"), format!("not a URL ({e})")))?;
+        if !matches!(base_url.scheme(), "http" | "https") {
+            return Err(self.bad(
+                &key.dotted("base_url"),
+                "must be http:// or https://".into(),
+            ));
+        }
+        if let Some(r) = c.rate_limit_per_sec {
+            if !(r > 0.0 && r.is_finite()) {
+                return Err(self.bad(
+                    &key.dotted("rate_limit_per_sec"),
+                    "must be a positive number".into(),
+                ));
+            }
+        }
+        let auth_key = key.dotted("auth");
+        let auth = auth(c.auth, &auth_key).map_err(|(k, m)| self.bad(&auth_key.dotted(&k), m))?;
+        for name in c.route_overrides.keys() {
+            if !routes.contains_key(name) {
+                return Err(self.bad(
+                    &key.dotted("route_overrides").named(name),
+                    "no such route in 'routes'".into(),
+                ));
+            }
+        }
+        let names: Vec<String> = match c.routes {
+            Some(list) => {
+                if let Some(n) = list.iter().find(|n| !routes.contains_key(*n)) {
+                    return Err(self.bad(
+                        &key.dotted("routes"),
+                        format!("route '{n}' is not defined in 'routes'"),
+                    ));
+                }
+                list
+            }
+            None => routes.keys().cloned().collect(),
+        };
+        let mut effective = BTreeMap::new();
+        for n in names {
+            let mut r: Route = match c.route_overrides.get(&n) {
+                None => routes[&n].clone(),
+                Some(ov) => {
+                    let okey = key.dotted("route_overrides").named(&n);
+                    let mut merged = raw_routes[&n].clone();
+                    merge(&mut merged, ov);
+                    let raw_r: RawRoute =
+                        serde_path_to_error::deserialize(merged).map_err(|e| {
+                            let p = e.path().to_string();
+                            self.bad(&okey.dotted(&p), e.into_inner().to_string())
+                        })?;
+                    route(&n, raw_r).map_err(|(k, m)| self.bad(&okey.dotted(&k), m))?
+                }
+            };
+            // Client-wide headers and query apply to every route, under the route's own.
+            for (k, v) in c.headers.iter().rev() {
+                if !r.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                    r.headers.insert(0, (k.clone(), v.clone()));
+                }
+            }
+            for (k, v) in c.query.iter().rev() {
+                if !r.query.iter().any(|(q, _)| q == k) {
+                    r.query.insert(0, (k.clone(), v.clone()));
+                }
+            }
+            let route_ident =
+                ident::sanitize(&n).map_err(|m| self.bad(&Key::top("routes").named(&n), m))?;
+            let table =
+                ident::raw_table(&client_ident, &route_ident).map_err(|m| self.bad(&key, m))?;
+            if let Some((other_c, other_r)) =
+                tables.insert(table.clone(), (id.to_string(), n.clone()))
+            {
+                return Err(self.bad(
+                    &key,
+                    format!("client '{id}' route '{n}' and client '{other_c}' route '{other_r}' would share the table {table}"),
+                ));
+            }
+            effective.insert(n, r);
+        }
+        Ok(Client {
+            id: id.to_string(),
+            name: c.name.unwrap_or_else(|| id.to_string()),
+            base_url,
+            auth,
+            rate_limit_per_sec: c.rate_limit_per_sec,
+            routes: effective,
+        })
+    }
+}
+
+/// Deep merge: objects merge key by key, anything else replaces. An object
+/// carrying `type` (pagination, auth) replaces whole, since its fields depend on it.
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(slot) if v.is_object() && v.get("type").is_none() => merge(slot, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+type FieldError = (String, String);
+
+fn pointer(key: &str, p: &str) -> std::result::Result<String, FieldError> {
+    if p.is_empty() || p.starts_with('/') {
+        Ok(p.to_string())
+    } else {
+        Err((
+            key.into(),
+            format!("'{p}' is not a JSON pointer (use \"\" or start with '/')"),
+        ))
+    }
+}
+
+fn nonempty(key: &str, v: &str) -> std::result::Result<String, FieldError> {
+    if v.trim().is_empty() {
+        Err((key.into(), "must not be empty".into()))
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
+    if !(r.path.is_empty() || r.path.starts_with('/')) {
+        return Err(("path".into(), format!("'{}' must start with '/'", r.path)));
+    }
+    if r.slice_days == 0 || r.slice_days > 366 {
+        return Err(("slice_days".into(), "must be between 1 and 366".into()));
+    }
+    let format = r.date_params.format.unwrap_or_else(|| "%Y-%m-%d".into());
+    let end_style = r.date_params.end_style.unwrap_or(EndStyle::Inclusive);
+    dates::check_format(&format, end_style).map_err(|m| ("date_params.format".to_string(), m))?;
+    let date_params = DateParams {
+        start: nonempty("date_params.start", &r.date_params.start)?,
+        end: nonempty("date_params.end", &r.date_params.end)?,
+        format,
+        end_style,
+    };
+    let timezone = match &r.timezone {
+        None => None,
+        Some(z) => Some(Zone::parse(z).map_err(|m| ("timezone".to_string(), m))?),
+    };
+    let start_date = match &r.start_date {
+        None => None,
+        Some(d) => Some(dates::parse_day(d).ok_or_else(|| {
+            (
+                "start_date".to_string(),
+                format!("'{d}' is not a date YYYY-MM-DD"),
+            )
+        })?),
+    };
+    Ok(Route {
+        name: name.to_string(),
+        path: r.path,
+        records: pointer("records", &r.records)?,
+        records_unwrap: r
+            .records_unwrap
+            .map(|p| pointer("records_unwrap", &p))
+            .transpose()?,
+        date_params,
+        slice_days: r.slice_days,
+        pagination: pagination(r.pagination)?,
+        date_field: r
+            .date_field
+            .map(|p| pointer("date_field", &p))
+            .transpose()?,
+        timezone,
+        query: r.query.into_iter().collect(),
+        headers: r.headers.into_iter().collect(),
+        undated: r.undated.unwrap_or(Undated::SliceStart),
+        start_date,
+    })
+}
+
+fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldError> {
+    let k = "pagination";
+    let mp = |m: Option<u64>| -> std::result::Result<u64, FieldError> {
+        match m {
+            Some(0) => Err((format!("{k}.max_pages"), "must be at least 1".into())),
+            Some(n) => Ok(n),
+            None => Ok(DEFAULT_MAX_PAGES),
+        }
+    };
+    let name =
+        |key: &str, v: Option<String>, default: &str| -> std::result::Result<String, FieldError> {
+            nonempty(
+                &format!("{k}.{key}"),
+                &v.unwrap_or_else(|| default.to_string()),
+            )
+        };
+    let ptr = |key: &str, v: Option<String>| -> std::result::Result<Option<String>, FieldError> {
+        v.map(|p| pointer(&format!("{k}.{key}"), &p)).transpose()
+    };
+    Ok(match p.unwrap_or(RawPagination::None { max_pages: None }) {
+        RawPagination::None { max_pages } => Paging {
+            kind: Pagination::None,
+            max_pages: mp(max_pages)?,
+        },
+        RawPagination::Page {
+            param,
+            start,
+            size_param,
+            size,
+            total_pages,
+            stop_on_short_page,
+            max_pages,
+        } => {
+            if size == Some(0) {
+                return Err((format!("{k}.size"), "must be at least 1".into()));
+            }
+            if stop_on_short_page && size.is_none() {
+                return Err((
+                    format!("{k}.stop_on_short_page"),
+                    "needs 'size' to know what a short page is".into(),
+                ));
+            }
+            Paging {
+                kind: Pagination::Page {
+                    param: name("param", param, "page")?,
+                    start: start.unwrap_or(1),
+                    size_param: size_param
+                        .map(|s| nonempty(&format!("{k}.size_param"), &s))
+                        .transpose()?,
+                    size,
+                    total_pages: ptr("total_pages", total_pages)?,
+                    stop_on_short_page,
+                },
+                max_pages: mp(max_pages)?,
+            }
+        }
+        RawPagination::Offset {
+            offset_param,
+            limit_param,
+            limit,
+            total,
+            max_pages,
+        } => {
+            if limit == Some(0) {
+                return Err((format!("{k}.limit"), "must be at least 1".into()));
+            }
+            Paging {
+                kind: Pagination::Offset {
+                    offset_param: name("offset_param", offset_param, "offset")?,
+                    limit_param: name("limit_param", limit_param, "limit")?,
+                    limit: limit.unwrap_or(100),
+                    total: ptr("total", total)?,
+                },
+                max_pages: mp(max_pages)?,
+            }
+        }
+        RawPagination::Cursor {
+            param,
+            cursor_path,
+            max_pages,
+        } => Paging {
+            kind: Pagination::Cursor {
+                param: name("param", param, "cursor")?,
+                cursor_path: pointer(&format!("{k}.cursor_path"), &cursor_path)?,
+            },
+            max_pages: mp(max_pages)?,
+        },
+        RawPagination::NextUrl {
+            next_path,
+            max_pages,
+        } => Paging {
+            kind: Pagination::NextUrl {
+                next_path: pointer(&format!("{k}.next_path"), &next_path)?,
+            },
+            max_pages: mp(max_pages)?,
+        },
+        RawPagination::LinkHeader { max_pages } => Paging {
+            kind: Pagination::LinkHeader,
+            max_pages: mp(max_pages)?,
+        },
+    })
+}
+
+/// A client's `auth`. `key` (where it was written) names each secret
+/// reference in later messages; error keys are relative to it.
+fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> {
+    let inline = |field: &str| -> FieldError {
+        (
+            field.to_string(),
+            format!("secrets are never written in the config: use {field}_env or {field}_file"),
+        )
+    };
+    let secret = |env: Option<String>,
+                  file: Option<PathBuf>,
+                  field: &str|
+     -> std::result::Result<Secret, FieldError> {
+        match (env, file) {
+            (Some(var), None) if !var.trim().is_empty() => Ok(Secret::Env {
+                var,
+                key: format!("{key}.{field}_env"),
+            }),
+            (None, Some(path)) => Ok(Secret::File {
+                path,
+                key: format!("{key}.{field}_file"),
+            }),
+            (Some(_), Some(_)) => Err((
+                field.to_string(),
+                format!("give {field}_env or {field}_file, not both"),
+            )),
+            _ => Err((
+                field.to_string(),
+                format!("missing: give {field}_env (a variable name) or {field}_file (a path)"),
+            )),
+        }
+    };
+    Ok(match a {
+        None | Some(RawAuth::None) => Auth::None,
+        Some(RawAuth::Bearer {
+            token_env,
+            token_file,
+            token,
+        }) => {
+            if token.is_some() {
+                return Err(inline("token"));
+            }
+            Auth::Bearer(secret(token_env, token_file, "token")?)
+        }
+        Some(RawAuth::Header {
+            name,
+            value_env,
+            value_file,
+            value,
+        }) => {
+            if value.is_some() {
+                return Err(inline("value"));
+            }
+            Auth::Header {
+                name: nonempty("name", &name)?,
+                value: secret(value_env, value_file, "value")?,
+            }
+        }
+        Some(RawAuth::Query {
+            param,
+            value_env,
+            value_file,
+            value,
+        }) => {
+            if value.is_some() {
+                return Err(inline("value"));
+            }
+            Auth::Query {
+                param: nonempty("param", &param)?,
+                value: secret(value_env, value_file, "value")?,
+            }
+        }
+        Some(RawAuth::Basic {
+            user,
+            password_env,
+            password_file,
+            password,
+        }) => {
+            if password.is_some() {
+                return Err(inline("password"));
+            }
+            Auth::Basic {
+                user,
+                password: secret(password_env, password_file, "password")?,
+            }
+        }
+    })
+}
