@@ -73,24 +73,13 @@ impl Layer {
 
     /// The first value out of range, as (key, why).
     pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        if self.retry_max == Some(0) {
-            return Err(("retry_max", "must be at least 1".into()));
-        }
-        if self.batch_export == Some(0) {
-            return Err(("batch_export", "must be at least 1".into()));
-        }
-        if matches!(self.threads, Some(0)) || self.threads.is_some_and(|t| t > 512) {
-            return Err(("threads", "must be between 1 and 512".into()));
-        }
-        if matches!(self.writers, Some(0)) || self.writers.is_some_and(|t| t > 64) {
-            return Err(("writers", "must be between 1 and 64".into()));
-        }
-        if self.lease_secs == Some(0) {
-            return Err(("lease_secs", "must be at least 1".into()));
-        }
-        if self.timeout_secs == Some(0) {
-            return Err(("timeout_secs", "must be at least 1".into()));
-        }
+        let count = |n: usize| n as u64;
+        within("retry_max", self.retry_max.map(u64::from), None)?;
+        within("batch_export", self.batch_export.map(count), None)?;
+        within("threads", self.threads.map(count), Some(512))?;
+        within("writers", self.writers.map(count), Some(64))?;
+        within("lease_secs", self.lease_secs, None)?;
+        within("timeout_secs", self.timeout_secs, None)?;
         if self
             .progress_secs
             .is_some_and(|p| !(p > 0.0 && p.is_finite()))
@@ -98,6 +87,21 @@ impl Layer {
             return Err(("progress_secs", "must be a positive number".into()));
         }
         Ok(())
+    }
+}
+
+/// A whole number given for `key`: at least 1, and at most `max` if any.
+fn within(
+    key: &'static str,
+    v: Option<u64>,
+    max: Option<u64>,
+) -> std::result::Result<(), (&'static str, String)> {
+    match (v, max) {
+        (Some(0), None) => Err((key, "must be at least 1".into())),
+        (Some(n), Some(max)) if n == 0 || n > max => {
+            Err((key, format!("must be between 1 and {max}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -288,6 +292,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e}").contains("ATLAS_CHANNEL_CAPACITY"), "{e}");
+    }
+
+    #[test]
+    fn ranges_name_the_first_bad_key() {
+        let check = |l: Layer| l.check().map_err(|(k, why)| format!("{k}: {why}"));
+        assert_eq!(check(Layer::default()), Ok(()));
+        let l = Layer {
+            writers: Some(65),
+            lease_secs: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(check(l), Err("writers: must be between 1 and 64".into()));
+        let l = Layer {
+            lease_secs: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(check(l), Err("lease_secs: must be at least 1".into()));
+        let l = Layer {
+            threads: Some(512),
+            progress_secs: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert_eq!(
+            check(l),
+            Err("progress_secs: must be a positive number".into())
+        );
     }
 
     #[test]

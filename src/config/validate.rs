@@ -274,12 +274,14 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
 
 fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldError> {
     let k = "pagination";
-    let mp = |m: Option<u64>| -> std::result::Result<u64, FieldError> {
-        match m {
-            Some(0) => Err((format!("{k}.max_pages"), "must be at least 1".into())),
-            Some(n) => Ok(n),
-            None => Ok(DEFAULT_MAX_PAGES),
+    let positive = |key: &str, v: Option<u64>| -> std::result::Result<Option<u64>, FieldError> {
+        match v {
+            Some(0) => Err((format!("{k}.{key}"), "must be at least 1".into())),
+            _ => Ok(v),
         }
+    };
+    let mp = |m: Option<u64>| -> std::result::Result<u64, FieldError> {
+        Ok(positive("max_pages", m)?.unwrap_or(DEFAULT_MAX_PAGES))
     };
     let name =
         |key: &str, v: Option<String>, default: &str| -> std::result::Result<String, FieldError> {
@@ -305,9 +307,7 @@ fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldErro
             stop_on_short_page,
             max_pages,
         } => {
-            if size == Some(0) {
-                return Err((format!("{k}.size"), "must be at least 1".into()));
-            }
+            positive("size", size)?;
             if stop_on_short_page && size.is_none() {
                 return Err((
                     format!("{k}.stop_on_short_page"),
@@ -335,9 +335,7 @@ fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldErro
             total,
             max_pages,
         } => {
-            if limit == Some(0) {
-                return Err((format!("{k}.limit"), "must be at least 1".into()));
-            }
+            positive("limit", limit)?;
             Paging {
                 kind: Pagination::Offset {
                     offset_param: name("offset_param", offset_param, "offset")?,
@@ -378,11 +376,13 @@ fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldErro
 /// A client's `auth`. `key` (where it was written) names each secret
 /// reference in later messages; error keys are relative to it.
 fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> {
-    let inline = |field: &str| -> FieldError {
-        (
+    // A secret written inline is refused, its value never echoed.
+    let refuse = |inline: Option<Value>, field: &str| match inline {
+        Some(_) => Err((
             field.to_string(),
             format!("secrets are never written in the config: use {field}_env or {field}_file"),
-        )
+        )),
+        None => Ok(()),
     };
     let secret = |env: Option<String>,
                   file: Option<PathBuf>,
@@ -414,9 +414,7 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
             token_file,
             token,
         }) => {
-            if token.is_some() {
-                return Err(inline("token"));
-            }
+            refuse(token, "token")?;
             Auth::Bearer(secret(token_env, token_file, "token")?)
         }
         Some(RawAuth::Header {
@@ -425,9 +423,7 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
             value_file,
             value,
         }) => {
-            if value.is_some() {
-                return Err(inline("value"));
-            }
+            refuse(value, "value")?;
             Auth::Header {
                 name: nonempty("name", &name)?,
                 value: secret(value_env, value_file, "value")?,
@@ -439,9 +435,7 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
             value_file,
             value,
         }) => {
-            if value.is_some() {
-                return Err(inline("value"));
-            }
+            refuse(value, "value")?;
             Auth::Query {
                 param: nonempty("param", &param)?,
                 value: secret(value_env, value_file, "value")?,
@@ -453,9 +447,7 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
             password_file,
             password,
         }) => {
-            if password.is_some() {
-                return Err(inline("password"));
-            }
+            refuse(password, "password")?;
             Auth::Basic {
                 user,
                 password: secret(password_env, password_file, "password")?,
