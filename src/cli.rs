@@ -1,5 +1,6 @@
-//! Raw command-line flags (argh). Nothing here is validated: `config` turns
-//! these, the environment and `atlas.json` into one checked `Config`.
+//! Raw command-line flags (argh). Nothing here is validated: the command
+//! layer (`cmd`) turns these, the environment and `atlas.json` into one
+//! checked context (config, settings, database) once.
 
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -113,7 +114,7 @@ pub struct ShowArgs {
 }
 
 /// Load a scrap's period from the API into its raw table.
-#[derive(FromArgs, Debug, Default, Clone)]
+#[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "run")]
 pub struct RunArgs {
     /// scrap id

@@ -1,9 +1,8 @@
 //! Thin entry: parse flags, run the command, print one error with its
 //! context chain, map it to an exit code (SPEC §2).
 
-mod app;
-mod check;
 mod cli;
+mod cmd;
 mod config;
 mod dates;
 mod db;
@@ -17,7 +16,6 @@ mod pipeline;
 mod record;
 mod report;
 mod slice;
-mod sync;
 mod tls;
 
 use std::process::ExitCode;
@@ -75,7 +73,6 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let style = report::Style { plain: args.plain };
     let quit = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -88,16 +85,12 @@ fn main() -> ExitCode {
             log::warn!("cannot install the Ctrl-C handler: {e}");
         }
     }
-    let env = app::Env {
-        args: &args,
-        style,
-        quit: &quit,
-        interrupted: &interrupted,
-    };
-    match app::run(&env) {
+    let env = |k: &str| std::env::var(k).ok();
+    match cmd::run(&args, &env, &quit, &interrupted) {
         Ok(code) => ExitCode::from(code.code()),
         Err(e) => {
             let code = exit::classify(&e);
+            let style = report::Style { plain: args.plain };
             eprintln!("{}", style.line("❌", &format!("Erro: {e:#}")));
             ExitCode::from(code.code())
         }

@@ -59,6 +59,17 @@ impl Style {
         }
     }
 
+    /// `line` on stdout, as a result (`atlas check`, `atlas init`).
+    pub fn say(&self, emoji: &str, text: &str) {
+        out(&(self.line(emoji, text) + "\n"));
+    }
+
+    /// `line` on stderr: notices for the person watching (stdout carries
+    /// results: ids, tables, the summary).
+    pub fn note(&self, emoji: &str, text: &str) {
+        eprintln!("{}", self.line(emoji, text));
+    }
+
     fn tag(&self, emoji: &str) -> String {
         if self.plain {
             String::new()

@@ -3,26 +3,26 @@
 //! needed, and probes each (client, route) with one request for one day.
 //! Exit: 0 all good, 2 config or secrets, 3 database or a route's probe.
 
-use crate::app::Env;
+use super::Context;
 use crate::cli::CheckArgs;
-use crate::config::Settings;
+use crate::config::{Client, Route};
 use crate::dates;
+use crate::db;
 use crate::exit::{classify, Exit};
 use crate::http::{self, ResolvedAuth};
+use crate::json::Json;
+use crate::paginate::Pager;
 use crate::record;
 use crate::report;
 use anyhow::Result;
-use chrono::Duration;
+use chrono::{Duration, NaiveDate};
 
-pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
-    let cfg = env.require_config()?;
-    let style = env.style;
-    crate::outln!(
-        "{}",
-        style.line(
-            "✅",
-            &format!("Configuração válida: {}", cfg.source.display())
-        )
+pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let style = ctx.style;
+    style.say(
+        "✅",
+        &format!("Configuração válida: {}", cfg.source.display()),
     );
     // Config problems (exit 2) outrank environment problems (exit 3): fix the config first.
     let mut exit = Exit::Ok;
@@ -31,42 +31,33 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     // Secrets: each reference resolved, reported by name only.
     let mut auths = Vec::new();
     for c in cfg.clients.values() {
-        match ResolvedAuth::resolve(&c.auth, &|k| std::env::var(k).ok()) {
-            Ok(r) => auths.push((c.id.clone(), Some(r))),
+        match ctx.auth(c) {
+            Ok(r) => auths.push(Some(r)),
             Err(e) => {
-                crate::outln!(
-                    "{}",
-                    style.line(
-                        "❌",
-                        &format!("Cliente {}: segredo indisponível: {e:#}", c.id)
-                    )
+                style.say(
+                    "❌",
+                    &format!("Cliente {}: segredo indisponível: {e:#}", c.id),
                 );
                 exit = Exit::Usage;
-                auths.push((c.id.clone(), None));
+                auths.push(None);
             }
         }
     }
 
-    match env.database(Some(&cfg)).and_then(|db| {
+    match ctx.database().and_then(|db| {
         let mut c = db.connect()?;
-        Ok((db.to_string(), crate::db::require_schema(&mut c)))
+        Ok((db.to_string(), db::require_schema(&mut c)))
     }) {
-        Ok((db, Ok(()))) => crate::outln!(
-            "{}",
-            style.line(
-                "✅",
-                &format!("Banco de dados: {db} (esquema atlas atualizado)")
-            )
+        Ok((db, Ok(()))) => style.say(
+            "✅",
+            &format!("Banco de dados: {db} (esquema atlas atualizado)"),
         ),
         Ok((db, Err(e))) => {
-            crate::outln!(
-                "{}",
-                style.line("⚠️", &format!("Banco de dados: {db}: {e:#}"))
-            );
+            style.say("⚠️", &format!("Banco de dados: {db}: {e:#}"));
             env_problem = true;
         }
         Err(e) => {
-            crate::outln!("{}", style.line("❌", &format!("Banco de dados: {e:#}")));
+            style.say("❌", &format!("Banco de dados: {e:#}"));
             match classify(&e) {
                 Exit::Usage => exit = Exit::Usage,
                 _ => env_problem = true,
@@ -86,14 +77,9 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
     if a.no_probe {
         return Ok(verdict(exit, env_problem));
     }
-    let settings = Settings::resolve(
-        Default::default(),
-        &|k| std::env::var(k).ok(),
-        &cfg.settings,
-    )?;
-    let agent = http::agent(settings.timeout);
+    let agent = http::agent(ctx.settings()?.timeout);
     let mut rows = Vec::new();
-    for (c, (_, auth)) in cfg.clients.values().zip(auths.iter()) {
+    for (c, auth) in cfg.clients.values().zip(&auths) {
         for r in c.routes.values() {
             let day = dates::today_in(r.timezone.as_ref()) - Duration::days(1);
             let verdict = match auth {
@@ -114,21 +100,23 @@ pub fn check(env: &Env<'_>, a: &CheckArgs) -> Result<Exit> {
             rows.push(vec![c.id.clone(), r.name.clone(), status, detail]);
         }
     }
-    crate::outp!(
-        "{}",
-        report::table(&["client", "route", "probe", "detail"], &rows)
-    );
+    report::out(&report::table(
+        &["client", "route", "probe", "detail"],
+        &rows,
+    ));
     Ok(verdict(exit, env_problem))
 }
 
+/// One request for page 1 of `day`: how many records it holds, or what
+/// went wrong (URL redacted).
 fn probe(
     agent: &ureq::Agent,
-    c: &crate::config::Client,
-    r: &crate::config::Route,
+    c: &Client,
+    r: &Route,
     auth: &ResolvedAuth,
-    day: chrono::NaiveDate,
+    day: NaiveDate,
 ) -> Result<String, String> {
-    let pager = crate::paginate::Pager::new(
+    let pager = Pager::new(
         &r.pagination,
         http::slice_url(c, r, auth, day, day).map_err(|e| format!("{e:#}"))?,
     );
@@ -136,8 +124,8 @@ fn probe(
     let shown = http::redact(&url, auth.query_param());
     match http::get(agent, &url, &r.headers, auth) {
         Ok(f) => {
-            let v = crate::json::Json::parse(&f.body)
-                .map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;
+            let v =
+                Json::parse(&f.body).map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;
             let n = record::records_of(&v, &r.records)
                 .map_err(|m| format!("{shown}: {m}"))?
                 .len();

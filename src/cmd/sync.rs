@@ -6,14 +6,15 @@
 //! One sync per (client, route) at a time: a session advisory lock is held
 //! for the whole sync; a second sync finds it taken and exits 0 saying so.
 
-use crate::app::{self, Env};
+use super::{day_flag, scrap, Context};
 use crate::cli::SyncArgs;
-use crate::config::Layer;
 use crate::dates;
+use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ledger;
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
+use serde_json::{json, Value};
 
 /// Days loaded again by default: APIs change recent records, and the hash
 /// makes the overlap free.
@@ -43,88 +44,77 @@ pub fn period(
     Ok((start <= until).then_some((start, until)))
 }
 
-pub fn sync(env: &Env<'_>, a: &SyncArgs) -> Result<Exit> {
-    let cfg = env.require_config()?;
+pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
     let (_, route) = cfg.route(&a.client, &a.route)?;
     let from = a
         .from
         .as_deref()
-        .map(|s| app::parse_day(s, "--from"))
+        .map(|s| day_flag(s, "--from"))
         .transpose()?;
     let until = match a.until.as_deref() {
-        Some(s) => app::parse_day(s, "--until")?,
+        Some(s) => day_flag(s, "--until")?,
         None => dates::today_in(route.timezone.as_ref()) - Duration::days(1),
     };
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
-    let flags = Layer {
-        threads: a.threads,
-        writers: a.writers,
-        batch_export: a.batch_export,
-        retry_max: a.retry_max,
-        error_log: env.args.error_log.clone(),
-        ..Default::default()
-    };
-    // Bad flags fail before anything is written.
-    crate::config::Settings::resolve(flags.clone(), &|k| std::env::var(k).ok(), &cfg.settings)?;
+    // Bad settings fail before anything is written.
+    ctx.settings()?;
 
-    let db = env.database(Some(&cfg))?;
-    let mut conn = db.connect()?;
-    crate::db::require_schema(&mut conn)?;
+    let mut conn = ctx.database()?.connect()?;
+    db::require_schema(&mut conn)?;
     let Some(mut lock) = SyncLock::try_take(conn, &format!("atlas-sync:{}:{}", a.client, a.route))?
     else {
-        eprintln!(
-            "{}",
-            env.style.line(
-                "⏳",
-                &format!(
-                    "Outra sincronização de {} / {} está em andamento: nada a fazer",
-                    a.client, a.route
-                )
-            )
+        let notice = format!(
+            "Outra sincronização de {} / {} está em andamento: nada a fazer",
+            a.client, a.route
         );
-        if a.json {
-            crate::outln!(
-                "{}",
-                serde_json::json!({"client": a.client, "route": a.route, "status": "busy", "exit_code": 0})
-            );
-        }
-        return Ok(Exit::Ok);
+        return Ok(nothing_to_do(
+            ctx,
+            a,
+            "⏳",
+            &notice,
+            json!({"status": "busy"}),
+        ));
     };
     let last = ledger::last_loaded_day(&mut lock.conn, &a.client, &a.route)?;
     let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
-        eprintln!(
-            "{}",
-            env.style.line(
-                "✅",
-                &format!(
-                    "Nada novo para {} / {}: carregado até {}",
-                    a.client,
-                    a.route,
-                    last.map(|d| d.to_string()).unwrap_or_default()
-                )
-            )
+        let notice = format!(
+            "Nada novo para {} / {}: carregado até {}",
+            a.client,
+            a.route,
+            last.map(|d| d.to_string()).unwrap_or_default()
         );
-        if a.json {
-            crate::outln!(
-                "{}",
-                serde_json::json!({"client": a.client, "route": a.route, "status": "up_to_date",
-                                   "loaded_until": last, "exit_code": 0})
-            );
-        }
-        return Ok(Exit::Ok);
+        let fields = json!({"status": "up_to_date", "loaded_until": last});
+        return Ok(nothing_to_do(ctx, a, "✅", &notice, fields));
     };
-    let (id, _, _) = app::create_scrap(env, &cfg, &a.client, &a.route, start, end)?;
-    eprintln!(
-        "{}",
-        env.style.line(
-            "🔄",
-            &format!(
-                "Sincronizando {} / {}: scrap {id}, {start} até {end}",
-                a.client, a.route
-            )
-        )
+    let id = scrap::create_scrap(ctx, cfg, &a.client, &a.route, start, end)?.id;
+    ctx.style.note(
+        "🔄",
+        &format!(
+            "Sincronizando {} / {}: scrap {id}, {start} até {end}",
+            a.client, a.route
+        ),
     );
-    app::run_scrap(env, id, &flags, a.json)
+    scrap::run(ctx, id, a.json)
+}
+
+/// Ends a sync that runs nothing: the notice, and with `--json` one object,
+/// `fields` plus the client, the route and exit code 0.
+fn nothing_to_do(
+    ctx: &Context<'_>,
+    a: &SyncArgs,
+    emoji: &str,
+    notice: &str,
+    mut fields: Value,
+) -> Exit {
+    ctx.style.note(emoji, notice);
+    if a.json {
+        fields["client"] = json!(a.client);
+        fields["route"] = json!(a.route);
+        fields["exit_code"] = json!(0);
+        crate::outln!("{fields}");
+    }
+    Exit::Ok
 }
 
 /// The per-(client, route) sync lock: a session advisory lock, released

@@ -1,0 +1,257 @@
+//! The command layer: `run` builds one `Context` from flags, environment
+//! and config file, then hands it to the command's module. Nothing below
+//! this layer reads an environment variable or parses a flag, and no module
+//! below it imports from here.
+//!
+//! Input is checked before anything is written, so bad input changes
+//! nothing. Each command meets its problems in a fixed order (its own flags,
+//! then the config, then settings, then the database): a value that some
+//! commands can do without keeps its error until a command asks for it.
+
+mod check;
+mod clients;
+mod init;
+mod scrap;
+mod sync;
+
+use crate::cli::{Args, Command, ScrapCommand};
+use crate::config::{self, settings, Client, Config, Layer, Settings};
+use crate::dates;
+use crate::db::Db;
+use crate::exit::{usage, Exit, UsageError};
+use crate::http::ResolvedAuth;
+use crate::ledger;
+use crate::report::Style;
+use anyhow::Result;
+use chrono::NaiveDate;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+/// Runs the command `args` asks for. `env` looks up environment variables;
+/// `quit` is raised by Ctrl-C or a fatal error, `interrupted` by Ctrl-C only.
+pub fn run(
+    args: &Args,
+    env: &dyn Fn(&str) -> Option<String>,
+    quit: &AtomicBool,
+    interrupted: &AtomicBool,
+) -> Result<Exit> {
+    let context = || Context::build(args, env, quit, interrupted);
+    match &args.command {
+        Command::Init(_) => init::run(&context()?),
+        Command::Clients(_) => clients::run(&context()?),
+        Command::Check(a) => check::run(&context()?, a),
+        Command::Sync(a) => sync::run(&context()?, a),
+        // Flags that stand alone are checked before the context is built.
+        Command::Scrap(s) => match &s.command {
+            ScrapCommand::Create(a) => scrap::create(&context()?, a),
+            ScrapCommand::List(a) => {
+                scrap::check_status(a.status.as_deref())?;
+                scrap::list(&context()?, a)
+            }
+            ScrapCommand::Show(a) => {
+                let id = ledger::parse_id(&a.id)?;
+                scrap::show(&context()?, id)
+            }
+            ScrapCommand::Run(a) => {
+                let id = ledger::parse_id(&a.id)?;
+                scrap::run(&context()?, id, a.json)
+            }
+        },
+    }
+}
+
+/// Everything a command needs, resolved once from flags, environment and
+/// config file.
+pub struct Context<'a> {
+    /// The validated config; `None` when there is no file and none was named.
+    config: Option<Config>,
+    /// Where the config was looked for (named when a command needs it).
+    config_path: PathBuf,
+    /// Run settings (flag > environment > file > default), or why not.
+    settings: Result<Settings, UsageError>,
+    /// The database (flag > environment > file), or why not.
+    database: Result<Db, UsageError>,
+    /// This machine's name, for worker ids.
+    pub host: String,
+    /// Line style: with emoji, or plain.
+    pub style: Style,
+    /// Raised by Ctrl-C or a fatal error: stop fetching, flush, release.
+    pub quit: &'a AtomicBool,
+    /// Raised by Ctrl-C only.
+    pub interrupted: &'a AtomicBool,
+    /// The environment, for secret references only (`token_env`): a
+    /// client's secret is read when a command uses that client.
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Context<'a> {
+    fn build(
+        args: &Args,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        quit: &'a AtomicBool,
+        interrupted: &'a AtomicBool,
+    ) -> Result<Context<'a>> {
+        let (config_path, named) = settings::config_path(args.config.as_deref(), env);
+        let config = if named || config_path.exists() {
+            Some(config::load(&config_path)?)
+        } else {
+            None
+        };
+        let file = config.as_ref().map(|c| &c.settings);
+        let settings =
+            Settings::resolve(flags(args), env, file.unwrap_or(&Layer::default())).map_err(kept);
+        let database = settings::database_url(
+            args.database_url.as_deref(),
+            env,
+            config.as_ref().and_then(|c| c.database_url.as_deref()),
+        )
+        .and_then(|url| Db::parse(&url))
+        .map_err(kept);
+        Ok(Context {
+            config,
+            config_path,
+            settings,
+            database,
+            host: ledger::host_name(env),
+            style: Style { plain: args.plain },
+            quit,
+            interrupted,
+            env,
+        })
+    }
+
+    /// The config file, for a command that cannot do without one.
+    pub fn config(&self) -> Result<&Config> {
+        self.config.as_ref().ok_or_else(|| {
+            usage(format!(
+                "no config file: {} does not exist (give --config FILE or set ATLAS_CONFIG)",
+                self.config_path.display()
+            ))
+        })
+    }
+
+    pub fn settings(&self) -> Result<&Settings> {
+        self.settings.as_ref().map_err(raised)
+    }
+
+    pub fn database(&self) -> Result<&Db> {
+        self.database.as_ref().map_err(raised)
+    }
+
+    /// The client's auth with its secret read.
+    pub fn auth(&self, client: &Client) -> Result<ResolvedAuth> {
+        ResolvedAuth::resolve(&client.auth, self.env)
+    }
+}
+
+/// The run settings given as flags: the global `--error-log`, and the
+/// knobs of `scrap run` and `sync`.
+fn flags(args: &Args) -> Layer {
+    let knobs = match &args.command {
+        Command::Scrap(s) => match &s.command {
+            ScrapCommand::Run(a) => Some((a.threads, a.writers, a.batch_export, a.retry_max)),
+            _ => None,
+        },
+        Command::Sync(a) => Some((a.threads, a.writers, a.batch_export, a.retry_max)),
+        _ => None,
+    };
+    let (threads, writers, batch_export, retry_max) = knobs.unwrap_or_default();
+    Layer {
+        threads,
+        writers,
+        batch_export,
+        retry_max,
+        error_log: args.error_log.clone(),
+        ..Layer::default()
+    }
+}
+
+/// An error kept in the context until a command needs the value (every
+/// such error is bad input).
+fn kept(e: anyhow::Error) -> UsageError {
+    UsageError(format!("{e:#}"))
+}
+
+/// A kept error, raised for the command that needs the value.
+fn raised(e: &UsageError) -> anyhow::Error {
+    usage(e.0.clone())
+}
+
+/// A day given on the command line (`--from`, `--to`, `--until`).
+fn day_flag(s: &str, flag: &str) -> Result<NaiveDate> {
+    dates::parse_day(s.trim()).ok_or_else(|| {
+        usage(format!(
+            "{flag} '{s}' is not a real date in the form YYYY-MM-DD"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::classify;
+    use argh::FromArgs;
+
+    fn args(line: &[&str]) -> Args {
+        Args::from_args(&["atlas"], line).unwrap()
+    }
+
+    #[test]
+    fn run_knobs_come_from_the_command_that_has_them() {
+        let a = args(&[
+            "--error-log",
+            "e.log",
+            "scrap",
+            "run",
+            "1",
+            "--threads",
+            "3",
+        ]);
+        let l = flags(&a);
+        assert_eq!(l.threads, Some(3));
+        assert_eq!(l.error_log, Some(PathBuf::from("e.log")));
+        let a = args(&[
+            "sync",
+            "--client",
+            "c",
+            "--route",
+            "r",
+            "--batch-export",
+            "9",
+        ]);
+        assert_eq!(flags(&a).batch_export, Some(9));
+        assert_eq!(flags(&args(&["clients"])), Layer::default());
+    }
+
+    #[test]
+    fn day_flags_are_real_days() {
+        assert!(day_flag(" 2025-02-28", "--from").is_ok());
+        let e = day_flag("2025-02-30", "--to").unwrap_err();
+        assert_eq!(
+            format!("{e}"),
+            "--to '2025-02-30' is not a real date in the form YYYY-MM-DD"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_waits_for_the_command_that_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("atlas.json");
+        std::fs::write(&path, r#"{"clients": {}}"#).unwrap();
+        let env = |k: &str| (k == "ATLAS_THREADS").then(|| "muitos".to_string());
+        let (q, i) = (AtomicBool::new(false), AtomicBool::new(false));
+        let a = args(&["--config", path.to_str().unwrap(), "init"]);
+        let ctx = Context::build(&a, &env, &q, &i).unwrap();
+        assert!(ctx.config().is_ok());
+        let e = ctx.settings().unwrap_err();
+        assert_eq!(classify(&e), Exit::Usage);
+        assert!(format!("{e}").contains("ATLAS_THREADS"), "{e}");
+        let e = ctx.database().err().expect("no URL given");
+        assert_eq!(classify(&e), Exit::Usage);
+        assert!(format!("{e}").starts_with("no database URL"), "{e}");
+        // A config named but missing stops every command at once.
+        let none = dir.path().join("none.json");
+        let a = args(&["--config", none.to_str().unwrap(), "init"]);
+        assert!(Context::build(&a, &|_| None, &q, &i).is_err());
+    }
+}

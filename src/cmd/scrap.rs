@@ -1,0 +1,402 @@
+//! `atlas scrap create | list | show | run`. A scrap is one client, route
+//! and period, cut into slices in the ledger; `run` loads its pending
+//! slices through the pipeline and prints the summary (`sync` runs the
+//! scraps it creates the same way).
+
+use super::{day_flag, Context};
+use crate::cli::{CreateArgs, ListArgs};
+use crate::config::{Config, Settings};
+use crate::db;
+use crate::exit::{usage, Exit};
+use crate::http::Backoff;
+use crate::ident;
+use crate::ledger::{self, Scrap, SliceInfo};
+use crate::pipeline::{self, Job, Outcome};
+use crate::report::{self, ErrorLog, Style, Summary};
+use anyhow::Result;
+use chrono::NaiveDate;
+use std::time::{Duration, Instant};
+
+/// A scrap just created.
+pub struct Created {
+    pub id: i64,
+    pub table: String,
+    pub slices: usize,
+}
+
+/// Checks the period and the table name, then creates the scrap, its raw
+/// table and its slices.
+pub fn create_scrap(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    client: &str,
+    route: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Created> {
+    let (c, r) = cfg.route(client, route)?;
+    if from > to {
+        return Err(usage(format!("--from {from} is after --to {to}")));
+    }
+    let table = ident::raw_table(
+        &ident::sanitize(&c.id).map_err(usage)?,
+        &ident::sanitize(&r.name).map_err(usage)?,
+    )
+    .map_err(usage)?;
+    let mut conn = ctx.database()?.connect()?;
+    db::require_schema(&mut conn)?;
+    let id = ledger::create_scrap(&mut conn, &c.id, &r.name, &table, from, to, r.slice_days)?;
+    Ok(Created {
+        id,
+        table,
+        slices: crate::slice::plan(from, to, r.slice_days).len(),
+    })
+}
+
+/// `scrap create`: the new id alone on stdout, the details on stderr.
+pub fn create(ctx: &Context<'_>, a: &CreateArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let from = day_flag(&a.from, "--from")?;
+    let to = day_flag(&a.to, "--to")?;
+    let Created { id, table, slices } = create_scrap(ctx, cfg, &a.client, &a.route, from, to)?;
+    crate::outln!("{id}");
+    ctx.style.note(
+            "💾",
+            &format!(
+                "Scrap {id} criado: cliente {} - rota {}, {from} até {to}, {slices} fatia(s); tabela {table}",
+                a.client, a.route
+            )
+        );
+    Ok(Exit::Ok)
+}
+
+/// `--status` of `scrap list`: one of the ledger's statuses.
+pub fn check_status(status: Option<&str>) -> Result<()> {
+    match status {
+        Some(s) if !ledger::STATUSES.contains(&s) => Err(usage(format!(
+            "--status '{s}' is not one of {}",
+            ledger::STATUSES.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A count for a table cell: `1,234` (negatives, which cannot happen, as 0).
+fn count(n: i64) -> String {
+    report::thousands(n.max(0) as u64)
+}
+
+/// `scrap list`: one line per scrap, its status, rows and last run.
+pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
+    let mut c = ctx.database()?.connect()?;
+    db::require_schema(&mut c)?;
+    let rows: Vec<Vec<String>> = ledger::list(&mut c, a.client.as_deref(), a.status.as_deref())?
+        .into_iter()
+        .map(|s| {
+            vec![
+                s.scrap.id.to_string(),
+                s.scrap.client,
+                s.scrap.route,
+                format!("{} até {}", s.scrap.from, s.scrap.to),
+                s.status.to_string(),
+                format!("{}/{}", s.done, s.slices),
+                count(s.rows),
+                s.last_run
+                    .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M:%S")))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    report::out(&report::table(
+        &[
+            "id", "client", "route", "period", "status", "slices", "rows", "last_run",
+        ],
+        &rows,
+    ));
+    Ok(Exit::Ok)
+}
+
+/// `scrap show`: the scrap, then its runs and its slices as tables.
+pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
+    let mut c = ctx.database()?.connect()?;
+    db::require_schema(&mut c)?;
+    let s = ledger::get_scrap(&mut c, id)?;
+    let status = ledger::list(&mut c, Some(&s.client), None)?
+        .into_iter()
+        .find(|x| x.scrap.id == id)
+        .map(|x| x.status)
+        .unwrap_or("pending");
+    crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
+    crate::outln!(
+        "period: {} até {} (slice_days {})",
+        s.from,
+        s.to,
+        s.slice_days
+    );
+    crate::outln!("table: {}", s.raw_table);
+    crate::outln!("status: {status}");
+    crate::outln!("created: {}", s.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
+    crate::outln!();
+    crate::outln!("runs:");
+    let runs: Vec<Vec<String>> = ledger::runs(&mut c, id)?
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                r.finished_at
+                    .map(|t| t.format("%H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.status,
+                count(r.records),
+                count(r.inserted),
+                count(r.duplicates),
+                format!("{}/{}", r.slices_done, r.slices_failed),
+                r.worker,
+            ]
+        })
+        .collect();
+    report::out(&report::table(
+        &[
+            "run",
+            "started",
+            "finished",
+            "status",
+            "records",
+            "inserted",
+            "duplicates",
+            "done/failed",
+            "worker",
+        ],
+        &runs,
+    ));
+    crate::outln!();
+    crate::outln!("slices:");
+    let slices: Vec<Vec<String>> = ledger::slices(&mut c, id)?
+        .into_iter()
+        .map(|x| {
+            vec![
+                if x.from == x.to {
+                    x.from.to_string()
+                } else {
+                    format!("{} até {}", x.from, x.to)
+                },
+                x.status,
+                x.pages.to_string(),
+                count(x.records),
+                count(x.inserted),
+                count(x.duplicates),
+                x.out_of_period.to_string(),
+                x.undated.to_string(),
+                x.attempts.to_string(),
+                x.worker.unwrap_or_else(|| "-".into()),
+                x.last_error
+                    .map(|e| report::snippet(&e, 120, "..."))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    report::out(&report::table(
+        &[
+            "slice",
+            "status",
+            "pages",
+            "records",
+            "inserted",
+            "duplicates",
+            "out_of_period",
+            "undated",
+            "attempts",
+            "worker",
+            "last_error",
+        ],
+        &slices,
+    ));
+    Ok(Exit::Ok)
+}
+
+/// `scrap run` (and the run of `sync`): loads the scrap's pending slices,
+/// records the run, prints the summary.
+pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let settings = ctx.settings()?;
+    let db = ctx.database()?;
+    let mut conn = db.connect()?;
+    db::require_schema(&mut conn)?;
+    let scrap = ledger::get_scrap(&mut conn, id)?;
+    let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
+    let auth = ctx.auth(client)?;
+    let errlog = ErrorLog::new(&settings.error_log);
+    let style = ctx.style;
+    let slices = ledger::slices(&mut conn, id)?;
+    let mut summary = summary_of(&scrap, slices.len() as i64, settings);
+    if slices.iter().all(|s| s.status == "done") {
+        summary.slices_done = summary.slices_total as i32;
+        style.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
+        emit(&summary, style, json);
+        return Ok(Exit::Ok);
+    }
+
+    style.note(
+        "🚀",
+        &format!(
+            "Iniciando ETL do cliente {} - Rota: {}",
+            scrap.client, scrap.route
+        ),
+    );
+    style.note("📅", &format!("Período: {} até {}", scrap.from, scrap.to));
+    style.note(
+        "⚙️",
+        &format!(
+            "Configurações: Retry={}, Batch={}",
+            settings.retry_max, settings.batch_export
+        ),
+    );
+    let worker = ledger::worker_id(&ctx.host, std::process::id());
+    let run_id = ledger::start_run(&mut conn, id, &worker, &serde_json::to_value(settings)?)?;
+    summary.run_id = Some(run_id);
+    // Claims and batches use the pool; this connection is for the run row only.
+    let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
+    let backoff = Backoff {
+        base: settings.backoff_base,
+        cap: settings.backoff_cap,
+    };
+    let job = Job {
+        scrap: &scrap,
+        client,
+        route,
+        settings,
+        pool,
+        worker,
+        run_id,
+        auth,
+        backoff,
+        errlog: &errlog,
+        style,
+        quit: ctx.quit,
+        interrupted: ctx.interrupted,
+    };
+    let started = Instant::now();
+    let outcome = pipeline::run(&job);
+    let elapsed = started.elapsed();
+
+    // The scrap as a whole (other workers may have worked some slices). The
+    // run's connection may have been lost meanwhile: retried on a fresh one.
+    let mut exit = outcome.exit;
+    let after = match db::with_fresh_connection(db, &mut conn, settings.retry_max, backoff, |c| {
+        ledger::slices(c, id)
+    }) {
+        Ok(a) => a,
+        Err(e) => {
+            style.note("❌", &format!("Erro: {e:#}"));
+            exit = exit.merge(Exit::Environment);
+            Vec::new()
+        }
+    };
+    let all_done = !after.is_empty() && after.iter().all(|s| s.status == "done");
+    if exit == Exit::Ok && !all_done {
+        exit = Exit::Failed;
+    }
+    let status = match exit {
+        Exit::Ok => "done",
+        Exit::Interrupted => "interrupted",
+        Exit::Environment => "aborted",
+        _ => "failed",
+    };
+    if let Err(e) = db::with_fresh_connection(db, &mut conn, settings.retry_max, backoff, |c| {
+        ledger::finish_run(c, run_id, status, &outcome.totals, outcome.error.as_deref())
+    }) {
+        log::warn!("cannot record the end of run {run_id}: {e:#}");
+    }
+    summary.status = status.into();
+    summary.exit_code = exit.code();
+    count_run(&mut summary, &outcome, &after, elapsed);
+    if let Some(e) = &outcome.error {
+        style.note("❌", e);
+    }
+    if summary.slices_failed > 0 {
+        style.note(
+                "⚠️",
+                &format!(
+                    "{} fatia(s) com falha: veja `atlas scrap show {id}` e {}; rode de novo para retomar",
+                    summary.slices_failed,
+                    errlog.path().display()
+                )
+            );
+    }
+    emit(&summary, style, json);
+    Ok(exit)
+}
+
+/// The summary of a run that has done nothing yet.
+fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary {
+    Summary {
+        scrap_id: scrap.id,
+        run_id: None,
+        client: scrap.client.clone(),
+        route: scrap.route.clone(),
+        table: scrap.raw_table.clone(),
+        from: scrap.from,
+        to: scrap.to,
+        status: "done".into(),
+        records_fetched: 0,
+        inserted: 0,
+        duplicates: 0,
+        out_of_period: 0,
+        undated: 0,
+        pages: 0,
+        slices_done: 0,
+        slices_failed: 0,
+        slices_total,
+        retries: 0,
+        elapsed_secs: 0.0,
+        records_per_sec: 0.0,
+        exit_code: 0,
+        settings: settings.clone(),
+    }
+}
+
+/// The run's counters, and the scrap's slices as they stand after it.
+fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elapsed: Duration) {
+    let t = &outcome.totals;
+    summary.records_fetched = t.records;
+    summary.inserted = t.inserted;
+    summary.duplicates = t.duplicates;
+    summary.out_of_period = t.out_of_period;
+    summary.undated = t.undated;
+    summary.pages = t.pages;
+    summary.slices_done = after.iter().filter(|s| s.status == "done").count() as i32;
+    summary.slices_failed = after.iter().filter(|s| s.status == "failed").count() as i32;
+    summary.retries = t.retries;
+    summary.elapsed_secs = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
+    summary.records_per_sec =
+        (report::rate(t.records.max(0) as u64, elapsed) * 10.0).round() / 10.0;
+}
+
+/// The summary on stdout: the statistics block, or one JSON object.
+fn emit(summary: &Summary, style: Style, json: bool) {
+    if json {
+        match serde_json::to_string(summary) {
+            Ok(s) => crate::outln!("{s}"),
+            Err(e) => log::error!("cannot serialise the summary: {e}"),
+        }
+    } else {
+        crate::outp!("{}", summary.render(style));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_filter_is_one_of_the_ledger_statuses() {
+        assert!(check_status(None).is_ok());
+        assert!(check_status(Some("done")).is_ok());
+        let e = check_status(Some("feito")).unwrap_err();
+        assert!(
+            format!("{e}").starts_with("--status 'feito' is not one of pending"),
+            "{e}"
+        );
+    }
+}
