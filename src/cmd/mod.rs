@@ -15,7 +15,8 @@ mod scrap;
 mod sync;
 
 use crate::cli::{Args, Command, ScrapCommand};
-use crate::config::{self, settings, Client, Config, Layer, Settings};
+use crate::config::settings::{config_path, database_url};
+use crate::config::{self, Client, Config, Layer, Settings};
 use crate::dates;
 use crate::db::Db;
 use crate::exit::{usage, Exit, UsageError};
@@ -91,7 +92,7 @@ impl<'a> Context<'a> {
         quit: &'a AtomicBool,
         interrupted: &'a AtomicBool,
     ) -> Result<Context<'a>> {
-        let (config_path, named) = settings::config_path(args.config.as_deref(), env);
+        let (config_path, named) = config_path(args.config.as_deref(), env);
         let config = if named || config_path.exists() {
             Some(config::load(&config_path)?)
         } else {
@@ -100,7 +101,7 @@ impl<'a> Context<'a> {
         let file = config.as_ref().map(|c| &c.settings);
         let settings =
             Settings::resolve(flags(args), env, file.unwrap_or(&Layer::default())).map_err(kept);
-        let database = settings::database_url(
+        let database = database_url(
             args.database_url.as_deref(),
             env,
             config.as_ref().and_then(|c| c.database_url.as_deref()),
@@ -130,10 +131,12 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// The run settings, for a command that runs or probes.
     pub fn settings(&self) -> Result<&Settings> {
         self.settings.as_ref().map_err(raised)
     }
 
+    /// The database, for a command that needs one.
     pub fn database(&self) -> Result<&Db> {
         self.database.as_ref().map_err(raised)
     }

@@ -29,13 +29,21 @@ pub const DEFAULT_BACKOFF_CAP_MS: u64 = 60_000;
 /// `None` = not given there.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Layer {
+    /// `--retry-max`, `ATLAS_RETRY_MAX`, `retry_max`.
     pub retry_max: Option<u32>,
+    /// `--batch-export`, `ATLAS_BATCH_EXPORT`, `batch_export`.
     pub batch_export: Option<usize>,
+    /// `--threads`, `ATLAS_THREADS`, `threads`.
     pub threads: Option<usize>,
+    /// `--writers`, `ATLAS_WRITERS`, `writers`.
     pub writers: Option<usize>,
+    /// `ATLAS_LEASE_SECS`, `lease_secs` (no flag).
     pub lease_secs: Option<u64>,
+    /// `ATLAS_TIMEOUT_SECS`, `timeout_secs` (no flag).
     pub timeout_secs: Option<u64>,
+    /// `ATLAS_PROGRESS_SECS`, `progress_secs` (no flag).
     pub progress_secs: Option<f64>,
+    /// `--error-log`, `ATLAS_ERROR_LOG`, `error_log`.
     pub error_log: Option<PathBuf>,
 }
 
