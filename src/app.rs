@@ -7,7 +7,7 @@ use crate::db::{self, Db};
 use crate::exit::{usage, Exit};
 use crate::http::{Backoff, ResolvedAuth};
 use crate::ident;
-use crate::ledger;
+use crate::ledger::{self, RunStatus, SliceStatus};
 use crate::pipeline::{self, Job};
 use crate::report::{self, ErrorLog, SettingsOut, Style, Summary};
 use anyhow::Result;
@@ -264,7 +264,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
         .into_iter()
         .find(|x| x.scrap.id == id)
         .map(|x| x.status)
-        .unwrap_or("pending");
+        .unwrap_or(SliceStatus::Pending);
     crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
     crate::outln!(
         "period: {} até {} (slice_days {})",
@@ -286,7 +286,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
                 r.finished_at
                     .map(|t| t.format("%H:%M:%S").to_string())
                     .unwrap_or_else(|| "-".into()),
-                r.status,
+                r.status.to_string(),
                 report::thousands(r.records.max(0) as u64),
                 report::thousands(r.inserted.max(0) as u64),
                 report::thousands(r.duplicates.max(0) as u64),
@@ -323,7 +323,7 @@ fn show(env: &Env<'_>, a: &cli::ShowArgs) -> Result<Exit> {
                 } else {
                     format!("{} até {}", x.from, x.to)
                 },
-                x.status,
+                x.status.to_string(),
                 x.pages.to_string(),
                 report::thousands(x.records.max(0) as u64),
                 report::thousands(x.inserted.max(0) as u64),
@@ -425,7 +425,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
         exit_code: 0,
         settings: out_settings.clone(),
     };
-    if slices.iter().all(|s| s.status == "done") {
+    if slices.iter().all(|s| s.status == SliceStatus::Done) {
         summary.slices_done = total_slices as i32;
         eprintln!(
             "{}",
@@ -508,15 +508,15 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
             Vec::new()
         }
     };
-    let all_done = !after.is_empty() && after.iter().all(|s| s.status == "done");
+    let all_done = !after.is_empty() && after.iter().all(|s| s.status == SliceStatus::Done);
     if exit == Exit::Ok && !all_done {
         exit = Exit::Failed;
     }
     let status = match exit {
-        Exit::Ok => "done",
-        Exit::Interrupted => "interrupted",
-        Exit::Environment => "aborted",
-        _ => "failed",
+        Exit::Ok => RunStatus::Done,
+        Exit::Interrupted => RunStatus::Interrupted,
+        Exit::Environment => RunStatus::Aborted,
+        _ => RunStatus::Failed,
     };
     let t = &outcome.totals;
     if let Err(e) = with_fresh_connection(&db, &mut conn, settings.retry_max, retry, |c| {
@@ -524,15 +524,21 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
     }) {
         log::warn!("cannot record the end of run {run_id}: {e:#}");
     }
-    summary.status = status.into();
+    summary.status = status.to_string();
     summary.records_fetched = t.records;
     summary.inserted = t.inserted;
     summary.duplicates = t.duplicates;
     summary.out_of_period = t.out_of_period;
     summary.undated = t.undated;
     summary.pages = t.pages;
-    summary.slices_done = after.iter().filter(|s| s.status == "done").count() as i32;
-    summary.slices_failed = after.iter().filter(|s| s.status == "failed").count() as i32;
+    summary.slices_done = after
+        .iter()
+        .filter(|s| s.status == SliceStatus::Done)
+        .count() as i32;
+    summary.slices_failed = after
+        .iter()
+        .filter(|s| s.status == SliceStatus::Failed)
+        .count() as i32;
     summary.retries = t.retries;
     summary.elapsed_secs = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
     summary.records_per_sec =

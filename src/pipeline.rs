@@ -221,13 +221,9 @@ impl Shared<'_, '_> {
 
     /// A worker of this machine whose process is gone (killed, crashed) keeps
     /// its leases until they expire; ending them now lets a rerun go on at
-    /// once. Only where liveness can be known (Linux `/proc`); elsewhere the
-    /// lease expiry does the same later.
+    /// once. Where liveness cannot be known, the lease expiry does it later.
     fn take_over_dead_local_workers(&self) {
         let job = self.job;
-        let Some((host, _)) = ledger::worker_host_pid(&job.worker) else {
-            return;
-        };
         let holders = match job
             .pool
             .get()
@@ -238,8 +234,7 @@ impl Shared<'_, '_> {
             Err(_) => return,
         };
         for w in holders {
-            let dead = matches!(ledger::worker_host_pid(&w), Some((h, pid)) if h == host && process_alive(pid) == Some(false));
-            if dead {
+            if ledger::worker_gone(&job.worker, &w) {
                 if let Ok(n) = job
                     .pool
                     .get()
@@ -664,15 +659,6 @@ impl Shared<'_, '_> {
             slices_done: g(&k.slices_done) as i32,
             slices_failed: g(&k.slices_failed) as i32,
         }
-    }
-}
-
-/// Whether a process of this machine is alive, when that can be known.
-fn process_alive(pid: u32) -> Option<bool> {
-    if cfg!(target_os = "linux") {
-        Some(std::path::Path::new(&format!("/proc/{pid}")).exists())
-    } else {
-        None
     }
 }
 
