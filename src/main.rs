@@ -16,6 +16,7 @@ mod paginate;
 mod pipeline;
 mod record;
 mod report;
+mod retry;
 mod slice;
 mod sync;
 mod tls;

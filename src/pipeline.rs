@@ -10,12 +10,13 @@
 use crate::config::{Client, Route, RunSettings};
 use crate::db::{self, Inserter, Pool};
 use crate::exit::Exit;
-use crate::http::{self, Backoff, Failure, Limiter, ResolvedAuth};
+use crate::http::{self, Failure, Limiter, ResolvedAuth};
 use crate::json::Json;
 use crate::ledger::{self, Claim, RunTotals, Scrap, SliceCounts, SliceEnd};
 use crate::paginate::Pager;
 use crate::record::{self, Row};
 use crate::report::{ErrorContext, ErrorLog, Style};
+use crate::retry::{self, Backoff};
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -287,7 +288,7 @@ impl Shared<'_, '_> {
                                 )
                             );
                         }
-                        http::sleep_until(Instant::now() + poll, job.quit);
+                        retry::sleep_until(Instant::now() + poll, job.quit);
                         continue;
                     }
                     Err(e) => {
@@ -447,7 +448,7 @@ impl Shared<'_, '_> {
                     self.stop(Fatal::Auth(msg));
                     return Err(SliceStop::Interrupted);
                 }
-                Failure::Fatal {
+                Failure::Refused {
                     status,
                     message,
                     body,
@@ -490,7 +491,7 @@ impl Shared<'_, '_> {
                             )
                         )
                     );
-                    if !http::sleep_until(until, job.quit) {
+                    if !retry::sleep_until(until, job.quit) {
                         return Err(SliceStop::Interrupted);
                     }
                 }
