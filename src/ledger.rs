@@ -518,7 +518,7 @@ pub fn heartbeat(c: &mut impl GenericClient, worker: &str, lease: Duration) -> R
 pub enum SliceEnd {
     Done,
     Failed,
-    /// Given back unfinished (Ctrl-C, fatal error elsewhere): pending again.
+    /// Given back unfinished (Ctrl-C, or the run aborted): pending again.
     Released,
 }
 
