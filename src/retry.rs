@@ -127,39 +127,40 @@ impl Policy<'_> {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            let wait = match self.next(attempt, classify(&error), fastrand::f64()) {
-                Ok(wait) => wait,
-                Err(stop) => {
-                    return Err(GaveUp {
-                        error,
+            let stop = match self.next(attempt, classify(&error), fastrand::f64()) {
+                Ok(wait) => {
+                    let until = Instant::now() + wait;
+                    let retrying = Retrying {
                         attempt,
-                        stop,
-                    })
+                        attempts: self.attempts,
+                        wait,
+                        until,
+                    };
+                    on_retry(&error, retrying);
+                    if self.wait_until(until) {
+                        attempt += 1;
+                        continue;
+                    }
+                    Stop::Quit
                 }
+                Err(stop) => stop,
             };
-            let until = Instant::now() + wait;
-            let retrying = Retrying {
+            return Err(GaveUp {
+                error,
                 attempt,
-                attempts: self.attempts,
-                wait,
-                until,
-            };
-            on_retry(&error, retrying);
-            let waited = match self.quit {
-                Some(quit) => sleep_until(until, quit),
-                None => {
-                    std::thread::sleep(wait);
-                    true
-                }
-            };
-            if !waited {
-                return Err(GaveUp {
-                    error,
-                    attempt,
-                    stop: Stop::Quit,
-                });
+                stop,
+            });
+        }
+    }
+
+    /// Waits until `until`; false if `quit` rose first.
+    fn wait_until(&self, until: Instant) -> bool {
+        match self.quit {
+            Some(quit) => sleep_until(until, quit),
+            None => {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                true
             }
-            attempt += 1;
         }
     }
 }
