@@ -1,6 +1,7 @@
 //! The slice ledger: scraps, runs, and slice claims with leases, all in the
-//! `atlas` schema. Claims use `FOR UPDATE SKIP LOCKED`, so any number of
-//! processes on any machines can work one scrap, each slice by one at a time.
+//! `atlas` schema; their statuses (`status`) and the identity of workers.
+//! Claims use `FOR UPDATE SKIP LOCKED`, so any number of processes on any
+//! machines can work one scrap, each slice by one at a time.
 
 use crate::db;
 use crate::exit::usage;
@@ -10,86 +11,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use postgres::{Client, GenericClient};
 use std::time::Duration;
 
-/// An enum stored as TEXT: each variant next to its SQL text, the one place
-/// where the two are mapped (`as_str`, `FromStr`, `Display`).
-macro_rules! sql_text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
+mod status;
 
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The text stored in the database.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = anyhow::Error;
-
-            fn from_str(s: &str) -> Result<$name> {
-                $name::ALL
-                    .iter()
-                    .copied()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| anyhow::anyhow!("unknown {} '{s}'", stringify!($name)))
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-sql_text_enum! {
-    /// Where a slice stands (`atlas.slices.status`). A scrap's status, in
-    /// `scrap list`, is the one its slices add up to, in the same words.
-    SliceStatus {
-        /// Not worked yet, or given back unfinished.
-        Pending = "pending",
-        /// Held by a worker under a lease.
-        Running = "running",
-        /// Every row committed.
-        Done = "done",
-        /// Gave up in its last attempt; a rerun takes it again.
-        Failed = "failed",
-    }
-}
-
-sql_text_enum! {
-    /// How a run ended (`atlas.runs.status`).
-    RunStatus {
-        /// Started and not finished (or its process died).
-        Running = "running",
-        /// Every slice of the scrap is done.
-        Done = "done",
-        /// Some slices failed.
-        Failed = "failed",
-        /// Stopped by Ctrl-C.
-        Interrupted = "interrupted",
-        /// Stopped by the environment: database lost, credentials refused.
-        Aborted = "aborted",
-    }
-}
-
-/// A status read from the database.
-fn status_of<T: std::str::FromStr<Err = anyhow::Error>>(
-    r: &postgres::Row,
-    col: usize,
-) -> Result<T> {
-    r.get::<_, &str>(col).parse()
-}
+use status::status_of;
+pub use status::{RunStatus, SliceStatus, STATUSES};
 
 #[derive(Debug, Clone)]
 pub struct Scrap {
@@ -220,14 +145,6 @@ pub fn get_scrap(c: &mut impl GenericClient, id: i64) -> Result<Scrap> {
         ))
     })
 }
-
-/// The valid `--status` filters.
-pub const STATUSES: &[&str] = &[
-    SliceStatus::Pending.as_str(),
-    SliceStatus::Running.as_str(),
-    SliceStatus::Done.as_str(),
-    SliceStatus::Failed.as_str(),
-];
 
 pub fn list(
     c: &mut Client,
@@ -645,18 +562,7 @@ mod tests {
     }
 
     #[test]
-    fn statuses_map_to_their_sql_text_and_back() {
-        for s in SliceStatus::ALL {
-            assert_eq!(s.as_str().parse::<SliceStatus>().unwrap(), *s);
-            assert_eq!(s.to_string(), s.as_str());
-        }
-        for s in RunStatus::ALL {
-            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), *s);
-        }
-        assert_eq!(STATUSES, ["pending", "running", "done", "failed"]);
-        assert_eq!(RunStatus::Aborted.as_str(), "aborted");
-        assert!("Done".parse::<SliceStatus>().is_err(), "case matters");
-        assert!("interrupted".parse::<SliceStatus>().is_err());
+    fn slice_ends_leave_their_status() {
         assert_eq!(SliceEnd::Released.status(), SliceStatus::Pending);
         assert_eq!(SliceEnd::Done.status(), SliceStatus::Done);
         assert_eq!(SliceEnd::Failed.status(), SliceStatus::Failed);
