@@ -2,9 +2,9 @@
 //! from `sql/`, raw tables, and the batch insert of the load path.
 
 use crate::exit::{env_error, usage};
-use crate::http::Backoff;
 use crate::ident::{date_index, quote, unique_constraint};
 use crate::record::Row;
+use crate::retry::Backoff;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use postgres::{Client, GenericClient, Statement, Transaction};

@@ -1,14 +1,15 @@
-//! HTTP: the shared agent, auth, the per-client rate limit, retries with
-//! backoff and `Retry-After`, the error classifier, and URL redaction.
+//! HTTP: the shared agent, auth, the per-client rate limit, the failure
+//! classifier for `retry` (including `Retry-After`), and URL redaction.
 //!
 //! Secrets reach the wire only: any URL shown to a person goes through
 //! `redact`, and resolved secret values never implement `Display`.
 
 use crate::config::{Auth, Client, Route, SecretValue};
+use crate::retry::{self, Verdict};
 use anyhow::Result;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use url::Url;
@@ -141,7 +142,7 @@ impl Limiter {
             *next = slot + self.interval.unwrap_or_default();
             slot
         };
-        sleep_until(slot, quit)
+        retry::sleep_until(slot, quit)
     }
 
     /// Everyone waits at least until `until` (a server asked us to slow down).
@@ -150,37 +151,6 @@ impl Limiter {
         if *next < until {
             *next = until;
         }
-    }
-}
-
-/// Sleeps in short steps so Ctrl-C is honoured; false if interrupted.
-pub fn sleep_until(t: Instant, quit: &AtomicBool) -> bool {
-    loop {
-        if quit.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= t {
-            return true;
-        }
-        std::thread::sleep((t - now).min(Duration::from_millis(100)));
-    }
-}
-
-/// Retry schedule: exponential with full jitter, capped.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Backoff {
-    /// Wait after failed attempt `attempt` (1-based), for a uniform `jitter` in [0, 1).
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        exp.min(self.cap).mul_f64(jitter.clamp(0.0, 1.0))
     }
 }
 
@@ -201,7 +171,7 @@ pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     )
 }
 
-/// How a failed request is handled.
+/// A failed request, by what it calls for.
 #[derive(Debug)]
 pub enum Failure {
     /// Try again (after `wait` if the server said how long).
@@ -211,14 +181,37 @@ pub enum Failure {
         message: String,
         body: String,
     },
-    /// This slice cannot succeed (other 4xx, bad data shape after retries).
-    Fatal {
+    /// The server refused this request (another 4xx): asking again would
+    /// get the same answer.
+    Refused {
         status: Option<u16>,
         message: String,
         body: String,
     },
-    /// Credentials refused: no slice can succeed.
+    /// Credentials refused: no request of this client can succeed.
     Auth { status: u16, body: String },
+}
+
+impl Failure {
+    /// The HTTP status, if a response came.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Retry { status, .. } | Failure::Refused { status, .. } => *status,
+            Failure::Auth { status, .. } => Some(*status),
+        }
+    }
+}
+
+/// What a failed request calls for; a `Retry-After` replaces the backoff.
+pub fn classify(f: &Failure) -> Verdict {
+    match f {
+        Failure::Retry {
+            wait: Some(wait), ..
+        } => Verdict::RetryAfter(*wait),
+        Failure::Retry { wait: None, .. } => Verdict::Retry,
+        Failure::Refused { .. } => Verdict::Fail,
+        Failure::Auth { .. } => Verdict::Auth,
+    }
 }
 
 /// A successful response, body already read.
@@ -302,7 +295,7 @@ pub fn get(
             message: format!("HTTP {status}"),
             body: snippet(&body, 300),
         }),
-        _ => Err(Failure::Fatal {
+        _ => Err(Failure::Refused {
             status: Some(status),
             message: format!("HTTP {status}"),
             body: snippet(&body, 300),
@@ -355,18 +348,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_caps_and_jitters() {
-        let b = Backoff {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(5),
+    fn failures_classify_for_retry() {
+        let retry = |wait| Failure::Retry {
+            status: Some(503),
+            wait,
+            message: "HTTP 503".into(),
+            body: String::new(),
         };
-        assert_eq!(b.delay(1, 1.0), Duration::from_millis(500));
-        assert_eq!(b.delay(2, 1.0), Duration::from_secs(1));
-        assert_eq!(b.delay(4, 1.0), Duration::from_secs(4));
-        assert_eq!(b.delay(5, 1.0), Duration::from_secs(5), "capped");
-        assert_eq!(b.delay(60, 1.0), Duration::from_secs(5), "no overflow");
-        assert_eq!(b.delay(3, 0.5), Duration::from_secs(1));
-        assert_eq!(b.delay(3, 0.0), Duration::ZERO);
+        assert_eq!(classify(&retry(None)), Verdict::Retry);
+        assert_eq!(
+            classify(&retry(Some(Duration::from_secs(7)))),
+            Verdict::RetryAfter(Duration::from_secs(7)),
+            "Retry-After wins over the backoff"
+        );
+        let refused = Failure::Refused {
+            status: Some(404),
+            message: "HTTP 404".into(),
+            body: String::new(),
+        };
+        assert_eq!(classify(&refused), Verdict::Fail);
+        assert_eq!(refused.status(), Some(404));
+        let auth = Failure::Auth {
+            status: 401,
+            body: String::new(),
+        };
+        assert_eq!(classify(&auth), Verdict::Auth);
+        assert_eq!(auth.status(), Some(401));
+        let transport = Failure::Retry {
+            status: None,
+            wait: None,
+            message: "timeout".into(),
+            body: String::new(),
+        };
+        assert_eq!(transport.status(), None);
+        assert_eq!(classify(&transport), Verdict::Retry);
     }
 
     #[test]
@@ -405,6 +420,7 @@ mod tests {
 
     #[test]
     fn limiter_spaces_requests_and_pauses_everyone() {
+        use std::sync::atomic::Ordering;
         let quit = AtomicBool::new(false);
         let l = Limiter::new(Some(50.0));
         let t0 = Instant::now();

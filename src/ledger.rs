@@ -1,6 +1,7 @@
 //! The slice ledger: scraps, runs, and slice claims with leases, all in the
-//! `atlas` schema. Claims use `FOR UPDATE SKIP LOCKED`, so any number of
-//! processes on any machines can work one scrap, each slice by one at a time.
+//! `atlas` schema; their statuses (`status`) and the identity of workers.
+//! Claims use `FOR UPDATE SKIP LOCKED`, so any number of processes on any
+//! machines can work one scrap, each slice by one at a time.
 
 use crate::db;
 use crate::exit::usage;
@@ -9,6 +10,11 @@ use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use postgres::{Client, GenericClient};
 use std::time::Duration;
+
+mod status;
+
+use status::status_of;
+pub use status::{RunStatus, SliceStatus, STATUSES};
 
 #[derive(Debug, Clone)]
 pub struct Scrap {
@@ -26,18 +32,18 @@ pub struct Scrap {
 #[derive(Debug, Clone)]
 pub struct ScrapStatus {
     pub scrap: Scrap,
-    pub status: &'static str,
+    pub status: SliceStatus,
     pub slices: i64,
     pub done: i64,
     pub rows: i64,
-    pub last_run: Option<(DateTime<Utc>, String)>,
+    pub last_run: Option<(DateTime<Utc>, RunStatus)>,
 }
 
 #[derive(Debug, Clone)]
 pub struct SliceInfo {
     pub from: NaiveDate,
     pub to: NaiveDate,
-    pub status: String,
+    pub status: SliceStatus,
     pub pages: i64,
     pub records: i64,
     pub inserted: i64,
@@ -55,7 +61,7 @@ pub struct RunInfo {
     pub worker: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: RunStatus,
     pub records: i64,
     pub inserted: i64,
     pub duplicates: i64,
@@ -140,9 +146,6 @@ pub fn get_scrap(c: &mut impl GenericClient, id: i64) -> Result<Scrap> {
     })
 }
 
-/// The valid `--status` filters.
-pub const STATUSES: &[&str] = &["pending", "running", "done", "failed"];
-
 pub fn list(
     c: &mut Client,
     client: Option<&str>,
@@ -151,9 +154,9 @@ pub fn list(
     let rows = c.query(
         "SELECT s.id, s.client, s.route, s.raw_table, s.period_from, s.period_to, s.slice_days, s.created_at,
                 count(sl.id),
-                count(sl.id) FILTER (WHERE sl.status = 'done'),
-                count(sl.id) FILTER (WHERE sl.status = 'failed'),
-                count(sl.id) FILTER (WHERE sl.status = 'running' AND sl.lease_until > now()),
+                count(sl.id) FILTER (WHERE sl.status = $2),
+                count(sl.id) FILTER (WHERE sl.status = $3),
+                count(sl.id) FILTER (WHERE sl.status = $4 AND sl.lease_until > now()),
                 coalesce(sum(sl.inserted), 0)::bigint,
                 r.started_at, r.status
          FROM atlas.scraps s
@@ -163,27 +166,33 @@ pub fn list(
          WHERE ($1::text IS NULL OR s.client = $1)
          GROUP BY s.id, r.started_at, r.status
          ORDER BY s.id",
-        &[&client],
+        &[
+            &client,
+            &SliceStatus::Done.as_str(),
+            &SliceStatus::Failed.as_str(),
+            &SliceStatus::Running.as_str(),
+        ],
     )?;
     let mut out = Vec::new();
     for r in rows {
         let (slices, done, failed, running): (i64, i64, i64, i64) =
             (r.get(8), r.get(9), r.get(10), r.get(11));
         let st = if slices > 0 && done == slices {
-            "done"
+            SliceStatus::Done
         } else if running > 0 {
-            "running"
+            SliceStatus::Running
         } else if failed > 0 {
-            "failed"
+            SliceStatus::Failed
         } else {
-            "pending"
+            SliceStatus::Pending
         };
-        if status.is_some_and(|s| s != st) {
+        if status.is_some_and(|s| s != st.as_str()) {
             continue;
         }
-        let last_run = r
-            .get::<_, Option<DateTime<Utc>>>(13)
-            .map(|t| (t, r.get::<_, String>(14)));
+        let last_run = match r.get::<_, Option<DateTime<Utc>>>(13) {
+            Some(t) => Some((t, status_of(&r, 14)?)),
+            None => None,
+        };
         out.push(ScrapStatus {
             scrap: scrap_of(&r),
             status: st,
@@ -203,23 +212,24 @@ pub fn slices(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<SliceInfo>> 
          FROM atlas.slices WHERE scrap_id = $1 ORDER BY slice_from",
         &[&scrap],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| SliceInfo {
-            from: r.get(1),
-            to: r.get(2),
-            status: r.get(3),
-            pages: r.get(4),
-            records: r.get(5),
-            inserted: r.get(6),
-            duplicates: r.get(7),
-            out_of_period: r.get(8),
-            undated: r.get(9),
-            attempts: r.get(10),
-            last_error: r.get(11),
-            worker: r.get(12),
+    rows.iter()
+        .map(|r| {
+            Ok(SliceInfo {
+                from: r.get(1),
+                to: r.get(2),
+                status: status_of(r, 3)?,
+                pages: r.get(4),
+                records: r.get(5),
+                inserted: r.get(6),
+                duplicates: r.get(7),
+                out_of_period: r.get(8),
+                undated: r.get(9),
+                attempts: r.get(10),
+                last_error: r.get(11),
+                worker: r.get(12),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
@@ -228,21 +238,22 @@ pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
          FROM atlas.runs WHERE scrap_id = $1 ORDER BY id",
         &[&scrap],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| RunInfo {
-            id: r.get(0),
-            worker: r.get(1),
-            started_at: r.get(2),
-            finished_at: r.get(3),
-            status: r.get(4),
-            records: r.get(5),
-            inserted: r.get(6),
-            duplicates: r.get(7),
-            slices_done: r.get(8),
-            slices_failed: r.get(9),
+    rows.iter()
+        .map(|r| {
+            Ok(RunInfo {
+                id: r.get(0),
+                worker: r.get(1),
+                started_at: r.get(2),
+                finished_at: r.get(3),
+                status: status_of(r, 4)?,
+                records: r.get(5),
+                inserted: r.get(6),
+                duplicates: r.get(7),
+                slices_done: r.get(8),
+                slices_failed: r.get(9),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub fn start_run(
@@ -275,7 +286,7 @@ pub struct RunTotals {
 pub fn finish_run(
     c: &mut impl GenericClient,
     run: i64,
-    status: &str,
+    status: RunStatus,
     t: &RunTotals,
     error: Option<&str>,
 ) -> Result<()> {
@@ -286,7 +297,7 @@ pub fn finish_run(
          WHERE id = $1",
         &[
             &run,
-            &status,
+            &status.as_str(),
             &t.pages,
             &t.records,
             &t.inserted,
@@ -319,17 +330,25 @@ pub fn claim(
         "WITH c AS (
              SELECT id FROM atlas.slices
              WHERE scrap_id = $1
-               AND ((status IN ('pending', 'failed') AND last_run_id IS DISTINCT FROM $2)
-                    OR (status = 'running' AND lease_until < now()))
+               AND ((status IN ($5, $6) AND last_run_id IS DISTINCT FROM $2)
+                    OR (status = $7 AND lease_until < now()))
              ORDER BY slice_from
              LIMIT 1
              FOR UPDATE SKIP LOCKED)
          UPDATE atlas.slices s
-         SET status = 'running', worker = $3, lease_until = now() + make_interval(secs => $4),
+         SET status = $7, worker = $3, lease_until = now() + make_interval(secs => $4),
              attempts = s.attempts + 1, last_run_id = $2, duplicates = 0
          FROM c WHERE s.id = c.id
          RETURNING s.id, s.slice_from, s.slice_to",
-        &[&scrap, &run, &worker, &secs(lease)],
+        &[
+            &scrap,
+            &run,
+            &worker,
+            &secs(lease),
+            &SliceStatus::Pending.as_str(),
+            &SliceStatus::Failed.as_str(),
+            &SliceStatus::Running.as_str(),
+        ],
     )?;
     Ok(row.map(|r| Claim {
         id: r.get(0),
@@ -342,8 +361,8 @@ pub fn claim(
 pub fn held_by_others(c: &mut impl GenericClient, scrap: i64, worker: &str) -> Result<i64> {
     Ok(c.query_one(
         "SELECT count(*) FROM atlas.slices
-         WHERE scrap_id = $1 AND status = 'running' AND lease_until >= now() AND worker IS DISTINCT FROM $2",
-        &[&scrap, &worker],
+         WHERE scrap_id = $1 AND status = $3 AND lease_until >= now() AND worker IS DISTINCT FROM $2",
+        &[&scrap, &worker, &SliceStatus::Running.as_str()],
     )?
     .get(0))
 }
@@ -352,8 +371,8 @@ pub fn held_by_others(c: &mut impl GenericClient, scrap: i64, worker: &str) -> R
 pub fn other_holders(c: &mut impl GenericClient, scrap: i64, worker: &str) -> Result<Vec<String>> {
     let rows = c.query(
         "SELECT DISTINCT worker FROM atlas.slices
-         WHERE scrap_id = $1 AND status = 'running' AND lease_until >= now() AND worker IS DISTINCT FROM $2",
-        &[&scrap, &worker],
+         WHERE scrap_id = $1 AND status = $3 AND lease_until >= now() AND worker IS DISTINCT FROM $2",
+        &[&scrap, &worker, &SliceStatus::Running.as_str()],
     )?;
     Ok(rows
         .iter()
@@ -365,8 +384,8 @@ pub fn other_holders(c: &mut impl GenericClient, scrap: i64, worker: &str) -> Re
 pub fn expire_worker(c: &mut impl GenericClient, worker: &str) -> Result<u64> {
     Ok(c.execute(
         "UPDATE atlas.slices SET lease_until = now() - interval '1 second'
-         WHERE worker = $1 AND status = 'running'",
-        &[&worker],
+         WHERE worker = $1 AND status = $2",
+        &[&worker, &SliceStatus::Running.as_str()],
     )?)
 }
 
@@ -397,12 +416,31 @@ pub fn worker_host_pid(worker: &str) -> Option<(&str, u32)> {
     Some((parts.next()?, pid))
 }
 
+/// Whether `other` is known to be gone: a worker of the same machine as
+/// `me` whose process no longer exists. Only where liveness can be known
+/// (Linux `/proc`); elsewhere nothing is known and the lease expiry decides.
+pub fn worker_gone(me: &str, other: &str) -> bool {
+    match (worker_host_pid(me), worker_host_pid(other)) {
+        (Some((here, _)), Some((host, pid))) => host == here && process_alive(pid) == Some(false),
+        _ => false,
+    }
+}
+
+/// Whether a process of this machine is alive, when that can be known.
+fn process_alive(pid: u32) -> Option<bool> {
+    if cfg!(target_os = "linux") {
+        Some(std::path::Path::new(&format!("/proc/{pid}")).exists())
+    } else {
+        None
+    }
+}
+
 /// Extends the leases of every slice this worker holds.
 pub fn heartbeat(c: &mut impl GenericClient, worker: &str, lease: Duration) -> Result<u64> {
     Ok(c.execute(
         "UPDATE atlas.slices SET lease_until = now() + make_interval(secs => $2)
-         WHERE worker = $1 AND status = 'running'",
-        &[&worker, &secs(lease)],
+         WHERE worker = $1 AND status = $3",
+        &[&worker, &secs(lease), &SliceStatus::Running.as_str()],
     )?)
 }
 
@@ -411,12 +449,23 @@ pub fn heartbeat(c: &mut impl GenericClient, worker: &str, lease: Duration) -> R
 pub enum SliceEnd {
     Done,
     Failed,
-    /// Given back unfinished (Ctrl-C, fatal error elsewhere): pending again.
+    /// Given back unfinished (Ctrl-C, or the run aborted): pending again.
     Released,
 }
 
+impl SliceEnd {
+    /// The status a slice ending this way is left in.
+    pub fn status(self) -> SliceStatus {
+        match self {
+            SliceEnd::Done => SliceStatus::Done,
+            SliceEnd::Failed => SliceStatus::Failed,
+            SliceEnd::Released => SliceStatus::Pending,
+        }
+    }
+}
+
 /// Fetch-side counters of one slice attempt.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SliceCounts {
     pub pages: i64,
     pub records: i64,
@@ -433,18 +482,25 @@ pub fn finish_slice(
     n: &SliceCounts,
     error: Option<&str>,
 ) -> Result<bool> {
-    let status = match end {
-        SliceEnd::Done => "done",
-        SliceEnd::Failed => "failed",
-        SliceEnd::Released => "pending",
-    };
+    let done = end == SliceEnd::Done;
     let changed = c.execute(
         "UPDATE atlas.slices SET status = $3, pages = $4, records = $5, out_of_period = $6, undated = $7,
-                last_error = CASE WHEN $3 = 'done' THEN NULL ELSE coalesce($8, last_error) END,
+                last_error = CASE WHEN $9 THEN NULL ELSE coalesce($8, last_error) END,
                 worker = NULL, lease_until = NULL,
-                done_at = CASE WHEN $3 = 'done' THEN now() ELSE NULL END
-         WHERE id = $1 AND worker = $2 AND status = 'running'",
-        &[&slice, &worker, &status, &n.pages, &n.records, &n.out_of_period, &n.undated, &error],
+                done_at = CASE WHEN $9 THEN now() ELSE NULL END
+         WHERE id = $1 AND worker = $2 AND status = $10",
+        &[
+            &slice,
+            &worker,
+            &end.status().as_str(),
+            &n.pages,
+            &n.records,
+            &n.out_of_period,
+            &n.undated,
+            &error,
+            &done,
+            &SliceStatus::Running.as_str(),
+        ],
     )?;
     Ok(changed == 1)
 }
@@ -457,11 +513,11 @@ pub fn last_loaded_day(
     route: &str,
 ) -> Result<Option<NaiveDate>> {
     let rows = c.query(
-        "SELECT sl.slice_from, sl.slice_to, sl.status = 'done'
+        "SELECT sl.slice_from, sl.slice_to, sl.status = $3
          FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
          WHERE s.client = $1 AND s.route = $2
          ORDER BY sl.slice_from, sl.slice_to",
-        &[&client, &route],
+        &[&client, &route, &SliceStatus::Done.as_str()],
     )?;
     let spans: Vec<(NaiveDate, NaiveDate, bool)> = rows
         .iter()
@@ -530,6 +586,27 @@ mod tests {
         assert_eq!(worker_host_pid(&w), Some(("maquina-01", 4242)));
         assert_eq!(worker_host_pid("h:x:1"), None);
         assert_eq!(worker_host_pid("garbage"), None);
+    }
+
+    #[test]
+    fn slice_ends_leave_their_status() {
+        assert_eq!(SliceEnd::Released.status(), SliceStatus::Pending);
+        assert_eq!(SliceEnd::Done.status(), SliceStatus::Done);
+        assert_eq!(SliceEnd::Failed.status(), SliceStatus::Failed);
+    }
+
+    #[test]
+    fn only_a_local_worker_without_a_process_is_gone() {
+        let me = worker_id("maquina-01", std::process::id());
+        assert!(!worker_gone(&me, &me), "this process is alive");
+        // u32::MAX is beyond any pid_max: never a live process.
+        let dead = worker_id("maquina-01", u32::MAX);
+        assert_eq!(worker_gone(&me, &dead), cfg!(target_os = "linux"));
+        assert!(
+            !worker_gone(&me, &worker_id("outra", u32::MAX)),
+            "another machine"
+        );
+        assert!(!worker_gone(&me, "garbage"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod paginate;
 mod pipeline;
 mod record;
 mod report;
+mod retry;
 mod slice;
 mod tls;
 

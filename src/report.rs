@@ -92,6 +92,68 @@ impl Style {
             decimal(rate(records, elapsed))
         )
     }
+
+    /// The line a worker's notice is shown as.
+    pub fn notice(&self, n: &Notice) -> String {
+        match n {
+            Notice::Waiting { slices, lease } => self.line(
+                "⏳",
+                &format!(
+                    "Aguardando {slices} fatia(s) em uso por outro processo (lease de {}s)",
+                    lease.as_secs()
+                ),
+            ),
+            Notice::Retrying {
+                attempt,
+                attempts,
+                wait,
+                of,
+            } => self.line(
+                "⚠️",
+                &format!(
+                    "Tentativa {attempt}/{attempts} falhou{}, aguardando {:.1}s...",
+                    match of {
+                        Retried::Page => "",
+                        Retried::Batch => " (banco de dados)",
+                    },
+                    wait.as_secs_f64()
+                ),
+            ),
+            Notice::SliceFailed { from, to, error } => {
+                self.line("❌", &format!("Fatia {from} até {to} falhou: {error}"))
+            }
+        }
+    }
+}
+
+/// What a worker thread has to tell the user. Workers never print: they
+/// send notices, and the main thread shows them between progress lines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// Every free slice is taken; other processes hold `slices` more.
+    Waiting { slices: i64, lease: Duration },
+    /// An attempt failed and will be made again after `wait`.
+    Retrying {
+        attempt: u32,
+        attempts: u32,
+        wait: Duration,
+        of: Retried,
+    },
+    /// A slice gave up; the run goes on with the others.
+    SliceFailed {
+        from: NaiveDate,
+        to: NaiveDate,
+        error: String,
+    },
+}
+
+/// What a retried attempt was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    /// Fetching a page from the API.
+    Page,
+    /// Committing a batch to the database.
+    Batch,
 }
 
 pub fn rate(n: u64, elapsed: Duration) -> f64 {
@@ -403,6 +465,44 @@ mod tests {
         );
         let p = Style { plain: true }.progress(12, Duration::from_secs(4), 6000);
         assert_eq!(p, "Página 12 | 4s | 6,000 registros | 1,500.0 reg/s");
+    }
+
+    #[test]
+    fn notices_read_like_the_seed() {
+        let s = Style { plain: false };
+        let wait = Duration::from_millis(1040);
+        let retry = |of| Notice::Retrying {
+            attempt: 3,
+            attempts: 10,
+            wait,
+            of,
+        };
+        assert_eq!(
+            s.notice(&retry(Retried::Page)),
+            "⚠️ Tentativa 3/10 falhou, aguardando 1.0s..."
+        );
+        assert_eq!(
+            s.notice(&retry(Retried::Batch)),
+            "⚠️ Tentativa 3/10 falhou (banco de dados), aguardando 1.0s..."
+        );
+        let waiting = Notice::Waiting {
+            slices: 2,
+            lease: Duration::from_secs(30),
+        };
+        assert_eq!(
+            Style { plain: true }.notice(&waiting),
+            "Aguardando 2 fatia(s) em uso por outro processo (lease de 30s)"
+        );
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let failed = Notice::SliceFailed {
+            from: d("2025-01-01"),
+            to: d("2025-01-07"),
+            error: "page 2: HTTP 404".into(),
+        };
+        assert_eq!(
+            s.notice(&failed),
+            "❌ Fatia 2025-01-01 até 2025-01-07 falhou: page 2: HTTP 404"
+        );
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn probe(
         Err(http::Failure::Auth { status, .. }) => {
             Err(format!("{shown}: HTTP {status}: credentials refused"))
         }
-        Err(http::Failure::Retry { message, .. }) | Err(http::Failure::Fatal { message, .. }) => {
+        Err(http::Failure::Retry { message, .. }) | Err(http::Failure::Refused { message, .. }) => {
             Err(format!("{shown}: {message}"))
         }
     }

@@ -8,11 +8,11 @@ use crate::cli::{CreateArgs, ListArgs};
 use crate::config::{Config, Settings};
 use crate::db;
 use crate::exit::{usage, Exit};
-use crate::http::Backoff;
 use crate::ident;
-use crate::ledger::{self, Scrap, SliceInfo};
+use crate::ledger::{self, RunStatus, Scrap, SliceInfo, SliceStatus};
 use crate::pipeline::{self, Job, Outcome};
 use crate::report::{self, ErrorLog, Style, Summary};
+use crate::retry::Backoff;
 use anyhow::Result;
 use chrono::NaiveDate;
 use std::time::{Duration, Instant};
@@ -125,7 +125,7 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
         .into_iter()
         .find(|x| x.scrap.id == id)
         .map(|x| x.status)
-        .unwrap_or("pending");
+        .unwrap_or(SliceStatus::Pending);
     crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
     crate::outln!(
         "period: {} até {} (slice_days {})",
@@ -147,7 +147,7 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
                 r.finished_at
                     .map(|t| t.format("%H:%M:%S").to_string())
                     .unwrap_or_else(|| "-".into()),
-                r.status,
+                r.status.to_string(),
                 count(r.records),
                 count(r.inserted),
                 count(r.duplicates),
@@ -181,7 +181,7 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
                 } else {
                     format!("{} até {}", x.from, x.to)
                 },
-                x.status,
+                x.status.to_string(),
                 x.pages.to_string(),
                 count(x.records),
                 count(x.inserted),
@@ -230,7 +230,7 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
     let style = ctx.style;
     let slices = ledger::slices(&mut conn, id)?;
     let mut summary = summary_of(&scrap, slices.len() as i64, settings);
-    if slices.iter().all(|s| s.status == "done") {
+    if slices.iter().all(|s| s.status == SliceStatus::Done) {
         summary.slices_done = summary.slices_total as i32;
         style.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
         emit(&summary, style, json);
@@ -293,22 +293,22 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
             Vec::new()
         }
     };
-    let all_done = !after.is_empty() && after.iter().all(|s| s.status == "done");
+    let all_done = !after.is_empty() && after.iter().all(|s| s.status == SliceStatus::Done);
     if exit == Exit::Ok && !all_done {
         exit = Exit::Failed;
     }
     let status = match exit {
-        Exit::Ok => "done",
-        Exit::Interrupted => "interrupted",
-        Exit::Environment => "aborted",
-        _ => "failed",
+        Exit::Ok => RunStatus::Done,
+        Exit::Interrupted => RunStatus::Interrupted,
+        Exit::Environment => RunStatus::Aborted,
+        _ => RunStatus::Failed,
     };
     if let Err(e) = db::with_fresh_connection(db, &mut conn, settings.retry_max, backoff, |c| {
         ledger::finish_run(c, run_id, status, &outcome.totals, outcome.error.as_deref())
     }) {
         log::warn!("cannot record the end of run {run_id}: {e:#}");
     }
-    summary.status = status.into();
+    summary.status = status.to_string();
     summary.exit_code = exit.code();
     count_run(&mut summary, &outcome, &after, elapsed);
     if let Some(e) = &outcome.error {
@@ -365,8 +365,14 @@ fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elap
     summary.out_of_period = t.out_of_period;
     summary.undated = t.undated;
     summary.pages = t.pages;
-    summary.slices_done = after.iter().filter(|s| s.status == "done").count() as i32;
-    summary.slices_failed = after.iter().filter(|s| s.status == "failed").count() as i32;
+    summary.slices_done = after
+        .iter()
+        .filter(|s| s.status == SliceStatus::Done)
+        .count() as i32;
+    summary.slices_failed = after
+        .iter()
+        .filter(|s| s.status == SliceStatus::Failed)
+        .count() as i32;
     summary.retries = t.retries;
     summary.elapsed_secs = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
     summary.records_per_sec =

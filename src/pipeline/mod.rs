@@ -1,0 +1,478 @@
+//! One run of a scrap: the thread scope, the channel between fetchers and
+//! writers, the main thread's ticker (progress and workers' notices), and the
+//! merge of how the workers ended into one [`Outcome`].
+//!
+//! Fetchers (`fetch`) claim slices and send each page's rows as a [`Chunk`]
+//! through a bounded channel to writers (`write`) that commit batches;
+//! `track` knows when a slice is finished and keeps the leases alive.
+//! Workers never print: they send [`Notice`]s that the main thread shows.
+//!
+//! Invariants: a send blocks when the channel is full (backpressure, never a
+//! drop); a slice is marked done only after every row it sent is committed
+//! (see `track`); a batch and its slice counters commit in one transaction,
+//! so nothing is counted twice.
+
+mod fetch;
+mod track;
+mod write;
+
+use crate::config::{Client, Route, Settings};
+use crate::db::{self, Pool};
+use crate::exit::Exit;
+use crate::http::{self, Limiter, ResolvedAuth};
+use crate::ledger::{Claim, RunTotals, Scrap};
+use crate::record::{PageRows, Row};
+use crate::report::{ErrorContext, ErrorLog, Notice, Style};
+use crate::retry::{Backoff, Policy, Verdict};
+use anyhow::Result;
+use crossbeam::channel::{self, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{Scope, ScopedJoinHandle};
+use std::time::Instant;
+use track::SliceTrack;
+
+/// Everything a run needs, validated and resolved.
+pub struct Job<'a> {
+    pub scrap: &'a Scrap,
+    pub client: &'a Client,
+    pub route: &'a Route,
+    pub settings: &'a Settings,
+    pub pool: Pool,
+    pub worker: String,
+    pub run_id: i64,
+    pub auth: ResolvedAuth,
+    pub backoff: Backoff,
+    pub errlog: &'a ErrorLog,
+    pub style: Style,
+    /// Raised by Ctrl-C or by an abort: stop fetching, flush, release.
+    pub quit: &'a AtomicBool,
+    /// Raised by Ctrl-C only.
+    pub interrupted: &'a AtomicBool,
+}
+
+/// How the run went, for the summary and the exit code.
+pub struct Outcome {
+    pub totals: RunTotals,
+    pub exit: Exit,
+    pub error: Option<String>,
+}
+
+/// Why the run stopped before working every slice it could.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Abort {
+    /// The API refused the client's credentials: no slice can succeed.
+    Auth(String),
+    /// The database stayed unreachable through every retry.
+    Database(String),
+}
+
+/// Live counters, read by the ticker.
+#[derive(Default)]
+struct Counters {
+    pages: AtomicU64,
+    records: AtomicU64,
+    inserted: AtomicU64,
+    duplicates: AtomicU64,
+    out_of_period: AtomicU64,
+    undated: AtomicU64,
+    retries: AtomicU64,
+    slices_done: AtomicU64,
+    slices_failed: AtomicU64,
+}
+
+/// Adds `n` to a live counter.
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// A page fetched, with what its records became.
+    fn count_page(&self, rows: &PageRows) {
+        add(&self.pages, 1);
+        add(&self.records, rows.fetched);
+        add(&self.out_of_period, rows.out_of_period);
+        add(&self.undated, rows.undated);
+    }
+
+    fn totals(&self) -> RunTotals {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
+        RunTotals {
+            pages: g(&self.pages),
+            records: g(&self.records),
+            inserted: g(&self.inserted),
+            duplicates: g(&self.duplicates),
+            out_of_period: g(&self.out_of_period),
+            undated: g(&self.undated),
+            retries: g(&self.retries),
+            slices_done: g(&self.slices_done) as i32,
+            slices_failed: g(&self.slices_failed) as i32,
+        }
+    }
+}
+
+/// A page's rows on their way to a writer; it holds its slice until committed.
+struct Chunk {
+    slice: Arc<SliceTrack>,
+    rows: Vec<Row>,
+}
+
+/// Pages a writer may have queued ahead: bounds memory to a few pages per
+/// fetcher while keeping writers busy.
+fn channel_capacity(s: &Settings) -> usize {
+    s.channel_capacity.unwrap_or(2 * s.threads.max(s.writers))
+}
+
+/// A lock that survives a panicked holder: the data stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What every worker thread of the run shares.
+struct Shared<'j, 'a> {
+    job: &'j Job<'a>,
+    counters: Counters,
+    limiter: Limiter,
+    agent: ureq::Agent,
+    /// The first reason the run stopped early.
+    abort: Mutex<Option<Abort>>,
+    /// To the main thread, which shows them: workers never print.
+    notices: Sender<Notice>,
+}
+
+impl<'a> Shared<'_, 'a> {
+    /// Stops the run: the first reason given is the one reported.
+    fn abort(&self, why: Abort) {
+        lock(&self.abort).get_or_insert(why);
+        self.job.quit.store(true, Ordering::SeqCst);
+    }
+
+    fn aborted(&self) -> bool {
+        lock(&self.abort).is_some()
+    }
+
+    fn notify(&self, n: Notice) {
+        // The receiver lives until every worker has ended: a send cannot fail
+        // while anyone listens, and after that there is nobody to tell.
+        let _ = self.notices.send(n);
+    }
+
+    fn ctx(&self, claim: Option<&Claim>) -> ErrorContext {
+        ErrorContext {
+            scrap: Some(self.job.scrap.id),
+            client: self.job.client.id.clone(),
+            route: self.job.route.name.clone(),
+            slice: claim.map(|c| (c.from, c.to)),
+            ..Default::default()
+        }
+    }
+
+    /// The run's retry policy; its waits do not yield to `quit`.
+    fn policy(&self) -> Policy<'a> {
+        Policy {
+            attempts: self.job.settings.retry_max,
+            backoff: self.job.backoff,
+            quit: None,
+        }
+    }
+
+    /// One ledger call on a pooled connection, not retried.
+    fn db_once<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
+        let mut conn = self.job.pool.get()?;
+        f(&mut conn)
+    }
+
+    /// A ledger call, retried while the database may come back.
+    fn with_db<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut postgres::Client) -> Result<T>,
+    ) -> Result<T> {
+        self.policy()
+            .run(
+                |_| self.db_once(&mut f),
+                |e| Verdict::retry_if(db::retryable(e)),
+                |e, r| {
+                    log::warn!("{what}: {e:#}; retrying in {:.1}s", r.wait.as_secs_f64());
+                    add(&self.counters.retries, 1);
+                },
+            )
+            .map_err(|g| g.error.context(what.to_string()))
+    }
+}
+
+/// Raises `quit` if the thread holding it unwinds, so the others stop in order.
+struct PanicGuard<'a>(&'a AtomicBool);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The worker threads of a run, started in a scope. A panic in one raises
+/// `quit`; each holds a clone of `done` until it ends, so the receiver
+/// disconnects when the last worker has ended.
+struct Crew<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    quit: &'scope AtomicBool,
+    done: Sender<()>,
+    handles: Vec<std::io::Result<ScopedJoinHandle<'scope, ()>>>,
+}
+
+impl<'scope> Crew<'scope, '_> {
+    fn spawn(&mut self, name: String, work: impl FnOnce() + Send + 'scope) {
+        let (quit, done) = (self.quit, self.done.clone());
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn_scoped(self.scope, move || {
+                let _guard = PanicGuard(quit);
+                work();
+                drop(done);
+            });
+        self.handles.push(handle);
+    }
+
+    /// Every worker is started: the handles to join.
+    fn started(self) -> Vec<std::io::Result<ScopedJoinHandle<'scope, ()>>> {
+        self.handles
+    }
+}
+
+/// Shows workers' notices on stderr, the waiting line once per run.
+struct NoticeBoard {
+    style: Style,
+    waiting_shown: bool,
+}
+
+impl NoticeBoard {
+    /// The line to show for `n`, if it is to be shown.
+    fn line(&mut self, n: &Notice) -> Option<String> {
+        let repeat =
+            matches!(n, Notice::Waiting { .. }) && std::mem::replace(&mut self.waiting_shown, true);
+        (!repeat).then(|| self.style.notice(n))
+    }
+
+    fn show(&mut self, n: &Notice) {
+        if let Some(line) = self.line(n) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Runs the job to the end and reports what happened.
+pub fn run(job: &Job<'_>) -> Outcome {
+    // Unbounded: notices are few (a retry, a failed slice), and a worker
+    // must never wait on the screen.
+    let (notices, notices_rx) = channel::unbounded::<Notice>();
+    let shared = Shared {
+        job,
+        counters: Counters::default(),
+        limiter: Limiter::new(job.client.rate_limit_per_sec),
+        agent: http::agent(job.settings.timeout),
+        abort: Mutex::new(None),
+        notices,
+    };
+    let mut board = NoticeBoard {
+        style: job.style,
+        waiting_shown: false,
+    };
+    let started = Instant::now();
+    let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(job.settings));
+    let (done_tx, done_rx) = channel::bounded::<()>(0);
+    let mut panicked = false;
+    std::thread::scope(|s| {
+        let sh = &shared;
+        let mut crew = Crew {
+            scope: s,
+            quit: job.quit,
+            done: done_tx,
+            handles: Vec::new(),
+        };
+        for i in 0..job.settings.writers {
+            let rx = rx.clone();
+            crew.spawn(format!("writer-{i}"), move || sh.writer(&rx));
+        }
+        drop(rx);
+        for i in 0..job.settings.threads {
+            let tx = tx.clone();
+            crew.spawn(format!("fetcher-{i}"), move || sh.fetcher(&tx));
+        }
+        drop(tx);
+        let handles = crew.started();
+        // Keeps our leases alive while slices are worked, until told to stop.
+        let (leases_stop, leases_stop_rx) = channel::bounded::<()>(0);
+        let leases = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn_scoped(s, move || sh.renew_leases(&leases_stop_rx));
+        // Progress from a ticker, notices as they come, until every worker has ended.
+        let ticker = channel::tick(job.settings.progress);
+        loop {
+            channel::select! {
+                recv(ticker) -> _ => {
+                    let k = &shared.counters;
+                    eprintln!("{}", job.style.progress(
+                        k.pages.load(Ordering::Relaxed),
+                        started.elapsed(),
+                        k.records.load(Ordering::Relaxed),
+                    ));
+                }
+                recv(notices_rx) -> n => {
+                    if let Ok(n) = n {
+                        board.show(&n);
+                    }
+                }
+                recv(done_rx) -> _ => break,
+            }
+        }
+        for h in handles {
+            match h {
+                Ok(h) => panicked |= h.join().is_err(),
+                Err(e) => {
+                    log::error!("cannot start a thread: {e}");
+                    panicked = true;
+                }
+            }
+        }
+        drop(leases_stop);
+        if let Ok(h) = leases {
+            panicked |= h.join().is_err();
+        }
+    });
+    for n in notices_rx.try_iter() {
+        board.show(&n);
+    }
+    let abort = lock(&shared.abort).clone();
+    outcome(
+        shared.counters.totals(),
+        abort,
+        panicked,
+        job.interrupted.load(Ordering::SeqCst),
+    )
+}
+
+/// How the run ended: an abort says most, then a panic, then Ctrl-C, then
+/// whether any slice failed.
+fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool) -> Outcome {
+    let (exit, error) = match abort {
+        Some(Abort::Auth(m)) => (Exit::Environment, Some(m)),
+        Some(Abort::Database(m)) => (
+            Exit::Environment,
+            Some(format!("database unavailable: {m}")),
+        ),
+        None if panicked => (
+            Exit::Failed,
+            Some("internal error: a worker thread panicked".into()),
+        ),
+        None if ctrl_c => (
+            Exit::Interrupted,
+            Some("interrompido pelo usuário (Ctrl-C)".into()),
+        ),
+        None if totals.slices_failed > 0 => (Exit::Failed, None),
+        None => (Exit::Ok, None),
+    };
+    Outcome {
+        totals,
+        exit,
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Retried;
+    use std::time::Duration;
+
+    fn failed_slices(n: i32) -> RunTotals {
+        RunTotals {
+            slices_failed: n,
+            ..Default::default()
+        }
+    }
+
+    fn merged(
+        abort: Option<Abort>,
+        panicked: bool,
+        ctrl_c: bool,
+        failed: i32,
+    ) -> (Exit, Option<String>) {
+        let o = outcome(failed_slices(failed), abort, panicked, ctrl_c);
+        (o.exit, o.error)
+    }
+
+    #[test]
+    fn a_clean_run_is_ok_and_a_failed_slice_fails_it() {
+        assert_eq!(merged(None, false, false, 0), (Exit::Ok, None));
+        assert_eq!(merged(None, false, false, 2), (Exit::Failed, None));
+    }
+
+    #[test]
+    fn an_abort_says_why_and_wins_over_everything() {
+        let auth = Abort::Auth("credentials refused".into());
+        assert_eq!(
+            merged(Some(auth.clone()), true, true, 3),
+            (Exit::Environment, Some("credentials refused".into()))
+        );
+        assert_eq!(
+            merged(Some(Abort::Database("gone".into())), false, true, 0),
+            (Exit::Environment, Some("database unavailable: gone".into()))
+        );
+    }
+
+    #[test]
+    fn a_panic_wins_over_ctrl_c_and_ctrl_c_over_failed_slices() {
+        assert_eq!(
+            merged(None, true, true, 1),
+            (
+                Exit::Failed,
+                Some("internal error: a worker thread panicked".into())
+            )
+        );
+        assert_eq!(
+            merged(None, false, true, 1),
+            (
+                Exit::Interrupted,
+                Some("interrompido pelo usuário (Ctrl-C)".into())
+            )
+        );
+    }
+
+    #[test]
+    fn outcome_keeps_the_totals() {
+        let t = RunTotals {
+            pages: 7,
+            inserted: 40,
+            ..Default::default()
+        };
+        let o = outcome(t, None, false, false);
+        assert_eq!((o.totals.pages, o.totals.inserted), (7, 40));
+    }
+
+    #[test]
+    fn the_waiting_notice_is_shown_once() {
+        let mut board = NoticeBoard {
+            style: Style { plain: true },
+            waiting_shown: false,
+        };
+        let waiting = Notice::Waiting {
+            slices: 1,
+            lease: Duration::from_secs(30),
+        };
+        let retrying = Notice::Retrying {
+            attempt: 1,
+            attempts: 3,
+            wait: Duration::from_secs(1),
+            of: Retried::Page,
+        };
+        assert!(board.line(&retrying).is_some());
+        assert_eq!(
+            board.line(&waiting).as_deref(),
+            Some("Aguardando 1 fatia(s) em uso por outro processo (lease de 30s)")
+        );
+        assert_eq!(board.line(&waiting), None);
+        assert!(board.line(&retrying).is_some(), "other notices every time");
+    }
+}

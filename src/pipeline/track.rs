@@ -1,0 +1,305 @@
+//! Slices in flight: who still holds each one (its fetcher, and every chunk
+//! not yet committed), how it ends, recording that end in the ledger, and
+//! the leases: renewed while slices are worked, taken over from workers of
+//! this machine whose process is gone.
+//!
+//! Invariants: a slice ends once, when its last holder lets go. It ends done
+//! only if nothing failed and none of its rows was left uncommitted; a
+//! failure is final (chunks committed after it do not make the slice done);
+//! a slice with uncommitted rows and no failure goes back to pending.
+
+use super::{add, lock, Abort, Shared};
+use crate::ledger::{self, Claim, SliceCounts, SliceEnd};
+use crate::record::PageRows;
+use crossbeam::channel::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One slice in flight.
+pub(super) struct SliceTrack {
+    pub(super) claim: Claim,
+    /// The fetcher while it works, plus every chunk sent and not yet committed.
+    holders: AtomicUsize,
+    /// Why the slice failed, if it did.
+    failed: Mutex<Option<String>>,
+    /// Some of its rows will not be committed (the run stops): back to pending.
+    released: AtomicBool,
+    counts: Mutex<SliceCounts>,
+}
+
+/// How a slice ended, handed to its last holder to record.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Ending {
+    pub(super) end: SliceEnd,
+    pub(super) counts: SliceCounts,
+    pub(super) error: Option<String>,
+}
+
+impl SliceTrack {
+    /// A slice just claimed, held by its fetcher.
+    pub(super) fn new(claim: Claim) -> Arc<SliceTrack> {
+        Arc::new(SliceTrack {
+            claim,
+            holders: AtomicUsize::new(1),
+            failed: Mutex::new(None),
+            released: AtomicBool::new(false),
+            counts: Mutex::new(SliceCounts::default()),
+        })
+    }
+
+    /// A chunk of its rows is on its way to a writer: one more holder.
+    pub(super) fn hold(&self) {
+        self.holders.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The fetcher gave up on the slice: its reason, which names the page,
+    /// is the one recorded.
+    pub(super) fn fetch_failed(&self, why: String) {
+        *lock(&self.failed) = Some(why);
+    }
+
+    /// The database refused a batch with rows of the slice: the reason is
+    /// recorded unless the slice failed already.
+    pub(super) fn batch_refused(&self, why: String) {
+        lock(&self.failed).get_or_insert(why);
+    }
+
+    /// Some of its rows will not be committed: unless it failed, the slice
+    /// goes back to pending when it ends.
+    pub(super) fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+
+    /// Adds a fetched page to the slice's counters.
+    pub(super) fn count_page(&self, rows: &PageRows) {
+        let mut c = lock(&self.counts);
+        c.pages += 1;
+        c.records += rows.fetched as i64;
+        c.out_of_period += rows.out_of_period as i64;
+        c.undated += rows.undated as i64;
+    }
+
+    /// Pages fetched so far.
+    pub(super) fn pages(&self) -> i64 {
+        lock(&self.counts).pages
+    }
+
+    /// A holder lets go; the last one gets how the slice ended.
+    pub(super) fn let_go(&self) -> Option<Ending> {
+        if self.holders.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return None;
+        }
+        let error = lock(&self.failed).clone();
+        let end = if error.is_some() {
+            SliceEnd::Failed
+        } else if self.released.load(Ordering::SeqCst) {
+            SliceEnd::Released
+        } else {
+            SliceEnd::Done
+        };
+        Some(Ending {
+            end,
+            counts: lock(&self.counts).clone(),
+            error,
+        })
+    }
+}
+
+impl Shared<'_, '_> {
+    /// Lets go of a slice; the last holder records how it ended.
+    pub(super) fn let_go(&self, t: &SliceTrack) {
+        if let Some(ending) = t.let_go() {
+            self.record_end(&t.claim, &ending);
+        }
+    }
+
+    fn record_end(&self, claim: &Claim, e: &Ending) {
+        let worker = &self.job.worker;
+        let recorded = self.with_db("recording the end of a slice", |c| {
+            ledger::finish_slice(c, claim.id, worker, e.end, &e.counts, e.error.as_deref())
+        });
+        match recorded {
+            Ok(true) => match e.end {
+                SliceEnd::Done => add(&self.counters.slices_done, 1),
+                SliceEnd::Failed => add(&self.counters.slices_failed, 1),
+                SliceEnd::Released => {}
+            },
+            Ok(false) => log::warn!(
+                "slice {}..{} was taken over by another worker (lease expired); its rows are committed and deduplicated",
+                claim.from,
+                claim.to
+            ),
+            Err(err) => {
+                // The lease will expire and a rerun takes the slice again: nothing is lost.
+                log::error!("{err:#}");
+                self.abort(Abort::Database(format!("{err:#}")));
+            }
+        }
+    }
+
+    /// A worker of this machine whose process is gone (killed, crashed) keeps
+    /// its leases until they expire; ending them now lets a rerun go on at
+    /// once. Where liveness cannot be known, the lease expiry does it later.
+    pub(super) fn take_over_dead_local_workers(&self) {
+        let job = self.job;
+        let Ok(holders) = self.db_once(|c| ledger::other_holders(c, job.scrap.id, &job.worker))
+        else {
+            return;
+        };
+        for w in holders
+            .iter()
+            .filter(|w| ledger::worker_gone(&job.worker, w))
+        {
+            if let Ok(n) = self.db_once(|c| ledger::expire_worker(c, w)) {
+                log::info!("worker {w} is gone: took over its {n} slice(s)");
+            }
+        }
+    }
+
+    /// Extends this worker's leases every third of a lease until `stop` is
+    /// dropped. A failed renewal is only logged: the next one may work, and a
+    /// lease that expires costs a slice fetched twice, never a row.
+    pub(super) fn renew_leases(&self, stop: &Receiver<()>) {
+        let job = self.job;
+        let every = (job.settings.lease / 3).max(Duration::from_millis(200));
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+            if let Err(e) = self.db_once(|c| ledger::heartbeat(c, &job.worker, job.settings.lease))
+            {
+                log::warn!("lease heartbeat failed: {e:#}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn track() -> Arc<SliceTrack> {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+        SliceTrack::new(Claim {
+            id: 1,
+            from: day,
+            to: day,
+        })
+    }
+
+    fn end_of(e: Option<Ending>) -> Option<(SliceEnd, Option<String>)> {
+        e.map(|e| (e.end, e.error))
+    }
+
+    #[test]
+    fn a_slice_is_done_only_when_its_last_chunk_commits() {
+        let t = track();
+        t.hold();
+        t.hold();
+        assert_eq!(t.let_go(), None, "the fetcher is done, two chunks are not");
+        assert_eq!(t.let_go(), None, "one chunk still uncommitted");
+        assert_eq!(end_of(t.let_go()), Some((SliceEnd::Done, None)));
+    }
+
+    #[test]
+    fn a_slice_without_rows_is_done_when_its_fetcher_ends() {
+        assert_eq!(end_of(track().let_go()), Some((SliceEnd::Done, None)));
+    }
+
+    #[test]
+    fn a_refused_chunk_fails_the_slice_and_later_commits_do_not_resurrect_it() {
+        let t = track();
+        t.hold();
+        t.hold();
+        t.batch_refused("the database refused a batch: bad value".into());
+        assert_eq!(t.let_go(), None, "the refused chunk lets go");
+        assert_eq!(t.let_go(), None, "the next chunk commits fine");
+        assert_eq!(
+            end_of(t.let_go()),
+            Some((
+                SliceEnd::Failed,
+                Some("the database refused a batch: bad value".into())
+            ))
+        );
+    }
+
+    #[test]
+    fn a_failed_fetch_fails_the_slice_even_if_every_chunk_commits() {
+        let t = track();
+        t.hold();
+        t.fetch_failed("page 3: HTTP 404".into());
+        assert_eq!(t.let_go(), None, "the fetcher gave up");
+        assert_eq!(
+            end_of(t.let_go()),
+            Some((SliceEnd::Failed, Some("page 3: HTTP 404".into())))
+        );
+    }
+
+    #[test]
+    fn the_fetchers_reason_replaces_a_refused_batch_but_not_the_reverse() {
+        let t = track();
+        t.batch_refused("refused 1".into());
+        t.batch_refused("refused 2".into());
+        assert_eq!(lock(&t.failed).as_deref(), Some("refused 1"));
+        t.fetch_failed("page 2: guard".into());
+        t.batch_refused("refused 3".into());
+        assert_eq!(lock(&t.failed).as_deref(), Some("page 2: guard"));
+    }
+
+    #[test]
+    fn uncommitted_rows_send_the_slice_back_unless_it_failed() {
+        let t = track();
+        t.hold();
+        t.release();
+        assert_eq!(t.let_go(), None);
+        assert_eq!(end_of(t.let_go()), Some((SliceEnd::Released, None)));
+
+        let t = track();
+        t.release();
+        t.fetch_failed("page 1: HTTP 400".into());
+        assert_eq!(
+            end_of(t.let_go()),
+            Some((SliceEnd::Failed, Some("page 1: HTTP 400".into())))
+        );
+    }
+
+    #[test]
+    fn pages_add_up_in_the_slice_counts() {
+        let t = track();
+        let page = |fetched, out_of_period, undated| PageRows {
+            rows: Vec::new(),
+            fetched,
+            out_of_period,
+            undated,
+            undated_reason: None,
+        };
+        t.count_page(&page(100, 3, 1));
+        t.count_page(&page(40, 0, 2));
+        assert_eq!(t.pages(), 2);
+        let e = t.let_go().unwrap();
+        assert_eq!(
+            e.counts,
+            SliceCounts {
+                pages: 2,
+                records: 140,
+                out_of_period: 3,
+                undated: 3,
+            }
+        );
+    }
+
+    #[test]
+    fn exactly_one_holder_ends_the_slice_across_threads() {
+        let t = track();
+        let chunks = 64;
+        for _ in 0..chunks {
+            t.hold();
+        }
+        let endings: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..=chunks)
+                .map(|_| s.spawn(|| usize::from(t.let_go().is_some())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(endings, 1);
+    }
+}

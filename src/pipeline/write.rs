@@ -1,0 +1,184 @@
+//! Writers: take chunks off the channel, cut them into batches of at most
+//! `batch_export` rows, and commit each batch with its slices' counters in
+//! one transaction, retried while the database may come back.
+//!
+//! Invariant: a chunk lets go of its slice only once every row of it is
+//! committed, or its slice is marked released (rows not committed) and, if
+//! the database refused them, failed.
+
+use super::{add, Abort, Chunk, Shared};
+use crate::db::{self, Inserter};
+use crate::record::Row;
+use crate::report::{Notice, Retried};
+use crate::retry::Verdict;
+use crossbeam::channel::Receiver;
+
+impl Shared<'_, '_> {
+    /// Commits chunks until every fetcher is gone and the channel is empty.
+    pub(super) fn writer(&self, rx: &Receiver<Chunk>) {
+        let limit = self.job.settings.batch_export;
+        let mut ins: Option<Inserter> = None;
+        let mut pending: Vec<Chunk> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            pending.push(first);
+            let mut n: usize = pending.iter().map(|c| c.rows.len()).sum();
+            // Take what is already queued, up to a batch: no waiting for more.
+            while n < limit {
+                match rx.try_recv() {
+                    Ok(c) => {
+                        n += c.rows.len();
+                        pending.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.flush(&mut ins, &mut pending, limit);
+        }
+    }
+
+    /// Commits the pending chunks in batches of at most `limit` rows.
+    fn flush(&self, ins: &mut Option<Inserter>, pending: &mut Vec<Chunk>, limit: usize) {
+        let chunks = std::mem::take(pending);
+        // Rows are cut into batches; each batch lists (chunk index, row).
+        let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(limit);
+        for (ci, chunk) in chunks.iter().enumerate() {
+            for row in &chunk.rows {
+                batch.push((ci, row));
+                if batch.len() == limit {
+                    self.commit(ins, &chunks, &mut batch);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.commit(ins, &chunks, &mut batch);
+        }
+        // Each chunk is fully committed (or its slice marked) now.
+        for chunk in &chunks {
+            self.let_go(&chunk.slice);
+        }
+    }
+
+    /// Commits one batch, retried; on giving up, marks the batch's slices.
+    fn commit(&self, ins: &mut Option<Inserter>, chunks: &[Chunk], batch: &mut Vec<(usize, &Row)>) {
+        let job = self.job;
+        let (slices, mut tagged) = by_slice(chunks, batch);
+        let committed = self.policy().run(
+            |_| {
+                if self.aborted() {
+                    return Err(anyhow::anyhow!("run stopping: batch not written"));
+                }
+                let r = match ins {
+                    Some(i) => i.commit_batch(&mut tagged, &slices),
+                    None => Inserter::new(&job.pool, &job.scrap.raw_table)
+                        .and_then(|i| ins.insert(i).commit_batch(&mut tagged, &slices)),
+                };
+                if matches!(&r, Err(e) if db::retryable(e)) {
+                    *ins = None; // the connection may be broken: take a fresh one
+                }
+                r
+            },
+            |e| Verdict::retry_if(db::retryable(e)),
+            |e, r| {
+                add(&self.counters.retries, 1);
+                self.notify(Notice::Retrying {
+                    attempt: r.attempt,
+                    attempts: r.attempts,
+                    wait: r.wait,
+                    of: Retried::Batch,
+                });
+                job.errlog
+                    .write("gravação falhou", &self.ctx(None), &format!("{e:#}"));
+            },
+        );
+        match committed {
+            Ok(per_slice) => {
+                let total = batch.len() as u64;
+                let inserted = per_slice.iter().sum::<i64>() as u64;
+                add(&self.counters.inserted, inserted);
+                add(&self.counters.duplicates, total - inserted);
+            }
+            Err(g) => {
+                let msg = format!("{:#}", g.error);
+                // Those rows are not committed: their slices must not be marked done.
+                for (ci, _) in batch.iter() {
+                    chunks[*ci].slice.release();
+                }
+                if db::retryable(&g.error) {
+                    job.errlog.write("gravação desistiu", &self.ctx(None), &msg);
+                    self.abort(Abort::Database(msg));
+                } else {
+                    // A verdict on the data (e.g. a value PostgreSQL refuses): fail those slices.
+                    job.errlog
+                        .write("lote recusado pelo banco", &self.ctx(None), &msg);
+                    for (ci, _) in batch.iter() {
+                        chunks[*ci]
+                            .slice
+                            .batch_refused(format!("the database refused a batch: {msg}"));
+                    }
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// The slice ids of a batch, in order of appearance, and its rows tagged
+/// with their slice's index in that list: the counts of each slice are
+/// updated with the rows.
+fn by_slice<'r>(chunks: &[Chunk], batch: &[(usize, &'r Row)]) -> (Vec<i64>, Vec<(usize, &'r Row)>) {
+    let mut slices: Vec<i64> = Vec::new();
+    let mut tagged = Vec::with_capacity(batch.len());
+    for (ci, row) in batch {
+        let id = chunks[*ci].slice.claim.id;
+        let g = match slices.iter().position(|s| *s == id) {
+            Some(g) => g,
+            None => {
+                slices.push(id);
+                slices.len() - 1
+            }
+        };
+        tagged.push((g, *row));
+    }
+    (slices, tagged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Claim;
+    use crate::pipeline::track::SliceTrack;
+    use chrono::NaiveDate;
+
+    fn chunk(slice_id: i64, hashes: &[&str]) -> Chunk {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+        Chunk {
+            slice: SliceTrack::new(Claim {
+                id: slice_id,
+                from: day,
+                to: day,
+            }),
+            rows: hashes
+                .iter()
+                .map(|h| Row {
+                    data_referencia: day,
+                    payload: "{}".into(),
+                    hash: h.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_tagged_by_slice_in_order_of_appearance() {
+        let chunks = [chunk(9, &["a", "b"]), chunk(4, &["c"]), chunk(9, &["d"])];
+        let batch: Vec<(usize, &Row)> = chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(ci, c)| c.rows.iter().map(move |r| (ci, r)))
+            .collect();
+        let (slices, tagged) = by_slice(&chunks, &batch);
+        assert_eq!(slices, [9, 4]);
+        let tags: Vec<(usize, &str)> = tagged.iter().map(|(g, r)| (*g, r.hash.as_str())).collect();
+        assert_eq!(tags, [(0, "a"), (0, "b"), (1, "c"), (0, "d")]);
+    }
+}
