@@ -90,12 +90,7 @@ impl Faults {
         match kind {
             FaultKind::E500 => Reply::raw(500, TEXT, b"erro interno".to_vec()),
             FaultKind::E503 => Reply::raw(503, TEXT, b"servico indisponivel".to_vec()),
-            FaultKind::E429 => {
-                let mut r = Reply::error(429, "muitas requisições");
-                r.headers
-                    .push(("Retry-After", self.retry_after.to_string()));
-                r
-            }
+            FaultKind::E429 => Reply::too_many(self.retry_after),
             FaultKind::Truncate => {
                 let mut body = reply.body;
                 body.truncate(body.len() / 2);

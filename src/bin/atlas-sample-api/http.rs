@@ -53,6 +53,13 @@ impl Reply {
         }
     }
 
+    /// A 429 that asks the client to wait `retry_after` seconds.
+    pub fn too_many(retry_after: u64) -> Reply {
+        let mut reply = Reply::error(429, "muitas requisições");
+        reply.headers.push(("Retry-After", retry_after.to_string()));
+        reply
+    }
+
     /// `{"erro": message}`.
     pub fn error(status: u16, message: &str) -> Reply {
         Reply::json(status, &json!({ "erro": message }))
