@@ -1,6 +1,8 @@
 //! The command line: every flag with its default and meaning, the `cli_enum!` helper for
 //! flags that take one of a fixed set of words, and the checks run before binding.
 
+use std::path::PathBuf;
+
 use argh::FromArgs;
 
 use crate::auth::Auth;
@@ -67,7 +69,7 @@ pub struct Args {
     /// comma list of 500,503,429,slow,drop,truncate,html (default all)
     #[argh(option, default = "FaultKinds::all()")]
     pub fault_kinds: FaultKinds,
-    /// seconds in the Retry-After header of 429 faults (default 1)
+    /// seconds in the Retry-After header of 429 faults and of --rate-limit refusals (default 1)
     #[argh(option, default = "1")]
     pub retry_after: u64,
     /// delay of the `slow` fault, in ms (default 3000)
@@ -79,6 +81,16 @@ pub struct Args {
     /// next_url links are absolute (http://host:port/...) instead of path-relative
     #[argh(switch)]
     pub absolute_next: bool,
+    /// at most N data requests (GET or HEAD of /KIND/ROUTE) start in any rolling second: one
+    /// that would be the N+1th is answered 429 with Retry-After (the --retry-after value)
+    /// before latency, auth and faults, and does not count itself (default: no limit)
+    #[argh(option)]
+    pub rate_limit: Option<usize>,
+    /// append one line per data request to FILE, written through at once:
+    /// "<unix_ms> <status> <path>?<query>", the time the request was read, the status sent
+    /// and the query re-encoded without the auth parameter, as --fail-first counts URLs
+    #[argh(option)]
+    pub request_log: Option<PathBuf>,
 }
 
 /// A plain enum read from fixed CLI words; `WORDS` also serves as the list of all variants.
@@ -116,6 +128,9 @@ pub fn validate(args: &Args) -> Result<(), String> {
     }
     if !(0.0..=1.0).contains(&args.fault_rate) {
         return Err("--fault-rate must be between 0.0 and 1.0".into());
+    }
+    if args.rate_limit == Some(0) {
+        return Err("--rate-limit must be at least 1".into());
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ mod cli;
 mod data;
 mod faults;
 mod http;
+mod limit;
 mod range;
+mod request_log;
 mod routes;
 mod server;
 mod shapes;
@@ -40,11 +42,18 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let state = match State::new(args, local) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("atlas-sample-api: cannot open the request log: {e}");
+            std::process::exit(1);
+        }
+    };
     // Parents wait for this exact line to learn the port, so flush it at once. No println!:
     // a parent that already closed our stdout must not make us panic.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on http://{local}").and_then(|()| stdout.flush());
     drop(stdout);
 
-    server::serve(&listener, &State::new(args, local));
+    server::serve(&listener, &state);
 }

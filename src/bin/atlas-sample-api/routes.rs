@@ -1,7 +1,7 @@
 //! Routing of one request to its reply: method check, `/_stats`, `/_expected`, and the data
 //! endpoints with auth and fault decision around the pagination shapes.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{NaiveDate, NaiveTime};
 use serde_json::json;
@@ -62,29 +62,52 @@ fn serve_stats(state: &State) -> Reply {
     )
 }
 
-/// Auth, fault decision and the data answer of `/{kind}/{route}`.
-fn serve_data(
-    state: &State,
-    request: &Request,
+/// A GET or HEAD of `/{kind}/{route}`, its credential checked and taken out of the query.
+struct DataRequest<'a> {
     kind: Kind,
-    path: &str,
-    mut query: Query,
-) -> (Reply, Option<FaultKind>) {
+    path: &'a str,
+    authorized: bool,
+    /// The query without the auth parameter: not in links, not in the URL key.
+    query: Query,
+    /// `path?query`: what makes two requests the same URL, for `--fail-first` and the
+    /// request log.
+    key: String,
+}
+
+impl<'a> DataRequest<'a> {
+    fn new(auth: &Auth, request: &Request, kind: Kind, path: &'a str, mut query: Query) -> Self {
+        let authorized = auth.allows(request, &query);
+        if let Auth::Query { param: p, .. } = auth {
+            query.retain(|(k, _)| k != p);
+        }
+        let pairs = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let key = format!("{path}?{}", encode_query(pairs));
+        Self {
+            kind,
+            path,
+            authorized,
+            query,
+            key,
+        }
+    }
+}
+
+/// Rate limit, latency, auth, fault decision and the data answer of `/{kind}/{route}`.
+fn serve_data(state: &State, request: &Request, data: &DataRequest) -> (Reply, Option<FaultKind>) {
+    if let Some(limiter) = &state.limiter {
+        // The clock is read under the lock, so the window sees starts in order.
+        let mut window = lock(limiter);
+        if !window.admit(Instant::now()) {
+            return (Reply::too_many(state.args.retry_after), None);
+        }
+    }
     if state.args.latency_ms > 0 {
         std::thread::sleep(Duration::from_millis(state.args.latency_ms));
     }
-    let authorized = state.args.auth.allows(request, &query);
-    // The auth parameter is not part of the data query: not in links, not in --fail-first keys.
-    if let Auth::Query { param: p, .. } = &state.args.auth {
-        query.retain(|(k, _)| k != p);
-    }
-    if !authorized {
+    if !data.authorized {
         return (Reply::error(401, "não autorizado"), None);
     }
-    let pairs = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let fault = state
-        .faults
-        .decide(&format!("{path}?{}", encode_query(pairs)));
+    let fault = state.faults.decide(&data.key);
     if fault.is_some() {
         lock(&state.stats).faults += 1;
     }
@@ -93,17 +116,18 @@ fn serve_data(
         .map_or_else(|| state.local.to_string(), str::to_string);
     let ctx = Ctx {
         state,
-        path,
-        query,
+        path: data.path,
+        query: &data.query,
         origin: format!("http://{origin}"),
     };
-    (ctx.serve(kind).unwrap_or_else(|e| e), fault)
+    (ctx.serve(data.kind).unwrap_or_else(|e| e), fault)
 }
 
 /// The reply to one request and the fault it carries; `slow` and `drop` are acted out by the
 /// connection when sending.
 pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
     let started = Instant::now();
+    let read_at = SystemTime::now();
     let url = request.target.as_str();
     let (path, raw_query) = url.split_once('?').unwrap_or((url, ""));
     let query: Query = form_urlencoded::parse(raw_query.as_bytes())
@@ -115,6 +139,7 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
     }
     lock(&state.stats).requests += 1;
 
+    let mut url_key = None;
     let (reply, fault) = match route {
         _ if !matches!(request.method.as_str(), "GET" | "HEAD") => {
             let mut reply = Reply::error(405, "método não permitido");
@@ -123,14 +148,23 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         }
         Route::Stats | Route::NotFound => (Reply::error(404, "rota não encontrada"), None),
         Route::Expected => (serve_expected(state, &query), None),
-        Route::Data(kind) => serve_data(state, request, kind, path, query),
+        Route::Data(kind) => {
+            let data = DataRequest::new(&state.args.auth, request, kind, path, query);
+            let served = serve_data(state, request, &data);
+            url_key = Some(data.key);
+            served
+        }
     };
     let reply = match fault {
         Some(kind) => state.faults.reply(kind, reply),
         None => reply,
     };
-    // Counted before any slow/drop action so /_stats is current while the client waits.
+    // Counted and logged before any slow/drop action so both are current while the client
+    // waits.
     state.record_status(reply.status);
+    if let (Some(log), Some(key)) = (&state.request_log, &url_key) {
+        log.write(read_at, reply.status, key);
+    }
     let elapsed = started.elapsed();
     log::debug!(
         "{} {url} -> {} {fault:?} in {elapsed:?}",
@@ -138,4 +172,58 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         reply.status
     );
     (reply, fault)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_client::{start, Client, RANGE};
+
+    /// Three quick data requests against `--rate-limit 2`: the third is refused, and the log
+    /// has one line per data request, keyed without the credential.
+    #[test]
+    fn rate_limit_and_request_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("requests.log");
+        let log_arg = log.to_str().expect("utf-8 path");
+        let addr = start(&[
+            "--per-day",
+            "2",
+            "--rate-limit",
+            "2",
+            "--retry-after",
+            "3",
+            "--request-log",
+            log_arg,
+            "--auth",
+            "query:api_key:s3cr3t",
+        ]);
+        let mut c = Client::connect(addr);
+        let target = format!("/page/pedidos?api_key=s3cr3t&{RANGE}");
+        let statuses: Vec<u16> = (0..3).map(|_| c.get(&target).status).collect();
+        assert_eq!(statuses, [200, 200, 429]);
+        let refused = c.get(&target);
+        assert_eq!(refused.header("Retry-After"), Some("3"));
+        assert_eq!(refused.body, "{\"erro\":\"muitas requisições\"}".as_bytes());
+        assert_eq!(c.get("/_stats").status, 200);
+        assert_eq!(
+            c.get("/_expected?data_inicial=2025-01-01&data_final=2025-01-01")
+                .status,
+            200
+        );
+
+        let text = std::fs::read_to_string(&log).expect("request log");
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+        let key = format!("/page/pedidos?{RANGE}");
+        let shape: Vec<(&str, &str)> = lines.iter().map(|f| (f[1], f[2])).collect();
+        let want = [
+            ("200", &key[..]),
+            ("200", &key),
+            ("429", &key),
+            ("429", &key),
+        ];
+        assert_eq!(shape, want);
+        let times: Vec<u64> = lines.iter().map(|f| f[0].parse().expect("ms")).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert!(times[0] > 1_700_000_000_000, "unix ms: {}", times[0]);
+    }
 }

@@ -38,7 +38,7 @@ cli_enum!(Misbehave {
 pub struct Ctx<'a> {
     pub state: &'a State,
     pub path: &'a str,
-    pub query: Query,
+    pub query: &'a Query,
     pub origin: String,
 }
 
@@ -102,7 +102,7 @@ impl Ctx<'_> {
         let args = self.args();
         let get = |name: &str| {
             let raw =
-                param(&self.query, name).ok_or_else(|| bad(format!("parâmetro {name} ausente")))?;
+                param(self.query, name).ok_or_else(|| bad(format!("parâmetro {name} ausente")))?;
             parse_param(raw, &args.param_format)
                 .ok_or_else(|| bad(format!("parâmetro {name} inválido: {raw:?}")))
         };
@@ -112,7 +112,7 @@ impl Ctx<'_> {
     }
 
     fn number(&self, name: &str, default: u64) -> Result<u64, Reply> {
-        match param(&self.query, name) {
+        match param(self.query, name) {
             None => Ok(default),
             Some(raw) => raw
                 .trim()
@@ -158,7 +158,7 @@ impl Ctx<'_> {
         format!(
             "{}?{}",
             self.path,
-            query_with(&self.query, page_param, &page.to_string())
+            query_with(self.query, page_param, &page.to_string())
         )
     }
 
@@ -249,7 +249,7 @@ impl Ctx<'_> {
     }
 
     fn serve_cursor(&self, span: Span) -> Result<Reply, Reply> {
-        let offset = match param(&self.query, "cursor") {
+        let offset = match param(self.query, "cursor") {
             None | Some("") => 0,
             Some(raw) => u64::from_str_radix(raw, 16)
                 .map(|c| c ^ CURSOR_KEY)
@@ -281,7 +281,7 @@ impl Ctx<'_> {
         if page < pages {
             links.push(format!("<{}>; rel=\"next\"", self.link(page + 1, "page")));
         }
-        let last = query_with(&self.query, "page", &pages.max(1).to_string());
+        let last = query_with(self.query, "page", &pages.max(1).to_string());
         links.push(format!("<?{last}>; rel=last"));
         links.push(format!(
             "<{}{}>; rel=\"first\"",

@@ -16,7 +16,7 @@ pub const RANGE: &str = "data_inicial=2025-01-01&data_final=2025-01-03";
 pub fn start(extra: &[&str]) -> SocketAddr {
     let a = args(&[&["--port", "0"], extra].concat());
     let (listener, local) = bind(&a.host, a.port).expect("bind a free port");
-    let state = State::new(a, local);
+    let state = State::new(a, local).expect("server state");
     std::thread::spawn(move || serve(&listener, &state));
     local
 }
