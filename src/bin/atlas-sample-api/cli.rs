@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use argh::FromArgs;
 
 use crate::auth::Auth;
+use crate::charset::Charset;
 use crate::data::{RecordDate, MAX_PER_DAY};
 use crate::faults::FaultKinds;
 use crate::range::EndStyle;
@@ -91,6 +92,11 @@ pub struct Args {
     /// and the query re-encoded without the auth parameter, as --fail-first counts URLs
     #[argh(option)]
     pub request_log: Option<PathBuf>,
+    /// charset of JSON bodies: utf8, or latin1 for ISO-8859-1 labelled
+    /// "application/json; charset=ISO-8859-1", characters beyond Latin-1 written as \uXXXX
+    /// escapes (default utf8)
+    #[argh(option, default = "Charset::Utf8")]
+    pub charset: Charset,
 }
 
 /// A plain enum read from fixed CLI words; `WORDS` also serves as the list of all variants.

@@ -6,6 +6,7 @@
 //! This file only parses, validates, binds, announces the port and hands over to the server.
 
 mod auth;
+mod charset;
 mod cli;
 mod data;
 mod faults;

@@ -124,10 +124,11 @@ fn serve_data(state: &State, request: &Request, data: &DataRequest) -> (Reply, O
 }
 
 /// The reply to one request and the fault it carries; `slow` and `drop` are acted out by the
-/// connection when sending.
+/// connection when sending. JSON bodies leave here in the `--charset` asked for.
 pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
     let started = Instant::now();
     let read_at = SystemTime::now();
+    let charset = state.args.charset;
     let url = request.target.as_str();
     let (path, raw_query) = url.split_once('?').unwrap_or((url, ""));
     let query: Query = form_urlencoded::parse(raw_query.as_bytes())
@@ -135,7 +136,7 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         .collect();
     let route = route_of(path);
     if matches!(route, Route::Stats) {
-        return (serve_stats(state), None);
+        return (charset.encode(serve_stats(state)), None);
     }
     lock(&state.stats).requests += 1;
 
@@ -159,6 +160,7 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         Some(kind) => state.faults.reply(kind, reply),
         None => reply,
     };
+    let reply = charset.encode(reply);
     // Counted and logged before any slow/drop action so both are current while the client
     // waits.
     state.record_status(reply.status);
@@ -176,6 +178,7 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::charset::JSON_LATIN1;
     use crate::test_client::{start, Client, RANGE};
 
     /// Three quick data requests against `--rate-limit 2`: the third is refused, and the log
@@ -196,6 +199,8 @@ mod tests {
             log_arg,
             "--auth",
             "query:api_key:s3cr3t",
+            "--charset",
+            "latin1",
         ]);
         let mut c = Client::connect(addr);
         let target = format!("/page/pedidos?api_key=s3cr3t&{RANGE}");
@@ -203,7 +208,8 @@ mod tests {
         assert_eq!(statuses, [200, 200, 429]);
         let refused = c.get(&target);
         assert_eq!(refused.header("Retry-After"), Some("3"));
-        assert_eq!(refused.body, "{\"erro\":\"muitas requisições\"}".as_bytes());
+        assert_eq!(refused.header("Content-Type"), Some(JSON_LATIN1));
+        assert_eq!(refused.body, b"{\"erro\":\"muitas requisi\xe7\xf5es\"}");
         assert_eq!(c.get("/_stats").status, 200);
         assert_eq!(
             c.get("/_expected?data_inicial=2025-01-01&data_final=2025-01-01")
