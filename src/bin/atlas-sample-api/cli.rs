@@ -1,0 +1,148 @@
+//! The command line: every flag with its default and meaning, the `cli_enum!` helper for
+//! flags that take one of a fixed set of words, and the checks run before binding.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use crate::auth::Auth;
+use crate::charset::Charset;
+use crate::data::{RecordDate, MAX_PER_DAY};
+use crate::faults::FaultKinds;
+use crate::range::EndStyle;
+use crate::shapes::{Misbehave, MAX_PAGE_SIZE};
+
+/// Deterministic sample "pedidos" API for testing and benchmarking the Atlas ETL.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// address to bind (default 127.0.0.1)
+    #[argh(option, default = "String::from(\"127.0.0.1\")")]
+    pub host: String,
+    /// port to bind, 0 picks a free one (default 8080)
+    #[argh(option, default = "8080")]
+    pub port: u16,
+    /// accepted for compatibility and ignored: every connection gets its own thread, with no
+    /// limit (default 8)
+    #[argh(option, default = "8")]
+    pub threads: usize,
+    /// records per calendar day (default 50, max 100000)
+    #[argh(option, default = "50")]
+    pub per_day: u64,
+    /// default page size (default 100, max 10000)
+    #[argh(option, default = "100")]
+    pub page_size: u64,
+    /// data seed (default 1)
+    #[argh(option, default = "1")]
+    pub seed: u64,
+    /// fixed delay before answering each data request, in ms (default 0)
+    #[argh(option, default = "0")]
+    pub latency_ms: u64,
+    /// name of the range start parameter (default data_inicial)
+    #[argh(option, default = "String::from(\"data_inicial\")")]
+    pub start_param: String,
+    /// name of the range end parameter (default data_final)
+    #[argh(option, default = "String::from(\"data_final\")")]
+    pub end_param: String,
+    /// chrono format of both range parameters (default %Y-%m-%d)
+    #[argh(option, default = "String::from(\"%Y-%m-%d\")")]
+    pub param_format: String,
+    /// how the end parameter is read: inclusive, exclusive or end_of_day (default inclusive)
+    #[argh(option, default = "EndStyle::Inclusive")]
+    pub end_style: EndStyle,
+    /// format of data_pedido: iso, br, rfc3339, naive, epoch or epoch_ms (default iso)
+    #[argh(option, default = "RecordDate::Iso")]
+    pub record_date: RecordDate,
+    /// widen every requested range by one day on each side
+    #[argh(switch)]
+    pub neighbours: bool,
+    /// none, bearer:TOKEN, header:NAME:VALUE, query:PARAM:VALUE or basic:USER:PASS (default none)
+    #[argh(option, default = "Auth::None")]
+    pub auth: Auth,
+    /// probability (0.0-1.0) that a data request fails (default 0)
+    #[argh(option, default = "0.0")]
+    pub fault_rate: f64,
+    /// seed of the fault PRNG (default 7)
+    #[argh(option, default = "7")]
+    pub fault_seed: u64,
+    /// the first K requests of every distinct URL fail (default 0)
+    #[argh(option, default = "0")]
+    pub fail_first: u64,
+    /// comma list of 500,503,429,slow,drop,truncate,html (default all)
+    #[argh(option, default = "FaultKinds::all()")]
+    pub fault_kinds: FaultKinds,
+    /// seconds in the Retry-After header of 429 faults and of --rate-limit refusals (default 1)
+    #[argh(option, default = "1")]
+    pub retry_after: u64,
+    /// delay of the `slow` fault, in ms (default 3000)
+    #[argh(option, default = "3000")]
+    pub slow_ms: u64,
+    /// loop-guard misbehaviour: repeat_cursor, repeat_page, endless or lying_total
+    #[argh(option)]
+    pub misbehave: Option<Misbehave>,
+    /// next_url links are absolute (http://host:port/...) instead of path-relative
+    #[argh(switch)]
+    pub absolute_next: bool,
+    /// at most N data requests (GET or HEAD of /KIND/ROUTE) start in any rolling second: one
+    /// that would be the N+1th is answered 429 with Retry-After (the --retry-after value)
+    /// before latency, auth and faults, and does not count itself (default: no limit)
+    #[argh(option)]
+    pub rate_limit: Option<usize>,
+    /// append one line per data request to FILE, written through at once:
+    /// "<unix_ms> <status> <path>?<query>", the time the request was read, the status sent
+    /// and the query re-encoded without the auth parameter, as --fail-first counts URLs
+    #[argh(option)]
+    pub request_log: Option<PathBuf>,
+    /// charset of JSON bodies: utf8, or latin1 for ISO-8859-1 labelled
+    /// "application/json; charset=ISO-8859-1", characters beyond Latin-1 written as \uXXXX
+    /// escapes (default utf8)
+    #[argh(option, default = "Charset::Utf8")]
+    pub charset: Charset,
+}
+
+/// A plain enum read from fixed CLI words; `WORDS` also serves as the list of all variants.
+macro_rules! cli_enum {
+    ($name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum $name {
+            $($variant),+
+        }
+        impl $name {
+            pub const WORDS: &'static [(&'static str, $name)] = &[$(($word, $name::$variant)),+];
+        }
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let found = Self::WORDS.iter().find(|(word, _)| *word == s).map(|w| w.1);
+                let words: Vec<&str> = Self::WORDS.iter().map(|w| w.0).collect();
+                found.ok_or_else(|| format!("unknown {s:?}, expected one of {}", words.join(", ")))
+            }
+        }
+    };
+}
+pub(crate) use cli_enum;
+
+/// Refuses flag values the server cannot honour (exit 2 in `main`).
+pub fn validate(args: &Args) -> Result<(), String> {
+    if args.threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    if args.page_size == 0 || args.page_size > MAX_PAGE_SIZE {
+        return Err(format!("--page-size must be 1..={MAX_PAGE_SIZE}"));
+    }
+    if args.per_day > MAX_PER_DAY {
+        return Err(format!("--per-day must be at most {MAX_PER_DAY}"));
+    }
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        return Err("--fault-rate must be between 0.0 and 1.0".into());
+    }
+    if args.rate_limit == Some(0) {
+        return Err("--rate-limit must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// `Args` as if given `extra` on the command line.
+#[cfg(test)]
+pub fn test_args(extra: &[&str]) -> Args {
+    Args::from_args(&["atlas-sample-api"], extra).expect("valid test args")
+}

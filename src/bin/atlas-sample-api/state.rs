@@ -1,0 +1,61 @@
+//! What all connections share: the flags, the bound address, the counters behind `/_stats`
+//! and the fault machinery. Locks are never held across I/O.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::cli::Args;
+use crate::faults::Faults;
+use crate::limit::{RollingWindow, WINDOW};
+use crate::request_log::RequestLog;
+
+/// The counters `/_stats` reports.
+#[derive(Default)]
+pub struct Stats {
+    /// Every request except `/_stats` itself.
+    pub requests: u64,
+    pub faults: u64,
+    pub by_status: BTreeMap<String, u64>,
+}
+
+pub struct State {
+    pub args: Args,
+    /// The address bound, for absolute links when a request has no `Host`.
+    pub local: SocketAddr,
+    pub stats: Mutex<Stats>,
+    pub faults: Faults,
+    /// `--rate-limit`: start times of the data requests admitted in the last second.
+    pub limiter: Option<Mutex<RollingWindow>>,
+    /// `--request-log`.
+    pub request_log: Option<RequestLog>,
+}
+
+/// A panicking worker must not wedge the others, so poisoned locks are simply reused.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl State {
+    /// Fails only if the request log cannot be opened.
+    pub fn new(args: Args, local: SocketAddr) -> io::Result<Arc<State>> {
+        let request_log = args.request_log.as_deref().map(RequestLog::open);
+        let limiter = args.rate_limit.map(|n| RollingWindow::new(n, WINDOW));
+        Ok(Arc::new(State {
+            faults: Faults::new(&args),
+            limiter: limiter.map(Mutex::new),
+            request_log: request_log.transpose()?,
+            args,
+            local,
+            stats: Mutex::new(Stats::default()),
+        }))
+    }
+
+    pub fn record_status(&self, status: u16) {
+        *lock(&self.stats)
+            .by_status
+            .entry(status.to_string())
+            .or_default() += 1;
+    }
+}
