@@ -345,10 +345,16 @@ impl Shared<'_, '_> {
             let page_no = pager.page_number();
             let url = pager.current().clone();
             // The body is parsed once, borrowed, inside the retry loop: a body
-            // that is not JSON or lacks the records is retried like a 5xx.
+            // that is not JSON or lacks the records is retried like a 5xx; one
+            // nested past json::MAX_DEPTH fails the slice at once.
             let (rows, more) = self.get_page(&url, &claim, page_no, |raw, link| {
-                let body = Json::parse(raw)
-                    .map_err(|e| BodyError::Retry(format!("the body is not valid JSON ({e})")))?;
+                let body = Json::parse(raw).map_err(|e| {
+                    if e.is_too_deep() {
+                        BodyError::Fatal(format!("page {page_no}: {e}"))
+                    } else {
+                        BodyError::Retry(format!("the body is not valid JSON ({e})"))
+                    }
+                })?;
                 let records =
                     record::records_of(&body, &job.route.records).map_err(BodyError::Retry)?;
                 let n = records.len();
@@ -725,6 +731,8 @@ pub fn run(job: &Job<'_>) -> Outcome {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("fetcher-{i}"))
+                    // Parsing and canonicalising bodies nested up to json::MAX_DEPTH.
+                    .stack_size(crate::json::THREAD_STACK)
                     .spawn_scoped(s, move || {
                         let _guard = PanicGuard(sh.job.quit);
                         sh.fetcher(&tx);
