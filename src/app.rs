@@ -415,6 +415,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
         duplicates: 0,
         out_of_period: 0,
         undated: 0,
+        sanitised: 0,
         pages: 0,
         slices_done: 0,
         slices_failed: 0,
@@ -530,6 +531,7 @@ pub fn run_scrap(env: &Env<'_>, id: i64, flags: &RunFlags, json: bool) -> Result
     summary.duplicates = t.duplicates;
     summary.out_of_period = t.out_of_period;
     summary.undated = t.undated;
+    summary.sanitised = t.sanitised;
     summary.pages = t.pages;
     summary.slices_done = after.iter().filter(|s| s.status == "done").count() as i32;
     summary.slices_failed = after.iter().filter(|s| s.status == "failed").count() as i32;

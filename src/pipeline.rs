@@ -50,6 +50,7 @@ struct Counters {
     duplicates: AtomicU64,
     out_of_period: AtomicU64,
     undated: AtomicU64,
+    sanitised: AtomicU64,
     retries: AtomicU64,
     slices_done: AtomicU64,
     slices_failed: AtomicU64,
@@ -376,6 +377,11 @@ impl Shared<'_, '_> {
                 ctx.page = Some(page_no);
                 job.errlog.write("registro sem data", &ctx, why);
             }
+            for note in &rows.sanitised {
+                let mut ctx = self.ctx(Some(&claim));
+                ctx.page = Some(page_no);
+                job.errlog.write("registro saneado", &ctx, note);
+            }
             {
                 let mut c = track.counts.lock().unwrap_or_else(|p| p.into_inner());
                 c.pages += 1;
@@ -389,6 +395,8 @@ impl Shared<'_, '_> {
             k.out_of_period
                 .fetch_add(rows.out_of_period, Ordering::Relaxed);
             k.undated.fetch_add(rows.undated, Ordering::Relaxed);
+            k.sanitised
+                .fetch_add(rows.sanitised.len() as u64, Ordering::Relaxed);
             if !rows.rows.is_empty() {
                 track.outstanding.fetch_add(1, Ordering::SeqCst);
                 // Blocks while the channel is full: backpressure, never a drop.
@@ -666,6 +674,7 @@ impl Shared<'_, '_> {
             duplicates: g(&k.duplicates),
             out_of_period: g(&k.out_of_period),
             undated: g(&k.undated),
+            sanitised: g(&k.sanitised),
             retries: g(&k.retries),
             slices_done: g(&k.slices_done) as i32,
             slices_failed: g(&k.slices_failed) as i32,
