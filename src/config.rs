@@ -91,6 +91,8 @@ pub struct Route {
     pub undated: Undated,
     /// First day `sync` loads when nothing was loaded yet.
     pub start_date: Option<NaiveDate>,
+    /// Charset bodies are read in, whatever they declare; `None` = declared, else UTF-8.
+    pub charset: Option<crate::http::Charset>,
 }
 
 /// How a slice's bounds are sent to the API.
@@ -350,6 +352,7 @@ struct RawRoute {
     headers: BTreeMap<String, String>,
     undated: Option<Undated>,
     start_date: Option<String>,
+    charset: Option<String>,
 }
 
 fn one() -> u32 {
@@ -732,6 +735,15 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
             )
         })?),
     };
+    let charset = match &r.charset {
+        None => None,
+        Some(c) => Some(crate::http::Charset::from_label(c).ok_or_else(|| {
+            (
+                "charset".to_string(),
+                format!("'{c}' is not a charset atlas decodes (utf-8, iso-8859-1, windows-1252)"),
+            )
+        })?),
+    };
     Ok(Route {
         name: name.to_string(),
         path: r.path,
@@ -752,6 +764,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         headers: r.headers.into_iter().collect(),
         undated: r.undated.unwrap_or(Undated::SliceStart),
         start_date,
+        charset,
     })
 }
 

@@ -436,7 +436,13 @@ impl Shared<'_, '_> {
             if !self.limiter.acquire(job.quit) {
                 return Err(SliceStop::Interrupted);
             }
-            let failure = match http::get(&self.agent, url, &job.route.headers, &job.auth) {
+            let failure = match http::get(
+                &self.agent,
+                url,
+                &job.route.headers,
+                &job.auth,
+                job.route.charset,
+            ) {
                 Ok(f) => match on_body(&f.body, f.link.as_deref()) {
                     Ok(t) => return Ok(t),
                     Err(BodyError::Retry(m)) => Failure::Retry {
