@@ -293,10 +293,8 @@ impl<'a> Parser<'a> {
                             }
                             Some(b']') => {
                                 self.pos += 1;
-                                let Some(Open::Arr(items)) = stack.pop() else {
-                                    unreachable!("the top is this array")
-                                };
-                                v = Json::Arr(items);
+                                v = Json::Arr(std::mem::take(items));
+                                stack.pop();
                             }
                             None => return Err(self.syntax("EOF while parsing a list")),
                             Some(_) => return Err(self.syntax("expected `,` or `]`")),
@@ -313,10 +311,8 @@ impl<'a> Parser<'a> {
                             }
                             Some(b'}') => {
                                 self.pos += 1;
-                                let Some(Open::Obj(members, _)) = stack.pop() else {
-                                    unreachable!("the top is this object")
-                                };
-                                v = Json::Obj(members);
+                                v = Json::Obj(std::mem::take(members));
+                                stack.pop();
                             }
                             None => return Err(self.syntax("EOF while parsing an object")),
                             Some(_) => return Err(self.syntax("expected `,` or `}`")),
