@@ -278,6 +278,8 @@ pub struct RunTotals {
     pub duplicates: i64,
     pub out_of_period: i64,
     pub undated: i64,
+    /// Records stored with U+0000 replaced by U+FFFD (not kept in `atlas.runs`).
+    pub sanitised: i64,
     pub retries: i64,
     pub slices_done: i32,
     pub slices_failed: i32,

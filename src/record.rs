@@ -1,9 +1,11 @@
 //! Record -> stored row: reference date, canonical payload, content hash.
 //!
-//! The canonical form (SPEC §4) is serde_json's compact output of a `Value`
-//! whose maps are `BTreeMap`s: keys sorted by code point at every depth, no
-//! whitespace, non-ASCII kept as UTF-8. The hash is its lowercase hex SHA-256,
-//! so it does not depend on the key order the API sent.
+//! The canonical form (SPEC §4): keys sorted by code point at every depth,
+//! no whitespace, non-ASCII kept as UTF-8, numbers exactly as the API wrote
+//! them, U+0000 replaced by U+FFFD (JSONB cannot hold it; such a record is
+//! counted as sanitised). The stored payload is that text and the hash is its
+//! lowercase hex SHA-256, so the hash is of what is stored and does not
+//! depend on the key order the API sent.
 
 use crate::config::{Route, Undated};
 use crate::dates;
@@ -17,11 +19,6 @@ pub struct Row {
     pub data_referencia: NaiveDate,
     pub payload: String,
     pub hash: String,
-}
-
-/// The canonical JSON text of a record.
-pub fn canonical(v: &Json<'_>) -> String {
-    json::canonical(v)
 }
 
 /// Lowercase hex SHA-256 of some bytes.
@@ -46,6 +43,9 @@ pub struct PageRows {
     pub undated: u64,
     /// The first reason a record had no date, for the error log.
     pub undated_reason: Option<String>,
+    /// One line per stored record whose U+0000 became U+FFFD (for the error
+    /// log); its length is the page's `sanitised` count.
+    pub sanitised: Vec<String>,
 }
 
 /// The records array of a body, per the route's `records` pointer.
@@ -104,8 +104,25 @@ pub fn page_rows(
             out.out_of_period += 1;
             continue;
         }
-        let payload = canonical(rec);
+        let (payload, found) = json::canonical_checked(rec);
+        if found.out_of_range {
+            let (at, n) = json::out_of_range_number(rec).unwrap_or_default();
+            let n = if n.len() > 40 {
+                format!("{}... ({} characters)", &n[..40], n.len())
+            } else {
+                n.to_string()
+            };
+            return Err(format!(
+                "record {i}: the number {n} at {at} is outside PostgreSQL's numeric range (131072 digits before the point, 16383 after): it cannot be stored exactly"
+            ));
+        }
         let hash = sha256_hex(payload.as_bytes());
+        if found.nul {
+            out.sanitised.push(format!(
+                "record {i}: U+0000 replaced by U+FFFD at {}; stored with hash_conteudo {hash}",
+                json::nul_paths(rec, 5).join(", ")
+            ));
+        }
         out.rows.push(Row {
             data_referencia: date,
             payload,
@@ -118,10 +135,12 @@ pub fn page_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::canonical;
 
     /// The SPEC §4 test vector: independent of key order, UTF-8 kept raw,
     /// nested keys sorted. Computed independently with Python's
-    /// `json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
+    /// `json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`
+    /// (its numbers are written the same way by the API and by Python).
     #[test]
     fn pinned_hash_vector() {
         let a = Json::parse(
@@ -130,7 +149,7 @@ mod tests {
         )
         .unwrap();
         let b = Json::parse(
-            r#"{"obs":"linha\n\"aspas\"","nulo":null,"itens":[{"qtd":2,"sku":"A"}],"valor":10.50,"cliente":{"cidade":"São Paulo","nome":"José"},"numero":7}"#
+            r#"{"obs":"linha\n\"aspas\"","nulo":null,"itens":[{"qtd":2,"sku":"A"}],"valor":10.5,"cliente":{"cidade":"São Paulo","nome":"José"},"numero":7}"#
                 .as_bytes(),
         )
         .unwrap();
@@ -140,6 +159,84 @@ mod tests {
         assert_eq!(
             sha256_hex(expected_text.as_bytes()),
             "44d60dd18fbdbb9c274fe14e56c1ab0aa1482e14857fdddcdd5e9b43727afdf0"
+        );
+    }
+
+    /// Numbers are canonicalised as the API wrote them (no float rounding,
+    /// trailing zeros and exponents kept) and U+0000 is stored as U+FFFD.
+    /// The hash is of the expected text, computed independently with
+    /// Python's `hashlib.sha256(text.encode()).hexdigest()`.
+    #[test]
+    fn pinned_hash_vector_numbers_as_written_and_nul() {
+        let rec = Json::parse(
+            br#"{"valor": 1234.5600, "pi": 0.1000000000000000055511151231257827, "huge": 1e400, "big": 123456789012345678901234567890, "obs": "a\u0000b", "cliente": "Jos\u00e9"}"#,
+        )
+        .unwrap();
+        let expected_text = "{\"big\":123456789012345678901234567890,\"cliente\":\"Jos\u{e9}\",\"huge\":1e400,\"obs\":\"a\u{FFFD}b\",\"pi\":0.1000000000000000055511151231257827,\"valor\":1234.5600}";
+        assert_eq!(canonical(&rec), expected_text);
+        assert_eq!(
+            sha256_hex(expected_text.as_bytes()),
+            "99e32748bb356f92fcb9cc7fd3731f1df16f6a5f230391f8d9e60a00d0be93b7"
+        );
+        // `10.50` is not `10.5`: a different text, a different hash.
+        let a = Json::parse(br#"{"valor":10.50}"#).unwrap();
+        let b = Json::parse(br#"{"valor":10.5}"#).unwrap();
+        assert_ne!(canonical(&a), canonical(&b));
+    }
+
+    fn route(undated: &str) -> Route {
+        let cfg = crate::config::parse(
+            &format!(
+                r#"{{"clients": {{"1": {{"base_url": "http://x"}}}},
+                    "routes": {{"r": {{"path": "/r", "records": "", "date_field": "/d", "undated": "{undated}",
+                                      "date_params": {{"start": "a", "end": "b"}}}}}}}}"#
+            ),
+            std::path::Path::new("atlas.json"),
+        )
+        .unwrap();
+        cfg.clients["1"].routes["r"].clone()
+    }
+
+    #[test]
+    fn page_rows_sanitise_nul_and_refuse_numbers_postgres_cannot_hold() {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+        let body = Json::parse(
+            br#"[{"d":"2025-01-01","s":"ok"},{"d":"2025-01-01","s":"C\u0000string"},{"d":"2025-01-01","n":1e400}]"#,
+        )
+        .unwrap();
+        let recs = records_of(&body, "").unwrap();
+        let page = page_rows(recs, &route("skip"), (day, day), day).unwrap();
+        assert_eq!(page.rows.len(), 3);
+        assert_eq!(
+            page.rows[1].payload,
+            "{\"d\":\"2025-01-01\",\"s\":\"C\u{FFFD}string\"}"
+        );
+        assert_eq!(
+            page.rows[1].hash,
+            sha256_hex(page.rows[1].payload.as_bytes())
+        );
+        assert_eq!(page.rows[2].payload, r#"{"d":"2025-01-01","n":1e400}"#);
+        assert_eq!(page.sanitised.len(), 1);
+        assert!(
+            page.sanitised[0].starts_with("record 1: U+0000 replaced by U+FFFD at /s;"),
+            "{}",
+            page.sanitised[0]
+        );
+        assert!(page.sanitised[0].contains(&page.rows[1].hash));
+
+        let bad = Json::parse(br#"[{"d":"2025-01-01","x":{"n":1e999999}}]"#).unwrap();
+        let e = page_rows(
+            records_of(&bad, "").unwrap(),
+            &route("skip"),
+            (day, day),
+            day,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "record 0: the number 1e999999 at /x/n is outside PostgreSQL's numeric range"
+            ),
+            "{e}"
         );
     }
 

@@ -243,6 +243,8 @@ pub struct Summary {
     pub duplicates: i64,
     pub out_of_period: i64,
     pub undated: i64,
+    /// Records stored with U+0000 replaced by U+FFFD.
+    pub sanitised: i64,
     pub pages: i64,
     pub slices_done: i32,
     pub slices_failed: i32,
@@ -303,6 +305,10 @@ impl Summary {
             ),
             s.line("📆", &format!("Fora do período: {}", n(self.out_of_period))),
             s.line("❔", &format!("Sem data: {}", n(self.undated))),
+            s.line(
+                "🧼",
+                &format!("Saneados (U+0000 → U+FFFD): {}", n(self.sanitised)),
+            ),
             s.line(
                 "🧩",
                 &format!(

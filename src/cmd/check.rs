@@ -122,7 +122,7 @@ fn probe(
     );
     let url = pager.current().clone();
     let shown = http::redact(&url, auth.query_param());
-    match http::get(agent, &url, &r.headers, auth) {
+    match http::get(agent, &url, &r.headers, auth, r.charset) {
         Ok(f) => {
             let v =
                 Json::parse(&f.body).map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;

@@ -344,6 +344,7 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         duplicates: 0,
         out_of_period: 0,
         undated: 0,
+        sanitised: 0,
         pages: 0,
         slices_done: 0,
         slices_failed: 0,
@@ -364,6 +365,7 @@ fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elap
     summary.duplicates = t.duplicates;
     summary.out_of_period = t.out_of_period;
     summary.undated = t.undated;
+    summary.sanitised = t.sanitised;
     summary.pages = t.pages;
     summary.slices_done = after
         .iter()

@@ -84,6 +84,8 @@ pub struct Route {
     pub undated: Undated,
     /// First day `sync` loads when nothing was loaded yet.
     pub start_date: Option<NaiveDate>,
+    /// Charset bodies are read in, whatever they declare; `None` = declared, else UTF-8.
+    pub charset: Option<crate::http::Charset>,
 }
 
 /// How a slice's bounds are sent to the API.

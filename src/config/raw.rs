@@ -96,6 +96,7 @@ pub struct RawRoute {
     pub headers: BTreeMap<String, String>,
     pub undated: Option<Undated>,
     pub start_date: Option<String>,
+    pub charset: Option<String>,
 }
 
 /// `slice_days` when the file leaves it out.

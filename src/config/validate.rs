@@ -249,6 +249,15 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
             )
         })?),
     };
+    let charset = match &r.charset {
+        None => None,
+        Some(c) => Some(crate::http::Charset::from_label(c).ok_or_else(|| {
+            (
+                "charset".to_string(),
+                format!("'{c}' is not a charset atlas decodes (utf-8, iso-8859-1, windows-1252)"),
+            )
+        })?),
+    };
     Ok(Route {
         name: name.to_string(),
         path: r.path,
@@ -269,6 +278,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         headers: r.headers.into_iter().collect(),
         undated: r.undated.unwrap_or(Undated::SliceStart),
         start_date,
+        charset,
     })
 }
 

@@ -135,10 +135,15 @@ impl Shared<'_, '_> {
             let page_no = pager.page_number();
             let url = pager.current().clone();
             // The body is parsed once, borrowed, inside the retry loop: a body
-            // that is not JSON or lacks the records is retried like a 5xx.
+            // that is not JSON or lacks the records is retried like a 5xx; one
+            // nested past json::MAX_DEPTH fails the slice at once.
             let (rows, more) = self.get_page(&url, &claim, page_no, |raw, link| {
                 let body = Json::parse(raw).map_err(|e| {
-                    PageError::unusable(raw, format!("the body is not valid JSON ({e})"))
+                    if e.is_too_deep() {
+                        PageError::Data(format!("page {page_no}: {e}"))
+                    } else {
+                        PageError::unusable(raw, format!("the body is not valid JSON ({e})"))
+                    }
                 })?;
                 let records = record::records_of(&body, &job.route.records)
                     .map_err(|m| PageError::unusable(raw, m))?;
@@ -160,6 +165,11 @@ impl Shared<'_, '_> {
                 let mut ctx = self.ctx(Some(&claim));
                 ctx.page = Some(page_no);
                 job.errlog.write("registro sem data", &ctx, why);
+            }
+            for note in &rows.sanitised {
+                let mut ctx = self.ctx(Some(&claim));
+                ctx.page = Some(page_no);
+                job.errlog.write("registro saneado", &ctx, note);
             }
             track.count_page(&rows);
             self.counters.count_page(&rows);
@@ -202,9 +212,15 @@ impl Shared<'_, '_> {
                 if !self.limiter.acquire(job.quit) {
                     return Err(PageError::Quit);
                 }
-                let page = http::get(&self.agent, url, &job.route.headers, &job.auth)
-                    .map_err(PageError::Http)
-                    .and_then(|f| on_body(&f.body, f.link.as_deref()));
+                let page = http::get(
+                    &self.agent,
+                    url,
+                    &job.route.headers,
+                    &job.auth,
+                    job.route.charset,
+                )
+                .map_err(PageError::Http)
+                .and_then(|f| on_body(&f.body, f.link.as_deref()));
                 if let Err(PageError::Http(f)) = &page {
                     self.log_request_failure(f, url, claim, page_no, (attempt, policy.attempts));
                 }

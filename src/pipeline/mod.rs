@@ -76,6 +76,7 @@ struct Counters {
     duplicates: AtomicU64,
     out_of_period: AtomicU64,
     undated: AtomicU64,
+    sanitised: AtomicU64,
     retries: AtomicU64,
     slices_done: AtomicU64,
     slices_failed: AtomicU64,
@@ -93,6 +94,7 @@ impl Counters {
         add(&self.records, rows.fetched);
         add(&self.out_of_period, rows.out_of_period);
         add(&self.undated, rows.undated);
+        add(&self.sanitised, rows.sanitised.len() as u64);
     }
 
     fn totals(&self) -> RunTotals {
@@ -104,6 +106,7 @@ impl Counters {
             duplicates: g(&self.duplicates),
             out_of_period: g(&self.out_of_period),
             undated: g(&self.undated),
+            sanitised: g(&self.sanitised),
             retries: g(&self.retries),
             slices_done: g(&self.slices_done) as i32,
             slices_failed: g(&self.slices_failed) as i32,
@@ -227,6 +230,8 @@ impl<'scope> Crew<'scope, '_> {
         let (quit, done) = (self.quit, self.done.clone());
         let handle = std::thread::Builder::new()
             .name(name)
+            // Fetchers parse and canonicalise bodies nested up to json::MAX_DEPTH.
+            .stack_size(crate::json::THREAD_STACK)
             .spawn_scoped(self.scope, move || {
                 let _guard = PanicGuard(quit);
                 work();

@@ -271,6 +271,7 @@ mod tests {
             out_of_period,
             undated,
             undated_reason: None,
+            sanitised: Vec::new(),
         };
         t.count_page(&page(100, 3, 1));
         t.count_page(&page(40, 0, 2));

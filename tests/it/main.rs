@@ -1,6 +1,7 @@
 //! Integration tests: the real `atlas` binary, real HTTP to the sample API on
 //! loopback, real PostgreSQL (one throwaway database per test).
 
+mod data;
 mod faults;
 mod foundation;
 mod run;

@@ -290,6 +290,9 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// SPEC §4 hash recomputed independently of the binary: keys sorted, compact.
+/// Numbers go through serde_json, so only for payloads whose numbers it
+/// writes back as the API wrote them (the sample API's); `data.rs` pins
+/// numbers as written with literal canonical texts.
 pub fn spec_hash(payload_text: &str) -> String {
     use sha2::{Digest, Sha256};
     let v: serde_json::Value = serde_json::from_str(payload_text).expect("payload JSON");
