@@ -1,6 +1,7 @@
 //! Thin entry: parse flags, run the command, print one error with its
 //! context chain, map it to an exit code (SPEC §2).
 
+mod charset;
 mod cli;
 mod cmd;
 mod config;

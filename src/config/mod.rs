@@ -85,7 +85,7 @@ pub struct Route {
     /// First day `sync` loads when nothing was loaded yet.
     pub start_date: Option<NaiveDate>,
     /// Charset bodies are read in, whatever they declare; `None` = declared, else UTF-8.
-    pub charset: Option<crate::http::Charset>,
+    pub charset: Option<crate::charset::Charset>,
 }
 
 /// How a slice's bounds are sent to the API.

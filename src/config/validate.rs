@@ -251,7 +251,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
     };
     let charset = match &r.charset {
         None => None,
-        Some(c) => Some(crate::http::Charset::from_label(c).ok_or_else(|| {
+        Some(c) => Some(crate::charset::Charset::from_label(c).ok_or_else(|| {
             (
                 "charset".to_string(),
                 format!("'{c}' is not a charset atlas decodes (utf-8, iso-8859-1, windows-1252)"),

@@ -1,0 +1,350 @@
+//! The JSON parser: iterative (its own stack of open containers, no
+//! recursion), borrowing strings without escapes and every number's text
+//! from the body, refusing nesting past `MAX_DEPTH`.
+
+use super::{Error, ErrorKind, Json, Num, MAX_DEPTH};
+use std::borrow::Cow;
+
+pub(super) fn error_at(bytes: &[u8], pos: usize, kind: ErrorKind) -> Error {
+    let before = &bytes[..pos.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+    Error { kind, line, column }
+}
+
+/// A container being filled; the parser keeps them on its own stack.
+enum Open<'a> {
+    Arr(Vec<Json<'a>>),
+    /// Members so far and the key whose value comes next.
+    Obj(Vec<(Cow<'a, str>, Json<'a>)>, Cow<'a, str>),
+}
+
+pub(super) struct Parser<'a> {
+    pub(super) text: &'a str,
+    pub(super) pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn err(&self, kind: ErrorKind) -> Error {
+        // serde_json's convention: the column of the last byte read.
+        error_at(self.bytes(), self.pos + 1, kind)
+    }
+
+    fn syntax(&self, msg: &'static str) -> Error {
+        self.err(ErrorKind::Syntax(msg))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// The whole body: one value, then only whitespace.
+    pub(super) fn document(&mut self) -> Result<Json<'a>, Error> {
+        let mut stack: Vec<Open<'a>> = Vec::new();
+        'value: loop {
+            self.skip_ws();
+            let mut v = match self.peek() {
+                None => return Err(self.syntax("EOF while parsing a value")),
+                Some(b'{') => {
+                    self.open(stack.len())?;
+                    if self.peek() == Some(b'}') {
+                        self.pos += 1;
+                        Json::Obj(Vec::new())
+                    } else {
+                        let key = self.key()?;
+                        stack.push(Open::Obj(Vec::with_capacity(8), key));
+                        continue 'value;
+                    }
+                }
+                Some(b'[') => {
+                    self.open(stack.len())?;
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                        Json::Arr(Vec::new())
+                    } else {
+                        stack.push(Open::Arr(Vec::new()));
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => Json::Str(self.string()?),
+                Some(b'-' | b'0'..=b'9') => Json::Num(self.number()?),
+                Some(b't') => self.literal("true", Json::Bool(true))?,
+                Some(b'f') => self.literal("false", Json::Bool(false))?,
+                Some(b'n') => self.literal("null", Json::Null)?,
+                Some(_) => return Err(self.syntax("expected value")),
+            };
+            // A value is complete: it goes into the open container, which may
+            // complete in turn.
+            loop {
+                self.skip_ws();
+                match stack.last_mut() {
+                    None => {
+                        if self.pos < self.text.len() {
+                            return Err(self.syntax("trailing characters"));
+                        }
+                        return Ok(v);
+                    }
+                    Some(Open::Arr(items)) => {
+                        items.push(v);
+                        match self.peek() {
+                            Some(b',') => {
+                                self.pos += 1;
+                                continue 'value;
+                            }
+                            Some(b']') => {
+                                self.pos += 1;
+                                v = Json::Arr(std::mem::take(items));
+                                stack.pop();
+                            }
+                            None => return Err(self.syntax("EOF while parsing a list")),
+                            Some(_) => return Err(self.syntax("expected `,` or `]`")),
+                        }
+                    }
+                    Some(Open::Obj(members, key)) => {
+                        members.push((std::mem::take(key), v));
+                        match self.peek() {
+                            Some(b',') => {
+                                self.pos += 1;
+                                self.skip_ws();
+                                *key = self.key()?;
+                                continue 'value;
+                            }
+                            Some(b'}') => {
+                                self.pos += 1;
+                                v = Json::Obj(std::mem::take(members));
+                                stack.pop();
+                            }
+                            None => return Err(self.syntax("EOF while parsing an object")),
+                            Some(_) => return Err(self.syntax("expected `,` or `}`")),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Steps over `{` or `[` when one more level is allowed.
+    fn open(&mut self, depth: usize) -> Result<(), Error> {
+        if depth >= MAX_DEPTH {
+            return Err(self.err(ErrorKind::TooDeep));
+        }
+        self.pos += 1;
+        self.skip_ws();
+        Ok(())
+    }
+
+    /// `"key"` then `:`.
+    fn key(&mut self) -> Result<Cow<'a, str>, Error> {
+        match self.peek() {
+            Some(b'"') => {}
+            None => return Err(self.syntax("EOF while parsing an object")),
+            Some(_) => return Err(self.syntax("key must be a string")),
+        }
+        let k = self.string()?;
+        self.skip_ws();
+        match self.peek() {
+            Some(b':') => {
+                self.pos += 1;
+                Ok(k)
+            }
+            None => Err(self.syntax("EOF while parsing an object")),
+            Some(_) => Err(self.syntax("expected `:`")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static str, v: Json<'a>) -> Result<Json<'a>, Error> {
+        if self.bytes()[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(v)
+        } else {
+            Err(self.syntax("expected ident"))
+        }
+    }
+
+    /// RFC 8259 number grammar; the text is kept as written.
+    fn number(&mut self) -> Result<Num<'a>, Error> {
+        let b = self.bytes();
+        let start = self.pos;
+        let digits = |mut i: usize| {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = start;
+        if b[i] == b'-' {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i = digits(i + 1),
+            _ => {
+                self.pos = i;
+                return Err(self.syntax("invalid number"));
+            }
+        }
+        if b.get(i) == Some(&b'.') {
+            if !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                self.pos = i + 1;
+                return Err(self.syntax("invalid number"));
+            }
+            i = digits(i + 1);
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if !b.get(i).is_some_and(u8::is_ascii_digit) {
+                self.pos = i;
+                return Err(self.syntax("invalid number"));
+            }
+            i = digits(i);
+        }
+        self.pos = i;
+        Ok(Num(&self.text[start..i]))
+    }
+
+    /// A string at `"`: borrowed when it has no escape.
+    fn string(&mut self) -> Result<Cow<'a, str>, Error> {
+        let b = self.bytes();
+        let start = self.pos + 1;
+        let mut i = start;
+        loop {
+            match b.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Borrowed(&self.text[start..i]));
+                }
+                Some(b'\\') => break,
+                Some(&c) if c < 0x20 => {
+                    self.pos = i;
+                    return Err(self.syntax(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    ));
+                }
+                Some(_) => i += 1,
+                None => {
+                    self.pos = i;
+                    return Err(self.syntax("EOF while parsing a string"));
+                }
+            }
+        }
+        let mut s = String::with_capacity(i - start + 16);
+        s.push_str(&self.text[start..i]);
+        loop {
+            match b.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Owned(s));
+                }
+                Some(b'\\') => {
+                    self.pos = i + 1;
+                    let c = match b.get(i + 1) {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            let (c, len) = self.unicode_escape(i)?;
+                            s.push(c);
+                            i += len;
+                            continue;
+                        }
+                        None => return Err(self.syntax("EOF while parsing a string")),
+                        Some(_) => return Err(self.syntax("invalid escape")),
+                    };
+                    s.push(c);
+                    i += 2;
+                }
+                Some(&c) if c < 0x20 => {
+                    self.pos = i;
+                    return Err(self.syntax(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    ));
+                }
+                Some(_) => {
+                    let run = i;
+                    while b
+                        .get(i)
+                        .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
+                    {
+                        i += 1;
+                    }
+                    // Runs end at ASCII bytes or the end: char boundaries.
+                    s.push_str(&self.text[run..i]);
+                }
+                None => {
+                    self.pos = i;
+                    return Err(self.syntax("EOF while parsing a string"));
+                }
+            }
+        }
+    }
+
+    /// `\uXXXX` (a surrogate pair takes two) at `i`: the char and the bytes
+    /// read. Lone surrogates are errors, as in serde_json.
+    fn unicode_escape(&mut self, i: usize) -> Result<(char, usize), Error> {
+        let hex4 = |p: &mut Self, at: usize| -> Result<u32, Error> {
+            let mut n = 0u32;
+            for k in 0..4 {
+                let d = p
+                    .bytes()
+                    .get(at + k)
+                    .and_then(|&c| (c as char).to_digit(16));
+                match d {
+                    Some(d) => n = n * 16 + d,
+                    None => {
+                        p.pos = at + k;
+                        return Err(if at + k >= p.text.len() {
+                            p.syntax("EOF while parsing a string")
+                        } else {
+                            p.syntax("invalid escape")
+                        });
+                    }
+                }
+            }
+            Ok(n)
+        };
+        let hi = hex4(self, i + 2)?;
+        match hi {
+            0xD800..=0xDBFF => {
+                let b = self.bytes();
+                if b.get(i + 6) != Some(&b'\\') || b.get(i + 7) != Some(&b'u') {
+                    self.pos = i + 6;
+                    return Err(self.syntax("lone leading surrogate in hex escape"));
+                }
+                let lo = hex4(self, i + 8)?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    self.pos = i + 11;
+                    return Err(self.syntax("lone leading surrogate in hex escape"));
+                }
+                let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                Ok((char::from_u32(c).unwrap_or('\u{FFFD}'), 12))
+            }
+            0xDC00..=0xDFFF => {
+                self.pos = i + 5;
+                Err(self.syntax("lone trailing surrogate in hex escape"))
+            }
+            _ => Ok((char::from_u32(hi).unwrap_or('\u{FFFD}'), 6)),
+        }
+    }
+}
