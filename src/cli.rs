@@ -50,6 +50,10 @@ pub struct CheckArgs {
     /// skip the one-request probe of each route
     #[argh(switch)]
     pub no_probe: bool,
+
+    /// probe this day (YYYY-MM-DD) instead of yesterday in each route's time zone
+    #[argh(option)]
+    pub date: Option<String>,
 }
 
 /// List the configured clients and their routes.

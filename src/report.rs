@@ -255,6 +255,10 @@ pub struct Summary {
     pub exit_code: u8,
     /// The settings the run used (four of them shown).
     pub settings: Settings,
+    /// `sync` only: the last day fully loaded for (client, route) after the
+    /// run (`null` when none is); absent from `scrap run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded_until: Option<Option<NaiveDate>>,
 }
 
 impl Summary {

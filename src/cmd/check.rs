@@ -1,9 +1,11 @@
 //! `atlas check`: validates the config, resolves every secret (never
 //! printing one), reaches PostgreSQL and says whether `atlas init` is
-//! needed, and probes each (client, route) with one request for one day.
-//! Exit: 0 all good, 2 config or secrets, 3 database or a route's probe.
+//! needed, and probes each (client, route) with one request for one day
+//! (yesterday in the route's zone, or `--date`).
+//! Exit: 0 all good, 2 config, secrets or a control schema that needs
+//! `atlas init`, 3 database or a route's probe.
 
-use super::Context;
+use super::{day_flag, Context};
 use crate::cli::CheckArgs;
 use crate::config::{Client, Route};
 use crate::dates;
@@ -18,6 +20,11 @@ use anyhow::Result;
 use chrono::{Duration, NaiveDate};
 
 pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
+    let date = a
+        .date
+        .as_deref()
+        .map(|s| day_flag(s, "--date"))
+        .transpose()?;
     let cfg = ctx.config()?;
     let style = ctx.style;
     style.say(
@@ -54,7 +61,12 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
         ),
         Ok((db, Err(e))) => {
             style.say("⚠️", &format!("Banco de dados: {db}: {e:#}"));
-            env_problem = true;
+            // A missing or older control schema is fixed by `atlas init`
+            // (exit 2, as `scrap create` says); anything else is the server.
+            match classify(&e) {
+                Exit::Usage => exit = Exit::Usage,
+                _ => env_problem = true,
+            }
         }
         Err(e) => {
             style.say("❌", &format!("Banco de dados: {e:#}"));
@@ -81,7 +93,8 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
     let mut rows = Vec::new();
     for (c, auth) in cfg.clients.values().zip(&auths) {
         for r in c.routes.values() {
-            let day = dates::today_in(r.timezone.as_ref()) - Duration::days(1);
+            let day =
+                date.unwrap_or_else(|| dates::today_in(r.timezone.as_ref()) - Duration::days(1));
             let verdict = match auth {
                 // Already reported as a config problem (exit 2), not probed.
                 None => Err("not probed: secret unavailable".to_string()),

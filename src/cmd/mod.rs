@@ -55,7 +55,7 @@ pub fn run(
             }
             ScrapCommand::Run(a) => {
                 let id = ledger::parse_id(&a.id)?;
-                scrap::run(&context()?, id, a.json)
+                scrap::run(&context()?, id, a.json, false)
             }
         },
     }
@@ -181,8 +181,18 @@ fn raised(e: &UsageError) -> anyhow::Error {
 }
 
 /// A day given on the command line (`--from`, `--to`, `--until`).
+/// Written in full only: `2025-3-1` is refused, as help says YYYY-MM-DD.
 fn day_flag(s: &str, flag: &str) -> Result<NaiveDate> {
-    dates::parse_day(s.trim()).ok_or_else(|| {
+    let t = s.trim();
+    let full = t.len() == 10
+        && t.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    full.then(|| dates::parse_day(t)).flatten().ok_or_else(|| {
         usage(format!(
             "{flag} '{s}' is not a real date in the form YYYY-MM-DD"
         ))
@@ -229,6 +239,10 @@ mod tests {
     #[test]
     fn day_flags_are_real_days() {
         assert!(day_flag(" 2025-02-28", "--from").is_ok());
+        for short in ["2025-3-1", "2025-03-1", "25-03-01", "2025/03/01"] {
+            let e = day_flag(short, "--from").unwrap_err();
+            assert!(format!("{e}").contains("YYYY-MM-DD"), "{short}: {e}");
+        }
         let e = day_flag("2025-02-30", "--to").unwrap_err();
         assert_eq!(
             format!("{e}"),

@@ -86,7 +86,8 @@ fn count(n: i64) -> String {
     report::thousands(n.max(0) as u64)
 }
 
-/// `scrap list`: one line per scrap, its status, rows and last run.
+/// `scrap list`: one line per scrap, its status, the rows its runs inserted
+/// into the raw table (`inserted`) and its last run.
 pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
     let mut c = ctx.database()?.connect()?;
     db::require_schema(&mut c)?;
@@ -109,7 +110,7 @@ pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
         .collect();
     report::out(&report::table(
         &[
-            "id", "client", "route", "period", "status", "slices", "rows", "last_run",
+            "id", "client", "route", "period", "status", "slices", "inserted", "last_run",
         ],
         &rows,
     ));
@@ -216,8 +217,8 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
 }
 
 /// `scrap run` (and the run of `sync`): loads the scrap's pending slices,
-/// records the run, prints the summary.
-pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
+/// records the run, prints the summary. `sync` asks for `loaded_until`.
+pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     let cfg = ctx.config()?;
     let settings = ctx.settings()?;
     let db = ctx.database()?;
@@ -233,6 +234,13 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
     if slices.iter().all(|s| s.status == SliceStatus::Done) {
         summary.slices_done = summary.slices_total as i32;
         style.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
+        if sync {
+            summary.loaded_until = Some(ledger::last_loaded_day(
+                &mut conn,
+                &scrap.client,
+                &scrap.route,
+            )?);
+        }
         emit(&summary, style, json);
         return Ok(Exit::Ok);
     }
@@ -324,6 +332,27 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
                 )
             );
     }
+    if outcome.totals.pages > 0 && !after.is_empty() && after.iter().all(|s| s.records == 0) {
+        style.note(
+            "⚠️",
+            &format!(
+                "Nenhum registro em nenhuma fatia do scrap {id}: confira date_params e end_style da rota \
+                 (a API pode ler o fim como exclusivo) e teste um dia com `atlas check --date YYYY-MM-DD`"
+            ),
+        );
+    }
+    if sync {
+        summary.loaded_until =
+            match db::with_fresh_connection(db, &mut conn, settings.retry_max, backoff, |c| {
+                ledger::last_loaded_day(c, &scrap.client, &scrap.route)
+            }) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    log::warn!("cannot read what is loaded after run {run_id}: {e:#}");
+                    Some(None)
+                }
+            };
+    }
     emit(&summary, style, json);
     Ok(exit)
 }
@@ -354,6 +383,7 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         records_per_sec: 0.0,
         exit_code: 0,
         settings: settings.clone(),
+        loaded_until: None,
     }
 }
 

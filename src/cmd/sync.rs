@@ -3,14 +3,18 @@
 //! creates and runs a scrap from the day after it, minus the lookback, to
 //! `--until` (default: yesterday in the route's time zone).
 //!
-//! One sync per (client, route) at a time: a session advisory lock is held
-//! for the whole sync; a second sync finds it taken and exits 0 saying so.
+//! One sync per (client, route) at a time: a session advisory lock on the
+//! pair's registry id (`atlas.sync_pairs`, so no two pairs share a lock) is
+//! held for the whole sync; a second sync finds it taken and exits 0 saying
+//! so. Flags, settings and secrets are resolved before anything is written.
 
 use super::{day_flag, scrap, Context};
 use crate::cli::SyncArgs;
+use crate::config::Settings;
 use crate::dates;
 use crate::db;
 use crate::exit::{usage, Exit};
+use crate::ident;
 use crate::ledger;
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
@@ -45,8 +49,10 @@ pub fn period(
 }
 
 pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
+    // Everything that can be refused is resolved before anything is
+    // written: exit 2 leaves no scrap, slice, run or table behind.
     let cfg = ctx.config()?;
-    let (_, route) = cfg.route(&a.client, &a.route)?;
+    let (client, route) = cfg.route(&a.client, &a.route)?;
     let from = a
         .from
         .as_deref()
@@ -56,24 +62,28 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
         Some(s) => day_flag(s, "--until")?,
         None => dates::today_in(route.timezone.as_ref()) - Duration::days(1),
     };
+    if let Some(f) = from.filter(|f| *f > until) {
+        return Err(usage(format!("--from {f} is after --until {until}")));
+    }
+    let table = ident::raw_table(
+        &ident::sanitize(&client.id).map_err(usage)?,
+        &ident::sanitize(&route.name).map_err(usage)?,
+    )
+    .map_err(usage)?;
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
-    // Bad settings fail before anything is written.
-    ctx.settings()?;
+    let settings = ctx.settings()?;
+    ctx.auth(client)?;
 
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    let Some(mut lock) = SyncLock::try_take(conn, &format!("atlas-sync:{}:{}", a.client, a.route))?
-    else {
+    let Some(mut lock) = SyncLock::try_take(conn, &a.client, &a.route)? else {
         let notice = format!(
             "Outra sincronização de {} / {} está em andamento: nada a fazer",
             a.client, a.route
         );
+        let fields = json!({"status": "busy", "loaded_until": null});
         return Ok(nothing_to_do(
-            ctx,
-            a,
-            "⏳",
-            &notice,
-            json!({"status": "busy"}),
+            ctx, a, &table, settings, "⏳", &notice, fields,
         ));
     };
     let last = ledger::last_loaded_day(&mut lock.conn, &a.client, &a.route)?;
@@ -82,10 +92,13 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             "Nada novo para {} / {}: carregado até {}",
             a.client,
             a.route,
-            last.map(|d| d.to_string()).unwrap_or_default()
+            last.map(|d| d.to_string())
+                .unwrap_or_else(|| "(nada)".into())
         );
         let fields = json!({"status": "up_to_date", "loaded_until": last});
-        return Ok(nothing_to_do(ctx, a, "✅", &notice, fields));
+        return Ok(nothing_to_do(
+            ctx, a, &table, settings, "✅", &notice, fields,
+        ));
     };
     let id = scrap::create_scrap(ctx, cfg, &a.client, &a.route, start, end)?.id;
     ctx.style.note(
@@ -95,53 +108,103 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             a.client, a.route
         ),
     );
-    scrap::run(ctx, id, a.json)
+    scrap::run(ctx, id, a.json, true)
 }
 
-/// Ends a sync that runs nothing: the notice, and with `--json` one object,
-/// `fields` plus the client, the route and exit code 0.
+/// Ends a sync that runs nothing: the notice, and with `--json` one object
+/// with every key of the summary (null or 0 where nothing ran), `fields`
+/// (status, loaded_until) over them, exit code 0.
 fn nothing_to_do(
     ctx: &Context<'_>,
     a: &SyncArgs,
+    table: &str,
+    settings: &Settings,
     emoji: &str,
     notice: &str,
-    mut fields: Value,
+    fields: Value,
 ) -> Exit {
     ctx.style.note(emoji, notice);
     if a.json {
-        fields["client"] = json!(a.client);
-        fields["route"] = json!(a.route);
-        fields["exit_code"] = json!(0);
-        crate::outln!("{fields}");
+        let mut out = json!({
+            "scrap_id": null,
+            "run_id": null,
+            "client": a.client,
+            "route": a.route,
+            "table": table,
+            "from": null,
+            "to": null,
+            "status": null,
+            "records_fetched": 0,
+            "inserted": 0,
+            "duplicates": 0,
+            "out_of_period": 0,
+            "undated": 0,
+            "sanitised": 0,
+            "pages": 0,
+            "slices_done": 0,
+            "slices_failed": 0,
+            "slices_total": 0,
+            "retries": 0,
+            "elapsed_secs": 0.0,
+            "records_per_sec": 0.0,
+            "exit_code": 0,
+            "settings": settings,
+            "loaded_until": null,
+        });
+        if let (Some(o), Some(f)) = (out.as_object_mut(), fields.as_object()) {
+            for (k, v) in f {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        crate::outln!("{out}");
     }
     Exit::Ok
 }
 
-/// The per-(client, route) sync lock: a session advisory lock, released
-/// explicitly on every way out (a closed session releases it too, but only
-/// once the server notices, which may be after the next sync has started).
+/// First key of the two-key advisory lock of `atlas sync` (the second is
+/// the pair's id in `atlas.sync_pairs`): a class of its own, so no other
+/// advisory lock (`atlas init` takes the one-key form) can meet it.
+const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
+
+/// The per-(client, route) sync lock: a session advisory lock on
+/// (`SYNC_LOCK_CLASS`, pair id), collision-free since ids are unique,
+/// released explicitly on every way out (a closed session releases it too,
+/// but only once the server notices, which may be after the next sync has
+/// started).
 struct SyncLock {
     conn: postgres::Client,
-    key: String,
+    pair: i32,
 }
 
 impl SyncLock {
-    fn try_take(mut conn: postgres::Client, key: &str) -> Result<Option<SyncLock>> {
-        let got: bool = conn
-            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])?
+    fn try_take(mut conn: postgres::Client, client: &str, route: &str) -> Result<Option<SyncLock>> {
+        conn.execute(
+            "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
+             ON CONFLICT (client, route) DO NOTHING",
+            &[&client, &route],
+        )?;
+        let pair: i32 = conn
+            .query_one(
+                "SELECT id FROM atlas.sync_pairs WHERE client = $1 AND route = $2",
+                &[&client, &route],
+            )?
             .get(0);
-        Ok(got.then(|| SyncLock {
-            conn,
-            key: key.to_string(),
-        }))
+        let got: bool = conn
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&SYNC_LOCK_CLASS, &pair],
+            )?
+            .get(0);
+        Ok(got.then_some(SyncLock { conn, pair }))
     }
 }
 
 impl Drop for SyncLock {
     fn drop(&mut self) {
-        let _ = self
-            .conn
-            .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&self.key]);
+        let _ = self.conn.execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&SYNC_LOCK_CLASS, &self.pair],
+        );
     }
 }
 

@@ -210,7 +210,7 @@ fn list_lines(atlas: &Atlas, args: &[&str]) -> Vec<String> {
     assert!(!lines.is_empty(), "atlas {args:?} printed nothing");
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["id", "client", "route", "period", "status", "slices", "rows", "last_run"],
+        ["id", "client", "route", "period", "status", "slices", "inserted", "last_run"],
         "scrap list header"
     );
     lines

@@ -4,6 +4,7 @@
 mod data;
 mod faults;
 mod foundation;
+mod promises_cmd;
 mod run;
 mod shapes;
 mod sync;
