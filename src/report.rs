@@ -122,6 +122,10 @@ impl Style {
             Notice::SliceFailed { from, to, error } => {
                 self.line("❌", &format!("Fatia {from} até {to} falhou: {error}"))
             }
+            Notice::TookOver { slices } => self.line(
+                "♻️",
+                &format!("{slices} fatia(s) de um processo encerrado retomada(s)"),
+            ),
         }
     }
 }
@@ -139,6 +143,8 @@ pub enum Notice {
         wait: Duration,
         of: Retried,
     },
+    /// Slices of a dead process of this machine were taken over.
+    TookOver { slices: u64 },
     /// A slice gave up; the run goes on with the others.
     SliceFailed {
         from: NaiveDate,
@@ -498,6 +504,10 @@ mod tests {
         assert_eq!(
             Style { plain: true }.notice(&waiting),
             "Aguardando 2 fatia(s) em uso por outro processo (lease de 30s)"
+        );
+        assert_eq!(
+            Style { plain: true }.notice(&Notice::TookOver { slices: 3 }),
+            "3 fatia(s) de um processo encerrado retomada(s)"
         );
         let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let failed = Notice::SliceFailed {

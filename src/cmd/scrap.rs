@@ -121,6 +121,9 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
     let mut c = ctx.database()?.connect()?;
     db::require_schema(&mut c)?;
     let s = ledger::get_scrap(&mut c, id)?;
+    // A run whose process is known to be gone is shown (and stored) as aborted.
+    let me = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
+    ledger::abort_dead_runs(&mut c, id, &me)?;
     let status = ledger::list(&mut c, Some(&s.client), None)?
         .into_iter()
         .find(|x| x.scrap.id == id)
@@ -228,6 +231,9 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
     let auth = ctx.auth(client)?;
     let errlog = ErrorLog::new(&settings.error_log);
     let style = ctx.style;
+    let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
+    // Runs of dead processes of this machine are closed before anything else.
+    ledger::abort_dead_runs(&mut conn, id, &worker)?;
     let slices = ledger::slices(&mut conn, id)?;
     let mut summary = summary_of(&scrap, slices.len() as i64, settings);
     if slices.iter().all(|s| s.status == SliceStatus::Done) {
@@ -252,7 +258,6 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
             settings.retry_max, settings.batch_export
         ),
     );
-    let worker = ledger::worker_id(&ctx.host, std::process::id());
     let run_id = ledger::start_run(&mut conn, id, &worker, &serde_json::to_value(settings)?)?;
     summary.run_id = Some(run_id);
     // Claims and batches use the pool; this connection is for the run row only.

@@ -84,6 +84,8 @@ impl Shared<'_, '_> {
             });
             let held = match free {
                 Ok(Some(claim)) => return Some(claim),
+                // Dead workers' slices are taken over before anything is waited for.
+                Ok(None) if self.take_over_dead_local_workers() > 0 => continue,
                 Ok(None) => self.with_db("checking other workers", |c| {
                     ledger::held_by_others(c, job.scrap.id, &job.worker)
                 }),
@@ -92,7 +94,6 @@ impl Shared<'_, '_> {
             match held {
                 Ok(0) => return None,
                 Ok(slices) => {
-                    self.take_over_dead_local_workers();
                     self.notify(Notice::Waiting {
                         slices,
                         lease: job.settings.lease,

@@ -288,6 +288,9 @@ pub fn run(job: &Job<'_>) -> Outcome {
     let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(job.settings));
     let (done_tx, done_rx) = channel::bounded::<()>(0);
     let mut panicked = false;
+    // Slices of a dead local process are taken over before any fetcher
+    // decides what is free and what to wait for.
+    shared.take_over_dead_local_workers();
     std::thread::scope(|s| {
         let sh = &shared;
         let mut crew = Crew {

@@ -11,6 +11,7 @@
 use super::{add, lock, Abort, Shared};
 use crate::ledger::{self, Claim, SliceCounts, SliceEnd};
 use crate::record::PageRows;
+use crate::report::Notice;
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -140,21 +141,47 @@ impl Shared<'_, '_> {
 
     /// A worker of this machine whose process is gone (killed, crashed) keeps
     /// its leases until they expire; ending them now lets a rerun go on at
-    /// once. Where liveness cannot be known, the lease expiry does it later.
-    pub(super) fn take_over_dead_local_workers(&self) {
+    /// once, and its runs still marked running are closed as aborted. Where
+    /// liveness cannot be known, the lease expiry does it later. Returns the
+    /// slices whose leases were ended; a database error is logged and
+    /// written to the error log (the lease expiry still frees them later).
+    pub(super) fn take_over_dead_local_workers(&self) -> u64 {
         let job = self.job;
-        let Ok(holders) = self.db_once(|c| ledger::other_holders(c, job.scrap.id, &job.worker))
-        else {
-            return;
+        let report = |what: &str, e: &anyhow::Error| {
+            log::warn!("{what}: {e:#}");
+            job.errlog.write(
+                "retomada falhou",
+                &self.ctx(None),
+                &format!("{what}: {e:#}"),
+            );
         };
+        let holders = match self.db_once(|c| ledger::other_holders(c, job.scrap.id, &job.worker)) {
+            Ok(h) => h,
+            Err(e) => {
+                report("cannot list the workers holding slices", &e);
+                return 0;
+            }
+        };
+        let mut taken = 0;
         for w in holders
             .iter()
             .filter(|w| ledger::worker_gone(&job.worker, w))
         {
-            if let Ok(n) = self.db_once(|c| ledger::expire_worker(c, w)) {
-                log::info!("worker {w} is gone: took over its {n} slice(s)");
+            match self.db_once(|c| ledger::expire_worker(c, w)) {
+                Ok(n) => {
+                    log::info!("worker {w} is gone: took over its {n} slice(s)");
+                    taken += n;
+                }
+                Err(e) => report(&format!("cannot take over dead worker {w}"), &e),
             }
         }
+        if let Err(e) = self.db_once(|c| ledger::abort_dead_runs(c, job.scrap.id, &job.worker)) {
+            report("cannot close the runs of dead workers", &e);
+        }
+        if taken > 0 {
+            self.notify(Notice::TookOver { slices: taken });
+        }
+        taken
     }
 
     /// Extends this worker's leases every third of a lease until `stop` is

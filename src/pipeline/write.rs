@@ -69,7 +69,7 @@ impl Shared<'_, '_> {
                 }
                 let r = match ins {
                     Some(i) => i.commit_batch(&mut tagged, &slices),
-                    None => Inserter::new(&job.pool, &job.scrap.raw_table)
+                    None => Inserter::new(&job.pool, &job.scrap.raw_table, &job.worker, job.run_id)
                         .and_then(|i| ins.insert(i).commit_batch(&mut tagged, &slices)),
                 };
                 if matches!(&r, Err(e) if db::retryable(e)) {
@@ -92,8 +92,17 @@ impl Shared<'_, '_> {
         );
         match committed {
             Ok(per_slice) => {
-                let total = batch.len() as u64;
-                let inserted = per_slice.iter().sum::<i64>() as u64;
+                let mut total = 0u64;
+                for (ci, _) in batch.iter() {
+                    let id = chunks[*ci].slice.claim.id;
+                    match slices.iter().position(|s| *s == id).map(|g| per_slice[g]) {
+                        Some(Some(_)) => total += 1,
+                        // Taken over by another worker: its rows were not
+                        // written here; the new holder fetches and counts them.
+                        _ => chunks[*ci].slice.release(),
+                    }
+                }
+                let inserted = per_slice.iter().flatten().sum::<i64>() as u64;
                 add(&self.counters.inserted, inserted);
                 add(&self.counters.duplicates, total - inserted);
             }

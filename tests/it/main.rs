@@ -4,6 +4,7 @@
 mod data;
 mod faults;
 mod foundation;
+mod promises_run;
 mod run;
 mod shapes;
 mod sync;
