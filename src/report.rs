@@ -233,6 +233,9 @@ pub fn snippet(text: impl AsRef<[u8]>, max: usize, mark: &str) -> String {
     one.chars().take(keep).collect::<String>() + mark
 }
 
+/// The `status` of a run's summary when the API refused the credentials.
+pub const AUTH_REFUSED: &str = "auth_refused";
+
 /// The `--json` object (SPEC §6). New keys may be added; these keep their meaning.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -265,13 +268,37 @@ pub struct Summary {
 
 impl Summary {
     /// The seed's statistics block plus the idempotence counters.
+    /// The first line: how the run ended, from its exit code and status.
+    fn headline(&self, s: Style) -> Option<String> {
+        let id = self.scrap_id;
+        match self.exit_code {
+            0 => None,
+            130 => Some(s.line(
+                "⏹️",
+                &format!("Interrompido: scrap {id} incompleto; rode de novo para retomar"),
+            )),
+            3 if self.status == AUTH_REFUSED => Some(s.line(
+                "⛔",
+                &format!("Credenciais recusadas pela API: scrap {id} incompleto"),
+            )),
+            3 => Some(s.line(
+                "⛔",
+                &format!("Scrap {id} parou: banco de dados ou ambiente indisponível"),
+            )),
+            _ => Some(s.line("❌", &format!("Scrap {id} terminou com falhas"))),
+        }
+    }
+
+    /// The statistics block; its first line says how the run ended.
     pub fn render(&self, s: Style) -> String {
         let n = |x: i64| thousands(x.max(0) as u64);
+        let total = format!("Total de registros coletados: {}", n(self.records_fetched));
+        let headline = self.headline(s);
         let lines = [
-            s.line(
-                "✅",
-                &format!("Total de registros coletados: {}", n(self.records_fetched)),
-            ),
+            match &headline {
+                None => s.line("✅", &total),
+                Some(h) => format!("{h}\n{}", s.line("📥", &total)),
+            },
             s.line("📊", &format!("Tabela: {}", self.table)),
             s.line("📅", &format!("Período: {} até {}", self.from, self.to)),
             s.line(

@@ -313,7 +313,11 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
     }) {
         log::warn!("cannot record the end of run {run_id}: {e:#}");
     }
-    summary.status = status.to_string();
+    summary.status = if outcome.auth_refused && exit == Exit::Environment {
+        report::AUTH_REFUSED.to_string()
+    } else {
+        status.to_string()
+    };
     summary.exit_code = exit.code();
     count_run(&mut summary, &outcome, &after, elapsed);
     if let Some(e) = &outcome.error {

@@ -287,8 +287,11 @@ impl Shared<'_, '_> {
         match (g.error, g.stop) {
             (_, Stop::Quit) | (PageError::Quit, _) => SliceStop::Released,
             (PageError::Http(Failure::Auth { status, .. }), _) => {
-                self.abort(Abort::Auth(self.auth_refused(status)));
-                SliceStop::Released
+                // The slice that met the refusal fails (the summary counts
+                // it); the others stop unworked and stay pending.
+                let why = self.auth_refused(status);
+                self.abort(Abort::Auth(why.clone()));
+                SliceStop::Failed(format!("page {page_no}: {why}"))
             }
             (PageError::Http(Failure::Refused { message, body, .. }), _) => {
                 SliceStop::Failed(format!("page {page_no}: {message}: {body}"))

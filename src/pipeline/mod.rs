@@ -56,6 +56,8 @@ pub struct Outcome {
     pub totals: RunTotals,
     pub exit: Exit,
     pub error: Option<String>,
+    /// The API refused the client's credentials (exit 3, `auth_refused`).
+    pub auth_refused: bool,
 }
 
 /// Why the run stopped before working every slice it could.
@@ -364,6 +366,7 @@ pub fn run(job: &Job<'_>) -> Outcome {
 /// How the run ended: an abort says most, then a panic, then Ctrl-C, then
 /// whether any slice failed.
 fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool) -> Outcome {
+    let auth_refused = matches!(abort, Some(Abort::Auth(_)));
     let (exit, error) = match abort {
         Some(Abort::Auth(m)) => (Exit::Environment, Some(m)),
         Some(Abort::Database(m)) => (
@@ -385,6 +388,7 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool
         totals,
         exit,
         error,
+        auth_refused,
     }
 }
 
