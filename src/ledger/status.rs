@@ -69,7 +69,7 @@ sql_text_enum! {
         Done = "done",
         /// Some slices failed.
         Failed = "failed",
-        /// Stopped by Ctrl-C.
+        /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP).
         Interrupted = "interrupted",
         /// Stopped by the environment: database lost, credentials refused.
         Aborted = "aborted",

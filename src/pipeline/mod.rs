@@ -45,9 +45,9 @@ pub struct Job<'a> {
     pub backoff: Backoff,
     pub errlog: &'a ErrorLog,
     pub style: Style,
-    /// Raised by Ctrl-C or by an abort: stop fetching, flush, release.
+    /// Raised by a stop signal or by an abort: stop fetching, flush, release.
     pub quit: &'a AtomicBool,
-    /// Raised by Ctrl-C only.
+    /// Raised by a stop signal (SIGINT, SIGTERM, SIGHUP) only.
     pub interrupted: &'a AtomicBool,
 }
 
@@ -363,7 +363,8 @@ pub fn run(job: &Job<'_>) -> Outcome {
     )
 }
 
-/// How the run ended: an abort says most, then a panic, then Ctrl-C, then
+/// How the run ended: an abort says most, then a panic, then a stop signal
+/// (named), then
 /// whether any slice failed.
 fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool) -> Outcome {
     let auth_refused = matches!(abort, Some(Abort::Auth(_)));
@@ -379,7 +380,7 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool
         ),
         None if ctrl_c => (
             Exit::Interrupted,
-            Some("interrompido pelo usuário (Ctrl-C)".into()),
+            Some(crate::signal::interruption(crate::signal::received())),
         ),
         None if totals.slices_failed > 0 => (Exit::Failed, None),
         None => (Exit::Ok, None),
@@ -445,10 +446,7 @@ mod tests {
         );
         assert_eq!(
             merged(None, false, true, 1),
-            (
-                Exit::Interrupted,
-                Some("interrompido pelo usuário (Ctrl-C)".into())
-            )
+            (Exit::Interrupted, Some("interrompido".into()))
         );
     }
 
