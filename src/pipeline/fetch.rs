@@ -6,7 +6,7 @@
 //! stops the slice; a slice whose rows cannot all be sent (the run stops) is
 //! released, never marked done; the fetcher lets go of its slice last thing.
 
-use super::track::SliceTrack;
+use super::track::{ReleaseOnPanic, SliceTrack};
 use super::{add, Abort, Chunk, Shared};
 use crate::http::{self, Failure};
 use crate::json::Json;
@@ -63,11 +63,17 @@ impl Shared<'_, '_> {
     pub(super) fn fetcher(&self, tx: &Sender<Chunk>) {
         while let Some(claim) = self.next_claim() {
             let track = SliceTrack::new(claim);
+            // A panic while fetching releases the slice instead of leaving it running.
+            let mut guard = ReleaseOnPanic {
+                held: vec![Arc::clone(&track)],
+                let_go: |t: &SliceTrack| self.let_go(t),
+            };
             match self.fetch_slice(&track, tx) {
                 Ok(()) => {}
                 Err(SliceStop::Failed(msg)) => self.slice_failed(&track, msg),
                 Err(SliceStop::Released) => track.release(),
             }
+            guard.held.clear();
             self.let_go(&track);
         }
     }

@@ -290,6 +290,8 @@ pub fn run(job: &Job<'_>) -> Outcome {
     let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(job.settings));
     let (done_tx, done_rx) = channel::bounded::<()>(0);
     let mut panicked = false;
+    // Why a worker thread could not be started (not a panic).
+    let mut not_started: Option<String> = None;
     // Slices of a dead local process are taken over before any fetcher
     // decides what is free and what to wait for.
     shared.take_over_dead_local_workers();
@@ -341,14 +343,18 @@ pub fn run(job: &Job<'_>) -> Outcome {
             match h {
                 Ok(h) => panicked |= h.join().is_err(),
                 Err(e) => {
-                    log::error!("cannot start a thread: {e}");
-                    panicked = true;
+                    log::error!("cannot start a worker thread: {e}");
+                    not_started.get_or_insert_with(|| format!("{e}"));
                 }
             }
         }
         drop(leases_stop);
-        if let Ok(h) = leases {
-            panicked |= h.join().is_err();
+        match leases {
+            Ok(h) => panicked |= h.join().is_err(),
+            Err(e) => {
+                log::error!("cannot start the lease heartbeat thread: {e}");
+                not_started.get_or_insert_with(|| format!("{e}"));
+            }
         }
     });
     for n in notices_rx.try_iter() {
@@ -358,15 +364,31 @@ pub fn run(job: &Job<'_>) -> Outcome {
     outcome(
         shared.counters.totals(),
         abort,
-        panicked,
+        Trouble {
+            panicked,
+            not_started,
+        },
         job.interrupted.load(Ordering::SeqCst),
     )
+}
+
+/// What went wrong with the run's own threads.
+#[derive(Debug, Default)]
+struct Trouble {
+    /// A worker thread panicked.
+    panicked: bool,
+    /// A thread could not be started (the system refused it): why.
+    not_started: Option<String>,
 }
 
 /// How the run ended: an abort says most, then a panic, then a stop signal
 /// (named), then
 /// whether any slice failed.
-fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool) -> Outcome {
+fn outcome(totals: RunTotals, abort: Option<Abort>, trouble: Trouble, ctrl_c: bool) -> Outcome {
+    let Trouble {
+        panicked,
+        not_started,
+    } = trouble;
     let auth_refused = matches!(abort, Some(Abort::Auth(_)));
     let (exit, error) = match abort {
         Some(Abort::Auth(m)) => (Exit::Environment, Some(m)),
@@ -377,6 +399,13 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool
         None if panicked => (
             Exit::Failed,
             Some("internal error: a worker thread panicked".into()),
+        ),
+        None if not_started.is_some() => (
+            Exit::Failed,
+            Some(format!(
+                "could not start a worker thread: {}",
+                not_started.unwrap_or_default()
+            )),
         ),
         None if ctrl_c => (
             Exit::Interrupted,
@@ -412,7 +441,11 @@ mod tests {
         ctrl_c: bool,
         failed: i32,
     ) -> (Exit, Option<String>) {
-        let o = outcome(failed_slices(failed), abort, panicked, ctrl_c);
+        let trouble = Trouble {
+            panicked,
+            not_started: None,
+        };
+        let o = outcome(failed_slices(failed), abort, trouble, ctrl_c);
         (o.exit, o.error)
     }
 
@@ -451,13 +484,27 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_that_did_not_start_is_not_called_a_panic() {
+        let trouble = Trouble {
+            panicked: false,
+            not_started: Some("Resource temporarily unavailable".into()),
+        };
+        let o = outcome(failed_slices(0), None, trouble, false);
+        assert_eq!(o.exit, Exit::Failed);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("could not start a worker thread: Resource temporarily unavailable")
+        );
+    }
+
+    #[test]
     fn outcome_keeps_the_totals() {
         let t = RunTotals {
             pages: 7,
             inserted: 40,
             ..Default::default()
         };
-        let o = outcome(t, None, false, false);
+        let o = outcome(t, None, Trouble::default(), false);
         assert_eq!((o.totals.pages, o.totals.inserted), (7, 40));
     }
 

@@ -107,6 +107,26 @@ impl SliceTrack {
     }
 }
 
+/// Slices a worker thread holds while it works them: if the thread unwinds
+/// (a panic), each is released (back to pending, its uncommitted rows not
+/// counted) and let go, so it does not stay running under a lease that this
+/// live process keeps renewing. Normal paths take the slices out first.
+pub(super) struct ReleaseOnPanic<F: FnMut(&SliceTrack)> {
+    pub(super) held: Vec<Arc<SliceTrack>>,
+    pub(super) let_go: F,
+}
+
+impl<F: FnMut(&SliceTrack)> Drop for ReleaseOnPanic<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for t in self.held.drain(..) {
+                t.release();
+                (self.let_go)(&t);
+            }
+        }
+    }
+}
+
 impl Shared<'_, '_> {
     /// Lets go of a slice; the last holder records how it ended.
     pub(super) fn let_go(&self, t: &SliceTrack) {
@@ -313,6 +333,40 @@ mod tests {
                 undated: 3,
             }
         );
+    }
+
+    #[test]
+    fn a_panicking_holder_releases_its_slices() {
+        let t = track();
+        t.hold();
+        let ended = Mutex::new(Vec::new());
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = ReleaseOnPanic {
+                    held: vec![Arc::clone(&t)],
+                    let_go: |t: &SliceTrack| {
+                        if let Some(e) = t.let_go() {
+                            lock(&ended).push(e.end);
+                        }
+                    },
+                };
+                panic!("a writer bug");
+            })
+            .join()
+            .is_err()
+        });
+        assert!(panicked);
+        assert!(lock(&ended).is_empty(), "the fetcher still holds it");
+        assert_eq!(end_of(t.let_go()), Some((SliceEnd::Released, None)));
+
+        let t = track();
+        {
+            let _guard = ReleaseOnPanic {
+                held: vec![Arc::clone(&t)],
+                let_go: |_: &SliceTrack| panic!("not on a normal path"),
+            };
+        }
+        assert_eq!(end_of(t.let_go()), Some((SliceEnd::Done, None)));
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! committed, or its slice is marked released (rows not committed) and, if
 //! the database refused them, failed.
 
+use super::track::{ReleaseOnPanic, SliceTrack};
 use super::{add, Abort, Chunk, Shared};
 use crate::db::{self, Inserter};
 use crate::record::Row;
 use crate::report::{Notice, Retried};
 use crate::retry::Verdict;
 use crossbeam::channel::Receiver;
+use std::sync::Arc;
 
 impl Shared<'_, '_> {
     /// Commits chunks until every fetcher is gone and the channel is empty.
@@ -39,6 +41,11 @@ impl Shared<'_, '_> {
     /// Commits the pending chunks in batches of at most `limit` rows.
     fn flush(&self, ins: &mut Option<Inserter>, pending: &mut Vec<Chunk>, limit: usize) {
         let chunks = std::mem::take(pending);
+        // A panic below must not leave these slices running: released instead.
+        let mut guard = ReleaseOnPanic {
+            held: chunks.iter().map(|c| Arc::clone(&c.slice)).collect(),
+            let_go: |t: &SliceTrack| self.let_go(t),
+        };
         // Rows are cut into batches; each batch lists (chunk index, row).
         let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(limit);
         for (ci, chunk) in chunks.iter().enumerate() {
@@ -53,8 +60,8 @@ impl Shared<'_, '_> {
             self.commit(ins, &chunks, &mut batch);
         }
         // Each chunk is fully committed (or its slice marked) now.
-        for chunk in &chunks {
-            self.let_go(&chunk.slice);
+        while let Some(t) = guard.held.pop() {
+            self.let_go(&t);
         }
     }
 
