@@ -18,8 +18,13 @@ pub type PooledConn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustl
 
 /// The control-schema migrations, in order. A unit test checks this list
 /// against the files in `sql/`, so a new file cannot be forgotten.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("001_control.sql", include_str!("../sql/001_control.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_control.sql", include_str!("../sql/001_control.sql")),
+    (
+        "003_run_lease.sql",
+        include_str!("../sql/003_run_lease.sql"),
+    ),
+];
 
 /// Key of the advisory lock that serialises `atlas init` across processes.
 const INIT_LOCK: i64 = 0x6174_6c61_7300_0001;

@@ -256,17 +256,30 @@ pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
         .collect()
 }
 
+/// Records a run started by `worker`, under a lease of its own that the
+/// run's heartbeat renews ([`renew_run`]).
 pub fn start_run(
     c: &mut impl GenericClient,
     scrap: i64,
     worker: &str,
     settings: &serde_json::Value,
+    lease: Duration,
 ) -> Result<i64> {
     Ok(c.query_one(
-        "INSERT INTO atlas.runs (scrap_id, worker, settings) VALUES ($1, $2, $3) RETURNING id",
-        &[&scrap, &worker, settings],
+        "INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
+        &[&scrap, &worker, settings, &secs(lease)],
     )?
     .get(0))
+}
+
+/// Extends a running run's lease: it stays `running` while its process lives.
+pub fn renew_run(c: &mut impl GenericClient, run: i64, lease: Duration) -> Result<u64> {
+    Ok(c.execute(
+        "UPDATE atlas.runs SET lease_until = now() + make_interval(secs => $2)
+         WHERE id = $1 AND status = $3",
+        &[&run, &secs(lease), &RunStatus::Running.as_str()],
+    )?)
 }
 
 /// Final counters of a run.
@@ -512,16 +525,18 @@ fn process_alive(pid: u32) -> Option<bool> {
 }
 
 /// Closes as `aborted` (with a finish time) every run of the scrap still
-/// marked running whose worker is known to be gone. Returns how many.
+/// marked running whose worker is known to be gone (same machine, no
+/// process) or whose own lease has expired (any machine). Returns how many.
 pub fn abort_dead_runs(c: &mut impl GenericClient, scrap: i64, me: &str) -> Result<u64> {
     let rows = c.query(
-        "SELECT id, worker FROM atlas.runs WHERE scrap_id = $1 AND status = $2",
+        "SELECT id, worker, coalesce(lease_until < now(), false)
+         FROM atlas.runs WHERE scrap_id = $1 AND status = $2",
         &[&scrap, &RunStatus::Running.as_str()],
     )?;
     let mut n = 0;
     for r in rows {
-        let (id, worker): (i64, String) = (r.get(0), r.get(1));
-        if worker_gone(me, &worker) {
+        let (id, worker, expired): (i64, String, bool) = (r.get(0), r.get(1), r.get(2));
+        if expired || worker_gone(me, &worker) {
             n += c.execute(
                 "UPDATE atlas.runs SET status = $2, finished_at = now(),
                         error = coalesce(error, 'its process ended without closing the run')

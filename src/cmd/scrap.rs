@@ -258,7 +258,13 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool) -> Result<Exit> {
             settings.retry_max, settings.batch_export
         ),
     );
-    let run_id = ledger::start_run(&mut conn, id, &worker, &serde_json::to_value(settings)?)?;
+    let run_id = ledger::start_run(
+        &mut conn,
+        id,
+        &worker,
+        &serde_json::to_value(settings)?,
+        settings.lease,
+    )?;
     summary.run_id = Some(run_id);
     // Claims and batches use the pool; this connection is for the run row only.
     let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;

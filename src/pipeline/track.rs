@@ -215,6 +215,9 @@ impl Shared<'_, '_> {
             {
                 log::warn!("lease heartbeat failed: {e:#}");
             }
+            if let Err(e) = self.db_once(|c| ledger::renew_run(c, job.run_id, job.settings.lease)) {
+                log::warn!("run lease heartbeat failed: {e:#}");
+            }
         }
     }
 }

@@ -378,3 +378,41 @@ fn an_interrupted_run_says_which_signal_stopped_it() {
         assert_counters_true(&db, sig);
     }
 }
+
+#[test]
+fn a_run_whose_lease_expired_on_another_machine_is_shown_aborted() {
+    let api = Api::start(&["--per-day", "10", "--page-size", "5"]);
+    let db = TestDb::new("prom_remote");
+    let atlas = new_atlas(&db, &config(&api.url));
+    let id = atlas.create("pedidos", FROM, "2025-03-02");
+    let mut c = db.client();
+    let insert = |c: &mut postgres::Client, worker: &str, lease: &str| -> i64 {
+        c.query_one(
+            &format!(
+                "INSERT INTO atlas.runs (scrap_id, worker, lease_until)
+                 VALUES ({id}, $1, now() + interval '{lease}') RETURNING id"
+            ),
+            &[&worker],
+        )
+        .expect("insert run")
+        .get(0)
+    };
+    let expired = insert(
+        &mut c,
+        "outra-maquina:0123456789ab:4026531836:4242:00ab",
+        "-5 seconds",
+    );
+    let live = insert(
+        &mut c,
+        "outra-maquina:0123456789ab:4026531836:4243:00ac",
+        "1 hour",
+    );
+    atlas.ok(&["scrap", "show", &id]);
+    assert_eq!(
+        db.strings(&format!(
+            "SELECT status || ':' || (finished_at IS NOT NULL) FROM atlas.runs WHERE id IN ({expired}, {live}) ORDER BY id"
+        )),
+        vec!["aborted:true".to_string(), "running:false".to_string()],
+        "only the run whose own lease expired is closed"
+    );
+}
