@@ -147,7 +147,7 @@ impl Shared<'_, '_> {
                 SliceEnd::Released => {}
             },
             Ok(false) => log::warn!(
-                "slice {}..{} was taken over by another worker (lease expired); its rows are committed and deduplicated",
+                "slice {}..{} was taken over by another worker (lease expired); rows committed before stand (counted there), later ones are left to its new holder",
                 claim.from,
                 claim.to
             ),
