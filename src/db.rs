@@ -24,6 +24,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "002_sync_pairs.sql",
         include_str!("../sql/002_sync_pairs.sql"),
     ),
+    (
+        "003_run_lease.sql",
+        include_str!("../sql/003_run_lease.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises `atlas init` across processes.
@@ -253,16 +257,22 @@ fn check_raw_table(tx: &mut Transaction<'_>, table: &str) -> Result<()> {
 
 /// One writer's connection with its statements prepared once: the insert of
 /// the load path (arrays unnested server-side, duplicates skipped by the
-/// unique hash) and the slice bookkeeping, committed together per batch.
+/// unique hash) and the slice and run bookkeeping, committed together per
+/// batch.
 pub struct Inserter {
     conn: PooledConn,
+    worker: String,
+    run: i64,
+    held: Statement,
     count: Statement,
     returning: Statement,
     counts: Statement,
+    run_counts: Statement,
 }
 
 impl Inserter {
-    pub fn new(pool: &Pool, table: &str) -> Result<Inserter> {
+    /// A writer of `worker`'s run `run` into `table`.
+    pub fn new(pool: &Pool, table: &str, worker: &str, run: i64) -> Result<Inserter> {
         let mut conn = pool.get()?;
         let insert = format!(
             "INSERT INTO {} (data_referencia, payload, hash_conteudo)
@@ -272,31 +282,43 @@ impl Inserter {
         );
         let count = conn.prepare(&insert)?;
         let returning = conn.prepare(&format!("{insert} RETURNING hash_conteudo"))?;
+        // Slice rows are locked in id order: two writers whose batches share
+        // slices would otherwise deadlock on them.
+        let held = conn.prepare(
+            "SELECT id FROM atlas.slices WHERE id = ANY($1) AND worker = $2 AND status = 'running'
+             ORDER BY id FOR UPDATE",
+        )?;
         let counts = conn.prepare(
             "UPDATE atlas.slices SET inserted = inserted + $2, duplicates = duplicates + $3 WHERE id = $1",
         )?;
+        let run_counts = conn.prepare(
+            "UPDATE atlas.runs SET inserted = inserted + $2, duplicates = duplicates + $3 WHERE id = $1",
+        )?;
         Ok(Inserter {
             conn,
+            worker: worker.to_string(),
+            run,
+            held,
             count,
             returning,
             counts,
+            run_counts,
         })
     }
 
     /// Inserts `rows` (each tagged with an index into `slices`) and adds each
-    /// slice's inserted/duplicate counts, in one transaction. Rows are sorted
-    /// by hash so concurrent writers lock unique-index entries in one order.
-    /// Returns rows inserted per slice.
-    pub fn commit_batch(&mut self, rows: &mut [(usize, &Row)], slices: &[i64]) -> Result<Vec<i64>> {
+    /// slice's and the run's inserted/duplicate counts, in one transaction.
+    /// Only slices this worker still holds count: rows of a slice taken over
+    /// by another worker (its lease expired) are not written, since the new
+    /// holder fetches them again and counts them there. Rows are sorted by
+    /// hash so concurrent writers lock unique-index entries in one order.
+    /// Returns rows inserted per slice, `None` for a slice no longer held.
+    pub fn commit_batch(
+        &mut self,
+        rows: &mut [(usize, &Row)],
+        slices: &[i64],
+    ) -> Result<Vec<Option<i64>>> {
         rows.sort_by(|a, b| a.1.hash.cmp(&b.1.hash));
-        let dates: Vec<NaiveDate> = rows.iter().map(|r| r.1.data_referencia).collect();
-        let payloads: Vec<&str> = rows.iter().map(|r| r.1.payload.as_str()).collect();
-        let hashes: Vec<&str> = rows.iter().map(|r| r.1.hash.as_str()).collect();
-        let mut per_slice = vec![0i64; slices.len()];
-        let mut totals = vec![0i64; slices.len()];
-        for (g, _) in rows.iter() {
-            totals[*g] += 1;
-        }
         let mut tx = self.conn.transaction()?;
         // A batch commit need not wait for its WAL flush: the commit that
         // marks the slice done (synchronous, later in the same WAL) flushes
@@ -304,32 +326,61 @@ impl Inserter {
         // crash before that loses only batches of unfinished slices, which
         // the rerun fetches again.
         tx.batch_execute("SET LOCAL synchronous_commit = off")?;
-        if slices.len() == 1 {
-            per_slice[0] = tx.execute(&self.count, &[&dates, &payloads, &hashes])? as i64;
-        } else {
-            // Several slices share the batch: the returned hashes say whose rows went in.
-            let returned = tx.query(&self.returning, &[&dates, &payloads, &hashes])?;
-            let mut new: std::collections::HashSet<String> =
-                returned.iter().map(|r| r.get(0)).collect();
-            for (g, row) in rows.iter() {
-                if new.remove(&row.hash) {
-                    per_slice[*g] += 1;
+        let held: Vec<i64> = tx
+            .query(&self.held, &[&slices, &self.worker])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let is_held: Vec<bool> = slices.iter().map(|s| held.contains(s)).collect();
+        let kept: Vec<&(usize, &Row)> = rows.iter().filter(|(g, _)| is_held[*g]).collect();
+        let mut per_slice = vec![0i64; slices.len()];
+        let mut totals = vec![0i64; slices.len()];
+        for (g, _) in &kept {
+            totals[*g] += 1;
+        }
+        if !kept.is_empty() {
+            let dates: Vec<NaiveDate> = kept.iter().map(|r| r.1.data_referencia).collect();
+            let payloads: Vec<&str> = kept.iter().map(|r| r.1.payload.as_str()).collect();
+            let hashes: Vec<&str> = kept.iter().map(|r| r.1.hash.as_str()).collect();
+            if held.len() == 1 {
+                let n = tx.execute(&self.count, &[&dates, &payloads, &hashes])? as i64;
+                if let Some(g) = is_held.iter().position(|h| *h) {
+                    per_slice[g] = n;
+                }
+            } else {
+                // Several slices share the batch: the returned hashes say whose rows went in.
+                let returned = tx.query(&self.returning, &[&dates, &payloads, &hashes])?;
+                let mut new: std::collections::HashSet<String> =
+                    returned.iter().map(|r| r.get(0)).collect();
+                for (g, row) in &kept {
+                    if new.remove(&row.hash) {
+                        per_slice[*g] += 1;
+                    }
                 }
             }
         }
-        // Slice rows are locked in id order: two writers whose batches share
-        // slices would otherwise deadlock on them.
-        let mut order: Vec<usize> = (0..slices.len()).collect();
+        let mut order: Vec<usize> = (0..slices.len()).filter(|g| is_held[*g]).collect();
         order.sort_by_key(|&g| slices[g]);
         for g in order {
-            let slice = &slices[g];
             tx.execute(
                 &self.counts,
-                &[slice, &per_slice[g], &(totals[g] - per_slice[g])],
+                &[&slices[g], &per_slice[g], &(totals[g] - per_slice[g])],
+            )?;
+        }
+        let inserted: i64 = per_slice.iter().sum();
+        let total: i64 = totals.iter().sum();
+        if total > 0 {
+            tx.execute(
+                &self.run_counts,
+                &[&self.run, &inserted, &(total - inserted)],
             )?;
         }
         tx.commit()?;
-        Ok(per_slice)
+        Ok(per_slice
+            .into_iter()
+            .zip(is_held)
+            .map(|(n, h)| h.then_some(n))
+            .collect())
     }
 }
 

@@ -256,17 +256,30 @@ pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
         .collect()
 }
 
+/// Records a run started by `worker`, under a lease of its own that the
+/// run's heartbeat renews ([`renew_run`]).
 pub fn start_run(
     c: &mut impl GenericClient,
     scrap: i64,
     worker: &str,
     settings: &serde_json::Value,
+    lease: Duration,
 ) -> Result<i64> {
     Ok(c.query_one(
-        "INSERT INTO atlas.runs (scrap_id, worker, settings) VALUES ($1, $2, $3) RETURNING id",
-        &[&scrap, &worker, settings],
+        "INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
+        &[&scrap, &worker, settings, &secs(lease)],
     )?
     .get(0))
+}
+
+/// Extends a running run's lease: it stays `running` while its process lives.
+pub fn renew_run(c: &mut impl GenericClient, run: i64, lease: Duration) -> Result<u64> {
+    Ok(c.execute(
+        "UPDATE atlas.runs SET lease_until = now() + make_interval(secs => $2)
+         WHERE id = $1 AND status = $3",
+        &[&run, &secs(lease), &RunStatus::Running.as_str()],
+    )?)
 }
 
 /// Final counters of a run.
@@ -285,6 +298,9 @@ pub struct RunTotals {
     pub slices_failed: i32,
 }
 
+/// Records the end of a run. Its `inserted` and `duplicates` are not set
+/// here: each batch adds them in its own transaction (`db::Inserter`), so
+/// they stay true even when the process is killed.
 pub fn finish_run(
     c: &mut impl GenericClient,
     run: i64,
@@ -293,17 +309,15 @@ pub fn finish_run(
     error: Option<&str>,
 ) -> Result<()> {
     c.execute(
-        "UPDATE atlas.runs SET finished_at = now(), status = $2, pages = $3, records = $4, inserted = $5,
-                duplicates = $6, out_of_period = $7, undated = $8, retries = $9, slices_done = $10,
-                slices_failed = $11, error = $12
+        "UPDATE atlas.runs SET finished_at = now(), status = $2, pages = $3, records = $4,
+                out_of_period = $5, undated = $6, retries = $7, slices_done = $8,
+                slices_failed = $9, error = $10
          WHERE id = $1",
         &[
             &run,
             &status.as_str(),
             &t.pages,
             &t.records,
-            &t.inserted,
-            &t.duplicates,
             &t.out_of_period,
             &t.undated,
             &t.retries,
@@ -405,25 +419,98 @@ pub fn host_name(env: &dyn Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| "host".into())
 }
 
-/// A worker id: `host:pid:nonce`.
-pub fn worker_id(host: &str, pid: u32) -> String {
-    format!("{host}:{pid}:{:04x}", fastrand::u16(..))
+/// Where a process lives, beyond its host name: the kernel boot and the PID
+/// namespace. Two containers may share a host name while their PIDs mean
+/// different things; a PID is only checked where both match ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locality {
+    /// The boot id, dashes removed, first 12 hex digits; `-` when unknown.
+    pub boot: String,
+    /// The PID namespace's inode; `-` when unknown.
+    pub pidns: String,
 }
 
-/// The (host, pid) of a worker id.
-pub fn worker_host_pid(worker: &str) -> Option<(&str, u32)> {
-    let mut parts = worker.rsplitn(3, ':');
-    let _nonce = parts.next()?;
+impl Locality {
+    /// This process's locality (Linux `/proc`; `-` elsewhere).
+    pub fn current() -> Locality {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .and_then(|s| parse_boot_id(&s));
+        let pidns = std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .and_then(|p| parse_pid_ns(&p.to_string_lossy()));
+        Locality {
+            boot: boot.unwrap_or_else(|| "-".into()),
+            pidns: pidns.unwrap_or_else(|| "-".into()),
+        }
+    }
+
+    /// Whether both parts are known.
+    fn known(&self) -> bool {
+        self.boot != "-" && self.pidns != "-"
+    }
+}
+
+/// The first 12 hex digits of a boot id (`/proc/sys/kernel/random/boot_id`).
+pub fn parse_boot_id(s: &str) -> Option<String> {
+    let hex: String = s.trim().chars().filter(|c| *c != '-').collect();
+    (hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex[..12].to_ascii_lowercase())
+}
+
+/// The inode of a PID namespace link (`pid:[4026531836]`).
+pub fn parse_pid_ns(link: &str) -> Option<String> {
+    let inode = link.trim().strip_prefix("pid:[")?.strip_suffix(']')?;
+    (!inode.is_empty() && inode.chars().all(|c| c.is_ascii_digit())).then(|| inode.to_string())
+}
+
+/// A worker id: `host:boot:pidns:pid:nonce`.
+pub fn worker_id(host: &str, here: &Locality, pid: u32) -> String {
+    format!(
+        "{host}:{}:{}:{pid}:{:04x}",
+        here.boot,
+        here.pidns,
+        fastrand::u16(..)
+    )
+}
+
+/// A worker id taken apart.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WorkerParts<'a> {
+    pub host: &'a str,
+    pub here: Locality,
+    pub pid: u32,
+}
+
+/// The parts of a worker id; `None` for other formats (older ids included).
+pub fn worker_parts(worker: &str) -> Option<WorkerParts<'_>> {
+    let mut parts = worker.rsplitn(5, ':');
+    let nonce = parts.next()?;
+    if nonce.len() != 4 || !nonce.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
     let pid = parts.next()?.parse().ok()?;
-    Some((parts.next()?, pid))
+    let pidns = parts.next()?.to_string();
+    let boot = parts.next()?.to_string();
+    let host = parts.next()?;
+    Some(WorkerParts {
+        host,
+        here: Locality { boot, pidns },
+        pid,
+    })
 }
 
-/// Whether `other` is known to be gone: a worker of the same machine as
-/// `me` whose process no longer exists. Only where liveness can be known
-/// (Linux `/proc`); elsewhere nothing is known and the lease expiry decides.
+/// Whether `other` is known to be gone: a worker of the same host, boot and
+/// PID namespace as `me` whose process no longer exists. Only where liveness
+/// can be known (Linux `/proc`, locality known); elsewhere the lease decides.
 pub fn worker_gone(me: &str, other: &str) -> bool {
-    match (worker_host_pid(me), worker_host_pid(other)) {
-        (Some((here, _)), Some((host, pid))) => host == here && process_alive(pid) == Some(false),
+    match (worker_parts(me), worker_parts(other)) {
+        (Some(a), Some(b)) => {
+            a.host == b.host
+                && a.here == b.here
+                && a.here.known()
+                && process_alive(b.pid) == Some(false)
+        }
         _ => false,
     }
 }
@@ -435,6 +522,34 @@ fn process_alive(pid: u32) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// Closes as `aborted` (with a finish time) every run of the scrap still
+/// marked running whose worker is known to be gone (same machine, no
+/// process) or whose own lease has expired (any machine). Returns how many.
+pub fn abort_dead_runs(c: &mut impl GenericClient, scrap: i64, me: &str) -> Result<u64> {
+    let rows = c.query(
+        "SELECT id, worker, coalesce(lease_until < now(), false)
+         FROM atlas.runs WHERE scrap_id = $1 AND status = $2",
+        &[&scrap, &RunStatus::Running.as_str()],
+    )?;
+    let mut n = 0;
+    for r in rows {
+        let (id, worker, expired): (i64, String, bool) = (r.get(0), r.get(1), r.get(2));
+        if expired || worker_gone(me, &worker) {
+            n += c.execute(
+                "UPDATE atlas.runs SET status = $2, finished_at = now(),
+                        error = coalesce(error, 'its process ended without closing the run')
+                 WHERE id = $1 AND status = $3",
+                &[
+                    &id,
+                    &RunStatus::Aborted.as_str(),
+                    &RunStatus::Running.as_str(),
+                ],
+            )?;
+        }
+    }
+    Ok(n)
 }
 
 /// Extends the leases of every slice this worker holds.
@@ -582,12 +697,79 @@ mod tests {
         assert!(!host_name(&|_| None).is_empty());
     }
 
+    fn here() -> Locality {
+        Locality {
+            boot: "0123456789ab".into(),
+            pidns: "4026531836".into(),
+        }
+    }
+
     #[test]
-    fn worker_ids_carry_host_and_pid() {
-        let w = worker_id("maquina-01", 4242);
-        assert_eq!(worker_host_pid(&w), Some(("maquina-01", 4242)));
-        assert_eq!(worker_host_pid("h:x:1"), None);
-        assert_eq!(worker_host_pid("garbage"), None);
+    fn worker_ids_carry_host_locality_and_pid() {
+        let w = worker_id("maquina-01", &here(), 4242);
+        let p = worker_parts(&w).unwrap();
+        assert_eq!((p.host, p.pid, p.here), ("maquina-01", 4242, here()));
+        assert_eq!(worker_parts("h:b:n:x:0001"), None);
+        assert_eq!(worker_parts("h:4242:00ab"), None, "old format");
+        assert_eq!(worker_parts("garbage"), None);
+    }
+
+    #[test]
+    fn boot_id_and_pid_namespace_are_parsed() {
+        assert_eq!(
+            parse_boot_id("6f1c1c1e-9a0b-4c1d-8e2f-0123456789ab\n").as_deref(),
+            Some("6f1c1c1e9a0b")
+        );
+        assert_eq!(parse_boot_id("short"), None);
+        assert_eq!(
+            parse_pid_ns("pid:[4026531836]").as_deref(),
+            Some("4026531836")
+        );
+        assert_eq!(parse_pid_ns("net:[4026531836]"), None);
+        assert_eq!(parse_pid_ns("pid:[]"), None);
+        if cfg!(target_os = "linux") {
+            assert!(Locality::current().known());
+        }
+    }
+
+    #[test]
+    fn only_a_local_worker_without_a_process_is_gone() {
+        let h = here();
+        let me = worker_id("maquina-01", &h, std::process::id());
+        assert!(!worker_gone(&me, &me), "this process is alive");
+        // u32::MAX is beyond any pid_max: never a live process.
+        let dead = worker_id("maquina-01", &h, u32::MAX);
+        assert_eq!(worker_gone(&me, &dead), cfg!(target_os = "linux"));
+        assert!(
+            !worker_gone(&me, &worker_id("outra", &h, u32::MAX)),
+            "another machine"
+        );
+        let other_ns = Locality {
+            pidns: "4026532000".into(),
+            ..here()
+        };
+        assert!(
+            !worker_gone(&me, &worker_id("maquina-01", &other_ns, u32::MAX)),
+            "another PID namespace: its PIDs mean something else"
+        );
+        let other_boot = Locality {
+            boot: "ffffffffffff".into(),
+            ..here()
+        };
+        assert!(
+            !worker_gone(&me, &worker_id("maquina-01", &other_boot, u32::MAX)),
+            "another boot"
+        );
+        let unknown = Locality {
+            boot: "-".into(),
+            pidns: "-".into(),
+        };
+        let me_unknown = worker_id("maquina-01", &unknown, std::process::id());
+        assert!(!worker_gone(
+            &me_unknown,
+            &worker_id("maquina-01", &unknown, u32::MAX)
+        ));
+        assert!(!worker_gone(&me, "garbage"));
     }
 
     #[test]
@@ -595,20 +777,6 @@ mod tests {
         assert_eq!(SliceEnd::Released.status(), SliceStatus::Pending);
         assert_eq!(SliceEnd::Done.status(), SliceStatus::Done);
         assert_eq!(SliceEnd::Failed.status(), SliceStatus::Failed);
-    }
-
-    #[test]
-    fn only_a_local_worker_without_a_process_is_gone() {
-        let me = worker_id("maquina-01", std::process::id());
-        assert!(!worker_gone(&me, &me), "this process is alive");
-        // u32::MAX is beyond any pid_max: never a live process.
-        let dead = worker_id("maquina-01", u32::MAX);
-        assert_eq!(worker_gone(&me, &dead), cfg!(target_os = "linux"));
-        assert!(
-            !worker_gone(&me, &worker_id("outra", u32::MAX)),
-            "another machine"
-        );
-        assert!(!worker_gone(&me, "garbage"));
     }
 
     #[test]

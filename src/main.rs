@@ -17,11 +17,12 @@ mod pipeline;
 mod record;
 mod report;
 mod retry;
+mod signal;
 mod slice;
 mod tls;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// argh's own `from_env` exits 1 on a usage error; SPEC §2 says 2.
@@ -77,16 +78,8 @@ fn main() -> ExitCode {
     };
     let quit = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let (q, i) = (Arc::clone(&quit), Arc::clone(&interrupted));
-        // Ctrl-C: stop fetching, flush what is in flight, release slices.
-        if let Err(e) = ctrlc::set_handler(move || {
-            i.store(true, Ordering::SeqCst);
-            q.store(true, Ordering::SeqCst);
-        }) {
-            log::warn!("cannot install the Ctrl-C handler: {e}");
-        }
-    }
+    // SIGINT, SIGTERM, SIGHUP: stop fetching, flush what is in flight, release slices.
+    signal::install(&quit, &interrupted);
     let env = |k: &str| std::env::var(k).ok();
     match cmd::run(&args, &env, &quit, &interrupted) {
         Ok(code) => ExitCode::from(code.code()),

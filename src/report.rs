@@ -122,6 +122,10 @@ impl Style {
             Notice::SliceFailed { from, to, error } => {
                 self.line("❌", &format!("Fatia {from} até {to} falhou: {error}"))
             }
+            Notice::TookOver { slices } => self.line(
+                "♻️",
+                &format!("{slices} fatia(s) de um processo encerrado retomada(s)"),
+            ),
         }
     }
 }
@@ -139,6 +143,8 @@ pub enum Notice {
         wait: Duration,
         of: Retried,
     },
+    /// Slices of a dead process of this machine were taken over.
+    TookOver { slices: u64 },
     /// A slice gave up; the run goes on with the others.
     SliceFailed {
         from: NaiveDate,
@@ -227,6 +233,9 @@ pub fn snippet(text: impl AsRef<[u8]>, max: usize, mark: &str) -> String {
     one.chars().take(keep).collect::<String>() + mark
 }
 
+/// The `status` of a run's summary when the API refused the credentials.
+pub const AUTH_REFUSED: &str = "auth_refused";
+
 /// The `--json` object (SPEC §6). New keys may be added; these keep their meaning.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -263,13 +272,37 @@ pub struct Summary {
 
 impl Summary {
     /// The seed's statistics block plus the idempotence counters.
+    /// The first line: how the run ended, from its exit code and status.
+    fn headline(&self, s: Style) -> Option<String> {
+        let id = self.scrap_id;
+        match self.exit_code {
+            0 => None,
+            130 => Some(s.line(
+                "⏹️",
+                &format!("Interrompido: scrap {id} incompleto; rode de novo para retomar"),
+            )),
+            3 if self.status == AUTH_REFUSED => Some(s.line(
+                "⛔",
+                &format!("Credenciais recusadas pela API: scrap {id} incompleto"),
+            )),
+            3 => Some(s.line(
+                "⛔",
+                &format!("Scrap {id} parou: banco de dados ou ambiente indisponível"),
+            )),
+            _ => Some(s.line("❌", &format!("Scrap {id} terminou com falhas"))),
+        }
+    }
+
+    /// The statistics block; its first line says how the run ended.
     pub fn render(&self, s: Style) -> String {
         let n = |x: i64| thousands(x.max(0) as u64);
+        let total = format!("Total de registros coletados: {}", n(self.records_fetched));
+        let headline = self.headline(s);
         let lines = [
-            s.line(
-                "✅",
-                &format!("Total de registros coletados: {}", n(self.records_fetched)),
-            ),
+            match &headline {
+                None => s.line("✅", &total),
+                Some(h) => format!("{h}\n{}", s.line("📥", &total)),
+            },
             s.line("📊", &format!("Tabela: {}", self.table)),
             s.line("📅", &format!("Período: {} até {}", self.from, self.to)),
             s.line(
@@ -502,6 +535,10 @@ mod tests {
         assert_eq!(
             Style { plain: true }.notice(&waiting),
             "Aguardando 2 fatia(s) em uso por outro processo (lease de 30s)"
+        );
+        assert_eq!(
+            Style { plain: true }.notice(&Notice::TookOver { slices: 3 }),
+            "3 fatia(s) de um processo encerrado retomada(s)"
         );
         let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let failed = Notice::SliceFailed {

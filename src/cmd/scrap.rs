@@ -122,6 +122,9 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
     let mut c = ctx.database()?.connect()?;
     db::require_schema(&mut c)?;
     let s = ledger::get_scrap(&mut c, id)?;
+    // A run whose process is known to be gone is shown (and stored) as aborted.
+    let me = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
+    ledger::abort_dead_runs(&mut c, id, &me)?;
     let status = ledger::list(&mut c, Some(&s.client), None)?
         .into_iter()
         .find(|x| x.scrap.id == id)
@@ -229,6 +232,9 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     let auth = ctx.auth(client)?;
     let errlog = ErrorLog::new(&settings.error_log);
     let style = ctx.style;
+    let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
+    // Runs of dead processes of this machine are closed before anything else.
+    ledger::abort_dead_runs(&mut conn, id, &worker)?;
     let slices = ledger::slices(&mut conn, id)?;
     let mut summary = summary_of(&scrap, slices.len() as i64, settings);
     if slices.iter().all(|s| s.status == SliceStatus::Done) {
@@ -260,8 +266,13 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
             settings.retry_max, settings.batch_export
         ),
     );
-    let worker = ledger::worker_id(&ctx.host, std::process::id());
-    let run_id = ledger::start_run(&mut conn, id, &worker, &serde_json::to_value(settings)?)?;
+    let run_id = ledger::start_run(
+        &mut conn,
+        id,
+        &worker,
+        &serde_json::to_value(settings)?,
+        settings.lease,
+    )?;
     summary.run_id = Some(run_id);
     // Claims and batches use the pool; this connection is for the run row only.
     let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
@@ -316,7 +327,11 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     }) {
         log::warn!("cannot record the end of run {run_id}: {e:#}");
     }
-    summary.status = status.to_string();
+    summary.status = if outcome.auth_refused && exit == Exit::Environment {
+        report::AUTH_REFUSED.to_string()
+    } else {
+        status.to_string()
+    };
     summary.exit_code = exit.code();
     count_run(&mut summary, &outcome, &after, elapsed);
     if let Some(e) = &outcome.error {

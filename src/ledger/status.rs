@@ -63,15 +63,17 @@ sql_text_enum! {
 sql_text_enum! {
     /// How a run ended (`atlas.runs.status`).
     RunStatus {
-        /// Started and not finished (or its process died).
+        /// Started and not finished. A run whose process is found dead
+        /// (same host, boot and PID namespace) is closed as `aborted`.
         Running = "running",
         /// Every slice of the scrap is done.
         Done = "done",
         /// Some slices failed.
         Failed = "failed",
-        /// Stopped by Ctrl-C.
+        /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP).
         Interrupted = "interrupted",
-        /// Stopped by the environment: database lost, credentials refused.
+        /// Stopped by the environment (database lost, credentials refused),
+        /// or its process died without closing it (kill -9, crash).
         Aborted = "aborted",
     }
 }

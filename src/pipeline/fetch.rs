@@ -6,7 +6,7 @@
 //! stops the slice; a slice whose rows cannot all be sent (the run stops) is
 //! released, never marked done; the fetcher lets go of its slice last thing.
 
-use super::track::SliceTrack;
+use super::track::{ReleaseOnPanic, SliceTrack};
 use super::{add, Abort, Chunk, Shared};
 use crate::http::{self, Failure};
 use crate::json::Json;
@@ -63,11 +63,17 @@ impl Shared<'_, '_> {
     pub(super) fn fetcher(&self, tx: &Sender<Chunk>) {
         while let Some(claim) = self.next_claim() {
             let track = SliceTrack::new(claim);
+            // A panic while fetching releases the slice instead of leaving it running.
+            let mut guard = ReleaseOnPanic {
+                held: vec![Arc::clone(&track)],
+                let_go: |t: &SliceTrack| self.let_go(t),
+            };
             match self.fetch_slice(&track, tx) {
                 Ok(()) => {}
                 Err(SliceStop::Failed(msg)) => self.slice_failed(&track, msg),
                 Err(SliceStop::Released) => track.release(),
             }
+            guard.held.clear();
             self.let_go(&track);
         }
     }
@@ -84,6 +90,8 @@ impl Shared<'_, '_> {
             });
             let held = match free {
                 Ok(Some(claim)) => return Some(claim),
+                // Dead workers' slices are taken over before anything is waited for.
+                Ok(None) if self.take_over_dead_local_workers() > 0 => continue,
                 Ok(None) => self.with_db("checking other workers", |c| {
                     ledger::held_by_others(c, job.scrap.id, &job.worker)
                 }),
@@ -92,7 +100,6 @@ impl Shared<'_, '_> {
             match held {
                 Ok(0) => return None,
                 Ok(slices) => {
-                    self.take_over_dead_local_workers();
                     self.notify(Notice::Waiting {
                         slices,
                         lease: job.settings.lease,
@@ -286,8 +293,11 @@ impl Shared<'_, '_> {
         match (g.error, g.stop) {
             (_, Stop::Quit) | (PageError::Quit, _) => SliceStop::Released,
             (PageError::Http(Failure::Auth { status, .. }), _) => {
-                self.abort(Abort::Auth(self.auth_refused(status)));
-                SliceStop::Released
+                // The slice that met the refusal fails (the summary counts
+                // it); the others stop unworked and stay pending.
+                let why = self.auth_refused(status);
+                self.abort(Abort::Auth(why.clone()));
+                SliceStop::Failed(format!("page {page_no}: {why}"))
             }
             (PageError::Http(Failure::Refused { message, body, .. }), _) => {
                 SliceStop::Failed(format!("page {page_no}: {message}: {body}"))

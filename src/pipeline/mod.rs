@@ -45,9 +45,9 @@ pub struct Job<'a> {
     pub backoff: Backoff,
     pub errlog: &'a ErrorLog,
     pub style: Style,
-    /// Raised by Ctrl-C or by an abort: stop fetching, flush, release.
+    /// Raised by a stop signal or by an abort: stop fetching, flush, release.
     pub quit: &'a AtomicBool,
-    /// Raised by Ctrl-C only.
+    /// Raised by a stop signal (SIGINT, SIGTERM, SIGHUP) only.
     pub interrupted: &'a AtomicBool,
 }
 
@@ -56,6 +56,8 @@ pub struct Outcome {
     pub totals: RunTotals,
     pub exit: Exit,
     pub error: Option<String>,
+    /// The API refused the client's credentials (exit 3, `auth_refused`).
+    pub auth_refused: bool,
 }
 
 /// Why the run stopped before working every slice it could.
@@ -288,6 +290,11 @@ pub fn run(job: &Job<'_>) -> Outcome {
     let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(job.settings));
     let (done_tx, done_rx) = channel::bounded::<()>(0);
     let mut panicked = false;
+    // Why a worker thread could not be started (not a panic).
+    let mut not_started: Option<String> = None;
+    // Slices of a dead local process are taken over before any fetcher
+    // decides what is free and what to wait for.
+    shared.take_over_dead_local_workers();
     std::thread::scope(|s| {
         let sh = &shared;
         let mut crew = Crew {
@@ -336,14 +343,18 @@ pub fn run(job: &Job<'_>) -> Outcome {
             match h {
                 Ok(h) => panicked |= h.join().is_err(),
                 Err(e) => {
-                    log::error!("cannot start a thread: {e}");
-                    panicked = true;
+                    log::error!("cannot start a worker thread: {e}");
+                    not_started.get_or_insert_with(|| format!("{e}"));
                 }
             }
         }
         drop(leases_stop);
-        if let Ok(h) = leases {
-            panicked |= h.join().is_err();
+        match leases {
+            Ok(h) => panicked |= h.join().is_err(),
+            Err(e) => {
+                log::error!("cannot start the lease heartbeat thread: {e}");
+                not_started.get_or_insert_with(|| format!("{e}"));
+            }
         }
     });
     for n in notices_rx.try_iter() {
@@ -353,14 +364,32 @@ pub fn run(job: &Job<'_>) -> Outcome {
     outcome(
         shared.counters.totals(),
         abort,
-        panicked,
+        Trouble {
+            panicked,
+            not_started,
+        },
         job.interrupted.load(Ordering::SeqCst),
     )
 }
 
-/// How the run ended: an abort says most, then a panic, then Ctrl-C, then
+/// What went wrong with the run's own threads.
+#[derive(Debug, Default)]
+struct Trouble {
+    /// A worker thread panicked.
+    panicked: bool,
+    /// A thread could not be started (the system refused it): why.
+    not_started: Option<String>,
+}
+
+/// How the run ended: an abort says most, then a panic, then a stop signal
+/// (named), then
 /// whether any slice failed.
-fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool) -> Outcome {
+fn outcome(totals: RunTotals, abort: Option<Abort>, trouble: Trouble, ctrl_c: bool) -> Outcome {
+    let Trouble {
+        panicked,
+        not_started,
+    } = trouble;
+    let auth_refused = matches!(abort, Some(Abort::Auth(_)));
     let (exit, error) = match abort {
         Some(Abort::Auth(m)) => (Exit::Environment, Some(m)),
         Some(Abort::Database(m)) => (
@@ -371,9 +400,16 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool
             Exit::Failed,
             Some("internal error: a worker thread panicked".into()),
         ),
+        None if not_started.is_some() => (
+            Exit::Failed,
+            Some(format!(
+                "could not start a worker thread: {}",
+                not_started.unwrap_or_default()
+            )),
+        ),
         None if ctrl_c => (
             Exit::Interrupted,
-            Some("interrompido pelo usuário (Ctrl-C)".into()),
+            Some(crate::signal::interruption(crate::signal::received())),
         ),
         None if totals.slices_failed > 0 => (Exit::Failed, None),
         None => (Exit::Ok, None),
@@ -382,6 +418,7 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, panicked: bool, ctrl_c: bool
         totals,
         exit,
         error,
+        auth_refused,
     }
 }
 
@@ -404,7 +441,11 @@ mod tests {
         ctrl_c: bool,
         failed: i32,
     ) -> (Exit, Option<String>) {
-        let o = outcome(failed_slices(failed), abort, panicked, ctrl_c);
+        let trouble = Trouble {
+            panicked,
+            not_started: None,
+        };
+        let o = outcome(failed_slices(failed), abort, trouble, ctrl_c);
         (o.exit, o.error)
     }
 
@@ -438,10 +479,21 @@ mod tests {
         );
         assert_eq!(
             merged(None, false, true, 1),
-            (
-                Exit::Interrupted,
-                Some("interrompido pelo usuário (Ctrl-C)".into())
-            )
+            (Exit::Interrupted, Some("interrompido".into()))
+        );
+    }
+
+    #[test]
+    fn a_thread_that_did_not_start_is_not_called_a_panic() {
+        let trouble = Trouble {
+            panicked: false,
+            not_started: Some("Resource temporarily unavailable".into()),
+        };
+        let o = outcome(failed_slices(0), None, trouble, false);
+        assert_eq!(o.exit, Exit::Failed);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("could not start a worker thread: Resource temporarily unavailable")
         );
     }
 
@@ -452,7 +504,7 @@ mod tests {
             inserted: 40,
             ..Default::default()
         };
-        let o = outcome(t, None, false, false);
+        let o = outcome(t, None, Trouble::default(), false);
         assert_eq!((o.totals.pages, o.totals.inserted), (7, 40));
     }
 

@@ -11,6 +11,7 @@
 use super::{add, lock, Abort, Shared};
 use crate::ledger::{self, Claim, SliceCounts, SliceEnd};
 use crate::record::PageRows;
+use crate::report::Notice;
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -106,6 +107,26 @@ impl SliceTrack {
     }
 }
 
+/// Slices a worker thread holds while it works them: if the thread unwinds
+/// (a panic), each is released (back to pending, its uncommitted rows not
+/// counted) and let go, so it does not stay running under a lease that this
+/// live process keeps renewing. Normal paths take the slices out first.
+pub(super) struct ReleaseOnPanic<F: FnMut(&SliceTrack)> {
+    pub(super) held: Vec<Arc<SliceTrack>>,
+    pub(super) let_go: F,
+}
+
+impl<F: FnMut(&SliceTrack)> Drop for ReleaseOnPanic<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for t in self.held.drain(..) {
+                t.release();
+                (self.let_go)(&t);
+            }
+        }
+    }
+}
+
 impl Shared<'_, '_> {
     /// Lets go of a slice; the last holder records how it ended.
     pub(super) fn let_go(&self, t: &SliceTrack) {
@@ -126,7 +147,7 @@ impl Shared<'_, '_> {
                 SliceEnd::Released => {}
             },
             Ok(false) => log::warn!(
-                "slice {}..{} was taken over by another worker (lease expired); its rows are committed and deduplicated",
+                "slice {}..{} was taken over by another worker (lease expired); rows committed before stand (counted there), later ones are left to its new holder",
                 claim.from,
                 claim.to
             ),
@@ -140,21 +161,47 @@ impl Shared<'_, '_> {
 
     /// A worker of this machine whose process is gone (killed, crashed) keeps
     /// its leases until they expire; ending them now lets a rerun go on at
-    /// once. Where liveness cannot be known, the lease expiry does it later.
-    pub(super) fn take_over_dead_local_workers(&self) {
+    /// once, and its runs still marked running are closed as aborted. Where
+    /// liveness cannot be known, the lease expiry does it later. Returns the
+    /// slices whose leases were ended; a database error is logged and
+    /// written to the error log (the lease expiry still frees them later).
+    pub(super) fn take_over_dead_local_workers(&self) -> u64 {
         let job = self.job;
-        let Ok(holders) = self.db_once(|c| ledger::other_holders(c, job.scrap.id, &job.worker))
-        else {
-            return;
+        let report = |what: &str, e: &anyhow::Error| {
+            log::warn!("{what}: {e:#}");
+            job.errlog.write(
+                "retomada falhou",
+                &self.ctx(None),
+                &format!("{what}: {e:#}"),
+            );
         };
+        let holders = match self.db_once(|c| ledger::other_holders(c, job.scrap.id, &job.worker)) {
+            Ok(h) => h,
+            Err(e) => {
+                report("cannot list the workers holding slices", &e);
+                return 0;
+            }
+        };
+        let mut taken = 0;
         for w in holders
             .iter()
             .filter(|w| ledger::worker_gone(&job.worker, w))
         {
-            if let Ok(n) = self.db_once(|c| ledger::expire_worker(c, w)) {
-                log::info!("worker {w} is gone: took over its {n} slice(s)");
+            match self.db_once(|c| ledger::expire_worker(c, w)) {
+                Ok(n) => {
+                    log::info!("worker {w} is gone: took over its {n} slice(s)");
+                    taken += n;
+                }
+                Err(e) => report(&format!("cannot take over dead worker {w}"), &e),
             }
         }
+        if let Err(e) = self.db_once(|c| ledger::abort_dead_runs(c, job.scrap.id, &job.worker)) {
+            report("cannot close the runs of dead workers", &e);
+        }
+        if taken > 0 {
+            self.notify(Notice::TookOver { slices: taken });
+        }
+        taken
     }
 
     /// Extends this worker's leases every third of a lease until `stop` is
@@ -167,6 +214,9 @@ impl Shared<'_, '_> {
             if let Err(e) = self.db_once(|c| ledger::heartbeat(c, &job.worker, job.settings.lease))
             {
                 log::warn!("lease heartbeat failed: {e:#}");
+            }
+            if let Err(e) = self.db_once(|c| ledger::renew_run(c, job.run_id, job.settings.lease)) {
+                log::warn!("run lease heartbeat failed: {e:#}");
             }
         }
     }
@@ -286,6 +336,40 @@ mod tests {
                 undated: 3,
             }
         );
+    }
+
+    #[test]
+    fn a_panicking_holder_releases_its_slices() {
+        let t = track();
+        t.hold();
+        let ended = Mutex::new(Vec::new());
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = ReleaseOnPanic {
+                    held: vec![Arc::clone(&t)],
+                    let_go: |t: &SliceTrack| {
+                        if let Some(e) = t.let_go() {
+                            lock(&ended).push(e.end);
+                        }
+                    },
+                };
+                panic!("a writer bug");
+            })
+            .join()
+            .is_err()
+        });
+        assert!(panicked);
+        assert!(lock(&ended).is_empty(), "the fetcher still holds it");
+        assert_eq!(end_of(t.let_go()), Some((SliceEnd::Released, None)));
+
+        let t = track();
+        {
+            let _guard = ReleaseOnPanic {
+                held: vec![Arc::clone(&t)],
+                let_go: |_: &SliceTrack| panic!("not on a normal path"),
+            };
+        }
+        assert_eq!(end_of(t.let_go()), Some((SliceEnd::Done, None)));
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! committed, or its slice is marked released (rows not committed) and, if
 //! the database refused them, failed.
 
+use super::track::{ReleaseOnPanic, SliceTrack};
 use super::{add, Abort, Chunk, Shared};
 use crate::db::{self, Inserter};
 use crate::record::Row;
 use crate::report::{Notice, Retried};
 use crate::retry::Verdict;
 use crossbeam::channel::Receiver;
+use std::sync::Arc;
 
 impl Shared<'_, '_> {
     /// Commits chunks until every fetcher is gone and the channel is empty.
@@ -39,6 +41,11 @@ impl Shared<'_, '_> {
     /// Commits the pending chunks in batches of at most `limit` rows.
     fn flush(&self, ins: &mut Option<Inserter>, pending: &mut Vec<Chunk>, limit: usize) {
         let chunks = std::mem::take(pending);
+        // A panic below must not leave these slices running: released instead.
+        let mut guard = ReleaseOnPanic {
+            held: chunks.iter().map(|c| Arc::clone(&c.slice)).collect(),
+            let_go: |t: &SliceTrack| self.let_go(t),
+        };
         // Rows are cut into batches; each batch lists (chunk index, row).
         let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(limit);
         for (ci, chunk) in chunks.iter().enumerate() {
@@ -53,8 +60,8 @@ impl Shared<'_, '_> {
             self.commit(ins, &chunks, &mut batch);
         }
         // Each chunk is fully committed (or its slice marked) now.
-        for chunk in &chunks {
-            self.let_go(&chunk.slice);
+        while let Some(t) = guard.held.pop() {
+            self.let_go(&t);
         }
     }
 
@@ -69,7 +76,7 @@ impl Shared<'_, '_> {
                 }
                 let r = match ins {
                     Some(i) => i.commit_batch(&mut tagged, &slices),
-                    None => Inserter::new(&job.pool, &job.scrap.raw_table)
+                    None => Inserter::new(&job.pool, &job.scrap.raw_table, &job.worker, job.run_id)
                         .and_then(|i| ins.insert(i).commit_batch(&mut tagged, &slices)),
                 };
                 if matches!(&r, Err(e) if db::retryable(e)) {
@@ -92,8 +99,17 @@ impl Shared<'_, '_> {
         );
         match committed {
             Ok(per_slice) => {
-                let total = batch.len() as u64;
-                let inserted = per_slice.iter().sum::<i64>() as u64;
+                let mut total = 0u64;
+                for (ci, _) in batch.iter() {
+                    let id = chunks[*ci].slice.claim.id;
+                    match slices.iter().position(|s| *s == id).map(|g| per_slice[g]) {
+                        Some(Some(_)) => total += 1,
+                        // Taken over by another worker: its rows were not
+                        // written here; the new holder fetches and counts them.
+                        _ => chunks[*ci].slice.release(),
+                    }
+                }
+                let inserted = per_slice.iter().flatten().sum::<i64>() as u64;
                 add(&self.counters.inserted, inserted);
                 add(&self.counters.duplicates, total - inserted);
             }

@@ -5,6 +5,7 @@ mod data;
 mod faults;
 mod foundation;
 mod promises_cmd;
+mod promises_run;
 mod run;
 mod shapes;
 mod sync;
