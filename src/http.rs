@@ -6,12 +6,13 @@
 //! `redact`, and resolved secret values never implement `Display`.
 
 use crate::config::{Auth, Client, Route, SecretValue};
-use crate::retry::{self, Verdict};
+use crate::retry::Verdict;
 use anyhow::Result;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -119,39 +120,289 @@ pub fn redact(url: &Url, auth_param: Option<&str>) -> String {
     u.to_string()
 }
 
-/// Requests per second shared by every fetcher of a client, plus a common
-/// pause that a 429 imposes on all of them.
+/// Width of the rolling window a rate is counted in.
+pub const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// An adaptive rate that grew past this many requests per second is dropped
+/// again: the client is back to unlimited.
+const ADAPTIVE_CEILING: f64 = 10_000.0;
+
+/// Growth of an adaptive rate per window without a 429 (+10%).
+const ADAPTIVE_GROWTH: f64 = 1.1;
+
+/// Longest a waiting fetcher sleeps before it looks at `quit` again.
+const QUIT_POLL: Duration = Duration::from_millis(100);
+
+/// How many requests may start in how long, for a rate of `r` per second:
+/// at most ⌊r⌋ in any [`RATE_WINDOW`]; below 1/s, one per 1/r seconds.
+fn pacing(r: f64) -> (usize, Duration) {
+    if r >= 1.0 {
+        (r.floor() as usize, RATE_WINDOW)
+    } else {
+        (1, Duration::from_secs_f64(1.0 / r))
+    }
+}
+
+/// One request in the window: it holds its place from its start until
+/// `width` after its response arrived.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: u64,
+    start: Instant,
+    /// `None` while in flight.
+    end: Option<Instant>,
+    /// The server answered 429.
+    refused: bool,
+}
+
+/// The limiter's state, pure (every method takes `now`) so it is tested on
+/// timestamps.
+///
+/// Invariants: with a rate in force, a request starts only while fewer than
+/// its count of requests hold a place, so no window of its width (measured
+/// at request start, and also at any moment between a request's start and
+/// its response) holds more starts than the count; nothing starts before
+/// `paused_until`, which only ever moves later.
+#[derive(Debug)]
+pub struct Window {
+    /// The client's `rate_limit_per_sec`: never exceeded.
+    configured: Option<f64>,
+    /// The rate in force: the configured one, or one learnt from 429s
+    /// (never above the configured one); `None` is unlimited.
+    rate: Option<f64>,
+    /// When `rate` last changed (a 429 or a step up).
+    since: Instant,
+    /// No request starts before this (a 429 asked everyone to wait).
+    paused_until: Option<Instant>,
+    next_id: u64,
+    /// Requests by start, oldest first.
+    entries: VecDeque<Entry>,
+}
+
+/// What a fetcher asking to start a request is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Go: this request's id, to pass to `finish`.
+    Go(u64),
+    /// Ask again at this time (or when a request finishes).
+    WaitUntil(Instant),
+    /// Every place is held by a request still in flight: ask again when one ends.
+    WaitForAnEnd,
+}
+
+impl Window {
+    pub fn new(per_sec: Option<f64>, now: Instant) -> Window {
+        Window {
+            configured: per_sec,
+            rate: per_sec,
+            since: now,
+            paused_until: None,
+            next_id: 0,
+            entries: VecDeque::new(),
+        }
+    }
+
+    /// The rate in force (requests per second), `None` when unlimited.
+    #[cfg(test)]
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// Forgets requests that no longer matter: ended more than a window
+    /// ago, or (without a rate) started more than a window ago.
+    fn prune(&mut self, now: Instant) {
+        let width = self
+            .rate
+            .map_or(RATE_WINDOW, |r| pacing(r).1.max(RATE_WINDOW));
+        let limited = self.rate.is_some();
+        while let Some(e) = self.entries.front() {
+            let gone = match e.end {
+                Some(end) => now.saturating_duration_since(end) >= width,
+                None => !limited && now.saturating_duration_since(e.start) >= width,
+            };
+            if !gone {
+                break;
+            }
+            self.entries.pop_front();
+        }
+    }
+
+    /// An adaptive rate steps up by 10% per window without a 429, to the
+    /// configured rate at most; past `ADAPTIVE_CEILING` it is dropped.
+    fn creep(&mut self, now: Instant) {
+        while let Some(rate) = self.rate {
+            if self.configured == Some(rate) || now < self.since + pacing(rate).1 {
+                return;
+            }
+            self.since += pacing(rate).1;
+            let up = rate * ADAPTIVE_GROWTH;
+            self.rate = match self.configured {
+                Some(c) => Some(up.min(c)),
+                None if up > ADAPTIVE_CEILING => None,
+                None => Some(up),
+            };
+        }
+    }
+
+    /// May a request start at `now`? On `Go` its place is taken.
+    pub fn try_start(&mut self, now: Instant) -> Slot {
+        if let Some(until) = self.paused_until.filter(|&u| u > now) {
+            return Slot::WaitUntil(until);
+        }
+        self.creep(now);
+        self.prune(now);
+        if let Some(rate) = self.rate {
+            let (count, width) = pacing(rate);
+            let held: Vec<&Entry> = self
+                .entries
+                .iter()
+                .filter(|e| {
+                    e.end
+                        .is_none_or(|end| now.saturating_duration_since(end) < width)
+                })
+                .collect();
+            if held.len() >= count {
+                // The place that frees first: `width` after the earliest end
+                // among the requests that must leave for one to start.
+                let mut ends: Vec<Instant> = held.iter().filter_map(|e| e.end).collect();
+                ends.sort();
+                let must_leave = held.len() + 1 - count;
+                return match ends.get(must_leave - 1) {
+                    Some(&end) => Slot::WaitUntil(end + width),
+                    None => Slot::WaitForAnEnd,
+                };
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push_back(Entry {
+            id,
+            start: now,
+            end: None,
+            refused: false,
+        });
+        Slot::Go(id)
+    }
+
+    /// Request `id`'s response arrived at `now` (`refused`: a 429).
+    pub fn finish(&mut self, id: u64, now: Instant, refused: bool) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+            e.end = Some(now);
+            e.refused = refused;
+        }
+    }
+
+    /// A 429 arrived at `now` asking for `wait`: nobody starts before
+    /// `now + wait` (a later pause extends it, never shortens it), and the
+    /// rate drops to what the server let through in the last window: the
+    /// requests that started in it and were not refused (at least 1, never
+    /// above the configured rate).
+    pub fn refused(&mut self, now: Instant, wait: Duration) {
+        let until = now + wait;
+        if self.paused_until.is_none_or(|p| p < until) {
+            self.paused_until = Some(until);
+        }
+        let admitted = self
+            .entries
+            .iter()
+            .filter(|e| now.saturating_duration_since(e.start) < RATE_WINDOW && !e.refused)
+            .count()
+            .max(1) as f64;
+        let admitted = match self.configured {
+            Some(c) => admitted.min(c),
+            None => admitted,
+        };
+        if self.rate.is_none_or(|r| admitted < r) {
+            self.rate = Some(admitted);
+        }
+        // A new window without a 429 starts once the pause is over.
+        self.since = until;
+    }
+}
+
+/// The rate limit shared by every fetcher of a client (see [`Window`]),
+/// with the client-wide pause a 429 imposes.
 pub struct Limiter {
-    interval: Option<Duration>,
-    next: Mutex<Instant>,
+    window: Mutex<Window>,
+    /// Signalled when a request ends or a pause changes.
+    changed: Condvar,
+}
+
+/// A request's place in the window; give it back with [`Limiter::finish`]
+/// when the response arrives (dropping it counts as a response now).
+pub struct Permit<'l> {
+    limiter: &'l Limiter,
+    id: u64,
+    done: bool,
+}
+
+impl Permit<'_> {
+    /// The response arrived; `refused` when it was a 429 asking to wait `wait`.
+    pub fn finish(mut self, refused: Option<Duration>) {
+        self.done = true;
+        self.limiter.finish(self.id, refused);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.limiter.finish(self.id, None);
+        }
+    }
 }
 
 impl Limiter {
     pub fn new(per_sec: Option<f64>) -> Limiter {
         Limiter {
-            interval: per_sec.map(|r| Duration::from_secs_f64(1.0 / r)),
-            next: Mutex::new(Instant::now()),
+            window: Mutex::new(Window::new(per_sec, Instant::now())),
+            changed: Condvar::new(),
         }
     }
 
-    /// Waits for this thread's slot; returns early (false) when `quit` rises.
-    pub fn acquire(&self, quit: &AtomicBool) -> bool {
-        let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a request may start (no pause in force, a place free in
+    /// the window) and takes the place; `None` as soon as `quit` rises. The
+    /// pause is checked in the same step as the place is taken, right
+    /// before the caller sends.
+    pub fn acquire(&self, quit: &AtomicBool) -> Option<Permit<'_>> {
+        let mut w = self.lock();
+        loop {
+            if quit.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
             let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.interval.unwrap_or_default();
-            slot
-        };
-        retry::sleep_until(slot, quit)
+            let wait = match w.try_start(now) {
+                Slot::Go(id) => {
+                    return Some(Permit {
+                        limiter: self,
+                        id,
+                        done: false,
+                    })
+                }
+                Slot::WaitUntil(t) => t.saturating_duration_since(now).min(QUIT_POLL),
+                Slot::WaitForAnEnd => QUIT_POLL,
+            };
+            w = self
+                .changed
+                .wait_timeout(w, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
     }
 
-    /// Everyone waits at least until `until` (a server asked us to slow down).
-    pub fn pause_until(&self, until: Instant) {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        if *next < until {
-            *next = until;
+    fn finish(&self, id: u64, refused: Option<Duration>) {
+        let mut w = self.lock();
+        let now = Instant::now();
+        w.finish(id, now, refused.is_some());
+        if let Some(wait) = refused {
+            w.refused(now, wait);
         }
+        drop(w);
+        self.changed.notify_all();
     }
 }
 
@@ -542,26 +793,215 @@ mod tests {
         assert!(r.contains("page=2"), "{r}");
     }
 
+    /// Starts at each millisecond offset, each request answered `lat_ms`
+    /// later (never refused); the offsets at which requests really started.
+    fn starts(w: &mut Window, t0: Instant, asks: &[u64], lat_ms: u64) -> Vec<u64> {
+        let ms = |t: Instant| t.duration_since(t0).as_millis() as u64;
+        let mut started = Vec::new();
+        let mut pending: Vec<(u64, Instant)> = Vec::new();
+        let mut queue: VecDeque<u64> = asks.iter().copied().collect();
+        let mut now = t0;
+        while let Some(&ask) = queue.front() {
+            now = now.max(t0 + Duration::from_millis(ask));
+            pending.retain(|&(id, end)| {
+                let over = end <= now;
+                if over {
+                    w.finish(id, end, false);
+                }
+                !over
+            });
+            match w.try_start(now) {
+                Slot::Go(id) => {
+                    queue.pop_front();
+                    started.push(ms(now));
+                    pending.push((id, now + Duration::from_millis(lat_ms)));
+                }
+                Slot::WaitUntil(t) => now = t,
+                Slot::WaitForAnEnd => {
+                    now = pending
+                        .iter()
+                        .map(|p| p.1)
+                        .min()
+                        .expect("something in flight")
+                }
+            }
+        }
+        started
+    }
+
+    /// The most starts in any window of `width_ms` (a start exactly
+    /// `width_ms` after another is in the next window).
+    fn most_in_window(starts: &[u64], width_ms: u64) -> usize {
+        starts
+            .iter()
+            .map(|&s| {
+                starts
+                    .iter()
+                    .filter(|&&o| o <= s && s - o < width_ms)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     #[test]
-    fn limiter_spaces_requests_and_pauses_everyone() {
+    fn the_limit_is_n_starts_in_any_rolling_second() {
+        let t0 = Instant::now();
+        let mut w = Window::new(Some(20.0), t0);
+        // 100 requests asked for at once, answered in 5 ms.
+        let s = starts(&mut w, t0, &[0; 100], 5);
+        assert_eq!(most_in_window(&s, 1000), 20, "{s:?}");
+        // A burst of 20 at once is within the definition; the 21st waits
+        // for a second after the first answer.
+        assert_eq!(&s[..20], &[0; 20]);
+        assert_eq!(s[20], 1005);
+        // Held until a second after the response: even a server that
+        // counts arrivals up to 5 ms late sees no 21st.
+        assert_eq!(most_in_window(&s, 1005), 20, "{s:?}");
+        // Spread asks never wait.
+        let mut w = Window::new(Some(4.0), t0);
+        let asks: Vec<u64> = (0..20).map(|i| i * 300).collect();
+        assert_eq!(starts(&mut w, t0, &asks, 10), asks);
+    }
+
+    #[test]
+    fn fractional_rates_round_down_and_slow_rates_space_out() {
+        assert_eq!(pacing(20.0), (20, RATE_WINDOW));
+        assert_eq!(pacing(2.5), (2, RATE_WINDOW));
+        assert_eq!(pacing(0.5), (1, Duration::from_secs(2)));
+        let t0 = Instant::now();
+        let mut w = Window::new(Some(0.5), t0);
+        assert_eq!(starts(&mut w, t0, &[0, 0, 0], 0), [0, 2000, 4000]);
+        let mut w = Window::new(None, t0);
+        assert_eq!(starts(&mut w, t0, &[0; 50], 0), [0; 50], "unlimited");
+    }
+
+    #[test]
+    fn a_request_in_flight_holds_its_place() {
+        let t0 = Instant::now();
+        let mut w = Window::new(Some(1.0), t0);
+        let Slot::Go(id) = w.try_start(t0) else {
+            panic!("first")
+        };
+        let late = t0 + Duration::from_secs(5);
+        assert_eq!(w.try_start(late), Slot::WaitForAnEnd);
+        w.finish(id, late, false);
+        assert_eq!(w.try_start(late), Slot::WaitUntil(late + RATE_WINDOW));
+        assert!(matches!(w.try_start(late + RATE_WINDOW), Slot::Go(_)));
+    }
+
+    #[test]
+    fn a_429_pauses_everyone_and_later_ones_extend_it() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(Some(100.0), t0);
+        let ids: Vec<u64> = (0..4)
+            .map(|_| match w.try_start(t0) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect();
+        w.finish(ids[0], at(10), true);
+        w.refused(at(10), Duration::from_millis(1000));
+        assert_eq!(w.try_start(at(500)), Slot::WaitUntil(at(1010)));
+        // A shorter pause from a later 429 does not shorten it...
+        w.finish(ids[1], at(20), true);
+        w.refused(at(20), Duration::from_millis(100));
+        assert_eq!(w.try_start(at(500)), Slot::WaitUntil(at(1010)));
+        // ...a longer one extends it.
+        w.finish(ids[2], at(30), true);
+        w.refused(at(30), Duration::from_millis(2000));
+        w.finish(ids[3], at(40), false);
+        assert_eq!(w.try_start(at(1500)), Slot::WaitUntil(at(2030)));
+        assert!(matches!(w.try_start(at(2030)), Slot::Go(_)));
+    }
+
+    #[test]
+    fn without_a_limit_a_429_sets_the_rate_the_server_let_through() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(None, t0);
+        // 8 at once: the server admits 3 and refuses 5, the refusals first.
+        let ids: Vec<u64> = (0..8)
+            .map(|_| match w.try_start(t0) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect();
+        for (i, &id) in ids[3..].iter().enumerate() {
+            w.finish(id, at(2 + i as u64), true);
+            w.refused(at(2 + i as u64), Duration::from_secs(1));
+        }
+        for &id in &ids[..3] {
+            w.finish(id, at(20), false);
+        }
+        assert_eq!(w.rate(), Some(3.0));
+        // After the pause, 3 per second.
+        let s = starts(&mut w, t0, &[1006; 9], 5);
+        assert_eq!(most_in_window(&s, 1000), 3, "{s:?}");
+        // Each second without a 429 after the pause adds 10% (3 x 1.1^2 at
+        // the last start); the count reaches 4 at the 4th step (4.39).
+        assert!(
+            w.rate().is_some_and(|r| r > 3.6 && r < 3.7),
+            "{:?}",
+            w.rate()
+        );
+        let _ = w.try_start(at(5006));
+        assert!(
+            w.rate().is_some_and(|r| r > 4.3 && r < 4.4),
+            "{:?}",
+            w.rate()
+        );
+        let mut w = Window::new(None, t0);
+        let Slot::Go(id) = w.try_start(t0) else {
+            panic!()
+        };
+        w.finish(id, at(1), true);
+        w.refused(at(1), Duration::ZERO);
+        assert_eq!(w.rate(), Some(1.0), "never below 1/s");
+        // Creeps back to unlimited in the end.
+        assert!(matches!(w.try_start(at(200_000)), Slot::Go(_)));
+        assert_eq!(w.rate(), None);
+    }
+
+    #[test]
+    fn a_configured_limit_is_never_exceeded_while_adapting() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(Some(5.0), t0);
+        let ids: Vec<u64> = (0..5)
+            .map(|_| match w.try_start(t0) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect();
+        w.finish(ids[4], at(1), true);
+        w.refused(at(1), Duration::ZERO);
+        assert_eq!(w.rate(), Some(4.0), "what the server let through");
+        let _ = w.try_start(at(60_000));
+        assert_eq!(
+            w.rate(),
+            Some(5.0),
+            "back up to the configured rate, no further"
+        );
+    }
+
+    #[test]
+    fn acquire_honours_quit_and_the_pause() {
         use std::sync::atomic::Ordering;
         let quit = AtomicBool::new(false);
-        let l = Limiter::new(Some(50.0));
-        let t0 = Instant::now();
-        for _ in 0..6 {
-            assert!(l.acquire(&quit));
-        }
-        assert!(
-            t0.elapsed() >= Duration::from_millis(100),
-            "5 intervals of 20 ms"
-        );
-        l.pause_until(Instant::now() + Duration::from_millis(50));
+        let l = Limiter::new(None);
+        let p = l.acquire(&quit).expect("unlimited");
         let t1 = Instant::now();
-        assert!(l.acquire(&quit));
+        p.finish(Some(Duration::from_millis(50)));
+        drop(l.acquire(&quit).expect("after the pause"));
         assert!(t1.elapsed() >= Duration::from_millis(45));
+        let p = l.acquire(&quit).expect("again");
+        p.finish(Some(Duration::from_secs(60)));
         quit.store(true, Ordering::Relaxed);
-        l.pause_until(Instant::now() + Duration::from_secs(60));
-        assert!(!l.acquire(&quit), "quit interrupts the wait");
+        let t2 = Instant::now();
+        assert!(l.acquire(&quit).is_none(), "quit interrupts the wait");
+        assert!(t2.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

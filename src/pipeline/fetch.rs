@@ -209,31 +209,52 @@ impl Shared<'_, '_> {
         };
         let fetched = policy.run(
             |attempt| {
-                if !self.limiter.acquire(job.quit) {
+                // The pause and the rate are checked in one step, right before sending.
+                let Some(permit) = self.limiter.acquire(job.quit) else {
                     return Err(PageError::Quit);
-                }
-                let page = http::get(
+                };
+                let got = http::get(
                     &self.agent,
                     url,
                     &job.route.headers,
                     &job.auth,
                     job.route.charset,
-                )
-                .map_err(PageError::Http)
-                .and_then(|f| on_body(&f.body, f.link.as_deref()));
+                );
+                let got = match got {
+                    // The server throttles the client, not this thread: every
+                    // fetcher pauses for its Retry-After, else the backoff
+                    // delay, and this one retries after the same wait.
+                    Err(Failure::Retry {
+                        status: Some(429),
+                        wait,
+                        message,
+                        body,
+                    }) => {
+                        let wait =
+                            wait.unwrap_or_else(|| policy.backoff.delay(attempt, fastrand::f64()));
+                        permit.finish(Some(wait));
+                        Err(Failure::Retry {
+                            status: Some(429),
+                            wait: Some(wait),
+                            message,
+                            body,
+                        })
+                    }
+                    other => {
+                        permit.finish(None);
+                        other
+                    }
+                };
+                let page = got
+                    .map_err(PageError::Http)
+                    .and_then(|f| on_body(&f.body, f.link.as_deref()));
                 if let Err(PageError::Http(f)) = &page {
                     self.log_request_failure(f, url, claim, page_no, (attempt, policy.attempts));
                 }
                 page
             },
             PageError::verdict,
-            |e, r| {
-                if let PageError::Http(f) = e {
-                    if f.status() == Some(429) {
-                        // The server throttles the client, not this thread: everyone waits.
-                        self.limiter.pause_until(r.until);
-                    }
-                }
+            |_, r| {
                 add(&self.counters.retries, 1);
                 self.notify(Notice::Retrying {
                     attempt: r.attempt,
