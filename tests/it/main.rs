@@ -4,6 +4,7 @@
 mod data;
 mod faults;
 mod foundation;
+mod pacing;
 mod run;
 mod shapes;
 mod sync;
