@@ -108,7 +108,15 @@ impl Shared<'_, '_> {
         None
     }
 
+    /// Masks the client's secrets in anything shown or recorded.
+    fn masker(&self) -> http::Masker {
+        let job = self.job;
+        http::Masker::new(&job.auth, &job.route.headers, &job.route.query)
+    }
+
     fn slice_failed(&self, track: &SliceTrack, msg: String) {
+        // Shown on stderr, written to the error log and to the ledger.
+        let msg = self.masker().text(&msg);
         let claim = track.claim;
         let mut ctx = self.ctx(Some(&claim));
         ctx.page = Some(track.pages() as u64 + 1);
@@ -278,8 +286,9 @@ impl Shared<'_, '_> {
     ) {
         let mut ctx = self.ctx(Some(claim));
         ctx.page = Some(page_no);
-        // Redacted only when something is logged: not on the success path.
-        ctx.url = Some(http::redact(url, self.job.auth.query_param()));
+        // Masked only when something is logged: not on the success path.
+        let masker = self.masker();
+        ctx.url = Some(masker.url(url));
         ctx.attempt = Some(attempt);
         ctx.status = f.status();
         let (what, message, body) = match f {
@@ -291,8 +300,8 @@ impl Shared<'_, '_> {
             }
             Failure::Retry { message, body, .. } => ("tentativa falhou", message.clone(), body),
         };
-        ctx.body = Some(body.clone());
-        self.job.errlog.write(what, &ctx, &message);
+        ctx.body = Some(masker.text(body));
+        self.job.errlog.write(what, &ctx, &masker.text(&message));
     }
 
     fn auth_refused(&self, status: u16) -> String {
