@@ -199,3 +199,85 @@ fn a_configured_rate_never_draws_a_429_from_a_server_at_that_rate() {
         "60 requests at 20/s take at least 2 s: {elapsed:?}"
     );
 }
+
+/// Every text of every table of the database, one row a line.
+fn database_text(db: &TestDb) -> String {
+    let tables = db.strings(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
+    );
+    tables
+        .iter()
+        .map(|t| {
+            db.strings(&format!(
+                "SELECT coalesce(string_agg(x::text, E'\\n'), '') FROM {t} x"
+            ))
+            .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Item 5. Query params and a header named like secrets, and a secret read
+/// from `value_env` (the query auth param, also repeated under a plain
+/// name): with every request failing, the error log, stdout, stderr and
+/// the database never show one of their values.
+#[test]
+fn secrets_are_masked_in_the_error_log_and_everywhere_else() {
+    const TOKEN: &str = "TOK-999xyz";
+    let api = Api::start(&[
+        "--per-day",
+        "10",
+        "--auth",
+        &format!("query:code:{TOKEN}"),
+        "--fail-first",
+        "100",
+        "--fault-kinds",
+        "500",
+    ]);
+    let db = TestDb::new("pacing_mask");
+    let secrets = [
+        ("client_password", "CPW-111"),
+        ("client_secret", "CSE-222"),
+        ("my_password", "MPW-333"),
+        ("passwd", "PWD-444"),
+        ("pwd", "PWD-555"),
+        ("signature", "SIG-666"),
+        ("sessionid", "SES-777"),
+    ];
+    let mut route = page_route();
+    let mut query: serde_json::Map<String, Value> = secrets
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    // The env secret again under a name that says nothing.
+    query.insert("ref".into(), json!(TOKEN));
+    route["query"] = Value::Object(query);
+    route["headers"] = json!({ "x-api-key": "KEY-888" });
+    let mut config = Atlas::config(&format!("{}/page", api.url), json!({ "pedidos": route }));
+    config["clients"]["2151"]["auth"] =
+        json!({ "type": "query", "param": "code", "value_env": "PACING_TOKEN" });
+    let mut atlas = Atlas::new(&db, &config);
+    atlas.env.push(("PACING_TOKEN".into(), TOKEN.into()));
+    let id = atlas.create("pedidos", "2025-12-01", "2025-12-01");
+    let r = atlas.run(&["scrap", "run", &id, "--retry-max", "2"]);
+    assert_eq!(r.code, 1, "the slice fails: {}", show(&r));
+    let json = atlas.run(&["scrap", "show", &id, "--json"]);
+    let log = std::fs::read_to_string(atlas.path("erros_scraps.log")).expect("error log");
+    assert!(log.contains("http: 500"), "{log}");
+    assert!(log.contains("client_password=***"), "{log}");
+    assert!(log.contains("code=***") && log.contains("ref=***"), "{log}");
+    let db_text = database_text(&db);
+    let all = secrets.iter().map(|s| s.1).chain(["KEY-888", TOKEN]);
+    for value in all {
+        for (place, text) in [
+            ("error log", &log),
+            ("stdout", &r.stdout),
+            ("stderr", &r.stderr),
+            ("scrap show", &json.stdout),
+            ("database", &db_text),
+        ] {
+            assert!(!text.contains(value), "{value} in the {place}:\n{text}");
+        }
+    }
+}
