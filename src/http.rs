@@ -390,7 +390,13 @@ impl Window {
     /// rate drops to what the server let through in the last window: the
     /// requests that started in it and were not refused (at least 1, never
     /// above the configured rate).
+    ///
+    /// A 429 that asks for no wait (`Retry-After: 0`) changes nothing: the
+    /// server says asking again at once is fine, so it is not a rate signal.
     pub fn refused(&mut self, now: Instant, wait: Duration) {
+        if wait.is_zero() {
+            return;
+        }
         let until = now + wait;
         if self.paused_until.is_none_or(|p| p < until) {
             self.paused_until = Some(until);
@@ -1181,7 +1187,7 @@ mod tests {
             panic!()
         };
         w.finish(id, at(1), true);
-        w.refused(at(1), Duration::ZERO);
+        w.refused(at(1), Duration::from_millis(1));
         assert_eq!(w.rate(), Some(1.0), "never below 1/s");
         // Creeps back to unlimited in the end.
         assert!(matches!(w.try_start(at(200_000)), Slot::Go(_)));
@@ -1201,6 +1207,8 @@ mod tests {
             .collect();
         w.finish(ids[4], at(1), true);
         w.refused(at(1), Duration::ZERO);
+        assert_eq!(w.rate(), Some(5.0), "Retry-After: 0 is no rate signal");
+        w.refused(at(1), Duration::from_millis(1));
         assert_eq!(w.rate(), Some(4.0), "what the server let through");
         let _ = w.try_start(at(60_000));
         assert_eq!(
