@@ -7,31 +7,37 @@
 
 use crate::charset::{body_charset, decode, Charset};
 use crate::config::{Auth, Client, Route, SecretValue};
-use crate::retry::{self, Verdict};
+use crate::retry::Verdict;
 use anyhow::Result;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
 
 /// Largest body accepted for one page (a guard against runaway responses).
 const MAX_BODY_BYTES: u64 = 512 * 1024 * 1024;
 
-/// Query parameter names masked in logs even when they are not the auth param.
-const SECRET_PARAMS: &[&str] = &[
-    "token",
-    "access_token",
-    "api_key",
-    "apikey",
-    "key",
-    "secret",
-    "password",
-    "senha",
-    "chave",
-    "auth",
+/// A query param or header whose name contains one of these (ASCII
+/// case-insensitive) has its value masked wherever it is shown.
+const SECRET_NAME_PARTS: &[&str] = &[
+    "token", "secret", "pass", "pwd", "key", "auth", "sig", "session", "senha", "chave",
 ];
+
+/// What a masked value is shown as.
+pub const MASK: &str = "***";
+
+/// Values of secret-named params and headers shorter than this are masked
+/// by name only (in URLs): masking "1" in every text would hide everything.
+const MIN_MASKED_VALUE: usize = 3;
+
+/// True for a param or header name whose value is a secret.
+pub fn secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_NAME_PARTS.iter().any(|p| name.contains(p))
+}
 
 /// One agent for the whole run: its pool keeps connections alive across
 /// threads. Status codes are data (we classify them), not errors.
@@ -103,12 +109,11 @@ pub fn redact(url: &Url, auth_param: Option<&str>) -> String {
         let pairs: Vec<(String, String)> = u
             .query_pairs()
             .map(|(k, v)| {
-                let secret = Some(k.as_ref()) == auth_param
-                    || SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                let secret = Some(k.as_ref()) == auth_param || secret_name(&k);
                 (
                     k.into_owned(),
                     if secret {
-                        "***".to_string()
+                        MASK.to_string()
                     } else {
                         v.into_owned()
                     },
@@ -120,39 +125,384 @@ pub fn redact(url: &Url, auth_param: Option<&str>) -> String {
     u.to_string()
 }
 
-/// Requests per second shared by every fetcher of a client, plus a common
-/// pause that a 429 imposes on all of them.
+/// Masks secrets in anything shown to a person (error log, stderr, the
+/// ledger's error texts): every value of the client's resolved secret (from
+/// a `*_env` or `*_file`, wherever it appears, also percent-encoded), and
+/// the values of headers and query params named like secrets
+/// ([`secret_name`]).
+#[derive(Default)]
+pub struct Masker {
+    auth_param: Option<String>,
+    /// Longest first, so a value that contains another is masked whole.
+    values: Vec<String>,
+}
+
+impl Masker {
+    /// The secrets of `auth`, and of `headers` and `query` (name, value) pairs.
+    pub fn new(
+        auth: &ResolvedAuth,
+        headers: &[(String, String)],
+        query: &[(String, String)],
+    ) -> Masker {
+        let mut values: Vec<String> = Vec::new();
+        match auth {
+            ResolvedAuth::None => {}
+            ResolvedAuth::Header { value, .. } | ResolvedAuth::Query { value, .. } => {
+                let v = value.expose();
+                values.push(v.to_string());
+                // The token of "Bearer T", the credentials of "Basic B64".
+                if let Some((scheme, rest)) = v.split_once(' ') {
+                    values.push(rest.to_string());
+                    if scheme.eq_ignore_ascii_case("basic") {
+                        let decoded = base64::engine::general_purpose::STANDARD
+                            .decode(rest.trim())
+                            .ok()
+                            .and_then(|b| String::from_utf8(b).ok());
+                        if let Some((_, password)) =
+                            decoded.as_deref().and_then(|d| d.split_once(':'))
+                        {
+                            values.push(password.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        values.retain(|v| !v.is_empty());
+        for (name, value) in headers.iter().chain(query) {
+            if secret_name(name) && value.chars().count() >= MIN_MASKED_VALUE {
+                values.push(value.clone());
+            }
+        }
+        let encoded: Vec<String> = values
+            .iter()
+            .map(|v| url::form_urlencoded::byte_serialize(v.as_bytes()).collect())
+            .collect();
+        values.extend(encoded);
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Masker {
+            auth_param: auth.query_param().map(str::to_string),
+            values,
+        }
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in &self.values {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    /// A URL fit for logs: [`redact`], then every secret value masked.
+    pub fn url(&self, url: &Url) -> String {
+        let secrets: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, v)| secret_name(k) && v.chars().count() >= MIN_MASKED_VALUE)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let redacted = redact(url, self.auth_param.as_deref());
+        let mut out = self.text(&redacted);
+        for (_, v) in secrets {
+            out = out.replace(&v, MASK);
+        }
+        out
+    }
+}
+
+/// Width of the rolling window a rate is counted in.
+pub const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// An adaptive rate that grew past this many requests per second is dropped
+/// again: the client is back to unlimited.
+const ADAPTIVE_CEILING: f64 = 10_000.0;
+
+/// Growth of an adaptive rate per window without a 429 (+10%).
+const ADAPTIVE_GROWTH: f64 = 1.1;
+
+/// Longest a waiting fetcher sleeps before it looks at `quit` again.
+const QUIT_POLL: Duration = Duration::from_millis(100);
+
+/// How many requests may start in how long, for a rate of `r` per second:
+/// at most ⌊r⌋ in any [`RATE_WINDOW`]; below 1/s, one per 1/r seconds.
+fn pacing(r: f64) -> (usize, Duration) {
+    if r >= 1.0 {
+        (r.floor() as usize, RATE_WINDOW)
+    } else {
+        (1, Duration::from_secs_f64(1.0 / r))
+    }
+}
+
+/// One request in the window: it holds its place from its start until
+/// `width` after its response arrived.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: u64,
+    start: Instant,
+    /// `None` while in flight.
+    end: Option<Instant>,
+    /// The server answered 429.
+    refused: bool,
+}
+
+/// The limiter's state, pure (every method takes `now`) so it is tested on
+/// timestamps.
+///
+/// Invariants: with a rate in force, a request starts only while fewer than
+/// its count of requests hold a place, so no window of its width (measured
+/// at request start, and also at any moment between a request's start and
+/// its response) holds more starts than the count; nothing starts before
+/// `paused_until`, which only ever moves later.
+#[derive(Debug)]
+pub struct Window {
+    /// The client's `rate_limit_per_sec`: never exceeded.
+    configured: Option<f64>,
+    /// The rate in force: the configured one, or one learnt from 429s
+    /// (never above the configured one); `None` is unlimited.
+    rate: Option<f64>,
+    /// When `rate` last changed (a 429 or a step up).
+    since: Instant,
+    /// No request starts before this (a 429 asked everyone to wait).
+    paused_until: Option<Instant>,
+    next_id: u64,
+    /// Requests by start, oldest first.
+    entries: VecDeque<Entry>,
+}
+
+/// What a fetcher asking to start a request is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Go: this request's id, to pass to `finish`.
+    Go(u64),
+    /// Ask again at this time (or when a request finishes).
+    WaitUntil(Instant),
+    /// Every place is held by a request still in flight: ask again when one ends.
+    WaitForAnEnd,
+}
+
+impl Window {
+    pub fn new(per_sec: Option<f64>, now: Instant) -> Window {
+        Window {
+            configured: per_sec,
+            rate: per_sec,
+            since: now,
+            paused_until: None,
+            next_id: 0,
+            entries: VecDeque::new(),
+        }
+    }
+
+    /// The rate in force (requests per second), `None` when unlimited.
+    #[cfg(test)]
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// Forgets requests that no longer matter: ended more than a window
+    /// ago, or (without a rate) started more than a window ago.
+    fn prune(&mut self, now: Instant) {
+        let width = self
+            .rate
+            .map_or(RATE_WINDOW, |r| pacing(r).1.max(RATE_WINDOW));
+        let limited = self.rate.is_some();
+        while let Some(e) = self.entries.front() {
+            let gone = match e.end {
+                Some(end) => now.saturating_duration_since(end) >= width,
+                None => !limited && now.saturating_duration_since(e.start) >= width,
+            };
+            if !gone {
+                break;
+            }
+            self.entries.pop_front();
+        }
+    }
+
+    /// An adaptive rate steps up by 10% per window without a 429, to the
+    /// configured rate at most; past `ADAPTIVE_CEILING` it is dropped.
+    fn creep(&mut self, now: Instant) {
+        while let Some(rate) = self.rate {
+            if self.configured == Some(rate) || now < self.since + pacing(rate).1 {
+                return;
+            }
+            self.since += pacing(rate).1;
+            let up = rate * ADAPTIVE_GROWTH;
+            self.rate = match self.configured {
+                Some(c) => Some(up.min(c)),
+                None if up > ADAPTIVE_CEILING => None,
+                None => Some(up),
+            };
+        }
+    }
+
+    /// May a request start at `now`? On `Go` its place is taken.
+    pub fn try_start(&mut self, now: Instant) -> Slot {
+        if let Some(until) = self.paused_until.filter(|&u| u > now) {
+            return Slot::WaitUntil(until);
+        }
+        self.creep(now);
+        self.prune(now);
+        if let Some(rate) = self.rate {
+            let (count, width) = pacing(rate);
+            let held: Vec<&Entry> = self
+                .entries
+                .iter()
+                .filter(|e| {
+                    e.end
+                        .is_none_or(|end| now.saturating_duration_since(end) < width)
+                })
+                .collect();
+            if held.len() >= count {
+                // The place that frees first: `width` after the earliest end
+                // among the requests that must leave for one to start.
+                let mut ends: Vec<Instant> = held.iter().filter_map(|e| e.end).collect();
+                ends.sort();
+                let must_leave = held.len() + 1 - count;
+                return match ends.get(must_leave - 1) {
+                    Some(&end) => Slot::WaitUntil(end + width),
+                    None => Slot::WaitForAnEnd,
+                };
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push_back(Entry {
+            id,
+            start: now,
+            end: None,
+            refused: false,
+        });
+        Slot::Go(id)
+    }
+
+    /// Request `id`'s response arrived at `now` (`refused`: a 429).
+    pub fn finish(&mut self, id: u64, now: Instant, refused: bool) {
+        // Ids grow with each start: the entries are sorted by id.
+        if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
+            self.entries[i].end = Some(now);
+            self.entries[i].refused = refused;
+        }
+    }
+
+    /// A 429 arrived at `now` asking for `wait`: nobody starts before
+    /// `now + wait` (a later pause extends it, never shortens it), and the
+    /// rate drops to what the server let through in the last window: the
+    /// requests that started in it and were not refused (at least 1, never
+    /// above the configured rate).
+    ///
+    /// A 429 that asks for no wait (`Retry-After: 0`) changes nothing: the
+    /// server says asking again at once is fine, so it is not a rate signal.
+    pub fn refused(&mut self, now: Instant, wait: Duration) {
+        if wait.is_zero() {
+            return;
+        }
+        let until = now + wait;
+        if self.paused_until.is_none_or(|p| p < until) {
+            self.paused_until = Some(until);
+        }
+        let admitted = self
+            .entries
+            .iter()
+            .filter(|e| now.saturating_duration_since(e.start) < RATE_WINDOW && !e.refused)
+            .count()
+            .max(1) as f64;
+        let admitted = match self.configured {
+            Some(c) => admitted.min(c),
+            None => admitted,
+        };
+        if self.rate.is_none_or(|r| admitted < r) {
+            self.rate = Some(admitted);
+        }
+        // A new window without a 429 starts once the pause is over.
+        self.since = until;
+    }
+}
+
+/// The rate limit shared by every fetcher of a client (see [`Window`]),
+/// with the client-wide pause a 429 imposes.
 pub struct Limiter {
-    interval: Option<Duration>,
-    next: Mutex<Instant>,
+    window: Mutex<Window>,
+    /// Signalled when a request ends or a pause changes.
+    changed: Condvar,
+}
+
+/// A request's place in the window; give it back with [`Limiter::finish`]
+/// when the response arrives (dropping it counts as a response now).
+pub struct Permit<'l> {
+    limiter: &'l Limiter,
+    id: u64,
+    done: bool,
+}
+
+impl Permit<'_> {
+    /// The response arrived; `refused` when it was a 429 asking to wait `wait`.
+    pub fn finish(mut self, refused: Option<Duration>) {
+        self.done = true;
+        self.limiter.finish(self.id, refused);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.limiter.finish(self.id, None);
+        }
+    }
 }
 
 impl Limiter {
     pub fn new(per_sec: Option<f64>) -> Limiter {
         Limiter {
-            interval: per_sec.map(|r| Duration::from_secs_f64(1.0 / r)),
-            next: Mutex::new(Instant::now()),
+            window: Mutex::new(Window::new(per_sec, Instant::now())),
+            changed: Condvar::new(),
         }
     }
 
-    /// Waits for this thread's slot; returns early (false) when `quit` rises.
-    pub fn acquire(&self, quit: &AtomicBool) -> bool {
-        let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a request may start (no pause in force, a place free in
+    /// the window) and takes the place; `None` as soon as `quit` rises. The
+    /// pause is checked in the same step as the place is taken, right
+    /// before the caller sends.
+    pub fn acquire(&self, quit: &AtomicBool) -> Option<Permit<'_>> {
+        let mut w = self.lock();
+        loop {
+            if quit.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
             let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.interval.unwrap_or_default();
-            slot
-        };
-        retry::sleep_until(slot, quit)
+            let wait = match w.try_start(now) {
+                Slot::Go(id) => {
+                    return Some(Permit {
+                        limiter: self,
+                        id,
+                        done: false,
+                    })
+                }
+                Slot::WaitUntil(t) => t.saturating_duration_since(now).min(QUIT_POLL),
+                Slot::WaitForAnEnd => QUIT_POLL,
+            };
+            w = self
+                .changed
+                .wait_timeout(w, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
     }
 
-    /// Everyone waits at least until `until` (a server asked us to slow down).
-    pub fn pause_until(&self, until: Instant) {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        if *next < until {
-            *next = until;
+    fn finish(&self, id: u64, refused: Option<Duration>) {
+        let mut w = self.lock();
+        let now = Instant::now();
+        w.finish(id, now, refused.is_some());
+        if let Some(wait) = refused {
+            w.refused(now, wait);
         }
+        drop(w);
+        self.changed.notify_all();
     }
 }
 
@@ -244,6 +594,51 @@ pub fn get(
     if let ResolvedAuth::Header { name, value } = auth {
         req = req.header(name.as_str(), value.expose());
     }
+    let result = fetch(req, charset);
+    result.map_err(|f| {
+        let query: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        mask_failure(f, &Masker::new(auth, headers, &query))
+    })
+}
+
+/// `f` with every secret masked in its message and body.
+fn mask_failure(f: Failure, m: &Masker) -> Failure {
+    match f {
+        Failure::Retry {
+            status,
+            wait,
+            message,
+            body,
+        } => Failure::Retry {
+            status,
+            wait,
+            message: m.text(&message),
+            body: m.text(&body),
+        },
+        Failure::Refused {
+            status,
+            message,
+            body,
+        } => Failure::Refused {
+            status,
+            message: m.text(&message),
+            body: m.text(&body),
+        },
+        Failure::Auth { status, body } => Failure::Auth {
+            status,
+            body: m.text(&body),
+        },
+    }
+}
+
+/// Sends `req` and reads its answer, classified.
+fn fetch(
+    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    charset: Option<Charset>,
+) -> std::result::Result<Fetched, Failure> {
     let mut resp = match req.call() {
         Ok(r) => r,
         Err(e) => {
@@ -438,25 +833,302 @@ mod tests {
     }
 
     #[test]
-    fn limiter_spaces_requests_and_pauses_everyone() {
+    fn names_containing_a_secret_word_are_secret() {
+        for n in [
+            "client_password",
+            "client_secret",
+            "my_password",
+            "passwd",
+            "PWD",
+            "x-api-key",
+            "Signature",
+            "sessionid",
+            "SENHA_app",
+            "chave",
+            "Authorization",
+            "access_token",
+        ] {
+            assert!(secret_name(n), "{n}");
+        }
+        for n in ["page", "data_inicial", "por_pagina", "cursor", "limit"] {
+            assert!(!secret_name(n), "{n}");
+        }
+        let u = Url::parse(
+            "https://api.test/x?page=2&client_password=a1&client_secret=b2&my_password=c3\
+             &passwd=d4&pwd=e5&signature=f6&sessionid=g7",
+        )
+        .unwrap();
+        let r = redact(&u, None);
+        assert_eq!(
+            r,
+            "https://api.test/x?page=2&client_password=***&client_secret=***&my_password=***\
+             &passwd=***&pwd=***&signature=***&sessionid=***"
+        );
+    }
+
+    #[test]
+    fn the_masker_hides_secret_values_wherever_they_appear() {
+        let auth = ResolvedAuth::Query {
+            param: "code".into(),
+            value: SecretValue::new("s3cr3t/+v".into()),
+        };
+        let headers = vec![
+            ("x-api-key".to_string(), "HEADERKEY".to_string()),
+            ("Accept-Language".to_string(), "pt-BR".to_string()),
+            ("x-sig".to_string(), "1".to_string()),
+        ];
+        let query = vec![("client_secret".to_string(), "QSECRET".to_string())];
+        let m = Masker::new(&auth, &headers, &query);
+        let body = "bad code s3cr3t/+v for HEADERKEY and QSECRET in pt-BR, 1 try";
+        assert_eq!(
+            m.text(body),
+            "bad code *** for *** and *** in pt-BR, 1 try",
+            "short values are masked by name only"
+        );
+        let u = Url::parse(
+            "https://api.test/p/s3cr3t%2F%2Bv?code=s3cr3t%2F%2Bv&echo=s3cr3t%2F%2Bv&pwd=zz",
+        )
+        .unwrap();
+        let shown = m.url(&u);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(!shown.contains("zz"), "{shown}");
+        // Bearer and Basic: the token and the password alone are secrets too.
+        let bearer = ResolvedAuth::Header {
+            name: "Authorization".into(),
+            value: SecretValue::new("Bearer tok-123".into()),
+        };
+        assert_eq!(
+            Masker::new(&bearer, &[], &[]).text("got tok-123"),
+            "got ***"
+        );
+        let basic = ResolvedAuth::resolve(
+            &Auth::Basic {
+                user: "u".into(),
+                password: crate::config::Secret::Env {
+                    var: "P".into(),
+                    key: "password_env".into(),
+                },
+            },
+            &|_| Some("hunter22".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            Masker::new(&basic, &[], &[]).text("password hunter22 refused"),
+            "password *** refused"
+        );
+    }
+
+    /// Starts at each millisecond offset, each request answered `lat_ms`
+    /// later (never refused); the offsets at which requests really started.
+    fn starts(w: &mut Window, t0: Instant, asks: &[u64], lat_ms: u64) -> Vec<u64> {
+        let ms = |t: Instant| t.duration_since(t0).as_millis() as u64;
+        let mut started = Vec::new();
+        let mut pending: Vec<(u64, Instant)> = Vec::new();
+        let mut queue: VecDeque<u64> = asks.iter().copied().collect();
+        let mut now = t0;
+        while let Some(&ask) = queue.front() {
+            now = now.max(t0 + Duration::from_millis(ask));
+            pending.retain(|&(id, end)| {
+                let over = end <= now;
+                if over {
+                    w.finish(id, end, false);
+                }
+                !over
+            });
+            match w.try_start(now) {
+                Slot::Go(id) => {
+                    queue.pop_front();
+                    started.push(ms(now));
+                    pending.push((id, now + Duration::from_millis(lat_ms)));
+                }
+                Slot::WaitUntil(t) => now = t,
+                Slot::WaitForAnEnd => {
+                    now = pending
+                        .iter()
+                        .map(|p| p.1)
+                        .min()
+                        .expect("something in flight")
+                }
+            }
+        }
+        started
+    }
+
+    /// The most starts in any window of `width_ms` (a start exactly
+    /// `width_ms` after another is in the next window).
+    fn most_in_window(starts: &[u64], width_ms: u64) -> usize {
+        starts
+            .iter()
+            .map(|&s| {
+                starts
+                    .iter()
+                    .filter(|&&o| o <= s && s - o < width_ms)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_limit_is_n_starts_in_any_rolling_second() {
+        let t0 = Instant::now();
+        let mut w = Window::new(Some(20.0), t0);
+        // 100 requests asked for at once, answered in 5 ms.
+        let s = starts(&mut w, t0, &[0; 100], 5);
+        assert_eq!(most_in_window(&s, 1000), 20, "{s:?}");
+        // A burst of 20 at once is within the definition; the 21st waits
+        // for a second after the first answer.
+        assert_eq!(&s[..20], &[0; 20]);
+        assert_eq!(s[20], 1005);
+        // Held until a second after the response: even a server that
+        // counts arrivals up to 5 ms late sees no 21st.
+        assert_eq!(most_in_window(&s, 1005), 20, "{s:?}");
+        // Spread asks never wait.
+        let mut w = Window::new(Some(4.0), t0);
+        let asks: Vec<u64> = (0..20).map(|i| i * 300).collect();
+        assert_eq!(starts(&mut w, t0, &asks, 10), asks);
+    }
+
+    #[test]
+    fn fractional_rates_round_down_and_slow_rates_space_out() {
+        assert_eq!(pacing(20.0), (20, RATE_WINDOW));
+        assert_eq!(pacing(2.5), (2, RATE_WINDOW));
+        assert_eq!(pacing(0.5), (1, Duration::from_secs(2)));
+        let t0 = Instant::now();
+        let mut w = Window::new(Some(0.5), t0);
+        assert_eq!(starts(&mut w, t0, &[0, 0, 0], 0), [0, 2000, 4000]);
+        let mut w = Window::new(None, t0);
+        assert_eq!(starts(&mut w, t0, &[0; 50], 0), [0; 50], "unlimited");
+    }
+
+    #[test]
+    fn a_request_in_flight_holds_its_place() {
+        let t0 = Instant::now();
+        let mut w = Window::new(Some(1.0), t0);
+        let Slot::Go(id) = w.try_start(t0) else {
+            panic!("first")
+        };
+        let late = t0 + Duration::from_secs(5);
+        assert_eq!(w.try_start(late), Slot::WaitForAnEnd);
+        w.finish(id, late, false);
+        assert_eq!(w.try_start(late), Slot::WaitUntil(late + RATE_WINDOW));
+        assert!(matches!(w.try_start(late + RATE_WINDOW), Slot::Go(_)));
+    }
+
+    #[test]
+    fn a_429_pauses_everyone_and_later_ones_extend_it() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(Some(100.0), t0);
+        let ids: Vec<u64> = (0..4)
+            .map(|_| match w.try_start(t0) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect();
+        w.finish(ids[0], at(10), true);
+        w.refused(at(10), Duration::from_millis(1000));
+        assert_eq!(w.try_start(at(500)), Slot::WaitUntil(at(1010)));
+        // A shorter pause from a later 429 does not shorten it...
+        w.finish(ids[1], at(20), true);
+        w.refused(at(20), Duration::from_millis(100));
+        assert_eq!(w.try_start(at(500)), Slot::WaitUntil(at(1010)));
+        // ...a longer one extends it.
+        w.finish(ids[2], at(30), true);
+        w.refused(at(30), Duration::from_millis(2000));
+        w.finish(ids[3], at(40), false);
+        assert_eq!(w.try_start(at(1500)), Slot::WaitUntil(at(2030)));
+        assert!(matches!(w.try_start(at(2030)), Slot::Go(_)));
+    }
+
+    #[test]
+    fn without_a_limit_a_429_sets_the_rate_the_server_let_through() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(None, t0);
+        // 8 at once: the server admits 3 and refuses 5, the refusals first.
+        let ids: Vec<u64> = (0..8)
+            .map(|_| match w.try_start(t0) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect();
+        for (i, &id) in ids[3..].iter().enumerate() {
+            w.finish(id, at(2 + i as u64), true);
+            w.refused(at(2 + i as u64), Duration::from_secs(1));
+        }
+        for &id in &ids[..3] {
+            w.finish(id, at(20), false);
+        }
+        assert_eq!(w.rate(), Some(3.0));
+        // After the pause, 3 per second.
+        let s = starts(&mut w, t0, &[1006; 9], 5);
+        assert_eq!(most_in_window(&s, 1000), 3, "{s:?}");
+        // Each second without a 429 after the pause adds 10% (3 x 1.1^2 at
+        // the last start); the count reaches 4 at the 4th step (4.39).
+        assert!(
+            w.rate().is_some_and(|r| r > 3.6 && r < 3.7),
+            "{:?}",
+            w.rate()
+        );
+        let _ = w.try_start(at(5006));
+        assert!(
+            w.rate().is_some_and(|r| r > 4.3 && r < 4.4),
+            "{:?}",
+            w.rate()
+        );
+        let mut w = Window::new(None, t0);
+        let Slot::Go(id) = w.try_start(t0) else {
+            panic!()
+        };
+        w.finish(id, at(1), true);
+        w.refused(at(1), Duration::from_millis(1));
+        assert_eq!(w.rate(), Some(1.0), "never below 1/s");
+        // Creeps back to unlimited in the end.
+        assert!(matches!(w.try_start(at(200_000)), Slot::Go(_)));
+        assert_eq!(w.rate(), None);
+    }
+
+    #[test]
+    fn a_configured_limit_is_never_exceeded_while_adapting() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(Some(5.0), t0);
+        let ids: Vec<u64> = (0..5)
+            .map(|_| match w.try_start(t0) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect();
+        w.finish(ids[4], at(1), true);
+        w.refused(at(1), Duration::ZERO);
+        assert_eq!(w.rate(), Some(5.0), "Retry-After: 0 is no rate signal");
+        w.refused(at(1), Duration::from_millis(1));
+        assert_eq!(w.rate(), Some(4.0), "what the server let through");
+        let _ = w.try_start(at(60_000));
+        assert_eq!(
+            w.rate(),
+            Some(5.0),
+            "back up to the configured rate, no further"
+        );
+    }
+
+    #[test]
+    fn acquire_honours_quit_and_the_pause() {
         use std::sync::atomic::Ordering;
         let quit = AtomicBool::new(false);
-        let l = Limiter::new(Some(50.0));
-        let t0 = Instant::now();
-        for _ in 0..6 {
-            assert!(l.acquire(&quit));
-        }
-        assert!(
-            t0.elapsed() >= Duration::from_millis(100),
-            "5 intervals of 20 ms"
-        );
-        l.pause_until(Instant::now() + Duration::from_millis(50));
+        let l = Limiter::new(None);
+        let p = l.acquire(&quit).expect("unlimited");
         let t1 = Instant::now();
-        assert!(l.acquire(&quit));
+        p.finish(Some(Duration::from_millis(50)));
+        drop(l.acquire(&quit).expect("after the pause"));
         assert!(t1.elapsed() >= Duration::from_millis(45));
+        let p = l.acquire(&quit).expect("again");
+        p.finish(Some(Duration::from_secs(60)));
         quit.store(true, Ordering::Relaxed);
-        l.pause_until(Instant::now() + Duration::from_secs(60));
-        assert!(!l.acquire(&quit), "quit interrupts the wait");
+        let t2 = Instant::now();
+        assert!(l.acquire(&quit).is_none(), "quit interrupts the wait");
+        assert!(t2.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

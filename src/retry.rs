@@ -83,8 +83,6 @@ pub struct Retrying {
     pub attempts: u32,
     /// How long until the next attempt.
     pub wait: Duration,
-    /// When the next attempt starts.
-    pub until: Instant,
 }
 
 /// How many attempts, how far apart, and whether waiting yields to `quit`.
@@ -134,7 +132,6 @@ impl Policy<'_> {
                         attempt,
                         attempts: self.attempts,
                         wait,
-                        until,
                     };
                     on_retry(&error, retrying);
                     if self.wait_until(until) {

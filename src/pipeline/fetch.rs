@@ -115,7 +115,15 @@ impl Shared<'_, '_> {
         None
     }
 
+    /// Masks the client's secrets in anything shown or recorded.
+    fn masker(&self) -> http::Masker {
+        let job = self.job;
+        http::Masker::new(&job.auth, &job.route.headers, &job.route.query)
+    }
+
     fn slice_failed(&self, track: &SliceTrack, msg: String) {
+        // Shown on stderr, written to the error log and to the ledger.
+        let msg = self.masker().text(&msg);
         let claim = track.claim;
         let mut ctx = self.ctx(Some(&claim));
         ctx.page = Some(track.pages() as u64 + 1);
@@ -216,31 +224,52 @@ impl Shared<'_, '_> {
         };
         let fetched = policy.run(
             |attempt| {
-                if !self.limiter.acquire(job.quit) {
+                // The pause and the rate are checked in one step, right before sending.
+                let Some(permit) = self.limiter.acquire(job.quit) else {
                     return Err(PageError::Quit);
-                }
-                let page = http::get(
+                };
+                let got = http::get(
                     &self.agent,
                     url,
                     &job.route.headers,
                     &job.auth,
                     job.route.charset,
-                )
-                .map_err(PageError::Http)
-                .and_then(|f| on_body(&f.body, f.link.as_deref()));
+                );
+                let got = match got {
+                    // The server throttles the client, not this thread: every
+                    // fetcher pauses for its Retry-After, else the backoff
+                    // delay, and this one retries after the same wait.
+                    Err(Failure::Retry {
+                        status: Some(429),
+                        wait,
+                        message,
+                        body,
+                    }) => {
+                        let wait =
+                            wait.unwrap_or_else(|| policy.backoff.delay(attempt, fastrand::f64()));
+                        permit.finish(Some(wait));
+                        Err(Failure::Retry {
+                            status: Some(429),
+                            wait: Some(wait),
+                            message,
+                            body,
+                        })
+                    }
+                    other => {
+                        permit.finish(None);
+                        other
+                    }
+                };
+                let page = got
+                    .map_err(PageError::Http)
+                    .and_then(|f| on_body(&f.body, f.link.as_deref()));
                 if let Err(PageError::Http(f)) = &page {
                     self.log_request_failure(f, url, claim, page_no, (attempt, policy.attempts));
                 }
                 page
             },
             PageError::verdict,
-            |e, r| {
-                if let PageError::Http(f) = e {
-                    if f.status() == Some(429) {
-                        // The server throttles the client, not this thread: everyone waits.
-                        self.limiter.pause_until(r.until);
-                    }
-                }
+            |_, r| {
                 add(&self.counters.retries, 1);
                 self.notify(Notice::Retrying {
                     attempt: r.attempt,
@@ -264,8 +293,9 @@ impl Shared<'_, '_> {
     ) {
         let mut ctx = self.ctx(Some(claim));
         ctx.page = Some(page_no);
-        // Redacted only when something is logged: not on the success path.
-        ctx.url = Some(http::redact(url, self.job.auth.query_param()));
+        // Masked only when something is logged: not on the success path.
+        let masker = self.masker();
+        ctx.url = Some(masker.url(url));
         ctx.attempt = Some(attempt);
         ctx.status = f.status();
         let (what, message, body) = match f {
@@ -277,8 +307,8 @@ impl Shared<'_, '_> {
             }
             Failure::Retry { message, body, .. } => ("tentativa falhou", message.clone(), body),
         };
-        ctx.body = Some(body.clone());
-        self.job.errlog.write(what, &ctx, &message);
+        ctx.body = Some(masker.text(body));
+        self.job.errlog.write(what, &ctx, &masker.text(&message));
     }
 
     fn auth_refused(&self, status: u16) -> String {
