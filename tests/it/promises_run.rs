@@ -12,13 +12,12 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-const TABLE: &str = "dados_raw_cliente_2151_pedidos";
-const FROM: &str = "2025-03-01";
-const TO: &str = "2025-03-06";
+pub(crate) const TABLE: &str = "dados_raw_cliente_2151_pedidos";
+pub(crate) const FROM: &str = "2025-03-01";
+pub(crate) const TO: &str = "2025-03-06";
 
 /// Keys the README promises in every `scrap run` / `sync` `--json` object.
-#[allow(dead_code)] // for the --json tests of issue 11 kept in another branch
-const JSON_KEYS: &[&str] = &[
+pub(crate) const JSON_KEYS: &[&str] = &[
     "scrap_id",
     "run_id",
     "client",
@@ -43,54 +42,53 @@ const JSON_KEYS: &[&str] = &[
     "settings",
 ];
 
-fn route(page_size: u64) -> Value {
+pub(crate) fn route(page_size: u64) -> Value {
     let mut r = util::page_route();
     r["pagination"]["size"] = json!(page_size);
     r
 }
 
-fn config(api_url: &str) -> Value {
+pub(crate) fn config(api_url: &str) -> Value {
     Atlas::config(&format!("{api_url}/page"), json!({ "pedidos": route(5) }))
 }
 
-fn new_atlas(db: &TestDb, cfg: &Value) -> Atlas {
+pub(crate) fn new_atlas(db: &TestDb, cfg: &Value) -> Atlas {
     let mut atlas = Atlas::new(db, cfg);
     atlas.env.push(("ATLAS_TIMEOUT_SECS".into(), "5".into()));
     atlas
 }
 
-fn set_env(atlas: &mut Atlas, k: &str, v: &str) {
+pub(crate) fn set_env(atlas: &mut Atlas, k: &str, v: &str) {
     atlas.env.retain(|(key, _)| key != k);
     atlas.env.push((k.into(), v.into()));
 }
 
-fn show(r: &Run) -> String {
+pub(crate) fn show(r: &Run) -> String {
     format!(
         "exit {}\nstdout:\n{}\nstderr:\n{}",
         r.code, r.stdout, r.stderr
     )
 }
 
-fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
 }
 
-#[allow(dead_code)] // for the exit-2 tests of issue 11 kept in another branch
-fn table_exists(db: &TestDb) -> bool {
+pub(crate) fn table_exists(db: &TestDb) -> bool {
     db.i64(&format!(
         "SELECT count(*) FROM pg_tables WHERE tablename = '{TABLE}'"
     )) > 0
 }
 
 /// `atlas` in the background, output in files (no pipe can fill up).
-struct Bg {
+pub(crate) struct Bg {
     child: Child,
     out: PathBuf,
     err: PathBuf,
 }
 
 impl Bg {
-    fn spawn(atlas: &Atlas, args: &[&str], tag: &str) -> Bg {
+    pub(crate) fn spawn(atlas: &Atlas, args: &[&str], tag: &str) -> Bg {
         let out = atlas.path(&format!("{tag}.stdout"));
         let err = atlas.path(&format!("{tag}.stderr"));
         let child = atlas
@@ -102,15 +100,15 @@ impl Bg {
         Bg { child, out, err }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         assert!(
             self.running(),
             "kill -9: the run already ended\n{}",
@@ -120,7 +118,7 @@ impl Bg {
         self.child.wait().expect("reap");
     }
 
-    fn signal(&mut self, sig: &str) {
+    pub(crate) fn signal(&mut self, sig: &str) {
         assert!(
             self.running(),
             "{sig}: the run already ended\n{}",
@@ -133,7 +131,7 @@ impl Bg {
         assert!(ok.success(), "kill -{sig}");
     }
 
-    fn finish(&mut self, timeout: Duration) -> Run {
+    pub(crate) fn finish(&mut self, timeout: Duration) -> Run {
         let end = Instant::now() + timeout;
         let status = loop {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
@@ -165,7 +163,7 @@ impl Drop for Bg {
 
 /// A slow API (40 ms a request, 6 pages a day of 5 records) and 2 fetchers
 /// with 2 s leases: a run lasts a few seconds, long enough to hit it.
-fn slow(tag: &str) -> (Api, TestDb, Atlas, String) {
+pub(crate) fn slow(tag: &str) -> (Api, TestDb, Atlas, String) {
     let api = Api::start(&["--per-day", "30", "--page-size", "10", "--latency-ms", "40"]);
     let db = TestDb::new(tag);
     let mut atlas = new_atlas(&db, &config(&api.url));
@@ -175,11 +173,11 @@ fn slow(tag: &str) -> (Api, TestDb, Atlas, String) {
     (api, db, atlas, id)
 }
 
-fn rows(db: &TestDb) -> i64 {
+pub(crate) fn rows(db: &TestDb) -> i64 {
     db.i64(&format!("SELECT count(*) FROM {TABLE}"))
 }
 
-fn wait_rows(db: &TestDb, bg: &mut Bg, n: i64) {
+pub(crate) fn wait_rows(db: &TestDb, bg: &mut Bg, n: i64) {
     util::wait_for("rows committed", Duration::from_secs(20), || {
         assert!(bg.running(), "the run ended first\n{}", bg.stderr());
         rows(db) > n
@@ -187,7 +185,7 @@ fn wait_rows(db: &TestDb, bg: &mut Bg, n: i64) {
 }
 
 /// Waits until no backend of the killed process is left.
-fn backends_gone(db: &TestDb) {
+pub(crate) fn backends_gone(db: &TestDb) {
     let mut c = db.client();
     util::wait_for("killed backends gone", Duration::from_secs(10), || {
         c.query_one(
@@ -200,7 +198,7 @@ fn backends_gone(db: &TestDb) {
 }
 
 /// Every counter of the ledger agrees with the raw table.
-fn assert_counters_true(db: &TestDb, what: &str) {
+pub(crate) fn assert_counters_true(db: &TestDb, what: &str) {
     let n = rows(db);
     assert_eq!(
         db.i64("SELECT coalesce(sum(inserted), 0)::bigint FROM atlas.slices"),
@@ -217,7 +215,7 @@ fn assert_counters_true(db: &TestDb, what: &str) {
 // ------------------------------------------------------------ 6, 9, 17: killed runs
 
 #[test]
-fn a_killed_run_is_closed_as_aborted_and_its_slices_taken_over_at_once() {
+pub(crate) fn a_killed_run_is_closed_as_aborted_and_its_slices_taken_over_at_once() {
     let (_api, db, atlas, id) = slow("prom_abort");
     let mut bg = Bg::spawn(&atlas, &["scrap", "run", &id], "killed");
     wait_rows(&db, &mut bg, 0);
@@ -263,7 +261,7 @@ fn a_killed_run_is_closed_as_aborted_and_its_slices_taken_over_at_once() {
 }
 
 #[test]
-fn repeated_kills_do_not_pile_up_running_slices() {
+pub(crate) fn repeated_kills_do_not_pile_up_running_slices() {
     let (_api, db, atlas, id) = slow("prom_pile");
     for round in 0..3 {
         let mut bg = Bg::spawn(&atlas, &["scrap", "run", &id], &format!("k{round}"));
@@ -285,7 +283,7 @@ fn repeated_kills_do_not_pile_up_running_slices() {
 // ------------------------------------------------------------ 8: the summary says how a run ended
 
 #[test]
-fn a_failed_run_says_so_in_its_first_line() {
+pub(crate) fn a_failed_run_says_so_in_its_first_line() {
     let api = Api::start(&[
         "--per-day",
         "10",
@@ -316,7 +314,7 @@ fn a_failed_run_says_so_in_its_first_line() {
 }
 
 #[test]
-fn refused_credentials_say_so_with_true_counters() {
+pub(crate) fn refused_credentials_say_so_with_true_counters() {
     let api = Api::start(&[
         "--per-day",
         "10",
@@ -349,7 +347,7 @@ fn refused_credentials_say_so_with_true_counters() {
 }
 
 #[test]
-fn an_interrupted_run_says_which_signal_stopped_it() {
+pub(crate) fn an_interrupted_run_says_which_signal_stopped_it() {
     for (sig, name) in [("INT", "SIGINT"), ("TERM", "SIGTERM")] {
         let (_api, db, atlas, id) = slow(&format!("prom_sig{}", sig.to_lowercase()));
         let mut bg = Bg::spawn(&atlas, &["scrap", "run", &id], "sig");
@@ -380,7 +378,7 @@ fn an_interrupted_run_says_which_signal_stopped_it() {
 }
 
 #[test]
-fn a_run_whose_lease_expired_on_another_machine_is_shown_aborted() {
+pub(crate) fn a_run_whose_lease_expired_on_another_machine_is_shown_aborted() {
     let api = Api::start(&["--per-day", "10", "--page-size", "5"]);
     let db = TestDb::new("prom_remote");
     let atlas = new_atlas(&db, &config(&api.url));
