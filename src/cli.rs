@@ -36,6 +36,7 @@ pub enum Command {
     Clients(ClientsArgs),
     Scrap(ScrapArgs),
     Sync(SyncArgs),
+    Manager(ManagerArgs),
 }
 
 /// Create or upgrade the control schema (idempotent, safe to run concurrently).
@@ -175,4 +176,13 @@ pub struct SyncArgs {
     /// print the summary as one JSON object
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Open the terminal manager: scraps live from PostgreSQL, create, run, sync.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "manager")]
+pub struct ManagerArgs {
+    /// draw without emoji (as the global --plain)
+    #[argh(switch)]
+    pub plain: bool,
 }

@@ -451,7 +451,7 @@ fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elap
 }
 
 /// The summary on stdout: the statistics block, or one JSON object.
-fn emit(summary: &Summary, style: Style, json: bool) {
+pub(super) fn emit(summary: &Summary, style: Style, json: bool) {
     if json {
         match serde_json::to_string(summary) {
             Ok(s) => crate::outln!("{s}"),

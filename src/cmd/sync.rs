@@ -16,8 +16,10 @@ use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
 use crate::ledger;
+use crate::report::{Feed, Summary, Watch};
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
+use crossbeam::channel::Sender;
 use serde_json::{json, Value};
 
 /// Days loaded again by default: APIs change recent records, and the hash
@@ -48,7 +50,46 @@ pub fn period(
     Ok((start <= until).then_some((start, until)))
 }
 
+/// How a sync ended.
+pub enum Synced {
+    /// A scrap was created and run.
+    Ran { exit: Exit, summary: Box<Summary> },
+    /// Nothing ran (another sync holds the pair, or nothing is new): the
+    /// notice, and the `--json` fields that say why.
+    Nothing {
+        emoji: &'static str,
+        notice: String,
+        fields: Value,
+        table: String,
+    },
+}
+
 pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
+    match execute(ctx, a, None)? {
+        Synced::Ran { exit, summary } => {
+            scrap::emit(&summary, ctx.style, a.json);
+            Ok(exit)
+        }
+        Synced::Nothing {
+            emoji,
+            notice,
+            fields,
+            table,
+        } => Ok(nothing_to_do(
+            ctx,
+            a,
+            &table,
+            ctx.settings()?,
+            emoji,
+            &notice,
+            fields,
+        )),
+    }
+}
+
+/// The sync itself: its lines on stderr, or to `sink` (the manager); the
+/// summary is returned, not printed.
+pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) -> Result<Synced> {
     // Everything that can be refused is resolved before anything is
     // written: exit 2 leaves no scrap, slice, run or table behind.
     let cfg = ctx.config()?;
@@ -71,7 +112,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     )
     .map_err(usage)?;
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
-    let settings = ctx.settings()?;
+    ctx.settings()?;
     ctx.auth(client)?;
 
     let mut conn = ctx.database()?.connect()?;
@@ -82,9 +123,12 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             a.client, a.route
         );
         let fields = json!({"status": "busy", "loaded_until": null});
-        return Ok(nothing_to_do(
-            ctx, a, &table, settings, "⏳", &notice, fields,
-        ));
+        return Ok(Synced::Nothing {
+            emoji: "⏳",
+            notice,
+            fields,
+            table,
+        });
     };
     let last = ledger::last_loaded_day(&mut lock.conn, &a.client, &a.route)?;
     let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
@@ -96,19 +140,30 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                 .unwrap_or_else(|| "(nada)".into())
         );
         let fields = json!({"status": "up_to_date", "loaded_until": last});
-        return Ok(nothing_to_do(
-            ctx, a, &table, settings, "✅", &notice, fields,
-        ));
+        return Ok(Synced::Nothing {
+            emoji: "✅",
+            notice,
+            fields,
+            table,
+        });
     };
     let id = scrap::create_scrap(ctx, cfg, &a.client, &a.route, start, end)?.id;
-    ctx.style.note(
+    let feed = Feed {
+        style: ctx.style,
+        sink,
+    };
+    feed.note(
         "🔄",
         &format!(
             "Sincronizando {} / {}: scrap {id}, {start} até {end}",
             a.client, a.route
         ),
     );
-    scrap::run(ctx, id, a.json, true)
+    let (exit, summary) = scrap::execute(ctx, id, true, sink)?;
+    Ok(Synced::Ran {
+        exit,
+        summary: Box::new(summary),
+    })
 }
 
 /// Ends a sync that runs nothing: the notice, and with `--json` one object
