@@ -4,6 +4,7 @@
 mod data;
 mod faults;
 mod foundation;
+mod manager;
 mod pacing;
 mod promises_cmd;
 mod promises_run;
