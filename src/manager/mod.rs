@@ -209,6 +209,7 @@ fn event_loop(
                     Ok(d) => {
                         app.details = Some(d);
                         app.screen = Screen::Details;
+                        app.message = None;
                     }
                     Err(e) => app.message = Some(format!("{e:#}")),
                 }

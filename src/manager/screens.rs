@@ -150,12 +150,7 @@ fn scraps(f: &mut Frame<'_>, area: Rect, app: &App) {
             Span::raw(
                 s.last_run
                     .as_ref()
-                    .map(|(t, st)| {
-                        format!(
-                            "{} ({st})",
-                            t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")
-                        )
-                    })
+                    .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M")))
                     .unwrap_or_else(|| "-".into()),
             ),
         ])
