@@ -71,6 +71,8 @@ impl Tmux {
         let out = Command::new("tmux")
             .args(["-u", "-S", &self.socket])
             .args(args)
+            // CI may run without a terminal type; tmux wants one.
+            .env("TERM", "xterm-256color")
             .stdin(Stdio::null())
             .output()
             .expect("run tmux");
@@ -226,7 +228,7 @@ fn manager_creates_and_runs_a_scrap_to_the_summary() {
 #[test]
 fn a_run_started_by_another_process_shows_up_live() {
     // One slow page per day and one fetcher: the run lasts seconds.
-    let (db, api, atlas) = setup("mgr_live", &["--per-day", "20", "--latency-ms", "300"]);
+    let (db, api, atlas) = setup("mgr_live", &["--per-day", "20", "--latency-ms", "500"]);
     let id = atlas.create("pedidos", "2025-07-01", "2025-07-20");
     let tmux = Tmux::start(&atlas, "--plain manager");
     let s = tmux.wait(&["Scraps (1)"]);
