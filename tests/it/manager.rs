@@ -279,3 +279,40 @@ fn a_run_started_by_another_process_shows_up_live() {
         );
     }
 }
+
+#[test]
+fn quitting_during_a_run_stops_it_like_ctrl_c() {
+    let (db, api, mut atlas) = setup("mgr_quit", &["--per-day", "20", "--latency-ms", "500"]);
+    atlas.env.push(("ATLAS_THREADS".into(), "1".into()));
+    let id = atlas.create("pedidos", "2025-08-01", "2025-08-20");
+    let tmux = Tmux::start(&atlas, "manager");
+    tmux.wait(&["Scraps (1)"]);
+    tmux.key("r");
+    tmux.wait_until("a slice done in the live view", |s| {
+        s.contains("Executando: Scrap") && !s.contains(" 0/20 fatias") && s.contains("/20 fatias")
+    });
+    tmux.key("q");
+    tmux.wait(&["Parar (como Ctrl-C) e sair? y = sim, n = não"]);
+    tmux.key("y");
+    tmux.wait(&["ATLAS_EXIT=0"]);
+
+    // Stopped in order: the run is closed as interrupted, no slice is left
+    // held, and every committed row is counted by its slice.
+    assert_eq!(
+        db.strings("SELECT status FROM atlas.runs"),
+        vec!["interrupted".to_string()]
+    );
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'running'"),
+        0
+    );
+    let done = db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'");
+    assert!((1..20).contains(&done), "{done} slices done");
+    assert_eq!(
+        db.i64("SELECT count(*) FROM dados_raw_cliente_2151_pedidos"),
+        db.i64("SELECT coalesce(sum(inserted), 0)::bigint FROM atlas.slices")
+    );
+    // A rerun resumes and ends with exactly the API's records.
+    atlas.ok(&["scrap", "run", &id]);
+    assert_exact(&db, api.expected("2025-08-01", "2025-08-20"), "resumed");
+}
