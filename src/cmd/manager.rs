@@ -103,8 +103,9 @@ impl Backend for Work<'_, '_, '_> {
                     from,
                 } => {
                     let args = SyncArgs {
-                        client,
-                        route,
+                        client: vec![client],
+                        route: vec![route],
+                        all: false,
                         from: Some(from.to_string()),
                         until: None,
                         lookback_days: None,

@@ -10,6 +10,7 @@
 
 mod check;
 mod clients;
+mod fleet;
 mod init;
 mod manager;
 mod scrap;

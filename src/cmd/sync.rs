@@ -65,6 +65,9 @@ pub enum Synced {
 }
 
 pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
+    if a.all {
+        return super::fleet::run(ctx, a);
+    }
     match execute(ctx, a, None)? {
         Synced::Ran { exit, summary } => {
             scrap::emit(&summary, ctx.style, a.json);
@@ -77,7 +80,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             table,
         } => Ok(nothing_to_do(
             ctx,
-            a,
+            one_pair(a)?,
+            a.json,
             &table,
             ctx.settings()?,
             emoji,
@@ -90,10 +94,11 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
 /// The sync itself: its lines on stderr, or to `sink` (the manager); the
 /// summary is returned, not printed.
 pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) -> Result<Synced> {
+    let (client_id, route_name) = one_pair(a)?;
     // Everything that can be refused is resolved before anything is
     // written: exit 2 leaves no scrap, slice, run or table behind.
     let cfg = ctx.config()?;
-    let (client, route) = cfg.route(&a.client, &a.route)?;
+    let (client, route) = cfg.route(client_id, route_name)?;
     let from = a
         .from
         .as_deref()
@@ -117,10 +122,9 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
 
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    let Some(mut lock) = SyncLock::try_take(conn, &a.client, &a.route)? else {
+    let Some(mut lock) = SyncLock::try_take(conn, client_id, route_name)? else {
         let notice = format!(
-            "Outra sincronização de {} / {} está em andamento: nada a fazer",
-            a.client, a.route
+            "Outra sincronização de {client_id} / {route_name} está em andamento: nada a fazer"
         );
         let fields = json!({"status": "busy", "loaded_until": null});
         return Ok(Synced::Nothing {
@@ -130,12 +134,10 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
             table,
         });
     };
-    let last = ledger::last_loaded_day(&mut lock.conn, &a.client, &a.route)?;
+    let last = ledger::last_loaded_day(&mut lock.conn, client_id, route_name)?;
     let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
         let notice = format!(
-            "Nada novo para {} / {}: carregado até {}",
-            a.client,
-            a.route,
+            "Nada novo para {client_id} / {route_name}: carregado até {}",
             last.map(|d| d.to_string())
                 .unwrap_or_else(|| "(nada)".into())
         );
@@ -147,17 +149,16 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
             table,
         });
     };
-    let id = scrap::create_scrap(ctx, cfg, &a.client, &a.route, start, end)?.id;
+    let id = scrap::create_scrap(ctx, cfg, client_id, route_name, start, end)?.id;
+    // `sync --all` processes join the scrap instead of deciding another.
+    lock.record_scrap(id)?;
     let feed = Feed {
         style: ctx.style,
         sink,
     };
     feed.note(
         "🔄",
-        &format!(
-            "Sincronizando {} / {}: scrap {id}, {start} até {end}",
-            a.client, a.route
-        ),
+        &format!("Sincronizando {client_id} / {route_name}: scrap {id}, {start} até {end}"),
     );
     let (exit, summary) = scrap::execute(ctx, id, true, sink)?;
     Ok(Synced::Ran {
@@ -169,9 +170,11 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
 /// Ends a sync that runs nothing: the notice, and with `--json` one object
 /// with every key of the summary (null or 0 where nothing ran), `fields`
 /// (status, loaded_until) over them, exit code 0.
+#[allow(clippy::too_many_arguments)]
 fn nothing_to_do(
     ctx: &Context<'_>,
-    a: &SyncArgs,
+    pair: (&str, &str),
+    json: bool,
     table: &str,
     settings: &Settings,
     emoji: &str,
@@ -179,12 +182,36 @@ fn nothing_to_do(
     fields: Value,
 ) -> Exit {
     ctx.style.note(emoji, notice);
-    if a.json {
+    if json {
+        crate::outln!("{}", idle_summary(pair, table, settings, fields));
+    }
+    Exit::Ok
+}
+
+/// The one (client, route) of a sync without `--all`.
+fn one_pair(a: &SyncArgs) -> Result<(&str, &str)> {
+    match (a.client.as_slice(), a.route.as_slice()) {
+        ([c], [r]) => Ok((c.as_str(), r.as_str())),
+        _ => Err(usage(
+            "sync needs one --client C and one --route R, or --all (with any --client and --route filters)",
+        )),
+    }
+}
+
+/// The `--json` object of a sync that ran nothing: every key of the
+/// summary (null or 0 where nothing ran), `fields` over them.
+pub(super) fn idle_summary(
+    (client, route): (&str, &str),
+    table: &str,
+    settings: &Settings,
+    fields: Value,
+) -> Value {
+    {
         let mut out = json!({
             "scrap_id": null,
             "run_id": null,
-            "client": a.client,
-            "route": a.route,
+            "client": client,
+            "route": route,
             "table": table,
             "from": null,
             "to": null,
@@ -211,9 +238,8 @@ fn nothing_to_do(
                 o.insert(k.clone(), v.clone());
             }
         }
-        crate::outln!("{out}");
+        out
     }
-    Exit::Ok
 }
 
 /// First key of the two-key advisory lock of `atlas sync` (the second is
@@ -226,13 +252,13 @@ const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
 /// released explicitly on every way out (a closed session releases it too,
 /// but only once the server notices, which may be after the next sync has
 /// started).
-struct SyncLock {
-    conn: postgres::Client,
+pub(super) struct SyncLock {
+    pub(super) conn: postgres::Client,
     pair: i32,
 }
 
 impl SyncLock {
-    fn try_take(mut conn: postgres::Client, client: &str, route: &str) -> Result<Option<SyncLock>> {
+    pub(super) fn try_take(mut conn: postgres::Client, client: &str, route: &str) -> Result<Option<SyncLock>> {
         conn.execute(
             "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
              ON CONFLICT (client, route) DO NOTHING",
@@ -251,6 +277,16 @@ impl SyncLock {
             )?
             .get(0);
         Ok(got.then_some(SyncLock { conn, pair }))
+    }
+
+    /// Records the scrap this pair's sync is loading, for `sync --all`
+    /// processes to join.
+    pub(super) fn record_scrap(&mut self, scrap: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE atlas.sync_pairs SET scrap_id = $1 WHERE id = $2",
+            &[&scrap, &self.pair],
+        )?;
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod data;
 mod faults;
+mod fleet;
 mod foundation;
 mod manager;
 mod pacing;
