@@ -258,7 +258,11 @@ pub(super) struct SyncLock {
 }
 
 impl SyncLock {
-    pub(super) fn try_take(mut conn: postgres::Client, client: &str, route: &str) -> Result<Option<SyncLock>> {
+    pub(super) fn try_take(
+        mut conn: postgres::Client,
+        client: &str,
+        route: &str,
+    ) -> Result<Option<SyncLock>> {
         conn.execute(
             "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
              ON CONFLICT (client, route) DO NOTHING",

@@ -1069,6 +1069,7 @@ fn every_command_help_lists_and_describes_every_flag() {
             &[
                 "--client",
                 "--route",
+                "--all",
                 "--from",
                 "--until",
                 "--lookback-days",
