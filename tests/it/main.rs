@@ -7,6 +7,7 @@ mod fleet;
 mod foundation;
 mod manager;
 mod pacing;
+mod package;
 mod promises_cmd;
 mod promises_run;
 mod run;
