@@ -17,6 +17,12 @@ trap 'exit 143' TERM
 
 ensure_postgres
 export DATABASE_URL
+
+# The manager's tests drive the real binary in tmux (they fail, naming
+# tmux, when it is missing): install it when it is not there.
+if ! command -v tmux >/dev/null 2>&1; then
+    _pg_apt_install tmux || printf 'test.sh: tmux is missing and could not be installed: the manager tests will fail\n' >&2
+fi
 printf 'test.sh: DATABASE_URL=%s\n' "$DATABASE_URL" | sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#g'
 
 rc=0

@@ -36,6 +36,7 @@ pub enum Command {
     Clients(ClientsArgs),
     Scrap(ScrapArgs),
     Sync(SyncArgs),
+    Manager(ManagerArgs),
 }
 
 /// Create or upgrade the control schema (idempotent, safe to run concurrently).
@@ -141,16 +142,20 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-/// Incremental load: create and run a scrap from the last fully loaded day.
+/// Incremental load: create and run a scrap from the last fully loaded day
+/// of one (client, route), or of every configured pair with --all.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "sync")]
 pub struct SyncArgs {
-    /// client id, as in the config
+    /// client id, as in the config (with --all: only these clients; repeatable)
     #[argh(option)]
-    pub client: String,
-    /// route name, as in the config
+    pub client: Vec<String>,
+    /// route name, as in the config (with --all: only these routes; repeatable)
     #[argh(option)]
-    pub route: String,
+    pub route: Vec<String>,
+    /// every configured (client, route) pair (each client's routes), narrowed by --client and --route
+    #[argh(switch)]
+    pub all: bool,
     /// first day to load when nothing was loaded yet (YYYY-MM-DD)
     #[argh(option)]
     pub from: Option<String>,
@@ -175,4 +180,13 @@ pub struct SyncArgs {
     /// print the summary as one JSON object
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Open the terminal manager: scraps live from PostgreSQL, create, run, sync.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "manager")]
+pub struct ManagerArgs {
+    /// draw without emoji (as the global --plain)
+    #[argh(switch)]
+    pub plain: bool,
 }

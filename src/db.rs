@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "003_run_lease.sql",
         include_str!("../sql/003_run_lease.sql"),
     ),
+    ("005_fleet.sql", include_str!("../sql/005_fleet.sql")),
 ];
 
 /// Key of the advisory lock that serialises `atlas init` across processes.

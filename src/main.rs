@@ -12,6 +12,7 @@ mod http;
 mod ident;
 mod json;
 mod ledger;
+mod manager;
 mod paginate;
 mod pipeline;
 mod record;

@@ -78,18 +78,23 @@ impl Style {
         }
     }
 
-    /// `📄 Página 12 | ⏱️ 4s | 📊 6,000 registros | 🚀 1,500.0 reg/s`
-    pub fn progress(&self, pages: u64, elapsed: Duration, records: u64) -> String {
+    /// `📄 Página 12 | ⏱️ 4s | 📊 6,000 registros | 🚀 1,500.0 reg/s | 🧩 3/15 fatias | ⏳ ~16s`
+    pub fn progress(&self, s: &Snapshot) -> String {
         format!(
-            "{}Página {} | {}{}s | {}{} registros | {}{} reg/s",
+            "{}Página {} | {}{}s | {}{} registros | {}{} reg/s | {}{}/{} fatias | {}~{}",
             self.tag("📄"),
-            thousands(pages),
+            thousands(s.pages),
             self.tag("⏱️"),
-            elapsed.as_secs(),
+            s.elapsed.as_secs(),
             self.tag("📊"),
-            thousands(records),
+            thousands(s.records),
             self.tag("🚀"),
-            decimal(rate(records, elapsed))
+            decimal(rate(s.records, s.elapsed)),
+            self.tag("🧩"),
+            s.slices_done,
+            s.slices_total,
+            self.tag("⏳"),
+            s.eta().map(short_duration).unwrap_or_else(|| "?".into()),
         )
     }
 
@@ -126,6 +131,87 @@ impl Style {
                 "♻️",
                 &format!("{slices} fatia(s) de um processo encerrado retomada(s)"),
             ),
+        }
+    }
+}
+
+/// A run's figures at one tick of its ticker: the plain CLI prints them as a
+/// progress line, the manager draws them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Snapshot {
+    pub pages: u64,
+    pub records: u64,
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub retries: u64,
+    pub elapsed: Duration,
+    /// The scrap's slices done: before this run and by it.
+    pub slices_done: u64,
+    /// Slices this run has failed.
+    pub slices_failed: u64,
+    /// The scrap's slices in all.
+    pub slices_total: u64,
+    /// Slices not done when the run began: what it has to work.
+    pub slices_todo: u64,
+}
+
+impl Snapshot {
+    /// Slices this run has finished, done or failed.
+    fn finished(&self) -> u64 {
+        let done_by_run = self
+            .slices_done
+            .saturating_sub(self.slices_total - self.slices_todo.min(self.slices_total));
+        done_by_run + self.slices_failed
+    }
+
+    /// Time left at the pace of the slices this run has finished so far;
+    /// `None` until it has finished one.
+    pub fn eta(&self) -> Option<Duration> {
+        let finished = self.finished();
+        let left = self.slices_todo.saturating_sub(finished);
+        if left == 0 {
+            return Some(Duration::ZERO);
+        }
+        (finished > 0).then(|| self.elapsed.mul_f64(left as f64 / finished as f64))
+    }
+}
+
+/// `45s`, `2m05s`, `1h02m`: an ETA, rounded to what a person reads.
+pub fn short_duration(d: Duration) -> String {
+    let s = d.as_secs_f64().round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// What a run tells whoever watches it: the manager receives these instead
+/// of the CLI's stderr lines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Watch {
+    /// The ticker's figures.
+    Progress(Snapshot),
+    /// A worker's notice (a retry, a failed slice).
+    Notice(Notice),
+    /// One of the run's own lines (`🚀 Iniciando ETL…`), already styled.
+    Note(String),
+}
+
+/// Where a run's lines go: stderr for the CLI, or a watcher's channel.
+#[derive(Clone, Copy)]
+pub struct Feed<'a> {
+    pub style: Style,
+    pub sink: Option<&'a crossbeam::channel::Sender<Watch>>,
+}
+
+impl Feed<'_> {
+    /// `Style::note`, or the same line sent to the watcher.
+    pub fn note(&self, emoji: &str, text: &str) {
+        match self.sink {
+            // A watcher that went away has nobody left to tell.
+            Some(tx) => drop(tx.send(Watch::Note(self.style.line(emoji, text)))),
+            None => self.style.note(emoji, text),
         }
     }
 }
@@ -501,13 +587,52 @@ mod tests {
 
     #[test]
     fn progress_line_with_and_without_emoji() {
-        let s = Style { plain: false }.progress(12, Duration::from_secs(4), 6000);
+        let snap = Snapshot {
+            pages: 12,
+            records: 6000,
+            elapsed: Duration::from_secs(4),
+            slices_done: 8,
+            slices_total: 15,
+            slices_todo: 10,
+            ..Default::default()
+        };
+        let s = Style { plain: false }.progress(&snap);
         assert_eq!(
             s,
-            "📄 Página 12 | ⏱️ 4s | 📊 6,000 registros | 🚀 1,500.0 reg/s"
+            "📄 Página 12 | ⏱️ 4s | 📊 6,000 registros | 🚀 1,500.0 reg/s | 🧩 8/15 fatias | ⏳ ~9s"
         );
-        let p = Style { plain: true }.progress(12, Duration::from_secs(4), 6000);
-        assert_eq!(p, "Página 12 | 4s | 6,000 registros | 1,500.0 reg/s");
+        let p = Style { plain: true }.progress(&snap);
+        assert_eq!(
+            p,
+            "Página 12 | 4s | 6,000 registros | 1,500.0 reg/s | 8/15 fatias | ~9s"
+        );
+    }
+
+    #[test]
+    fn eta_follows_the_pace_of_finished_slices() {
+        let at = |secs, done, failed| Snapshot {
+            elapsed: Duration::from_secs(secs),
+            slices_done: done,
+            slices_failed: failed,
+            slices_total: 20,
+            slices_todo: 12,
+            ..Default::default()
+        };
+        // 8 were done before the run: nothing finished yet, no pace.
+        assert_eq!(at(3, 8, 0).eta(), None);
+        // 3 of 12 finished in 6s: 9 left take 18s.
+        assert_eq!(at(6, 10, 1).eta(), Some(Duration::from_secs(18)));
+        assert_eq!(at(9, 20, 0).eta(), Some(Duration::ZERO));
+        assert_eq!(
+            Style { plain: true }
+                .progress(&at(3, 8, 0))
+                .rsplit(" | ")
+                .next(),
+            Some("~?")
+        );
+        assert_eq!(short_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(short_duration(Duration::from_secs(125)), "2m05s");
+        assert_eq!(short_duration(Duration::from_secs(3720)), "1h02m");
     }
 
     #[test]

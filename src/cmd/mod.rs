@@ -10,7 +10,9 @@
 
 mod check;
 mod clients;
+mod fleet;
 mod init;
+mod manager;
 mod scrap;
 mod sync;
 
@@ -32,7 +34,7 @@ use std::sync::atomic::AtomicBool;
 /// `quit` is raised by Ctrl-C or a fatal error, `interrupted` by Ctrl-C only.
 pub fn run(
     args: &Args,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
     quit: &AtomicBool,
     interrupted: &AtomicBool,
 ) -> Result<Exit> {
@@ -42,6 +44,7 @@ pub fn run(
         Command::Clients(_) => clients::run(&context()?),
         Command::Check(a) => check::run(&context()?, a),
         Command::Sync(a) => sync::run(&context()?, a),
+        Command::Manager(a) => manager::run(&context()?, a.plain),
         // Flags that stand alone are checked before the context is built.
         Command::Scrap(s) => match &s.command {
             ScrapCommand::Create(a) => scrap::create(&context()?, a),
@@ -82,13 +85,13 @@ pub struct Context<'a> {
     pub interrupted: &'a AtomicBool,
     /// The environment, for secret references only (`token_env`): a
     /// client's secret is read when a command uses that client.
-    env: &'a dyn Fn(&str) -> Option<String>,
+    env: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
 
 impl<'a> Context<'a> {
     fn build(
         args: &Args,
-        env: &'a dyn Fn(&str) -> Option<String>,
+        env: &'a (dyn Fn(&str) -> Option<String> + Sync),
         quit: &'a AtomicBool,
         interrupted: &'a AtomicBool,
     ) -> Result<Context<'a>> {

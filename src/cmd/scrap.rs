@@ -10,11 +10,12 @@ use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
 use crate::ledger::{self, RunStatus, Scrap, SliceInfo, SliceStatus};
-use crate::pipeline::{self, Job, Outcome};
-use crate::report::{self, ErrorLog, Style, Summary};
+use crate::pipeline::{self, Job, Outcome, ProgressFeed};
+use crate::report::{self, ErrorLog, Feed, Style, Summary, Watch};
 use crate::retry::Backoff;
 use anyhow::Result;
 use chrono::NaiveDate;
+use crossbeam::channel::Sender;
 use std::time::{Duration, Instant};
 
 /// A scrap just created.
@@ -222,6 +223,23 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
 /// `scrap run` (and the run of `sync`): loads the scrap's pending slices,
 /// records the run, prints the summary. `sync` asks for `loaded_until`.
 pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
+    let (exit, summary) = execute(ctx, id, sync, None)?;
+    emit(&summary, ctx.style, json);
+    Ok(exit)
+}
+
+/// The run itself: its lines on stderr, or to `sink` with its progress and
+/// notices (the manager); the summary is returned, not printed.
+pub fn execute(
+    ctx: &Context<'_>,
+    id: i64,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+) -> Result<(Exit, Summary)> {
+    let feed = Feed {
+        style: ctx.style,
+        sink,
+    };
     let cfg = ctx.config()?;
     let settings = ctx.settings()?;
     let db = ctx.database()?;
@@ -239,7 +257,7 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     let mut summary = summary_of(&scrap, slices.len() as i64, settings);
     if slices.iter().all(|s| s.status == SliceStatus::Done) {
         summary.slices_done = summary.slices_total as i32;
-        style.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
+        feed.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
         if sync {
             summary.loaded_until = Some(ledger::last_loaded_day(
                 &mut conn,
@@ -247,19 +265,18 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
                 &scrap.route,
             )?);
         }
-        emit(&summary, style, json);
-        return Ok(Exit::Ok);
+        return Ok((Exit::Ok, summary));
     }
 
-    style.note(
+    feed.note(
         "🚀",
         &format!(
             "Iniciando ETL do cliente {} - Rota: {}",
             scrap.client, scrap.route
         ),
     );
-    style.note("📅", &format!("Período: {} até {}", scrap.from, scrap.to));
-    style.note(
+    feed.note("📅", &format!("Período: {} até {}", scrap.from, scrap.to));
+    feed.note(
         "⚙️",
         &format!(
             "Configurações: Retry={}, Batch={}",
@@ -294,6 +311,14 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
         style,
         quit: ctx.quit,
         interrupted: ctx.interrupted,
+        progress: ProgressFeed {
+            sink: sink.cloned(),
+            slices_total: slices.len() as u64,
+            slices_done_before: slices
+                .iter()
+                .filter(|s| s.status == SliceStatus::Done)
+                .count() as u64,
+        },
     };
     let started = Instant::now();
     let outcome = pipeline::run(&job);
@@ -307,7 +332,7 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     }) {
         Ok(a) => a,
         Err(e) => {
-            style.note("❌", &format!("Erro: {e:#}"));
+            feed.note("❌", &format!("Erro: {e:#}"));
             exit = exit.merge(Exit::Environment);
             Vec::new()
         }
@@ -335,10 +360,10 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     summary.exit_code = exit.code();
     count_run(&mut summary, &outcome, &after, elapsed);
     if let Some(e) = &outcome.error {
-        style.note("❌", e);
+        feed.note("❌", e);
     }
     if summary.slices_failed > 0 {
-        style.note(
+        feed.note(
                 "⚠️",
                 &format!(
                     "{} fatia(s) com falha: veja `atlas scrap show {id}` e {}; rode de novo para retomar",
@@ -348,7 +373,7 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
             );
     }
     if outcome.totals.pages > 0 && !after.is_empty() && after.iter().all(|s| s.records == 0) {
-        style.note(
+        feed.note(
             "⚠️",
             &format!(
                 "Nenhum registro em nenhuma fatia do scrap {id}: confira date_params e end_style da rota \
@@ -368,8 +393,7 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
                 }
             };
     }
-    emit(&summary, style, json);
-    Ok(exit)
+    Ok((exit, summary))
 }
 
 /// The summary of a run that has done nothing yet.
@@ -427,7 +451,7 @@ fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elap
 }
 
 /// The summary on stdout: the statistics block, or one JSON object.
-fn emit(summary: &Summary, style: Style, json: bool) {
+pub(super) fn emit(summary: &Summary, style: Style, json: bool) {
     if json {
         match serde_json::to_string(summary) {
             Ok(s) => crate::outln!("{s}"),

@@ -16,8 +16,10 @@ use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
 use crate::ledger;
+use crate::report::{Feed, Summary, Watch};
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
+use crossbeam::channel::Sender;
 use serde_json::{json, Value};
 
 /// Days loaded again by default: APIs change recent records, and the hash
@@ -48,11 +50,55 @@ pub fn period(
     Ok((start <= until).then_some((start, until)))
 }
 
+/// How a sync ended.
+pub enum Synced {
+    /// A scrap was created and run.
+    Ran { exit: Exit, summary: Box<Summary> },
+    /// Nothing ran (another sync holds the pair, or nothing is new): the
+    /// notice, and the `--json` fields that say why.
+    Nothing {
+        emoji: &'static str,
+        notice: String,
+        fields: Value,
+        table: String,
+    },
+}
+
 pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
+    if a.all {
+        return super::fleet::run(ctx, a);
+    }
+    match execute(ctx, a, None)? {
+        Synced::Ran { exit, summary } => {
+            scrap::emit(&summary, ctx.style, a.json);
+            Ok(exit)
+        }
+        Synced::Nothing {
+            emoji,
+            notice,
+            fields,
+            table,
+        } => Ok(nothing_to_do(
+            ctx,
+            one_pair(a)?,
+            a.json,
+            &table,
+            ctx.settings()?,
+            emoji,
+            &notice,
+            fields,
+        )),
+    }
+}
+
+/// The sync itself: its lines on stderr, or to `sink` (the manager); the
+/// summary is returned, not printed.
+pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) -> Result<Synced> {
+    let (client_id, route_name) = one_pair(a)?;
     // Everything that can be refused is resolved before anything is
     // written: exit 2 leaves no scrap, slice, run or table behind.
     let cfg = ctx.config()?;
-    let (client, route) = cfg.route(&a.client, &a.route)?;
+    let (client, route) = cfg.route(client_id, route_name)?;
     let from = a
         .from
         .as_deref()
@@ -71,52 +117,64 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     )
     .map_err(usage)?;
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
-    let settings = ctx.settings()?;
+    ctx.settings()?;
     ctx.auth(client)?;
 
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    let Some(mut lock) = SyncLock::try_take(conn, &a.client, &a.route)? else {
+    let Some(mut lock) = SyncLock::try_take(conn, client_id, route_name)? else {
         let notice = format!(
-            "Outra sincronização de {} / {} está em andamento: nada a fazer",
-            a.client, a.route
+            "Outra sincronização de {client_id} / {route_name} está em andamento: nada a fazer"
         );
         let fields = json!({"status": "busy", "loaded_until": null});
-        return Ok(nothing_to_do(
-            ctx, a, &table, settings, "⏳", &notice, fields,
-        ));
+        return Ok(Synced::Nothing {
+            emoji: "⏳",
+            notice,
+            fields,
+            table,
+        });
     };
-    let last = ledger::last_loaded_day(&mut lock.conn, &a.client, &a.route)?;
+    let last = ledger::last_loaded_day(&mut lock.conn, client_id, route_name)?;
     let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
         let notice = format!(
-            "Nada novo para {} / {}: carregado até {}",
-            a.client,
-            a.route,
+            "Nada novo para {client_id} / {route_name}: carregado até {}",
             last.map(|d| d.to_string())
                 .unwrap_or_else(|| "(nada)".into())
         );
         let fields = json!({"status": "up_to_date", "loaded_until": last});
-        return Ok(nothing_to_do(
-            ctx, a, &table, settings, "✅", &notice, fields,
-        ));
+        return Ok(Synced::Nothing {
+            emoji: "✅",
+            notice,
+            fields,
+            table,
+        });
     };
-    let id = scrap::create_scrap(ctx, cfg, &a.client, &a.route, start, end)?.id;
-    ctx.style.note(
+    let id = scrap::create_scrap(ctx, cfg, client_id, route_name, start, end)?.id;
+    // `sync --all` processes join the scrap instead of deciding another.
+    lock.record_scrap(id)?;
+    let feed = Feed {
+        style: ctx.style,
+        sink,
+    };
+    feed.note(
         "🔄",
-        &format!(
-            "Sincronizando {} / {}: scrap {id}, {start} até {end}",
-            a.client, a.route
-        ),
+        &format!("Sincronizando {client_id} / {route_name}: scrap {id}, {start} até {end}"),
     );
-    scrap::run(ctx, id, a.json, true)
+    let (exit, summary) = scrap::execute(ctx, id, true, sink)?;
+    Ok(Synced::Ran {
+        exit,
+        summary: Box::new(summary),
+    })
 }
 
 /// Ends a sync that runs nothing: the notice, and with `--json` one object
 /// with every key of the summary (null or 0 where nothing ran), `fields`
 /// (status, loaded_until) over them, exit code 0.
+#[allow(clippy::too_many_arguments)]
 fn nothing_to_do(
     ctx: &Context<'_>,
-    a: &SyncArgs,
+    pair: (&str, &str),
+    json: bool,
     table: &str,
     settings: &Settings,
     emoji: &str,
@@ -124,12 +182,36 @@ fn nothing_to_do(
     fields: Value,
 ) -> Exit {
     ctx.style.note(emoji, notice);
-    if a.json {
+    if json {
+        crate::outln!("{}", idle_summary(pair, table, settings, fields));
+    }
+    Exit::Ok
+}
+
+/// The one (client, route) of a sync without `--all`.
+fn one_pair(a: &SyncArgs) -> Result<(&str, &str)> {
+    match (a.client.as_slice(), a.route.as_slice()) {
+        ([c], [r]) => Ok((c.as_str(), r.as_str())),
+        _ => Err(usage(
+            "sync needs one --client C and one --route R, or --all (with any --client and --route filters)",
+        )),
+    }
+}
+
+/// The `--json` object of a sync that ran nothing: every key of the
+/// summary (null or 0 where nothing ran), `fields` over them.
+pub(super) fn idle_summary(
+    (client, route): (&str, &str),
+    table: &str,
+    settings: &Settings,
+    fields: Value,
+) -> Value {
+    {
         let mut out = json!({
             "scrap_id": null,
             "run_id": null,
-            "client": a.client,
-            "route": a.route,
+            "client": client,
+            "route": route,
             "table": table,
             "from": null,
             "to": null,
@@ -156,9 +238,8 @@ fn nothing_to_do(
                 o.insert(k.clone(), v.clone());
             }
         }
-        crate::outln!("{out}");
+        out
     }
-    Exit::Ok
 }
 
 /// First key of the two-key advisory lock of `atlas sync` (the second is
@@ -171,13 +252,17 @@ const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
 /// released explicitly on every way out (a closed session releases it too,
 /// but only once the server notices, which may be after the next sync has
 /// started).
-struct SyncLock {
-    conn: postgres::Client,
+pub(super) struct SyncLock {
+    pub(super) conn: postgres::Client,
     pair: i32,
 }
 
 impl SyncLock {
-    fn try_take(mut conn: postgres::Client, client: &str, route: &str) -> Result<Option<SyncLock>> {
+    pub(super) fn try_take(
+        mut conn: postgres::Client,
+        client: &str,
+        route: &str,
+    ) -> Result<Option<SyncLock>> {
         conn.execute(
             "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
              ON CONFLICT (client, route) DO NOTHING",
@@ -196,6 +281,16 @@ impl SyncLock {
             )?
             .get(0);
         Ok(got.then_some(SyncLock { conn, pair }))
+    }
+
+    /// Records the scrap this pair's sync is loading, for `sync --all`
+    /// processes to join.
+    pub(super) fn record_scrap(&mut self, scrap: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE atlas.sync_pairs SET scrap_id = $1 WHERE id = $2",
+            &[&scrap, &self.pair],
+        )?;
+        Ok(())
     }
 }
 

@@ -22,7 +22,7 @@ use crate::exit::Exit;
 use crate::http::{self, Limiter, ResolvedAuth};
 use crate::ledger::{Claim, RunTotals, Scrap};
 use crate::record::{PageRows, Row};
-use crate::report::{ErrorContext, ErrorLog, Notice, Style};
+use crate::report::{ErrorContext, ErrorLog, Notice, Snapshot, Style, Watch};
 use crate::retry::{Backoff, Policy, Verdict};
 use anyhow::Result;
 use crossbeam::channel::{self, Sender};
@@ -49,7 +49,23 @@ pub struct Job<'a> {
     pub quit: &'a AtomicBool,
     /// Raised by a stop signal (SIGINT, SIGTERM, SIGHUP) only.
     pub interrupted: &'a AtomicBool,
+    /// Where progress goes, and the scrap's slices as the run began.
+    pub progress: ProgressFeed,
 }
+
+/// The ticker's audience: stderr lines (the CLI) or a watcher (the manager),
+/// which then also gets the workers' notices instead of stderr.
+#[derive(Default)]
+pub struct ProgressFeed {
+    pub sink: Option<Sender<Watch>>,
+    /// The scrap's slices in all.
+    pub slices_total: u64,
+    /// Its slices already done when the run began.
+    pub slices_done_before: u64,
+}
+
+/// How often a watcher gets figures: a screen wants them fresher than a log.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How the run went, for the summary and the exit code.
 pub struct Outcome {
@@ -146,6 +162,25 @@ struct Shared<'j, 'a> {
 }
 
 impl<'a> Shared<'_, 'a> {
+    /// The figures of the run so far, for the ticker.
+    fn snapshot(&self, elapsed: std::time::Duration) -> Snapshot {
+        let k = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let p = &self.job.progress;
+        Snapshot {
+            pages: g(&k.pages),
+            records: g(&k.records),
+            inserted: g(&k.inserted),
+            duplicates: g(&k.duplicates),
+            retries: g(&k.retries),
+            elapsed,
+            slices_done: p.slices_done_before + g(&k.slices_done),
+            slices_failed: g(&k.slices_failed),
+            slices_total: p.slices_total,
+            slices_todo: p.slices_total.saturating_sub(p.slices_done_before),
+        }
+    }
+
     /// Stops the run: the first reason given is the one reported.
     fn abort(&self, why: Abort) {
         lock(&self.abort).get_or_insert(why);
@@ -262,9 +297,14 @@ impl NoticeBoard {
         (!repeat).then(|| self.style.notice(n))
     }
 
-    fn show(&mut self, n: &Notice) {
+    /// On stderr, or to the watcher when there is one.
+    fn show(&mut self, n: &Notice, sink: Option<&Sender<Watch>>) {
         if let Some(line) = self.line(n) {
-            eprintln!("{line}");
+            match sink {
+                // A watcher that went away has nobody left to tell.
+                Some(tx) => drop(tx.send(Watch::Notice(n.clone()))),
+                None => eprintln!("{line}"),
+            }
         }
     }
 }
@@ -320,20 +360,23 @@ pub fn run(job: &Job<'_>) -> Outcome {
             .name("heartbeat".into())
             .spawn_scoped(s, move || sh.renew_leases(&leases_stop_rx));
         // Progress from a ticker, notices as they come, until every worker has ended.
-        let ticker = channel::tick(job.settings.progress);
+        let sink = job.progress.sink.as_ref();
+        let ticker = channel::tick(match sink {
+            Some(_) => WATCH_INTERVAL,
+            None => job.settings.progress,
+        });
         loop {
             channel::select! {
                 recv(ticker) -> _ => {
-                    let k = &shared.counters;
-                    eprintln!("{}", job.style.progress(
-                        k.pages.load(Ordering::Relaxed),
-                        started.elapsed(),
-                        k.records.load(Ordering::Relaxed),
-                    ));
+                    let snap = shared.snapshot(started.elapsed());
+                    match sink {
+                        Some(tx) => drop(tx.send(Watch::Progress(snap))),
+                        None => eprintln!("{}", job.style.progress(&snap)),
+                    }
                 }
                 recv(notices_rx) -> n => {
                     if let Ok(n) = n {
-                        board.show(&n);
+                        board.show(&n, sink);
                     }
                 }
                 recv(done_rx) -> _ => break,
@@ -358,7 +401,10 @@ pub fn run(job: &Job<'_>) -> Outcome {
         }
     });
     for n in notices_rx.try_iter() {
-        board.show(&n);
+        board.show(&n, job.progress.sink.as_ref());
+    }
+    if let Some(tx) = &job.progress.sink {
+        drop(tx.send(Watch::Progress(shared.snapshot(started.elapsed()))));
     }
     let abort = lock(&shared.abort).clone();
     outcome(

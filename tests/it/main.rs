@@ -3,8 +3,11 @@
 
 mod data;
 mod faults;
+mod fleet;
 mod foundation;
+mod manager;
 mod pacing;
+mod package;
 mod promises_cmd;
 mod promises_run;
 mod run;

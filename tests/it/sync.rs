@@ -1038,8 +1038,9 @@ fn every_command_help_lists_and_describes_every_flag() {
         (
             &[],
             &["--config", "--database-url", "--plain", "--error-log"],
-            &["init", "check", "clients", "scrap", "sync"],
+            &["init", "check", "clients", "scrap", "sync", "manager"],
         ),
+        (&["manager"], &["--plain"], &[]),
         (&["init"], &[], &[]),
         (&["check"], &["--no-probe", "--date"], &[]),
         (&["clients"], &[], &[]),
@@ -1068,6 +1069,7 @@ fn every_command_help_lists_and_describes_every_flag() {
             &[
                 "--client",
                 "--route",
+                "--all",
                 "--from",
                 "--until",
                 "--lookback-days",

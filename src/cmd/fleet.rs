@@ -1,0 +1,450 @@
+//! `atlas sync --all`: every configured (client, route) pair, filtered by
+//! `--client` and `--route`, each under `sync`'s rules, with one report.
+//!
+//! A pair's period is decided once, under the pair's sync lock, and the
+//! scrap created for it is recorded in `atlas.sync_pairs`; any other
+//! `sync --all` process (on any machine) that meets the pair while that
+//! scrap has slices left joins it: the slice leases share the work, so
+//! each slice is fetched by one process. A pair that cannot start (missing
+//! secret, no start point, refused credentials) is reported and the others
+//! go on.
+
+use super::sync::{idle_summary, period, SyncLock, DEFAULT_LOOKBACK_DAYS};
+use super::{day_flag, scrap, Context};
+use crate::cli::SyncArgs;
+use crate::config::{Client, Config, Route};
+use crate::dates;
+use crate::db;
+use crate::exit::{classify, usage, Exit};
+use crate::ident;
+use crate::ledger::{self, SliceStatus};
+use crate::report::{self, thousands};
+use anyhow::Result;
+use chrono::{Duration, NaiveDate};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// How long a process waits for another one deciding a pair's period (it
+/// holds the lock for a moment) before it calls the pair busy.
+const DECIDING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a pair's turn came to.
+enum Turn {
+    /// Loaded (or tried to): the summary of its run.
+    Ran(Value, Exit),
+    /// Nothing new: loaded up to the day given.
+    UpToDate(Option<NaiveDate>),
+    /// Another sync holds the pair and has no scrap to join.
+    Busy,
+    /// Could not start: why.
+    NotStarted(String, Exit),
+    /// Not reached: the fleet was stopped first (by a signal, or by the
+    /// database lost), with that exit.
+    Skipped(Exit),
+}
+
+pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
+    let from = a
+        .from
+        .as_deref()
+        .map(|s| day_flag(s, "--from"))
+        .transpose()?;
+    let until = a
+        .until
+        .as_deref()
+        .map(|s| day_flag(s, "--until"))
+        .transpose()?;
+    if let (Some(f), Some(u)) = (from, until) {
+        if f > u {
+            return Err(usage(format!("--from {f} is after --until {u}")));
+        }
+    }
+    let cfg = ctx.config()?;
+    let pairs = select(cfg, &a.client, &a.route)?;
+    let settings = ctx.settings()?;
+    let mut conn = ctx.database()?.connect()?;
+    db::require_schema(&mut conn)?;
+    drop(conn);
+
+    let style = ctx.style;
+    let started = Instant::now();
+    let n = pairs.len();
+    let mut results: Vec<(&Client, &Route, String, Turn)> = Vec::with_capacity(n);
+    let mut stopped: Option<Exit> = None;
+    for (i, (client, route)) in pairs.into_iter().enumerate() {
+        let table = ident::raw_table(&client.id, &route.name).unwrap_or_default();
+        let turn = if let Some(why) = stopped {
+            Turn::Skipped(why)
+        } else if ctx.quit.load(Ordering::SeqCst) {
+            Turn::Skipped(Exit::Interrupted)
+        } else {
+            style.note(
+                "🧩",
+                &format!("pares {}/{n}: {} / {}", i + 1, client.id, route.name),
+            );
+            pair_turn(ctx, cfg, client, route, from, until, a.lookback_days)
+        };
+        match &turn {
+            Turn::NotStarted(why, _) => style.note(
+                "❌",
+                &format!("Par {} / {} não iniciado: {why}", client.id, route.name),
+            ),
+            Turn::UpToDate(last) => style.note(
+                "✅",
+                &format!(
+                    "Nada novo para {} / {}: carregado até {}",
+                    client.id,
+                    route.name,
+                    last.map(|d| d.to_string())
+                        .unwrap_or_else(|| "(nada)".into())
+                ),
+            ),
+            Turn::Busy => style.note(
+                "⏳",
+                &format!(
+                    "Outra sincronização de {} / {} está em andamento: nada a fazer",
+                    client.id, route.name
+                ),
+            ),
+            _ => {}
+        }
+        // The database itself is gone: the other pairs would meet it too.
+        let lost = matches!(&turn, Turn::NotStarted(_, Exit::Environment))
+            || matches!(&turn, Turn::Ran(v, Exit::Environment) if v["status"] != report::AUTH_REFUSED);
+        results.push((client, route, table, turn));
+        if lost {
+            stopped = Some(Exit::Environment);
+        }
+    }
+
+    let mut exit = Exit::Ok;
+    let mut objects = Vec::with_capacity(results.len());
+    for (client, route, table, turn) in &results {
+        let pair = (client.id.as_str(), route.name.as_str());
+        let (object, pair_exit) = match turn {
+            // Credentials refused by one API fail that pair only.
+            Turn::Ran(v, Exit::Environment) if v["status"] == report::AUTH_REFUSED => {
+                (v.clone(), Exit::Failed)
+            }
+            Turn::Ran(v, e) => (v.clone(), *e),
+            Turn::UpToDate(last) => (
+                idle_summary(
+                    pair,
+                    table,
+                    settings,
+                    json!({"status": "up_to_date", "loaded_until": last, "error": null}),
+                ),
+                Exit::Ok,
+            ),
+            Turn::Busy => (
+                idle_summary(
+                    pair,
+                    table,
+                    settings,
+                    json!({"status": "busy", "error": null}),
+                ),
+                Exit::Ok,
+            ),
+            Turn::NotStarted(why, e) => (
+                idle_summary(
+                    pair,
+                    table,
+                    settings,
+                    json!({"status": "not_started", "error": why, "exit_code": e.code()}),
+                ),
+                *e,
+            ),
+            Turn::Skipped(why) => (
+                idle_summary(
+                    pair,
+                    table,
+                    settings,
+                    json!({"status": "skipped", "error": "a sincronização parou antes deste par", "exit_code": why.code()}),
+                ),
+                *why,
+            ),
+        };
+        exit = exit.merge(fleet_exit(pair_exit));
+        objects.push(object);
+    }
+    if ctx.interrupted.load(Ordering::SeqCst) {
+        exit = exit.merge(Exit::Interrupted);
+    }
+    let totals = totals(&objects, started.elapsed());
+    if a.json {
+        crate::outln!(
+            "{}",
+            json!({"pairs": objects, "totals": totals, "exit_code": exit.code()})
+        );
+    } else {
+        crate::outp!("{}", render(&objects, &totals, style));
+    }
+    Ok(exit)
+}
+
+/// A pair's exit as the fleet's: a pair refused before it started (missing
+/// secret, no start point) is that pair's failure (1), not bad usage of the
+/// fleet; a lost database stays 3.
+fn fleet_exit(e: Exit) -> Exit {
+    match e {
+        Exit::Usage => Exit::Failed,
+        other => other,
+    }
+}
+
+/// The configured pairs, in config order, narrowed by the filters. A
+/// filter that names nothing configured is refused (exit 2).
+fn select<'c>(
+    cfg: &'c Config,
+    clients: &[String],
+    routes: &[String],
+) -> Result<Vec<(&'c Client, &'c Route)>> {
+    for c in clients {
+        cfg.client(c)?;
+    }
+    let chosen: Vec<&Client> = cfg
+        .clients
+        .values()
+        .filter(|c| clients.is_empty() || clients.contains(&c.id))
+        .collect();
+    for r in routes {
+        if !chosen.iter().any(|c| c.routes.contains_key(r)) {
+            return Err(usage(format!(
+                "--route '{r}' is not a route of any selected client"
+            )));
+        }
+    }
+    let pairs: Vec<(&Client, &Route)> = chosen
+        .into_iter()
+        .flat_map(|c| c.routes.values().map(move |r| (c, r)))
+        .filter(|(_, r)| routes.is_empty() || routes.contains(&r.name))
+        .collect();
+    if pairs.is_empty() {
+        return Err(usage(
+            "no (client, route) pair to sync: the config has no routes",
+        ));
+    }
+    Ok(pairs)
+}
+
+/// One pair: joins the scrap another process is loading for it, or decides
+/// its period under the lock and loads it. After a joined scrap ends well,
+/// the period is decided again: the joined one may be an older night's.
+fn pair_turn(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    client: &Client,
+    route: &Route,
+    from: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    lookback: Option<u32>,
+) -> Turn {
+    if let Err(e) = ctx.auth(client) {
+        return Turn::NotStarted(format!("{e:#}"), Exit::Usage);
+    }
+    let until =
+        until.unwrap_or_else(|| dates::today_in(route.timezone.as_ref()) - Duration::days(1));
+    if let Some(f) = from.filter(|f| *f > until) {
+        return Turn::NotStarted(format!("--from {f} is after --until {until}"), Exit::Usage);
+    }
+    let lookback = lookback.unwrap_or(DEFAULT_LOOKBACK_DAYS);
+    let mut runs: Vec<(Value, Exit)> = Vec::new();
+    // A joined scrap, then at most one decided: two turns at most.
+    for _ in 0..2 {
+        let step = match decide(ctx, cfg, client, route, from, until, lookback) {
+            Ok(s) => s,
+            Err(e) => return Turn::NotStarted(format!("{e:#}"), classify(&e)),
+        };
+        let (id, joined) = match step {
+            Step::Run { id, joined } => (id, joined),
+            Step::UpToDate(last) if runs.is_empty() => return Turn::UpToDate(last),
+            Step::Busy if runs.is_empty() => return Turn::Busy,
+            Step::UpToDate(_) | Step::Busy => break,
+        };
+        ctx.style.note(
+            "🔄",
+            &format!(
+                "Sincronizando {} / {}: scrap {id}{}",
+                client.id,
+                route.name,
+                if joined { " (em andamento, junto)" } else { "" }
+            ),
+        );
+        match scrap::execute(ctx, id, true, None) {
+            Ok((e, summary)) => {
+                let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("error".into(), Value::Null);
+                }
+                let go_on = e == Exit::Ok && joined && !ctx.quit.load(Ordering::SeqCst);
+                runs.push((v, e));
+                if !go_on {
+                    break;
+                }
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                return Turn::NotStarted(why, classify(&e));
+            }
+        }
+    }
+    let (mut last, mut exit) = runs.pop().expect("a pair that ran has a run");
+    // Counters of an earlier (joined) run are the pair's too.
+    for (v, e) in runs {
+        exit = exit.merge(e);
+        for k in [
+            "records_fetched",
+            "inserted",
+            "duplicates",
+            "out_of_period",
+            "undated",
+            "sanitised",
+            "pages",
+            "retries",
+        ] {
+            let sum = last[k].as_i64().unwrap_or(0) + v[k].as_i64().unwrap_or(0);
+            last[k] = json!(sum);
+        }
+    }
+    Turn::Ran(last, exit)
+}
+
+/// What to do for a pair now.
+enum Step {
+    Run { id: i64, joined: bool },
+    UpToDate(Option<NaiveDate>),
+    Busy,
+}
+
+/// The pair's scrap in progress if there is one, else its period decided
+/// under the pair's lock and a scrap created and recorded for it.
+fn decide(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    client: &Client,
+    route: &Route,
+    from: Option<NaiveDate>,
+    until: NaiveDate,
+    lookback: u32,
+) -> Result<Step> {
+    let db = ctx.database()?;
+    let waited = Instant::now();
+    loop {
+        let conn = db.connect()?;
+        match SyncLock::try_take(conn, &client.id, &route.name)? {
+            Some(mut lock) => {
+                if let Some(id) = in_progress(&mut lock.conn, &client.id, &route.name)? {
+                    return Ok(Step::Run { id, joined: true });
+                }
+                let last = ledger::last_loaded_day(&mut lock.conn, &client.id, &route.name)?;
+                let Some((start, end)) = period(last, from, route.start_date, until, lookback)?
+                else {
+                    return Ok(Step::UpToDate(last));
+                };
+                let id = scrap::create_scrap(ctx, cfg, &client.id, &route.name, start, end)?.id;
+                lock.record_scrap(id)?;
+                return Ok(Step::Run { id, joined: false });
+            }
+            None => {
+                let mut conn = db.connect()?;
+                if let Some(id) = in_progress(&mut conn, &client.id, &route.name)? {
+                    return Ok(Step::Run { id, joined: true });
+                }
+                if waited.elapsed() > DECIDING_WAIT || ctx.quit.load(Ordering::SeqCst) {
+                    return Ok(Step::Busy);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// The scrap a sync recorded for the pair, while it has slices not yet
+/// done or failed.
+fn in_progress(c: &mut postgres::Client, client: &str, route: &str) -> Result<Option<i64>> {
+    let row = c.query_opt(
+        "SELECT p.scrap_id FROM atlas.sync_pairs p
+         WHERE p.client = $1 AND p.route = $2 AND p.scrap_id IS NOT NULL
+           AND EXISTS (SELECT 1 FROM atlas.slices s
+                       WHERE s.scrap_id = p.scrap_id AND s.status IN ($3, $4))",
+        &[
+            &client,
+            &route,
+            &SliceStatus::Pending.as_str(),
+            &SliceStatus::Running.as_str(),
+        ],
+    )?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The fleet's totals over the pairs' objects.
+fn totals(pairs: &[Value], elapsed: std::time::Duration) -> Value {
+    let sum = |k: &str| -> i64 { pairs.iter().map(|p| p[k].as_i64().unwrap_or(0)).sum() };
+    let count = |f: &dyn Fn(&Value) -> bool| pairs.iter().filter(|p| f(p)).count();
+    json!({
+        "pairs": pairs.len(),
+        "pairs_ok": count(&|p| p["exit_code"] == 0),
+        "pairs_failed": count(&|p| p["exit_code"] != 0),
+        "records_fetched": sum("records_fetched"),
+        "inserted": sum("inserted"),
+        "duplicates": sum("duplicates"),
+        "slices_done": sum("slices_done"),
+        "slices_failed": sum("slices_failed"),
+        "elapsed_secs": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+    })
+}
+
+/// The text report: one table row per pair, then the totals.
+fn render(pairs: &[Value], totals: &Value, style: report::Style) -> String {
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let num = |v: &Value| thousands(v.as_i64().unwrap_or(0).max(0) as u64);
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|p| {
+            let period = match (p["from"].as_str(), p["to"].as_str()) {
+                (Some(f), Some(t)) => format!("{f} a {t}"),
+                _ => "-".into(),
+            };
+            vec![
+                text(&p["client"]),
+                text(&p["route"]),
+                period,
+                num(&p["inserted"]),
+                num(&p["duplicates"]),
+                num(&p["slices_failed"]),
+                text(&p["status"]),
+            ]
+        })
+        .collect();
+    let mut out = report::table(
+        &[
+            "cliente",
+            "rota",
+            "período",
+            "inseridos",
+            "duplicados",
+            "fatias com falha",
+            "status",
+        ],
+        &rows,
+    );
+    out.push_str(&style.line(
+        "📥",
+        &format!(
+            "Total: {} pares ({} ok, {} com problema) | inseridos {} | duplicados {} | fatias com falha {} | {}s\n",
+            totals["pairs"],
+            totals["pairs_ok"],
+            totals["pairs_failed"],
+            num(&totals["inserted"]),
+            num(&totals["duplicates"]),
+            num(&totals["slices_failed"]),
+            totals["elapsed_secs"],
+        ),
+    ));
+    out
+}

@@ -1,0 +1,349 @@
+//! `atlas sync --all`: every configured pair in one command, pairs that
+//! cannot start reported without stopping the others, the fleet shared by
+//! processes through PostgreSQL (each slice fetched once), and a process
+//! killed mid-fleet covered by the other.
+
+use crate::promises_run::Bg;
+use crate::util::{Api, Atlas, TestDb};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const FROM: &str = "2025-03-01";
+const UNTIL: &str = "2025-03-03";
+const ROUTES: [&str; 3] = ["pedidos", "notas", "itens"];
+
+/// A page route over `/{name}` of the sample API.
+fn route(name: &str) -> Value {
+    let mut r = crate::util::page_route();
+    r["path"] = json!(format!("/{name}"));
+    r["pagination"]["size"] = json!(5);
+    r
+}
+
+fn routes(names: &[&str]) -> Value {
+    Value::Object(names.iter().map(|n| (n.to_string(), route(n))).collect())
+}
+
+fn table(client: &str, route: &str) -> String {
+    format!("dados_raw_cliente_{client}_{route}")
+}
+
+fn count(db: &TestDb, t: &str) -> i64 {
+    db.i64(&format!("SELECT count(*) FROM {t}"))
+}
+
+fn distinct(db: &TestDb, t: &str) -> i64 {
+    db.i64(&format!("SELECT count(DISTINCT hash_conteudo) FROM {t}"))
+}
+
+/// The pairs of a `--json` fleet report, by "client/route".
+fn by_pair(report: &Value) -> HashMap<String, Value> {
+    report["pairs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pairs in {report}"))
+        .iter()
+        .map(|p| {
+            (
+                format!(
+                    "{}/{}",
+                    p["client"].as_str().unwrap(),
+                    p["route"].as_str().unwrap()
+                ),
+                p.clone(),
+            )
+        })
+        .collect()
+}
+
+fn sync_all(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["sync", "--all", "--json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn twelve_pairs_load_exactly_and_a_pair_that_cannot_start_is_reported() {
+    let api = Api::start(&["--per-day", "10", "--page-size", "5"]);
+    let slow = Api::start(&["--per-day", "10", "--page-size", "5", "--rate-limit", "4"]);
+    let db = TestDb::new("fleet12");
+    let cfg = json!({
+        "clients": {
+            "101": { "name": "A", "base_url": format!("{}/page", api.url) },
+            "102": { "name": "B", "base_url": format!("{}/page", api.url) },
+            "103": { "name": "Limitado", "base_url": format!("{}/page", slow.url) },
+            "104": { "name": "Sem segredo", "base_url": format!("{}/page", api.url),
+                     "auth": { "type": "bearer", "token_env": "ATLAS_TOKEN_FLEET_104" } }
+        },
+        "routes": routes(&ROUTES)
+    });
+    let atlas = Atlas::new(&db, &cfg);
+    atlas.ok(&["init"]);
+    let expected = api.expected(FROM, UNTIL);
+    assert!(expected > 0);
+
+    let run = atlas.expect(&args(&sync_all(&["--from", FROM, "--until", UNTIL])), 1);
+    let report = run.json();
+    let pairs = by_pair(&report);
+    assert_eq!(pairs.len(), 12, "{report}");
+    assert_eq!(report["exit_code"], 1);
+    for c in ["101", "102", "103"] {
+        for r in ROUTES {
+            let p = &pairs[&format!("{c}/{r}")];
+            assert_eq!(p["status"], "done", "{c}/{r}: {p}");
+            assert_eq!(p["inserted"], expected, "{c}/{r}: {p}");
+            assert_eq!(p["exit_code"], 0);
+            assert_eq!(p["loaded_until"], UNTIL, "{p}");
+            assert!(p["error"].is_null());
+            assert_eq!(count(&db, &table(c, r)), expected, "{c}/{r}");
+            assert_eq!(distinct(&db, &table(c, r)), expected, "{c}/{r}");
+        }
+    }
+    for r in ROUTES {
+        let p = &pairs[&format!("104/{r}")];
+        assert_eq!(p["status"], "not_started", "{p}");
+        assert_eq!(p["exit_code"], 2);
+        assert!(
+            p["error"]
+                .as_str()
+                .unwrap()
+                .contains("ATLAS_TOKEN_FLEET_104"),
+            "{p}"
+        );
+        assert!(p["scrap_id"].is_null());
+    }
+    assert_eq!(report["totals"]["pairs"], 12);
+    assert_eq!(report["totals"]["pairs_ok"], 9);
+    assert_eq!(report["totals"]["pairs_failed"], 3);
+    assert_eq!(report["totals"]["inserted"], 9 * expected);
+    // The client that could not start left nothing behind.
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.scraps WHERE client = '104'"),
+        0
+    );
+    assert!(
+        run.stderr.contains("Par 104 / notas não iniciado"),
+        "{}",
+        run.stderr
+    );
+
+    // Same night again: nothing new anywhere.
+    let same = atlas
+        .expect(&args(&sync_all(&["--until", UNTIL])), 1)
+        .json();
+    for (k, p) in by_pair(&same) {
+        if !k.starts_with("104/") {
+            assert_eq!(p["status"], "up_to_date", "{k}: {p}");
+        }
+    }
+    // Next night: the new day, and the lookback day again as duplicates.
+    let next = "2025-03-04";
+    let per_day = api.expected(UNTIL, UNTIL);
+    let again = atlas.expect(&args(&sync_all(&["--until", next])), 1).json();
+    for (k, p) in by_pair(&again) {
+        if k.starts_with("104/") {
+            assert_eq!(p["status"], "not_started");
+            continue;
+        }
+        assert_eq!(p["inserted"], api.expected(next, next), "{k}: {p}");
+        assert_eq!(p["duplicates"], per_day, "{k}: {p}");
+    }
+
+    // The text report: one row per pair and the totals.
+    let text = atlas.expect(
+        &[
+            "--plain", "sync", "--all", "--until", next, "--client", "101",
+        ],
+        0,
+    );
+    for r in ROUTES {
+        assert!(
+            text.stdout
+                .lines()
+                .any(|l| l.starts_with("101") && l.contains(r)),
+            "{}",
+            text.stdout
+        );
+    }
+    assert!(text.stdout.contains("Total: 3 pares"), "{}", text.stdout);
+}
+
+#[test]
+fn filters_choose_pairs_and_bad_ones_change_nothing() {
+    let api = Api::start(&["--per-day", "10", "--page-size", "5"]);
+    let db = TestDb::new("fleetfilter");
+    let cfg = json!({
+        "clients": {
+            "101": { "name": "A", "base_url": format!("{}/page", api.url) },
+            "102": { "name": "B", "base_url": format!("{}/page", api.url), "routes": ["pedidos"] }
+        },
+        "routes": routes(&["pedidos", "notas"])
+    });
+    let atlas = Atlas::new(&db, &cfg);
+    atlas.ok(&["init"]);
+    let r = atlas.expect(
+        &args(&sync_all(&[
+            "--client", "999", "--from", FROM, "--until", UNTIL,
+        ])),
+        2,
+    );
+    assert!(r.stderr.contains("999"), "{}", r.stderr);
+    let r = atlas.expect(
+        &args(&sync_all(&[
+            "--route", "nada", "--from", FROM, "--until", UNTIL,
+        ])),
+        2,
+    );
+    assert!(r.stderr.contains("nada"), "{}", r.stderr);
+    let r = atlas.expect(&args(&sync_all(&["--from", UNTIL, "--until", FROM])), 2);
+    assert!(r.stderr.contains("is after"), "{}", r.stderr);
+    // Without --all, sync still needs exactly one pair.
+    let r = atlas.expect(&["sync", "--client", "101"], 2);
+    assert!(r.stderr.contains("--all"), "{}", r.stderr);
+    assert_eq!(db.i64("SELECT count(*) FROM atlas.scraps"), 0);
+    assert_eq!(requests_so_far(&api), 0);
+
+    // Client 102 has only pedidos; the filter takes notas of 101 alone.
+    let report = atlas
+        .ok(&args(&sync_all(&[
+            "--route", "notas", "--from", FROM, "--until", UNTIL,
+        ])))
+        .json();
+    let pairs = by_pair(&report);
+    assert_eq!(
+        pairs.keys().collect::<Vec<_>>(),
+        vec!["101/notas"],
+        "{report}"
+    );
+    let report = atlas
+        .ok(&args(&sync_all(&[
+            "--client", "102", "--from", FROM, "--until", UNTIL,
+        ])))
+        .json();
+    assert_eq!(
+        by_pair(&report).keys().collect::<Vec<_>>(),
+        vec!["102/pedidos"]
+    );
+}
+
+fn requests_so_far(api: &Api) -> i64 {
+    api.requests()
+}
+
+/// Two clients (each on its own sample API, logging its requests) × two
+/// routes, six days of two pages, 40 ms per request.
+fn shared_fleet(tag: &str, dir: &std::path::Path) -> (Vec<Api>, TestDb, Atlas) {
+    let apis: Vec<Api> = ["201", "202"]
+        .iter()
+        .map(|c| {
+            let log = dir.join(format!("{c}.log"));
+            Api::start(&[
+                "--per-day",
+                "10",
+                "--page-size",
+                "5",
+                "--latency-ms",
+                "40",
+                "--request-log",
+                log.to_str().unwrap(),
+            ])
+        })
+        .collect();
+    let db = TestDb::new(tag);
+    let cfg = json!({
+        "clients": {
+            "201": { "name": "A", "base_url": format!("{}/page", apis[0].url) },
+            "202": { "name": "B", "base_url": format!("{}/page", apis[1].url) }
+        },
+        "routes": routes(&["pedidos", "notas"])
+    });
+    let mut atlas = Atlas::new(&db, &cfg);
+    atlas.env.push(("ATLAS_THREADS".into(), "2".into()));
+    atlas.env.push(("ATLAS_LEASE_SECS".into(), "3".into()));
+    atlas.ok(&["init"]);
+    (apis, db, atlas)
+}
+
+const SHARED_UNTIL: &str = "2025-03-06";
+
+fn assert_fleet_exact(db: &TestDb, expected: i64) {
+    for c in ["201", "202"] {
+        for r in ["pedidos", "notas"] {
+            assert_eq!(count(db, &table(c, r)), expected, "{c}/{r}");
+            assert_eq!(distinct(db, &table(c, r)), expected, "{c}/{r}");
+        }
+    }
+}
+
+#[test]
+fn two_processes_share_the_fleet_and_fetch_each_slice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (apis, db, atlas) = shared_fleet("fleettwo", dir.path());
+    let expected = apis[0].expected(FROM, SHARED_UNTIL);
+    let cmd = sync_all(&["--from", FROM, "--until", SHARED_UNTIL]);
+    let mut a = Bg::spawn(&atlas, &args(&cmd), "a");
+    let mut b = Bg::spawn(&atlas, &args(&cmd), "b");
+    let (ra, rb) = (
+        a.finish(Duration::from_secs(120)),
+        b.finish(Duration::from_secs(120)),
+    );
+    assert_eq!(ra.code, 0, "a: {}", ra.stderr);
+    assert_eq!(rb.code, 0, "b: {}", rb.stderr);
+    assert_fleet_exact(&db, expected);
+    let inserted: i64 = [ra.json(), rb.json()]
+        .iter()
+        .map(|r| r["totals"]["inserted"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        inserted,
+        4 * expected,
+        "each record inserted by one process"
+    );
+    // Each slice fetched by one process: no page asked for twice.
+    for c in ["201", "202"] {
+        let lines = std::fs::read_to_string(dir.path().join(format!("{c}.log"))).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for l in lines.lines() {
+            let url = l.splitn(3, ' ').nth(2).unwrap_or_default().to_string();
+            assert!(seen.insert(url.clone()), "client {c} asked twice: {url}");
+        }
+        assert_eq!(
+            seen.len(),
+            2 * 6 * 2,
+            "client {c}: 2 routes × 6 days × 2 pages"
+        );
+    }
+    // One scrap per pair: the period was decided once.
+    assert_eq!(db.i64("SELECT count(*) FROM atlas.scraps"), 4);
+}
+
+#[test]
+fn a_fleet_process_killed_mid_run_is_covered_by_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (apis, db, atlas) = shared_fleet("fleetkill", dir.path());
+    let expected = apis[0].expected(FROM, SHARED_UNTIL);
+    let cmd = sync_all(&["--from", FROM, "--until", SHARED_UNTIL]);
+    let mut a = Bg::spawn(&atlas, &args(&cmd), "a");
+    let mut b = Bg::spawn(&atlas, &args(&cmd), "b");
+    crate::util::wait_for("rows in the first table", Duration::from_secs(60), || {
+        db.client()
+            .query_one(
+                "SELECT CASE WHEN to_regclass('dados_raw_cliente_201_notas') IS NULL THEN 0
+                 ELSE (SELECT count(*) FROM dados_raw_cliente_201_notas) END",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+    });
+    a.kill9();
+    let rb = b.finish(Duration::from_secs(120));
+    assert_eq!(rb.code, 0, "b: {}", rb.stderr);
+    assert_fleet_exact(&db, expected);
+}

@@ -1,0 +1,115 @@
+//! `scripts/package.sh`: the `.deb` unpacks into a scratch root, its binary
+//! runs, its files are where the README says, and its systemd units pass
+//! `systemd-analyze verify` where systemd is present.
+
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_deb_installs_runs_and_its_units_verify() {
+    let out = tempfile::tempdir().unwrap();
+    let built = Command::new("bash")
+        .arg(root().join("scripts/package.sh"))
+        .env("ATLAS_BIN", env!("CARGO_BIN_EXE_atlas"))
+        .env("OUT", out.path())
+        .env("COMPRESS", "none")
+        .output()
+        .expect("run scripts/package.sh");
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "package.sh: {stdout}\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = stdout
+        .lines()
+        .find(|l| l.ends_with(".deb"))
+        .unwrap_or_else(|| panic!("no .deb named in {stdout}"));
+    assert!(Path::new(deb).exists(), "{deb}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let x = Command::new("dpkg-deb")
+        .args(["-x", deb])
+        .arg(scratch.path())
+        .status()
+        .expect("dpkg-deb -x");
+    assert!(x.success());
+    let r = scratch.path();
+    for f in [
+        "usr/bin/atlas",
+        "lib/systemd/system/atlas-sync.service",
+        "lib/systemd/system/atlas-sync.timer",
+        "etc/atlas/atlas.env",
+        "usr/share/doc/atlas/atlas.example.json",
+        "usr/share/doc/atlas/README.md",
+    ] {
+        assert!(r.join(f).exists(), "{f} missing from the .deb");
+    }
+    let help = Command::new(r.join("usr/bin/atlas"))
+        .arg("--help")
+        .output()
+        .expect("installed atlas --help");
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("Usage: atlas"));
+    // The example config is one atlas accepts.
+    let clients = Command::new(r.join("usr/bin/atlas"))
+        .arg("--config")
+        .arg(r.join("usr/share/doc/atlas/atlas.example.json"))
+        .arg("clients")
+        .output()
+        .expect("atlas clients");
+    assert!(
+        clients.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clients.stderr)
+    );
+    let unit = std::fs::read_to_string(r.join("lib/systemd/system/atlas-sync.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/bin/atlas --plain sync --all"),
+        "{unit}"
+    );
+    let control = Command::new("dpkg-deb")
+        .args(["-f", deb, "Package", "Version"])
+        .output()
+        .expect("dpkg-deb -f");
+    let control = String::from_utf8_lossy(&control.stdout);
+    assert!(control.contains("Package: atlas"), "{control}");
+    assert!(
+        control.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
+        "{control}"
+    );
+
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze not found: units not verified");
+        return;
+    }
+    // verify checks that ExecStart exists: point it at the unpacked binary.
+    let units = tempfile::tempdir().unwrap();
+    let service = unit.replace("/usr/bin/atlas", r.join("usr/bin/atlas").to_str().unwrap());
+    std::fs::write(units.path().join("atlas-sync.service"), service).unwrap();
+    std::fs::copy(
+        r.join("lib/systemd/system/atlas-sync.timer"),
+        units.path().join("atlas-sync.timer"),
+    )
+    .unwrap();
+    let v = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.path().join("atlas-sync.service"))
+        .arg(units.path().join("atlas-sync.timer"))
+        .output()
+        .expect("systemd-analyze verify");
+    assert!(
+        v.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
