@@ -13,6 +13,7 @@ mod clients;
 mod init;
 mod scrap;
 mod sync;
+mod verify;
 
 use crate::cli::{Args, Command, ScrapCommand};
 use crate::config::settings::{config_path, database_url};
@@ -42,6 +43,7 @@ pub fn run(
         Command::Clients(_) => clients::run(&context()?),
         Command::Check(a) => check::run(&context()?, a),
         Command::Sync(a) => sync::run(&context()?, a),
+        Command::Verify(a) => verify::run(&context()?, a),
         // Flags that stand alone are checked before the context is built.
         Command::Scrap(s) => match &s.command {
             ScrapCommand::Create(a) => scrap::create(&context()?, a),

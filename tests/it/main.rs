@@ -12,3 +12,4 @@ mod shapes;
 mod sync;
 mod tls;
 mod util;
+mod verify;
