@@ -37,6 +37,7 @@ pub enum Command {
     Scrap(ScrapArgs),
     Sync(SyncArgs),
     Manager(ManagerArgs),
+    Verify(VerifyArgs),
 }
 
 /// Create or upgrade the control schema (idempotent, safe to run concurrently).
@@ -189,4 +190,25 @@ pub struct ManagerArgs {
     /// draw without emoji (as the global --plain)
     #[argh(switch)]
     pub plain: bool,
+}
+
+/// Check a raw table against what atlas would have loaded (hashes, dates, duplicates).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify")]
+pub struct VerifyArgs {
+    /// client id, as in the config
+    #[argh(option)]
+    pub client: String,
+    /// route name, as in the config
+    #[argh(option)]
+    pub route: String,
+    /// rewrite differing hashes and dates and delete duplicates (oldest data_coleta kept)
+    #[argh(switch)]
+    pub fix: bool,
+    /// threads recomputing hashes (default: one per CPU)
+    #[argh(option)]
+    pub threads: Option<usize>,
+    /// print the report as one JSON object
+    #[argh(switch)]
+    pub json: bool,
 }

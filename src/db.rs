@@ -220,7 +220,8 @@ CREATE INDEX {i} ON {t} (data_referencia);",
     Ok(())
 }
 
-fn check_raw_table(tx: &mut Transaction<'_>, table: &str) -> Result<()> {
+/// Checks that an existing table has the raw table's columns and unique hash.
+pub fn check_raw_table(tx: &mut impl GenericClient, table: &str) -> Result<()> {
     let rows = tx.query(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
          FROM pg_attribute a

@@ -15,6 +15,7 @@ mod init;
 mod manager;
 mod scrap;
 mod sync;
+mod verify;
 
 use crate::cli::{Args, Command, ScrapCommand};
 use crate::config::settings::{config_path, database_url};
@@ -45,6 +46,7 @@ pub fn run(
         Command::Check(a) => check::run(&context()?, a),
         Command::Sync(a) => sync::run(&context()?, a),
         Command::Manager(a) => manager::run(&context()?, a.plain),
+        Command::Verify(a) => verify::run(&context()?, a),
         // Flags that stand alone are checked before the context is built.
         Command::Scrap(s) => match &s.command {
             ScrapCommand::Create(a) => scrap::create(&context()?, a),

@@ -15,3 +15,4 @@ mod shapes;
 mod sync;
 mod tls;
 mod util;
+mod verify;
