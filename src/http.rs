@@ -40,9 +40,25 @@ pub fn secret_name(name: &str) -> bool {
 }
 
 /// One agent for the whole run: its pool keeps connections alive across
-/// threads. Status codes are data (we classify them), not errors.
-pub fn agent(timeout: Duration) -> ureq::Agent {
+/// threads. Status codes are data (we classify them), not errors. HTTPS
+/// trusts the bundled Mozilla roots, the operating system's store and
+/// `extra` (a client's `ca_file`); verification is never turned off.
+pub fn agent_trusting(
+    timeout: Duration,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let roots: Vec<Certificate<'static>> = trusted_roots()
+        .iter()
+        .chain(extra)
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
     ureq::Agent::config_builder()
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .build(),
+        )
         .http_status_as_error(false)
         .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
         .timeout_global(Some(timeout))
@@ -51,6 +67,38 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .user_agent(concat!("atlas/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
+}
+
+/// The bundled Mozilla roots plus the operating system's store (Windows
+/// certificate store, macOS keychain, the Linux bundle or `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR`), read once per process. A store that cannot be read
+/// leaves the bundled roots.
+fn trusted_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            log::debug!("system certificate store: {e}");
+        }
+        roots.extend(native.certs);
+        roots
+    })
+}
+
+/// The certificate problem behind a transport error, if that is what it is
+/// (ureq's error has no `source`: its rustls and I/O variants are opened here).
+fn certificate_error(e: &ureq::Error) -> Option<String> {
+    let rustls_error = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match rustls_error {
+        Some(r @ rustls::Error::InvalidCertificate(_)) => Some(r.to_string()),
+        _ => None,
+    }
 }
 
 /// Auth with its secret resolved, ready to apply to requests.
@@ -66,6 +114,8 @@ impl ResolvedAuth {
     pub fn resolve(auth: &Auth, env: &dyn Fn(&str) -> Option<String>) -> Result<ResolvedAuth> {
         Ok(match auth {
             Auth::None => ResolvedAuth::None,
+            // Needs the token store: built by the command layer (`oauth`).
+            Auth::OAuth2(_) => anyhow::bail!("internal: oauth2 is resolved with its token store"),
             Auth::Bearer(s) => ResolvedAuth::Header {
                 name: "Authorization".into(),
                 value: SecretValue::new(format!("Bearer {}", s.resolve(env)?.expose())),
@@ -542,6 +592,9 @@ pub enum Failure {
     },
     /// Credentials refused: no request of this client can succeed.
     Auth { status: u16, body: String },
+    /// The server's TLS certificate is not trusted: no request can succeed
+    /// until the trust changes (system store or `ca_file`).
+    Tls { message: String },
 }
 
 impl Failure {
@@ -550,6 +603,7 @@ impl Failure {
         match self {
             Failure::Retry { status, .. } | Failure::Refused { status, .. } => *status,
             Failure::Auth { status, .. } => Some(*status),
+            Failure::Tls { .. } => None,
         }
     }
 }
@@ -562,7 +616,7 @@ pub fn classify(f: &Failure) -> Verdict {
         } => Verdict::RetryAfter(*wait),
         Failure::Retry { wait: None, .. } => Verdict::Retry,
         Failure::Refused { .. } => Verdict::Fail,
-        Failure::Auth { .. } => Verdict::Auth,
+        Failure::Auth { .. } | Failure::Tls { .. } => Verdict::Auth,
     }
 }
 
@@ -631,6 +685,9 @@ fn mask_failure(f: Failure, m: &Masker) -> Failure {
             status,
             body: m.text(&body),
         },
+        Failure::Tls { message } => Failure::Tls {
+            message: m.text(&message),
+        },
     }
 }
 
@@ -641,6 +698,15 @@ fn fetch(
 ) -> std::result::Result<Fetched, Failure> {
     let mut resp = match req.call() {
         Ok(r) => r,
+        Err(e) if certificate_error(&e).is_some() => {
+            return Err(Failure::Tls {
+                message: format!(
+                    "TLS: the API's certificate is not trusted ({}): add its CA to the \
+                     system's certificate store or give the client a ca_file",
+                    certificate_error(&e).unwrap_or_default()
+                ),
+            })
+        }
         Err(e) => {
             return Err(Failure::Retry {
                 status: None,

@@ -53,6 +53,8 @@ pub struct Client {
     pub rate_limit_per_sec: Option<f64>,
     /// Routes this client may use, with its overrides applied.
     pub routes: BTreeMap<String, Route>,
+    /// `ca_file`: extra trusted roots (PEM, read at load) for this client's HTTPS.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// One endpoint shape, as the client sees it.
@@ -158,6 +160,28 @@ pub enum Auth {
     Header { name: String, value: Secret },
     Query { param: String, value: Secret },
     Basic { user: String, password: Secret },
+    OAuth2(Box<OAuth2>),
+}
+
+/// `auth.type = oauth2`: where tokens come from. Tokens themselves live
+/// encrypted in the control schema (`oauth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2 {
+    pub token_url: url::Url,
+    pub grant: Grant,
+    pub client_id: Secret,
+    pub client_secret: Option<Secret>,
+    /// The first refresh token only: once one is stored, the stored one is used.
+    pub refresh_token: Option<Secret>,
+    pub scope: Option<String>,
+}
+
+/// The OAuth2 grant used to get access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    ClientCredentials,
+    RefreshToken,
 }
 
 /// Where a secret lives; the config never holds the value itself.
@@ -226,6 +250,7 @@ impl Auth {
             Auth::Header { .. } => "header",
             Auth::Query { .. } => "query",
             Auth::Basic { .. } => "basic",
+            Auth::OAuth2(_) => "oauth2",
         }
     }
 }

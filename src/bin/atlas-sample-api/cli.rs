@@ -97,6 +97,13 @@ pub struct Args {
     /// escapes (default utf8)
     #[argh(option, default = "Charset::Utf8")]
     pub charset: Charset,
+    /// serve HTTPS with this PEM certificate chain (needs --tls-key); the listen line then
+    /// says https://
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A plain enum read from fixed CLI words; `WORDS` also serves as the list of all variants.
@@ -134,6 +141,9 @@ pub fn validate(args: &Args) -> Result<(), String> {
     }
     if !(0.0..=1.0).contains(&args.fault_rate) {
         return Err("--fault-rate must be between 0.0 and 1.0".into());
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
     }
     if args.rate_limit == Some(0) {
         return Err("--rate-limit must be at least 1".into());
