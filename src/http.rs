@@ -89,7 +89,7 @@ fn trusted_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
 
 /// The certificate problem behind a transport error, if that is what it is
 /// (ureq's error has no `source`: its rustls and I/O variants are opened here).
-fn certificate_error(e: &ureq::Error) -> Option<String> {
+pub fn certificate_error(e: &ureq::Error) -> Option<String> {
     let rustls_error = match e {
         ureq::Error::Rustls(r) => Some(r),
         ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
@@ -101,12 +101,33 @@ fn certificate_error(e: &ureq::Error) -> Option<String> {
     }
 }
 
+/// Where OAuth2 access tokens come from (`oauth::Session`). Errors are
+/// request failures: a refused grant is `Auth`, a passing trouble `Retry`.
+pub trait TokenSource: Send + Sync {
+    /// A live access token and its generation (which renewal it came from).
+    fn bearer(&self) -> std::result::Result<(SecretValue, i64), Failure>;
+    /// A token renewed after the one of `generation` met a 401.
+    fn renew_after_401(&self, generation: i64) -> std::result::Result<(SecretValue, i64), Failure>;
+    /// Its secret values (client secret, tokens), to mask.
+    fn secrets(&self) -> Vec<String>;
+    /// Before a run: a live token, or the error that stops the command.
+    fn prepare(&self) -> Result<()>;
+}
+
 /// Auth with its secret resolved, ready to apply to requests.
 #[derive(Clone)]
 pub enum ResolvedAuth {
     None,
-    Header { name: String, value: SecretValue },
-    Query { param: String, value: SecretValue },
+    Header {
+        name: String,
+        value: SecretValue,
+    },
+    Query {
+        param: String,
+        value: SecretValue,
+    },
+    /// `Authorization: Bearer` with a token that changes as it is renewed.
+    OAuth2(std::sync::Arc<dyn TokenSource>),
 }
 
 impl ResolvedAuth {
@@ -137,6 +158,15 @@ impl ResolvedAuth {
                 }
             }
         })
+    }
+
+    /// Before a run: an OAuth2 client gets its first token now, so a
+    /// refused grant stops the command before anything starts.
+    pub fn prepare(&self) -> Result<()> {
+        match self {
+            ResolvedAuth::OAuth2(source) => source.prepare(),
+            _ => Ok(()),
+        }
     }
 
     /// The query param that carries a secret, if any (to mask and to re-add).
@@ -197,6 +227,7 @@ impl Masker {
         let mut values: Vec<String> = Vec::new();
         match auth {
             ResolvedAuth::None => {}
+            ResolvedAuth::OAuth2(source) => values.extend(source.secrets()),
             ResolvedAuth::Header { value, .. } | ResolvedAuth::Query { value, .. } => {
                 let v = value.expose();
                 values.push(v.to_string());
@@ -641,14 +672,14 @@ pub fn get(
     auth: &ResolvedAuth,
     charset: Option<Charset>,
 ) -> std::result::Result<Fetched, Failure> {
-    let mut req = agent.get(url.as_str()).header("Accept", "application/json");
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    if let ResolvedAuth::Header { name, value } = auth {
-        req = req.header(name.as_str(), value.expose());
-    }
-    let result = fetch(req, charset);
+    let build = || {
+        let mut req = agent.get(url.as_str()).header("Accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req
+    };
+    let result = send_authorized(build, auth, charset);
     result.map_err(|f| {
         let query: Vec<(String, String)> = url
             .query_pairs()
@@ -656,6 +687,32 @@ pub fn get(
             .collect();
         mask_failure(f, &Masker::new(auth, headers, &query))
     })
+}
+
+/// Sends the request `build` makes with the client's auth header. With
+/// OAuth2, a 401 on a token that was live renews it once and sends once more.
+fn send_authorized(
+    build: impl Fn() -> ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    auth: &ResolvedAuth,
+    charset: Option<Charset>,
+) -> std::result::Result<Fetched, Failure> {
+    match auth {
+        ResolvedAuth::OAuth2(source) => {
+            let bearer = |t: &SecretValue| format!("Bearer {}", t.expose());
+            let (token, generation) = source.bearer()?;
+            match fetch(build().header("Authorization", bearer(&token)), charset) {
+                Err(Failure::Auth { status: 401, .. }) => {
+                    let (token, _) = source.renew_after_401(generation)?;
+                    fetch(build().header("Authorization", bearer(&token)), charset)
+                }
+                other => other,
+            }
+        }
+        ResolvedAuth::Header { name, value } => {
+            fetch(build().header(name.as_str(), value.expose()), charset)
+        }
+        ResolvedAuth::None | ResolvedAuth::Query { .. } => fetch(build(), charset),
+    }
 }
 
 /// `f` with every secret masked in its message and body.
