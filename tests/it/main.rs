@@ -5,6 +5,7 @@ mod api_tls;
 mod data;
 mod faults;
 mod foundation;
+mod oauth;
 mod pacing;
 mod promises_cmd;
 mod promises_run;

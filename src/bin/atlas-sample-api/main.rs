@@ -12,6 +12,7 @@ mod data;
 mod faults;
 mod http;
 mod limit;
+mod oauth;
 mod range;
 mod request_log;
 mod routes;
@@ -79,7 +80,7 @@ fn main() {
     let state = match State::new(args, public.unwrap_or(local)) {
         Ok(state) => state,
         Err(e) => {
-            eprintln!("atlas-sample-api: cannot open the request log: {e}");
+            eprintln!("atlas-sample-api: cannot open a log: {e}");
             std::process::exit(1);
         }
     };
