@@ -443,6 +443,64 @@ mod tests {
     }
 
     #[test]
+    fn oauth2_auth_is_read_and_checked() {
+        let oauth = |auth: &str| {
+            GOOD.replace(
+                "{ \"type\": \"bearer\", \"token_env\": \"ATLAS_TOKEN_2151\" }",
+                auth,
+            )
+        };
+        let ok = oauth(
+            r#"{ "type": "oauth2", "token_url": "https://a.example/token", "grant": "refresh_token",
+                 "client_id_env": "ID", "client_secret_env": "SECRET", "refresh_token_file": "/rt",
+                 "scope": "read" }"#,
+        );
+        assert_ne!(ok, GOOD, "the bearer auth was replaced");
+        let c = parse_str(&ok).unwrap();
+        let Auth::OAuth2(o) = &c.client("2151").unwrap().auth else {
+            panic!("not oauth2")
+        };
+        assert_eq!(o.grant, Grant::RefreshToken);
+        assert_eq!(o.token_url.as_str(), "https://a.example/token");
+        assert!(matches!(o.refresh_token, Some(Secret::File { .. })));
+        assert_eq!(o.scope.as_deref(), Some("read"));
+        let cases = [
+            (
+                r#""grant": "password""#,
+                "expected `client_credentials` or `refresh_token`",
+            ),
+            (
+                r#""grant": "client_credentials", "client_id_env": "I""#,
+                "client_secret",
+            ),
+            (
+                r#""grant": "client_credentials", "client_id_env": "I", "client_secret_env": "S", "refresh_token_env": "R""#,
+                "refresh_token",
+            ),
+            (r#""grant": "refresh_token""#, "client_id"),
+            (
+                r#""grant": "refresh_token", "client_id_env": "I", "refresh_token": "rt-123""#,
+                "refresh_token_env",
+            ),
+        ];
+        for (keys, says) in cases {
+            let t = oauth(&format!(
+                r#"{{ "type": "oauth2", "token_url": "https://a.example/token", {keys} }}"#
+            ));
+            let e = err(&t);
+            assert!(
+                e.contains("clients.2151.auth") && e.contains(says),
+                "{keys}: {e}"
+            );
+            assert!(!e.contains("rt-123"), "secret echoed: {e}");
+        }
+        let e = err(&oauth(
+            r#"{ "type": "oauth2", "token_url": "ftp://x", "grant": "refresh_token", "client_id_env": "I" }"#,
+        ));
+        assert!(e.contains("token_url"), "{e}");
+    }
+
+    #[test]
     fn missing_secret_reference_is_refused() {
         let e = err(&GOOD.replace("\"token_env\": \"ATLAS_TOKEN_2151\"", "\"x\": 1"));
         assert!(e.contains("auth"), "{e}");

@@ -1038,9 +1038,11 @@ fn every_command_help_lists_and_describes_every_flag() {
         (
             &[],
             &["--config", "--database-url", "--plain", "--error-log"],
-            &["init", "check", "clients", "scrap", "sync"],
+            &["init", "check", "clients", "scrap", "sync", "auth"],
         ),
         (&["init"], &[], &[]),
+        (&["auth"], &[], &["seed"]),
+        (&["auth", "seed"], &["--client"], &[]),
         (&["check"], &["--no-probe", "--date"], &[]),
         (&["clients"], &[], &[]),
         (&["scrap"], &[], &["create", "list", "show", "run"]),
