@@ -142,17 +142,26 @@ fn setup() -> Setup {
     }
 }
 
-/// Runs a scrap of 3 days with `ca_file` (or none) and `SSL_CERT_FILE` (or
-/// none) for the atlas processes.
-fn load(db: &TestDb, st: &Setup, ca_file: Option<&Path>, cert_file: Option<&Path>) -> Run {
-    let mut cfg = Atlas::config(
-        &format!("{}/page", st.api.url),
-        serde_json::json!({ "pedidos": page_route() }),
-    );
-    if let Some(ca) = ca_file {
-        cfg["clients"]["2151"]["ca_file"] = s(ca).into();
+/// Runs a scrap of 3 days with the config of
+/// `tests/fixtures/configs/api_tls.json` (its `ca_file` the test CA when
+/// `with_ca_file`, else removed) and `SSL_CERT_FILE` (or none) for atlas.
+fn load(db: &TestDb, st: &Setup, with_ca_file: bool, cert_file: Option<&Path>) -> Run {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/configs/api_tls.json"
+    ))
+    .expect("api_tls fixture")
+    .replace("https://127.0.0.1:8080", &st.api.url);
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
+    if !with_ca_file {
+        cfg["clients"]["2151"]
+            .as_object_mut()
+            .expect("client")
+            .remove("ca_file");
     }
     let atlas = Atlas::new(db, &cfg);
+    // The fixture names `erp-ca.pem`, relative to the working directory.
+    std::fs::copy(st.pki.path("ca.pem"), atlas.path("erp-ca.pem")).expect("copy CA");
     let id = atlas.create("pedidos", "2025-03-01", "2025-03-03");
     let mut cmd = atlas.command(&["scrap", "run", &id]);
     cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
@@ -171,7 +180,7 @@ fn load(db: &TestDb, st: &Setup, ca_file: Option<&Path>, cert_file: Option<&Path
 fn an_untrusted_api_certificate_stops_the_run_naming_the_error() {
     let st = setup();
     let db = TestDb::new("apitls_refused");
-    let r = load(&db, &st, None, None);
+    let r = load(&db, &st, false, None);
     assert_eq!(r.code, 3, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(
@@ -197,7 +206,7 @@ fn an_untrusted_api_certificate_stops_the_run_naming_the_error() {
 fn a_client_ca_file_is_trusted() {
     let st = setup();
     let db = TestDb::new("apitls_cafile");
-    let r = load(&db, &st, Some(&st.pki.path("ca.pem")), None);
+    let r = load(&db, &st, true, None);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert_exact(&db, st.twin.expected("2025-03-01", "2025-03-03"), "ca_file");
 }
@@ -212,7 +221,7 @@ fn a_ca_in_the_system_store_is_trusted() {
         std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
     text.push_str(&std::fs::read_to_string(st.pki.path("ca.pem")).expect("ca.pem"));
     std::fs::write(&bundle, text).expect("write bundle");
-    let r = load(&db, &st, None, Some(&bundle));
+    let r = load(&db, &st, false, Some(&bundle));
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert_exact(
         &db,

@@ -5,7 +5,7 @@
 //! sealed, a revoked refresh token stops the run (exit 3) saying how to seed
 //! a new one, and no key is exit 2 naming `ATLAS_TOKEN_KEY`.
 
-use crate::util::{assert_exact, page_route, Api, Atlas, TestDb};
+use crate::util::{assert_exact, Api, Atlas, TestDb};
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
@@ -35,27 +35,24 @@ fn api(log: &Path, ttl_secs: &str, extra: &[&str]) -> Api {
     Api::start(&args)
 }
 
-/// Client 2151 with `auth` of type oauth2 for `grant`, its secrets in the
-/// environment, and the token key set.
+/// Client 2151 from `tests/fixtures/configs/oauth2.json` pointed at `api`,
+/// with `grant` (the fixture's is `refresh_token`), its secrets in the
+/// environment and the token key set.
 fn atlas(db: &TestDb, api: &Api, grant: &str) -> Atlas {
-    let mut route = page_route();
-    // Pages of 5 records: several requests per slice.
-    route["pagination"]["size"] = 5.into();
-    let mut cfg = Atlas::config(
-        &format!("{}/page", api.url),
-        serde_json::json!({ "pedidos": route }),
-    );
-    let mut auth = serde_json::json!({
-        "type": "oauth2",
-        "token_url": format!("{}/oauth/token", api.url),
-        "grant": grant,
-        "client_id_env": "ATLAS_OAUTH_ID_2151",
-        "client_secret_env": "ATLAS_OAUTH_SECRET_2151",
-    });
-    if grant == "refresh_token" {
-        auth["refresh_token_env"] = "ATLAS_OAUTH_RT_2151".into();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/configs/oauth2.json"
+    ))
+    .expect("oauth2 fixture")
+    .replace("http://127.0.0.1:8080", &api.url);
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
+    let auth = &mut cfg["clients"]["2151"]["auth"];
+    if grant != "refresh_token" {
+        auth["grant"] = grant.into();
+        auth.as_object_mut()
+            .expect("auth object")
+            .remove("refresh_token_env");
     }
-    cfg["clients"]["2151"]["auth"] = auth;
     let mut a = Atlas::new(db, &cfg);
     a.env.extend([
         ("ATLAS_OAUTH_ID_2151".into(), "app-2151".into()),
@@ -121,8 +118,13 @@ fn three_processes_share_rotating_refresh_tokens() {
     let a = atlas(&db, &api, "refresh_token");
     let id = a.create("pedidos", "2025-02-01", "2025-02-14");
     let children: Vec<_> = (0..3)
-        .map(|_| {
-            a.command(&["scrap", "run", &id, "--threads", "2"])
+        .map(|i| {
+            // One of them prints the --json summary (checked for secrets too).
+            let mut args = vec!["scrap", "run", id.as_str(), "--threads", "2"];
+            if i == 0 {
+                args.push("--json");
+            }
+            a.command(&args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
