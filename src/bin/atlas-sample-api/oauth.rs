@@ -194,3 +194,101 @@ impl OAuthServer {
 fn oauth_error(status: u16, error: &str) -> Reply {
     Reply::json(status, &json!({ "error": error }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_client::{start, Client, RANGE};
+
+    fn post(c: &mut Client, form: &str) -> (u16, serde_json::Value) {
+        c.send(
+            format!(
+                "POST /oauth/token HTTP/1.1\r\nHost: t\r\nContent-Type: \
+                 application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                form.len()
+            )
+            .as_bytes(),
+        );
+        let r = c.response(false);
+        (r.status, serde_json::from_slice(&r.body).expect("json"))
+    }
+
+    fn get_with(c: &mut Client, token: &str) -> u16 {
+        c.send(
+            format!(
+                "GET /page/pedidos?{RANGE} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        c.response(false).status
+    }
+
+    /// Each refresh rotates: the old refresh token is refused as invalid_grant and logged
+    /// `reused`; access tokens open the data endpoints; bad client credentials are refused.
+    #[test]
+    fn refresh_tokens_rotate_and_reuse_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("tokens.log");
+        let addr = start(&[
+            "--oauth",
+            "app:s3cr3t",
+            "--oauth-refresh-token",
+            "rt-0",
+            "--oauth-log",
+            log.to_str().expect("utf-8"),
+        ]);
+        let mut c = Client::connect(addr);
+        let creds = "client_id=app&client_secret=s3cr3t";
+        let (status, first) = post(
+            &mut c,
+            &format!("grant_type=refresh_token&refresh_token=rt-0&{creds}"),
+        );
+        assert_eq!(status, 200, "{first}");
+        let next = first["refresh_token"]
+            .as_str()
+            .expect("rotated")
+            .to_string();
+        assert_ne!(next, "rt-0");
+        let access = first["access_token"].as_str().expect("access").to_string();
+        assert_eq!(get_with(&mut c, &access), 200);
+        assert_eq!(get_with(&mut c, "forged"), 401);
+        let (status, again) = post(
+            &mut c,
+            &format!("grant_type=refresh_token&refresh_token=rt-0&{creds}"),
+        );
+        assert_eq!(
+            (status, again["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        let (status, _) = post(
+            &mut c,
+            &format!("grant_type=refresh_token&refresh_token={next}&{creds}"),
+        );
+        assert_eq!(status, 200);
+        let (status, bad) = post(
+            &mut c,
+            "grant_type=client_credentials&client_id=app&client_secret=x",
+        );
+        assert_eq!(
+            (status, bad["error"].as_str()),
+            (401, Some("invalid_client"))
+        );
+        let (status, cc) = post(&mut c, &format!("grant_type=client_credentials&{creds}"));
+        assert_eq!(status, 200);
+        assert!(cc.get("refresh_token").is_none());
+        let outcomes: Vec<String> = std::fs::read_to_string(&log)
+            .expect("log")
+            .lines()
+            .map(|l| l.split(' ').skip(1).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "refresh_token rt-0 ok".to_string(),
+                "refresh_token rt-0 reused".into(),
+                format!("refresh_token {next} ok"),
+                "client_credentials - invalid_client".into(),
+                "client_credentials - ok".into(),
+            ]
+        );
+    }
+}
