@@ -230,8 +230,6 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     let scrap = ledger::get_scrap(&mut conn, id)?;
     let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
     let auth = ctx.auth(client)?;
-    // An OAuth2 client gets its token before the run starts (exit 2 or 3 if it cannot).
-    auth.prepare()?;
     let errlog = ErrorLog::new(&settings.error_log);
     let style = ctx.style;
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
@@ -253,6 +251,8 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
 
+    // An OAuth2 client gets its token before the run starts (exit 2 or 3 if it cannot).
+    auth.prepare()?;
     style.note(
         "🚀",
         &format!(
