@@ -38,6 +38,7 @@ pub enum Command {
     Sync(SyncArgs),
     Manager(ManagerArgs),
     Verify(VerifyArgs),
+    Auth(AuthArgs),
 }
 
 /// Create or upgrade the control schema (idempotent, safe to run concurrently).
@@ -211,4 +212,27 @@ pub struct VerifyArgs {
     /// print the report as one JSON object
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Manage the OAuth2 tokens of `oauth2` clients (stored encrypted in the database).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "auth")]
+pub struct AuthArgs {
+    #[argh(subcommand)]
+    pub command: AuthCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum AuthCommand {
+    Seed(SeedArgs),
+}
+
+/// Store a new refresh token for an oauth2 client, read from stdin (never from the command line).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "seed")]
+pub struct SeedArgs {
+    /// client id, as in the config
+    #[argh(option)]
+    pub client: String,
 }

@@ -28,6 +28,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "003_run_lease.sql",
         include_str!("../sql/003_run_lease.sql"),
     ),
+    (
+        "004_oauth_tokens.sql",
+        include_str!("../sql/004_oauth_tokens.sql"),
+    ),
     ("005_fleet.sql", include_str!("../sql/005_fleet.sql")),
 ];
 

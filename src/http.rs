@@ -40,9 +40,25 @@ pub fn secret_name(name: &str) -> bool {
 }
 
 /// One agent for the whole run: its pool keeps connections alive across
-/// threads. Status codes are data (we classify them), not errors.
-pub fn agent(timeout: Duration) -> ureq::Agent {
+/// threads. Status codes are data (we classify them), not errors. HTTPS
+/// trusts the bundled Mozilla roots, the operating system's store and
+/// `extra` (a client's `ca_file`); verification is never turned off.
+pub fn agent_trusting(
+    timeout: Duration,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let roots: Vec<Certificate<'static>> = trusted_roots()
+        .iter()
+        .chain(extra)
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
     ureq::Agent::config_builder()
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .build(),
+        )
         .http_status_as_error(false)
         .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
         .timeout_global(Some(timeout))
@@ -53,12 +69,65 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// The bundled Mozilla roots plus the operating system's store (Windows
+/// certificate store, macOS keychain, the Linux bundle or `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR`), read once per process. A store that cannot be read
+/// leaves the bundled roots.
+fn trusted_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            log::debug!("system certificate store: {e}");
+        }
+        roots.extend(native.certs);
+        roots
+    })
+}
+
+/// The certificate problem behind a transport error, if that is what it is
+/// (ureq's error has no `source`: its rustls and I/O variants are opened here).
+pub fn certificate_error(e: &ureq::Error) -> Option<String> {
+    let rustls_error = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match rustls_error {
+        Some(r @ rustls::Error::InvalidCertificate(_)) => Some(r.to_string()),
+        _ => None,
+    }
+}
+
+/// Where OAuth2 access tokens come from (`oauth::Session`). Errors are
+/// request failures: a refused grant is `Auth`, a passing trouble `Retry`.
+pub trait TokenSource: Send + Sync {
+    /// A live access token and its generation (which renewal it came from).
+    fn bearer(&self) -> std::result::Result<(SecretValue, i64), Failure>;
+    /// A token renewed after the one of `generation` met a 401.
+    fn renew_after_401(&self, generation: i64) -> std::result::Result<(SecretValue, i64), Failure>;
+    /// Its secret values (client secret, tokens), to mask.
+    fn secrets(&self) -> Vec<String>;
+    /// Before a run: a live token, or the error that stops the command.
+    fn prepare(&self) -> Result<()>;
+}
+
 /// Auth with its secret resolved, ready to apply to requests.
 #[derive(Clone)]
 pub enum ResolvedAuth {
     None,
-    Header { name: String, value: SecretValue },
-    Query { param: String, value: SecretValue },
+    Header {
+        name: String,
+        value: SecretValue,
+    },
+    Query {
+        param: String,
+        value: SecretValue,
+    },
+    /// `Authorization: Bearer` with a token that changes as it is renewed.
+    OAuth2(std::sync::Arc<dyn TokenSource>),
 }
 
 impl ResolvedAuth {
@@ -66,6 +135,8 @@ impl ResolvedAuth {
     pub fn resolve(auth: &Auth, env: &dyn Fn(&str) -> Option<String>) -> Result<ResolvedAuth> {
         Ok(match auth {
             Auth::None => ResolvedAuth::None,
+            // Needs the token store: built by the command layer (`oauth`).
+            Auth::OAuth2(_) => anyhow::bail!("internal: oauth2 is resolved with its token store"),
             Auth::Bearer(s) => ResolvedAuth::Header {
                 name: "Authorization".into(),
                 value: SecretValue::new(format!("Bearer {}", s.resolve(env)?.expose())),
@@ -87,6 +158,15 @@ impl ResolvedAuth {
                 }
             }
         })
+    }
+
+    /// Before a run: an OAuth2 client gets its first token now, so a
+    /// refused grant stops the command before anything starts.
+    pub fn prepare(&self) -> Result<()> {
+        match self {
+            ResolvedAuth::OAuth2(source) => source.prepare(),
+            _ => Ok(()),
+        }
     }
 
     /// The query param that carries a secret, if any (to mask and to re-add).
@@ -147,6 +227,7 @@ impl Masker {
         let mut values: Vec<String> = Vec::new();
         match auth {
             ResolvedAuth::None => {}
+            ResolvedAuth::OAuth2(source) => values.extend(source.secrets()),
             ResolvedAuth::Header { value, .. } | ResolvedAuth::Query { value, .. } => {
                 let v = value.expose();
                 values.push(v.to_string());
@@ -542,6 +623,9 @@ pub enum Failure {
     },
     /// Credentials refused: no request of this client can succeed.
     Auth { status: u16, body: String },
+    /// The server's TLS certificate is not trusted: no request can succeed
+    /// until the trust changes (system store or `ca_file`).
+    Tls { message: String },
 }
 
 impl Failure {
@@ -550,6 +634,7 @@ impl Failure {
         match self {
             Failure::Retry { status, .. } | Failure::Refused { status, .. } => *status,
             Failure::Auth { status, .. } => Some(*status),
+            Failure::Tls { .. } => None,
         }
     }
 }
@@ -562,7 +647,7 @@ pub fn classify(f: &Failure) -> Verdict {
         } => Verdict::RetryAfter(*wait),
         Failure::Retry { wait: None, .. } => Verdict::Retry,
         Failure::Refused { .. } => Verdict::Fail,
-        Failure::Auth { .. } => Verdict::Auth,
+        Failure::Auth { .. } | Failure::Tls { .. } => Verdict::Auth,
     }
 }
 
@@ -587,14 +672,14 @@ pub fn get(
     auth: &ResolvedAuth,
     charset: Option<Charset>,
 ) -> std::result::Result<Fetched, Failure> {
-    let mut req = agent.get(url.as_str()).header("Accept", "application/json");
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    if let ResolvedAuth::Header { name, value } = auth {
-        req = req.header(name.as_str(), value.expose());
-    }
-    let result = fetch(req, charset);
+    let build = || {
+        let mut req = agent.get(url.as_str()).header("Accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req
+    };
+    let result = send_authorized(build, auth, charset);
     result.map_err(|f| {
         let query: Vec<(String, String)> = url
             .query_pairs()
@@ -602,6 +687,32 @@ pub fn get(
             .collect();
         mask_failure(f, &Masker::new(auth, headers, &query))
     })
+}
+
+/// Sends the request `build` makes with the client's auth header. With
+/// OAuth2, a 401 on a token that was live renews it once and sends once more.
+fn send_authorized(
+    build: impl Fn() -> ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    auth: &ResolvedAuth,
+    charset: Option<Charset>,
+) -> std::result::Result<Fetched, Failure> {
+    match auth {
+        ResolvedAuth::OAuth2(source) => {
+            let bearer = |t: &SecretValue| format!("Bearer {}", t.expose());
+            let (token, generation) = source.bearer()?;
+            match fetch(build().header("Authorization", bearer(&token)), charset) {
+                Err(Failure::Auth { status: 401, .. }) => {
+                    let (token, _) = source.renew_after_401(generation)?;
+                    fetch(build().header("Authorization", bearer(&token)), charset)
+                }
+                other => other,
+            }
+        }
+        ResolvedAuth::Header { name, value } => {
+            fetch(build().header(name.as_str(), value.expose()), charset)
+        }
+        ResolvedAuth::None | ResolvedAuth::Query { .. } => fetch(build(), charset),
+    }
 }
 
 /// `f` with every secret masked in its message and body.
@@ -631,6 +742,9 @@ fn mask_failure(f: Failure, m: &Masker) -> Failure {
             status,
             body: m.text(&body),
         },
+        Failure::Tls { message } => Failure::Tls {
+            message: m.text(&message),
+        },
     }
 }
 
@@ -641,6 +755,15 @@ fn fetch(
 ) -> std::result::Result<Fetched, Failure> {
     let mut resp = match req.call() {
         Ok(r) => r,
+        Err(e) if certificate_error(&e).is_some() => {
+            return Err(Failure::Tls {
+                message: format!(
+                    "TLS: the API's certificate is not trusted ({}): add its CA to the \
+                     system's certificate store or give the client a ca_file",
+                    certificate_error(&e).unwrap_or_default()
+                ),
+            })
+        }
         Err(e) => {
             return Err(Failure::Retry {
                 status: None,

@@ -89,7 +89,7 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
     if a.no_probe {
         return Ok(verdict(exit, env_problem));
     }
-    let agent = http::agent(ctx.settings()?.timeout);
+    let timeout = ctx.settings()?.timeout;
     let mut rows = Vec::new();
     for (c, auth) in cfg.clients.values().zip(&auths) {
         for r in c.routes.values() {
@@ -99,6 +99,7 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
                 // Already reported as a config problem (exit 2), not probed.
                 None => Err("not probed: secret unavailable".to_string()),
                 Some(auth) => {
+                    let agent = http::agent_trusting(timeout, &c.ca_certs);
                     let v = probe(&agent, c, r, auth, day);
                     if v.is_err() {
                         env_problem = true;
@@ -147,8 +148,8 @@ fn probe(
         Err(http::Failure::Auth { status, .. }) => {
             Err(format!("{shown}: HTTP {status}: credentials refused"))
         }
-        Err(http::Failure::Retry { message, .. }) | Err(http::Failure::Refused { message, .. }) => {
-            Err(format!("{shown}: {message}"))
-        }
+        Err(http::Failure::Retry { message, .. })
+        | Err(http::Failure::Refused { message, .. })
+        | Err(http::Failure::Tls { message }) => Err(format!("{shown}: {message}")),
     }
 }

@@ -110,8 +110,11 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             _ => {}
         }
         // The database itself is gone: the other pairs would meet it too.
-        let lost = matches!(&turn, Turn::NotStarted(_, Exit::Environment))
+        // (An API's refusal, a token endpoint's `invalid_grant` or an
+        // untrusted certificate is exit 3 as well, but that pair's alone.)
+        let env_trouble = matches!(&turn, Turn::NotStarted(_, Exit::Environment))
             || matches!(&turn, Turn::Ran(v, Exit::Environment) if v["status"] != report::AUTH_REFUSED);
+        let lost = env_trouble && ctx.database().and_then(|d| d.connect()).is_err();
         results.push((client, route, table, turn));
         if lost {
             stopped = Some(Exit::Environment);
@@ -123,10 +126,10 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     for (client, route, table, turn) in &results {
         let pair = (client.id.as_str(), route.name.as_str());
         let (object, pair_exit) = match turn {
-            // Credentials refused by one API fail that pair only.
-            Turn::Ran(v, Exit::Environment) if v["status"] == report::AUTH_REFUSED => {
-                (v.clone(), Exit::Failed)
-            }
+            // Trouble with one API (credentials refused, certificate,
+            // token endpoint) fails that pair only; a lost database stopped
+            // the fleet and is exit 3.
+            Turn::Ran(v, Exit::Environment) if stopped.is_none() => (v.clone(), Exit::Failed),
             Turn::Ran(v, e) => (v.clone(), *e),
             Turn::UpToDate(last) => (
                 idle_summary(
@@ -145,6 +148,15 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                     json!({"status": "busy", "error": null}),
                 ),
                 Exit::Ok,
+            ),
+            Turn::NotStarted(why, e) if *e == Exit::Environment && stopped.is_none() => (
+                idle_summary(
+                    pair,
+                    table,
+                    settings,
+                    json!({"status": "not_started", "error": why, "exit_code": e.code()}),
+                ),
+                Exit::Failed,
             ),
             Turn::NotStarted(why, e) => (
                 idle_summary(

@@ -8,6 +8,7 @@
 //! then the config, then settings, then the database): a value that some
 //! commands can do without keeps its error until a command asks for it.
 
+mod auth;
 mod check;
 mod clients;
 mod fleet;
@@ -17,19 +18,22 @@ mod scrap;
 mod sync;
 mod verify;
 
-use crate::cli::{Args, Command, ScrapCommand};
+use crate::cli::{Args, AuthCommand, Command, ScrapCommand};
 use crate::config::settings::{config_path, database_url};
-use crate::config::{self, Client, Config, Layer, Settings};
+use crate::config::{self, Auth, Client, Config, Layer, Settings};
 use crate::dates;
 use crate::db::Db;
 use crate::exit::{usage, Exit, UsageError};
 use crate::http::ResolvedAuth;
 use crate::ledger;
+use crate::oauth;
 use crate::report::Style;
+use crate::seal::TokenKey;
 use anyhow::Result;
 use chrono::NaiveDate;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Runs the command `args` asks for. `env` looks up environment variables;
 /// `quit` is raised by Ctrl-C or a fatal error, `interrupted` by Ctrl-C only.
@@ -47,6 +51,9 @@ pub fn run(
         Command::Sync(a) => sync::run(&context()?, a),
         Command::Manager(a) => manager::run(&context()?, a.plain),
         Command::Verify(a) => verify::run(&context()?, a),
+        Command::Auth(a) => match &a.command {
+            AuthCommand::Seed(s) => auth::seed(&context()?, s),
+        },
         // Flags that stand alone are checked before the context is built.
         Command::Scrap(s) => match &s.command {
             ScrapCommand::Create(a) => scrap::create(&context()?, a),
@@ -146,9 +153,33 @@ impl<'a> Context<'a> {
         self.database.as_ref().map_err(raised)
     }
 
-    /// The client's auth with its secret read.
+    /// The client's auth with its secret read. An OAuth2 client also needs
+    /// the token key and the database (its tokens live there, sealed).
     pub fn auth(&self, client: &Client) -> Result<ResolvedAuth> {
-        ResolvedAuth::resolve(&client.auth, self.env)
+        let Auth::OAuth2(cfg) = &client.auth else {
+            return ResolvedAuth::resolve(&client.auth, self.env);
+        };
+        let key = self.token_key()?;
+        let timeout = self
+            .settings
+            .as_ref()
+            .map(|s| s.timeout)
+            .unwrap_or(std::time::Duration::from_secs(30));
+        let session = oauth::Session::new(
+            client,
+            cfg,
+            self.env,
+            key,
+            self.database()?.clone(),
+            crate::http::agent_trusting(timeout, &client.ca_certs),
+            format!("{}:{}", self.host, std::process::id()),
+        )?;
+        Ok(ResolvedAuth::OAuth2(Arc::new(session)))
+    }
+
+    /// The key OAuth2 tokens are sealed with (`ATLAS_TOKEN_KEY` or `ATLAS_TOKEN_KEY_FILE`).
+    pub fn token_key(&self) -> Result<TokenKey> {
+        TokenKey::from_env(self.env)
     }
 }
 

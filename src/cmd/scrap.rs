@@ -268,6 +268,8 @@ pub fn execute(
         return Ok((Exit::Ok, summary));
     }
 
+    // An OAuth2 client gets its token before the run starts (exit 2 or 3 if it cannot).
+    auth.prepare()?;
     feed.note(
         "🚀",
         &format!(

@@ -53,6 +53,8 @@ pub struct Client {
     pub rate_limit_per_sec: Option<f64>,
     /// Routes this client may use, with its overrides applied.
     pub routes: BTreeMap<String, Route>,
+    /// `ca_file`: extra trusted roots (PEM, read at load) for this client's HTTPS.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// One endpoint shape, as the client sees it.
@@ -158,6 +160,28 @@ pub enum Auth {
     Header { name: String, value: Secret },
     Query { param: String, value: Secret },
     Basic { user: String, password: Secret },
+    OAuth2(Box<OAuth2>),
+}
+
+/// `auth.type = oauth2`: where tokens come from. Tokens themselves live
+/// encrypted in the control schema (`oauth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2 {
+    pub token_url: url::Url,
+    pub grant: Grant,
+    pub client_id: Secret,
+    pub client_secret: Option<Secret>,
+    /// The first refresh token only: once one is stored, the stored one is used.
+    pub refresh_token: Option<Secret>,
+    pub scope: Option<String>,
+}
+
+/// The OAuth2 grant used to get access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    ClientCredentials,
+    RefreshToken,
 }
 
 /// Where a secret lives; the config never holds the value itself.
@@ -226,6 +250,7 @@ impl Auth {
             Auth::Header { .. } => "header",
             Auth::Query { .. } => "query",
             Auth::Basic { .. } => "basic",
+            Auth::OAuth2(_) => "oauth2",
         }
     }
 }
@@ -415,6 +440,64 @@ mod tests {
         assert!(e.contains("clients.2151.auth.token"), "{e}");
         assert!(e.contains("token_env"), "{e}");
         assert!(!e.contains("abc123"), "secret echoed: {e}");
+    }
+
+    #[test]
+    fn oauth2_auth_is_read_and_checked() {
+        let oauth = |auth: &str| {
+            GOOD.replace(
+                "{ \"type\": \"bearer\", \"token_env\": \"ATLAS_TOKEN_2151\" }",
+                auth,
+            )
+        };
+        let ok = oauth(
+            r#"{ "type": "oauth2", "token_url": "https://a.example/token", "grant": "refresh_token",
+                 "client_id_env": "ID", "client_secret_env": "SECRET", "refresh_token_file": "/rt",
+                 "scope": "read" }"#,
+        );
+        assert_ne!(ok, GOOD, "the bearer auth was replaced");
+        let c = parse_str(&ok).unwrap();
+        let Auth::OAuth2(o) = &c.client("2151").unwrap().auth else {
+            panic!("not oauth2")
+        };
+        assert_eq!(o.grant, Grant::RefreshToken);
+        assert_eq!(o.token_url.as_str(), "https://a.example/token");
+        assert!(matches!(o.refresh_token, Some(Secret::File { .. })));
+        assert_eq!(o.scope.as_deref(), Some("read"));
+        let cases = [
+            (
+                r#""grant": "password""#,
+                "expected `client_credentials` or `refresh_token`",
+            ),
+            (
+                r#""grant": "client_credentials", "client_id_env": "I""#,
+                "client_secret",
+            ),
+            (
+                r#""grant": "client_credentials", "client_id_env": "I", "client_secret_env": "S", "refresh_token_env": "R""#,
+                "refresh_token",
+            ),
+            (r#""grant": "refresh_token""#, "client_id"),
+            (
+                r#""grant": "refresh_token", "client_id_env": "I", "refresh_token": "rt-123""#,
+                "refresh_token_env",
+            ),
+        ];
+        for (keys, says) in cases {
+            let t = oauth(&format!(
+                r#"{{ "type": "oauth2", "token_url": "https://a.example/token", {keys} }}"#
+            ));
+            let e = err(&t);
+            assert!(
+                e.contains("clients.2151.auth") && e.contains(says),
+                "{keys}: {e}"
+            );
+            assert!(!e.contains("rt-123"), "secret echoed: {e}");
+        }
+        let e = err(&oauth(
+            r#"{ "type": "oauth2", "token_url": "ftp://x", "grant": "refresh_token", "client_id_env": "I" }"#,
+        ));
+        assert!(e.contains("token_url"), "{e}");
     }
 
     #[test]

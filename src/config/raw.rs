@@ -44,6 +44,7 @@ pub struct RawClient {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A client's `auth`, by `type`. Inline secrets (`token`, `value`,
@@ -74,6 +75,19 @@ pub enum RawAuth {
         password_env: Option<String>,
         password_file: Option<PathBuf>,
         password: Option<Value>,
+    },
+    Oauth2 {
+        token_url: String,
+        grant: super::Grant,
+        client_id_env: Option<String>,
+        client_id_file: Option<PathBuf>,
+        client_secret_env: Option<String>,
+        client_secret_file: Option<PathBuf>,
+        client_secret: Option<Value>,
+        refresh_token_env: Option<String>,
+        refresh_token_file: Option<PathBuf>,
+        refresh_token: Option<Value>,
+        scope: Option<String>,
     },
 }
 

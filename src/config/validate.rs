@@ -5,7 +5,9 @@
 use super::position::{key_position, Key};
 use super::raw::{RawAuth, RawClient, RawFile, RawPagination, RawRoute};
 use super::settings::Layer;
-use super::{Auth, Client, Config, DateParams, Pagination, Paging, Route, Secret, Undated};
+use super::{
+    Auth, Client, Config, DateParams, Grant, OAuth2, Pagination, Paging, Route, Secret, Undated,
+};
 use crate::dates::{self, EndStyle, Zone};
 use crate::exit::usage;
 use crate::ident;
@@ -107,6 +109,10 @@ impl Validator<'_> {
                 ));
             }
         }
+        let ca_certs = match &c.ca_file {
+            None => Vec::new(),
+            Some(path) => ca_certs(path).map_err(|m| self.bad(&key.dotted("ca_file"), m))?,
+        };
         let auth_key = key.dotted("auth");
         let auth = auth(c.auth, &auth_key).map_err(|(k, m)| self.bad(&auth_key.dotted(&k), m))?;
         for name in c.route_overrides.keys() {
@@ -177,6 +183,7 @@ impl Validator<'_> {
             auth,
             rate_limit_per_sec: c.rate_limit_per_sec,
             routes: effective,
+            ca_certs,
         })
     }
 }
@@ -383,6 +390,22 @@ fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldErro
     })
 }
 
+/// The certificates of a client's `ca_file` (PEM): at least one, all parsed.
+fn ca_certs(
+    path: &Path,
+) -> std::result::Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 /// A client's `auth`. `key` (where it was written) names each secret
 /// reference in later messages; error keys are relative to it.
 fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> {
@@ -462,6 +485,69 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
                 user,
                 password: secret(password_env, password_file, "password")?,
             }
+        }
+        Some(RawAuth::Oauth2 {
+            token_url,
+            grant,
+            client_id_env,
+            client_id_file,
+            client_secret_env,
+            client_secret_file,
+            client_secret,
+            refresh_token_env,
+            refresh_token_file,
+            refresh_token,
+            scope,
+        }) => {
+            refuse(client_secret, "client_secret")?;
+            refuse(refresh_token, "refresh_token")?;
+            let token_url = url::Url::parse(&token_url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    (
+                        "token_url".to_string(),
+                        format!("'{token_url}' is not an http:// or https:// URL"),
+                    )
+                })?;
+            let client_secret = match (&client_secret_env, &client_secret_file) {
+                (None, None) => None,
+                _ => Some(secret(
+                    client_secret_env,
+                    client_secret_file,
+                    "client_secret",
+                )?),
+            };
+            let refresh_token = match (grant, &refresh_token_env, &refresh_token_file) {
+                (Grant::ClientCredentials, None, None) => None,
+                (Grant::ClientCredentials, _, _) => {
+                    return Err((
+                        "refresh_token_env".to_string(),
+                        "a refresh token is for grant \"refresh_token\" only".into(),
+                    ))
+                }
+                // Optional: `atlas auth seed` may store the first one instead.
+                (Grant::RefreshToken, None, None) => None,
+                (Grant::RefreshToken, _, _) => Some(secret(
+                    refresh_token_env,
+                    refresh_token_file,
+                    "refresh_token",
+                )?),
+            };
+            if client_secret.is_none() && grant == Grant::ClientCredentials {
+                return Err((
+                    "client_secret".to_string(),
+                    "missing: grant \"client_credentials\" needs client_secret_env or client_secret_file".into(),
+                ));
+            }
+            Auth::OAuth2(Box::new(OAuth2 {
+                token_url,
+                grant,
+                client_id: secret(client_id_env, client_id_file, "client_id")?,
+                client_secret,
+                refresh_token,
+                scope: scope.filter(|s| !s.trim().is_empty()),
+            }))
         }
     })
 }

@@ -306,6 +306,7 @@ impl Shared<'_, '_> {
                 ("requisição recusada", message.clone(), body)
             }
             Failure::Retry { message, body, .. } => ("tentativa falhou", message.clone(), body),
+            Failure::Tls { message } => ("certificado recusado", message.clone(), &String::new()),
         };
         ctx.body = Some(masker.text(body));
         self.job.errlog.write(what, &ctx, &masker.text(&message));
@@ -328,6 +329,11 @@ impl Shared<'_, '_> {
                 let why = self.auth_refused(status);
                 self.abort(Abort::Auth(why.clone()));
                 SliceStop::Failed(format!("page {page_no}: {why}"))
+            }
+            (PageError::Http(Failure::Tls { message }), _) => {
+                // Untrusted certificate: every request of the client would fail the same.
+                self.abort(Abort::Environment(message.clone()));
+                SliceStop::Failed(format!("page {page_no}: {message}"))
             }
             (PageError::Http(Failure::Refused { message, body, .. }), _) => {
                 SliceStop::Failed(format!("page {page_no}: {message}: {body}"))

@@ -83,6 +83,9 @@ enum Abort {
     Auth(String),
     /// The database stayed unreachable through every retry.
     Database(String),
+    /// Another environment failure that no slice can get past (an untrusted
+    /// TLS certificate): the message says what.
+    Environment(String),
 }
 
 /// Live counters, read by the ticker.
@@ -318,7 +321,7 @@ pub fn run(job: &Job<'_>) -> Outcome {
         job,
         counters: Counters::default(),
         limiter: Limiter::new(job.client.rate_limit_per_sec),
-        agent: http::agent(job.settings.timeout),
+        agent: http::agent_trusting(job.settings.timeout, &job.client.ca_certs),
         abort: Mutex::new(None),
         notices,
     };
@@ -437,7 +440,7 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, trouble: Trouble, ctrl_c: bo
     } = trouble;
     let auth_refused = matches!(abort, Some(Abort::Auth(_)));
     let (exit, error) = match abort {
-        Some(Abort::Auth(m)) => (Exit::Environment, Some(m)),
+        Some(Abort::Auth(m)) | Some(Abort::Environment(m)) => (Exit::Environment, Some(m)),
         Some(Abort::Database(m)) => (
             Exit::Environment,
             Some(format!("database unavailable: {m}")),

@@ -1,11 +1,13 @@
 //! Integration tests: the real `atlas` binary, real HTTP to the sample API on
 //! loopback, real PostgreSQL (one throwaway database per test).
 
+mod api_tls;
 mod data;
 mod faults;
 mod fleet;
 mod foundation;
 mod manager;
+mod oauth;
 mod pacing;
 mod package;
 mod promises_cmd;

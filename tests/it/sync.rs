@@ -1038,10 +1038,19 @@ fn every_command_help_lists_and_describes_every_flag() {
         (
             &[],
             &["--config", "--database-url", "--plain", "--error-log"],
-            &["init", "check", "clients", "scrap", "sync", "manager"],
+            &[
+                "init", "check", "clients", "scrap", "sync", "manager", "verify", "auth",
+            ],
         ),
         (&["manager"], &["--plain"], &[]),
+        (
+            &["verify"],
+            &["--client", "--route", "--fix", "--threads", "--json"],
+            &[],
+        ),
         (&["init"], &[], &[]),
+        (&["auth"], &[], &["seed"]),
+        (&["auth", "seed"], &["--client"], &[]),
         (&["check"], &["--no-probe", "--date"], &[]),
         (&["clients"], &[], &[]),
         (&["scrap"], &[], &["create", "list", "show", "run"]),

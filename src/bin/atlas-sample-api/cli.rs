@@ -97,6 +97,28 @@ pub struct Args {
     /// escapes (default utf8)
     #[argh(option, default = "Charset::Utf8")]
     pub charset: Charset,
+    /// serve HTTPS with this PEM certificate chain (needs --tls-key); the listen line then
+    /// says https://
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
+    /// OAuth2 mode: POST /oauth/token accepts this CLIENT_ID:CLIENT_SECRET (grants
+    /// client_credentials and refresh_token, refresh tokens rotate on every use) and data
+    /// requests need "Authorization: Bearer <live access token>"
+    #[argh(option)]
+    pub oauth: Option<String>,
+    /// the refresh token valid at start (OAuth2 mode)
+    #[argh(option)]
+    pub oauth_refresh_token: Option<String>,
+    /// seconds an access token lives (default 3600)
+    #[argh(option, default = "3600")]
+    pub oauth_ttl_secs: u64,
+    /// append one line per token request to FILE: "<unix_ms> <grant_type> <refresh token
+    /// used or -> <ok|reused|unknown|invalid_client|unsupported>"
+    #[argh(option)]
+    pub oauth_log: Option<PathBuf>,
 }
 
 /// A plain enum read from fixed CLI words; `WORDS` also serves as the list of all variants.
@@ -134,6 +156,15 @@ pub fn validate(args: &Args) -> Result<(), String> {
     }
     if !(0.0..=1.0).contains(&args.fault_rate) {
         return Err("--fault-rate must be between 0.0 and 1.0".into());
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
+    if args.oauth.is_none() && (args.oauth_refresh_token.is_some() || args.oauth_log.is_some()) {
+        return Err("--oauth-refresh-token and --oauth-log need --oauth".into());
+    }
+    if args.oauth_ttl_secs == 0 {
+        return Err("--oauth-ttl-secs must be at least 1".into());
     }
     if args.rate_limit == Some(0) {
         return Err("--rate-limit must be at least 1".into());

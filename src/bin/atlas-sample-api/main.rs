@@ -12,6 +12,7 @@ mod data;
 mod faults;
 mod http;
 mod limit;
+mod oauth;
 mod range;
 mod request_log;
 mod routes;
@@ -20,6 +21,7 @@ mod shapes;
 mod state;
 #[cfg(test)]
 mod test_client;
+mod tls;
 
 use std::io::Write;
 
@@ -33,7 +35,22 @@ fn main() {
         eprintln!("atlas-sample-api: {msg}");
         std::process::exit(2);
     }
-    let (listener, local) = match server::bind(&args.host, args.port) {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls::config(cert, key) {
+            Ok(config) => Some(config),
+            Err(msg) => {
+                eprintln!("atlas-sample-api: {msg}");
+                std::process::exit(2);
+            }
+        },
+        _ => None,
+    };
+    // With TLS the plain server listens on a private loopback port behind the TLS front.
+    let (host, port) = match tls {
+        Some(_) => ("127.0.0.1", 0),
+        None => (args.host.as_str(), args.port),
+    };
+    let (listener, local) = match server::bind(host, port) {
         Ok(bound) => bound,
         Err(e) => {
             eprintln!(
@@ -43,17 +60,38 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let state = match State::new(args, local) {
+    let public = match &tls {
+        Some(config) => match server::bind(&args.host, args.port) {
+            Ok((front, addr)) => {
+                let config = config.clone();
+                std::thread::spawn(move || tls::front(&front, local, &config));
+                Some(addr)
+            }
+            Err(e) => {
+                eprintln!(
+                    "atlas-sample-api: cannot bind {}:{}: {e}",
+                    args.host, args.port
+                );
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
+    let state = match State::new(args, public.unwrap_or(local)) {
         Ok(state) => state,
         Err(e) => {
-            eprintln!("atlas-sample-api: cannot open the request log: {e}");
+            eprintln!("atlas-sample-api: cannot open a log: {e}");
             std::process::exit(1);
         }
     };
     // Parents wait for this exact line to learn the port, so flush it at once. No println!:
     // a parent that already closed our stdout must not make us panic.
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "listening on http://{local}").and_then(|()| stdout.flush());
+    let announced = match public {
+        Some(addr) => format!("https://{addr}"),
+        None => format!("http://{local}"),
+    };
+    let _ = writeln!(stdout, "listening on {announced}").and_then(|()| stdout.flush());
     drop(stdout);
 
     server::serve(&listener, &state);

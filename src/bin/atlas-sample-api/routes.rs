@@ -10,12 +10,15 @@ use url::form_urlencoded;
 use crate::auth::Auth;
 use crate::faults::FaultKind;
 use crate::http::{bad, encode_query, param, Query, Reply};
+use crate::oauth::OAuthServer;
 use crate::range::{resolve_range, EndStyle};
 use crate::server::Request;
 use crate::shapes::{Ctx, Kind};
 use crate::state::{lock, State};
 
 enum Route {
+    Token,
+    Revoke,
     Stats,
     Expected,
     Data(Kind),
@@ -26,6 +29,8 @@ enum Route {
 fn route_of(path: &str) -> Route {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
+        ["oauth", "token"] => Route::Token,
+        ["_oauth", "revoke"] => Route::Revoke,
         ["_stats"] => Route::Stats,
         ["_expected"] => Route::Expected,
         [kind, route] if !route.is_empty() => kind.parse().map_or(Route::NotFound, Route::Data),
@@ -75,8 +80,16 @@ struct DataRequest<'a> {
 }
 
 impl<'a> DataRequest<'a> {
-    fn new(auth: &Auth, request: &Request, kind: Kind, path: &'a str, mut query: Query) -> Self {
-        let authorized = auth.allows(request, &query);
+    fn new(
+        auth: &Auth,
+        state_oauth: Option<&OAuthServer>,
+        request: &Request,
+        kind: Kind,
+        path: &'a str,
+        mut query: Query,
+    ) -> Self {
+        let authorized =
+            auth.allows(request, &query) && state_oauth.is_none_or(|o| o.allows(request));
         if let Auth::Query { param: p, .. } = auth {
             query.retain(|(k, _)| k != p);
         }
@@ -142,6 +155,19 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
 
     let mut url_key = None;
     let (reply, fault) = match route {
+        Route::Token => match &state.oauth {
+            Some(oauth) if request.method == "POST" => (oauth.token(request), None),
+            Some(_) => {
+                let mut reply = Reply::error(405, "método não permitido");
+                reply.headers.push(("Allow", "POST".to_string()));
+                (reply, None)
+            }
+            None => (Reply::error(404, "rota não encontrada (sem --oauth)"), None),
+        },
+        Route::Revoke => match &state.oauth {
+            Some(oauth) if request.method == "POST" => (oauth.revoke_access(), None),
+            _ => (Reply::error(404, "rota não encontrada"), None),
+        },
         _ if !matches!(request.method.as_str(), "GET" | "HEAD") => {
             let mut reply = Reply::error(405, "método não permitido");
             reply.headers.push(("Allow", "GET, HEAD".to_string()));
@@ -150,7 +176,8 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         Route::Stats | Route::NotFound => (Reply::error(404, "rota não encontrada"), None),
         Route::Expected => (serve_expected(state, &query), None),
         Route::Data(kind) => {
-            let data = DataRequest::new(&state.args.auth, request, kind, path, query);
+            let oauth = state.oauth.as_ref();
+            let data = DataRequest::new(&state.args.auth, oauth, request, kind, path, query);
             let served = serve_data(state, request, &data);
             url_key = Some(data.key);
             served

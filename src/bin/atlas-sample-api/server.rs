@@ -14,13 +14,15 @@ use crate::state::State;
 
 /// Longest request head (request line and headers) accepted; longer is a 431.
 const MAX_HEAD: usize = 64 * 1024;
+/// Largest request body accepted; larger is a 413.
+const MAX_BODY: u64 = 1024 * 1024;
 /// Most header lines in a head; more is a 431.
 const MAX_HEADERS: usize = 100;
 /// Read and write timeout of every connection: an idle keep-alive connection is closed after
 /// this, and so is one whose client stops reading.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One request head; its body, if any, has already been read and discarded.
+/// One request head and its body (read whole; only the token endpoint uses it).
 pub struct Request {
     pub method: String,
     /// The request target as sent: path and query.
@@ -29,6 +31,8 @@ pub struct Request {
     pub version: u8,
     /// Names as sent, values trimmed; non-UTF-8 bytes replaced.
     pub headers: Vec<(String, String)>,
+    /// The `Content-Length` body.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -145,13 +149,14 @@ impl Conn {
                     (h.name.to_string(), value.trim().to_string())
                 })
                 .collect(),
+            body: Vec::new(),
         };
         self.buf.drain(..len);
         Ok(Some(request))
     }
 
-    /// Reads and throws away a `Content-Length` body (this API has no use for bodies).
-    fn skip_body(&mut self, request: Request) -> Next {
+    /// Reads a `Content-Length` body into the request.
+    fn skip_body(&mut self, mut request: Request) -> Next {
         if request.header("Transfer-Encoding").is_some() {
             // Only chunked could be framed, and no client of this API sends a body at all.
             return Next::Reject(Reply::error(501, "Transfer-Encoding não suportado"));
@@ -162,6 +167,9 @@ impl Conn {
         if len == 0 {
             return Next::Request(request);
         }
+        if len > MAX_BODY {
+            return Next::Reject(Reply::error(413, "corpo grande demais"));
+        }
         let expects = request.header("Expect");
         if expects.is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) && request.version >= 1 {
             let line = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -170,9 +178,9 @@ impl Conn {
             }
         }
         let buffered = usize::try_from(len).map_or(self.buf.len(), |l| l.min(self.buf.len()));
-        self.buf.drain(..buffered);
+        request.body = self.buf.drain(..buffered).collect();
         let rest = len - buffered as u64;
-        match io::copy(&mut (&self.stream).take(rest), &mut io::sink()) {
+        match io::copy(&mut (&self.stream).take(rest), &mut request.body) {
             Ok(n) if n == rest => Next::Request(request),
             _ => Next::Close,
         }

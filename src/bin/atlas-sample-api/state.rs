@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::cli::Args;
 use crate::faults::Faults;
 use crate::limit::{RollingWindow, WINDOW};
+use crate::oauth::OAuthServer;
 use crate::request_log::RequestLog;
 
 /// The counters `/_stats` reports.
@@ -30,6 +31,8 @@ pub struct State {
     pub limiter: Option<Mutex<RollingWindow>>,
     /// `--request-log`.
     pub request_log: Option<RequestLog>,
+    /// `--oauth`: the token endpoint and its tokens.
+    pub oauth: Option<OAuthServer>,
 }
 
 /// A panicking worker must not wedge the others, so poisoned locks are simply reused.
@@ -38,14 +41,27 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
-    /// Fails only if the request log cannot be opened.
+    /// Fails only if the request log or the oauth log cannot be opened.
     pub fn new(args: Args, local: SocketAddr) -> io::Result<Arc<State>> {
         let request_log = args.request_log.as_deref().map(RequestLog::open);
+        let oauth = match &args.oauth {
+            None => None,
+            Some(spec) => Some(
+                OAuthServer::new(
+                    spec,
+                    args.oauth_refresh_token.as_deref(),
+                    args.oauth_ttl_secs,
+                    args.oauth_log.as_deref(),
+                )
+                .map_err(io::Error::other)?,
+            ),
+        };
         let limiter = args.rate_limit.map(|n| RollingWindow::new(n, WINDOW));
         Ok(Arc::new(State {
             faults: Faults::new(&args),
             limiter: limiter.map(Mutex::new),
             request_log: request_log.transpose()?,
+            oauth,
             args,
             local,
             stats: Mutex::new(Stats::default()),
