@@ -98,6 +98,22 @@ impl Style {
         )
     }
 
+    /// `📄 Páginas 120 | ⏱️ 4s | 📊 6,000 registros | 🚀 1,500.0 reg/s`: the
+    /// figures of a whole fleet (`sync --all`), after its pair count.
+    pub fn fleet_progress(&self, pages: u64, records: u64, elapsed: Duration) -> String {
+        format!(
+            "{}Páginas {} | {}{}s | {}{} registros | {}{} reg/s",
+            self.tag("📄"),
+            thousands(pages),
+            self.tag("⏱️"),
+            elapsed.as_secs(),
+            self.tag("📊"),
+            thousands(records),
+            self.tag("🚀"),
+            decimal(rate(records, elapsed))
+        )
+    }
+
     /// The line a worker's notice is shown as.
     pub fn notice(&self, n: &Notice) -> String {
         match n {

@@ -19,10 +19,13 @@ use crate::exit::{classify, usage, Exit};
 use crate::ident;
 use crate::ledger::{self, SliceStatus};
 use crate::report::{self, thousands};
+use crate::report::{Snapshot, Watch};
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
+use crossbeam::channel::{self, Receiver, Select, Sender};
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 /// How long a process waits for another one deciding a pair's period (it
@@ -70,56 +73,66 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let style = ctx.style;
     let started = Instant::now();
     let n = pairs.len();
-    let mut results: Vec<(&Client, &Route, String, Turn)> = Vec::with_capacity(n);
-    let mut stopped: Option<Exit> = None;
-    for (i, (client, route)) in pairs.into_iter().enumerate() {
-        let table = ident::raw_table(&client.id, &route.name).unwrap_or_default();
-        let turn = if let Some(why) = stopped {
-            Turn::Skipped(why)
-        } else if ctx.quit.load(Ordering::SeqCst) {
-            Turn::Skipped(Exit::Interrupted)
-        } else {
-            style.note(
-                "🧩",
-                &format!("pares {}/{n}: {} / {}", i + 1, client.id, route.name),
-            );
-            pair_turn(ctx, cfg, client, route, from, until, a.lookback_days)
-        };
-        match &turn {
-            Turn::NotStarted(why, _) => style.note(
-                "❌",
-                &format!("Par {} / {} não iniciado: {why}", client.id, route.name),
-            ),
-            Turn::UpToDate(last) => style.note(
-                "✅",
-                &format!(
-                    "Nada novo para {} / {}: carregado até {}",
-                    client.id,
-                    route.name,
-                    last.map(|d| d.to_string())
-                        .unwrap_or_else(|| "(nada)".into())
-                ),
-            ),
-            Turn::Busy => style.note(
-                "⏳",
-                &format!(
-                    "Outra sincronização de {} / {} está em andamento: nada a fazer",
-                    client.id, route.name
-                ),
-            ),
-            _ => {}
+    let lanes = lanes(&pairs, settings.threads);
+    let crew = (
+        (settings.threads / lanes.len()).max(1),
+        (settings.writers / lanes.len()).max(1),
+    );
+    let turns: Mutex<Vec<Option<Turn>>> = Mutex::new((0..n).map(|_| None).collect());
+    let begun = AtomicUsize::new(0);
+    let lost = AtomicBool::new(false);
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        lanes.iter().map(|_| channel::unbounded::<Watch>()).unzip();
+    std::thread::scope(|scope| {
+        for (lane, news) in lanes.iter().zip(senders) {
+            let lane_ctx = ctx.with_crew(crew.0, crew.1);
+            let (pairs, turns, begun, lost) = (&pairs, &turns, &begun, &lost);
+            scope.spawn(move || {
+                for &i in lane {
+                    let (client, route) = pairs[i];
+                    let turn = if lost.load(Ordering::SeqCst) {
+                        Turn::Skipped(Exit::Environment)
+                    } else if ctx.quit.load(Ordering::SeqCst) {
+                        Turn::Skipped(Exit::Interrupted)
+                    } else {
+                        let k = begun.fetch_add(1, Ordering::SeqCst) + 1;
+                        let say = |emoji: &str, text: String| {
+                            drop(news.send(Watch::Note(style.line(emoji, &text))))
+                        };
+                        say("🧩", format!("pares {k}/{n}: {} / {}", client.id, route.name));
+                        let turn = pair_turn(&lane_ctx, cfg, client, route, from, until, a.lookback_days, &news);
+                        tell(&turn, client, route, say);
+                        turn
+                    };
+                    // The database itself is gone: the other pairs would meet
+                    // it too. (An API's refusal, a token endpoint's
+                    // `invalid_grant` or an untrusted certificate is exit 3
+                    // as well, but that pair's alone.)
+                    let env_trouble = matches!(&turn, Turn::NotStarted(_, Exit::Environment))
+                        || matches!(&turn, Turn::Ran(v, Exit::Environment) if v["status"] != report::AUTH_REFUSED);
+                    if env_trouble && ctx.database().and_then(|d| d.connect()).is_err() {
+                        lost.store(true, Ordering::SeqCst);
+                    }
+                    lock(turns)[i] = Some(turn);
+                }
+            });
         }
-        // The database itself is gone: the other pairs would meet it too.
-        // (An API's refusal, a token endpoint's `invalid_grant` or an
-        // untrusted certificate is exit 3 as well, but that pair's alone.)
-        let env_trouble = matches!(&turn, Turn::NotStarted(_, Exit::Environment))
-            || matches!(&turn, Turn::Ran(v, Exit::Environment) if v["status"] != report::AUTH_REFUSED);
-        let lost = env_trouble && ctx.database().and_then(|d| d.connect()).is_err();
-        results.push((client, route, table, turn));
-        if lost {
-            stopped = Some(Exit::Environment);
-        }
-    }
+        watch(&receivers, style, settings.progress, n, &turns, started);
+    });
+    let stopped = lost.load(Ordering::SeqCst).then_some(Exit::Environment);
+    let results: Vec<(&Client, &Route, String, Turn)> = pairs
+        .iter()
+        .zip(lock(&turns).drain(..))
+        .map(|(&(client, route), turn)| {
+            let table = ident::raw_table(&client.id, &route.name).unwrap_or_default();
+            (
+                client,
+                route,
+                table,
+                turn.unwrap_or(Turn::Skipped(Exit::Interrupted)),
+            )
+        })
+        .collect();
 
     let mut exit = Exit::Ok;
     let mut objects = Vec::with_capacity(results.len());
@@ -243,6 +256,8 @@ fn select<'c>(
 /// One pair: joins the scrap another process is loading for it, or decides
 /// its period under the lock and loads it. After a joined scrap ends well,
 /// the period is decided again: the joined one may be an older night's.
+/// Its lines and progress go to `news`.
+#[allow(clippy::too_many_arguments)]
 fn pair_turn(
     ctx: &Context<'_>,
     cfg: &Config,
@@ -251,6 +266,7 @@ fn pair_turn(
     from: Option<NaiveDate>,
     until: Option<NaiveDate>,
     lookback: Option<u32>,
+    news: &Sender<Watch>,
 ) -> Turn {
     if let Err(e) = ctx.auth(client) {
         return Turn::NotStarted(format!("{e:#}"), Exit::Usage);
@@ -274,7 +290,7 @@ fn pair_turn(
             Step::Busy if runs.is_empty() => return Turn::Busy,
             Step::UpToDate(_) | Step::Busy => break,
         };
-        ctx.style.note(
+        let line = ctx.style.line(
             "🔄",
             &format!(
                 "Sincronizando {} / {}: scrap {id}{}",
@@ -283,7 +299,8 @@ fn pair_turn(
                 if joined { " (em andamento, junto)" } else { "" }
             ),
         );
-        match scrap::execute(ctx, id, true, None) {
+        drop(news.send(Watch::Note(line)));
+        match scrap::execute(ctx, id, true, Some(news)) {
             Ok((e, summary)) => {
                 let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
                 if let Some(o) = v.as_object_mut() {
@@ -320,6 +337,115 @@ fn pair_turn(
         }
     }
     Turn::Ran(last, exit)
+}
+
+/// Lanes of pairs, worked side by side: a client's routes stay in one lane,
+/// one after another, so a client is never asked by two runs of this
+/// process at once (each run keeps the client's rate limit); clients are
+/// dealt to at most `threads` lanes in turn.
+fn lanes(pairs: &[(&Client, &Route)], threads: usize) -> Vec<Vec<usize>> {
+    let mut clients: Vec<&str> = pairs.iter().map(|(c, _)| c.id.as_str()).collect();
+    clients.dedup();
+    let n = clients.len().min(threads.max(1)).max(1);
+    let mut lanes = vec![Vec::new(); n];
+    for (i, (c, _)) in pairs.iter().enumerate() {
+        let k = clients.iter().position(|x| *x == c.id).unwrap_or(0);
+        lanes[k % n].push(i);
+    }
+    lanes.retain(|l| !l.is_empty());
+    lanes
+}
+
+/// The line that says how a pair's turn ended without a run.
+fn tell(turn: &Turn, client: &Client, route: &Route, say: impl Fn(&str, String)) {
+    let (c, r) = (&client.id, &route.name);
+    match turn {
+        Turn::NotStarted(why, _) => say("❌", format!("Par {c} / {r} não iniciado: {why}")),
+        Turn::UpToDate(last) => say(
+            "✅",
+            format!(
+                "Nada novo para {c} / {r}: carregado até {}",
+                last.map(|d| d.to_string())
+                    .unwrap_or_else(|| "(nada)".into())
+            ),
+        ),
+        Turn::Busy => say(
+            "⏳",
+            format!("Outra sincronização de {c} / {r} está em andamento: nada a fazer"),
+        ),
+        _ => {}
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The main thread while the lanes work: their lines and notices as they
+/// come, and every `every` one fleet progress line with the pair count.
+fn watch(
+    lanes: &[Receiver<Watch>],
+    style: report::Style,
+    every: std::time::Duration,
+    n: usize,
+    turns: &Mutex<Vec<Option<Turn>>>,
+    started: Instant,
+) {
+    // Per lane: the latest figures of its current run, and the banked
+    // figures of its finished runs (a run's clock starts again at 0).
+    let mut current: Vec<Option<Snapshot>> = vec![None; lanes.len()];
+    let mut banked = (0u64, 0u64);
+    let mut open = lanes.len();
+    let ticker = channel::tick(every.max(std::time::Duration::from_millis(100)));
+    let mut sel = Select::new();
+    for rx in lanes {
+        sel.recv(rx);
+    }
+    let tick = sel.recv(&ticker);
+    let mut gone = vec![false; lanes.len()];
+    while open > 0 {
+        let op = sel.select();
+        let i = op.index();
+        if i == tick {
+            let _ = op.recv(&ticker);
+            let finished = lock(turns).iter().filter(|t| t.is_some()).count();
+            let (pages, records) = current
+                .iter()
+                .flatten()
+                .fold(banked, |(p, r), s| (p + s.pages, r + s.records));
+            eprintln!(
+                "{}",
+                style.line(
+                    "🧩",
+                    &format!(
+                        "pares {finished}/{n} | {}",
+                        style.fleet_progress(pages, records, started.elapsed())
+                    )
+                )
+            );
+            continue;
+        }
+        match op.recv(&lanes[i]) {
+            Ok(Watch::Progress(s)) => {
+                if let Some(prev) = &current[i] {
+                    if s.elapsed < prev.elapsed {
+                        banked.0 += prev.pages;
+                        banked.1 += prev.records;
+                    }
+                }
+                current[i] = Some(s);
+            }
+            Ok(Watch::Notice(n)) => eprintln!("{}", style.notice(&n)),
+            Ok(Watch::Note(line)) => eprintln!("{line}"),
+            Err(_) => {
+                if !gone[i] {
+                    gone[i] = true;
+                    open -= 1;
+                    sel.remove(i);
+                }
+            }
+        }
+    }
 }
 
 /// What to do for a pair now.

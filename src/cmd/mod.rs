@@ -133,6 +133,32 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// The same context with other fetcher and writer counts: one lane of
+    /// `sync --all`.
+    fn with_crew(&self, threads: usize, writers: usize) -> Context<'a> {
+        Context {
+            config: self.config.clone(),
+            config_path: self.config_path.clone(),
+            settings: match &self.settings {
+                Ok(s) => Ok(Settings {
+                    threads,
+                    writers,
+                    ..s.clone()
+                }),
+                Err(e) => Err(UsageError(e.0.clone())),
+            },
+            database: match &self.database {
+                Ok(d) => Ok(d.clone()),
+                Err(e) => Err(UsageError(e.0.clone())),
+            },
+            host: self.host.clone(),
+            style: self.style,
+            quit: self.quit,
+            interrupted: self.interrupted,
+            env: self.env,
+        }
+    }
+
     /// The config file, for a command that cannot do without one.
     pub fn config(&self) -> Result<&Config> {
         self.config.as_ref().ok_or_else(|| {
