@@ -5,9 +5,12 @@
 //! Secrets reach the wire only: any URL shown to a person goes through
 //! `redact`, and resolved secret values never implement `Display`.
 
-use crate::charset::{body_charset, decode, Charset};
-use crate::config::{Auth, Client, Route, SecretValue};
+use crate::charset::{body_charset, decode};
+use crate::config::{Auth, BodyFormat, Client, Method, Route, SecretValue};
+use crate::paginate::Position;
 use crate::retry::Verdict;
+use crate::rules::{self, Then};
+use crate::template::{self, Secrets, Var, Vars};
 use anyhow::Result;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -184,6 +187,26 @@ impl Masker {
             auth_param: auth.query_param().map(str::to_string),
             values,
         }
+    }
+
+    /// Also masks every secret a route's templates read (`{env:}`, `{file:}`).
+    pub fn with_secrets(mut self, secrets: &Secrets) -> Masker {
+        for v in secrets.values() {
+            let v = v.expose();
+            if v.is_empty() {
+                continue;
+            }
+            self.values.push(v.to_string());
+            self.values
+                .push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
+            // As it appears inside a JSON string (an echoed body).
+            let json = serde_json::Value::from(v).to_string();
+            self.values.push(json[1..json.len() - 1].to_string());
+        }
+        self.values.retain(|v| !v.is_empty());
+        self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        self.values.dedup();
+        self
     }
 
     /// `text` with every secret value replaced by `***`.
@@ -386,6 +409,15 @@ impl Window {
         }
     }
 
+    /// Nobody starts before `now + wait` (a later pause extends it, never
+    /// shortens it).
+    pub fn pause(&mut self, now: Instant, wait: Duration) {
+        let until = now + wait;
+        if self.paused_until.is_none_or(|p| p < until) {
+            self.paused_until = Some(until);
+        }
+    }
+
     /// A 429 arrived at `now` asking for `wait`: nobody starts before
     /// `now + wait` (a later pause extends it, never shortens it), and the
     /// rate drops to what the server let through in the last window: the
@@ -494,6 +526,16 @@ impl Limiter {
         }
     }
 
+    /// The server asked the whole client to wait `wait` (its rate-limit
+    /// window is used up, or a `Retry-After` on a 503): nobody starts
+    /// before then; the rate is left as it is.
+    pub fn pause(&self, wait: Duration) {
+        let mut w = self.lock();
+        w.pause(Instant::now(), wait);
+        drop(w);
+        self.changed.notify_all();
+    }
+
     fn finish(&self, id: u64, refused: Option<Duration>) {
         let mut w = self.lock();
         let now = Instant::now();
@@ -521,6 +563,42 @@ pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
             .to_std()
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// Longest pause a rate-limit reset may impose (a guard against a reset
+/// read in the wrong unit).
+const MAX_LIMIT_PAUSE: Duration = Duration::from_secs(3600);
+
+/// A reset value above this is a Unix time, below it a number of seconds.
+const EPOCH_RESET: f64 = 1_000_000_000.0;
+
+/// The pause rate-limit headers ask for: when `X-RateLimit-Remaining` or
+/// `RateLimit-Remaining` is 0, until the matching `*-Reset` (seconds, or a
+/// Unix time), one window when no reset is given.
+pub fn limit_pause(h: &ureq::http::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let first_number = |v: &str| v.split([',', ';']).next()?.trim().parse::<f64>().ok();
+    for (remaining, reset) in [
+        ("x-ratelimit-remaining", "x-ratelimit-reset"),
+        ("ratelimit-remaining", "ratelimit-reset"),
+    ] {
+        let left = get(remaining).and_then(first_number);
+        if left.is_none_or(|l| l > 0.0) {
+            continue;
+        }
+        let secs = get(reset)
+            .and_then(first_number)
+            .filter(|s| s.is_finite() && *s >= 0.0);
+        let wait = match secs {
+            None => RATE_WINDOW,
+            Some(s) if s > EPOCH_RESET => {
+                Duration::from_secs_f64((s - now.timestamp_millis() as f64 / 1000.0).max(0.0))
+            }
+            Some(s) => Duration::from_secs_f64(s),
+        };
+        return Some(wait.min(MAX_LIMIT_PAUSE));
+    }
+    None
 }
 
 /// A failed request, by what it calls for.
@@ -570,6 +648,9 @@ pub fn classify(f: &Failure) -> Verdict {
 pub struct Fetched {
     pub body: Vec<u8>,
     pub link: Option<String>,
+    /// The server's rate-limit headers say its window is used up: nobody
+    /// of this client sends before this much time passed.
+    pub pause: Option<Duration>,
 }
 
 /// Start of a body for messages, valid UTF-8, one line.
@@ -577,31 +658,77 @@ pub fn snippet(body: &[u8], max: usize) -> String {
     crate::report::snippet(body, max, "")
 }
 
-/// One GET, classified, a 2xx body decoded to UTF-8 (`charset`: the
-/// route's override of the declared charset). Never panics on anything the
-/// network does.
-pub fn get(
+/// One request, classified, a 2xx body decoded to UTF-8 (the route's
+/// `charset` overrides the declared one), the route's `response_rules`
+/// applied first. Never panics on anything the network does.
+pub fn send(
     agent: &ureq::Agent,
-    url: &Url,
-    headers: &[(String, String)],
+    call: &Call<'_>,
     auth: &ResolvedAuth,
-    charset: Option<Charset>,
+    route: &Route,
 ) -> std::result::Result<Fetched, Failure> {
-    let mut req = agent.get(url.as_str()).header("Accept", "application/json");
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    if let ResolvedAuth::Header { name, value } = auth {
-        req = req.header(name.as_str(), value.expose());
-    }
-    let result = fetch(req, charset);
-    result.map_err(|f| {
-        let query: Vec<(String, String)> = url
+    let url = &call.url;
+    let auth_header = match auth {
+        ResolvedAuth::Header { name, value } => Some((name.as_str(), value.expose())),
+        _ => None,
+    };
+    let sent = match (call.method, &call.body) {
+        (Method::Post, body) => {
+            let mut req = agent
+                .post(url.as_str())
+                .header("Accept", "application/json");
+            for (k, v) in &call.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if let Some((name, value)) = auth_header {
+                req = req.header(name, value);
+            }
+            match body {
+                Some((bytes, kind)) => req.header("Content-Type", *kind).send(&bytes[..]),
+                None => req.send_empty(),
+            }
+        }
+        (Method::Get, _) => {
+            let mut req = agent.get(url.as_str()).header("Accept", "application/json");
+            for (k, v) in &call.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if let Some((name, value)) = auth_header {
+                req = req.header(name, value);
+            }
+            req.call()
+        }
+    };
+    let result = fetch(sent, route);
+    result.map_err(|f| mask_failure(f, &call.masker(auth)))
+}
+
+impl Call<'_> {
+    /// Masks the secrets this request carries (auth, templates, secret-named
+    /// headers and params) in anything shown.
+    pub fn masker(&self, auth: &ResolvedAuth) -> Masker {
+        let query: Vec<(String, String)> = self
+            .url
             .query_pairs()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        mask_failure(f, &Masker::new(auth, headers, &query))
-    })
+        Masker::new(auth, &self.headers, &query).with_secrets(self.secrets)
+    }
+}
+
+/// What the server asks of the whole client after this answer: a pause
+/// until its rate-limit window resets, or its `Retry-After` on a 503 (or
+/// any retryable answer but 429, which the caller handles with the rate).
+pub fn pause_of(r: &std::result::Result<Fetched, Failure>) -> Option<Duration> {
+    match r {
+        Ok(f) => f.pause,
+        Err(Failure::Retry {
+            status: Some(s),
+            wait,
+            ..
+        }) if *s != 429 => *wait,
+        Err(_) => None,
+    }
 }
 
 /// `f` with every secret masked in its message and body.
@@ -634,12 +761,13 @@ fn mask_failure(f: Failure, m: &Masker) -> Failure {
     }
 }
 
-/// Sends `req` and reads its answer, classified.
+/// Reads the answer of a sent request, classified.
 fn fetch(
-    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
-    charset: Option<Charset>,
+    sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    route: &Route,
 ) -> std::result::Result<Fetched, Failure> {
-    let mut resp = match req.call() {
+    let charset = route.charset;
+    let mut resp = match sent {
         Ok(r) => r,
         Err(e) => {
             return Err(Failure::Retry {
@@ -651,11 +779,13 @@ fn fetch(
         }
     };
     let status = resp.status().as_u16();
+    let pause = limit_pause(resp.headers(), Utc::now());
     let wait = resp
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, Utc::now()));
+        .and_then(|v| retry_after(v, Utc::now()))
+        .or(pause);
     let link = resp
         .headers()
         .get_all("link")
@@ -686,11 +816,40 @@ fn fetch(
         }
         Err(_) => Vec::new(),
     };
+    if !route.response_rules.is_empty() {
+        let text = match charset {
+            Ok(c) => String::from_utf8_lossy(&decode(body.clone(), c)).into_owned(),
+            Err(_) => String::from_utf8_lossy(&body).into_owned(),
+        };
+        if let Some((n, then, said)) = rules::first_match(&route.response_rules, status, &text) {
+            let body = snippet(text.as_bytes(), 300);
+            return match then {
+                Then::Empty => Ok(Fetched {
+                    body: rules::empty_body(&route.records),
+                    link: None,
+                    pause,
+                }),
+                Then::Retry => Err(Failure::Retry {
+                    status: Some(status),
+                    wait,
+                    message: format!("response rule {n} (retry): {said}"),
+                    body,
+                }),
+                Then::Fail => Err(Failure::Refused {
+                    status: Some(status),
+                    message: format!("response rule {n} (fail): {said}"),
+                    body,
+                }),
+                Then::Auth => Err(Failure::Auth { status, body }),
+            };
+        }
+    }
     match status {
         200..=299 => match charset {
             Ok(c) => Ok(Fetched {
                 body: decode(body, c),
                 link: (!link.is_empty()).then_some(link),
+                pause,
             }),
             // The same on every attempt: the slice fails at once.
             Err(message) => Err(Failure::Refused {
@@ -724,30 +883,160 @@ fn transport_message(e: &ureq::Error) -> String {
     }
 }
 
-/// Page one of a slice: base + path, fixed query, date params, auth param.
-pub fn slice_url(
-    client: &Client,
-    route: &Route,
-    auth: &ResolvedAuth,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Url> {
-    let mut url = route_url(client, &route.path)?;
-    let p = &route.date_params;
-    let (start, end) =
-        crate::dates::bounds(from, to, &p.format, p.end_style, route.timezone.as_ref());
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in &route.query {
-            q.append_pair(k, v);
+/// One slice's requests: the route's templates filled with the slice's
+/// bounds and secrets, and per page with the pager's position.
+pub struct SliceRequest<'a> {
+    route: &'a Route,
+    secrets: &'a Secrets,
+    start: String,
+    end: String,
+    first: Url,
+}
+
+/// What one request sends.
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    /// The encoded body and its content type.
+    pub body: Option<(Vec<u8>, &'static str)>,
+    secrets: &'a Secrets,
+}
+
+impl<'a> SliceRequest<'a> {
+    /// Page one: base + path, fixed query (placeholders filled), date
+    /// params, auth param.
+    pub fn new(
+        client: &Client,
+        route: &'a Route,
+        auth: &ResolvedAuth,
+        secrets: &'a Secrets,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<SliceRequest<'a>> {
+        let mut url = route_url(client, &route.path)?;
+        let p = &route.date_params;
+        let (start, end) =
+            crate::dates::bounds(from, to, &p.format, p.end_style, route.timezone.as_ref());
+        let mut req = SliceRequest {
+            route,
+            secrets,
+            start,
+            end,
+            first: url.clone(),
+        };
+        let at = Position::first(&route.pagination);
+        {
+            let vars = req.vars(&at);
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &route.query {
+                q.append_pair(k, &vars.render(v));
+            }
+            if let Some(name) = &p.start {
+                q.append_pair(name, &req.start);
+            }
+            if let Some(name) = &p.end {
+                q.append_pair(name, &req.end);
+            }
+            if let ResolvedAuth::Query { param, value } = auth {
+                q.append_pair(param, value.expose());
+            }
         }
-        q.append_pair(&p.start, &start);
-        q.append_pair(&p.end, &end);
-        if let ResolvedAuth::Query { param, value } = auth {
-            q.append_pair(param, value.expose());
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        req.first = url;
+        Ok(req)
+    }
+
+    /// The URL of page one, where the pager starts.
+    pub fn first_url(&self) -> Url {
+        self.first.clone()
+    }
+
+    fn vars<'v>(&'v self, at: &'v Position) -> Vars<'v> {
+        Vars {
+            start: &self.start,
+            end: &self.end,
+            page: at.page,
+            page_size: at.page_size,
+            offset: at.offset,
+            cursor: at.cursor.as_deref(),
+            secrets: self.secrets,
         }
     }
-    Ok(url)
+
+    /// The request for the pager's `url` at position `at`: query values that
+    /// follow the page re-filled, headers and body filled, pagination
+    /// params that are JSON pointers set in the body.
+    pub fn call(&self, url: &Url, at: &Position) -> Call<'a> {
+        let vars = self.vars(at);
+        let route = self.route;
+        let mut url = url.clone();
+        let paged: Vec<(&String, String)> = route
+            .query
+            .iter()
+            .filter(|(_, t)| {
+                template::vars(t)
+                    .iter()
+                    .any(|v| matches!(v, Var::Page | Var::PageSize | Var::Offset | Var::Cursor))
+            })
+            .map(|(k, t)| (k, vars.render(t)))
+            .collect();
+        if !paged.is_empty() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = match paged.iter().find(|(p, _)| **p == k) {
+                        Some((_, filled)) => filled.clone(),
+                        None => v.into_owned(),
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let headers = route
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), vars.render(v)))
+            .collect();
+        let body = route.body.as_ref().map(|b| {
+            let mut b = vars.render_value(b);
+            for (ptr, value) in at.body_params(&route.pagination) {
+                template::set_pointer(&mut b, ptr, value);
+            }
+            encode_body(&b, route.body_format)
+        });
+        Call {
+            method: route.method,
+            url,
+            headers,
+            body,
+            secrets: self.secrets,
+        }
+    }
+}
+
+/// A body as bytes with its content type; a form body is a flat object.
+fn encode_body(b: &serde_json::Value, format: BodyFormat) -> (Vec<u8>, &'static str) {
+    match format {
+        BodyFormat::Json => (b.to_string().into_bytes(), "application/json"),
+        BodyFormat::Form => {
+            let mut f = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(o) = b.as_object() {
+                for (k, v) in o {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    f.append_pair(k, &v);
+                }
+            }
+            (f.finish().into_bytes(), "application/x-www-form-urlencoded")
+        }
+    }
 }
 
 /// The first request URL of a route for a client: base + path.

@@ -17,8 +17,10 @@ mod pipeline;
 mod record;
 mod report;
 mod retry;
+mod rules;
 mod signal;
 mod slice;
+mod template;
 mod tls;
 
 use std::process::ExitCode;

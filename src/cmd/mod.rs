@@ -23,6 +23,7 @@ use crate::exit::{usage, Exit, UsageError};
 use crate::http::ResolvedAuth;
 use crate::ledger;
 use crate::report::Style;
+use crate::template::{self, Secrets};
 use anyhow::Result;
 use chrono::NaiveDate;
 use std::path::PathBuf;
@@ -144,6 +145,22 @@ impl<'a> Context<'a> {
     /// The client's auth with its secret read.
     pub fn auth(&self, client: &Client) -> Result<ResolvedAuth> {
         ResolvedAuth::resolve(&client.auth, self.env)
+    }
+
+    /// The secrets a route's query, headers and body name (`{env:}`, `{file:}`), read.
+    pub fn secrets(&self, route: &config::Route) -> Result<Secrets> {
+        let mut templates: Vec<(&str, String)> = Vec::new();
+        for (what, list) in [("query", &route.query), ("headers", &route.headers)] {
+            for (k, v) in list {
+                templates.push((v, format!("routes.{}.{what}.{k}", route.name)));
+            }
+        }
+        if let Some(b) = &route.body {
+            for s in template::strings(b) {
+                templates.push((s, format!("routes.{}.body", route.name)));
+            }
+        }
+        Secrets::resolve(templates, self.env)
     }
 }
 

@@ -230,6 +230,7 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     let scrap = ledger::get_scrap(&mut conn, id)?;
     let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
     let auth = ctx.auth(client)?;
+    let secrets = ctx.secrets(route)?;
     let errlog = ErrorLog::new(&settings.error_log);
     let style = ctx.style;
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
@@ -289,6 +290,7 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
         worker,
         run_id,
         auth,
+        secrets,
         backoff,
         errlog: &errlog,
         style,

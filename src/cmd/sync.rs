@@ -73,6 +73,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
     let settings = ctx.settings()?;
     ctx.auth(client)?;
+    ctx.secrets(route)?;
 
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;

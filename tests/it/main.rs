@@ -2,6 +2,7 @@
 //! loopback, real PostgreSQL (one throwaway database per test).
 
 mod data;
+mod erp;
 mod faults;
 mod foundation;
 mod pacing;

@@ -43,6 +43,52 @@ impl RollingWindow {
     }
 }
 
+/// `--quota N`: a fixed window per wall-clock second, as APIs that send rate-limit headers
+/// count; refused requests count too, as those APIs do.
+pub struct Quota {
+    limit: u64,
+    second: u64,
+    used: u64,
+}
+
+/// What a request is told by the quota.
+pub struct QuotaAnswer {
+    pub admitted: bool,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Unix time (seconds) at which the window resets.
+    pub reset_at: u64,
+    /// Seconds until then, rounded up.
+    pub reset_in: u64,
+}
+
+impl Quota {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            second: 0,
+            used: 0,
+        }
+    }
+
+    /// Counts a request at `unix_ms`.
+    pub fn take(&mut self, unix_ms: u64) -> QuotaAnswer {
+        let second = unix_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.used = 0;
+        }
+        self.used += 1;
+        QuotaAnswer {
+            admitted: self.used <= self.limit,
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(self.used),
+            reset_at: second + 1,
+            reset_in: ((second + 1) * 1000 - unix_ms).div_ceil(1000),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,8 @@ const MAX_HEADERS: usize = 100;
 /// this, and so is one whose client stops reading.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One request head; its body, if any, has already been read and discarded.
+/// One request: its head, and its body when it fits `MAX_BODY` (the `/erp/` routes read
+/// POST bodies; a larger one is read and discarded).
 pub struct Request {
     pub method: String,
     /// The request target as sent: path and query.
@@ -29,7 +30,12 @@ pub struct Request {
     pub version: u8,
     /// Names as sent, values trimmed; non-UTF-8 bytes replaced.
     pub headers: Vec<(String, String)>,
+    /// The `Content-Length` body, empty when none was sent or it was too large to keep.
+    pub body: Vec<u8>,
 }
+
+/// Largest request body kept for the handler.
+const MAX_BODY: u64 = 1024 * 1024;
 
 impl Request {
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
@@ -145,13 +151,14 @@ impl Conn {
                     (h.name.to_string(), value.trim().to_string())
                 })
                 .collect(),
+            body: Vec::new(),
         };
         self.buf.drain(..len);
         Ok(Some(request))
     }
 
-    /// Reads and throws away a `Content-Length` body (this API has no use for bodies).
-    fn skip_body(&mut self, request: Request) -> Next {
+    /// Reads a `Content-Length` body: kept in the request up to `MAX_BODY`, else thrown away.
+    fn skip_body(&mut self, mut request: Request) -> Next {
         if request.header("Transfer-Encoding").is_some() {
             // Only chunked could be framed, and no client of this API sends a body at all.
             return Next::Reject(Reply::error(501, "Transfer-Encoding não suportado"));
@@ -170,11 +177,20 @@ impl Conn {
             }
         }
         let buffered = usize::try_from(len).map_or(self.buf.len(), |l| l.min(self.buf.len()));
-        self.buf.drain(..buffered);
+        let keep = len <= MAX_BODY;
+        let head: Vec<u8> = self.buf.drain(..buffered).collect();
         let rest = len - buffered as u64;
-        match io::copy(&mut (&self.stream).take(rest), &mut io::sink()) {
-            Ok(n) if n == rest => Next::Request(request),
-            _ => Next::Close,
+        if keep {
+            request.body = head;
+            match (&self.stream).take(rest).read_to_end(&mut request.body) {
+                Ok(n) if n as u64 == rest => Next::Request(request),
+                _ => Next::Close,
+            }
+        } else {
+            match io::copy(&mut (&self.stream).take(rest), &mut io::sink()) {
+                Ok(n) if n == rest => Next::Request(request),
+                _ => Next::Close,
+            }
         }
     }
 
