@@ -1421,6 +1421,88 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_headers_at_zero_ask_for_a_pause() {
+        use ureq::http::{HeaderMap, HeaderValue};
+        let now = DateTime::parse_from_rfc3339("2025-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        let epoch = (now.timestamp() + 3).to_string();
+        assert_eq!(
+            limit_pause(
+                &h(&[
+                    ("X-RateLimit-Remaining", "0"),
+                    ("X-RateLimit-Reset", &epoch)
+                ]),
+                now
+            ),
+            Some(Duration::from_secs(3)),
+            "a Unix time"
+        );
+        assert_eq!(
+            limit_pause(
+                &h(&[("RateLimit-Remaining", "0"), ("RateLimit-Reset", "2")]),
+                now
+            ),
+            Some(Duration::from_secs(2)),
+            "seconds"
+        );
+        assert_eq!(
+            limit_pause(&h(&[("RateLimit-Remaining", "0")]), now),
+            Some(RATE_WINDOW),
+            "no reset: one window"
+        );
+        assert_eq!(
+            limit_pause(
+                &h(&[("X-RateLimit-Remaining", "4"), ("X-RateLimit-Reset", "9")]),
+                now
+            ),
+            None
+        );
+        assert_eq!(limit_pause(&h(&[]), now), None);
+    }
+
+    #[test]
+    fn a_post_body_gets_its_placeholders_and_the_page_pointer() {
+        let cfg = crate::config::parse(
+            r#"{"clients": {"1": {"base_url": "http://api.test/x", "query": {"t": "{env:TOK}"}}},
+                "routes": {"r": {"path": "/p", "records": "", "method": "POST",
+                  "query": {"n": "{page}"},
+                  "body": {"k": "{env:TOK}", "param": [{"pagina": 1, "de": "{start}", "ate": "{end}"}]},
+                  "date_params": {"format": "%d/%m/%Y"},
+                  "pagination": {"type": "page", "param": "/param/0/pagina"}}}}"#,
+            std::path::Path::new("atlas.json"),
+        )
+        .unwrap();
+        let (client, route) = cfg.route("1", "r").unwrap();
+        let secrets =
+            Secrets::resolve([("{env:TOK}", "k".to_string())], &|_| Some("tk".into())).unwrap();
+        let day = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
+        let req =
+            SliceRequest::new(client, route, &ResolvedAuth::None, &secrets, day, day).unwrap();
+        let pager = crate::paginate::Pager::new(&route.pagination, req.first_url());
+        let mut pos = pager.position();
+        assert_eq!(pos.page, Some(1));
+        pos.page = Some(2);
+        let call = req.call(pager.current(), &pos);
+        assert_eq!(call.url.as_str(), "http://api.test/x/p?t=tk&n=2");
+        let (body, kind) = call.body.as_ref().unwrap();
+        assert_eq!(*kind, "application/json");
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"k": "tk", "param": [{"pagina": 2, "de": "01/03/2025", "ate": "01/03/2025"}]})
+        );
+        assert_eq!(call.masker(&ResolvedAuth::None).text("eco tk"), "eco ***");
+    }
+
+    #[test]
     fn snippet_is_one_line_and_bounded() {
         assert_eq!(snippet(b"a\nb\r\nc", 10), "a b  c");
         assert_eq!(snippet("ção".repeat(100).as_bytes(), 4), "ção\u{e7}");

@@ -397,6 +397,78 @@ mod tests {
         assert!(format!("{e:#}").contains("NOPE"));
     }
 
+    /// Config errors of the request keys: each names its key (exit 2).
+    #[test]
+    fn config_errors_name_the_request_keys() {
+        let base = serde_json::json!({
+            "clients": {"1": {"base_url": "http://api.test"}},
+            "routes": {"r": {"path": "/p", "records": "", "method": "POST",
+                "body": {"param": [{"pagina": 1, "de": "{start}", "ate": "{end}"}]},
+                "pagination": {"type": "page", "param": "/param/0/pagina"}}}
+        });
+        let parse = |v: &Value| {
+            crate::config::parse(
+                &serde_json::to_string_pretty(v).unwrap(),
+                std::path::Path::new("atlas.json"),
+            )
+        };
+        assert!(parse(&base).is_ok());
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("/routes/r/method", json!("PUT"), "routes.r.method"),
+            (
+                "/routes/r/body/x",
+                json!("{pagina}"),
+                "unknown placeholder '{pagina}'",
+            ),
+            (
+                "/routes/r/pagination/param",
+                json!("/param/1/pagina"),
+                "routes.r.pagination.param",
+            ),
+            (
+                "/routes/r/body_format",
+                json!("form"),
+                "routes.r.body_format",
+            ),
+            (
+                "/routes/r/body/param/0/ate",
+                json!("x"),
+                "routes.r.date_params.end",
+            ),
+            (
+                "/routes/r/query",
+                json!({"c": "{cursor}"}),
+                "routes.r.query.c",
+            ),
+            (
+                "/routes/r/response_rules",
+                json!([{"equals": 1, "then": "empty"}]),
+                "key 'routes.r.response_rules': rule 1, 'equals'",
+            ),
+            (
+                "/clients/1/headers",
+                json!({"X-K": "{env:}"}),
+                "clients.1.headers.X-K",
+            ),
+        ];
+        for (ptr, value, needle) in cases {
+            let mut v = base.clone();
+            crate::template::set_pointer(&mut v, ptr, value);
+            let e = parse(&v).expect_err(ptr);
+            assert_eq!(crate::exit::classify(&e), crate::exit::Exit::Usage);
+            let e = format!("{e:#}");
+            assert!(e.contains(needle), "{ptr}: {e}");
+            // A key left out has no line of its own.
+            assert!(
+                e.contains("line ") || needle.ends_with("date_params.end"),
+                "{ptr}: {e}"
+            );
+        }
+        let mut get = base.clone();
+        get["routes"]["r"]["method"] = json!("GET");
+        assert!(format!("{:#}", parse(&get).unwrap_err()).contains("routes.r.body"));
+    }
+
     #[test]
     fn sets_a_pointer_in_place() {
         let mut b = json!({"param": [{"pagina": 1}]});

@@ -310,8 +310,12 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         }
     }
     for (i, rule) in r.response_rules.iter().enumerate() {
-        rule.check()
-            .map_err(|(k, m)| (format!("response_rules.{i}.{k}"), m))?;
+        rule.check().map_err(|(k, m)| {
+            (
+                "response_rules".to_string(),
+                format!("rule {}, '{k}': {m}", i + 1),
+            )
+        })?;
     }
     Ok(Route {
         name: name.to_string(),
