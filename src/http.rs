@@ -246,6 +246,12 @@ const ADAPTIVE_CEILING: f64 = 10_000.0;
 /// Growth of an adaptive rate per window without a 429 (+10%).
 const ADAPTIVE_GROWTH: f64 = 1.1;
 
+/// After a 429, how long an adaptive rate stays below the count the server
+/// refused before it tries that count again (doubling per refused probe, up
+/// to `PROBE_HOLDOFF_MAX`): each probe costs a 429 and its pause.
+const PROBE_HOLDOFF: Duration = Duration::from_secs(5);
+const PROBE_HOLDOFF_MAX: Duration = Duration::from_secs(300);
+
 /// Longest a waiting fetcher sleeps before it looks at `quit` again.
 const QUIT_POLL: Duration = Duration::from_millis(100);
 
@@ -290,6 +296,15 @@ pub struct Window {
     since: Instant,
     /// No request starts before this (a 429 asked everyone to wait).
     paused_until: Option<Instant>,
+    /// After a 429: the request count per window the server refused, and
+    /// when the rate may grow to it again (a probe).
+    ceiling: Option<(usize, Instant)>,
+    /// How long the rate stays below `ceiling`: doubles each time a probe
+    /// at the same count is refused.
+    holdoff: Duration,
+    /// Start of the request last answered 429: the server refused it for
+    /// what it had admitted in the window before it.
+    last_refused_start: Option<Instant>,
     next_id: u64,
     /// Requests by start, oldest first.
     entries: VecDeque<Entry>,
@@ -313,6 +328,9 @@ impl Window {
             rate: per_sec,
             since: now,
             paused_until: None,
+            ceiling: None,
+            holdoff: PROBE_HOLDOFF,
+            last_refused_start: None,
             next_id: 0,
             entries: VecDeque::new(),
         }
@@ -345,13 +363,25 @@ impl Window {
 
     /// An adaptive rate steps up by 10% per window without a 429, to the
     /// configured rate at most; past `ADAPTIVE_CEILING` it is dropped.
+    ///
+    /// Below a count the server refused, the rate waits for the probe time
+    /// (`ceiling`); a window at that count without a 429 clears it.
     fn creep(&mut self, now: Instant) {
         while let Some(rate) = self.rate {
             if self.configured == Some(rate) || now < self.since + pacing(rate).1 {
                 return;
             }
             self.since += pacing(rate).1;
-            let up = rate * ADAPTIVE_GROWTH;
+            let mut up = rate * ADAPTIVE_GROWTH;
+            if let Some((count, probe_at)) = self.ceiling {
+                if pacing(rate).0 >= count {
+                    // A whole window at the refused count went through.
+                    self.ceiling = None;
+                    self.holdoff = PROBE_HOLDOFF;
+                } else if self.since < probe_at {
+                    up = up.min(count as f64 - 0.001).max(rate);
+                }
+            }
             self.rate = match self.configured {
                 Some(c) => Some(up.min(c)),
                 None if up > ADAPTIVE_CEILING => None,
@@ -402,6 +432,11 @@ impl Window {
 
     /// Request `id`'s response arrived at `now` (`refused`: a 429).
     pub fn finish(&mut self, id: u64, now: Instant, refused: bool) {
+        if refused {
+            if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
+                self.last_refused_start = Some(self.entries[i].start);
+            }
+        }
         // Ids grow with each start: the entries are sorted by id.
         if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
             self.entries[i].end = Some(now);
@@ -434,12 +469,29 @@ impl Window {
         if self.paused_until.is_none_or(|p| p < until) {
             self.paused_until = Some(until);
         }
+        // What the server had admitted in the window before the refused
+        // request arrived (its reason to refuse it).
+        let at = self.last_refused_start.take().unwrap_or(now);
         let admitted = self
             .entries
             .iter()
-            .filter(|e| now.saturating_duration_since(e.start) < RATE_WINDOW && !e.refused)
+            .filter(|e| {
+                e.start <= at && at.saturating_duration_since(e.start) < RATE_WINDOW && !e.refused
+            })
             .count()
-            .max(1) as f64;
+            .max(1);
+        // The count refused is probed again only after the holdoff, which
+        // doubles each time such a probe is refused.
+        let count = admitted + 1;
+        match self.ceiling {
+            Some((c, probe_at)) if c == count && now >= probe_at => {
+                self.holdoff = (self.holdoff * 2).min(PROBE_HOLDOFF_MAX)
+            }
+            Some((c, _)) if c == count => {}
+            _ => self.holdoff = PROBE_HOLDOFF,
+        }
+        self.ceiling = Some((count, until + self.holdoff));
+        let admitted = admitted as f64;
         let admitted = match self.configured {
             Some(c) => admitted.min(c),
             None => admitted,
@@ -1354,18 +1406,19 @@ mod tests {
         let s = starts(&mut w, t0, &[1006; 9], 5);
         assert_eq!(most_in_window(&s, 1000), 3, "{s:?}");
         // Each second without a 429 after the pause adds 10% (3 x 1.1^2 at
-        // the last start); the count reaches 4 at the 4th step (4.39).
+        // the last start)...
         assert!(
             w.rate().is_some_and(|r| r > 3.6 && r < 3.7),
             "{:?}",
             w.rate()
         );
+        // ...but stays below the refused count (4) until the probe time,
+        // 5 s after the pause (at 6006 ms)...
         let _ = w.try_start(at(5006));
-        assert!(
-            w.rate().is_some_and(|r| r > 4.3 && r < 4.4),
-            "{:?}",
-            w.rate()
-        );
+        assert!(w.rate().is_some_and(|r| r < 4.0), "{:?}", w.rate());
+        // ...then tries it.
+        let _ = w.try_start(at(7006));
+        assert!(w.rate().is_some_and(|r| r >= 4.0), "{:?}", w.rate());
         let mut w = Window::new(None, t0);
         let Slot::Go(id) = w.try_start(t0) else {
             panic!()
@@ -1376,6 +1429,42 @@ mod tests {
         // Creeps back to unlimited in the end.
         assert!(matches!(w.try_start(at(200_000)), Slot::Go(_)));
         assert_eq!(w.rate(), None);
+    }
+
+    #[test]
+    fn a_refused_probe_doubles_the_holdoff_and_a_passed_one_clears_it() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(None, t0);
+        // The server admits 3 in a second and refuses the 4th.
+        let refuse_4th = |w: &mut Window, from: u64| {
+            let ids: Vec<u64> = (0..4)
+                .map(|i| match w.try_start(at(from + i)) {
+                    Slot::Go(id) => id,
+                    s => panic!("{s:?}"),
+                })
+                .collect();
+            for &id in &ids[..3] {
+                w.finish(id, at(from + 10), false);
+            }
+            w.finish(ids[3], at(from + 10), true);
+            w.refused(at(from + 10), Duration::from_secs(1));
+        };
+        refuse_4th(&mut w, 0);
+        assert_eq!(w.rate(), Some(3.0));
+        assert_eq!(w.ceiling, Some((4, at(1010) + PROBE_HOLDOFF)));
+        // The probe at 4, once allowed, is refused: twice the holdoff.
+        w.creep(at(6500));
+        assert!(w.rate().is_some_and(|r| r >= 4.0), "{:?}", w.rate());
+        refuse_4th(&mut w, 6500);
+        assert_eq!(w.ceiling, Some((4, at(7510) + 2 * PROBE_HOLDOFF)));
+        assert_eq!(w.rate(), Some(3.0));
+        // A probe that goes through a whole window clears the ceiling.
+        w.creep(at(30_000));
+        assert!(w.rate().is_some_and(|r| r >= 4.0), "{:?}", w.rate());
+        w.creep(at(32_000));
+        assert_eq!(w.ceiling, None);
+        assert_eq!(w.holdoff, PROBE_HOLDOFF);
     }
 
     #[test]
