@@ -212,6 +212,31 @@ fn serve_data_admitted(
     (ctx.serve(data.kind).unwrap_or_else(|e| e), fault)
 }
 
+/// The scalar members of a POST's JSON object body, as parameters after the query's (an
+/// empty body has none).
+fn body_params(request: &Request) -> Result<Query, Reply> {
+    if request.body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let value: serde_json::Value = serde_json::from_slice(&request.body)
+        .map_err(|e| bad(format!("corpo JSON inválido: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(bad("o corpo deve ser um objeto JSON"));
+    };
+    Ok(object
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.clone(), v))
+        })
+        .collect())
+}
+
 /// The reply to one request and the fault it carries; `slow` and `drop` are acted out by the
 /// connection when sending. JSON bodies leave here in the `--charset` asked for.
 pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
@@ -231,6 +256,20 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
 
     let mut url_key = None;
     let (reply, fault) = match route {
+        Route::Data(kind) if request.method == "POST" => {
+            // A POST carries its parameters in a JSON object body as well.
+            let data = match body_params(request) {
+                Ok(extra) => {
+                    let mut query = query;
+                    query.extend(extra);
+                    DataRequest::new(&state.args.auth, request, kind, path, query)
+                }
+                Err(reply) => return (charset.encode(reply), None),
+            };
+            let served = serve_data(state, request, &data);
+            url_key = Some(data.key);
+            served
+        }
         Route::Erp(ref shape) if request.method == "POST" => {
             let (reply, fault, key) = serve_erp(state, request, shape, &query);
             url_key = Some(key);
