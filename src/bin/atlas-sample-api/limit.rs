@@ -151,4 +151,24 @@ mod tests {
         }
         assert!(kept.len() > 100, "the window still admits: {}", kept.len());
     }
+
+    /// `--quota 2`: a fixed window per wall-clock second, its reset as a Unix time and as
+    /// seconds rounded up; the third request of a second is refused and a new second starts
+    /// afresh.
+    #[test]
+    fn quota_counts_a_fixed_window_per_second() {
+        let mut q = Quota::new(2);
+        let a = q.take(5_000_100);
+        assert!(a.admitted);
+        assert_eq!((a.remaining, a.reset_at, a.reset_in), (1, 5_001, 1));
+        let b = q.take(5_000_900);
+        assert!(b.admitted);
+        assert_eq!(b.remaining, 0);
+        let c = q.take(5_000_950);
+        assert!(!c.admitted);
+        assert_eq!(c.remaining, 0);
+        let d = q.take(5_001_000);
+        assert!(d.admitted);
+        assert_eq!((d.remaining, d.reset_at), (1, 5_002));
+    }
 }
