@@ -207,6 +207,26 @@ fn tiny_errors_inside_200_retry_and_end_the_slice() {
     let id = atlas.create("pedidos", "2025-03-05", "2025-03-05");
     let r = atlas.run(&["scrap", "run", &id]);
     assert_eq!(r.code, 3, "{}", show(&r));
+
+    // Any other error inside a 200 (here dates in a format it refuses,
+    // codigo_erro 31) meets the last rule, `fail`: the slice fails with the
+    // matched text, at once.
+    let mut config = fixture("tiny.json", &api);
+    config["routes"]["pedidos"]["date_params"]["format"] = json!("%Y-%m-%d");
+    let db = TestDb::new("erp_tiny_fail");
+    let mut atlas = Atlas::new(&db, &config);
+    atlas.env.push(("TINY_TOKEN".into(), TINY_TOKEN.into()));
+    let id = atlas.create("pedidos", "2025-03-06", "2025-03-06");
+    let r = atlas.run(&["scrap", "run", &id, "--json"]);
+    assert_eq!(r.code, 1, "{}", show(&r));
+    // One retry for the API's block (--blocked-first 1), none for the fail.
+    assert_eq!(r.json()["retries"], 1, "a fail rule is not retried");
+    let log = std::fs::read_to_string(atlas.path("erros_scraps.log")).expect("error log");
+    assert!(
+        log.contains("response rule 4 (fail): /retorno/status = Erro"),
+        "{log}"
+    );
+    assert!(log.contains("\"codigo_erro\":\"31\""), "{log}");
 }
 
 /// The same API through a POST form body: `{file:}` secret, `{page}` in
