@@ -5,9 +5,12 @@
 //! Secrets reach the wire only: any URL shown to a person goes through
 //! `redact`, and resolved secret values never implement `Display`.
 
-use crate::charset::{body_charset, decode, Charset};
-use crate::config::{Auth, Client, Route, SecretValue};
+use crate::charset::{body_charset, decode};
+use crate::config::{Auth, BodyFormat, Client, Method, Route, SecretValue};
+use crate::paginate::Position;
 use crate::retry::Verdict;
+use crate::rules::{self, Then};
+use crate::template::{self, Secrets, Var, Vars};
 use anyhow::Result;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -267,6 +270,26 @@ impl Masker {
         }
     }
 
+    /// Also masks every secret a route's templates read (`{env:}`, `{file:}`).
+    pub fn with_secrets(mut self, secrets: &Secrets) -> Masker {
+        for v in secrets.values() {
+            let v = v.expose();
+            if v.is_empty() {
+                continue;
+            }
+            self.values.push(v.to_string());
+            self.values
+                .push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
+            // As it appears inside a JSON string (an echoed body).
+            let json = serde_json::Value::from(v).to_string();
+            self.values.push(json[1..json.len() - 1].to_string());
+        }
+        self.values.retain(|v| !v.is_empty());
+        self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        self.values.dedup();
+        self
+    }
+
     /// `text` with every secret value replaced by `***`.
     pub fn text(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -303,6 +326,12 @@ const ADAPTIVE_CEILING: f64 = 10_000.0;
 
 /// Growth of an adaptive rate per window without a 429 (+10%).
 const ADAPTIVE_GROWTH: f64 = 1.1;
+
+/// After a 429, how long an adaptive rate stays below the count the server
+/// refused before it tries that count again (doubling per refused probe, up
+/// to `PROBE_HOLDOFF_MAX`): each probe costs a 429 and its pause.
+const PROBE_HOLDOFF: Duration = Duration::from_secs(5);
+const PROBE_HOLDOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Longest a waiting fetcher sleeps before it looks at `quit` again.
 const QUIT_POLL: Duration = Duration::from_millis(100);
@@ -348,6 +377,15 @@ pub struct Window {
     since: Instant,
     /// No request starts before this (a 429 asked everyone to wait).
     paused_until: Option<Instant>,
+    /// After a 429: the request count per window the server refused, and
+    /// when the rate may grow to it again (a probe).
+    ceiling: Option<(usize, Instant)>,
+    /// How long the rate stays below `ceiling`: doubles each time a probe
+    /// at the same count is refused.
+    holdoff: Duration,
+    /// Start of the request last answered 429: the server refused it for
+    /// what it had admitted in the window before it.
+    last_refused_start: Option<Instant>,
     next_id: u64,
     /// Requests by start, oldest first.
     entries: VecDeque<Entry>,
@@ -371,6 +409,9 @@ impl Window {
             rate: per_sec,
             since: now,
             paused_until: None,
+            ceiling: None,
+            holdoff: PROBE_HOLDOFF,
+            last_refused_start: None,
             next_id: 0,
             entries: VecDeque::new(),
         }
@@ -403,13 +444,25 @@ impl Window {
 
     /// An adaptive rate steps up by 10% per window without a 429, to the
     /// configured rate at most; past `ADAPTIVE_CEILING` it is dropped.
+    ///
+    /// Below a count the server refused, the rate waits for the probe time
+    /// (`ceiling`); a window at that count without a 429 clears it.
     fn creep(&mut self, now: Instant) {
         while let Some(rate) = self.rate {
             if self.configured == Some(rate) || now < self.since + pacing(rate).1 {
                 return;
             }
             self.since += pacing(rate).1;
-            let up = rate * ADAPTIVE_GROWTH;
+            let mut up = rate * ADAPTIVE_GROWTH;
+            if let Some((count, probe_at)) = self.ceiling {
+                if pacing(rate).0 >= count {
+                    // A whole window at the refused count went through.
+                    self.ceiling = None;
+                    self.holdoff = PROBE_HOLDOFF;
+                } else if self.since < probe_at {
+                    up = up.min(count as f64 - 0.001).max(rate);
+                }
+            }
             self.rate = match self.configured {
                 Some(c) => Some(up.min(c)),
                 None if up > ADAPTIVE_CEILING => None,
@@ -460,10 +513,24 @@ impl Window {
 
     /// Request `id`'s response arrived at `now` (`refused`: a 429).
     pub fn finish(&mut self, id: u64, now: Instant, refused: bool) {
+        if refused {
+            if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
+                self.last_refused_start = Some(self.entries[i].start);
+            }
+        }
         // Ids grow with each start: the entries are sorted by id.
         if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
             self.entries[i].end = Some(now);
             self.entries[i].refused = refused;
+        }
+    }
+
+    /// Nobody starts before `now + wait` (a later pause extends it, never
+    /// shortens it).
+    pub fn pause(&mut self, now: Instant, wait: Duration) {
+        let until = now + wait;
+        if self.paused_until.is_none_or(|p| p < until) {
+            self.paused_until = Some(until);
         }
     }
 
@@ -483,12 +550,29 @@ impl Window {
         if self.paused_until.is_none_or(|p| p < until) {
             self.paused_until = Some(until);
         }
+        // What the server had admitted in the window before the refused
+        // request arrived (its reason to refuse it).
+        let at = self.last_refused_start.take().unwrap_or(now);
         let admitted = self
             .entries
             .iter()
-            .filter(|e| now.saturating_duration_since(e.start) < RATE_WINDOW && !e.refused)
+            .filter(|e| {
+                e.start <= at && at.saturating_duration_since(e.start) < RATE_WINDOW && !e.refused
+            })
             .count()
-            .max(1) as f64;
+            .max(1);
+        // The count refused is probed again only after the holdoff, which
+        // doubles each time such a probe is refused.
+        let count = admitted + 1;
+        match self.ceiling {
+            Some((c, probe_at)) if c == count && now >= probe_at => {
+                self.holdoff = (self.holdoff * 2).min(PROBE_HOLDOFF_MAX)
+            }
+            Some((c, _)) if c == count => {}
+            _ => self.holdoff = PROBE_HOLDOFF,
+        }
+        self.ceiling = Some((count, until + self.holdoff));
+        let admitted = admitted as f64;
         let admitted = match self.configured {
             Some(c) => admitted.min(c),
             None => admitted,
@@ -575,6 +659,16 @@ impl Limiter {
         }
     }
 
+    /// The server asked the whole client to wait `wait` (its rate-limit
+    /// window is used up, or a `Retry-After` on a 503): nobody starts
+    /// before then; the rate is left as it is.
+    pub fn pause(&self, wait: Duration) {
+        let mut w = self.lock();
+        w.pause(Instant::now(), wait);
+        drop(w);
+        self.changed.notify_all();
+    }
+
     fn finish(&self, id: u64, refused: Option<Duration>) {
         let mut w = self.lock();
         let now = Instant::now();
@@ -602,6 +696,42 @@ pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
             .to_std()
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// Longest pause a rate-limit reset may impose (a guard against a reset
+/// read in the wrong unit).
+const MAX_LIMIT_PAUSE: Duration = Duration::from_secs(3600);
+
+/// A reset value above this is a Unix time, below it a number of seconds.
+const EPOCH_RESET: f64 = 1_000_000_000.0;
+
+/// The pause rate-limit headers ask for: when `X-RateLimit-Remaining` or
+/// `RateLimit-Remaining` is 0, until the matching `*-Reset` (seconds, or a
+/// Unix time), one window when no reset is given.
+pub fn limit_pause(h: &ureq::http::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let first_number = |v: &str| v.split([',', ';']).next()?.trim().parse::<f64>().ok();
+    for (remaining, reset) in [
+        ("x-ratelimit-remaining", "x-ratelimit-reset"),
+        ("ratelimit-remaining", "ratelimit-reset"),
+    ] {
+        let left = get(remaining).and_then(first_number);
+        if left.is_none_or(|l| l > 0.0) {
+            continue;
+        }
+        let secs = get(reset)
+            .and_then(first_number)
+            .filter(|s| s.is_finite() && *s >= 0.0);
+        let wait = match secs {
+            None => RATE_WINDOW,
+            Some(s) if s > EPOCH_RESET => {
+                Duration::from_secs_f64((s - now.timestamp_millis() as f64 / 1000.0).max(0.0))
+            }
+            Some(s) => Duration::from_secs_f64(s),
+        };
+        return Some(wait.min(MAX_LIMIT_PAUSE));
+    }
+    None
 }
 
 /// A failed request, by what it calls for.
@@ -655,6 +785,9 @@ pub fn classify(f: &Failure) -> Verdict {
 pub struct Fetched {
     pub body: Vec<u8>,
     pub link: Option<String>,
+    /// The server's rate-limit headers say its window is used up: nobody
+    /// of this client sends before this much time passed.
+    pub pause: Option<Duration>,
 }
 
 /// Start of a body for messages, valid UTF-8, one line.
@@ -662,56 +795,113 @@ pub fn snippet(body: &[u8], max: usize) -> String {
     crate::report::snippet(body, max, "")
 }
 
-/// One GET, classified, a 2xx body decoded to UTF-8 (`charset`: the
-/// route's override of the declared charset). Never panics on anything the
-/// network does.
-pub fn get(
+/// One request, classified, a 2xx body decoded to UTF-8 (the route's
+/// `charset` overrides the declared one), the route's `response_rules`
+/// applied first. Never panics on anything the network does.
+pub fn send(
     agent: &ureq::Agent,
-    url: &Url,
-    headers: &[(String, String)],
+    call: &Call<'_>,
     auth: &ResolvedAuth,
-    charset: Option<Charset>,
+    route: &Route,
 ) -> std::result::Result<Fetched, Failure> {
-    let build = || {
-        let mut req = agent.get(url.as_str()).header("Accept", "application/json");
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
+    let result = match auth {
+        // A 401 on a token that was live renews it once and sends once more.
+        ResolvedAuth::OAuth2(source) => {
+            let bearer = |t: &SecretValue| format!("Bearer {}", t.expose());
+            match source.bearer() {
+                Err(f) => Err(f),
+                Ok((token, generation)) => {
+                    let first = fetch(
+                        dispatch(agent, call, Some(("Authorization", &bearer(&token)))),
+                        route,
+                    );
+                    match first {
+                        Err(Failure::Auth { status: 401, .. }) => {
+                            match source.renew_after_401(generation) {
+                                Ok((token, _)) => fetch(
+                                    dispatch(agent, call, Some(("Authorization", &bearer(&token)))),
+                                    route,
+                                ),
+                                Err(f) => Err(f),
+                            }
+                        }
+                        other => other,
+                    }
+                }
+            }
         }
-        req
+        ResolvedAuth::Header { name, value } => fetch(
+            dispatch(agent, call, Some((name.as_str(), value.expose()))),
+            route,
+        ),
+        ResolvedAuth::None | ResolvedAuth::Query { .. } => {
+            fetch(dispatch(agent, call, None), route)
+        }
     };
-    let result = send_authorized(build, auth, charset);
-    result.map_err(|f| {
-        let query: Vec<(String, String)> = url
+    result.map_err(|f| mask_failure(f, &call.masker(auth)))
+}
+
+/// Sends `call` with the auth header given, if any.
+fn dispatch(
+    agent: &ureq::Agent,
+    call: &Call<'_>,
+    auth_header: Option<(&str, &str)>,
+) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let url = &call.url;
+    match (call.method, &call.body) {
+        (Method::Post, body) => {
+            let mut req = agent
+                .post(url.as_str())
+                .header("Accept", "application/json");
+            for (k, v) in &call.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if let Some((name, value)) = auth_header {
+                req = req.header(name, value);
+            }
+            match body {
+                Some((bytes, kind)) => req.header("Content-Type", *kind).send(&bytes[..]),
+                None => req.send_empty(),
+            }
+        }
+        (Method::Get, _) => {
+            let mut req = agent.get(url.as_str()).header("Accept", "application/json");
+            for (k, v) in &call.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if let Some((name, value)) = auth_header {
+                req = req.header(name, value);
+            }
+            req.call()
+        }
+    }
+}
+
+impl Call<'_> {
+    /// Masks the secrets this request carries (auth, templates, secret-named
+    /// headers and params) in anything shown.
+    pub fn masker(&self, auth: &ResolvedAuth) -> Masker {
+        let query: Vec<(String, String)> = self
+            .url
             .query_pairs()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        mask_failure(f, &Masker::new(auth, headers, &query))
-    })
+        Masker::new(auth, &self.headers, &query).with_secrets(self.secrets)
+    }
 }
 
-/// Sends the request `build` makes with the client's auth header. With
-/// OAuth2, a 401 on a token that was live renews it once and sends once more.
-fn send_authorized(
-    build: impl Fn() -> ureq::RequestBuilder<ureq::typestate::WithoutBody>,
-    auth: &ResolvedAuth,
-    charset: Option<Charset>,
-) -> std::result::Result<Fetched, Failure> {
-    match auth {
-        ResolvedAuth::OAuth2(source) => {
-            let bearer = |t: &SecretValue| format!("Bearer {}", t.expose());
-            let (token, generation) = source.bearer()?;
-            match fetch(build().header("Authorization", bearer(&token)), charset) {
-                Err(Failure::Auth { status: 401, .. }) => {
-                    let (token, _) = source.renew_after_401(generation)?;
-                    fetch(build().header("Authorization", bearer(&token)), charset)
-                }
-                other => other,
-            }
-        }
-        ResolvedAuth::Header { name, value } => {
-            fetch(build().header(name.as_str(), value.expose()), charset)
-        }
-        ResolvedAuth::None | ResolvedAuth::Query { .. } => fetch(build(), charset),
+/// What the server asks of the whole client after this answer: a pause
+/// until its rate-limit window resets, or its `Retry-After` on a 503 (or
+/// any retryable answer but 429, which the caller handles with the rate).
+pub fn pause_of(r: &std::result::Result<Fetched, Failure>) -> Option<Duration> {
+    match r {
+        Ok(f) => f.pause,
+        Err(Failure::Retry {
+            status: Some(s),
+            wait,
+            ..
+        }) if *s != 429 => *wait,
+        Err(_) => None,
     }
 }
 
@@ -748,12 +938,13 @@ fn mask_failure(f: Failure, m: &Masker) -> Failure {
     }
 }
 
-/// Sends `req` and reads its answer, classified.
+/// Reads the answer of a sent request, classified.
 fn fetch(
-    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
-    charset: Option<Charset>,
+    sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    route: &Route,
 ) -> std::result::Result<Fetched, Failure> {
-    let mut resp = match req.call() {
+    let charset = route.charset;
+    let mut resp = match sent {
         Ok(r) => r,
         Err(e) if certificate_error(&e).is_some() => {
             return Err(Failure::Tls {
@@ -774,11 +965,13 @@ fn fetch(
         }
     };
     let status = resp.status().as_u16();
+    let pause = limit_pause(resp.headers(), Utc::now());
     let wait = resp
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, Utc::now()));
+        .and_then(|v| retry_after(v, Utc::now()))
+        .or(pause);
     let link = resp
         .headers()
         .get_all("link")
@@ -809,11 +1002,40 @@ fn fetch(
         }
         Err(_) => Vec::new(),
     };
+    if !route.response_rules.is_empty() {
+        let text = match charset {
+            Ok(c) => String::from_utf8_lossy(&decode(body.clone(), c)).into_owned(),
+            Err(_) => String::from_utf8_lossy(&body).into_owned(),
+        };
+        if let Some((n, then, said)) = rules::first_match(&route.response_rules, status, &text) {
+            let body = snippet(text.as_bytes(), 300);
+            return match then {
+                Then::Empty => Ok(Fetched {
+                    body: rules::empty_body(&route.records),
+                    link: None,
+                    pause,
+                }),
+                Then::Retry => Err(Failure::Retry {
+                    status: Some(status),
+                    wait,
+                    message: format!("response rule {n} (retry): {said}"),
+                    body,
+                }),
+                Then::Fail => Err(Failure::Refused {
+                    status: Some(status),
+                    message: format!("response rule {n} (fail): {said}"),
+                    body,
+                }),
+                Then::Auth => Err(Failure::Auth { status, body }),
+            };
+        }
+    }
     match status {
         200..=299 => match charset {
             Ok(c) => Ok(Fetched {
                 body: decode(body, c),
                 link: (!link.is_empty()).then_some(link),
+                pause,
             }),
             // The same on every attempt: the slice fails at once.
             Err(message) => Err(Failure::Refused {
@@ -847,30 +1069,160 @@ fn transport_message(e: &ureq::Error) -> String {
     }
 }
 
-/// Page one of a slice: base + path, fixed query, date params, auth param.
-pub fn slice_url(
-    client: &Client,
-    route: &Route,
-    auth: &ResolvedAuth,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Url> {
-    let mut url = route_url(client, &route.path)?;
-    let p = &route.date_params;
-    let (start, end) =
-        crate::dates::bounds(from, to, &p.format, p.end_style, route.timezone.as_ref());
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in &route.query {
-            q.append_pair(k, v);
+/// One slice's requests: the route's templates filled with the slice's
+/// bounds and secrets, and per page with the pager's position.
+pub struct SliceRequest<'a> {
+    route: &'a Route,
+    secrets: &'a Secrets,
+    start: String,
+    end: String,
+    first: Url,
+}
+
+/// What one request sends.
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    /// The encoded body and its content type.
+    pub body: Option<(Vec<u8>, &'static str)>,
+    secrets: &'a Secrets,
+}
+
+impl<'a> SliceRequest<'a> {
+    /// Page one: base + path, fixed query (placeholders filled), date
+    /// params, auth param.
+    pub fn new(
+        client: &Client,
+        route: &'a Route,
+        auth: &ResolvedAuth,
+        secrets: &'a Secrets,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<SliceRequest<'a>> {
+        let mut url = route_url(client, &route.path)?;
+        let p = &route.date_params;
+        let (start, end) =
+            crate::dates::bounds(from, to, &p.format, p.end_style, route.timezone.as_ref());
+        let mut req = SliceRequest {
+            route,
+            secrets,
+            start,
+            end,
+            first: url.clone(),
+        };
+        let at = Position::first(&route.pagination);
+        {
+            let vars = req.vars(&at);
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &route.query {
+                q.append_pair(k, &vars.render(v));
+            }
+            if let Some(name) = &p.start {
+                q.append_pair(name, &req.start);
+            }
+            if let Some(name) = &p.end {
+                q.append_pair(name, &req.end);
+            }
+            if let ResolvedAuth::Query { param, value } = auth {
+                q.append_pair(param, value.expose());
+            }
         }
-        q.append_pair(&p.start, &start);
-        q.append_pair(&p.end, &end);
-        if let ResolvedAuth::Query { param, value } = auth {
-            q.append_pair(param, value.expose());
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        req.first = url;
+        Ok(req)
+    }
+
+    /// The URL of page one, where the pager starts.
+    pub fn first_url(&self) -> Url {
+        self.first.clone()
+    }
+
+    fn vars<'v>(&'v self, at: &'v Position) -> Vars<'v> {
+        Vars {
+            start: &self.start,
+            end: &self.end,
+            page: at.page,
+            page_size: at.page_size,
+            offset: at.offset,
+            cursor: at.cursor.as_deref(),
+            secrets: self.secrets,
         }
     }
-    Ok(url)
+
+    /// The request for the pager's `url` at position `at`: query values that
+    /// follow the page re-filled, headers and body filled, pagination
+    /// params that are JSON pointers set in the body.
+    pub fn call(&self, url: &Url, at: &Position) -> Call<'a> {
+        let vars = self.vars(at);
+        let route = self.route;
+        let mut url = url.clone();
+        let paged: Vec<(&String, String)> = route
+            .query
+            .iter()
+            .filter(|(_, t)| {
+                template::vars(t)
+                    .iter()
+                    .any(|v| matches!(v, Var::Page | Var::PageSize | Var::Offset | Var::Cursor))
+            })
+            .map(|(k, t)| (k, vars.render(t)))
+            .collect();
+        if !paged.is_empty() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = match paged.iter().find(|(p, _)| **p == k) {
+                        Some((_, filled)) => filled.clone(),
+                        None => v.into_owned(),
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let headers = route
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), vars.render(v)))
+            .collect();
+        let body = route.body.as_ref().map(|b| {
+            let mut b = vars.render_value(b);
+            for (ptr, value) in at.body_params(&route.pagination) {
+                template::set_pointer(&mut b, ptr, value);
+            }
+            encode_body(&b, route.body_format)
+        });
+        Call {
+            method: route.method,
+            url,
+            headers,
+            body,
+            secrets: self.secrets,
+        }
+    }
+}
+
+/// A body as bytes with its content type; a form body is a flat object.
+fn encode_body(b: &serde_json::Value, format: BodyFormat) -> (Vec<u8>, &'static str) {
+    match format {
+        BodyFormat::Json => (b.to_string().into_bytes(), "application/json"),
+        BodyFormat::Form => {
+            let mut f = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(o) = b.as_object() {
+                for (k, v) in o {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    f.append_pair(k, &v);
+                }
+            }
+            (f.finish().into_bytes(), "application/x-www-form-urlencoded")
+        }
+    }
 }
 
 /// The first request URL of a route for a client: base + path.
@@ -1188,18 +1540,19 @@ mod tests {
         let s = starts(&mut w, t0, &[1006; 9], 5);
         assert_eq!(most_in_window(&s, 1000), 3, "{s:?}");
         // Each second without a 429 after the pause adds 10% (3 x 1.1^2 at
-        // the last start); the count reaches 4 at the 4th step (4.39).
+        // the last start)...
         assert!(
             w.rate().is_some_and(|r| r > 3.6 && r < 3.7),
             "{:?}",
             w.rate()
         );
+        // ...but stays below the refused count (4) until the probe time,
+        // 5 s after the pause (at 6006 ms)...
         let _ = w.try_start(at(5006));
-        assert!(
-            w.rate().is_some_and(|r| r > 4.3 && r < 4.4),
-            "{:?}",
-            w.rate()
-        );
+        assert!(w.rate().is_some_and(|r| r < 4.0), "{:?}", w.rate());
+        // ...then tries it.
+        let _ = w.try_start(at(7006));
+        assert!(w.rate().is_some_and(|r| r >= 4.0), "{:?}", w.rate());
         let mut w = Window::new(None, t0);
         let Slot::Go(id) = w.try_start(t0) else {
             panic!()
@@ -1210,6 +1563,42 @@ mod tests {
         // Creeps back to unlimited in the end.
         assert!(matches!(w.try_start(at(200_000)), Slot::Go(_)));
         assert_eq!(w.rate(), None);
+    }
+
+    #[test]
+    fn a_refused_probe_doubles_the_holdoff_and_a_passed_one_clears_it() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(None, t0);
+        // The server admits 3 in a second and refuses the 4th.
+        let refuse_4th = |w: &mut Window, from: u64| {
+            let ids: Vec<u64> = (0..4)
+                .map(|i| match w.try_start(at(from + i)) {
+                    Slot::Go(id) => id,
+                    s => panic!("{s:?}"),
+                })
+                .collect();
+            for &id in &ids[..3] {
+                w.finish(id, at(from + 10), false);
+            }
+            w.finish(ids[3], at(from + 10), true);
+            w.refused(at(from + 10), Duration::from_secs(1));
+        };
+        refuse_4th(&mut w, 0);
+        assert_eq!(w.rate(), Some(3.0));
+        assert_eq!(w.ceiling, Some((4, at(1010) + PROBE_HOLDOFF)));
+        // The probe at 4, once allowed, is refused: twice the holdoff.
+        w.creep(at(6500));
+        assert!(w.rate().is_some_and(|r| r >= 4.0), "{:?}", w.rate());
+        refuse_4th(&mut w, 6500);
+        assert_eq!(w.ceiling, Some((4, at(7510) + 2 * PROBE_HOLDOFF)));
+        assert_eq!(w.rate(), Some(3.0));
+        // A probe that goes through a whole window clears the ceiling.
+        w.creep(at(30_000));
+        assert!(w.rate().is_some_and(|r| r >= 4.0), "{:?}", w.rate());
+        w.creep(at(32_000));
+        assert_eq!(w.ceiling, None);
+        assert_eq!(w.holdoff, PROBE_HOLDOFF);
     }
 
     #[test]
@@ -1252,6 +1641,88 @@ mod tests {
         let t2 = Instant::now();
         assert!(l.acquire(&quit).is_none(), "quit interrupts the wait");
         assert!(t2.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn rate_limit_headers_at_zero_ask_for_a_pause() {
+        use ureq::http::{HeaderMap, HeaderValue};
+        let now = DateTime::parse_from_rfc3339("2025-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        let epoch = (now.timestamp() + 3).to_string();
+        assert_eq!(
+            limit_pause(
+                &h(&[
+                    ("X-RateLimit-Remaining", "0"),
+                    ("X-RateLimit-Reset", &epoch)
+                ]),
+                now
+            ),
+            Some(Duration::from_secs(3)),
+            "a Unix time"
+        );
+        assert_eq!(
+            limit_pause(
+                &h(&[("RateLimit-Remaining", "0"), ("RateLimit-Reset", "2")]),
+                now
+            ),
+            Some(Duration::from_secs(2)),
+            "seconds"
+        );
+        assert_eq!(
+            limit_pause(&h(&[("RateLimit-Remaining", "0")]), now),
+            Some(RATE_WINDOW),
+            "no reset: one window"
+        );
+        assert_eq!(
+            limit_pause(
+                &h(&[("X-RateLimit-Remaining", "4"), ("X-RateLimit-Reset", "9")]),
+                now
+            ),
+            None
+        );
+        assert_eq!(limit_pause(&h(&[]), now), None);
+    }
+
+    #[test]
+    fn a_post_body_gets_its_placeholders_and_the_page_pointer() {
+        let cfg = crate::config::parse(
+            r#"{"clients": {"1": {"base_url": "http://api.test/x", "query": {"t": "{env:TOK}"}}},
+                "routes": {"r": {"path": "/p", "records": "", "method": "POST",
+                  "query": {"n": "{page}"},
+                  "body": {"k": "{env:TOK}", "param": [{"pagina": 1, "de": "{start}", "ate": "{end}"}]},
+                  "date_params": {"format": "%d/%m/%Y"},
+                  "pagination": {"type": "page", "param": "/param/0/pagina"}}}}"#,
+            std::path::Path::new("atlas.json"),
+        )
+        .unwrap();
+        let (client, route) = cfg.route("1", "r").unwrap();
+        let secrets =
+            Secrets::resolve([("{env:TOK}", "k".to_string())], &|_| Some("tk".into())).unwrap();
+        let day = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
+        let req =
+            SliceRequest::new(client, route, &ResolvedAuth::None, &secrets, day, day).unwrap();
+        let pager = crate::paginate::Pager::new(&route.pagination, req.first_url());
+        let mut pos = pager.position();
+        assert_eq!(pos.page, Some(1));
+        pos.page = Some(2);
+        let call = req.call(pager.current(), &pos);
+        assert_eq!(call.url.as_str(), "http://api.test/x/p?t=tk&n=2");
+        let (body, kind) = call.body.as_ref().unwrap();
+        assert_eq!(*kind, "application/json");
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"k": "tk", "param": [{"pagina": 2, "de": "01/03/2025", "ate": "01/03/2025"}]})
+        );
+        assert_eq!(call.masker(&ResolvedAuth::None).text("eco tk"), "eco ***");
     }
 
     #[test]

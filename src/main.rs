@@ -19,9 +19,11 @@ mod pipeline;
 mod record;
 mod report;
 mod retry;
+mod rules;
 mod seal;
 mod signal;
 mod slice;
+mod template;
 mod tls;
 
 use std::process::ExitCode;

@@ -9,6 +9,66 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use url::Url;
 
+/// Where the pager stands: what the placeholders `{page}`, `{page_size}`,
+/// `{offset}`, `{cursor}` and the body's pagination pointers are filled with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Position {
+    pub page: Option<i64>,
+    pub page_size: Option<u64>,
+    pub offset: Option<u64>,
+    /// `None` on the first page.
+    pub cursor: Option<String>,
+}
+
+impl Position {
+    /// Page one of a slice under `paging`.
+    pub fn first(paging: &Paging) -> Position {
+        match &paging.kind {
+            Pagination::Page { start, size, .. } => Position {
+                page: Some(*start),
+                page_size: *size,
+                ..Position::default()
+            },
+            Pagination::Offset { limit, .. } => Position {
+                offset: Some(0),
+                page_size: Some(*limit),
+                ..Position::default()
+            },
+            _ => Position::default(),
+        }
+    }
+
+    /// The pagination params that are JSON pointers into the body, with
+    /// their values at this position (a cursor only once there is one).
+    pub fn body_params<'p>(&self, paging: &'p Paging) -> Vec<(&'p str, serde_json::Value)> {
+        let mut out: Vec<(&str, serde_json::Value)> = Vec::new();
+        match &paging.kind {
+            Pagination::Page {
+                param, size_param, ..
+            } => {
+                out.extend(self.page.map(|n| (param.as_str(), n.into())));
+                if let (Some(sp), Some(sz)) = (size_param, self.page_size) {
+                    out.push((sp, sz.into()));
+                }
+            }
+            Pagination::Offset {
+                offset_param,
+                limit_param,
+                ..
+            } => {
+                out.extend(self.offset.map(|n| (offset_param.as_str(), n.into())));
+                out.extend(self.page_size.map(|n| (limit_param.as_str(), n.into())));
+            }
+            Pagination::Cursor { param, .. } => {
+                out.extend(self.cursor.clone().map(|c| (param.as_str(), c.into())));
+            }
+            _ => {}
+        }
+        out.retain(|(p, _)| p.starts_with('/'));
+        out
+    }
+}
+
 /// Walks the pages of one slice.
 pub struct Pager {
     kind: Pagination,
@@ -22,6 +82,8 @@ pub struct Pager {
     page_no: i64,
     /// `offset` kind: records consumed so far.
     offset: u64,
+    /// `cursor` kind: the cursor the current URL carries.
+    cursor: Option<String>,
     seen: HashSet<String>,
     last_body: Option<[u8; 32]>,
     declared: Option<u64>,
@@ -37,6 +99,7 @@ impl Pager {
             fetched: 0,
             page_no: 0,
             offset: 0,
+            cursor: None,
             seen: HashSet::new(),
             last_body: None,
             declared: None,
@@ -57,12 +120,30 @@ impl Pager {
         &self.current
     }
 
+    /// Where the pager stands, for the request's placeholders and body.
+    pub fn position(&self) -> Position {
+        let mut at = Position::first(&Paging {
+            kind: self.kind.clone(),
+            max_pages: self.max_pages,
+        });
+        match &self.kind {
+            Pagination::Page { .. } => at.page = Some(self.page_no),
+            Pagination::Offset { .. } => at.offset = Some(self.offset),
+            Pagination::Cursor { .. } => at.cursor = self.cursor.clone(),
+            _ => {}
+        }
+        at
+    }
+
     /// 1-based number of the page about to be fetched (for messages).
     pub fn page_number(&self) -> u64 {
         self.fetched + 1
     }
 
     fn with(&self, pairs: &[(&str, String)]) -> Url {
+        // A param written as a JSON pointer goes in the body, not the query.
+        let pairs: Vec<&(&str, String)> =
+            pairs.iter().filter(|(k, _)| !k.starts_with('/')).collect();
         let mut u = self.base.clone();
         let keep: Vec<(String, String)> = u
             .query_pairs()
@@ -204,6 +285,7 @@ impl Pager {
                     if !self.seen.insert(tok.clone()) {
                         return Err(format!("guard: cursor '{tok}' repeats (page {page})"));
                     }
+                    self.cursor = Some(tok.clone());
                     Some(self.with(&[(param.as_str(), tok)]))
                 }
                 _ => None,

@@ -100,7 +100,15 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
                 None => Err("not probed: secret unavailable".to_string()),
                 Some(auth) => {
                     let agent = http::agent_trusting(timeout, &c.ca_certs);
-                    let v = probe(&agent, c, r, auth, day);
+                    let secrets = ctx.secrets(r).map_err(|e| {
+                        // A secret the route's templates name: a config problem, like auth's.
+                        exit = Exit::Usage;
+                        format!("not probed: secret unavailable: {e:#}")
+                    });
+                    let v = match secrets {
+                        Ok(s) => probe(&agent, c, r, auth, s, day),
+                        Err(m) => Err(m),
+                    };
                     if v.is_err() {
                         env_problem = true;
                     }
@@ -128,15 +136,15 @@ fn probe(
     c: &Client,
     r: &Route,
     auth: &ResolvedAuth,
+    secrets: crate::template::Secrets,
     day: NaiveDate,
 ) -> Result<String, String> {
-    let pager = Pager::new(
-        &r.pagination,
-        http::slice_url(c, r, auth, day, day).map_err(|e| format!("{e:#}"))?,
-    );
-    let url = pager.current().clone();
-    let shown = http::redact(&url, auth.query_param());
-    match http::get(agent, &url, &r.headers, auth, r.charset) {
+    let request =
+        http::SliceRequest::new(c, r, auth, &secrets, day, day).map_err(|e| format!("{e:#}"))?;
+    let pager = Pager::new(&r.pagination, request.first_url());
+    let call = request.call(pager.current(), &pager.position());
+    let shown = call.masker(auth).url(&call.url);
+    match http::send(agent, &call, auth, r) {
         Ok(f) => {
             let v =
                 Json::parse(&f.body).map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;

@@ -29,6 +29,7 @@ use crate::ledger;
 use crate::oauth;
 use crate::report::Style;
 use crate::seal::TokenKey;
+use crate::template::{self, Secrets};
 use anyhow::Result;
 use chrono::NaiveDate;
 use std::path::PathBuf;
@@ -206,6 +207,22 @@ impl<'a> Context<'a> {
     /// The key OAuth2 tokens are sealed with (`ATLAS_TOKEN_KEY` or `ATLAS_TOKEN_KEY_FILE`).
     pub fn token_key(&self) -> Result<TokenKey> {
         TokenKey::from_env(self.env)
+    }
+
+    /// The secrets a route's query, headers and body name (`{env:}`, `{file:}`), read.
+    pub fn secrets(&self, route: &config::Route) -> Result<Secrets> {
+        let mut templates: Vec<(&str, String)> = Vec::new();
+        for (what, list) in [("query", &route.query), ("headers", &route.headers)] {
+            for (k, v) in list {
+                templates.push((v, format!("routes.{}.{what}.{k}", route.name)));
+            }
+        }
+        if let Some(b) = &route.body {
+            for s in template::strings(b) {
+                templates.push((s, format!("routes.{}.body", route.name)));
+            }
+        }
+        Secrets::resolve(templates, self.env)
     }
 }
 

@@ -248,6 +248,7 @@ pub fn execute(
     let scrap = ledger::get_scrap(&mut conn, id)?;
     let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
     let auth = ctx.auth(client)?;
+    let secrets = ctx.secrets(route)?;
     let errlog = ErrorLog::new(&settings.error_log);
     let style = ctx.style;
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
@@ -308,6 +309,7 @@ pub fn execute(
         worker,
         run_id,
         auth,
+        secrets,
         backoff,
         errlog: &errlog,
         style,

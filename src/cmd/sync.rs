@@ -119,6 +119,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
     let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
     ctx.settings()?;
     ctx.auth(client)?;
+    ctx.secrets(route)?;
 
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;

@@ -88,15 +88,42 @@ pub struct Route {
     pub start_date: Option<NaiveDate>,
     /// Charset bodies are read in, whatever they declare; `None` = declared, else UTF-8.
     pub charset: Option<crate::charset::Charset>,
+    /// `GET` (default) or `POST`.
+    pub method: Method,
+    /// JSON sent as the body (POST only), placeholders filled per request.
+    pub body: Option<Value>,
+    /// How `body` is encoded.
+    pub body_format: BodyFormat,
+    /// Answers that do not mean what their status says, first match wins.
+    pub response_rules: Vec<crate::rules::Rule>,
+}
+
+/// A route's HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// How a route's `body` is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// `application/json` (default).
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`, from a flat object.
+    Form,
 }
 
 /// How a slice's bounds are sent to the API.
 #[derive(Debug, Clone)]
 pub struct DateParams {
-    /// Name of the parameter that carries the first day.
-    pub start: String,
-    /// Name of the parameter that carries the last day.
-    pub end: String,
+    /// Name of the query parameter that carries the first day (`None`: a
+    /// `{start}` placeholder carries it).
+    pub start: Option<String>,
+    /// Name of the query parameter that carries the last day (`None`: `{end}`).
+    pub end: Option<String>,
     /// chrono format, validated at load.
     pub format: String,
     /// Which instant of the last day is sent.

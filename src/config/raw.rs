@@ -98,6 +98,7 @@ pub struct RawRoute {
     pub path: String,
     pub records: String,
     pub records_unwrap: Option<String>,
+    #[serde(default)]
     pub date_params: RawDateParams,
     #[serde(default = "one")]
     pub slice_days: u32,
@@ -111,6 +112,11 @@ pub struct RawRoute {
     pub undated: Option<Undated>,
     pub start_date: Option<String>,
     pub charset: Option<String>,
+    pub method: Option<String>,
+    pub body: Option<Value>,
+    pub body_format: Option<super::BodyFormat>,
+    #[serde(default)]
+    pub response_rules: Vec<crate::rules::Rule>,
 }
 
 /// `slice_days` when the file leaves it out.
@@ -118,12 +124,13 @@ fn one() -> u32 {
     1
 }
 
-/// A route's `date_params`.
-#[derive(Deserialize, Clone)]
+/// A route's `date_params` (`start`/`end` may be left out when
+/// placeholders carry the dates).
+#[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawDateParams {
-    pub start: String,
-    pub end: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
     pub format: Option<String>,
     pub end_style: Option<EndStyle>,
 }

@@ -6,11 +6,13 @@ use super::position::{key_position, Key};
 use super::raw::{RawAuth, RawClient, RawFile, RawPagination, RawRoute};
 use super::settings::Layer;
 use super::{
-    Auth, Client, Config, DateParams, Grant, OAuth2, Pagination, Paging, Route, Secret, Undated,
+    Auth, BodyFormat, Client, Config, DateParams, Grant, Method, OAuth2, Pagination, Paging, Route,
+    Secret, Undated,
 };
 use crate::dates::{self, EndStyle, Zone};
 use crate::exit::usage;
 use crate::ident;
+use crate::template;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -151,6 +153,13 @@ impl Validator<'_> {
                     route(&n, raw_r).map_err(|(k, m)| self.bad(&okey.dotted(&k), m))?
                 }
             };
+            for (what, map) in [("headers", &c.headers), ("query", &c.query)] {
+                for (k, t) in map {
+                    template::check(t, &r.pagination).map_err(|m| {
+                        self.bad(&key.dotted(what).named(k), format!("{m} (route '{n}')"))
+                    })?;
+                }
+            }
             // Client-wide headers and query apply to every route, under the route's own.
             for (k, v) in c.headers.iter().rev() {
                 if !r.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
@@ -238,8 +247,18 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
     let end_style = r.date_params.end_style.unwrap_or(EndStyle::Inclusive);
     dates::check_format(&format, end_style).map_err(|m| ("date_params.format".to_string(), m))?;
     let date_params = DateParams {
-        start: nonempty("date_params.start", &r.date_params.start)?,
-        end: nonempty("date_params.end", &r.date_params.end)?,
+        start: r
+            .date_params
+            .start
+            .as_deref()
+            .map(|s| nonempty("date_params.start", s))
+            .transpose()?,
+        end: r
+            .date_params
+            .end
+            .as_deref()
+            .map(|s| nonempty("date_params.end", s))
+            .transpose()?,
         format,
         end_style,
     };
@@ -265,6 +284,44 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
             )
         })?),
     };
+    let paging = pagination(r.pagination)?;
+    let method = match r.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("GET") => Method::Get,
+        Some("POST") => Method::Post,
+        Some(_) => return Err(("method".into(), "must be GET or POST".into())),
+    };
+    let body_format = r.body_format.unwrap_or_default();
+    request_templates(
+        &r.query,
+        &r.headers,
+        r.body.as_ref(),
+        body_format,
+        method,
+        &paging,
+    )?;
+    for (k, d) in [("start", &date_params.start), ("end", &date_params.end)] {
+        if d.is_none()
+            && !r.body.as_ref().is_some_and(|b| uses(b, k))
+            && !r
+                .query
+                .values()
+                .chain(r.headers.values())
+                .any(|v| uses_str(v, k))
+        {
+            return Err((
+                format!("date_params.{k}"),
+                format!("missing: name the query parameter, or put {{{k}}} in the route's query, headers or body"),
+            ));
+        }
+    }
+    for (i, rule) in r.response_rules.iter().enumerate() {
+        rule.check().map_err(|(k, m)| {
+            (
+                "response_rules".to_string(),
+                format!("rule {}, '{k}': {m}", i + 1),
+            )
+        })?;
+    }
     Ok(Route {
         name: name.to_string(),
         path: r.path,
@@ -275,7 +332,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
             .transpose()?,
         date_params,
         slice_days: r.slice_days,
-        pagination: pagination(r.pagination)?,
+        pagination: paging,
         date_field: r
             .date_field
             .map(|p| pointer("date_field", &p))
@@ -286,7 +343,96 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         undated: r.undated.unwrap_or(Undated::SliceStart),
         start_date,
         charset,
+        method,
+        body: r.body,
+        body_format,
+        response_rules: r.response_rules,
     })
+}
+
+/// True when a template of the body uses `{name}`.
+fn uses(body: &Value, name: &str) -> bool {
+    template::strings(body)
+        .into_iter()
+        .any(|s| uses_str(s, name))
+}
+
+fn uses_str(s: &str, name: &str) -> bool {
+    let want = match name {
+        "start" => template::Var::Start,
+        _ => template::Var::End,
+    };
+    template::vars(s).contains(&want)
+}
+
+/// The placeholders of a route's query, headers and body, and its body's
+/// shape and pagination pointers.
+fn request_templates(
+    query: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, String>,
+    body: Option<&Value>,
+    format: BodyFormat,
+    method: Method,
+    paging: &Paging,
+) -> std::result::Result<(), FieldError> {
+    for (what, map) in [("query", query), ("headers", headers)] {
+        for (k, v) in map {
+            template::check(v, paging).map_err(|m| (format!("{what}.{k}"), m))?;
+        }
+    }
+    if let Some(b) = body {
+        if method != Method::Post {
+            return Err((
+                "body".into(),
+                "a body is sent only with \"method\": \"POST\"".into(),
+            ));
+        }
+        for s in template::strings(b) {
+            template::check(s, paging).map_err(|m| ("body".to_string(), m))?;
+        }
+        if format == BodyFormat::Form
+            && !b
+                .as_object()
+                .is_some_and(|o| o.values().all(|v| !v.is_object() && !v.is_array()))
+        {
+            return Err((
+                "body_format".into(),
+                "form needs the body to be a flat object (no nested objects or arrays)".into(),
+            ));
+        }
+    }
+    let params: Vec<(&str, &str)> = match &paging.kind {
+        Pagination::Page {
+            param, size_param, ..
+        } => {
+            let mut v = vec![("param", param.as_str())];
+            if let Some(s) = size_param {
+                v.push(("size_param", s));
+            }
+            v
+        }
+        Pagination::Offset {
+            offset_param,
+            limit_param,
+            ..
+        } => vec![("offset_param", offset_param), ("limit_param", limit_param)],
+        Pagination::Cursor { param, .. } => vec![("param", param)],
+        _ => vec![],
+    };
+    for (k, p) in params.into_iter().filter(|(_, p)| p.starts_with('/')) {
+        let key = format!("pagination.{k}");
+        let Some(b) = body else {
+            return Err((key, format!("'{p}' is a JSON pointer into the body, but the route has no body (give \"method\": \"POST\" and a \"body\")")));
+        };
+        let mut probe = b.clone();
+        if !template::set_pointer(&mut probe, p, Value::Null) {
+            return Err((
+                key,
+                format!("'{p}' does not point into the body: its parent is missing"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldError> {

@@ -119,6 +119,7 @@ impl Shared<'_, '_> {
     fn masker(&self) -> http::Masker {
         let job = self.job;
         http::Masker::new(&job.auth, &job.route.headers, &job.route.query)
+            .with_secrets(&job.secrets)
     }
 
     fn slice_failed(&self, track: &SliceTrack, msg: String) {
@@ -139,20 +140,27 @@ impl Shared<'_, '_> {
     fn fetch_slice(&self, track: &Arc<SliceTrack>, tx: &Sender<Chunk>) -> Result<(), SliceStop> {
         let job = self.job;
         let claim = track.claim;
-        let base = http::slice_url(job.client, job.route, &job.auth, claim.from, claim.to)
-            .map_err(|e| SliceStop::Failed(format!("{e:#}")))?;
-        let mut pager = Pager::new(&job.route.pagination, base);
+        let request = http::SliceRequest::new(
+            job.client,
+            job.route,
+            &job.auth,
+            &job.secrets,
+            claim.from,
+            claim.to,
+        )
+        .map_err(|e| SliceStop::Failed(format!("{e:#}")))?;
+        let mut pager = Pager::new(&job.route.pagination, request.first_url());
         let mut undated_logged = false;
         loop {
             if job.quit.load(Ordering::SeqCst) {
                 return Err(SliceStop::Released);
             }
             let page_no = pager.page_number();
-            let url = pager.current().clone();
+            let call = request.call(pager.current(), &pager.position());
             // The body is parsed once, borrowed, inside the retry loop: a body
             // that is not JSON or lacks the records is retried like a 5xx; one
             // nested past json::MAX_DEPTH fails the slice at once.
-            let (rows, more) = self.get_page(&url, &claim, page_no, |raw, link| {
+            let (rows, more) = self.get_page(&call, &claim, page_no, |raw, link| {
                 let body = Json::parse(raw).map_err(|e| {
                     if e.is_too_deep() {
                         PageError::Data(format!("page {page_no}: {e}"))
@@ -212,7 +220,7 @@ impl Shared<'_, '_> {
     /// why the body cannot be used.
     fn get_page<T>(
         &self,
-        url: &url::Url,
+        call: &http::Call<'_>,
         claim: &Claim,
         page_no: u64,
         mut on_body: impl FnMut(&[u8], Option<&str>) -> Result<T, PageError>,
@@ -228,13 +236,12 @@ impl Shared<'_, '_> {
                 let Some(permit) = self.limiter.acquire(job.quit) else {
                     return Err(PageError::Quit);
                 };
-                let got = http::get(
-                    &self.agent,
-                    url,
-                    &job.route.headers,
-                    &job.auth,
-                    job.route.charset,
-                );
+                let got = http::send(&self.agent, call, &job.auth, job.route);
+                // Rate-limit headers at 0, or a Retry-After on a 503: every
+                // fetcher of the client waits, the rate stays.
+                if let Some(wait) = http::pause_of(&got) {
+                    self.limiter.pause(wait);
+                }
                 let got = match got {
                     // The server throttles the client, not this thread: every
                     // fetcher pauses for its Retry-After, else the backoff
@@ -264,7 +271,13 @@ impl Shared<'_, '_> {
                     .map_err(PageError::Http)
                     .and_then(|f| on_body(&f.body, f.link.as_deref()));
                 if let Err(PageError::Http(f)) = &page {
-                    self.log_request_failure(f, url, claim, page_no, (attempt, policy.attempts));
+                    self.log_request_failure(
+                        f,
+                        &call.url,
+                        claim,
+                        page_no,
+                        (attempt, policy.attempts),
+                    );
                 }
                 page
             },

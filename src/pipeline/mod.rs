@@ -42,6 +42,8 @@ pub struct Job<'a> {
     pub worker: String,
     pub run_id: i64,
     pub auth: ResolvedAuth,
+    /// The secrets the route's templates name, read once.
+    pub secrets: crate::template::Secrets,
     pub backoff: Backoff,
     pub errlog: &'a ErrorLog,
     pub style: Style,

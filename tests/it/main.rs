@@ -3,6 +3,7 @@
 
 mod api_tls;
 mod data;
+mod erp;
 mod faults;
 mod fleet;
 mod foundation;

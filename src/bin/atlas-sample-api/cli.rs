@@ -119,7 +119,33 @@ pub struct Args {
     /// used or -> <ok|reused|unknown|invalid_client|unsupported>"
     #[argh(option)]
     pub oauth_log: Option<PathBuf>,
+    /// the app key the /erp/ shapes expect: omie's "app_key", vtex's X-VTEX-API-AppKey
+    /// (default chave-app)
+    #[argh(option, default = "String::from(\"chave-app\")")]
+    pub erp_key: String,
+    /// the secret the /erp/ shapes expect: omie's "app_secret", tiny's "token", vtex's
+    /// X-VTEX-API-AppToken (default segredo-app)
+    #[argh(option, default = "String::from(\"segredo-app\")")]
+    pub erp_secret: String,
+    /// the first K requests of every distinct /erp/tiny request answer HTTP 200 with
+    /// codigo_erro 6, "API Bloqueada" (default 0)
+    #[argh(option, default = "0")]
+    pub blocked_first: u64,
+    /// at most N data requests per wall-clock second (a fixed window): every data answer
+    /// carries the rate-limit headers of --limit-headers, the N+1th is answered 429 with them
+    /// and no Retry-After (default: no quota)
+    #[argh(option)]
+    pub quota: Option<u64>,
+    /// rate-limit headers of --quota: x (X-RateLimit-Remaining/-Reset, the reset a Unix time)
+    /// or ietf (RateLimit-Remaining/-Reset, the reset in seconds) (default x)
+    #[argh(option, default = "LimitHeaders::X")]
+    pub limit_headers: LimitHeaders,
+    /// seconds in a Retry-After header on 503 faults (default: none)
+    #[argh(option)]
+    pub unavailable_retry_after: Option<u64>,
 }
+
+cli_enum!(LimitHeaders { X = "x", Ietf = "ietf" });
 
 /// A plain enum read from fixed CLI words; `WORDS` also serves as the list of all variants.
 macro_rules! cli_enum {
@@ -165,6 +191,9 @@ pub fn validate(args: &Args) -> Result<(), String> {
     }
     if args.oauth_ttl_secs == 0 {
         return Err("--oauth-ttl-secs must be at least 1".into());
+    }
+    if args.quota == Some(0) {
+        return Err("--quota must be at least 1".into());
     }
     if args.rate_limit == Some(0) {
         return Err("--rate-limit must be at least 1".into());

@@ -43,6 +43,7 @@ pub struct Faults {
     fail_first: u64,
     rate: f64,
     retry_after: u64,
+    unavailable_retry_after: Option<u64>,
     rng: Mutex<fastrand::Rng>,
     /// Requests seen per distinct URL, for `--fail-first`.
     attempts: Mutex<HashMap<String, u64>>,
@@ -55,6 +56,7 @@ impl Faults {
             fail_first: args.fail_first,
             rate: args.fault_rate,
             retry_after: args.retry_after,
+            unavailable_retry_after: args.unavailable_retry_after,
             rng: Mutex::new(fastrand::Rng::with_seed(args.fault_seed)),
             attempts: Mutex::new(HashMap::new()),
         }
@@ -89,7 +91,13 @@ impl Faults {
     pub fn reply(&self, kind: FaultKind, reply: Reply) -> Reply {
         match kind {
             FaultKind::E500 => Reply::raw(500, TEXT, b"erro interno".to_vec()),
-            FaultKind::E503 => Reply::raw(503, TEXT, b"servico indisponivel".to_vec()),
+            FaultKind::E503 => {
+                let mut r = Reply::raw(503, TEXT, b"servico indisponivel".to_vec());
+                if let Some(secs) = self.unavailable_retry_after {
+                    r.headers.push(("Retry-After", secs.to_string()));
+                }
+                r
+            }
             FaultKind::E429 => Reply::too_many(self.retry_after),
             FaultKind::Truncate => {
                 let mut body = reply.body;

@@ -43,6 +43,52 @@ impl RollingWindow {
     }
 }
 
+/// `--quota N`: a fixed window per wall-clock second, as APIs that send rate-limit headers
+/// count; refused requests count too, as those APIs do.
+pub struct Quota {
+    limit: u64,
+    second: u64,
+    used: u64,
+}
+
+/// What a request is told by the quota.
+pub struct QuotaAnswer {
+    pub admitted: bool,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Unix time (seconds) at which the window resets.
+    pub reset_at: u64,
+    /// Seconds until then, rounded up.
+    pub reset_in: u64,
+}
+
+impl Quota {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            second: 0,
+            used: 0,
+        }
+    }
+
+    /// Counts a request at `unix_ms`.
+    pub fn take(&mut self, unix_ms: u64) -> QuotaAnswer {
+        let second = unix_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.used = 0;
+        }
+        self.used += 1;
+        QuotaAnswer {
+            admitted: self.used <= self.limit,
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(self.used),
+            reset_at: second + 1,
+            reset_in: ((second + 1) * 1000 - unix_ms).div_ceil(1000),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +150,25 @@ mod tests {
             );
         }
         assert!(kept.len() > 100, "the window still admits: {}", kept.len());
+    }
+
+    /// `--quota 2`: a fixed window per wall-clock second, its reset as a Unix time and as
+    /// seconds rounded up; the third request of a second is refused and a new second starts
+    /// afresh.
+    #[test]
+    fn quota_counts_a_fixed_window_per_second() {
+        let mut q = Quota::new(2);
+        let a = q.take(5_000_100);
+        assert!(a.admitted);
+        assert_eq!((a.remaining, a.reset_at, a.reset_in), (1, 5_001, 1));
+        let b = q.take(5_000_900);
+        assert!(b.admitted);
+        assert_eq!(b.remaining, 0);
+        let c = q.take(5_000_950);
+        assert!(!c.admitted);
+        assert_eq!(c.remaining, 0);
+        let d = q.take(5_001_000);
+        assert!(d.admitted);
+        assert_eq!((d.remaining, d.reset_at), (1, 5_002));
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod charset;
 mod cli;
 mod data;
+mod erp;
 mod faults;
 mod http;
 mod limit;

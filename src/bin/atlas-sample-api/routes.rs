@@ -8,8 +8,10 @@ use serde_json::json;
 use url::form_urlencoded;
 
 use crate::auth::Auth;
+use crate::cli::LimitHeaders;
 use crate::faults::FaultKind;
 use crate::http::{bad, encode_query, param, Query, Reply};
+use crate::limit::QuotaAnswer;
 use crate::oauth::OAuthServer;
 use crate::range::{resolve_range, EndStyle};
 use crate::server::Request;
@@ -22,10 +24,12 @@ enum Route {
     Stats,
     Expected,
     Data(Kind),
+    /// `/erp/{shape}/{route}` (see `erp`).
+    Erp(String),
     NotFound,
 }
 
-/// `/_stats`, `/_expected` or `/{kind}/{route}` (any route name).
+/// `/_stats`, `/_expected`, `/erp/{shape}/{path...}` or `/{kind}/{route}` (any route name).
 fn route_of(path: &str) -> Route {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -33,6 +37,9 @@ fn route_of(path: &str) -> Route {
         ["_oauth", "revoke"] => Route::Revoke,
         ["_stats"] => Route::Stats,
         ["_expected"] => Route::Expected,
+        ["erp", shape, rest @ ..] if rest.iter().any(|r| !r.is_empty()) => {
+            Route::Erp(shape.to_string())
+        }
         [kind, route] if !route.is_empty() => kind.parse().map_or(Route::NotFound, Route::Data),
         _ => Route::NotFound,
     }
@@ -105,15 +112,97 @@ impl<'a> DataRequest<'a> {
     }
 }
 
-/// Rate limit, latency, auth, fault decision and the data answer of `/{kind}/{route}`.
-fn serve_data(state: &State, request: &Request, data: &DataRequest) -> (Reply, Option<FaultKind>) {
+/// `--rate-limit` and `--quota` for one data request: `Err` is the 429 that refuses it; `Ok`
+/// the quota's answer, whose headers go on the reply.
+fn gate(state: &State) -> Result<Option<QuotaAnswer>, Reply> {
     if let Some(limiter) = &state.limiter {
         // The clock is read under the lock, so the window sees starts in order.
         let mut window = lock(limiter);
         if !window.admit(Instant::now()) {
-            return (Reply::too_many(state.args.retry_after), None);
+            return Err(Reply::too_many(state.args.retry_after));
         }
     }
+    let Some(quota) = &state.quota else {
+        return Ok(None);
+    };
+    let mut quota = lock(quota);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let answer = quota.take(now);
+    if answer.admitted {
+        Ok(Some(answer))
+    } else {
+        let mut reply = Reply::error(429, "cota de requisições esgotada");
+        limit_headers(state, &mut reply, &answer);
+        Err(reply)
+    }
+}
+
+/// The `--limit-headers` of a quota answer.
+fn limit_headers(state: &State, reply: &mut Reply, a: &QuotaAnswer) {
+    let (names, reset) = match state.args.limit_headers {
+        LimitHeaders::X => (
+            [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            a.reset_at,
+        ),
+        LimitHeaders::Ietf => (
+            ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+            a.reset_in,
+        ),
+    };
+    reply.headers.push((names[0], a.limit.to_string()));
+    reply.headers.push((names[1], a.remaining.to_string()));
+    reply.headers.push((names[2], reset.to_string()));
+}
+
+/// Rate limit, quota, latency, fault decision and the answer of `/erp/{shape}/{route}`.
+fn serve_erp(
+    state: &State,
+    request: &Request,
+    shape: &str,
+    query: &Query,
+) -> (Reply, Option<FaultKind>, String) {
+    let quota = match gate(state) {
+        Ok(q) => q,
+        Err(reply) => return (reply, None, request.target.clone()),
+    };
+    if state.args.latency_ms > 0 {
+        std::thread::sleep(Duration::from_millis(state.args.latency_ms));
+    }
+    let (mut reply, key) = crate::erp::serve(state, request, shape, query);
+    if let Some(q) = &quota {
+        limit_headers(state, &mut reply, q);
+    }
+    let fault = state.faults.decide(&key);
+    if fault.is_some() {
+        lock(&state.stats).faults += 1;
+    }
+    (reply, fault, key)
+}
+
+/// Rate limit, latency, auth, fault decision and the data answer of `/{kind}/{route}`.
+fn serve_data(state: &State, request: &Request, data: &DataRequest) -> (Reply, Option<FaultKind>) {
+    let quota = match gate(state) {
+        Ok(q) => q,
+        Err(reply) => return (reply, None),
+    };
+    let (mut reply, fault) = serve_data_admitted(state, request, data);
+    if let Some(q) = &quota {
+        limit_headers(state, &mut reply, q);
+    }
+    (reply, fault)
+}
+
+fn serve_data_admitted(
+    state: &State,
+    request: &Request,
+    data: &DataRequest,
+) -> (Reply, Option<FaultKind>) {
     if state.args.latency_ms > 0 {
         std::thread::sleep(Duration::from_millis(state.args.latency_ms));
     }
@@ -134,6 +223,31 @@ fn serve_data(state: &State, request: &Request, data: &DataRequest) -> (Reply, O
         origin: format!("http://{origin}"),
     };
     (ctx.serve(data.kind).unwrap_or_else(|e| e), fault)
+}
+
+/// The scalar members of a POST's JSON object body, as parameters after the query's (an
+/// empty body has none).
+fn body_params(request: &Request) -> Result<Query, Reply> {
+    if request.body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let value: serde_json::Value = serde_json::from_slice(&request.body)
+        .map_err(|e| bad(format!("corpo JSON inválido: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(bad("o corpo deve ser um objeto JSON"));
+    };
+    Ok(object
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.clone(), v))
+        })
+        .collect())
 }
 
 /// The reply to one request and the fault it carries; `slow` and `drop` are acted out by the
@@ -168,6 +282,32 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
             Some(oauth) if request.method == "POST" => (oauth.revoke_access(), None),
             _ => (Reply::error(404, "rota não encontrada"), None),
         },
+        Route::Data(kind) if request.method == "POST" => {
+            // A POST carries its parameters in a JSON object body as well.
+            let data = match body_params(request) {
+                Ok(extra) => {
+                    let mut query = query;
+                    query.extend(extra);
+                    DataRequest::new(
+                        &state.args.auth,
+                        state.oauth.as_ref(),
+                        request,
+                        kind,
+                        path,
+                        query,
+                    )
+                }
+                Err(reply) => return (charset.encode(reply), None),
+            };
+            let served = serve_data(state, request, &data);
+            url_key = Some(data.key);
+            served
+        }
+        Route::Erp(ref shape) if request.method == "POST" => {
+            let (reply, fault, key) = serve_erp(state, request, shape, &query);
+            url_key = Some(key);
+            (reply, fault)
+        }
         _ if !matches!(request.method.as_str(), "GET" | "HEAD") => {
             let mut reply = Reply::error(405, "método não permitido");
             reply.headers.push(("Allow", "GET, HEAD".to_string()));
@@ -175,6 +315,11 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         }
         Route::Stats | Route::NotFound => (Reply::error(404, "rota não encontrada"), None),
         Route::Expected => (serve_expected(state, &query), None),
+        Route::Erp(ref shape) => {
+            let (reply, fault, key) = serve_erp(state, request, shape, &query);
+            url_key = Some(key);
+            (reply, fault)
+        }
         Route::Data(kind) => {
             let oauth = state.oauth.as_ref();
             let data = DataRequest::new(&state.args.auth, oauth, request, kind, path, query);

@@ -22,7 +22,8 @@ const MAX_HEADERS: usize = 100;
 /// this, and so is one whose client stops reading.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One request head and its body (read whole; only the token endpoint uses it).
+/// One request: its head and its body (`MAX_BODY` at most: POSTs of the `/erp/` routes and
+/// the token endpoint read it).
 pub struct Request {
     pub method: String,
     /// The request target as sent: path and query.
@@ -31,7 +32,7 @@ pub struct Request {
     pub version: u8,
     /// Names as sent, values trimmed; non-UTF-8 bytes replaced.
     pub headers: Vec<(String, String)>,
-    /// The `Content-Length` body.
+    /// The `Content-Length` body, empty when none was sent.
     pub body: Vec<u8>,
 }
 
@@ -155,7 +156,8 @@ impl Conn {
         Ok(Some(request))
     }
 
-    /// Reads a `Content-Length` body into the request.
+    /// Reads a `Content-Length` body into the request (a larger one than `MAX_BODY` was
+    /// refused with a 413 already).
     fn skip_body(&mut self, mut request: Request) -> Next {
         if request.header("Transfer-Encoding").is_some() {
             // Only chunked could be framed, and no client of this API sends a body at all.

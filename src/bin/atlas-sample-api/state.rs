@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::cli::Args;
 use crate::faults::Faults;
-use crate::limit::{RollingWindow, WINDOW};
+use crate::limit::{Quota, RollingWindow, WINDOW};
 use crate::oauth::OAuthServer;
 use crate::request_log::RequestLog;
 
@@ -33,6 +33,10 @@ pub struct State {
     pub request_log: Option<RequestLog>,
     /// `--oauth`: the token endpoint and its tokens.
     pub oauth: Option<OAuthServer>,
+    /// `--quota`: the requests of the current wall-clock second.
+    pub quota: Option<Mutex<Quota>>,
+    /// Requests seen per distinct `/erp/tiny` request, for `--blocked-first`.
+    pub erp_seen: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A panicking worker must not wedge the others, so poisoned locks are simply reused.
@@ -60,6 +64,8 @@ impl State {
         Ok(Arc::new(State {
             faults: Faults::new(&args),
             limiter: limiter.map(Mutex::new),
+            quota: args.quota.map(|n| Mutex::new(Quota::new(n))),
+            erp_seen: Mutex::new(std::collections::HashMap::new()),
             request_log: request_log.transpose()?,
             oauth,
             args,
