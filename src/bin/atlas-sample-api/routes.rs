@@ -310,7 +310,11 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         }
         _ if !matches!(request.method.as_str(), "GET" | "HEAD") => {
             let mut reply = Reply::error(405, "método não permitido");
-            reply.headers.push(("Allow", "GET, HEAD".to_string()));
+            let allow = match route {
+                Route::Data(_) | Route::Erp(_) => "GET, HEAD, POST",
+                _ => "GET, HEAD",
+            };
+            reply.headers.push(("Allow", allow.to_string()));
             (reply, None)
         }
         Route::Stats | Route::NotFound => (Reply::error(404, "rota não encontrada"), None),
