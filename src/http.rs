@@ -333,6 +333,9 @@ const ADAPTIVE_GROWTH: f64 = 1.1;
 const PROBE_HOLDOFF: Duration = Duration::from_secs(5);
 const PROBE_HOLDOFF_MAX: Duration = Duration::from_secs(300);
 
+/// Requests started this close after a refused one count as sent with it.
+const BURST_SLACK: Duration = Duration::from_millis(20);
+
 /// Longest a waiting fetcher sleeps before it looks at `quit` again.
 const QUIT_POLL: Duration = Duration::from_millis(100);
 
@@ -473,6 +476,15 @@ impl Window {
 
     /// May a request start at `now`? On `Go` its place is taken.
     pub fn try_start(&mut self, now: Instant) -> Slot {
+        self.try_start_as(now, false)
+    }
+
+    /// `try_start` for a request that is a new attempt (`retried`): while a
+    /// count the server refused is being probed again, a retried request
+    /// never takes the place that makes the probe (the last place of the
+    /// window at that count): a page already refused once is not the one
+    /// risked again.
+    pub fn try_start_as(&mut self, now: Instant, retried: bool) -> Slot {
         if let Some(until) = self.paused_until.filter(|&u| u > now) {
             return Slot::WaitUntil(until);
         }
@@ -480,6 +492,10 @@ impl Window {
         self.prune(now);
         if let Some(rate) = self.rate {
             let (count, width) = pacing(rate);
+            let count = match self.ceiling {
+                Some((refused, _)) if retried => count.min(refused.saturating_sub(1).max(1)),
+                _ => count,
+            };
             let held: Vec<&Entry> = self
                 .entries
                 .iter()
@@ -551,13 +567,19 @@ impl Window {
             self.paused_until = Some(until);
         }
         // What the server had admitted in the window before the refused
-        // request arrived (its reason to refuse it).
+        // request arrived (its reason to refuse it). Requests sent in the
+        // same instant (a burst) count as before it: the server saw them in
+        // some order, and each of the burst's refusals counts the ones not
+        // refused so far, so the smallest count, kept below, is the burst's
+        // admitted number.
         let at = self.last_refused_start.take().unwrap_or(now);
         let admitted = self
             .entries
             .iter()
             .filter(|e| {
-                e.start <= at && at.saturating_duration_since(e.start) < RATE_WINDOW && !e.refused
+                e.start <= at + BURST_SLACK
+                    && at.saturating_duration_since(e.start) < RATE_WINDOW
+                    && !e.refused
             })
             .count()
             .max(1);
@@ -634,13 +656,18 @@ impl Limiter {
     /// pause is checked in the same step as the place is taken, right
     /// before the caller sends.
     pub fn acquire(&self, quit: &AtomicBool) -> Option<Permit<'_>> {
+        self.acquire_as(quit, false)
+    }
+
+    /// `acquire` for a new attempt of a request (see [`Window::try_start_as`]).
+    pub fn acquire_as(&self, quit: &AtomicBool, retried: bool) -> Option<Permit<'_>> {
         let mut w = self.lock();
         loop {
             if quit.load(std::sync::atomic::Ordering::Relaxed) {
                 return None;
             }
             let now = Instant::now();
-            let wait = match w.try_start(now) {
+            let wait = match w.try_start_as(now, retried) {
                 Slot::Go(id) => {
                     return Some(Permit {
                         limiter: self,
@@ -1235,6 +1262,36 @@ pub fn route_url(client: &Client, path: &str) -> Result<Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While the refused count is probed again, a retried request stays
+    /// below it: the probe is a fresh request's, never a page refused once.
+    #[test]
+    fn a_retried_request_is_never_the_probe() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(None, t0);
+        let ids: Vec<u64> = (0..8)
+            .map(|_| match w.try_start(t0) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect();
+        for &id in &ids[3..] {
+            w.finish(id, at(2), true);
+            w.refused(at(2), Duration::from_secs(1));
+        }
+        for &id in &ids[..3] {
+            w.finish(id, at(20), false);
+        }
+        // Past the probe time the rate reaches the refused count (4).
+        let probe = at(6050);
+        for _ in 0..3 {
+            assert!(matches!(w.try_start_as(probe, true), Slot::Go(_)));
+        }
+        assert!(w.rate().is_some_and(|r| r >= 4.0), "{:?}", w.rate());
+        assert!(!matches!(w.try_start_as(probe, true), Slot::Go(_)));
+        assert!(matches!(w.try_start_as(probe, false), Slot::Go(_)));
+    }
 
     #[test]
     fn failures_classify_for_retry() {

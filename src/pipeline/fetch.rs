@@ -233,7 +233,7 @@ impl Shared<'_, '_> {
         let fetched = policy.run(
             |attempt| {
                 // The pause and the rate are checked in one step, right before sending.
-                let Some(permit) = self.limiter.acquire(job.quit) else {
+                let Some(permit) = self.limiter.acquire_as(job.quit, attempt > 1) else {
                     return Err(PageError::Quit);
                 };
                 let got = http::send(&self.agent, call, &job.auth, job.route);
