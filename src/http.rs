@@ -475,6 +475,7 @@ impl Window {
     }
 
     /// May a request start at `now`? On `Go` its place is taken.
+    #[cfg(test)]
     pub fn try_start(&mut self, now: Instant) -> Slot {
         self.try_start_as(now, false)
     }
@@ -654,12 +655,8 @@ impl Limiter {
     /// Waits until a request may start (no pause in force, a place free in
     /// the window) and takes the place; `None` as soon as `quit` rises. The
     /// pause is checked in the same step as the place is taken, right
-    /// before the caller sends.
-    pub fn acquire(&self, quit: &AtomicBool) -> Option<Permit<'_>> {
-        self.acquire_as(quit, false)
-    }
-
-    /// `acquire` for a new attempt of a request (see [`Window::try_start_as`]).
+    /// before the caller sends. `retried`: this is a new attempt of a
+    /// request (see [`Window::try_start_as`]).
     pub fn acquire_as(&self, quit: &AtomicBool, retried: bool) -> Option<Permit<'_>> {
         let mut w = self.lock();
         loop {
@@ -1687,16 +1684,19 @@ mod tests {
         use std::sync::atomic::Ordering;
         let quit = AtomicBool::new(false);
         let l = Limiter::new(None);
-        let p = l.acquire(&quit).expect("unlimited");
+        let p = l.acquire_as(&quit, false).expect("unlimited");
         let t1 = Instant::now();
         p.finish(Some(Duration::from_millis(50)));
-        drop(l.acquire(&quit).expect("after the pause"));
+        drop(l.acquire_as(&quit, false).expect("after the pause"));
         assert!(t1.elapsed() >= Duration::from_millis(45));
-        let p = l.acquire(&quit).expect("again");
+        let p = l.acquire_as(&quit, false).expect("again");
         p.finish(Some(Duration::from_secs(60)));
         quit.store(true, Ordering::Relaxed);
         let t2 = Instant::now();
-        assert!(l.acquire(&quit).is_none(), "quit interrupts the wait");
+        assert!(
+            l.acquire_as(&quit, false).is_none(),
+            "quit interrupts the wait"
+        );
         assert!(t2.elapsed() < Duration::from_secs(1));
     }
 
