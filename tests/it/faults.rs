@@ -7,13 +7,11 @@
 //! same period into another database (the sorted list of content hashes),
 //! plus `count(*) = count(DISTINCT hash) = the API's own count`.
 
-use crate::util::{self, Api, Atlas, Run, TestDb};
+use crate::util::{self, Api, Atlas, Bg, Run, TestDb};
 use postgres::Client;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -175,89 +173,6 @@ fn show(r: &Run) -> String {
 
 fn status_counts(db: &TestDb) -> Vec<String> {
     db.strings("SELECT status || '=' || count(*) FROM atlas.slices GROUP BY status ORDER BY status")
-}
-
-/// `atlas` running in the background, its output in files of the working
-/// dir (no pipe can fill up); killed on drop if still running.
-struct Bg {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Bg {
-    fn spawn(atlas: &Atlas, args: &[&str], tag: &str) -> Bg {
-        let out = atlas.path(&format!("{tag}.stdout"));
-        let err = atlas.path(&format!("{tag}.stderr"));
-        let child = atlas
-            .command(args)
-            .stdout(File::create(&out).expect("stdout file"))
-            .stderr(File::create(&err).expect("stderr file"))
-            .spawn()
-            .expect("spawn atlas");
-        Bg { child, out, err }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// Panics (showing stderr) if the run already ended: the fault must hit a live run.
-    fn assert_running(&mut self, what: &str) {
-        if !self.running() {
-            panic!(
-                "{what}: the run already ended, too early to inject the fault\nstderr:\n{}",
-                self.stderr()
-            );
-        }
-    }
-
-    /// SIGKILL, like `kill -9`.
-    fn kill9(&mut self) {
-        self.assert_running("kill -9");
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    fn finish(&mut self, timeout: Duration) -> Run {
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "atlas did not finish within {timeout:?}\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
-            stderr: self.stderr(),
-        }
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// A slow API (each data request waits `latency_ms`) and a scrap of the

@@ -3,8 +3,7 @@
 //! processes through PostgreSQL (each slice fetched once), and a process
 //! killed mid-fleet covered by the other.
 
-use crate::promises_run::Bg;
-use crate::util::{Api, Atlas, TestDb};
+use crate::util::{Api, Atlas, Bg, TestDb};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;

@@ -4,10 +4,9 @@
 //! `scrap list` column. Shared helpers live in `promises_run`.
 
 use crate::promises_run::{
-    config, first_line, new_atlas, route, rows, set_env, show, table_exists, Bg, FROM, JSON_KEYS,
-    TO,
+    config, first_line, new_atlas, route, rows, set_env, show, table_exists, FROM, JSON_KEYS, TO,
 };
-use crate::util::{self, Api, TestDb};
+use crate::util::{self, Api, Bg, TestDb};
 use serde_json::json;
 use std::time::Duration;
 

@@ -5,12 +5,9 @@
 //! smaller findings (strict dates, zero-record warning, `check --date`,
 //! which signal stopped a run, the `scrap list` column).
 
-use crate::util::{self, Api, Atlas, Run, TestDb};
+use crate::util::{self, Api, Atlas, Bg, Run, TestDb};
 use serde_json::{json, Value};
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) const TABLE: &str = "dados_raw_cliente_2151_pedidos";
 pub(crate) const FROM: &str = "2025-03-01";
@@ -78,87 +75,6 @@ pub(crate) fn table_exists(db: &TestDb) -> bool {
     db.i64(&format!(
         "SELECT count(*) FROM pg_tables WHERE tablename = '{TABLE}'"
     )) > 0
-}
-
-/// `atlas` in the background, output in files (no pipe can fill up).
-pub(crate) struct Bg {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Bg {
-    pub(crate) fn spawn(atlas: &Atlas, args: &[&str], tag: &str) -> Bg {
-        let out = atlas.path(&format!("{tag}.stdout"));
-        let err = atlas.path(&format!("{tag}.stderr"));
-        let child = atlas
-            .command(args)
-            .stdout(File::create(&out).expect("stdout file"))
-            .stderr(File::create(&err).expect("stderr file"))
-            .spawn()
-            .expect("spawn atlas");
-        Bg { child, out, err }
-    }
-
-    pub(crate) fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    pub(crate) fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    pub(crate) fn kill9(&mut self) {
-        assert!(
-            self.running(),
-            "kill -9: the run already ended\n{}",
-            self.stderr()
-        );
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    pub(crate) fn signal(&mut self, sig: &str) {
-        assert!(
-            self.running(),
-            "{sig}: the run already ended\n{}",
-            self.stderr()
-        );
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill -{sig}");
-    }
-
-    pub(crate) fn finish(&mut self, timeout: Duration) -> Run {
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("atlas did not finish in {timeout:?}\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
-            stderr: self.stderr(),
-        }
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// A slow API (40 ms a request, 6 pages a day of 5 records) and 2 fetchers

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use postgres::{Client, NoTls};
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -305,4 +306,100 @@ pub fn spec_hash(payload_text: &str) -> String {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// `atlas` running in the background, its output in files of the working
+/// dir (no pipe can fill up); killed on drop if still running.
+pub struct Bg {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Bg {
+    pub fn spawn(atlas: &Atlas, args: &[&str], tag: &str) -> Bg {
+        let out = atlas.path(&format!("{tag}.stdout"));
+        let err = atlas.path(&format!("{tag}.stderr"));
+        let child = atlas
+            .command(args)
+            .stdout(File::create(&out).expect("stdout file"))
+            .stderr(File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("spawn atlas");
+        Bg { child, out, err }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Panics (showing stderr) if the run already ended: the fault must hit a live run.
+    pub fn assert_running(&mut self, what: &str) {
+        if !self.running() {
+            panic!(
+                "{what}: the run already ended, too early to inject the fault\nstderr:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    /// SIGKILL, like `kill -9`.
+    pub fn kill9(&mut self) {
+        self.assert_running("kill -9");
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    pub fn signal(&mut self, sig: &str) {
+        assert!(
+            self.running(),
+            "{sig}: the run already ended\n{}",
+            self.stderr()
+        );
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig}");
+    }
+
+    pub fn finish(&mut self, timeout: Duration) -> Run {
+        let end = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "atlas did not finish within {timeout:?}\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
