@@ -24,6 +24,7 @@ use anyhow::Result;
 use chrono::{Duration, NaiveDate};
 use crossbeam::channel::{self, Receiver, Select, Sender};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -73,22 +74,26 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let style = ctx.style;
     let started = Instant::now();
     let n = pairs.len();
-    let lanes = lanes(&pairs, settings.threads);
+    let clients = by_client(&pairs);
+    let lanes = clients.len().min(settings.threads.max(1)).max(1);
     let crew = (
-        (settings.threads / lanes.len()).max(1),
-        (settings.writers / lanes.len()).max(1),
+        (settings.threads / lanes).max(1),
+        (settings.writers / lanes).max(1),
     );
+    // Each lane takes the next client's pairs when it is free.
+    let queue = Mutex::new(clients.into_iter().collect::<VecDeque<_>>());
     let turns: Mutex<Vec<Option<Turn>>> = Mutex::new((0..n).map(|_| None).collect());
     let begun = AtomicUsize::new(0);
     let lost = AtomicBool::new(false);
     let (senders, receivers): (Vec<_>, Vec<_>) =
-        lanes.iter().map(|_| channel::unbounded::<Watch>()).unzip();
+        (0..lanes).map(|_| channel::unbounded::<Watch>()).unzip();
     std::thread::scope(|scope| {
-        for (lane, news) in lanes.iter().zip(senders) {
+        for news in senders {
             let lane_ctx = ctx.with_crew(crew.0, crew.1);
-            let (pairs, turns, begun, lost) = (&pairs, &turns, &begun, &lost);
+            let (pairs, turns, begun, lost, queue) = (&pairs, &turns, &begun, &lost, &queue);
             scope.spawn(move || {
-                for &i in lane {
+                let next = || lock(queue).pop_front();
+                for i in std::iter::from_fn(next).flatten() {
                     let (client, route) = pairs[i];
                     let turn = if lost.load(Ordering::SeqCst) {
                         Turn::Skipped(Exit::Environment)
@@ -339,21 +344,19 @@ fn pair_turn(
     Turn::Ran(last, exit)
 }
 
-/// Lanes of pairs, worked side by side: a client's routes stay in one lane,
-/// one after another, so a client is never asked by two runs of this
-/// process at once (each run keeps the client's rate limit); clients are
-/// dealt to at most `threads` lanes in turn.
-fn lanes(pairs: &[(&Client, &Route)], threads: usize) -> Vec<Vec<usize>> {
-    let mut clients: Vec<&str> = pairs.iter().map(|(c, _)| c.id.as_str()).collect();
-    clients.dedup();
-    let n = clients.len().min(threads.max(1)).max(1);
-    let mut lanes = vec![Vec::new(); n];
+/// The pairs grouped by client, in config order. Lanes work side by side,
+/// each taking the next client when it is free: a client's routes stay in
+/// one lane, one after another, so this process never asks a client twice
+/// at once (each run keeps the client's rate limit).
+fn by_client(pairs: &[(&Client, &Route)]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, (c, _)) in pairs.iter().enumerate() {
-        let k = clients.iter().position(|x| *x == c.id).unwrap_or(0);
-        lanes[k % n].push(i);
+        match groups.last_mut() {
+            Some(g) if pairs[g[0]].0.id == c.id => g.push(i),
+            _ => groups.push(vec![i]),
+        }
     }
-    lanes.retain(|l| !l.is_empty());
-    lanes
+    groups
 }
 
 /// The line that says how a pair's turn ended without a run.
