@@ -86,6 +86,9 @@ pub struct Route {
     pub start_date: Option<NaiveDate>,
     /// Charset bodies are read in, whatever they declare; `None` = declared, else UTF-8.
     pub charset: Option<crate::charset::Charset>,
+    /// `page`/`offset` pages of one slice fetched by the whole pool once
+    /// page 1 declares how many there are (default true).
+    pub parallel_pages: bool,
 }
 
 /// How a slice's bounds are sent to the API.

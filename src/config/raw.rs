@@ -97,6 +97,7 @@ pub struct RawRoute {
     pub undated: Option<Undated>,
     pub start_date: Option<String>,
     pub charset: Option<String>,
+    pub parallel_pages: Option<bool>,
 }
 
 /// `slice_days` when the file leaves it out.

@@ -279,6 +279,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         undated: r.undated.unwrap_or(Undated::SliceStart),
         start_date,
         charset,
+        parallel_pages: r.parallel_pages.unwrap_or(true),
     })
 }
 

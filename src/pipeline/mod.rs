@@ -26,8 +26,9 @@ use crate::report::{ErrorContext, ErrorLog, Notice, Style};
 use crate::retry::{Backoff, Policy, Verdict};
 use anyhow::Result;
 use crossbeam::channel::{self, Sender};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 use track::SliceTrack;
@@ -143,6 +144,12 @@ struct Shared<'j, 'a> {
     abort: Mutex<Option<Abort>>,
     /// To the main thread, which shows them: workers never print.
     notices: Sender<Notice>,
+    /// Slices whose pages any fetcher may take (`parallel_pages`).
+    ahead: Mutex<VecDeque<Arc<fetch::Spread>>>,
+    /// Signalled when pages are queued or a page 1 that may spread is done.
+    ahead_cv: Condvar,
+    /// Fetchers on a page 1 that may spread: idle ones wait for it.
+    spreading: AtomicUsize,
 }
 
 impl<'a> Shared<'_, 'a> {
@@ -281,6 +288,9 @@ pub fn run(job: &Job<'_>) -> Outcome {
         agent: http::agent(job.settings.timeout),
         abort: Mutex::new(None),
         notices,
+        ahead: Mutex::new(VecDeque::new()),
+        ahead_cv: Condvar::new(),
+        spreading: AtomicUsize::new(0),
     };
     let mut board = NoticeBoard {
         style: job.style,
@@ -357,6 +367,9 @@ pub fn run(job: &Job<'_>) -> Outcome {
             }
         }
     });
+    // Pages left queued (every fetcher ended early, e.g. by a panic): their
+    // slices go back to pending.
+    shared.release_queued_pages();
     for n in notices_rx.try_iter() {
         board.show(&n);
     }

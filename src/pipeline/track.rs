@@ -27,6 +27,8 @@ pub(super) struct SliceTrack {
     /// Some of its rows will not be committed (the run stops): back to pending.
     released: AtomicBool,
     counts: Mutex<SliceCounts>,
+    /// The first undated record's reason was written to the error log.
+    undated_logged: AtomicBool,
 }
 
 /// How a slice ended, handed to its last holder to record.
@@ -46,6 +48,7 @@ impl SliceTrack {
             failed: Mutex::new(None),
             released: AtomicBool::new(false),
             counts: Mutex::new(SliceCounts::default()),
+            undated_logged: AtomicBool::new(false),
         })
     }
 
@@ -81,9 +84,14 @@ impl SliceTrack {
         c.undated += rows.undated as i64;
     }
 
-    /// Pages fetched so far.
-    pub(super) fn pages(&self) -> i64 {
-        lock(&self.counts).pages
+    /// Whether the slice failed already (its other pages need not be fetched).
+    pub(super) fn has_failed(&self) -> bool {
+        lock(&self.failed).is_some()
+    }
+
+    /// True once per slice: the first undated record is logged, not each.
+    pub(super) fn first_undated(&self) -> bool {
+        !self.undated_logged.swap(true, Ordering::SeqCst)
     }
 
     /// A holder lets go; the last one gets how the slice ended.
@@ -325,7 +333,6 @@ mod tests {
         };
         t.count_page(&page(100, 3, 1));
         t.count_page(&page(40, 0, 2));
-        assert_eq!(t.pages(), 2);
         let e = t.let_go().unwrap();
         assert_eq!(
             e.counts,

@@ -5,6 +5,7 @@ mod data;
 mod faults;
 mod foundation;
 mod pacing;
+mod perf;
 mod promises_cmd;
 mod promises_run;
 mod run;
