@@ -42,6 +42,7 @@ LATENCY_MS=${LATENCY_MS:-${d[3]}}
 ATLAS_ARGS=${ATLAS_ARGS:-}
 PARALLEL_PAGES=${PARALLEL_PAGES:-true}
 RERUN=${RERUN:-0}
+PERF=${PERF:-0}
 GROWN_ROWS=${GROWN_ROWS:-5000000}
 BENCH_DB=atlas_bench
 WORK=$ROOT/target/bench
@@ -87,7 +88,7 @@ cat >"$WORK/atlas.json" <<JSON
     "date_field": "/data_pedido", "parallel_pages": $PARALLEL_PAGES } }
 }
 JSON
-A=("$ROOT/target/release/atlas" --config "$WORK/atlas.json" --database-url "$URL" --error-log "$WORK/erros.log")
+A=("${ATLAS_BIN:-$ROOT/target/release/atlas}" --config "$WORK/atlas.json" --database-url "$URL" --error-log "$WORK/erros.log")
 FROM=2025-01-01
 TO=$(date -d "$FROM + $((DAYS - 1)) days" +%F)
 
@@ -100,8 +101,10 @@ run_once() { # run_once <label>: one scrap of the whole period, timed; prints on
     local id
     id=$("${A[@]}" scrap create --client 2151 --route pedidos --from "$FROM" --to "$TO" 2>/dev/null)
     psql -X -q "$URL" -c CHECKPOINT >/dev/null
+    local prof=()
+    [[ $PERF == 1 ]] && prof=(perf record -q -F 1999 -o "$WORK/$1.perf.data" --)
     # shellcheck disable=SC2086
-    /usr/bin/time -v -o "$WORK/$1.time" "${A[@]}" scrap run "$id" --json $ATLAS_ARGS >"$WORK/$1.json" 2>"$WORK/$1.err"
+    /usr/bin/time -v -o "$WORK/$1.time" "${prof[@]}" "${A[@]}" scrap run "$id" --json $ATLAS_ARGS >"$WORK/$1.json" 2>"$WORK/$1.err"
     python3 - "$1" "$WORK/$1.json" "$WORK/$1.time" <<'PY'
 import json, re, sys
 label, js, tf = sys.argv[1:]
@@ -147,10 +150,12 @@ SQL
     t1=$(date +%s.%N)
     psql -X -q "$URL" -c CHECKPOINT >/dev/null
     t2=$(date +%s.%N)
+    local pids=()
     for p in "$WORK"/copy.part.*; do
         psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy copy_limit_2x (data_referencia, payload, hash_conteudo) FROM '$p'" &
+        pids+=($!)
     done
-    wait
+    wait "${pids[@]}"
     t3=$(date +%s.%N)
     python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$(figure first rate)" <<'PY'
 import sys

@@ -6,7 +6,11 @@ use crate::ident::{date_index, quote, unique_constraint};
 use crate::record::Row;
 use crate::retry::Backoff;
 use anyhow::{Context, Result};
+use bytes::BytesMut;
 use chrono::NaiveDate;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, GenericClient, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::str::FromStr;
@@ -265,9 +269,42 @@ pub struct Inserter {
     run: i64,
     held: Statement,
     count: Statement,
-    returning: Statement,
+    by_slice: Statement,
     counts: Statement,
     run_counts: Statement,
+    /// `COPY … FROM STDIN BINARY` into the raw table.
+    copy: String,
+    /// Whether the next batch tries COPY first: off after a batch met a
+    /// duplicate (a rerun: every COPY would fail), on again once a batch
+    /// inserted every row.
+    try_copy: bool,
+}
+
+/// A JSONB value sent in binary form: version 1, then the canonical text.
+#[derive(Debug)]
+struct Jsonb<'a>(&'a str);
+
+impl ToSql for Jsonb<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
+}
+
+/// Whether the error is a unique violation (a row already stored).
+fn unique_violation(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
 impl Inserter {
@@ -281,7 +318,14 @@ impl Inserter {
             quote(table)
         );
         let count = conn.prepare(&insert)?;
-        let returning = conn.prepare(&format!("{insert} RETURNING hash_conteudo"))?;
+        // Several slices share the batch: the server counts each one's new
+        // rows by joining what went in with the slice index of each hash.
+        let by_slice = conn.prepare(&format!(
+            "WITH ins AS ({insert} RETURNING hash_conteudo)
+             SELECT g, count(*) FROM ins JOIN unnest($3::text[], $4::int[]) AS t(h, g)
+               ON t.h = ins.hash_conteudo
+             GROUP BY g"
+        ))?;
         // Slice rows are locked in id order: two writers whose batches share
         // slices would otherwise deadlock on them.
         let held = conn.prepare(
@@ -300,9 +344,14 @@ impl Inserter {
             run,
             held,
             count,
-            returning,
+            by_slice,
             counts,
             run_counts,
+            copy: format!(
+                "COPY {} (data_referencia, payload, hash_conteudo) FROM STDIN BINARY",
+                quote(table)
+            ),
+            try_copy: true,
         })
     }
 
@@ -313,6 +362,11 @@ impl Inserter {
     /// holder fetches them again and counts them there. Rows are sorted by
     /// hash so concurrent writers lock unique-index entries in one order.
     /// Returns rows inserted per slice, `None` for a slice no longer held.
+    ///
+    /// The rows go in by binary COPY when none is stored yet (a successful
+    /// COPY inserted every row: the counts are exact); a COPY that meets a
+    /// unique violation is rolled back to its savepoint and the batch goes in
+    /// by `INSERT … ON CONFLICT DO NOTHING`, which counts what was new.
     pub fn commit_batch(
         &mut self,
         rows: &mut [(usize, &Row)],
@@ -338,7 +392,25 @@ impl Inserter {
         for (g, _) in &kept {
             totals[*g] += 1;
         }
-        if !kept.is_empty() {
+        let copied = !kept.is_empty() && self.try_copy && {
+            let mut sp = tx.savepoint("copy")?;
+            match copy_rows(&mut sp, &self.copy, &kept) {
+                Ok(()) => {
+                    sp.commit()?;
+                    true
+                }
+                // Dropping the savepoint rolls the COPY back: nothing of it stays.
+                Err(e) if unique_violation(&e) => {
+                    drop(sp);
+                    self.try_copy = false;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if copied {
+            per_slice.copy_from_slice(&totals);
+        } else if !kept.is_empty() {
             let dates: Vec<NaiveDate> = kept.iter().map(|r| r.1.data_referencia).collect();
             let payloads: Vec<&str> = kept.iter().map(|r| r.1.payload.as_str()).collect();
             let hashes: Vec<&str> = kept.iter().map(|r| r.1.hash.as_str()).collect();
@@ -348,16 +420,14 @@ impl Inserter {
                     per_slice[g] = n;
                 }
             } else {
-                // Several slices share the batch: the returned hashes say whose rows went in.
-                let returned = tx.query(&self.returning, &[&dates, &payloads, &hashes])?;
-                let mut new: std::collections::HashSet<String> =
-                    returned.iter().map(|r| r.get(0)).collect();
-                for (g, row) in &kept {
-                    if new.remove(&row.hash) {
-                        per_slice[*g] += 1;
-                    }
+                let groups: Vec<i32> = kept.iter().map(|r| r.0 as i32).collect();
+                for r in tx.query(&self.by_slice, &[&dates, &payloads, &hashes, &groups])? {
+                    let g: i32 = r.get(0);
+                    per_slice[g as usize] = r.get(1);
                 }
             }
+            // Every row was new: the next batch may try COPY again.
+            self.try_copy = per_slice == totals;
         }
         let mut order: Vec<usize> = (0..slices.len()).filter(|g| is_held[*g]).collect();
         order.sort_by_key(|&g| slices[g]);
@@ -382,6 +452,21 @@ impl Inserter {
             .map(|(n, h)| h.then_some(n))
             .collect())
     }
+}
+
+/// The rows by binary COPY, in the order given.
+fn copy_rows(
+    tx: &mut Transaction<'_>,
+    copy: &str,
+    rows: &[&(usize, &Row)],
+) -> std::result::Result<(), postgres::Error> {
+    let sink = tx.copy_in(copy)?;
+    let mut w = BinaryCopyInWriter::new(sink, &[Type::DATE, Type::JSONB, Type::TEXT]);
+    for (_, row) in rows {
+        w.write(&[&row.data_referencia, &Jsonb(&row.payload), &row.hash])?;
+    }
+    w.finish()?;
+    Ok(())
 }
 
 /// Whether a database error may go away on retry (connection lost, server

@@ -5,12 +5,10 @@
 
 use crate::config::{Pagination, Paging};
 use crate::json::Json;
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use url::Url;
 
 /// Walks the pages of one slice.
-#[derive(Clone)]
 pub struct Pager {
     kind: Pagination,
     max_pages: u64,
@@ -24,7 +22,8 @@ pub struct Pager {
     /// `offset` kind: records consumed so far.
     offset: u64,
     seen: HashSet<String>,
-    last_body: Option<[u8; 32]>,
+    /// The previous page's body, compared byte for byte (cheaper than a digest).
+    last_body: Option<Vec<u8>>,
     declared: Option<u64>,
 }
 
@@ -144,13 +143,14 @@ impl Pager {
     ) -> Result<bool, String> {
         self.fetched += 1;
         let page = self.fetched;
-        let digest: [u8; 32] = Sha256::digest(raw).into();
-        if n > 0 && self.last_body == Some(digest) {
+        if n > 0 && self.last_body.as_deref() == Some(raw) {
             return Err(format!(
                 "guard: page {page} repeats the previous page's body"
             ));
         }
-        self.last_body = Some(digest);
+        let last = self.last_body.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(raw);
 
         let next = match self.kind.clone() {
             Pagination::None => None,
@@ -304,8 +304,19 @@ impl Pager {
     /// A pager standing at page `k` (1-based) of the slice, as if pages
     /// `1..k` had been walked; `current()` is that page's request.
     pub fn at(&self, k: u64) -> Pager {
-        let mut p = self.clone();
-        p.fetched = k - 1;
+        // Built field by field: the walk's history (bodies, cursors) is not copied.
+        let mut p = Pager {
+            kind: self.kind.clone(),
+            max_pages: self.max_pages,
+            base: self.base.clone(),
+            current: self.current.clone(),
+            fetched: k - 1,
+            page_no: self.page_no,
+            offset: self.offset,
+            seen: HashSet::new(),
+            last_body: None,
+            declared: self.declared,
+        };
         p.current = match &self.kind {
             Pagination::Page { start, .. } => {
                 p.page_no = start + (k as i64 - 1);

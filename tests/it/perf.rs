@@ -263,3 +263,48 @@ fn kill_during_parallel_pages_then_rerun_is_exact() {
     assert_eq!(c.rows(), 2000);
     assert_eq!(c.stored(), c.truth("2025-03-04"), "exact after the rerun");
 }
+
+#[test]
+fn copy_meets_stored_rows_falls_back_and_counts_exactly() {
+    // Day 4 is loaded first; then one 2-day slice (days 4 and 5) whose
+    // batches mix stored rows and new ones: COPY meets a unique violation,
+    // the batch goes in by INSERT … ON CONFLICT, and the counts are exact.
+    let mut r = route(pages_of(50));
+    r["slice_days"] = json!(2);
+    let c = Case::new("perf_copy", &["--per-day", "300"], "page", r);
+    let first = c.create("2025-03-04", "2025-03-04");
+    let s = run(&c, &first, 0);
+    assert_eq!(s["inserted"].as_i64(), Some(300), "{s}");
+    let both = c.create("2025-03-04", "2025-03-05");
+    let s = c
+        .atlas
+        .expect(
+            &["scrap", "run", &both, "--json", "--batch-export", "1000"],
+            0,
+        )
+        .json();
+    assert_eq!(s["records_fetched"].as_i64(), Some(600), "{s}");
+    assert_eq!(s["inserted"].as_i64(), Some(300), "{s}");
+    assert_eq!(s["duplicates"].as_i64(), Some(300), "{s}");
+    let truth: BTreeSet<String> = c
+        .truth("2025-03-04")
+        .into_iter()
+        .chain(c.truth("2025-03-05"))
+        .collect();
+    assert_eq!(c.stored(), truth);
+    assert_eq!(
+        c.db.i64(&format!(
+            "SELECT inserted * 1000 + duplicates FROM atlas.slices WHERE scrap_id = {both}"
+        )),
+        300 * 1000 + 300,
+        "the slice's own counts"
+    );
+    // A third run of both days: all duplicates, nothing inserted.
+    let again = c.create("2025-03-04", "2025-03-05");
+    let s = run(&c, &again, 0);
+    assert_eq!(
+        (s["inserted"].as_i64(), s["duplicates"].as_i64()),
+        (Some(0), Some(600)),
+        "{s}"
+    );
+}
