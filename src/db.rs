@@ -319,10 +319,12 @@ impl Inserter {
         );
         let count = conn.prepare(&insert)?;
         // Several slices share the batch: the server counts each one's new
-        // rows by joining what went in with the slice index of each hash.
+        // rows by joining what went in with the slice index of each hash (a
+        // hash twice in the batch went in once: it counts for one slice).
         let by_slice = conn.prepare(&format!(
             "WITH ins AS ({insert} RETURNING hash_conteudo)
-             SELECT g, count(*) FROM ins JOIN unnest($3::text[], $4::int[]) AS t(h, g)
+             SELECT g, count(*) FROM ins
+             JOIN (SELECT h, min(g) AS g FROM unnest($3::text[], $4::int[]) AS t(h, g) GROUP BY h) t
                ON t.h = ins.hash_conteudo
              GROUP BY g"
         ))?;

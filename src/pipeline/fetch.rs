@@ -273,10 +273,29 @@ impl Shared<'_, '_> {
         let job = self.job;
         let poll =
             (job.settings.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
+        // Up to one slice per fetcher is claimed in one statement; the
+        // lock keeps fetchers from claiming batches at the same time.
+        let batch = job.settings.threads.clamp(1, 16) as i64;
         while !job.quit.load(Ordering::SeqCst) {
+            let mut claimed = lock(&self.claimed);
+            if let Some(claim) = claimed.pop_front() {
+                return Some(claim);
+            }
             let free = self.with_db("claiming a slice", |c| {
-                ledger::claim(c, job.scrap.id, job.run_id, &job.worker, job.settings.lease)
+                ledger::claim_many(
+                    c,
+                    job.scrap.id,
+                    job.run_id,
+                    &job.worker,
+                    job.settings.lease,
+                    batch,
+                )
             });
+            let free = free.map(|claims| {
+                claimed.extend(claims);
+                claimed.pop_front()
+            });
+            drop(claimed);
             let held = match free {
                 Ok(Some(claim)) => return Some(claim),
                 // Dead workers' slices are taken over before anything is waited for.

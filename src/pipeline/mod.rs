@@ -150,6 +150,10 @@ struct Shared<'j, 'a> {
     ahead_cv: Condvar,
     /// Fetchers on a page 1 that may spread: idle ones wait for it.
     spreading: AtomicUsize,
+    /// Slices claimed in one statement, not yet started by a fetcher.
+    claimed: Mutex<VecDeque<Claim>>,
+    /// Slice ends waiting to be recorded, several in one statement.
+    ends: Mutex<track::Ends>,
 }
 
 impl<'a> Shared<'_, 'a> {
@@ -291,6 +295,8 @@ pub fn run(job: &Job<'_>) -> Outcome {
         ahead: Mutex::new(VecDeque::new()),
         ahead_cv: Condvar::new(),
         spreading: AtomicUsize::new(0),
+        claimed: Mutex::new(VecDeque::new()),
+        ends: Mutex::new(track::Ends::default()),
     };
     let mut board = NoticeBoard {
         style: job.style,
@@ -370,6 +376,7 @@ pub fn run(job: &Job<'_>) -> Outcome {
     // Pages left queued (every fetcher ended early, e.g. by a panic): their
     // slices go back to pending.
     shared.release_queued_pages();
+    shared.release_unstarted_claims();
     for n in notices_rx.try_iter() {
         board.show(&n);
     }
