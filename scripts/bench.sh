@@ -14,9 +14,14 @@
 #                                into one already holding GROWN_ROWS (5M) rows;
 #                                figure: grown rate / empty rate (goal 0.7)
 # Env (each scenario has its defaults): DAYS PER_DAY PAGE_SIZE LATENCY_MS
-#   ATLAS_ARGS (e.g. "--threads 16"), PARALLEL_PAGES (true|false), RERUN=1 (also
+#   ATLAS_ARGS (e.g. "--threads 16"), PARALLEL_PAGES (true|false; unset =
+#   the route leaves the key out), RERUN=1 (also
 #   time a second scrap of the same period: all duplicates), GROWN_ROWS,
-#   DATABASE_URL (else found by scripts/pg.sh).
+#   ATLAS_BIN (default target/release/atlas, built first), PERF=1 (perf record
+#   of each run into target/bench/<label>.perf.data: give ATLAS_BIN a binary
+#   with symbols, e.g. built with CARGO_PROFILE_RELEASE_STRIP=false
+#   CARGO_TARGET_DIR=target/prof cargo build --release), DATABASE_URL (else
+#   found by scripts/pg.sh).
 # CPU-s are user+sys of the atlas process (GNU time): on a shared machine they
 # say more than the wall rate.
 set -euo pipefail
@@ -40,7 +45,7 @@ PER_DAY=${PER_DAY:-${d[1]}}
 PAGE_SIZE=${PAGE_SIZE:-${d[2]}}
 LATENCY_MS=${LATENCY_MS:-${d[3]}}
 ATLAS_ARGS=${ATLAS_ARGS:-}
-PARALLEL_PAGES=${PARALLEL_PAGES:-true}
+PARALLEL_PAGES=${PARALLEL_PAGES:-}
 RERUN=${RERUN:-0}
 PERF=${PERF:-0}
 GROWN_ROWS=${GROWN_ROWS:-5000000}
@@ -60,7 +65,7 @@ trap cleanup EXIT
 command -v /usr/bin/time >/dev/null || { echo "bench.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
 ensure_postgres
 ensure_psql
-cargo build --release --bins -q
+if [[ -n ${ATLAS_BIN:-} ]]; then cargo build --release --bin atlas-sample-api -q; else cargo build --release --bins -q; fi
 mkdir -p "$WORK"
 
 db_url() { # URL of database $1 on the same server
@@ -85,7 +90,7 @@ cat >"$WORK/atlas.json" <<JSON
     "slice_days": 1,
     "pagination": { "type": "page", "param": "page", "start": 1, "size_param": "por_pagina",
                     "size": $PAGE_SIZE, "total_pages": "/total_paginas" },
-    "date_field": "/data_pedido", "parallel_pages": $PARALLEL_PAGES } }
+    "date_field": "/data_pedido"${PARALLEL_PAGES:+, \"parallel_pages\": $PARALLEL_PAGES} } }
 }
 JSON
 A=("${ATLAS_BIN:-$ROOT/target/release/atlas}" --config "$WORK/atlas.json" --database-url "$URL" --error-log "$WORK/erros.log")
@@ -130,7 +135,7 @@ copy_ceilings() { # one and two concurrent \copy streams of the loaded rows into
     n=$(wc -l <"$WORK/copy.tsv")
     split -n l/2 "$WORK/copy.tsv" "$WORK/copy.part."
     for t in copy_limit copy_limit_2x; do
-        psql -X -q -v ON_ERROR_STOP=1 "$URL" <<SQL >/dev/null
+        PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$URL" <<SQL >/dev/null
 DROP TABLE IF EXISTS $t;
 CREATE TABLE $t (
     id BIGSERIAL PRIMARY KEY,
@@ -168,7 +173,7 @@ PY
     rm -f "$WORK/copy.tsv" "$WORK"/copy.part.*
 }
 
-echo "bench $SCENARIO: $DAYS days x $PER_DAY records, pages of $PAGE_SIZE, latency ${LATENCY_MS} ms, parallel_pages $PARALLEL_PAGES, args '${ATLAS_ARGS}'"
+echo "bench $SCENARIO: $DAYS days x $PER_DAY records, pages of $PAGE_SIZE, latency ${LATENCY_MS} ms, parallel_pages ${PARALLEL_PAGES:-default}, args '${ATLAS_ARGS}'"
 fresh_db
 case $SCENARIO in
 load)
