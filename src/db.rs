@@ -369,12 +369,35 @@ impl Inserter {
     /// COPY inserted every row: the counts are exact); a COPY that meets a
     /// unique violation is rolled back to its savepoint and the batch goes in
     /// by `INSERT … ON CONFLICT DO NOTHING`, which counts what was new.
+    ///
+    /// The slices' rows are locked last, after the rows went in: two writers
+    /// whose batches share a slice (parallel pages) then write at the same
+    /// time and only queue for the short count update and the commit. If a
+    /// slice turns out taken over meanwhile, the transaction is rolled back
+    /// and the batch done again with the slices locked first.
     pub fn commit_batch(
         &mut self,
         rows: &mut [(usize, &Row)],
         slices: &[i64],
     ) -> Result<Vec<Option<i64>>> {
         rows.sort_by(|a, b| a.1.hash.cmp(&b.1.hash));
+        if let Some(done) = self.commit_once(rows, slices, false)? {
+            return Ok(done);
+        }
+        Ok(self
+            .commit_once(rows, slices, true)?
+            .unwrap_or_else(|| vec![None; slices.len()]))
+    }
+
+    /// One attempt of `commit_batch`: with `lock_first`, the held slices are
+    /// locked before writing and only their rows written; without, every row
+    /// is written and `None` returned (rolled back) if any slice is not held.
+    fn commit_once(
+        &mut self,
+        rows: &[(usize, &Row)],
+        slices: &[i64],
+        lock_first: bool,
+    ) -> Result<Option<Vec<Option<i64>>>> {
         let mut tx = self.conn.transaction()?;
         // A batch commit need not wait for its WAL flush: the commit that
         // marks the slice done (synchronous, later in the same WAL) flushes
@@ -382,11 +405,14 @@ impl Inserter {
         // crash before that loses only batches of unfinished slices, which
         // the rerun fetches again.
         tx.batch_execute("SET LOCAL synchronous_commit = off")?;
-        let held: Vec<i64> = tx
-            .query(&self.held, &[&slices, &self.worker])?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let held: Vec<i64> = if lock_first {
+            tx.query(&self.held, &[&slices, &self.worker])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        } else {
+            slices.to_vec()
+        };
         let is_held: Vec<bool> = slices.iter().map(|s| held.contains(s)).collect();
         let kept: Vec<&(usize, &Row)> = rows.iter().filter(|(g, _)| is_held[*g]).collect();
         let mut per_slice = vec![0i64; slices.len()];
@@ -431,6 +457,14 @@ impl Inserter {
             // Every row was new: the next batch may try COPY again.
             self.try_copy = per_slice == totals;
         }
+        if !lock_first {
+            let locked = tx.query(&self.held, &[&slices, &self.worker])?.len();
+            if locked != slices.len() {
+                // A slice was taken over: nothing of this attempt stays.
+                tx.rollback()?;
+                return Ok(None);
+            }
+        }
         let mut order: Vec<usize> = (0..slices.len()).filter(|g| is_held[*g]).collect();
         order.sort_by_key(|&g| slices[g]);
         for g in order {
@@ -448,11 +482,13 @@ impl Inserter {
             )?;
         }
         tx.commit()?;
-        Ok(per_slice
-            .into_iter()
-            .zip(is_held)
-            .map(|(n, h)| h.then_some(n))
-            .collect())
+        Ok(Some(
+            per_slice
+                .into_iter()
+                .zip(is_held)
+                .map(|(n, h)| h.then_some(n))
+                .collect(),
+        ))
     }
 }
 
