@@ -148,9 +148,6 @@ impl Pager {
                 "guard: page {page} repeats the previous page's body"
             ));
         }
-        let last = self.last_body.get_or_insert_with(Vec::new);
-        last.clear();
-        last.extend_from_slice(raw);
 
         let next = match self.kind.clone() {
             Pagination::None => None,
@@ -228,6 +225,10 @@ impl Pager {
                     ));
                 }
                 self.current = url;
+                // Kept only when a next page comes to compare with it.
+                let last = self.last_body.get_or_insert_with(Vec::new);
+                last.clear();
+                last.extend_from_slice(raw);
                 Ok(true)
             }
         }

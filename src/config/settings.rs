@@ -137,6 +137,10 @@ pub struct Settings {
     /// Chunks (pages) queued between fetchers and writers; `None` = 2 x threads.
     #[serde(skip)]
     pub channel_capacity: Option<usize>,
+    /// Bytes of pages in flight (fetched, parsed, queued, being written),
+    /// in MiB (`ATLAS_MEMORY_MB`, default 64).
+    #[serde(skip)]
+    pub memory_mb: u64,
     /// First retry wait (full jitter below it, doubling per attempt).
     #[serde(skip)]
     pub backoff_base: Duration,
@@ -166,6 +170,10 @@ impl Settings {
         if channel_capacity == Some(0) {
             return Err(usage("ATLAS_CHANNEL_CAPACITY must be at least 1"));
         }
+        let memory_mb: u64 = env_num(env, "ATLAS_MEMORY_MB")?.unwrap_or(64);
+        if memory_mb == 0 {
+            return Err(usage("ATLAS_MEMORY_MB must be at least 1"));
+        }
         let backoff_ms: u64 = env_num(env, "ATLAS_BACKOFF_MS")?.unwrap_or(DEFAULT_BACKOFF_MS);
         let backoff_cap_ms: u64 =
             env_num(env, "ATLAS_BACKOFF_CAP_MS")?.unwrap_or(DEFAULT_BACKOFF_CAP_MS);
@@ -178,6 +186,7 @@ impl Settings {
             timeout: Duration::from_secs(given.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)),
             progress: Duration::from_secs_f64(given.progress_secs.unwrap_or(DEFAULT_PROGRESS_SECS)),
             channel_capacity,
+            memory_mb,
             backoff_base: Duration::from_millis(backoff_ms),
             backoff_cap: Duration::from_millis(backoff_cap_ms.max(backoff_ms)),
             error_log: given

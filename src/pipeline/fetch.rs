@@ -449,10 +449,16 @@ impl Shared<'_, '_> {
     ) -> Result<T, SliceStop> {
         let job = self.job;
         let claim = track.claim;
+        // Room for the page in the memory budget, before it is asked for.
+        let Some(mut held) = self.budget.for_page(job.quit) else {
+            return Err(SliceStop::Released);
+        };
+        let mut body_len = 0;
         // The body is parsed once, borrowed, inside the retry loop: a body
         // that is not JSON or lacks the records is retried like a 5xx; one
         // nested past json::MAX_DEPTH fails the slice at once.
         let (rows, checked) = self.get_page(url, &claim, page_no, |raw, link| {
+            body_len = raw.len();
             let body = Json::parse(raw).map_err(|e| {
                 if e.is_too_deep() {
                     PageError::Data(format!("page {page_no}: {e}"))
@@ -487,12 +493,21 @@ impl Shared<'_, '_> {
         }
         track.count_page(&rows);
         self.counters.count_page(&rows);
+        // The body and its tree are gone: the page holds what its rows take.
+        self.budget.saw_body(body_len);
+        held.resize(
+            rows.rows
+                .iter()
+                .map(|r| size_of::<Row>() + r.payload.capacity() + r.hash.capacity())
+                .sum(),
+        );
         if !rows.rows.is_empty() {
             track.hold();
             // Blocks while the channel is full: backpressure, never a drop.
             if let Err(SendError(chunk)) = tx.send(Chunk {
                 slice: Arc::clone(track),
                 rows: rows.rows,
+                _held: Some(held),
             }) {
                 // Every writer is gone (the run aborted): the slice stays unfinished.
                 chunk.slice.release();

@@ -12,6 +12,7 @@
 //! (see `track`); a batch and its slice counters commit in one transaction,
 //! so nothing is counted twice.
 
+mod budget;
 mod fetch;
 mod track;
 mod write;
@@ -117,10 +118,12 @@ impl Counters {
     }
 }
 
-/// A page's rows on their way to a writer; it holds its slice until committed.
+/// A page's rows on their way to a writer; it holds its slice until
+/// committed, and the bytes its rows take from the memory budget until dropped.
 struct Chunk {
     slice: Arc<SliceTrack>,
     rows: Vec<Row>,
+    _held: Option<budget::Reserved>,
 }
 
 /// Pages a writer may have queued ahead: bounds memory to a few pages per
@@ -154,6 +157,8 @@ struct Shared<'j, 'a> {
     claimed: Mutex<VecDeque<Claim>>,
     /// Slice ends waiting to be recorded, several in one statement.
     ends: Mutex<track::Ends>,
+    /// Bytes of pages in flight (`ATLAS_MEMORY_MB`).
+    budget: Arc<budget::Budget>,
 }
 
 impl<'a> Shared<'_, 'a> {
@@ -297,6 +302,7 @@ pub fn run(job: &Job<'_>) -> Outcome {
         spreading: AtomicUsize::new(0),
         claimed: Mutex::new(VecDeque::new()),
         ends: Mutex::new(track::Ends::default()),
+        budget: Arc::new(budget::Budget::new(job.settings.memory_mb)),
     };
     let mut board = NoticeBoard {
         style: job.style,

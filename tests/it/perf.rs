@@ -308,3 +308,35 @@ fn copy_meets_stored_rows_falls_back_and_counts_exactly() {
         "{s}"
     );
 }
+
+#[test]
+fn a_memory_budget_smaller_than_a_page_still_loads_exactly() {
+    // Pages of 2,000 records (over 1 MiB each) under a 1 MiB budget: each
+    // page passes alone, and the load is exact.
+    let mut c = Case::new(
+        "perf_mem",
+        &["--per-day", "4000", "--page-size", "2000"],
+        "page",
+        route(pages_of(2000)),
+    );
+    c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "1".into()));
+    let id = c.create("2025-03-04", "2025-03-05");
+    let s = run(&c, &id, 0);
+    assert_eq!(s["inserted"].as_i64(), Some(8000), "{s}");
+    let truth: BTreeSet<String> = c
+        .truth("2025-03-04")
+        .into_iter()
+        .chain(c.truth("2025-03-05"))
+        .collect();
+    assert_eq!(c.stored(), truth);
+}
+
+#[test]
+fn a_memory_budget_of_zero_is_a_usage_error() {
+    let mut c = Case::new("perf_mem0", &[], "page", route(pages_of(50)));
+    let id = c.create("2025-03-04", "2025-03-04");
+    c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "0".into()));
+    let out = c.atlas.expect(&["scrap", "run", &id], 2);
+    assert!(out.stderr.contains("ATLAS_MEMORY_MB"), "{}", out.stderr);
+    assert_eq!(c.rows(), 0, "nothing ran");
+}

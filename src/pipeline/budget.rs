@@ -1,0 +1,126 @@
+//! The byte budget of pages in flight (`ATLAS_MEMORY_MB`): a fetcher reserves
+//! what a page will take before asking for it, keeps what its rows take
+//! until a writer has committed them, and gives the rest back; a page larger
+//! than the whole budget still passes, alone.
+//!
+//! Invariant: every reservation is given back when dropped, so nothing leaks
+//! on an error path; a wait gives up when the run stops.
+
+use super::lock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Bytes a page of `body` bytes takes while it is parsed: the body (and
+/// the slack of the buffer it was read into), the tree over it (about one
+/// and a half times the body for records of a dozen fields) and the rows
+/// built from it (the body again).
+pub(super) fn while_parsed(body: usize) -> usize {
+    body.saturating_mul(4)
+}
+
+pub(super) struct Budget {
+    cap: usize,
+    used: Mutex<usize>,
+    freed: Condvar,
+    /// What the last page took while parsed: the next reservation. Zero
+    /// until a page was seen: then the first one reserves the whole budget.
+    estimate: AtomicUsize,
+}
+
+/// Bytes held from the budget, given back on drop.
+pub(super) struct Reserved {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Budget {
+    pub(super) fn new(mb: u64) -> Budget {
+        Budget {
+            cap: usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+            estimate: AtomicUsize::new(0),
+        }
+    }
+
+    /// Reserves room for the next page, waiting while the budget is full
+    /// (unless nothing is held: a page larger than the budget passes alone);
+    /// `None` when `quit` rose while waiting.
+    pub(super) fn for_page(self: &Arc<Self>, quit: &AtomicBool) -> Option<Reserved> {
+        let want = match self.estimate.load(Ordering::Relaxed) {
+            0 => self.cap,
+            n => n.min(self.cap),
+        };
+        let mut used = lock(&self.used);
+        while *used > 0 && *used + want > self.cap {
+            if quit.load(Ordering::SeqCst) {
+                return None;
+            }
+            used = self
+                .freed
+                .wait_timeout(used, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        *used += want;
+        Some(Reserved {
+            budget: Arc::clone(self),
+            bytes: want,
+        })
+    }
+
+    /// A page of `body` bytes came: the next reservation follows it.
+    pub(super) fn saw_body(&self, body: usize) {
+        self.estimate
+            .store(while_parsed(body).max(1), Ordering::Relaxed);
+    }
+}
+
+impl Reserved {
+    /// Holds `bytes` from now on (what the page's rows take), giving back
+    /// the rest or taking more without waiting (the memory is in use).
+    pub(super) fn resize(&mut self, bytes: usize) {
+        let mut used = lock(&self.budget.used);
+        *used = (*used + bytes).saturating_sub(self.bytes);
+        self.bytes = bytes;
+        drop(used);
+        self.budget.freed.notify_all();
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.resize(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_budget_waits_and_a_big_page_passes_alone() {
+        let b = Arc::new(Budget::new(1));
+        let quit = AtomicBool::new(false);
+        // Nothing seen yet: the first page takes the whole budget.
+        let mut first = b.for_page(&quit).unwrap();
+        b.saw_body(100_000);
+        first.resize(200_000);
+        let second = b.for_page(&quit).unwrap();
+        assert_eq!(*lock(&b.used), 600_000);
+        // 1,000,000 bytes still fit in 1 MiB; a fourth page would not.
+        let third = b.for_page(&quit);
+        assert!(third.is_some());
+        quit.store(true, Ordering::SeqCst);
+        assert!(b.for_page(&quit).is_none(), "full: waits, then quit");
+        drop((first, second, third));
+        assert_eq!(*lock(&b.used), 0);
+        // A page bigger than the budget passes when nothing else is held.
+        b.saw_body(10 << 20);
+        let big = b.for_page(&quit).unwrap();
+        assert_eq!(*lock(&b.used), 1 << 20, "capped at the budget");
+        drop(big);
+        assert_eq!(*lock(&b.used), 0);
+    }
+}
