@@ -22,6 +22,7 @@ pub struct RawFile {
     pub timeout_secs: Option<u64>,
     pub progress_secs: Option<f64>,
     pub error_log: Option<PathBuf>,
+    pub memory_mb: Option<u64>,
     #[serde(default)]
     pub clients: BTreeMap<String, RawClient>,
     #[serde(default)]

@@ -33,6 +33,7 @@ pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Co
         timeout_secs: raw.timeout_secs,
         progress_secs: raw.progress_secs,
         error_log: raw.error_log,
+        memory_mb: raw.memory_mb,
     };
     settings.check().map_err(|(k, m)| v.bad(&Key::top(k), m))?;
 

@@ -337,6 +337,16 @@ fn a_memory_budget_of_zero_is_a_usage_error() {
     let id = c.create("2025-03-04", "2025-03-04");
     c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "0".into()));
     let out = c.atlas.expect(&["scrap", "run", &id], 2);
-    assert!(out.stderr.contains("ATLAS_MEMORY_MB"), "{}", out.stderr);
+    assert!(out.stderr.contains("memory_mb"), "{}", out.stderr);
     assert_eq!(c.rows(), 0, "nothing ran");
+
+    // The same in the config file.
+    let mut r = route(pages_of(50));
+    r["parallel_pages"] = json!(true);
+    let api = Api::start(&[]);
+    let db = TestDb::new("perf_mem0f");
+    let mut cfg = Atlas::config(&format!("{}/page", api.url), json!({ "pedidos": r }));
+    cfg["memory_mb"] = json!(0);
+    let out = Atlas::new(&db, &cfg).expect(&["init"], 2);
+    assert!(out.stderr.contains("memory_mb"), "{}", out.stderr);
 }
