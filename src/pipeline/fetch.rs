@@ -281,6 +281,10 @@ impl Shared<'_, '_> {
             if let Some(claim) = claimed.pop_front() {
                 return Some(claim);
             }
+            // Another fetcher may have given up on the database meanwhile.
+            if job.quit.load(Ordering::SeqCst) {
+                return None;
+            }
             let free = self.with_db("claiming a slice", |c| {
                 ledger::claim_many(
                     c,
