@@ -4,7 +4,9 @@
 //! than the whole budget still passes, alone.
 //!
 //! Invariant: every reservation is given back when dropped, so nothing leaks
-//! on an error path; a wait gives up when the run stops.
+//! on an error path; a wait gives up when the run stops. Until a first body
+//! is seen its size is unknown, so the run's first page reserves the whole
+//! budget: the others wait for it (also through its retries).
 
 use super::lock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
