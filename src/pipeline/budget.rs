@@ -6,7 +6,8 @@
 //! Invariant: every reservation is given back when dropped, so nothing leaks
 //! on an error path; a wait gives up when the run stops. Until a first body
 //! is seen its size is unknown, so the run's first page reserves the whole
-//! budget: the others wait for it (also through its retries).
+//! budget: the others wait for it (through its retries too; if it fails,
+//! the next pages reserve an equal share per fetcher instead).
 
 use super::lock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -78,6 +79,16 @@ impl Budget {
         self.estimate
             .store(while_parsed(body).max(1), Ordering::Relaxed);
     }
+
+    /// A page gave no body: while no size is known, pages reserve a share of
+    /// `1/fetchers` of the budget each rather than all of it, so a failing
+    /// first page does not make every page wait for the one before.
+    pub(super) fn saw_no_body(&self, fetchers: usize) {
+        let share = (self.cap / fetchers.max(1)).max(1);
+        let _ = self
+            .estimate
+            .compare_exchange(0, share, Ordering::Relaxed, Ordering::Relaxed);
+    }
 }
 
 impl Reserved {
@@ -128,5 +139,12 @@ mod tests {
         assert_eq!(*lock(&b.used), 1 << 20, "capped at the budget");
         drop(big);
         assert_eq!(*lock(&b.used), 0);
+
+        // A first page that fails leaves a share per fetcher, not the whole budget.
+        let b = Arc::new(Budget::new(1));
+        b.saw_no_body(4);
+        let one = b.for_page(&quit).unwrap();
+        assert_eq!(*lock(&b.used), 1 << 18);
+        drop(one);
     }
 }

@@ -461,7 +461,7 @@ impl Shared<'_, '_> {
         // The body is parsed once, borrowed, inside the retry loop: a body
         // that is not JSON or lacks the records is retried like a 5xx; one
         // nested past json::MAX_DEPTH fails the slice at once.
-        let (rows, checked) = self.get_page(url, &claim, page_no, |raw, link| {
+        let got = self.get_page(url, &claim, page_no, |raw, link| {
             body_len = raw.len();
             let body = Json::parse(raw).map_err(|e| {
                 if e.is_too_deep() {
@@ -482,7 +482,11 @@ impl Shared<'_, '_> {
             .map_err(|m| PageError::Data(format!("page {page_no}: {m}")))?;
             let checked = check(raw, &body, link, n, &rows);
             Ok((rows, checked))
-        })?;
+        });
+        if got.is_err() {
+            self.budget.saw_no_body(job.settings.threads);
+        }
+        let (rows, checked) = got?;
         if let Some(why) = &rows.undated_reason {
             if track.first_undated() {
                 let mut ctx = self.ctx(Some(&claim));
