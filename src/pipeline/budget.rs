@@ -25,11 +25,19 @@ pub(super) fn while_parsed(body: usize) -> usize {
 
 pub(super) struct Budget {
     cap: usize,
-    used: Mutex<usize>,
+    used: Mutex<Used>,
     freed: Condvar,
     /// What the last page took while parsed: the next reservation. Zero
     /// until a page was seen: then the first one reserves the whole budget.
     estimate: AtomicUsize,
+}
+
+/// Bytes held, and fetchers waiting for some to be given back (a wake-up
+/// costs a system call: none is made when nobody waits).
+#[derive(Default)]
+struct Used {
+    bytes: usize,
+    waiting: usize,
 }
 
 /// Bytes held from the budget, given back on drop.
@@ -42,7 +50,7 @@ impl Budget {
     pub(super) fn new(mb: u64) -> Budget {
         Budget {
             cap: usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-            used: Mutex::new(0),
+            used: Mutex::new(Used::default()),
             freed: Condvar::new(),
             estimate: AtomicUsize::new(0),
         }
@@ -57,17 +65,19 @@ impl Budget {
             n => n.min(self.cap),
         };
         let mut used = lock(&self.used);
-        while *used > 0 && *used + want > self.cap {
+        while used.bytes > 0 && used.bytes + want > self.cap {
             if quit.load(Ordering::SeqCst) {
                 return None;
             }
+            used.waiting += 1;
             used = self
                 .freed
                 .wait_timeout(used, Duration::from_millis(100))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
+            used.waiting -= 1;
         }
-        *used += want;
+        used.bytes += want;
         Some(Reserved {
             budget: Arc::clone(self),
             bytes: want,
@@ -96,10 +106,14 @@ impl Reserved {
     /// the rest or taking more without waiting (the memory is in use).
     pub(super) fn resize(&mut self, bytes: usize) {
         let mut used = lock(&self.budget.used);
-        *used = (*used + bytes).saturating_sub(self.bytes);
+        let freed = bytes < self.bytes;
+        used.bytes = (used.bytes + bytes).saturating_sub(self.bytes);
         self.bytes = bytes;
+        let wake = freed && used.waiting > 0;
         drop(used);
-        self.budget.freed.notify_all();
+        if wake {
+            self.budget.freed.notify_all();
+        }
     }
 }
 
@@ -119,32 +133,32 @@ mod tests {
         let quit = AtomicBool::new(false);
         // Nothing seen yet: the first page takes the whole budget.
         let mut first = b.for_page(&quit).unwrap();
-        assert_eq!(*lock(&b.used), 1 << 20);
+        assert_eq!(lock(&b.used).bytes, 1 << 20);
         b.saw_body(100_000);
         first.resize(200_000);
         let second = b.for_page(&quit).unwrap();
-        assert_eq!(*lock(&b.used), 600_000);
+        assert_eq!(lock(&b.used).bytes, 600_000);
         let third = b.for_page(&quit).unwrap();
-        assert_eq!(*lock(&b.used), 1_000_000);
+        assert_eq!(lock(&b.used).bytes, 1_000_000);
         // 1,400,000 bytes would not fit in 1 MiB: a fourth page waits, here
         // until quit rises.
         quit.store(true, Ordering::SeqCst);
         assert!(b.for_page(&quit).is_none());
         quit.store(false, Ordering::SeqCst);
         drop((first, second, third));
-        assert_eq!(*lock(&b.used), 0, "every reservation given back");
+        assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
         // A page bigger than the budget passes when nothing else is held.
         b.saw_body(10 << 20);
         let big = b.for_page(&quit).unwrap();
-        assert_eq!(*lock(&b.used), 1 << 20, "capped at the budget");
+        assert_eq!(lock(&b.used).bytes, 1 << 20, "capped at the budget");
         drop(big);
-        assert_eq!(*lock(&b.used), 0);
+        assert_eq!(lock(&b.used).bytes, 0);
 
         // A first page that fails leaves a share per fetcher, not the whole budget.
         let b = Arc::new(Budget::new(1));
         b.saw_no_body(4);
         let one = b.for_page(&quit).unwrap();
-        assert_eq!(*lock(&b.used), 1 << 18);
+        assert_eq!(lock(&b.used).bytes, 1 << 18);
         drop(one);
     }
 }
