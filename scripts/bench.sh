@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# Benchmark of the load path on the bundled sample API: loads DAYS x PER_DAY
-# records with `atlas scrap run` into a fresh database, then measures the
-# COPY limit in the same run (the loaded rows exported and COPYed into a
-# fresh identical table), and prints records/s, peak RSS, CPU and the ratio.
-#   scripts/bench.sh                         60 days x 5000 = 300k records, pages of 500
-#   DAYS=600 scripts/bench.sh                3M records (memory check)
-#   ATLAS_ARGS="--writers 4" scripts/bench.sh
-#   RERUN=1 scripts/bench.sh                 also time a second scrap of the same period (all duplicates)
-# Env: DAYS PER_DAY PAGE_SIZE LATENCY_MS ATLAS_ARGS RERUN, DATABASE_URL (else found by scripts/pg.sh).
+# Benchmarks of the load path on the bundled sample API, each into a fresh
+# database, each printing its figure next to the ceiling it is compared with:
+#   scripts/bench.sh [load]      60 days x 5,000 = 300k records, pages of 500;
+#                                ceilings: one `\copy` stream and two concurrent
+#                                streams (copy2) of the same rows, same run
+#   scripts/bench.sh oneday      1 day x 5,000 in pages of 100, 200 ms per request;
+#                                ceiling: threads x page / latency
+#   scripts/bench.sh backfill    10 years of daily slices of 10 records (3,653
+#                                slices); figure: slices/s (goal 1,000)
+#   scripts/bench.sh bigpage     30 days x 10,000 in pages of 10,000 (5.7 MB each);
+#                                figure: peak RSS against the memory budget + 32 MiB
+#   scripts/bench.sh grown       the load scenario into an empty raw table, then
+#                                into one already holding GROWN_ROWS (5M) rows;
+#                                figure: grown rate / empty rate (goal 0.7)
+# Env (each scenario has its defaults): DAYS PER_DAY PAGE_SIZE LATENCY_MS
+#   ATLAS_ARGS (e.g. "--threads 16"), PARALLEL_PAGES (true|false; unset =
+#   the route leaves the key out), RERUN=1 (also
+#   time a second scrap of the same period: all duplicates), GROWN_ROWS,
+#   ATLAS_BIN (default target/release/atlas, built first), PERF=1 (perf record
+#   of each run into target/bench/<label>.perf.data: give ATLAS_BIN a binary
+#   with symbols, e.g. built with CARGO_PROFILE_RELEASE_STRIP=false
+#   CARGO_TARGET_DIR=target/prof cargo build --release), DATABASE_URL (else
+#   found by scripts/pg.sh).
+# CPU-s are user+sys of the atlas process (GNU time): on a shared machine they
+# say more than the wall rate.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,12 +31,24 @@ cd "$ROOT"
 # shellcheck source=scripts/pg.sh
 . "$ROOT/scripts/pg.sh"
 
-DAYS=${DAYS:-60}
-PER_DAY=${PER_DAY:-5000}
-PAGE_SIZE=${PAGE_SIZE:-500}
-LATENCY_MS=${LATENCY_MS:-0}
+SCENARIO=${1:-load}
+case $SCENARIO in
+load) d=(60 5000 500 0) ;;
+oneday) d=(1 5000 100 200) ;;
+backfill) d=(3653 10 100 0) ;;
+bigpage) d=(30 10000 10000 0) ;;
+grown) d=(60 5000 500 0) ;;
+*) echo "bench.sh: unknown scenario '$SCENARIO' (load, oneday, backfill, bigpage, grown)" >&2; exit 2 ;;
+esac
+DAYS=${DAYS:-${d[0]}}
+PER_DAY=${PER_DAY:-${d[1]}}
+PAGE_SIZE=${PAGE_SIZE:-${d[2]}}
+LATENCY_MS=${LATENCY_MS:-${d[3]}}
 ATLAS_ARGS=${ATLAS_ARGS:-}
+PARALLEL_PAGES=${PARALLEL_PAGES:-}
 RERUN=${RERUN:-0}
+PERF=${PERF:-0}
+GROWN_ROWS=${GROWN_ROWS:-5000000}
 BENCH_DB=atlas_bench
 WORK=$ROOT/target/bench
 API_PID=""
@@ -37,18 +65,17 @@ trap cleanup EXIT
 command -v /usr/bin/time >/dev/null || { echo "bench.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
 ensure_postgres
 ensure_psql
-cargo build --release --bins -q
+if [[ -n ${ATLAS_BIN:-} ]]; then cargo build --release --bin atlas-sample-api -q; else cargo build --release --bins -q; fi
 mkdir -p "$WORK"
 
 db_url() { # URL of database $1 on the same server
     python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$1"
 }
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
-psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB" 2>/dev/null
 URL=$(db_url "$BENCH_DB")
 
 "$ROOT/target/release/atlas-sample-api" --port 0 --per-day "$PER_DAY" --page-size "$PAGE_SIZE" \
-    --latency-ms "$LATENCY_MS" --threads 16 >"$WORK/api.out" 2>&1 &
+    --latency-ms "$LATENCY_MS" >"$WORK/api.out" 2>&1 &
 API_PID=$!
 for _ in $(seq 100); do grep -q '^listening on' "$WORK/api.out" && break; sleep 0.1; done
 API=$(sed -n 's/^listening on //p' "$WORK/api.out")
@@ -63,20 +90,26 @@ cat >"$WORK/atlas.json" <<JSON
     "slice_days": 1,
     "pagination": { "type": "page", "param": "page", "start": 1, "size_param": "por_pagina",
                     "size": $PAGE_SIZE, "total_pages": "/total_paginas" },
-    "date_field": "/data_pedido" } }
+    "date_field": "/data_pedido"${PARALLEL_PAGES:+, \"parallel_pages\": $PARALLEL_PAGES} } }
 }
 JSON
-A=("$ROOT/target/release/atlas" --config "$WORK/atlas.json" --database-url "$URL" --error-log "$WORK/erros.log")
+A=("${ATLAS_BIN:-$ROOT/target/release/atlas}" --config "$WORK/atlas.json" --database-url "$URL" --error-log "$WORK/erros.log")
 FROM=2025-01-01
 TO=$(date -d "$FROM + $((DAYS - 1)) days" +%F)
-"${A[@]}" init >/dev/null
 
-run_once() { # run_once <label>: one scrap of the whole period, timed
+fresh_db() {
+    psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB" 2>/dev/null
+    "${A[@]}" init >/dev/null
+}
+
+run_once() { # run_once <label>: one scrap of the whole period, timed; prints one line
     local id
     id=$("${A[@]}" scrap create --client 2151 --route pedidos --from "$FROM" --to "$TO" 2>/dev/null)
-    psql_admin -d "$BENCH_DB" -c CHECKPOINT >/dev/null 2>&1 || psql -X -q "$URL" -c CHECKPOINT >/dev/null
+    psql -X -q "$URL" -c CHECKPOINT >/dev/null
+    local prof=()
+    [[ $PERF == 1 ]] && prof=(perf record -q -F 1999 -o "$WORK/$1.perf.data" --)
     # shellcheck disable=SC2086
-    /usr/bin/time -v -o "$WORK/$1.time" "${A[@]}" scrap run "$id" --json $ATLAS_ARGS >"$WORK/$1.json" 2>"$WORK/$1.err"
+    /usr/bin/time -v -o "$WORK/$1.time" "${prof[@]}" "${A[@]}" scrap run "$id" --json $ATLAS_ARGS >"$WORK/$1.json" 2>"$WORK/$1.err"
     python3 - "$1" "$WORK/$1.json" "$WORK/$1.time" <<'PY'
 import json, re, sys
 label, js, tf = sys.argv[1:]
@@ -85,40 +118,112 @@ rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
 cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", t))
 wall = s["elapsed_secs"]
 print(f"{label:8} records={s['records_fetched']:,} inserted={s['inserted']:,} duplicates={s['duplicates']:,} "
-      f"wall={wall:.2f}s rate={s['records_fetched']/wall:,.0f} rec/s peak_rss={rss:.1f}MiB "
-      f"cpu={cpu:.2f}s ({cpu/max(s['records_fetched'],1)*1e5:.2f} cpu-s/100k) settings={s['settings']}")
-open(f"{tf}.rate", "w").write(str(s['records_fetched']/wall))
+      f"slices={s['slices_done']:,} wall={wall:.2f}s rate={s['records_fetched']/wall:,.0f} rec/s "
+      f"peak_rss={rss:.1f}MiB cpu={cpu:.2f}s ({cpu/max(s['records_fetched'],1)*1e5:.2f} cpu-s/100k) "
+      f"settings={s['settings']}")
+json.dump({"rate": s['records_fetched']/wall, "wall": wall, "rss": rss, "slices": s['slices_done'],
+           "threads": s['settings'].get('threads', 8) if isinstance(s['settings'], dict) else 8},
+          open(f"{tf}.sum", "w"))
 PY
 }
+figure() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$WORK/$1.time.sum" "$2"; }
 
-echo "bench: $DAYS days x $PER_DAY records, pages of $PAGE_SIZE, latency ${LATENCY_MS} ms, args '${ATLAS_ARGS}'"
-run_once first
-[[ $RERUN == 1 ]] && run_once rerun
-
-# COPY limit in the same run: the loaded rows, exported, COPYed into a fresh identical table.
-psql -X -q -v ON_ERROR_STOP=1 "$URL" <<'SQL' >/dev/null
-DROP TABLE IF EXISTS copy_limit;
-CREATE TABLE copy_limit (
+copy_ceilings() { # one and two concurrent \copy streams of the loaded rows into fresh tables
+    local t
+    psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy (SELECT data_referencia, payload, hash_conteudo FROM dados_raw_cliente_2151_pedidos) TO '$WORK/copy.tsv'"
+    local n
+    n=$(wc -l <"$WORK/copy.tsv")
+    split -n l/2 "$WORK/copy.tsv" "$WORK/copy.part."
+    for t in copy_limit copy_limit_2x; do
+        PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$URL" <<SQL >/dev/null
+DROP TABLE IF EXISTS $t;
+CREATE TABLE $t (
     id BIGSERIAL PRIMARY KEY,
     data_coleta TIMESTAMP DEFAULT NOW() NOT NULL,
     data_referencia DATE NOT NULL,
     payload JSONB NOT NULL,
     hash_conteudo TEXT,
-    CONSTRAINT uq_copy_limit_hash UNIQUE (hash_conteudo)
+    CONSTRAINT uq_${t}_hash UNIQUE (hash_conteudo)
 );
-CREATE INDEX idx_copy_limit_data_referencia ON copy_limit (data_referencia);
+CREATE INDEX idx_${t}_data_referencia ON $t (data_referencia);
 SQL
-psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy (SELECT data_referencia, payload, hash_conteudo FROM dados_raw_cliente_2151_pedidos) TO '$WORK/copy.tsv'"
-psql -X -q "$URL" -c CHECKPOINT >/dev/null
-t0=$(date +%s.%N)
-psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy copy_limit (data_referencia, payload, hash_conteudo) FROM '$WORK/copy.tsv'"
-t1=$(date +%s.%N)
-n=$(wc -l <"$WORK/copy.tsv")
-python3 - "$n" "$t0" "$t1" "$(cat "$WORK/first.time.rate")" <<'PY'
+    done
+    psql -X -q "$URL" -c CHECKPOINT >/dev/null
+    local t0 t1 t2 t3
+    t0=$(date +%s.%N)
+    psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy copy_limit (data_referencia, payload, hash_conteudo) FROM '$WORK/copy.tsv'"
+    t1=$(date +%s.%N)
+    psql -X -q "$URL" -c CHECKPOINT >/dev/null
+    t2=$(date +%s.%N)
+    local pids=()
+    for p in "$WORK"/copy.part.*; do
+        psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy copy_limit_2x (data_referencia, payload, hash_conteudo) FROM '$p'" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    t3=$(date +%s.%N)
+    python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$(figure first rate)" <<'PY'
 import sys
-n, t0, t1, rate = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-copy = n / (t1 - t0)
-print(f"copy     records={n:,} wall={t1-t0:.2f}s rate={copy:,.0f} rec/s")
-print(f"ratio    atlas / COPY = {rate / copy:.2f}")
+n = int(sys.argv[1]); t0, t1, t2, t3, rate = map(float, sys.argv[2:])
+copy, copy2 = n / (t1 - t0), n / (t3 - t2)
+print(f"copy     records={n:,} wall={t1-t0:.2f}s rate={copy:,.0f} rec/s (one \\copy stream)")
+print(f"copy2    records={n:,} wall={t3-t2:.2f}s rate={copy2:,.0f} rec/s (two concurrent \\copy streams)")
+print(f"ratio    atlas / copy = {rate / copy:.2f}   atlas / copy2 = {rate / copy2:.2f} (goal 0.9)")
 PY
-rm -f "$WORK/copy.tsv"
+    rm -f "$WORK/copy.tsv" "$WORK"/copy.part.*
+}
+
+echo "bench $SCENARIO: $DAYS days x $PER_DAY records, pages of $PAGE_SIZE, latency ${LATENCY_MS} ms, parallel_pages ${PARALLEL_PAGES:-default}, args '${ATLAS_ARGS}'"
+fresh_db
+case $SCENARIO in
+load)
+    run_once first
+    [[ $RERUN == 1 ]] && run_once rerun
+    copy_ceilings
+    ;;
+oneday)
+    run_once first
+    python3 - "$(figure first rate)" "$(figure first threads)" "$PAGE_SIZE" "$LATENCY_MS" <<'PY'
+import sys
+rate, threads, page, lat = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ceiling = threads * page / (lat / 1000)
+print(f"ceiling  threads x page / latency = {threads} x {page} / {lat} ms = {ceiling:,.0f} rec/s")
+print(f"ratio    atlas / ceiling = {rate / ceiling:.2f} (goal 0.8)")
+PY
+    ;;
+backfill)
+    run_once first
+    python3 - "$(figure first slices)" "$(figure first wall)" <<'PY'
+import sys
+slices, wall = int(sys.argv[1]), float(sys.argv[2])
+print(f"slices   {slices:,} in {wall:.2f}s = {slices / wall:,.0f} slices/s (goal 1,000)")
+PY
+    ;;
+bigpage)
+    run_once first
+    budget=${ATLAS_MEMORY_MB:-64}
+    python3 - "$(figure first rss)" "$budget" <<'PY'
+import sys
+rss, budget = float(sys.argv[1]), float(sys.argv[2])
+print(f"memory   peak RSS {rss:.1f} MiB against budget {budget:.0f} + 32 = {budget + 32:.0f} MiB")
+PY
+    ;;
+grown)
+    run_once empty
+    echo "grown:   adding $GROWN_ROWS rows dated before the period to the raw table (not timed)"
+    psql -X -q -v ON_ERROR_STOP=1 "$URL" <<SQL >/dev/null
+TRUNCATE dados_raw_cliente_2151_pedidos;
+INSERT INTO dados_raw_cliente_2151_pedidos (data_referencia, payload, hash_conteudo)
+SELECT DATE '2015-01-01' + (g % 3000), jsonb_build_object('numero', g, 'texto', repeat('x', 400)),
+       encode(sha256(g::text::bytea), 'hex')
+FROM generate_series(1, $GROWN_ROWS) g;
+VACUUM ANALYZE dados_raw_cliente_2151_pedidos;
+SQL
+    run_once grown
+    python3 - "$(figure empty rate)" "$(figure grown rate)" <<'PY'
+import sys
+empty, grown = float(sys.argv[1]), float(sys.argv[2])
+print(f"ratio    grown table / empty table = {grown / empty:.2f} (goal 0.7)")
+PY
+    ;;
+esac

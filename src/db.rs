@@ -6,7 +6,11 @@ use crate::ident::{date_index, quote, unique_constraint};
 use crate::record::Row;
 use crate::retry::Backoff;
 use anyhow::{Context, Result};
+use bytes::BytesMut;
 use chrono::NaiveDate;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, GenericClient, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::str::FromStr;
@@ -271,9 +275,42 @@ pub struct Inserter {
     run: i64,
     held: Statement,
     count: Statement,
-    returning: Statement,
+    by_slice: Statement,
     counts: Statement,
     run_counts: Statement,
+    /// `COPY … FROM STDIN BINARY` into the raw table.
+    copy: String,
+    /// Whether the next batch tries COPY first: off after a batch met a
+    /// duplicate (a rerun: every COPY would fail), on again once a batch
+    /// inserted every row.
+    try_copy: bool,
+}
+
+/// A JSONB value sent in binary form: version 1, then the canonical text.
+#[derive(Debug)]
+struct Jsonb<'a>(&'a str);
+
+impl ToSql for Jsonb<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
+}
+
+/// Whether the error is a unique violation (a row already stored).
+fn unique_violation(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
 impl Inserter {
@@ -287,7 +324,16 @@ impl Inserter {
             quote(table)
         );
         let count = conn.prepare(&insert)?;
-        let returning = conn.prepare(&format!("{insert} RETURNING hash_conteudo"))?;
+        // Several slices share the batch: the server counts each one's new
+        // rows by joining what went in with the slice index of each hash (a
+        // hash twice in the batch went in once: it counts for one slice).
+        let by_slice = conn.prepare(&format!(
+            "WITH ins AS ({insert} RETURNING hash_conteudo)
+             SELECT g, count(*) FROM ins
+             JOIN (SELECT h, min(g) AS g FROM unnest($3::text[], $4::int[]) AS t(h, g) GROUP BY h) t
+               ON t.h = ins.hash_conteudo
+             GROUP BY g"
+        ))?;
         // Slice rows are locked in id order: two writers whose batches share
         // slices would otherwise deadlock on them.
         let held = conn.prepare(
@@ -306,9 +352,14 @@ impl Inserter {
             run,
             held,
             count,
-            returning,
+            by_slice,
             counts,
             run_counts,
+            copy: format!(
+                "COPY {} (data_referencia, payload, hash_conteudo) FROM STDIN BINARY",
+                quote(table)
+            ),
+            try_copy: true,
         })
     }
 
@@ -319,12 +370,40 @@ impl Inserter {
     /// holder fetches them again and counts them there. Rows are sorted by
     /// hash so concurrent writers lock unique-index entries in one order.
     /// Returns rows inserted per slice, `None` for a slice no longer held.
+    ///
+    /// The rows go in by binary COPY when none is stored yet (a successful
+    /// COPY inserted every row: the counts are exact); a COPY that meets a
+    /// unique violation is rolled back to its savepoint and the batch goes in
+    /// by `INSERT … ON CONFLICT DO NOTHING`, which counts what was new.
+    ///
+    /// The slices' rows are locked last, after the rows went in: two writers
+    /// whose batches share a slice (parallel pages) then write at the same
+    /// time and only queue for the short count update and the commit. If a
+    /// slice turns out taken over meanwhile, the transaction is rolled back
+    /// and the batch done again with the slices locked first.
     pub fn commit_batch(
         &mut self,
         rows: &mut [(usize, &Row)],
         slices: &[i64],
     ) -> Result<Vec<Option<i64>>> {
         rows.sort_by(|a, b| a.1.hash.cmp(&b.1.hash));
+        if let Some(done) = self.commit_once(rows, slices, false)? {
+            return Ok(done);
+        }
+        Ok(self
+            .commit_once(rows, slices, true)?
+            .unwrap_or_else(|| vec![None; slices.len()]))
+    }
+
+    /// One attempt of `commit_batch`: with `lock_first`, the held slices are
+    /// locked before writing and only their rows written; without, every row
+    /// is written and `None` returned (rolled back) if any slice is not held.
+    fn commit_once(
+        &mut self,
+        rows: &[(usize, &Row)],
+        slices: &[i64],
+        lock_first: bool,
+    ) -> Result<Option<Vec<Option<i64>>>> {
         let mut tx = self.conn.transaction()?;
         // A batch commit need not wait for its WAL flush: the commit that
         // marks the slice done (synchronous, later in the same WAL) flushes
@@ -332,11 +411,14 @@ impl Inserter {
         // crash before that loses only batches of unfinished slices, which
         // the rerun fetches again.
         tx.batch_execute("SET LOCAL synchronous_commit = off")?;
-        let held: Vec<i64> = tx
-            .query(&self.held, &[&slices, &self.worker])?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let held: Vec<i64> = if lock_first {
+            tx.query(&self.held, &[&slices, &self.worker])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        } else {
+            slices.to_vec()
+        };
         let is_held: Vec<bool> = slices.iter().map(|s| held.contains(s)).collect();
         let kept: Vec<&(usize, &Row)> = rows.iter().filter(|(g, _)| is_held[*g]).collect();
         let mut per_slice = vec![0i64; slices.len()];
@@ -344,7 +426,25 @@ impl Inserter {
         for (g, _) in &kept {
             totals[*g] += 1;
         }
-        if !kept.is_empty() {
+        let copied = !kept.is_empty() && self.try_copy && {
+            let mut sp = tx.savepoint("copy")?;
+            match copy_rows(&mut sp, &self.copy, &kept) {
+                Ok(()) => {
+                    sp.commit()?;
+                    true
+                }
+                // Dropping the savepoint rolls the COPY back: nothing of it stays.
+                Err(e) if unique_violation(&e) => {
+                    drop(sp);
+                    self.try_copy = false;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if copied {
+            per_slice.copy_from_slice(&totals);
+        } else if !kept.is_empty() {
             let dates: Vec<NaiveDate> = kept.iter().map(|r| r.1.data_referencia).collect();
             let payloads: Vec<&str> = kept.iter().map(|r| r.1.payload.as_str()).collect();
             let hashes: Vec<&str> = kept.iter().map(|r| r.1.hash.as_str()).collect();
@@ -354,15 +454,21 @@ impl Inserter {
                     per_slice[g] = n;
                 }
             } else {
-                // Several slices share the batch: the returned hashes say whose rows went in.
-                let returned = tx.query(&self.returning, &[&dates, &payloads, &hashes])?;
-                let mut new: std::collections::HashSet<String> =
-                    returned.iter().map(|r| r.get(0)).collect();
-                for (g, row) in &kept {
-                    if new.remove(&row.hash) {
-                        per_slice[*g] += 1;
-                    }
+                let groups: Vec<i32> = kept.iter().map(|r| r.0 as i32).collect();
+                for r in tx.query(&self.by_slice, &[&dates, &payloads, &hashes, &groups])? {
+                    let g: i32 = r.get(0);
+                    per_slice[g as usize] = r.get(1);
                 }
+            }
+            // Every row was new: the next batch may try COPY again.
+            self.try_copy = per_slice == totals;
+        }
+        if !lock_first {
+            let locked = tx.query(&self.held, &[&slices, &self.worker])?.len();
+            if locked != slices.len() {
+                // A slice was taken over: nothing of this attempt stays.
+                tx.rollback()?;
+                return Ok(None);
             }
         }
         let mut order: Vec<usize> = (0..slices.len()).filter(|g| is_held[*g]).collect();
@@ -382,12 +488,29 @@ impl Inserter {
             )?;
         }
         tx.commit()?;
-        Ok(per_slice
-            .into_iter()
-            .zip(is_held)
-            .map(|(n, h)| h.then_some(n))
-            .collect())
+        Ok(Some(
+            per_slice
+                .into_iter()
+                .zip(is_held)
+                .map(|(n, h)| h.then_some(n))
+                .collect(),
+        ))
     }
+}
+
+/// The rows by binary COPY, in the order given.
+fn copy_rows(
+    tx: &mut Transaction<'_>,
+    copy: &str,
+    rows: &[&(usize, &Row)],
+) -> std::result::Result<(), postgres::Error> {
+    let sink = tx.copy_in(copy)?;
+    let mut w = BinaryCopyInWriter::new(sink, &[Type::DATE, Type::JSONB, Type::TEXT]);
+    for (_, row) in rows {
+        w.write(&[&row.data_referencia, &Jsonb(&row.payload), &row.hash])?;
+    }
+    w.finish()?;
+    Ok(())
 }
 
 /// Whether a database error may go away on retry (connection lost, server

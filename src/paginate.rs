@@ -5,7 +5,6 @@
 
 use crate::config::{Pagination, Paging};
 use crate::json::Json;
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use url::Url;
 
@@ -85,7 +84,8 @@ pub struct Pager {
     /// `cursor` kind: the cursor the current URL carries.
     cursor: Option<String>,
     seen: HashSet<String>,
-    last_body: Option<[u8; 32]>,
+    /// The previous page's body, compared byte for byte (cheaper than a digest).
+    last_body: Option<Vec<u8>>,
     declared: Option<u64>,
 }
 
@@ -224,13 +224,11 @@ impl Pager {
     ) -> Result<bool, String> {
         self.fetched += 1;
         let page = self.fetched;
-        let digest: [u8; 32] = Sha256::digest(raw).into();
-        if n > 0 && self.last_body == Some(digest) {
+        if n > 0 && self.last_body.as_deref() == Some(raw) {
             return Err(format!(
                 "guard: page {page} repeats the previous page's body"
             ));
         }
-        self.last_body = Some(digest);
 
         let next = match self.kind.clone() {
             Pagination::None => None,
@@ -309,6 +307,10 @@ impl Pager {
                     ));
                 }
                 self.current = url;
+                // Kept only when a next page comes to compare with it.
+                let last = self.last_body.get_or_insert_with(Vec::new);
+                last.clear();
+                last.extend_from_slice(raw);
                 Ok(true)
             }
         }
@@ -331,11 +333,7 @@ impl Pager {
         what: &str,
     ) -> Result<Option<u64>, String> {
         let Some(ptr) = ptr else { return Ok(None) };
-        let now = match body.pointer(ptr) {
-            Some(Json::Num(x)) => x.as_u64(),
-            Some(Json::Str(s)) => s.trim().parse().ok(),
-            _ => None,
-        };
+        let now = read_total(body, ptr);
         match (self.declared, now) {
             (Some(a), Some(b)) if a != b => Err(format!(
                 "guard: {what} changed from {a} to {b} between pages (declared total contradicted)"
@@ -346,6 +344,135 @@ impl Pager {
             }
             (d, _) => Ok(d),
         }
+    }
+}
+
+/// What a page fetched out of order (see [`Pager::at`]) says about the slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Records, as many as expected.
+    Rows,
+    /// Fewer records than the page size, with `stop_on_short_page`: pages
+    /// after it may be empty.
+    Short,
+    /// No records: inside the declared total this fails the slice unless
+    /// an earlier page was short.
+    Empty,
+}
+
+// Random access (parallel pages): the additions below leave the in-order walk untouched.
+impl Pager {
+    /// After page 1, the pages the slice declares it has, when they can be
+    /// fetched in any order: `page` with a `total_pages` pointer; `offset`
+    /// with a `total` pointer whose page 1 came back full (a short one may
+    /// mean the API caps the limit: then only the in-order walk is exact).
+    pub fn pages_declared(&self) -> Option<u64> {
+        if self.fetched != 1 {
+            return None;
+        }
+        match &self.kind {
+            Pagination::Page {
+                total_pages: Some(_),
+                ..
+            } => self.declared,
+            Pagination::Offset {
+                limit,
+                total: Some(_),
+                ..
+            } if self.offset == *limit => self.declared.map(|t| t.div_ceil(*limit)),
+            _ => None,
+        }
+    }
+
+    /// A pager standing at page `k` (1-based) of the slice, as if pages
+    /// `1..k` had been walked; `current()` is that page's request.
+    pub fn at(&self, k: u64) -> Pager {
+        // Built field by field: the walk's history (bodies, cursors) is not copied.
+        let mut p = Pager {
+            kind: self.kind.clone(),
+            max_pages: self.max_pages,
+            base: self.base.clone(),
+            current: self.current.clone(),
+            fetched: k - 1,
+            page_no: self.page_no,
+            offset: self.offset,
+            cursor: None,
+            seen: HashSet::new(),
+            last_body: None,
+            declared: self.declared,
+        };
+        p.current = match &self.kind {
+            Pagination::Page { start, .. } => {
+                p.page_no = start + (k as i64 - 1);
+                p.page_url(p.page_no)
+            }
+            Pagination::Offset { limit, .. } => {
+                p.offset = (k - 1) * limit;
+                p.offset_url(p.offset)
+            }
+            _ => p.current.clone(),
+        };
+        p
+    }
+
+    /// Checks a page fetched out of order, with `n` records: the declared
+    /// total must not change; an `offset` page must hold every record due
+    /// at its offset (a short one would leave records unfetched).
+    pub fn check_at(&self, body: &Json<'_>, n: usize) -> Result<Seen, String> {
+        let page = self.fetched + 1;
+        let (ptr, what) = match &self.kind {
+            Pagination::Page { total_pages, .. } => (total_pages.as_deref(), "total_pages"),
+            Pagination::Offset { total, .. } => (total.as_deref(), "total"),
+            _ => (None, ""),
+        };
+        if let (Some(a), Some(b)) = (self.declared, ptr.and_then(|p| read_total(body, p))) {
+            if a != b {
+                return Err(format!(
+                    "guard: {what} changed from {a} to {b} between pages (page {page}; declared total contradicted)"
+                ));
+            }
+        }
+        match &self.kind {
+            Pagination::Offset { limit, .. } => {
+                let t = self.declared.unwrap_or(0);
+                let due = (*limit).min(t.saturating_sub(self.offset));
+                if (n as u64) < due {
+                    return Err(if n == 0 {
+                        format!(
+                            "guard: the API declared {t} records but returned an empty page at offset {} (declared total contradicted)",
+                            self.offset
+                        )
+                    } else {
+                        format!(
+                            "guard: the API declared {t} records but returned {n} at offset {} where {due} were due (declared total contradicted)",
+                            self.offset
+                        )
+                    });
+                }
+                Ok(Seen::Rows)
+            }
+            Pagination::Page {
+                size,
+                stop_on_short_page,
+                ..
+            } => Ok(if n == 0 {
+                Seen::Empty
+            } else if *stop_on_short_page && size.is_some_and(|s| (n as u64) < s) {
+                Seen::Short
+            } else {
+                Seen::Rows
+            }),
+            _ => Ok(Seen::Rows),
+        }
+    }
+}
+
+/// A total at `ptr` in the body: a number, or a string holding one.
+fn read_total(body: &Json<'_>, ptr: &str) -> Option<u64> {
+    match body.pointer(ptr) {
+        Some(Json::Num(x)) => x.as_u64(),
+        Some(Json::Str(s)) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 
@@ -582,5 +709,64 @@ mod tests {
         let (r, b) = body(2, json!({}));
         assert_eq!(p.advance(&r, &b, Some(h), 2), Ok(true));
         assert_eq!(q(p.current(), "page").as_deref(), Some("3"));
+    }
+    #[test]
+    fn random_access_positions_and_checks_pages() {
+        let mut p = Pager::new(&page_kind(Some("/t")), base());
+        let (r, b) = body(2, json!({"t": 4}));
+        assert_eq!(p.advance(&r, &b, None, 2), Ok(true));
+        assert_eq!(p.pages_declared(), Some(4));
+        let p3 = p.at(3);
+        assert_eq!(p3.page_number(), 3);
+        assert_eq!(q(p3.current(), "page").as_deref(), Some("3"));
+        assert_eq!(
+            q(p3.current(), "data_inicial").as_deref(),
+            Some("2025-01-01")
+        );
+        let (_, b) = body(2, json!({"t": 4}));
+        assert_eq!(p3.check_at(&b, 2), Ok(Seen::Rows));
+        let (_, b) = body(0, json!({}));
+        assert_eq!(p3.check_at(&b, 0), Ok(Seen::Empty));
+        let (_, b) = body(2, json!({"t": 5}));
+        assert!(p3
+            .check_at(&b, 2)
+            .unwrap_err()
+            .contains("changed from 4 to 5"));
+
+        let offset = |limit| Paging {
+            kind: Pagination::Offset {
+                offset_param: "offset".into(),
+                limit_param: "limit".into(),
+                limit,
+                total: Some("/total".into()),
+            },
+            max_pages: 100,
+        };
+        let mut p = Pager::new(&offset(2), base());
+        let (r, b) = body(2, json!({"total": 5}));
+        assert_eq!(p.advance(&r, &b, None, 2), Ok(true));
+        assert_eq!(p.pages_declared(), Some(3));
+        let p3 = p.at(3);
+        assert_eq!(q(p3.current(), "offset").as_deref(), Some("4"));
+        let (_, b) = body(1, json!({"total": 5}));
+        assert_eq!(p3.check_at(&b, 1), Ok(Seen::Rows), "the last record");
+        let (_, b) = body(0, json!({"total": 5}));
+        assert!(p3
+            .check_at(&b, 0)
+            .unwrap_err()
+            .contains("empty page at offset 4"));
+        let (_, b) = body(1, json!({"total": 5}));
+        assert!(p.at(2).check_at(&b, 1).unwrap_err().contains("2 were due"));
+
+        // Page 1 shorter than the limit: the API may cap it; in order only.
+        let mut p = Pager::new(&offset(3), base());
+        let (r, b) = body(2, json!({"total": 5}));
+        assert_eq!(p.advance(&r, &b, None, 2), Ok(true));
+        assert_eq!(p.pages_declared(), None);
+        // Without a total pointer nothing is declared.
+        let mut p = Pager::new(&page_kind(None), base());
+        let (r, b) = body(2, json!({}));
+        assert_eq!(p.advance(&r, &b, None, 2), Ok(true));
+        assert_eq!(p.pages_declared(), None);
     }
 }

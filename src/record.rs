@@ -73,6 +73,7 @@ pub fn page_rows(
         fetched: records.len() as u64,
         ..Default::default()
     };
+    let mut capacity = 512;
     for (i, raw) in records.iter().enumerate() {
         let rec = match &route.records_unwrap {
             None => raw,
@@ -104,7 +105,8 @@ pub fn page_rows(
             out.out_of_period += 1;
             continue;
         }
-        let (payload, found) = json::canonical_checked(rec);
+        let (payload, found) = json::canonical_sized(rec, capacity);
+        capacity = payload.len() + payload.len() / 8 + 16;
         if found.out_of_range {
             let (at, n) = json::out_of_range_number(rec).unwrap_or_default();
             let n = if n.len() > 40 {

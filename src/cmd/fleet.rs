@@ -89,7 +89,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
         (0..lanes).map(|_| channel::unbounded::<Watch>()).unzip();
     std::thread::scope(|scope| {
         for news in senders {
-            let lane_ctx = ctx.with_crew(crew.0, crew.1);
+            let lane_ctx = ctx.with_crew(crew.0, crew.1, lanes);
             let (pairs, turns, begun, lost, queue) = (&pairs, &turns, &begun, &lost, &queue);
             scope.spawn(move || {
                 let next = || lock(queue).pop_front();

@@ -134,9 +134,9 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// The same context with other fetcher and writer counts: one lane of
-    /// `sync --all`.
-    fn with_crew(&self, threads: usize, writers: usize) -> Context<'a> {
+    /// The same context with other fetcher and writer counts and a share
+    /// of the memory budget: one of the `lanes` of `sync --all`.
+    fn with_crew(&self, threads: usize, writers: usize, lanes: usize) -> Context<'a> {
         Context {
             config: self.config.clone(),
             config_path: self.config_path.clone(),
@@ -144,6 +144,7 @@ impl<'a> Context<'a> {
                 Ok(s) => Ok(Settings {
                     threads,
                     writers,
+                    memory_mb: (s.memory_mb / lanes.max(1) as u64).max(1),
                     ..s.clone()
                 }),
                 Err(e) => Err(UsageError(e.0.clone())),

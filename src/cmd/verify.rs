@@ -200,7 +200,7 @@ fn check(
             undated: false,
         };
     };
-    let hash = sha256_hex(json::canonical_checked(&rec).0.as_bytes());
+    let hash = sha256_hex(json::canonical_sized(&rec, payload.len()).0.as_bytes());
     let (new_date, undated) =
         match dates::record_date(&rec, route.date_field.as_deref(), route.timezone.as_ref()) {
             Ok(d) => ((d != date).then_some(d), false),

@@ -96,6 +96,9 @@ pub struct Route {
     pub body_format: BodyFormat,
     /// Answers that do not mean what their status says, first match wins.
     pub response_rules: Vec<crate::rules::Rule>,
+    /// `page`/`offset` pages of one slice fetched by the whole pool once
+    /// page 1 declares how many there are (default true).
+    pub parallel_pages: bool,
 }
 
 /// A route's HTTP method.

@@ -22,6 +22,7 @@ pub struct RawFile {
     pub timeout_secs: Option<u64>,
     pub progress_secs: Option<f64>,
     pub error_log: Option<PathBuf>,
+    pub memory_mb: Option<u64>,
     #[serde(default)]
     pub clients: BTreeMap<String, RawClient>,
     #[serde(default)]
@@ -117,6 +118,7 @@ pub struct RawRoute {
     pub body_format: Option<super::BodyFormat>,
     #[serde(default)]
     pub response_rules: Vec<crate::rules::Rule>,
+    pub parallel_pages: Option<bool>,
 }
 
 /// `slice_days` when the file leaves it out.

@@ -23,6 +23,8 @@ pub const DEFAULT_PROGRESS_SECS: f64 = 2.0;
 pub const DEFAULT_ERROR_LOG: &str = "erros_scraps.log";
 /// First retry wait and its cap (full jitter below them).
 pub const DEFAULT_BACKOFF_MS: u64 = 1000;
+/// MiB of pages in flight (`memory_mb`).
+pub const DEFAULT_MEMORY_MB: u64 = 64;
 pub const DEFAULT_BACKOFF_CAP_MS: u64 = 60_000;
 
 /// Settings as one source gives them (flags, environment or file);
@@ -45,6 +47,8 @@ pub struct Layer {
     pub progress_secs: Option<f64>,
     /// `--error-log`, `ATLAS_ERROR_LOG`, `error_log`.
     pub error_log: Option<PathBuf>,
+    /// `ATLAS_MEMORY_MB`, `memory_mb` (no flag).
+    pub memory_mb: Option<u64>,
 }
 
 impl Layer {
@@ -62,6 +66,7 @@ impl Layer {
             error_log: env("ATLAS_ERROR_LOG")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            memory_mb: env_num(env, "ATLAS_MEMORY_MB")?,
         })
     }
 
@@ -76,6 +81,7 @@ impl Layer {
             timeout_secs: self.timeout_secs.or(lower.timeout_secs),
             progress_secs: self.progress_secs.or(lower.progress_secs),
             error_log: self.error_log.or(lower.error_log),
+            memory_mb: self.memory_mb.or(lower.memory_mb),
         }
     }
 
@@ -88,6 +94,7 @@ impl Layer {
         within("writers", self.writers.map(count), Some(64))?;
         within("lease_secs", self.lease_secs, None)?;
         within("timeout_secs", self.timeout_secs, None)?;
+        within("memory_mb", self.memory_mb, None)?;
         if self
             .progress_secs
             .is_some_and(|p| !(p > 0.0 && p.is_finite()))
@@ -137,6 +144,10 @@ pub struct Settings {
     /// Chunks (pages) queued between fetchers and writers; `None` = 2 x threads.
     #[serde(skip)]
     pub channel_capacity: Option<usize>,
+    /// Bytes of pages in flight (fetched, parsed, queued, being written),
+    /// in MiB (`ATLAS_MEMORY_MB`, default 64).
+    #[serde(skip)]
+    pub memory_mb: u64,
     /// First retry wait (full jitter below it, doubling per attempt).
     #[serde(skip)]
     pub backoff_base: Duration,
@@ -178,6 +189,7 @@ impl Settings {
             timeout: Duration::from_secs(given.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)),
             progress: Duration::from_secs_f64(given.progress_secs.unwrap_or(DEFAULT_PROGRESS_SECS)),
             channel_capacity,
+            memory_mb: given.memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
             backoff_base: Duration::from_millis(backoff_ms),
             backoff_cap: Duration::from_millis(backoff_cap_ms.max(backoff_ms)),
             error_log: given

@@ -37,6 +37,7 @@ pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Co
         timeout_secs: raw.timeout_secs,
         progress_secs: raw.progress_secs,
         error_log: raw.error_log,
+        memory_mb: raw.memory_mb,
     };
     settings.check().map_err(|(k, m)| v.bad(&Key::top(k), m))?;
 
@@ -347,6 +348,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         body: r.body,
         body_format,
         response_rules: r.response_rules,
+        parallel_pages: r.parallel_pages.unwrap_or(true),
     })
 }
 

@@ -28,7 +28,13 @@ pub fn canonical(v: &Json<'_>) -> String {
 
 /// The canonical text and what it had to notice (see `Findings`).
 pub fn canonical_checked(v: &Json<'_>) -> (String, Findings) {
-    let mut out = String::with_capacity(512);
+    canonical_sized(v, 512)
+}
+
+/// As `canonical_checked`, the text allocated at `capacity` bytes (a page's
+/// records are of similar size: the previous one's length saves regrowing).
+pub fn canonical_sized(v: &Json<'_>, capacity: usize) -> (String, Findings) {
+    let mut out = String::with_capacity(capacity);
     let mut found = Findings::default();
     write_canonical(v, &mut out, &mut found);
     (out, found)
@@ -112,7 +118,18 @@ fn write_canonical(v: &Json<'_>, out: &mut String, found: &mut Findings) {
         Json::Obj(members) => {
             // Sort by key bytes (UTF-8 byte order is code point order); a
             // stable sort keeps repeated keys in source order, the last wins.
-            let mut order: Vec<usize> = (0..members.len()).collect();
+            // Small objects (nearly all) sort their index on the stack.
+            let mut small = [0usize; 32];
+            let mut large = Vec::new();
+            let order: &mut [usize] = if members.len() <= small.len() {
+                &mut small[..members.len()]
+            } else {
+                large.resize(members.len(), 0);
+                &mut large
+            };
+            for (i, o) in order.iter_mut().enumerate() {
+                *o = i;
+            }
             order.sort_by(|a, b| members[*a].0.as_bytes().cmp(members[*b].0.as_bytes()));
             out.push('{');
             let mut first = true;

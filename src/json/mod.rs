@@ -23,7 +23,9 @@ mod parse;
 
 #[cfg(test)]
 pub use canonical::canonical;
-pub use canonical::{canonical_checked, nul_paths, out_of_range_number};
+#[cfg(test)]
+pub use canonical::canonical_checked;
+pub use canonical::{canonical_sized, nul_paths, out_of_range_number};
 use parse::{error_at, Parser};
 
 /// Deepest nesting of arrays and objects a body may have. Real payloads stay

@@ -7,17 +7,20 @@
 //! released, never marked done; the fetcher lets go of its slice last thing.
 
 use super::track::{ReleaseOnPanic, SliceTrack};
-use super::{add, Abort, Chunk, Shared};
+use super::{add, lock, Abort, Chunk, Shared};
+use crate::config::Pagination;
 use crate::http::{self, Failure};
 use crate::json::Json;
 use crate::ledger::{self, Claim};
-use crate::paginate::Pager;
-use crate::record;
+use crate::paginate::{Pager, Seen};
+use crate::record::{self, PageRows, Row};
 use crate::report::{Notice, Retried};
 use crate::retry::{self, GaveUp, Policy, Stop, Verdict};
 use crossbeam::channel::{SendError, Sender};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why one attempt at a page gave no rows.
@@ -58,36 +61,251 @@ enum SliceStop {
     Released,
 }
 
+/// A slice whose pages after the first are fetched by any free fetcher
+/// (random-access pagination, `parallel_pages`). While it waits in the
+/// queue it holds its slice once; the page handed out last inherits that hold.
+pub(super) struct Spread {
+    track: Arc<SliceTrack>,
+    /// Page 1's pager: every other page's is derived from it.
+    first: Pager,
+    /// Pages the slice declared.
+    pages: u64,
+    /// The next page to hand out (taken under the queue's lock).
+    next: AtomicU64,
+    state: Mutex<SpreadState>,
+}
+
+/// What the pages of a spread slice said so far.
+struct SpreadState {
+    /// Pages not yet finished.
+    left: u64,
+    /// Non-empty bodies seen, by digest: a repeat means the API ignores the page.
+    bodies: HashMap<[u8; 32], u64>,
+    /// The lowest empty page and the lowest short page.
+    empty: Option<u64>,
+    short: Option<u64>,
+}
+
+/// One page of a spread slice, handed to a fetcher.
+pub(super) struct PageTask {
+    spread: Arc<Spread>,
+    pager: Pager,
+}
+
+/// While a fetcher is on page 1 of a slice that may spread, idle fetchers
+/// wait for its pages instead of ending; dropping this lets them go.
+struct Spreading<'s, 'j, 'a>(&'s Shared<'j, 'a>);
+
+impl Drop for Spreading<'_, '_, '_> {
+    fn drop(&mut self) {
+        let _q = lock(&self.0.ahead);
+        self.0.spreading.fetch_sub(1, Ordering::SeqCst);
+        self.0.ahead_cv.notify_all();
+    }
+}
+
+/// A digest of a page's stored rows (their hashes, in order), for the repeat
+/// guard across pages: a page serving another page's records again means
+/// the API ignores the page. Hashing the row hashes costs a tenth of
+/// hashing the body. `None` for a page without rows.
+fn rows_key(rows: &[Row]) -> Option<[u8; 32]> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    for r in rows {
+        h.update(r.hash.as_bytes());
+    }
+    Some(h.finalize().into())
+}
+
 impl Shared<'_, '_> {
-    /// Works slices until none is left or the run stops.
+    /// Works pages of spread slices first (they finish slices already
+    /// started), then claims slices, until none is left or the run stops.
     pub(super) fn fetcher(&self, tx: &Sender<Chunk>) {
-        while let Some(claim) = self.next_claim() {
-            let track = SliceTrack::new(claim);
-            // A panic while fetching releases the slice instead of leaving it running.
-            let mut guard = ReleaseOnPanic {
-                held: vec![Arc::clone(&track)],
-                let_go: |t: &SliceTrack| self.let_go(t),
-            };
-            match self.fetch_slice(&track, tx) {
-                Ok(()) => {}
-                Err(SliceStop::Failed(msg)) => self.slice_failed(&track, msg),
-                Err(SliceStop::Released) => track.release(),
+        loop {
+            if let Some(task) = self.take_page() {
+                self.work_page(task, tx);
+                continue;
             }
-            guard.held.clear();
-            self.let_go(&track);
+            if let Some(claim) = self.next_claim() {
+                self.work_slice(claim, tx);
+                continue;
+            }
+            if !self.wait_for_pages() {
+                return;
+            }
         }
     }
 
+    fn work_slice(&self, claim: Claim, tx: &Sender<Chunk>) {
+        let track = SliceTrack::new(claim);
+        // A panic while fetching releases the slice instead of leaving it running.
+        let mut guard = ReleaseOnPanic {
+            held: vec![Arc::clone(&track)],
+            let_go: |t: &SliceTrack| self.let_go(t),
+        };
+        match self.fetch_slice(&track, tx) {
+            Ok(()) => {}
+            Err((page, SliceStop::Failed(msg))) => self.slice_failed(&track, page, msg),
+            Err((_, SliceStop::Released)) => track.release(),
+        }
+        guard.held.clear();
+        self.let_go(&track);
+    }
+
+    /// The next page of a spread slice, if any waits.
+    fn take_page(&self) -> Option<PageTask> {
+        let mut q = lock(&self.ahead);
+        let spread = Arc::clone(q.front()?);
+        let k = spread.next.fetch_add(1, Ordering::Relaxed);
+        if k >= spread.pages {
+            // The last page: it inherits the queue's hold.
+            q.pop_front();
+        } else {
+            spread.track.hold();
+        }
+        drop(q);
+        Some(PageTask {
+            pager: spread.first.at(k),
+            spread,
+        })
+    }
+
+    /// With nothing to claim: waits while a fetcher of this process is on a
+    /// page 1 that may spread; true when pages are waiting.
+    fn wait_for_pages(&self) -> bool {
+        let mut q = lock(&self.ahead);
+        loop {
+            if !q.is_empty() {
+                return true;
+            }
+            if self.spreading.load(Ordering::SeqCst) == 0 || self.job.quit.load(Ordering::SeqCst) {
+                return false;
+            }
+            q = self
+                .ahead_cv
+                .wait_timeout(q, Duration::from_millis(200))
+                .map(|(q, _)| q)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Lets go of the slices whose pages are still queued, unfinished.
+    pub(super) fn release_queued_pages(&self) {
+        let left: Vec<Arc<Spread>> = lock(&self.ahead).drain(..).collect();
+        for spread in left {
+            spread.track.release();
+            self.let_go(&spread.track);
+        }
+    }
+
+    /// One page of a spread slice; the last one to finish checks the
+    /// guards that need every page.
+    fn work_page(&self, task: PageTask, tx: &Sender<Chunk>) {
+        let PageTask { spread, pager } = task;
+        let track = &spread.track;
+        let mut guard = ReleaseOnPanic {
+            held: vec![Arc::clone(track)],
+            let_go: |t: &SliceTrack| self.let_go(t),
+        };
+        let page = pager.page_number();
+        let got = if track.has_failed() {
+            Ok(None) // another page failed it: nothing more to fetch
+        } else if self.job.quit.load(Ordering::SeqCst) {
+            Err(SliceStop::Released)
+        } else {
+            match self.slice_request(&track.claim) {
+                Err(e) => Err(SliceStop::Failed(format!("{e:#}"))),
+                Ok(request) => {
+                    let call = request.call(pager.current(), &pager.position());
+                    self.fetch_page(track, &call, page, tx, |_, body, _, n, rows| {
+                        let seen = pager.check_at(body, n)?;
+                        Ok((seen, rows_key(&rows.rows)))
+                    })
+                    .map(Some)
+                }
+            }
+        };
+        let mut st = lock(&spread.state);
+        st.left -= 1;
+        let verdict = match got {
+            Ok(None) => Ok(()),
+            Ok(Some((seen, body))) => {
+                match seen {
+                    Seen::Empty => st.empty = Some(st.empty.map_or(page, |e| e.min(page))),
+                    Seen::Short => st.short = Some(st.short.map_or(page, |s| s.min(page))),
+                    Seen::Rows => {}
+                }
+                match body.and_then(|d| st.bodies.insert(d, page)) {
+                    Some(other) => Err(SliceStop::Failed(format!(
+                        "page {page}: guard: page {page} repeats the records of page {other}"
+                    ))),
+                    None => Ok(()),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        // Every page is in: an empty page inside the total fails the slice
+        // unless a short page before it ended the data.
+        let lie = match (st.left, st.empty) {
+            (0, Some(e)) if st.short.is_none_or(|s| s > e) => Some(e),
+            _ => None,
+        };
+        drop(st);
+        match verdict {
+            Err(SliceStop::Failed(msg)) => self.slice_failed(track, page, msg),
+            Err(SliceStop::Released) => track.release(),
+            Ok(()) => {}
+        }
+        if let Some(e) = lie.filter(|_| !track.has_failed()) {
+            let t = spread.pages;
+            self.slice_failed(
+                track,
+                e,
+                format!(
+                    "page {e}: guard: the API declared {t} pages but page {e} is empty (declared total contradicted)"
+                ),
+            );
+        }
+        guard.held.clear();
+        self.let_go(track);
+    }
+
     /// The next slice to work, waiting while other workers hold the rest
-    /// (they may die); `None` when nothing is left or the run stops.
+    /// (they may die); `None` when nothing is left, the run stops, or pages
+    /// of a spread slice wait for a fetcher.
     fn next_claim(&self) -> Option<Claim> {
         let job = self.job;
         let poll =
             (job.settings.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
+        // Up to one slice per fetcher is claimed in one statement; the
+        // lock keeps fetchers from claiming batches at the same time.
+        let batch = job.settings.threads.clamp(1, 16) as i64;
         while !job.quit.load(Ordering::SeqCst) {
+            let mut claimed = lock(&self.claimed);
+            if let Some(claim) = claimed.pop_front() {
+                return Some(claim);
+            }
+            // Another fetcher may have given up on the database meanwhile.
+            if job.quit.load(Ordering::SeqCst) {
+                return None;
+            }
             let free = self.with_db("claiming a slice", |c| {
-                ledger::claim(c, job.scrap.id, job.run_id, &job.worker, job.settings.lease)
+                ledger::claim_many(
+                    c,
+                    job.scrap.id,
+                    job.run_id,
+                    &job.worker,
+                    job.settings.lease,
+                    batch,
+                )
             });
+            let free = free.map(|claims| {
+                claimed.extend(claims);
+                claimed.pop_front()
+            });
+            drop(claimed);
             let held = match free {
                 Ok(Some(claim)) => return Some(claim),
                 // Dead workers' slices are taken over before anything is waited for.
@@ -100,6 +318,9 @@ impl Shared<'_, '_> {
             match held {
                 Ok(0) => return None,
                 Ok(slices) => {
+                    if !lock(&self.ahead).is_empty() {
+                        return None;
+                    }
                     self.notify(Notice::Waiting {
                         slices,
                         lease: job.settings.lease,
@@ -115,6 +336,20 @@ impl Shared<'_, '_> {
         None
     }
 
+    /// The requests of a slice: the route's method, query, headers and body
+    /// with the slice's bounds (each page's position filled in per call).
+    fn slice_request(&self, claim: &Claim) -> anyhow::Result<http::SliceRequest<'_>> {
+        let job = self.job;
+        http::SliceRequest::new(
+            job.client,
+            job.route,
+            &job.auth,
+            &job.secrets,
+            claim.from,
+            claim.to,
+        )
+    }
+
     /// Masks the client's secrets in anything shown or recorded.
     fn masker(&self) -> http::Masker {
         let job = self.job;
@@ -122,12 +357,13 @@ impl Shared<'_, '_> {
             .with_secrets(&job.secrets)
     }
 
-    fn slice_failed(&self, track: &SliceTrack, msg: String) {
+    /// Records why the slice failed; `page` is the page that failed it.
+    fn slice_failed(&self, track: &SliceTrack, page: u64, msg: String) {
         // Shown on stderr, written to the error log and to the ledger.
         let msg = self.masker().text(&msg);
         let claim = track.claim;
         let mut ctx = self.ctx(Some(&claim));
-        ctx.page = Some(track.pages() as u64 + 1);
+        ctx.page = Some(page);
         self.job.errlog.write("fatia falhou", &ctx, &msg);
         self.notify(Notice::SliceFailed {
             from: claim.from,
@@ -137,83 +373,180 @@ impl Shared<'_, '_> {
         track.fetch_failed(msg);
     }
 
-    fn fetch_slice(&self, track: &Arc<SliceTrack>, tx: &Sender<Chunk>) -> Result<(), SliceStop> {
+    /// Fetches page 1, then either walks the rest in order or, when the
+    /// slice may spread and page 1 declared its pages, queues them for the
+    /// pool. An error names the page it stopped at.
+    fn fetch_slice(
+        &self,
+        track: &Arc<SliceTrack>,
+        tx: &Sender<Chunk>,
+    ) -> Result<(), (u64, SliceStop)> {
         let job = self.job;
         let claim = track.claim;
-        let request = http::SliceRequest::new(
-            job.client,
-            job.route,
-            &job.auth,
-            &job.secrets,
-            claim.from,
-            claim.to,
-        )
-        .map_err(|e| SliceStop::Failed(format!("{e:#}")))?;
+        let request = self
+            .slice_request(&claim)
+            .map_err(|e| (1, SliceStop::Failed(format!("{e:#}"))))?;
         let mut pager = Pager::new(&job.route.pagination, request.first_url());
-        let mut undated_logged = false;
+        let may_spread = job.route.parallel_pages
+            && matches!(
+                job.route.pagination.kind,
+                Pagination::Page { .. } | Pagination::Offset { .. }
+            );
+        let mut spreading = may_spread.then(|| {
+            self.spreading.fetch_add(1, Ordering::SeqCst);
+            Spreading(self)
+        });
         loop {
-            if job.quit.load(Ordering::SeqCst) {
-                return Err(SliceStop::Released);
-            }
             let page_no = pager.page_number();
+            if job.quit.load(Ordering::SeqCst) {
+                return Err((page_no, SliceStop::Released));
+            }
             let call = request.call(pager.current(), &pager.position());
-            // The body is parsed once, borrowed, inside the retry loop: a body
-            // that is not JSON or lacks the records is retried like a 5xx; one
-            // nested past json::MAX_DEPTH fails the slice at once.
-            let (rows, more) = self.get_page(&call, &claim, page_no, |raw, link| {
-                let body = Json::parse(raw).map_err(|e| {
-                    if e.is_too_deep() {
-                        PageError::Data(format!("page {page_no}: {e}"))
-                    } else {
-                        PageError::unusable(raw, format!("the body is not valid JSON ({e})"))
-                    }
-                })?;
-                let records = record::records_of(&body, &job.route.records)
-                    .map_err(|m| PageError::unusable(raw, m))?;
-                let n = records.len();
-                let rows = record::page_rows(
-                    records,
-                    job.route,
-                    (job.scrap.from, job.scrap.to),
-                    claim.from,
-                )
-                .map_err(|m| PageError::Data(format!("page {page_no}: {m}")))?;
-                let more = pager
-                    .advance(raw, &body, link, n)
-                    .map_err(|guard| format!("page {page_no}: {guard}"));
-                Ok((rows, more))
+            let (more, first) = self
+                .fetch_page(track, &call, page_no, tx, |raw, body, link, n, rows| {
+                    let first = spreading.as_ref().and_then(|_| rows_key(&rows.rows));
+                    let more = pager
+                        .advance(raw, body, link, n)
+                        .map_err(|guard| format!("page {page_no}: {guard}"));
+                    Ok((more, first))
+                })
+                .map_err(|e| (page_no, e))?;
+            // A guard stops the slice only after the page's rows are on their way.
+            if !more.map_err(|m| (page_no, SliceStop::Failed(m)))? {
+                return Ok(());
+            }
+            if let Some(spreading) = spreading.take() {
+                if let Some(pages) = pager.pages_declared().filter(|p| *p > 1) {
+                    self.spread(track, &pager, pages, first)
+                        .map_err(|e| (page_no + 1, e))?;
+                    drop(spreading);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Queues pages `2..=pages` of the slice for the pool.
+    fn spread(
+        &self,
+        track: &Arc<SliceTrack>,
+        first: &Pager,
+        pages: u64,
+        page1: Option<[u8; 32]>,
+    ) -> Result<(), SliceStop> {
+        let max = self.job.route.pagination.max_pages;
+        if pages > max {
+            return Err(SliceStop::Failed(format!(
+                "page 2: guard: more than max_pages ({max}) pages in one slice (the API declared {pages})"
+            )));
+        }
+        let spread = Arc::new(Spread {
+            track: Arc::clone(track),
+            first: first.at(1),
+            pages,
+            next: AtomicU64::new(2),
+            state: Mutex::new(SpreadState {
+                left: pages - 1,
+                bodies: page1.into_iter().map(|d| (d, 1)).collect(),
+                empty: None,
+                short: None,
+            }),
+        });
+        let mut q = lock(&self.ahead);
+        if self.job.quit.load(Ordering::SeqCst) {
+            return Err(SliceStop::Released);
+        }
+        track.hold();
+        q.push_back(spread);
+        self.ahead_cv.notify_all();
+        Ok(())
+    }
+
+    /// Fetches one page: its body parsed once, its records turned into rows
+    /// and sent to the writers, counted in the slice; `check` sees the body
+    /// inside the retry loop and says what the page means for the slice.
+    fn fetch_page<T>(
+        &self,
+        track: &Arc<SliceTrack>,
+        call: &http::Call<'_>,
+        page_no: u64,
+        tx: &Sender<Chunk>,
+        mut check: impl FnMut(&[u8], &Json<'_>, Option<&str>, usize, &PageRows) -> Result<T, String>,
+    ) -> Result<T, SliceStop> {
+        let job = self.job;
+        let claim = track.claim;
+        // Room for the page in the memory budget, before it is asked for.
+        let Some(mut held) = self.budget.for_page(job.quit) else {
+            return Err(SliceStop::Released);
+        };
+        let mut body_len = 0;
+        // The body is parsed once, borrowed, inside the retry loop: a body
+        // that is not JSON or lacks the records is retried like a 5xx; one
+        // nested past json::MAX_DEPTH fails the slice at once.
+        let got = self.get_page(call, &claim, page_no, |raw, link| {
+            body_len = raw.len();
+            let body = Json::parse(raw).map_err(|e| {
+                if e.is_too_deep() {
+                    PageError::Data(format!("page {page_no}: {e}"))
+                } else {
+                    PageError::unusable(raw, format!("the body is not valid JSON ({e})"))
+                }
             })?;
-            if let (Some(why), false) = (&rows.undated_reason, undated_logged) {
-                undated_logged = true;
+            let records = record::records_of(&body, &job.route.records)
+                .map_err(|m| PageError::unusable(raw, m))?;
+            let n = records.len();
+            let rows = record::page_rows(
+                records,
+                job.route,
+                (job.scrap.from, job.scrap.to),
+                claim.from,
+            )
+            .map_err(|m| PageError::Data(format!("page {page_no}: {m}")))?;
+            let checked = check(raw, &body, link, n, &rows);
+            Ok((rows, checked))
+        });
+        if got.is_err() {
+            self.budget.saw_no_body(job.settings.threads);
+        }
+        let (rows, checked) = got?;
+        if let Some(why) = &rows.undated_reason {
+            if track.first_undated() {
                 let mut ctx = self.ctx(Some(&claim));
                 ctx.page = Some(page_no);
                 job.errlog.write("registro sem data", &ctx, why);
             }
-            for note in &rows.sanitised {
-                let mut ctx = self.ctx(Some(&claim));
-                ctx.page = Some(page_no);
-                job.errlog.write("registro saneado", &ctx, note);
-            }
-            track.count_page(&rows);
-            self.counters.count_page(&rows);
-            if !rows.rows.is_empty() {
-                track.hold();
-                // Blocks while the channel is full: backpressure, never a drop.
-                if let Err(SendError(chunk)) = tx.send(Chunk {
-                    slice: Arc::clone(track),
-                    rows: rows.rows,
-                }) {
-                    // Every writer is gone (the run aborted): the slice stays unfinished.
-                    chunk.slice.release();
-                    self.let_go(&chunk.slice);
-                    return Err(SliceStop::Released);
-                }
-            }
-            // A guard stops the slice only after the page's rows are on their way.
-            if !more.map_err(SliceStop::Failed)? {
-                return Ok(());
+        }
+        for note in &rows.sanitised {
+            let mut ctx = self.ctx(Some(&claim));
+            ctx.page = Some(page_no);
+            job.errlog.write("registro saneado", &ctx, note);
+        }
+        track.count_page(&rows);
+        self.counters.count_page(&rows);
+        // The body and its tree are gone: the page holds what its rows take.
+        self.budget.saw_body(body_len);
+        held.resize(
+            rows.rows
+                .iter()
+                .map(|r| size_of::<Row>() + r.payload.capacity() + r.hash.capacity())
+                .sum(),
+        );
+        if !rows.rows.is_empty() {
+            track.hold();
+            // Blocks while the channel is full: backpressure, never a drop.
+            if let Err(SendError(chunk)) = tx.send(Chunk {
+                slice: Arc::clone(track),
+                rows: rows.rows,
+                _held: Some(held),
+            }) {
+                // Every writer is gone (the run aborted): the slice stays unfinished.
+                chunk.slice.release();
+                self.let_go(&chunk.slice);
+                return Err(SliceStop::Released);
             }
         }
+        // A guard stops the slice only after the page's rows are on their way.
+        checked.map_err(|m| SliceStop::Failed(format!("page {page_no}: {m}")))
     }
 
     /// One page with retries; `on_body` turns a 2xx body into `T`, or says

@@ -12,6 +12,7 @@
 //! (see `track`); a batch and its slice counters commit in one transaction,
 //! so nothing is counted twice.
 
+mod budget;
 mod fetch;
 mod track;
 mod write;
@@ -26,8 +27,9 @@ use crate::report::{ErrorContext, ErrorLog, Notice, Snapshot, Style, Watch};
 use crate::retry::{Backoff, Policy, Verdict};
 use anyhow::Result;
 use crossbeam::channel::{self, Sender};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 use track::SliceTrack;
@@ -137,10 +139,12 @@ impl Counters {
     }
 }
 
-/// A page's rows on their way to a writer; it holds its slice until committed.
+/// A page's rows on their way to a writer; it holds its slice until
+/// committed, and the bytes its rows take from the memory budget until dropped.
 struct Chunk {
     slice: Arc<SliceTrack>,
     rows: Vec<Row>,
+    _held: Option<budget::Reserved>,
 }
 
 /// Pages a writer may have queued ahead: bounds memory to a few pages per
@@ -164,6 +168,18 @@ struct Shared<'j, 'a> {
     abort: Mutex<Option<Abort>>,
     /// To the main thread, which shows them: workers never print.
     notices: Sender<Notice>,
+    /// Slices whose pages any fetcher may take (`parallel_pages`).
+    ahead: Mutex<VecDeque<Arc<fetch::Spread>>>,
+    /// Signalled when pages are queued or a page 1 that may spread is done.
+    ahead_cv: Condvar,
+    /// Fetchers on a page 1 that may spread: idle ones wait for it.
+    spreading: AtomicUsize,
+    /// Slices claimed in one statement, not yet started by a fetcher.
+    claimed: Mutex<VecDeque<Claim>>,
+    /// Slice ends waiting to be recorded, several in one statement.
+    ends: Mutex<track::Ends>,
+    /// Bytes of pages in flight (`ATLAS_MEMORY_MB`).
+    budget: Arc<budget::Budget>,
 }
 
 impl<'a> Shared<'_, 'a> {
@@ -326,6 +342,12 @@ pub fn run(job: &Job<'_>) -> Outcome {
         agent: http::agent_trusting(job.settings.timeout, &job.client.ca_certs),
         abort: Mutex::new(None),
         notices,
+        ahead: Mutex::new(VecDeque::new()),
+        ahead_cv: Condvar::new(),
+        spreading: AtomicUsize::new(0),
+        claimed: Mutex::new(VecDeque::new()),
+        ends: Mutex::new(track::Ends::default()),
+        budget: Arc::new(budget::Budget::new(job.settings.memory_mb)),
     };
     let mut board = NoticeBoard {
         style: job.style,
@@ -405,6 +427,10 @@ pub fn run(job: &Job<'_>) -> Outcome {
             }
         }
     });
+    // Pages left queued (every fetcher ended early, e.g. by a panic): their
+    // slices go back to pending.
+    shared.release_queued_pages();
+    shared.release_unstarted_claims();
     for n in notices_rx.try_iter() {
         board.show(&n, job.progress.sink.as_ref());
     }

@@ -27,6 +27,8 @@ pub(super) struct SliceTrack {
     /// Some of its rows will not be committed (the run stops): back to pending.
     released: AtomicBool,
     counts: Mutex<SliceCounts>,
+    /// The first undated record's reason was written to the error log.
+    undated_logged: AtomicBool,
 }
 
 /// How a slice ended, handed to its last holder to record.
@@ -46,6 +48,7 @@ impl SliceTrack {
             failed: Mutex::new(None),
             released: AtomicBool::new(false),
             counts: Mutex::new(SliceCounts::default()),
+            undated_logged: AtomicBool::new(false),
         })
     }
 
@@ -81,9 +84,14 @@ impl SliceTrack {
         c.undated += rows.undated as i64;
     }
 
-    /// Pages fetched so far.
-    pub(super) fn pages(&self) -> i64 {
-        lock(&self.counts).pages
+    /// Whether the slice failed already (its other pages need not be fetched).
+    pub(super) fn has_failed(&self) -> bool {
+        lock(&self.failed).is_some()
+    }
+
+    /// True once per slice: the first undated record is logged, not each.
+    pub(super) fn first_undated(&self) -> bool {
+        !self.undated_logged.swap(true, Ordering::SeqCst)
     }
 
     /// A holder lets go; the last one gets how the slice ended.
@@ -127,35 +135,101 @@ impl<F: FnMut(&SliceTrack)> Drop for ReleaseOnPanic<F> {
     }
 }
 
+/// Slice ends waiting to be recorded: the first holder to find none being
+/// recorded records all that wait, in one statement, and again while more
+/// came meanwhile (a group commit: one WAL flush for many small slices).
+#[derive(Default)]
+pub(super) struct Ends {
+    queue: Vec<(Claim, Ending)>,
+    recording: bool,
+}
+
 impl Shared<'_, '_> {
-    /// Lets go of a slice; the last holder records how it ended.
+    /// Lets go of a slice; the last holder records how it ended, or leaves
+    /// it to the holder recording ends right now. Every slice is recorded
+    /// before the run's threads are joined: a recorder takes the queue until
+    /// it finds it empty.
     pub(super) fn let_go(&self, t: &SliceTrack) {
         if let Some(ending) = t.let_go() {
-            self.record_end(&t.claim, &ending);
+            lock(&self.ends).queue.push((t.claim, ending));
+            self.record_ends();
         }
     }
 
-    fn record_end(&self, claim: &Claim, e: &Ending) {
+    fn record_ends(&self) {
+        loop {
+            let batch = {
+                let mut e = lock(&self.ends);
+                if e.recording || e.queue.is_empty() {
+                    return;
+                }
+                e.recording = true;
+                std::mem::take(&mut e.queue)
+            };
+            // Reset even if recording unwinds, so later ends are not stranded.
+            struct Recording<'e>(&'e Mutex<Ends>);
+            impl Drop for Recording<'_> {
+                fn drop(&mut self) {
+                    lock(self.0).recording = false;
+                }
+            }
+            let _recording = Recording(&self.ends);
+            self.record_batch(&batch);
+        }
+    }
+
+    fn record_batch(&self, batch: &[(Claim, Ending)]) {
         let worker = &self.job.worker;
+        let finishes: Vec<ledger::SliceFinish<'_>> = batch
+            .iter()
+            .map(|(claim, e)| ledger::SliceFinish {
+                slice: claim.id,
+                end: e.end,
+                counts: &e.counts,
+                error: e.error.as_deref(),
+            })
+            .collect();
         let recorded = self.with_db("recording the end of a slice", |c| {
-            ledger::finish_slice(c, claim.id, worker, e.end, &e.counts, e.error.as_deref())
+            ledger::finish_slices(c, worker, &finishes)
         });
         match recorded {
-            Ok(true) => match e.end {
-                SliceEnd::Done => add(&self.counters.slices_done, 1),
-                SliceEnd::Failed => add(&self.counters.slices_failed, 1),
-                SliceEnd::Released => {}
-            },
-            Ok(false) => log::warn!(
-                "slice {}..{} was taken over by another worker (lease expired); rows committed before stand (counted there), later ones are left to its new holder",
-                claim.from,
-                claim.to
-            ),
+            Ok(flags) => {
+                for ((claim, e), ok) in batch.iter().zip(flags) {
+                    self.count_end(claim, e, ok);
+                }
+            }
             Err(err) => {
-                // The lease will expire and a rerun takes the slice again: nothing is lost.
+                // The lease will expire and a rerun takes the slices again: nothing is lost.
                 log::error!("{err:#}");
                 self.abort(Abort::Database(format!("{err:#}")));
             }
+        }
+    }
+
+    fn count_end(&self, claim: &Claim, e: &Ending, recorded: bool) {
+        if !recorded {
+            log::warn!(
+                "slice {}..{} was taken over by another worker (lease expired); rows committed before stand (counted there), later ones are left to its new holder",
+                claim.from,
+                claim.to
+            );
+            return;
+        }
+        match e.end {
+            SliceEnd::Done => add(&self.counters.slices_done, 1),
+            SliceEnd::Failed => add(&self.counters.slices_failed, 1),
+            SliceEnd::Released => {}
+        }
+    }
+
+    /// Gives back the slices claimed in advance that no fetcher started
+    /// (the run stopped first): pending again.
+    pub(super) fn release_unstarted_claims(&self) {
+        let left: Vec<Claim> = lock(&self.claimed).drain(..).collect();
+        for claim in left {
+            let t = SliceTrack::new(claim);
+            t.release();
+            self.let_go(&t);
         }
     }
 
@@ -325,7 +399,6 @@ mod tests {
         };
         t.count_page(&page(100, 3, 1));
         t.count_page(&page(40, 0, 2));
-        assert_eq!(t.pages(), 2);
         let e = t.let_go().unwrap();
         assert_eq!(
             e.counts,

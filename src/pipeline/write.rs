@@ -181,6 +181,7 @@ mod tests {
                     hash: h.to_string(),
                 })
                 .collect(),
+            _held: None,
         }
     }
 

@@ -11,6 +11,7 @@ mod manager;
 mod oauth;
 mod pacing;
 mod package;
+mod perf;
 mod promises_cmd;
 mod promises_run;
 mod run;

@@ -1,0 +1,164 @@
+//! The byte budget of pages in flight (`ATLAS_MEMORY_MB`): a fetcher reserves
+//! what a page will take before asking for it, keeps what its rows take
+//! until a writer has committed them, and gives the rest back; a page larger
+//! than the whole budget still passes, alone.
+//!
+//! Invariant: every reservation is given back when dropped, so nothing leaks
+//! on an error path; a wait gives up when the run stops. Until a first body
+//! is seen its size is unknown, so the run's first page reserves the whole
+//! budget: the others wait for it (through its retries too; if it fails,
+//! the next pages reserve an equal share per fetcher instead).
+
+use super::lock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Bytes a page of `body` bytes takes while it is parsed: the body, the tree
+/// over it and the rows built from it. Order records of ~600 bytes take
+/// nearer 6× at the peak (a 56-byte tree member per field), but reserving
+/// 6× cost a third of the rate on pages of 10,000 records for 10 MiB less
+/// peak RSS (README "Performance"): 4× is the measured compromise.
+pub(super) fn while_parsed(body: usize) -> usize {
+    body.saturating_mul(4)
+}
+
+pub(super) struct Budget {
+    cap: usize,
+    used: Mutex<Used>,
+    freed: Condvar,
+    /// What the last page took while parsed: the next reservation. Zero
+    /// until a page was seen: then the first one reserves the whole budget.
+    estimate: AtomicUsize,
+}
+
+/// Bytes held, and fetchers waiting for some to be given back (a wake-up
+/// costs a system call: none is made when nobody waits).
+#[derive(Default)]
+struct Used {
+    bytes: usize,
+    waiting: usize,
+}
+
+/// Bytes held from the budget, given back on drop.
+pub(super) struct Reserved {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Budget {
+    pub(super) fn new(mb: u64) -> Budget {
+        Budget {
+            cap: usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            used: Mutex::new(Used::default()),
+            freed: Condvar::new(),
+            estimate: AtomicUsize::new(0),
+        }
+    }
+
+    /// Reserves room for the next page, waiting while the budget is full
+    /// (unless nothing is held: a page larger than the budget passes alone);
+    /// `None` when `quit` rose while waiting.
+    pub(super) fn for_page(self: &Arc<Self>, quit: &AtomicBool) -> Option<Reserved> {
+        let want = match self.estimate.load(Ordering::Relaxed) {
+            0 => self.cap,
+            n => n.min(self.cap),
+        };
+        let mut used = lock(&self.used);
+        while used.bytes > 0 && used.bytes + want > self.cap {
+            if quit.load(Ordering::SeqCst) {
+                return None;
+            }
+            used.waiting += 1;
+            used = self
+                .freed
+                .wait_timeout(used, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+            used.waiting -= 1;
+        }
+        used.bytes += want;
+        Some(Reserved {
+            budget: Arc::clone(self),
+            bytes: want,
+        })
+    }
+
+    /// A page of `body` bytes came: the next reservation follows it.
+    pub(super) fn saw_body(&self, body: usize) {
+        self.estimate
+            .store(while_parsed(body).max(1), Ordering::Relaxed);
+    }
+
+    /// A page gave no body: while no size is known, pages reserve a share of
+    /// `1/fetchers` of the budget each rather than all of it, so a failing
+    /// first page does not make every page wait for the one before.
+    pub(super) fn saw_no_body(&self, fetchers: usize) {
+        let share = (self.cap / fetchers.max(1)).max(1);
+        let _ = self
+            .estimate
+            .compare_exchange(0, share, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+impl Reserved {
+    /// Holds `bytes` from now on (what the page's rows take), giving back
+    /// the rest or taking more without waiting (the memory is in use).
+    pub(super) fn resize(&mut self, bytes: usize) {
+        let mut used = lock(&self.budget.used);
+        let freed = bytes < self.bytes;
+        used.bytes = (used.bytes + bytes).saturating_sub(self.bytes);
+        self.bytes = bytes;
+        let wake = freed && used.waiting > 0;
+        drop(used);
+        if wake {
+            self.budget.freed.notify_all();
+        }
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.resize(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_budget_waits_and_a_big_page_passes_alone() {
+        let b = Arc::new(Budget::new(1));
+        let quit = AtomicBool::new(false);
+        // Nothing seen yet: the first page takes the whole budget.
+        let mut first = b.for_page(&quit).unwrap();
+        assert_eq!(lock(&b.used).bytes, 1 << 20);
+        b.saw_body(100_000);
+        first.resize(200_000);
+        let second = b.for_page(&quit).unwrap();
+        assert_eq!(lock(&b.used).bytes, 600_000);
+        let third = b.for_page(&quit).unwrap();
+        assert_eq!(lock(&b.used).bytes, 1_000_000);
+        // 1,400,000 bytes would not fit in 1 MiB: a fourth page waits, here
+        // until quit rises.
+        quit.store(true, Ordering::SeqCst);
+        assert!(b.for_page(&quit).is_none());
+        quit.store(false, Ordering::SeqCst);
+        drop((first, second, third));
+        assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
+        // A page bigger than the budget passes when nothing else is held.
+        b.saw_body(10 << 20);
+        let big = b.for_page(&quit).unwrap();
+        assert_eq!(lock(&b.used).bytes, 1 << 20, "capped at the budget");
+        drop(big);
+        assert_eq!(lock(&b.used).bytes, 0);
+
+        // A first page that fails leaves a share per fetcher, not the whole budget.
+        let b = Arc::new(Budget::new(1));
+        b.saw_no_body(4);
+        let one = b.for_page(&quit).unwrap();
+        assert_eq!(lock(&b.used).bytes, 1 << 18);
+        drop(one);
+    }
+}

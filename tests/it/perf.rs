@@ -1,0 +1,352 @@
+//! Parallel pages inside a slice (`parallel_pages`): the exact set of
+//! records, the guards that still fail a lying slice, the switch that turns
+//! it off, a kill -9 in the middle, and the COPY path's exact counts on a
+//! rerun.
+
+use crate::util::{spec_hash, Api, Atlas, TestDb};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const TABLE: &str = "dados_raw_cliente_2151_pedidos";
+
+/// A one-day route over `/{kind}/pedidos` with `pagination`.
+fn route(pagination: Value) -> Value {
+    json!({
+        "path": "/pedidos",
+        "records": "/data",
+        "date_params": { "start": "data_inicial", "end": "data_final", "format": "%Y-%m-%d" },
+        "slice_days": 1,
+        "pagination": pagination,
+        "date_field": "/data_pedido"
+    })
+}
+
+fn pages_of(size: u64) -> Value {
+    json!({ "type": "page", "param": "page", "start": 1, "size_param": "por_pagina",
+            "size": size, "total_pages": "/total_paginas" })
+}
+
+fn offsets_of(limit: u64) -> Value {
+    json!({ "type": "offset", "offset_param": "offset", "limit_param": "limit",
+            "limit": limit, "total": "/total" })
+}
+
+struct Case {
+    api: Api,
+    db: TestDb,
+    atlas: Atlas,
+}
+
+impl Case {
+    fn new(tag: &str, api_args: &[&str], kind: &str, route: Value) -> Case {
+        let api = Api::start(api_args);
+        let db = TestDb::new(tag);
+        let cfg = Atlas::config(&format!("{}/{kind}", api.url), json!({ "pedidos": route }));
+        let atlas = Atlas::new(&db, &cfg);
+        Case { api, db, atlas }
+    }
+
+    fn create(&self, from: &str, to: &str) -> String {
+        self.atlas.create("pedidos", from, to)
+    }
+
+    /// The hashes of every record the API holds for `day`, read in one page
+    /// and hashed independently of the binary: the ground truth.
+    fn truth(&self, day: &str) -> BTreeSet<String> {
+        let body = self.api.get(&format!(
+            "/page/pedidos?data_inicial={day}&data_final={day}&page=1&por_pagina=10000"
+        ));
+        let records = body["data"].as_array().expect("data array");
+        assert_eq!(
+            records.len() as i64,
+            self.api.expected(day, day),
+            "one page holds the whole day"
+        );
+        records
+            .iter()
+            .map(|r| spec_hash(&serde_json::to_string(r).unwrap()))
+            .collect()
+    }
+
+    fn stored(&self) -> BTreeSet<String> {
+        self.db
+            .strings(&format!("SELECT hash_conteudo FROM {TABLE}"))
+            .into_iter()
+            .collect()
+    }
+
+    fn rows(&self) -> i64 {
+        self.db.i64(&format!("SELECT count(*) FROM {TABLE}"))
+    }
+
+    fn slice_states(&self, id: &str) -> Vec<(String, String)> {
+        let sql = format!(
+            "SELECT status, coalesce(last_error, '') FROM atlas.slices \
+             WHERE scrap_id = {id} ORDER BY slice_from"
+        );
+        self.db
+            .client()
+            .query(&sql, &[])
+            .expect(&sql)
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+}
+
+/// Runs the scrap with `--json` and returns the summary.
+fn run(c: &Case, id: &str, code: i32) -> Value {
+    c.atlas
+        .expect(&["scrap", "run", id, "--json", "--threads", "6"], code)
+        .json()
+}
+
+#[test]
+fn parallel_pages_load_a_one_day_slice_exactly() {
+    // 1,000 records in 20 pages of 50: page 1 declares 20, pages 2..20 go to the pool.
+    let c = Case::new(
+        "perf_par",
+        &["--per-day", "1000", "--latency-ms", "20"],
+        "page",
+        route(pages_of(50)),
+    );
+    let id = c.create("2025-03-04", "2025-03-04");
+    let s = run(&c, &id, 0);
+    assert_eq!(s["pages"].as_i64(), Some(20), "{s}");
+    assert_eq!(s["records_fetched"].as_i64(), Some(1000), "{s}");
+    assert_eq!(s["inserted"].as_i64(), Some(1000), "{s}");
+    assert_eq!(s["duplicates"].as_i64(), Some(0), "{s}");
+    assert_eq!(c.rows(), 1000);
+    assert_eq!(c.stored(), c.truth("2025-03-04"), "the API's exact records");
+    assert_eq!(c.slice_states(&id), [("done".to_string(), String::new())]);
+    assert_eq!(
+        c.db.i64("SELECT sum(pages)::bigint FROM atlas.slices"),
+        20,
+        "the slice counts every page"
+    );
+
+    // The same period again: every record a duplicate, counted exactly.
+    let again = c.create("2025-03-04", "2025-03-04");
+    let s = run(&c, &again, 0);
+    assert_eq!(s["inserted"].as_i64(), Some(0), "{s}");
+    assert_eq!(s["duplicates"].as_i64(), Some(1000), "{s}");
+    assert_eq!(c.rows(), 1000);
+}
+
+#[test]
+fn parallel_offsets_load_several_days_exactly() {
+    // 3 days of 230 records, limit 40: 6 pages a day, the last one short.
+    let c = Case::new(
+        "perf_off",
+        &["--per-day", "230", "--latency-ms", "10"],
+        "offset",
+        route(offsets_of(40)),
+    );
+    let id = c.create("2025-03-04", "2025-03-06");
+    let s = run(&c, &id, 0);
+    assert_eq!(s["pages"].as_i64(), Some(18), "{s}");
+    assert_eq!(s["inserted"].as_i64(), Some(690), "{s}");
+    let truth: BTreeSet<String> = ["2025-03-04", "2025-03-05", "2025-03-06"]
+        .iter()
+        .flat_map(|d| c.truth(d))
+        .collect();
+    assert_eq!(c.stored(), truth);
+}
+
+#[test]
+fn a_lying_total_fails_the_slice_with_parallel_pages() {
+    // 10 real pages of 50, page 1 declares 11: page 11 comes back empty.
+    let c = Case::new(
+        "perf_lie",
+        &[
+            "--per-day",
+            "500",
+            "--latency-ms",
+            "10",
+            "--misbehave",
+            "lying_total",
+        ],
+        "page",
+        route(pages_of(50)),
+    );
+    let id = c.create("2025-03-04", "2025-03-04");
+    let s = run(&c, &id, 1);
+    assert_eq!(s["slices_failed"].as_i64(), Some(1), "{s}");
+    assert_eq!(s["slices_done"].as_i64(), Some(0), "{s}");
+    let states = c.slice_states(&id);
+    assert_eq!(states[0].0, "failed", "{states:?}");
+    assert!(
+        states[0].1.contains("guard")
+            && states[0]
+                .1
+                .contains("declared 11 pages but page 11 is empty"),
+        "names the guard and the page: {states:?}"
+    );
+    // The real pages' rows were all committed before the slice failed.
+    assert_eq!(c.stored(), c.truth("2025-03-04"));
+}
+
+#[test]
+fn a_short_page_before_the_lie_ends_the_slice_with_stop_on_short_page() {
+    // 120 records in pages of 50 (50, 50, 20), 4 declared: page 4 is empty,
+    // but page 3 was short, so the data ended there, as in the in-order walk.
+    let mut p = pages_of(50);
+    p["stop_on_short_page"] = json!(true);
+    let c = Case::new(
+        "perf_short",
+        &["--per-day", "120", "--misbehave", "lying_total"],
+        "page",
+        route(p),
+    );
+    let id = c.create("2025-03-04", "2025-03-04");
+    let s = run(&c, &id, 0);
+    assert_eq!(s["slices_done"].as_i64(), Some(1), "{s}");
+    assert_eq!(c.stored(), c.truth("2025-03-04"));
+}
+
+#[test]
+fn parallel_pages_false_fetches_in_order_and_is_exact() {
+    let mut r = route(pages_of(50));
+    r["parallel_pages"] = json!(false);
+    let c = Case::new(
+        "perf_seq",
+        &["--per-day", "600", "--latency-ms", "5"],
+        "page",
+        r,
+    );
+    let id = c.create("2025-03-04", "2025-03-04");
+    let s = run(&c, &id, 0);
+    assert_eq!(s["pages"].as_i64(), Some(12), "{s}");
+    assert_eq!(s["inserted"].as_i64(), Some(600), "{s}");
+    assert_eq!(c.stored(), c.truth("2025-03-04"));
+}
+
+#[test]
+fn parallel_pages_must_be_a_boolean() {
+    let mut r = route(pages_of(50));
+    r["parallel_pages"] = json!("yes");
+    let c = Case::new("perf_bad", &[], "page", r);
+    let out = c.atlas.expect(&["init"], 2);
+    assert!(
+        out.stderr.contains("parallel_pages"),
+        "the error names the key: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn kill_during_parallel_pages_then_rerun_is_exact() {
+    // 40 pages of 50 at 100 ms each with 4 fetchers: killed while pages are in flight.
+    let c = Case::new(
+        "perf_kill",
+        &["--per-day", "2000", "--latency-ms", "100"],
+        "page",
+        route(pages_of(50)),
+    );
+    let id = c.create("2025-03-04", "2025-03-04");
+    let mut child = c
+        .atlas
+        .command(&["scrap", "run", &id, "--threads", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start atlas");
+    crate::util::wait_for("some committed rows", Duration::from_secs(60), || {
+        c.rows() > 0
+    });
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert!(c.rows() < 2000, "killed before the end: {}", c.rows());
+    let s = run(&c, &id, 0);
+    assert_eq!(s["slices_done"].as_i64(), Some(1), "{s}");
+    assert_eq!(c.rows(), 2000);
+    assert_eq!(c.stored(), c.truth("2025-03-04"), "exact after the rerun");
+}
+
+#[test]
+fn copy_meets_stored_rows_falls_back_and_counts_exactly() {
+    // Day 4 is loaded first; then one 2-day slice (days 4 and 5) whose
+    // batches mix stored rows and new ones: COPY meets a unique violation,
+    // the batch goes in by INSERT … ON CONFLICT, and the counts are exact.
+    let mut r = route(pages_of(50));
+    r["slice_days"] = json!(2);
+    let c = Case::new("perf_copy", &["--per-day", "300"], "page", r);
+    let first = c.create("2025-03-04", "2025-03-04");
+    let s = run(&c, &first, 0);
+    assert_eq!(s["inserted"].as_i64(), Some(300), "{s}");
+    let both = c.create("2025-03-04", "2025-03-05");
+    let s = c
+        .atlas
+        .expect(
+            &["scrap", "run", &both, "--json", "--batch-export", "1000"],
+            0,
+        )
+        .json();
+    assert_eq!(s["records_fetched"].as_i64(), Some(600), "{s}");
+    assert_eq!(s["inserted"].as_i64(), Some(300), "{s}");
+    assert_eq!(s["duplicates"].as_i64(), Some(300), "{s}");
+    let truth: BTreeSet<String> = c
+        .truth("2025-03-04")
+        .into_iter()
+        .chain(c.truth("2025-03-05"))
+        .collect();
+    assert_eq!(c.stored(), truth);
+    assert_eq!(
+        c.db.i64(&format!(
+            "SELECT inserted * 1000 + duplicates FROM atlas.slices WHERE scrap_id = {both}"
+        )),
+        300 * 1000 + 300,
+        "the slice's own counts"
+    );
+    // A third run of both days: all duplicates, nothing inserted.
+    let again = c.create("2025-03-04", "2025-03-05");
+    let s = run(&c, &again, 0);
+    assert_eq!(
+        (s["inserted"].as_i64(), s["duplicates"].as_i64()),
+        (Some(0), Some(600)),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_memory_budget_smaller_than_a_page_still_loads_exactly() {
+    // Pages of 2,000 records (over 1 MiB each) under a 1 MiB budget: each
+    // page passes alone, and the load is exact.
+    let mut c = Case::new(
+        "perf_mem",
+        &["--per-day", "4000", "--page-size", "2000"],
+        "page",
+        route(pages_of(2000)),
+    );
+    c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "1".into()));
+    let id = c.create("2025-03-04", "2025-03-05");
+    let s = run(&c, &id, 0);
+    assert_eq!(s["inserted"].as_i64(), Some(8000), "{s}");
+    let truth: BTreeSet<String> = c
+        .truth("2025-03-04")
+        .into_iter()
+        .chain(c.truth("2025-03-05"))
+        .collect();
+    assert_eq!(c.stored(), truth);
+}
+
+#[test]
+fn a_memory_budget_of_zero_is_a_usage_error() {
+    let mut c = Case::new("perf_mem0", &[], "page", route(pages_of(50)));
+    let id = c.create("2025-03-04", "2025-03-04");
+    c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "0".into()));
+    let out = c.atlas.expect(&["scrap", "run", &id], 2);
+    assert!(out.stderr.contains("memory_mb"), "{}", out.stderr);
+    assert_eq!(c.rows(), 0, "nothing ran");
+
+    // The same in the config file.
+    let mut r = route(pages_of(50));
+    r["parallel_pages"] = json!(true);
+    let api = Api::start(&[]);
+    let db = TestDb::new("perf_mem0f");
+    let mut cfg = Atlas::config(&format!("{}/page", api.url), json!({ "pedidos": r }));
+    cfg["memory_mb"] = json!(0);
+    let out = Atlas::new(&db, &cfg).expect(&["init"], 2);
+    assert!(out.stderr.contains("memory_mb"), "{}", out.stderr);
+}
