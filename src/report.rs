@@ -155,6 +155,8 @@ impl Style {
 /// progress line, the manager draws them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Snapshot {
+    /// The run these figures are of.
+    pub run_id: i64,
     pub pages: u64,
     pub records: u64,
     pub inserted: u64,
@@ -604,6 +606,7 @@ mod tests {
     #[test]
     fn progress_line_with_and_without_emoji() {
         let snap = Snapshot {
+            run_id: 1,
             pages: 12,
             records: 6000,
             elapsed: Duration::from_secs(4),
@@ -627,6 +630,7 @@ mod tests {
     #[test]
     fn eta_follows_the_pace_of_finished_slices() {
         let at = |secs, done, failed| Snapshot {
+            run_id: 1,
             elapsed: Duration::from_secs(secs),
             slices_done: done,
             slices_failed: failed,

@@ -394,10 +394,9 @@ fn watch(
     turns: &Mutex<Vec<Option<Turn>>>,
     started: Instant,
 ) {
-    // Per lane: the latest figures of its current run, and the banked
-    // figures of its finished runs (a run's clock starts again at 0).
+    // Per lane: the latest figures of its run in progress. Finished pairs
+    // count by their summaries (a run shorter than a tick sends none).
     let mut current: Vec<Option<Snapshot>> = vec![None; lanes.len()];
-    let mut banked = (0u64, 0u64);
     let mut open = lanes.len();
     let ticker = channel::tick(every.max(std::time::Duration::from_millis(100)));
     let mut sel = Select::new();
@@ -411,11 +410,26 @@ fn watch(
         let i = op.index();
         if i == tick {
             let _ = op.recv(&ticker);
-            let finished = lock(turns).iter().filter(|t| t.is_some()).count();
-            let (pages, records) = current
-                .iter()
-                .flatten()
-                .fold(banked, |(p, r), s| (p + s.pages, r + s.records));
+            let (finished, done_runs, mut pages, mut records) = {
+                let turns = lock(turns);
+                let mut done_runs = Vec::new();
+                let (mut pages, mut records, mut finished) = (0u64, 0u64, 0usize);
+                for t in turns.iter().flatten() {
+                    finished += 1;
+                    if let Turn::Ran(v, _) = t {
+                        pages += v["pages"].as_u64().unwrap_or(0);
+                        records += v["records_fetched"].as_u64().unwrap_or(0);
+                        done_runs.extend(v["run_id"].as_i64());
+                    }
+                }
+                (finished, done_runs, pages, records)
+            };
+            for s in current.iter().flatten() {
+                if !done_runs.contains(&s.run_id) {
+                    pages += s.pages;
+                    records += s.records;
+                }
+            }
             eprintln!(
                 "{}",
                 style.line(
@@ -429,15 +443,7 @@ fn watch(
             continue;
         }
         match op.recv(&lanes[i]) {
-            Ok(Watch::Progress(s)) => {
-                if let Some(prev) = &current[i] {
-                    if s.elapsed < prev.elapsed {
-                        banked.0 += prev.pages;
-                        banked.1 += prev.records;
-                    }
-                }
-                current[i] = Some(s);
-            }
+            Ok(Watch::Progress(s)) => current[i] = Some(s),
             Ok(Watch::Notice(n)) => eprintln!("{}", style.notice(&n)),
             Ok(Watch::Note(line)) => eprintln!("{line}"),
             Err(_) => {

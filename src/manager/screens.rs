@@ -836,6 +836,7 @@ mod tests {
             of: Retried::Page,
         }));
         a.watch(Watch::Progress(Snapshot {
+            run_id: 1,
             pages: 12,
             records: 6000,
             inserted: 5900,

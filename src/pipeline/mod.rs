@@ -189,6 +189,7 @@ impl<'a> Shared<'_, 'a> {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let p = &self.job.progress;
         Snapshot {
+            run_id: self.job.run_id,
             pages: g(&k.pages),
             records: g(&k.records),
             inserted: g(&k.inserted),

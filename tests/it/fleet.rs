@@ -132,6 +132,32 @@ fn twelve_pairs_load_exactly_and_a_pair_that_cannot_start_is_reported() {
         "{}",
         run.stderr
     );
+    // Each pair starts with its count; the fleet's progress lines count
+    // finished pairs and every lane's records, never more than were loaded.
+    assert!(run.stderr.contains("🧩 pares 1/12: "), "{}", run.stderr);
+    let progress: Vec<u64> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("🧩 pares ") && l.contains("/12 | "))
+        .map(|l| {
+            let r = l.split(" | ").find(|p| p.ends_with(" registros")).expect(l);
+            r.trim_start_matches("📊 ")
+                .trim_end_matches(" registros")
+                .replace(',', "")
+                .parse()
+                .expect(l)
+        })
+        .collect();
+    assert!(
+        !progress.is_empty(),
+        "no fleet progress line:\n{}",
+        run.stderr
+    );
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!(
+        *progress.last().unwrap() <= (9 * expected) as u64,
+        "{progress:?}"
+    );
 
     // Same night again: nothing new anywhere.
     let same = atlas
