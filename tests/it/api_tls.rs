@@ -4,29 +4,9 @@
 //! the CA in the system store (`SSL_CERT_FILE` of the atlas process) loads
 //! the period exactly.
 
-use crate::util::{assert_exact, page_route, Api, Atlas, Run, TestDb};
+use crate::util::{assert_exact, page_route, Api, Atlas, Run, TestDb, OPENSSL_CNF};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-/// OpenSSL v3 extensions as webpki wants them.
-const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-";
 
 /// A throwaway CA (`ca.pem`) and a server certificate it signed
 /// (`server.pem`, `server.key`) for localhost and 127.0.0.1.

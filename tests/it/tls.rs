@@ -3,7 +3,7 @@
 //! CA, and a `pg_hba.conf` that admits TCP connections only over TLS.
 //! Everything goes through the real binary: `atlas --database-url URL init`.
 
-use crate::util::Run;
+use crate::util::{Run, OPENSSL_CNF};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -60,26 +60,6 @@ fn pg_bindir() -> PathBuf {
 
 const OPENSSL_MISSING: &str =
     "the TLS tests need the `openssl` command to make certificates (apt-get install openssl)";
-
-/// OpenSSL settings for the certificates: v3 extensions as webpki wants them.
-const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-";
 
 /// A PostgreSQL cluster of its own in a tempdir, stopped (and the directory
 /// removed) on drop.
