@@ -6,11 +6,11 @@
 //! `redact`, and resolved secret values never implement `Display`.
 
 use crate::charset::{body_charset, decode};
+use crate::config::template::{self, Secrets, Var, Vars};
 use crate::config::{Auth, BodyFormat, Client, Method, Route, SecretValue};
 use crate::paginate::Position;
 use crate::retry::Verdict;
 use crate::rules::{self, Then};
-use crate::template::{self, Secrets, Var, Vars};
 use anyhow::Result;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};

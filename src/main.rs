@@ -23,7 +23,6 @@ mod rules;
 mod seal;
 mod signal;
 mod slice;
-mod template;
 mod tls;
 
 use std::process::ExitCode;

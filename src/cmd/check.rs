@@ -136,7 +136,7 @@ fn probe(
     c: &Client,
     r: &Route,
     auth: &ResolvedAuth,
-    secrets: crate::template::Secrets,
+    secrets: crate::config::template::Secrets,
     day: NaiveDate,
 ) -> Result<String, String> {
     let request =

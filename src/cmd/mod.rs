@@ -20,6 +20,7 @@ mod verify;
 
 use crate::cli::{Args, AuthCommand, Command, ScrapCommand};
 use crate::config::settings::{config_path, database_url};
+use crate::config::template::{self, Secrets};
 use crate::config::{self, Auth, Client, Config, Layer, Settings};
 use crate::dates;
 use crate::db::Db;
@@ -29,7 +30,6 @@ use crate::ledger;
 use crate::oauth;
 use crate::report::Style;
 use crate::seal::TokenKey;
-use crate::template::{self, Secrets};
 use anyhow::Result;
 use chrono::NaiveDate;
 use std::path::PathBuf;

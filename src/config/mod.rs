@@ -11,6 +11,7 @@
 mod position;
 mod raw;
 pub mod settings;
+pub mod template;
 mod validate;
 
 pub use settings::{Layer, Settings};

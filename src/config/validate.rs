@@ -5,6 +5,7 @@
 use super::position::{key_position, Key};
 use super::raw::{RawAuth, RawClient, RawFile, RawPagination, RawRoute};
 use super::settings::Layer;
+use super::template;
 use super::{
     Auth, BodyFormat, Client, Config, DateParams, Grant, Method, OAuth2, Pagination, Paging, Route,
     Secret, Undated,
@@ -12,7 +13,6 @@ use super::{
 use crate::dates::{self, EndStyle, Zone};
 use crate::exit::usage;
 use crate::ident;
-use crate::template;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -45,7 +45,7 @@ pub struct Job<'a> {
     pub run_id: i64,
     pub auth: ResolvedAuth,
     /// The secrets the route's templates name, read once.
-    pub secrets: crate::template::Secrets,
+    pub secrets: crate::config::template::Secrets,
     pub backoff: Backoff,
     pub errlog: &'a ErrorLog,
     pub style: Style,

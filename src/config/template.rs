@@ -7,7 +7,7 @@
 //! such as `{"a":1}`) is kept as written. Secret values (`{env:}`,
 //! `{file:}`) are read once per run into [`Secrets`] and never printed.
 
-use crate::config::{Pagination, Paging, SecretValue};
+use super::{Pagination, Paging, SecretValue};
 use crate::exit::usage;
 use anyhow::Result;
 use serde_json::Value;
@@ -453,7 +453,7 @@ mod tests {
         ];
         for (ptr, value, needle) in cases {
             let mut v = base.clone();
-            crate::template::set_pointer(&mut v, ptr, value);
+            crate::config::template::set_pointer(&mut v, ptr, value);
             let e = parse(&v).expect_err(ptr);
             assert_eq!(crate::exit::classify(&e), crate::exit::Exit::Usage);
             let e = format!("{e:#}");
