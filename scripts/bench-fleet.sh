@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of the nightly fleet: PAIRS (client, route) pairs x DAYS days on
 # the sample API at LATENCY_MS per request, one page per day: `atlas sync
-# --all` against the same pairs run one `atlas sync` after another, each on
-# a fresh database, with the ideal `requests x latency / threads` beside them.
+# --all` against the same pairs run one `atlas sync` after another (each on
+# a fresh database), on the first night (tables created) and the next one
+# (a new day and the lookback day), with the ideal `requests x latency /
+# threads` beside them.
 #   scripts/bench-fleet.sh                  40 pairs x 2 days, 100 ms, 8 threads
 # Env: PAIRS (even), DAYS, LATENCY_MS, THREADS, DATABASE_URL (else scripts/pg.sh).
 set -euo pipefail
@@ -73,35 +75,57 @@ fresh() { # a fresh database for one measurement; prints its URL
 }
 export ATLAS_THREADS=$THREADS
 
-URL=$(fresh atlas_bench_fleet_all)
-t0=$(date +%s.%N)
-"$ATLAS" --plain --config "$WORK/atlas.json" --database-url "$URL" sync --all \
-    --from "$FROM" --until "$UNTIL" --json >"$WORK/all.json" 2>"$WORK/all.err" || true
-t1=$(date +%s.%N)
-
-URL2=$(fresh atlas_bench_fleet_one)
-t2=$(date +%s.%N)
-python3 - "$WORK/atlas.json" <<'PY' | while read -r c r; do
+pairs() { # every (client, route) of the config, one per line
+    python3 - "$WORK/atlas.json" <<'PY'
 import json, sys
 cfg = json.load(open(sys.argv[1]))
 for c in sorted(cfg["clients"]):
     for r in sorted(cfg["routes"]):
         print(c, r)
 PY
-    "$ATLAS" --plain --config "$WORK/atlas.json" --database-url "$URL2" sync --client "$c" --route "$r" \
-        --from "$FROM" --until "$UNTIL" >/dev/null 2>&1 || true
-done
-t3=$(date +%s.%N)
+}
+all() { # url, json out, sync flags...: one `sync --all`; prints its seconds
+    local url=$1 out=$2; shift 2
+    local t0 t1; t0=$(date +%s.%N)
+    "$ATLAS" --plain --config "$WORK/atlas.json" --database-url "$url" sync --all --json "$@" \
+        >"$out" 2>>"$WORK/all.err" || true
+    t1=$(date +%s.%N)
+    python3 -c "print($t1 - $t0)"
+}
+each() { # url, sync flags...: one `atlas sync` per pair, one after another; prints the seconds
+    local url=$1; shift
+    local t0 t1; t0=$(date +%s.%N)
+    while read -r c r; do
+        "$ATLAS" --plain --config "$WORK/atlas.json" --database-url "$url" sync --client "$c" \
+            --route "$r" "$@" >/dev/null 2>&1 || true
+    done < <(pairs)
+    t1=$(date +%s.%N)
+    python3 -c "print($t1 - $t0)"
+}
 
-python3 - "$WORK/all.json" "$t0" "$t1" "$t2" "$t3" "$PAIRS" "$DAYS" "$LATENCY_MS" "$THREADS" <<'PY'
+# First night (tables created, nothing loaded yet), then the next night:
+# one new day plus the default lookback day, again PAIRS x DAYS requests
+# when DAYS is 2.
+NEXT=$(date -d "$UNTIL + 1 day" +%F)
+URL=$(fresh atlas_bench_fleet_all)
+URL2=$(fresh atlas_bench_fleet_one)
+A1=$(all "$URL" "$WORK/all.json" --from "$FROM" --until "$UNTIL")
+E1=$(each "$URL2" --from "$FROM" --until "$UNTIL")
+A2=$(all "$URL" "$WORK/next.json" --until "$NEXT")
+E2=$(each "$URL2" --until "$NEXT")
+
+python3 - "$WORK/all.json" "$WORK/next.json" "$A1" "$E1" "$A2" "$E2" "$PAIRS" "$DAYS" "$LATENCY_MS" "$THREADS" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-t0, t1, t2, t3 = map(float, sys.argv[2:6])
-pairs, days, lat, threads = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+first, nxt = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+a1, e1, a2, e2 = map(float, sys.argv[3:7])
+pairs, days, lat, threads = map(int, sys.argv[7:11])
 requests = pairs * days
 ideal = requests * lat / 1000 / threads
 print(f"{pairs} pairs x {days} days, {lat} ms/request, {threads} threads: {requests} requests, ideal {ideal:.2f} s")
-print(f"sync --all            {t1 - t0:7.2f} s  ({(t1 - t0) / ideal:.2f}x ideal)  inserted {r['totals']['inserted']}  exit {r['exit_code']}")
-print(f"one sync per pair     {t3 - t2:7.2f} s  ({(t3 - t2) / ideal:.2f}x ideal)")
+x = lambda t: f"{t / ideal:.2f}x ideal" if ideal else "no latency: all overhead"
+print(f"first night  sync --all         {a1:6.2f} s  ({x(a1)})  inserted {first['totals']['inserted']}  exit {first['exit_code']}")
+print(f"first night  one sync per pair  {e1:6.2f} s  ({x(e1)})")
+print(f"next night   sync --all         {a2:6.2f} s  ({x(a2)})  inserted {nxt['totals']['inserted']}  exit {nxt['exit_code']}")
+print(f"next night   one sync per pair  {e2:6.2f} s  ({x(e2)})")
 PY
 psql_admin -c "DROP DATABASE IF EXISTS atlas_bench_fleet_all WITH (FORCE)" -c "DROP DATABASE IF EXISTS atlas_bench_fleet_one WITH (FORCE)" 2>/dev/null
