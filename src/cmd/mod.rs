@@ -96,6 +96,9 @@ pub struct Context<'a> {
     /// The environment, for secret references only (`token_env`): a
     /// client's secret is read when a command uses that client.
     env: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    /// A pool kept across the runs of one lane of `sync --all` (a run
+    /// otherwise opens its own).
+    pool: Option<crate::db::Pool>,
 }
 
 impl<'a> Context<'a> {
@@ -131,6 +134,7 @@ impl<'a> Context<'a> {
             quit,
             interrupted,
             env,
+            pool: None,
         })
     }
 
@@ -158,6 +162,12 @@ impl<'a> Context<'a> {
             quit: self.quit,
             interrupted: self.interrupted,
             env: self.env,
+            // Its connections stay open from one pair's run to the next.
+            pool: self
+                .database
+                .as_ref()
+                .ok()
+                .and_then(|d| d.pool((threads + writers + 2) as u32).ok()),
         }
     }
 

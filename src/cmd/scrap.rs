@@ -295,7 +295,10 @@ pub fn execute(
     )?;
     summary.run_id = Some(run_id);
     // Claims and batches use the pool; this connection is for the run row only.
-    let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
+    let pool = match &ctx.pool {
+        Some(p) => p.clone(),
+        None => db.pool((settings.threads + settings.writers + 2) as u32)?,
+    };
     let backoff = Backoff {
         base: settings.backoff_base,
         cap: settings.backoff_cap,
