@@ -5,7 +5,7 @@
 //! secrets from `{env:}` never shown, unknown placeholders refused, and
 //! the rate-limit headers and a 503's `Retry-After` obeyed.
 
-use crate::util::{assert_exact, Api, Atlas, Run, TestDb};
+use crate::util::{assert_exact, database_text, request_log, Api, Atlas, Run, Seen, TestDb};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -23,28 +23,6 @@ fn show(r: &Run) -> String {
         "exit {}\nstdout:\n{}\nstderr:\n{}",
         r.code, r.stdout, r.stderr
     )
-}
-
-/// One data request as the sample API logged it.
-struct Seen {
-    ms: u64,
-    status: u16,
-    key: String,
-}
-
-fn request_log(path: &Path) -> Vec<Seen> {
-    std::fs::read_to_string(path)
-        .expect("request log")
-        .lines()
-        .map(|l| {
-            let mut f = l.splitn(3, ' ');
-            Seen {
-                ms: f.next().and_then(|v| v.parse().ok()).expect("ms"),
-                status: f.next().and_then(|v| v.parse().ok()).expect("status"),
-                key: f.next().unwrap_or("").to_string(),
-            }
-        })
-        .collect()
 }
 
 /// Loads `from..to` with the fixture's config and checks the table is
@@ -96,8 +74,8 @@ fn omie_post_body_with_a_fault_500_as_the_empty_page() {
     assert_eq!(seen.len(), 12, "one request per page");
     assert_eq!(seen.iter().filter(|s| s.status == 500).count(), 3);
     assert!(
-        seen.iter().any(|s| s.key.contains("\"pagina\":3")
-            && s.key.contains("\"filtrar_por_data_de\":\"02/03/2025\"")),
+        seen.iter().any(|s| s.url.contains("\"pagina\":3")
+            && s.url.contains("\"filtrar_por_data_de\":\"02/03/2025\"")),
         "the page and the dates travel in the body"
     );
 }
@@ -146,23 +124,6 @@ fn secrets_from_env_in_a_body_are_never_shown() {
     }
 }
 
-/// Every text of every table of the database.
-fn database_text(db: &TestDb) -> String {
-    let tables = db.strings(
-        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
-         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
-    );
-    tables
-        .iter()
-        .flat_map(|t| {
-            db.strings(&format!(
-                "SELECT coalesce(string_agg(x::text, E'\\n'), '') FROM {t} x"
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 const TINY_TOKEN: &str = "tok-tiny-5150";
 
 fn tiny_api(log: &Path, blocked_first: &str) -> Api {
@@ -199,7 +160,7 @@ fn tiny_errors_inside_200_retry_and_end_the_slice() {
     );
     let seen = request_log(&log);
     assert_eq!(seen.len(), 16, "each request blocked once, then answered");
-    assert!(seen.iter().all(|s| !s.key.contains(TINY_TOKEN)));
+    assert!(seen.iter().all(|s| !s.url.contains(TINY_TOKEN)));
 
     // A token the API refuses (codigo_erro 2) is an `auth` rule: exit 3.
     atlas.env.retain(|(k, _)| k != "TINY_TOKEN");
@@ -274,11 +235,11 @@ fn vtex_one_parameter_range_and_header_keys() {
     let seen = request_log(&log);
     assert!(
         seen[0]
-            .key
+            .url
             .contains("f_creationDate=creationDate%3A%5B2025-03-0")
-            && seen[0].key.contains("T23%3A59%3A59.999Z%5D"),
+            && seen[0].url.contains("T23%3A59%3A59.999Z%5D"),
         "{}",
-        seen[0].key
+        seen[0].url
     );
 }
 
@@ -395,7 +356,7 @@ fn retry_after_on_a_503_pauses_the_client() {
             "{} request(s) inside the Retry-After of the 503 at {}: {}",
             early.len(),
             no.ms,
-            early[0].key
+            early[0].url
         );
     }
 }

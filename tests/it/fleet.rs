@@ -3,7 +3,7 @@
 //! processes through PostgreSQL (each slice fetched once), and a process
 //! killed mid-fleet covered by the other.
 
-use crate::util::{Api, Atlas, Bg, TestDb};
+use crate::util::{request_log, Api, Atlas, Bg, TestDb};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -333,11 +333,13 @@ fn two_processes_share_the_fleet_and_fetch_each_slice_once() {
     );
     // Each slice fetched by one process: no page asked for twice.
     for c in ["201", "202"] {
-        let lines = std::fs::read_to_string(dir.path().join(format!("{c}.log"))).unwrap();
         let mut seen = std::collections::HashSet::new();
-        for l in lines.lines() {
-            let url = l.splitn(3, ' ').nth(2).unwrap_or_default().to_string();
-            assert!(seen.insert(url.clone()), "client {c} asked twice: {url}");
+        for r in request_log(&dir.path().join(format!("{c}.log"))) {
+            assert!(
+                seen.insert(r.url.clone()),
+                "client {c} asked twice: {}",
+                r.url
+            );
         }
         assert_eq!(
             seen.len(),

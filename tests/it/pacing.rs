@@ -4,31 +4,12 @@
 //! N requests in any rolling second. Counted from the sample API's request
 //! log (`<unix_ms> <status> <path?query>`, one line per data request).
 
-use crate::util::{assert_exact, page_route, Api, Atlas, Run, TestDb};
+use crate::util::{
+    assert_exact, database_text, page_route, request_log, Api, Atlas, Run, Seen, TestDb,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// One data request as the server saw it.
-struct Seen {
-    ms: u64,
-    status: u16,
-    url: String,
-}
-
-fn request_log(path: &Path) -> Vec<Seen> {
-    let text = std::fs::read_to_string(path).expect("request log");
-    text.lines()
-        .map(|l| {
-            let mut f = l.splitn(3, ' ');
-            let ms = f.next().and_then(|v| v.parse().ok()).expect("unix_ms");
-            let status = f.next().and_then(|v| v.parse().ok()).expect("status");
-            let url = f.next().expect("url").to_string();
-            Seen { ms, status, url }
-        })
-        .collect()
-}
 
 /// The most requests the server admitted (not 429) in any rolling second.
 fn most_admitted_in_a_second(seen: &[Seen]) -> usize {
@@ -198,24 +179,6 @@ fn a_configured_rate_never_draws_a_429_from_a_server_at_that_rate() {
         elapsed >= Duration::from_secs(2),
         "60 requests at 20/s take at least 2 s: {elapsed:?}"
     );
-}
-
-/// Every text of every table of the database, one row a line.
-fn database_text(db: &TestDb) -> String {
-    let tables = db.strings(
-        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
-         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
-    );
-    tables
-        .iter()
-        .map(|t| {
-            db.strings(&format!(
-                "SELECT coalesce(string_agg(x::text, E'\\n'), '') FROM {t} x"
-            ))
-            .join("\n")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Item 5. Query params and a header named like secrets, and a secret read

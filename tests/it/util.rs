@@ -424,3 +424,44 @@ subjectAltName = DNS:localhost,IP:127.0.0.1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 ";
+
+/// One data request as the sample API logged it (`--request-log`).
+pub struct Seen {
+    pub ms: u64,
+    pub status: u16,
+    /// Path and query (the auth parameter left out), or a POST's body.
+    pub url: String,
+}
+
+/// The sample API's request log: `<unix_ms> <status> <path>?<query>` lines.
+pub fn request_log(path: &Path) -> Vec<Seen> {
+    let text = std::fs::read_to_string(path).expect("request log");
+    text.lines()
+        .map(|l| {
+            let mut f = l.splitn(3, ' ');
+            let ms = f.next().and_then(|v| v.parse().ok()).expect("unix_ms");
+            let status = f.next().and_then(|v| v.parse().ok()).expect("status");
+            let url = f.next().unwrap_or("").to_string();
+            Seen { ms, status, url }
+        })
+        .collect()
+}
+
+/// Every text of every table of the database, one row a line (for tests
+/// that grep it for a secret).
+pub fn database_text(db: &TestDb) -> String {
+    let tables = db.strings(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
+    );
+    tables
+        .iter()
+        .map(|t| {
+            db.strings(&format!(
+                "SELECT coalesce(string_agg(x::text, E'\\n'), '') FROM {t} x"
+            ))
+            .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
