@@ -4,9 +4,11 @@
 //! the CA in the system store (`SSL_CERT_FILE` of the atlas process) loads
 //! the period exactly.
 
-use crate::util::{assert_exact, page_route, Api, Atlas, Run, TestDb, OPENSSL_CNF};
+use crate::util::{
+    assert_exact, make_ca, make_key, make_server_cert, page_route, Api, Atlas, Run, TestDb,
+    OPENSSL_CNF,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// A throwaway CA (`ca.pem`) and a server certificate it signed
 /// (`server.pem`, `server.key`) for localhost and 127.0.0.1.
@@ -19,78 +21,16 @@ impl Pki {
         let pki = Pki {
             dir: tempfile::tempdir().expect("tempdir"),
         };
+        let dir = pki.dir.path();
         std::fs::write(pki.path("openssl.cnf"), OPENSSL_CNF).expect("write openssl.cnf");
-        let ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
-        pki.openssl(&[&["genpkey"][..], &ec, &["-out", "ca.key"]].concat());
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-new",
-            "-config",
-            "openssl.cnf",
-            "-extensions",
-            "ca",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=atlas API test CA",
-            "-days",
-            "2",
-            "-out",
-            "ca.pem",
-        ]);
-        pki.openssl(&[&["genpkey"][..], &ec, &["-out", "server.key"]].concat());
-        pki.openssl(&[
-            "req",
-            "-new",
-            "-config",
-            "openssl.cnf",
-            "-key",
-            "server.key",
-            "-subj",
-            "/CN=localhost",
-            "-out",
-            "server.csr",
-        ]);
-        pki.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "2",
-            "-extfile",
-            "openssl.cnf",
-            "-extensions",
-            "server",
-            "-out",
-            "server.pem",
-        ]);
+        make_ca(dir, "ca", "atlas API test CA");
+        make_key(dir, "server.key");
+        make_server_cert(dir);
         pki
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("the API TLS tests need the `openssl` command (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }
 

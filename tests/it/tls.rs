@@ -3,7 +3,7 @@
 //! CA, and a `pg_hba.conf` that admits TCP connections only over TLS.
 //! Everything goes through the real binary: `atlas --database-url URL init`.
 
-use crate::util::{Run, OPENSSL_CNF};
+use crate::util::{make_ca, make_key, make_server_cert, Run, OPENSSL_CNF};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -57,9 +57,6 @@ fn pg_bindir() -> PathBuf {
         )
     })
 }
-
-const OPENSSL_MISSING: &str =
-    "the TLS tests need the `openssl` command to make certificates (apt-get install openssl)";
 
 /// A PostgreSQL cluster of its own in a tempdir, stopped (and the directory
 /// removed) on drop.
@@ -175,100 +172,22 @@ impl Cluster {
         );
     }
 
-    fn openssl(&self, args: &[&str]) {
-        must(
-            Command::new("openssl")
-                .args(args)
-                .current_dir(self.dir.path()),
-            OPENSSL_MISSING,
-        );
-    }
-
-    /// `name.key` and a self-signed `name.pem` for a root CA called `cn`.
-    fn make_ca(&self, name: &str, cn: &str) {
-        let (key, pem, subj) = (
-            format!("{name}.key"),
-            format!("{name}.pem"),
-            format!("/CN={cn}"),
-        );
-        self.genkey(&key);
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-new",
-            "-config",
-            "openssl.cnf",
-            "-extensions",
-            "ca",
-            "-key",
-            &key,
-            "-subj",
-            &subj,
-            "-days",
-            "2",
-            "-out",
-            &pem,
-        ]);
-    }
-
-    fn genkey(&self, file: &str) {
-        self.openssl(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            file,
-        ]);
-    }
-
     /// `ca.pem` signs the server's `server.pem` (localhost, 127.0.0.1);
     /// `wrong.pem` is an unrelated root; `impostor.pem` is another root
     /// with the very name of `ca.pem` but its own key.
     fn make_certificates(&self) {
+        let dir = self.dir.path();
         std::fs::write(self.path("openssl.cnf"), OPENSSL_CNF).expect("write openssl.cnf");
-        self.make_ca("ca", "atlas test CA");
-        self.make_ca("wrong", "unrelated test CA");
-        self.make_ca("impostor", "atlas test CA");
-        self.genkey("server.key");
+        make_ca(dir, "ca", "atlas test CA");
+        make_ca(dir, "wrong", "unrelated test CA");
+        make_ca(dir, "impostor", "atlas test CA");
+        make_key(dir, "server.key");
         std::fs::set_permissions(
             self.path("server.key"),
             std::fs::Permissions::from_mode(0o600),
         )
         .expect("chmod server.key");
-        self.openssl(&[
-            "req",
-            "-new",
-            "-config",
-            "openssl.cnf",
-            "-key",
-            "server.key",
-            "-subj",
-            "/CN=localhost",
-            "-out",
-            "server.csr",
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "2",
-            "-extfile",
-            "openssl.cnf",
-            "-extensions",
-            "server",
-            "-out",
-            "server.pem",
-        ]);
+        make_server_cert(dir);
     }
 
     /// A root file's path, for `sslrootcert`.

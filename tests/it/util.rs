@@ -465,3 +465,108 @@ pub fn database_text(db: &TestDb) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Runs `openssl` in `dir`; a missing command says how to get it.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the TLS tests need the `openssl` command to make certificates (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A P-256 key in `dir/file`.
+pub fn make_key(dir: &Path, file: &str) {
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            file,
+        ],
+    );
+}
+
+/// `name.key` and a self-signed `name.pem` for a root CA called `cn`, in
+/// `dir` (which holds `openssl.cnf` from `OPENSSL_CNF`).
+pub fn make_ca(dir: &Path, name: &str, cn: &str) {
+    let (key, pem, subj) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN={cn}"),
+    );
+    make_key(dir, &key);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "ca",
+            "-key",
+            &key,
+            "-subj",
+            &subj,
+            "-days",
+            "2",
+            "-out",
+            &pem,
+        ],
+    );
+}
+
+/// `server.pem` for localhost and 127.0.0.1, signed by `ca.pem`, from the
+/// key already in `server.key`.
+pub fn make_server_cert(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-config",
+            "openssl.cnf",
+            "-key",
+            "server.key",
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            "server.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            "server",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
