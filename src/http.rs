@@ -1260,6 +1260,16 @@ pub fn route_url(client: &Client, path: &str) -> Result<Url> {
 mod tests {
     use super::*;
 
+    /// Starts `n` requests at `t`, each of which must be let go.
+    fn go(w: &mut Window, n: usize, t: Instant) -> Vec<u64> {
+        (0..n)
+            .map(|_| match w.try_start(t) {
+                Slot::Go(id) => id,
+                s => panic!("{s:?}"),
+            })
+            .collect()
+    }
+
     /// While the refused count is probed again, a retried request stays
     /// below it: the probe is a fresh request's, never a page refused once.
     #[test]
@@ -1267,12 +1277,7 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut w = Window::new(None, t0);
-        let ids: Vec<u64> = (0..8)
-            .map(|_| match w.try_start(t0) {
-                Slot::Go(id) => id,
-                s => panic!("{s:?}"),
-            })
-            .collect();
+        let ids: Vec<u64> = go(&mut w, 8, t0);
         for &id in &ids[3..] {
             w.finish(id, at(2), true);
             w.refused(at(2), Duration::from_secs(1));
@@ -1549,12 +1554,7 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut w = Window::new(Some(100.0), t0);
-        let ids: Vec<u64> = (0..4)
-            .map(|_| match w.try_start(t0) {
-                Slot::Go(id) => id,
-                s => panic!("{s:?}"),
-            })
-            .collect();
+        let ids: Vec<u64> = go(&mut w, 4, t0);
         w.finish(ids[0], at(10), true);
         w.refused(at(10), Duration::from_millis(1000));
         assert_eq!(w.try_start(at(500)), Slot::WaitUntil(at(1010)));
@@ -1576,12 +1576,7 @@ mod tests {
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut w = Window::new(None, t0);
         // 8 at once: the server admits 3 and refuses 5, the refusals first.
-        let ids: Vec<u64> = (0..8)
-            .map(|_| match w.try_start(t0) {
-                Slot::Go(id) => id,
-                s => panic!("{s:?}"),
-            })
-            .collect();
+        let ids: Vec<u64> = go(&mut w, 8, t0);
         for (i, &id) in ids[3..].iter().enumerate() {
             w.finish(id, at(2 + i as u64), true);
             w.refused(at(2 + i as u64), Duration::from_secs(1));
@@ -1660,12 +1655,7 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut w = Window::new(Some(5.0), t0);
-        let ids: Vec<u64> = (0..5)
-            .map(|_| match w.try_start(t0) {
-                Slot::Go(id) => id,
-                s => panic!("{s:?}"),
-            })
-            .collect();
+        let ids: Vec<u64> = go(&mut w, 5, t0);
         w.finish(ids[4], at(1), true);
         w.refused(at(1), Duration::ZERO);
         assert_eq!(w.rate(), Some(5.0), "Retry-After: 0 is no rate signal");
