@@ -37,9 +37,6 @@ cargo build --release --bins -q
 mkdir -p "$WORK"
 ATLAS=$ROOT/target/release/atlas
 
-db_url() { # URL of database $1 on the same server
-    python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$1"
-}
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 
 "$ROOT/target/release/atlas-sample-api" --port 0 --per-day "$PER_DAY" --page-size "$PER_DAY" \
@@ -69,7 +66,7 @@ FROM=2025-03-01
 UNTIL=$(date -d "$FROM + $((DAYS - 1)) days" +%F)
 fresh() { # a fresh database for one measurement; prints its URL
     psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" 2>/dev/null
-    local url; url=$(db_url "$1")
+    local url; url=$(pg_db_url "$1")
     "$ATLAS" --config "$WORK/atlas.json" --database-url "$url" init >/dev/null
     echo "$url"
 }

@@ -35,11 +35,8 @@ cargo build --release --bins -q
 rm -rf "$WORK" && mkdir -p "$WORK"
 ATLAS=$ROOT/target/release/atlas
 
-db_url() { # URL of database $1 on the same server
-    python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$1"
-}
 psql -X -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" 2>/dev/null
-URL=$(db_url "$DB")
+URL=$(pg_db_url "$DB")
 
 # Two pages of 5 records a day.
 "$ROOT/target/release/atlas-sample-api" --port 0 --per-day 10 --page-size 5 --rate-limit "$RATE" \

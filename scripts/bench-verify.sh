@@ -30,12 +30,9 @@ ensure_psql
 cargo build --release --bins -q
 mkdir -p "$WORK"
 
-db_url() { # URL of database $1 on the same server
-    python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$1"
-}
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB" 2>/dev/null
-URL=$(db_url "$BENCH_DB")
+URL=$(pg_db_url "$BENCH_DB")
 
 cat >"$WORK/atlas.json" <<JSON
 {

@@ -68,11 +68,8 @@ ensure_psql
 if [[ -n ${ATLAS_BIN:-} ]]; then cargo build --release --bin atlas-sample-api -q; else cargo build --release --bins -q; fi
 mkdir -p "$WORK"
 
-db_url() { # URL of database $1 on the same server
-    python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$1"
-}
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
-URL=$(db_url "$BENCH_DB")
+URL=$(pg_db_url "$BENCH_DB")
 
 "$ROOT/target/release/atlas-sample-api" --port 0 --per-day "$PER_DAY" --page-size "$PAGE_SIZE" \
     --latency-ms "$LATENCY_MS" >"$WORK/api.out" 2>&1 &

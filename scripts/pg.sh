@@ -13,6 +13,7 @@
 # ATLAS_PG_FORCE_PRIVATE=1 skips steps 1 and 2.
 # `stop_postgres_if_started` stops the private cluster if ensure_postgres
 # started it (call it from an EXIT trap). `ensure_psql` makes `psql` available.
+# `pg_db_url NAME` is the URL of database NAME on DATABASE_URL's server.
 #
 # Run directly, it is also a small tool:
 #   scripts/pg.sh start   # ensure_postgres, leave it running, print the URL
@@ -287,6 +288,11 @@ stop_postgres_if_started() {
 }
 
 # Makes psql available (installs postgresql-client if missing).
+# The URL of database $1 on the server of DATABASE_URL.
+pg_db_url() {
+    python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$1"
+}
+
 ensure_psql() {
     command -v psql >/dev/null 2>&1 && return 0
     if [[ -n $ATLAS_PG_BINDIR && -x $ATLAS_PG_BINDIR/psql ]]; then
