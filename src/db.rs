@@ -314,9 +314,8 @@ fn unique_violation(e: &postgres::Error) -> bool {
 }
 
 impl Inserter {
-    /// A writer of `worker`'s run `run` into `table`.
-    pub fn new(pool: &Pool, table: &str, worker: &str, run: i64) -> Result<Inserter> {
-        let mut conn = pool.get()?;
+    /// A writer of `worker`'s run `run` into `table`, on a pooled connection.
+    pub fn on(mut conn: PooledConn, table: &str, worker: &str, run: i64) -> Result<Inserter> {
         let insert = format!(
             "INSERT INTO {} (data_referencia, payload, hash_conteudo)
              SELECT d, p::jsonb, h FROM unnest($1::date[], $2::text[], $3::text[]) AS u(d, p, h)
@@ -361,6 +360,11 @@ impl Inserter {
             ),
             try_copy: true,
         })
+    }
+
+    /// Its connection, for an inserter into another table.
+    pub fn into_conn(self) -> Result<PooledConn> {
+        Ok(self.conn)
     }
 
     /// Inserts `rows` (each tagged with an index into `slices`) and adds each

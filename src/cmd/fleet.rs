@@ -18,15 +18,15 @@ use crate::db;
 use crate::exit::{classify, usage, Exit};
 use crate::ident;
 use crate::ledger::{self, SliceStatus};
+use crate::pipeline;
 use crate::report::{self, thousands};
 use crate::report::{Snapshot, Watch};
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
-use crossbeam::channel::{self, Receiver, Select, Sender};
+use crossbeam::channel::{self, Receiver, Sender};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 /// How long a process waits for another one deciding a pair's period (it
@@ -67,67 +67,195 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let pairs = select(cfg, &a.client, &a.route)?;
     let settings = ctx.settings()?;
-    let mut conn = ctx.database()?.connect()?;
+    let db = ctx.database()?;
+    let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
     drop(conn);
+    // One pool for the whole fleet: deciding, the crew, the summaries.
+    let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
+    let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
 
     let style = ctx.style;
     let started = Instant::now();
     let n = pairs.len();
-    let clients = by_client(&pairs);
-    let lanes = clients.len().min(settings.threads.max(1)).max(1);
-    let crew = (
-        (settings.threads / lanes).max(1),
-        (settings.writers / lanes).max(1),
-    );
-    // Each lane takes the next client's pairs when it is free.
-    let queue = Mutex::new(clients.into_iter().collect::<VecDeque<_>>());
-    let turns: Mutex<Vec<Option<Turn>>> = Mutex::new((0..n).map(|_| None).collect());
-    let begun = AtomicUsize::new(0);
-    let lost = AtomicBool::new(false);
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..lanes).map(|_| channel::unbounded::<Watch>()).unzip();
+    let plan = Plan {
+        from,
+        until,
+        lookback: a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS),
+    };
+    // Each pair's own stop (its client refused the credentials); a stop
+    // signal or a lost database stops them all.
+    let quits: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+    let mut turns: Vec<Option<Turn>> = (0..n).map(|_| None).collect();
+    let mut ran: Vec<Vec<(Value, Exit)>> = (0..n).map(|_| Vec::new()).collect();
+    let (news, news_rx) = channel::unbounded::<Watch>();
+    let board = Board::default();
     std::thread::scope(|scope| {
-        for news in senders {
-            let lane_ctx = ctx.with_crew(crew.0, crew.1, lanes);
-            let (pairs, turns, begun, lost, queue) = (&pairs, &turns, &begun, &lost, &queue);
-            scope.spawn(move || {
-                let next = || lock(queue).pop_front();
-                for i in std::iter::from_fn(next).flatten() {
-                    let (client, route) = pairs[i];
-                    let turn = if lost.load(Ordering::SeqCst) {
-                        Turn::Skipped(Exit::Environment)
-                    } else if ctx.quit.load(Ordering::SeqCst) {
-                        Turn::Skipped(Exit::Interrupted)
-                    } else {
-                        let k = begun.fetch_add(1, Ordering::SeqCst) + 1;
-                        let say = |emoji: &str, text: String| {
-                            drop(news.send(Watch::Note(style.line(emoji, &text))))
-                        };
-                        say("🧩", format!("pares {k}/{n}: {} / {}", client.id, route.name));
-                        let turn = pair_turn(&lane_ctx, cfg, client, route, from, until, a.lookback_days, &news);
-                        tell(&turn, client, route, say);
-                        turn
-                    };
-                    // The database itself is gone: the other pairs would meet
-                    // it too. (An API's refusal, a token endpoint's
-                    // `invalid_grant` or an untrusted certificate is exit 3
-                    // as well, but that pair's alone.)
-                    let env_trouble = matches!(&turn, Turn::NotStarted(_, Exit::Environment))
-                        || matches!(&turn, Turn::Ran(v, Exit::Environment) if v["status"] != report::AUTH_REFUSED);
-                    if env_trouble && ctx.database().and_then(|d| d.connect()).is_err() {
-                        lost.store(true, Ordering::SeqCst);
-                    }
-                    lock(turns)[i] = Some(turn);
-                }
+        let printer = scope.spawn(|| watch(&news_rx, style, settings.progress, n, &board, started));
+        let begun = AtomicUsize::new(0);
+        // The pairs to work this round: all, then those that joined a scrap
+        // of another process and must now decide their own period.
+        let mut todo: Vec<usize> = (0..n).collect();
+        for _round in 0..2 {
+            if todo.is_empty() {
+                break;
+            }
+            // Pairs are decided and their runs started on `threads` threads
+            // while the crew already works the runs handed over.
+            let readies: Vec<OnceLock<Box<scrap::Ready>>> =
+                todo.iter().map(|_| OnceLock::new()).collect();
+            let jobs: Vec<OnceLock<pipeline::Job>> = todo.iter().map(|_| OnceLock::new()).collect();
+            let (handed, handed_rx) = channel::unbounded::<usize>();
+            let ran_at = Instant::now();
+            let (starts, outcomes) = std::thread::scope(|s| {
+                let ks: Vec<usize> = (0..todo.len()).collect();
+                let (todo, readies, jobs, ran, begun, news, quits) =
+                    (&todo, &readies, &jobs, &ran, &begun, &news, &quits);
+                let (board, pool, worker, plan, pairs) = (&board, &pool, &worker, &plan, &pairs);
+                let preparing = s.spawn(move || {
+                    let starts = in_parallel(settings.threads, &ks, |k| {
+                        let i = todo[k];
+                        let (client, route) = pairs[i];
+                        if ctx.quit.load(Ordering::SeqCst) {
+                            return Start::Over(Turn::Skipped(Exit::Interrupted));
+                        }
+                        if ran[i].is_empty() {
+                            let c = begun.fetch_add(1, Ordering::SeqCst) + 1;
+                            let line = style.line(
+                                "🧩",
+                                &format!("pares {c}/{n}: {} / {}", client.id, route.name),
+                            );
+                            drop(news.send(Watch::Note(line)));
+                        }
+                        match start_pair(ctx, cfg, pool, worker, client, route, plan, news) {
+                            Start::Ready(r, joined) => {
+                                let r = readies[k].get_or_init(|| r);
+                                let job = r.job(ctx, pool.clone(), &quits[i], Some(news));
+                                board.runs(job.run_id, i);
+                                drop(jobs[k].set(job));
+                                let _ = handed.send(k); // the crew reads until the channel closes
+                                Start::Handed(joined)
+                            }
+                            other => other,
+                        }
+                    });
+                    drop(handed);
+                    starts
+                });
+                let outcomes =
+                    pipeline::run_many(settings, style, Some(news), jobs, &handed_rx, ctx.quit);
+                (preparing.join().unwrap_or_default(), outcomes)
             });
+            let elapsed = ran_at.elapsed();
+            drop(jobs);
+            log::debug!("runs ended after {:?}", started.elapsed());
+            let mut finishing = Vec::new();
+            for ((k, start), (ready, outcome)) in starts
+                .into_iter()
+                .enumerate()
+                .zip(readies.into_iter().map(OnceLock::into_inner).zip(outcomes))
+            {
+                let i = todo[k];
+                match (start, ready, outcome) {
+                    (Start::Handed(joined), Some(r), Some(o)) => finishing.push((i, r, joined, o)),
+                    (Start::Over(turn), _, _) => {
+                        let (client, route) = pairs[i];
+                        let ended = if ran[i].is_empty() {
+                            turn
+                        } else {
+                            // Nothing more after a joined scrap: the runs stand.
+                            match turn {
+                                Turn::UpToDate(_) | Turn::Busy => {
+                                    merged(std::mem::take(&mut ran[i]))
+                                }
+                                other => other,
+                            }
+                        };
+                        tell(&ended, client, route, |emoji, text| {
+                            drop(news.send(Watch::Note(style.line(emoji, &text))))
+                        });
+                        turns[i] = Some(ended);
+                        board.settle(i);
+                    }
+                    (Start::Nothing(v, e, joined), _, _) => {
+                        ran[i].push((v, e));
+                        if !(joined && e == Exit::Ok) {
+                            turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+                            board.settle(i);
+                        }
+                    }
+                    _ => {
+                        turns[i] = Some(Turn::Skipped(Exit::Interrupted));
+                        board.settle(i);
+                    }
+                }
+            }
+            // With the database lost, a pooled connection would only time out.
+            let lost = finishing.iter().any(|(_, _, _, o)| o.database_lost);
+            let idx: Vec<usize> = (0..finishing.len()).collect();
+            let slots: Vec<Mutex<Option<_>>> =
+                finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
+            let ends = in_parallel(settings.threads, &idx, |k| {
+                let (i, r, joined, outcome) = lock(&slots[k]).take().expect("each run ends once");
+                let pooled = if lost { None } else { pool.get().ok() };
+                let summary = match pooled {
+                    Some(mut c) => {
+                        scrap::finish(ctx, &mut c, r, &outcome, elapsed, true, Some(&news))
+                    }
+                    None => match db.connect() {
+                        Ok(mut c) => {
+                            scrap::finish(ctx, &mut c, r, &outcome, elapsed, true, Some(&news))
+                        }
+                        Err(e) => {
+                            let why = format!("{e:#}");
+                            return (i, joined, Err(why));
+                        }
+                    },
+                };
+                (i, joined, Ok(summary))
+            });
+            todo.clear();
+            for (i, joined, end) in ends {
+                match end {
+                    Ok((e, summary)) => {
+                        let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("error".into(), Value::Null);
+                        }
+                        ran[i].push((v, e));
+                        if joined && e == Exit::Ok && !ctx.quit.load(Ordering::SeqCst) {
+                            todo.push(i);
+                        } else {
+                            turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+                            board.settle(i);
+                        }
+                    }
+                    Err(why) => {
+                        turns[i] = Some(Turn::NotStarted(why, Exit::Environment));
+                        board.settle(i);
+                    }
+                }
+            }
+            todo.sort_unstable();
         }
-        watch(&receivers, style, settings.progress, n, &turns, started);
+        log::debug!("summaries done after {:?}", started.elapsed());
+        // Joined twice (another process's scraps both times): the runs stand.
+        for i in todo {
+            turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+        }
+        drop(news);
+        drop(printer.join());
     });
+    // The database itself is gone (not one API's trouble): the fleet stopped.
+    let env_trouble = turns.iter().flatten().any(|t| {
+        matches!(t, Turn::NotStarted(_, Exit::Environment))
+            || matches!(t, Turn::Ran(v, Exit::Environment) if v["status"] != report::AUTH_REFUSED)
+    });
+    let lost = AtomicBool::new(env_trouble && db.connect().is_err());
     let stopped = lost.load(Ordering::SeqCst).then_some(Exit::Environment);
     let results: Vec<(&Client, &Route, String, Turn)> = pairs
         .iter()
-        .zip(lock(&turns).drain(..))
+        .zip(turns)
         .map(|(&(client, route), turn)| {
             let table = ident::raw_table(&client.id, &route.name).unwrap_or_default();
             (
@@ -258,107 +386,6 @@ fn select<'c>(
     Ok(pairs)
 }
 
-/// One pair: joins the scrap another process is loading for it, or decides
-/// its period under the lock and loads it. After a joined scrap ends well,
-/// the period is decided again: the joined one may be an older night's.
-/// Its lines and progress go to `news`.
-#[allow(clippy::too_many_arguments)]
-fn pair_turn(
-    ctx: &Context<'_>,
-    cfg: &Config,
-    client: &Client,
-    route: &Route,
-    from: Option<NaiveDate>,
-    until: Option<NaiveDate>,
-    lookback: Option<u32>,
-    news: &Sender<Watch>,
-) -> Turn {
-    if let Err(e) = ctx.auth(client) {
-        return Turn::NotStarted(format!("{e:#}"), Exit::Usage);
-    }
-    let until =
-        until.unwrap_or_else(|| dates::today_in(route.timezone.as_ref()) - Duration::days(1));
-    if let Some(f) = from.filter(|f| *f > until) {
-        return Turn::NotStarted(format!("--from {f} is after --until {until}"), Exit::Usage);
-    }
-    let lookback = lookback.unwrap_or(DEFAULT_LOOKBACK_DAYS);
-    let mut runs: Vec<(Value, Exit)> = Vec::new();
-    // A joined scrap, then at most one decided: two turns at most.
-    for _ in 0..2 {
-        let step = match decide(ctx, cfg, client, route, from, until, lookback) {
-            Ok(s) => s,
-            Err(e) => return Turn::NotStarted(format!("{e:#}"), classify(&e)),
-        };
-        let (id, joined) = match step {
-            Step::Run { id, joined } => (id, joined),
-            Step::UpToDate(last) if runs.is_empty() => return Turn::UpToDate(last),
-            Step::Busy if runs.is_empty() => return Turn::Busy,
-            Step::UpToDate(_) | Step::Busy => break,
-        };
-        let line = ctx.style.line(
-            "🔄",
-            &format!(
-                "Sincronizando {} / {}: scrap {id}{}",
-                client.id,
-                route.name,
-                if joined { " (em andamento, junto)" } else { "" }
-            ),
-        );
-        drop(news.send(Watch::Note(line)));
-        match scrap::execute(ctx, id, true, Some(news)) {
-            Ok((e, summary)) => {
-                let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("error".into(), Value::Null);
-                }
-                let go_on = e == Exit::Ok && joined && !ctx.quit.load(Ordering::SeqCst);
-                runs.push((v, e));
-                if !go_on {
-                    break;
-                }
-            }
-            Err(e) => {
-                let why = format!("{e:#}");
-                return Turn::NotStarted(why, classify(&e));
-            }
-        }
-    }
-    let (mut last, mut exit) = runs.pop().expect("a pair that ran has a run");
-    // Counters of an earlier (joined) run are the pair's too.
-    for (v, e) in runs {
-        exit = exit.merge(e);
-        for k in [
-            "records_fetched",
-            "inserted",
-            "duplicates",
-            "out_of_period",
-            "undated",
-            "sanitised",
-            "pages",
-            "retries",
-        ] {
-            let sum = last[k].as_i64().unwrap_or(0) + v[k].as_i64().unwrap_or(0);
-            last[k] = json!(sum);
-        }
-    }
-    Turn::Ran(last, exit)
-}
-
-/// The pairs grouped by client, in config order. Lanes work side by side,
-/// each taking the next client when it is free: a client's routes stay in
-/// one lane, one after another, so this process never asks a client twice
-/// at once (each run keeps the client's rate limit).
-fn by_client(pairs: &[(&Client, &Route)]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for (i, (c, _)) in pairs.iter().enumerate() {
-        match groups.last_mut() {
-            Some(g) if pairs[g[0]].0.id == c.id => g.push(i),
-            _ => groups.push(vec![i]),
-        }
-    }
-    groups
-}
-
 /// The line that says how a pair's turn ended without a run.
 fn tell(turn: &Turn, client: &Client, route: &Route, say: impl Fn(&str, String)) {
     let (c, r) = (&client.id, &route.name);
@@ -380,81 +407,214 @@ fn tell(turn: &Turn, client: &Client, route: &Route, say: impl Fn(&str, String))
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// The period rules of the fleet's flags, the same for every pair.
+struct Plan {
+    from: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    lookback: u32,
 }
 
-/// The main thread while the lanes work: their lines and notices as they
-/// come, and every `every` one fleet progress line with the pair count.
+/// How a pair's round begins.
+enum Start<'c> {
+    /// Its turn is over without a run (or before one): up to date, busy,
+    /// not started, skipped.
+    Over(Turn),
+    /// Its scrap had nothing left to run: the summary, and whether it was
+    /// another process's scrap (joined).
+    Nothing(Value, Exit, bool),
+    /// A run ready for the crew, and whether it joins another process's scrap.
+    Ready(Box<scrap::Ready<'c>>, bool),
+    /// Such a run, handed over to the crew.
+    Handed(bool),
+}
+
+/// A pair's scrap in progress joined, or its period decided and a scrap
+/// created; then its run started in the ledger.
+#[allow(clippy::too_many_arguments)]
+fn start_pair<'c>(
+    ctx: &'c Context<'_>,
+    cfg: &Config,
+    pool: &db::Pool,
+    worker: &str,
+    client: &Client,
+    route: &Route,
+    plan: &Plan,
+    news: &Sender<Watch>,
+) -> Start<'c> {
+    if let Err(e) = ctx.auth(client) {
+        return Start::Over(Turn::NotStarted(format!("{e:#}"), Exit::Usage));
+    }
+    let until = plan
+        .until
+        .unwrap_or_else(|| dates::today_in(route.timezone.as_ref()) - Duration::days(1));
+    if let Some(f) = plan.from.filter(|f| *f > until) {
+        return Start::Over(Turn::NotStarted(
+            format!("--from {f} is after --until {until}"),
+            Exit::Usage,
+        ));
+    }
+    let not_started =
+        |e: anyhow::Error| Start::Over(Turn::NotStarted(format!("{e:#}"), classify(&e)));
+    let (id, joined) = match decide(
+        ctx,
+        cfg,
+        pool,
+        client,
+        route,
+        plan.from,
+        until,
+        plan.lookback,
+    ) {
+        Ok(Step::Run { id, joined }) => (id, joined),
+        Ok(Step::UpToDate(last)) => return Start::Over(Turn::UpToDate(last)),
+        Ok(Step::Busy) => return Start::Over(Turn::Busy),
+        Err(e) => return not_started(e),
+    };
+    let line = ctx.style.line(
+        "🔄",
+        &format!(
+            "Sincronizando {} / {}: scrap {id}{}",
+            client.id,
+            route.name,
+            if joined { " (em andamento, junto)" } else { "" }
+        ),
+    );
+    drop(news.send(Watch::Note(line)));
+    let mut conn = match pool.get() {
+        Ok(c) => c,
+        Err(e) => return not_started(e.into()),
+    };
+    match scrap::prepare(ctx, &mut conn, id, true, Some(news), worker) {
+        Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined),
+        Ok(scrap::Prepared::Nothing(e, summary)) => {
+            let mut v = serde_json::to_value(&*summary).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("error".into(), Value::Null);
+            }
+            Start::Nothing(v, e, joined)
+        }
+        Err(e) => not_started(e),
+    }
+}
+
+/// A pair's runs as one turn: the last one's summary, with the counters of
+/// an earlier (joined) run added.
+fn merged(mut runs: Vec<(Value, Exit)>) -> Turn {
+    let Some((mut last, mut exit)) = runs.pop() else {
+        return Turn::Skipped(Exit::Interrupted);
+    };
+    for (v, e) in runs {
+        exit = exit.merge(e);
+        for k in [
+            "records_fetched",
+            "inserted",
+            "duplicates",
+            "out_of_period",
+            "undated",
+            "sanitised",
+            "pages",
+            "retries",
+        ] {
+            let sum = last[k].as_i64().unwrap_or(0) + v[k].as_i64().unwrap_or(0);
+            last[k] = json!(sum);
+        }
+    }
+    Turn::Ran(last, exit)
+}
+
+/// `f` over `items` on up to `threads` threads (database round trips of
+/// many pairs at once); results in the order of `items`.
+fn in_parallel<T: Send>(threads: usize, items: &[usize], f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let out: Vec<Mutex<Option<T>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&i) = items.get(k) else { break };
+                *lock(&out[k]) = Some(f(i));
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .expect("every item is done")
+        })
+        .collect()
+}
+
+/// What the progress lines count: pairs settled, and which pair each run
+/// is (a run whose slices have all ended counts its pair as finished).
+#[derive(Default)]
+struct Board {
+    settled: Mutex<std::collections::HashSet<usize>>,
+    runs: Mutex<std::collections::HashMap<i64, usize>>,
+}
+
+impl Board {
+    fn settle(&self, pair: usize) {
+        lock(&self.settled).insert(pair);
+    }
+
+    fn runs(&self, run: i64, pair: usize) {
+        lock(&self.runs).insert(run, pair);
+    }
+}
+
+/// Prints the fleet's lines and notices as they come, and every `every`
+/// one progress line: pairs finished, and pages and records of every run.
 fn watch(
-    lanes: &[Receiver<Watch>],
+    rx: &Receiver<Watch>,
     style: report::Style,
     every: std::time::Duration,
     n: usize,
-    turns: &Mutex<Vec<Option<Turn>>>,
+    board: &Board,
     started: Instant,
 ) {
-    // Per lane: the latest figures of its run in progress. Finished pairs
-    // count by their summaries (a run shorter than a tick sends none).
-    let mut current: Vec<Option<Snapshot>> = vec![None; lanes.len()];
-    let mut open = lanes.len();
+    let mut current: std::collections::HashMap<i64, Snapshot> = Default::default();
     let ticker = channel::tick(every.max(std::time::Duration::from_millis(100)));
-    let mut sel = Select::new();
-    for rx in lanes {
-        sel.recv(rx);
-    }
-    let tick = sel.recv(&ticker);
-    let mut gone = vec![false; lanes.len()];
-    while open > 0 {
-        let op = sel.select();
-        let i = op.index();
-        if i == tick {
-            let _ = op.recv(&ticker);
-            let (finished, done_runs, mut pages, mut records) = {
-                let turns = lock(turns);
-                let mut done_runs = Vec::new();
-                let (mut pages, mut records, mut finished) = (0u64, 0u64, 0usize);
-                for t in turns.iter().flatten() {
-                    finished += 1;
-                    if let Turn::Ran(v, _) = t {
-                        pages += v["pages"].as_u64().unwrap_or(0);
-                        records += v["records_fetched"].as_u64().unwrap_or(0);
-                        done_runs.extend(v["run_id"].as_i64());
-                    }
-                }
-                (finished, done_runs, pages, records)
-            };
-            for s in current.iter().flatten() {
-                if !done_runs.contains(&s.run_id) {
+    loop {
+        channel::select! {
+            recv(ticker) -> _ => {
+                let mut finished = lock(&board.settled).clone();
+                let runs = lock(&board.runs);
+                let (mut pages, mut records) = (0u64, 0u64);
+                for s in current.values() {
                     pages += s.pages;
                     records += s.records;
+                    if s.slices_done + s.slices_failed >= s.slices_total {
+                        finished.extend(runs.get(&s.run_id));
+                    }
                 }
-            }
-            eprintln!(
-                "{}",
-                style.line(
-                    "🧩",
-                    &format!(
-                        "pares {finished}/{n} | {}",
-                        style.fleet_progress(pages, records, started.elapsed())
+                drop(runs);
+                eprintln!(
+                    "{}",
+                    style.line(
+                        "🧩",
+                        &format!(
+                            "pares {}/{n} | {}",
+                            finished.len(),
+                            style.fleet_progress(pages, records, started.elapsed())
+                        )
                     )
-                )
-            );
-            continue;
-        }
-        match op.recv(&lanes[i]) {
-            Ok(Watch::Progress(s)) => current[i] = Some(s),
-            Ok(Watch::Notice(n)) => eprintln!("{}", style.notice(&n)),
-            Ok(Watch::Note(line)) => eprintln!("{line}"),
-            Err(_) => {
-                if !gone[i] {
-                    gone[i] = true;
-                    open -= 1;
-                    sel.remove(i);
-                }
+                );
             }
+            recv(rx) -> w => match w {
+                Ok(Watch::Progress(s)) => {
+                    current.insert(s.run_id, s);
+                }
+                Ok(Watch::Notice(n)) => eprintln!("{}", style.notice(&n)),
+                Ok(Watch::Note(line)) => eprintln!("{line}"),
+                Err(_) => return,
+            },
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What to do for a pair now.
@@ -466,35 +626,44 @@ enum Step {
 
 /// The pair's scrap in progress if there is one, else its period decided
 /// under the pair's lock and a scrap created and recorded for it.
+#[allow(clippy::too_many_arguments)]
 fn decide(
     ctx: &Context<'_>,
     cfg: &Config,
+    pool: &db::Pool,
     client: &Client,
     route: &Route,
     from: Option<NaiveDate>,
     until: NaiveDate,
     lookback: u32,
 ) -> Result<Step> {
-    let db = ctx.database()?;
     let waited = Instant::now();
     loop {
-        let conn = db.connect()?;
+        let conn = pool.get()?;
         match SyncLock::try_take(conn, &client.id, &route.name)? {
             Some(mut lock) => {
                 if let Some(id) = in_progress(&mut lock.conn, &client.id, &route.name)? {
                     return Ok(Step::Run { id, joined: true });
                 }
-                let last = ledger::last_loaded_day(&mut lock.conn, &client.id, &route.name)?;
+                let last = ledger::last_loaded_day(&mut *lock.conn, &client.id, &route.name)?;
                 let Some((start, end)) = period(last, from, route.start_date, until, lookback)?
                 else {
                     return Ok(Step::UpToDate(last));
                 };
-                let id = scrap::create_scrap(ctx, cfg, &client.id, &route.name, start, end)?.id;
+                let id = scrap::create_scrap_on(
+                    &mut lock.conn,
+                    cfg,
+                    &client.id,
+                    &route.name,
+                    start,
+                    end,
+                )?
+                .id;
                 lock.record_scrap(id)?;
                 return Ok(Step::Run { id, joined: false });
             }
             None => {
-                let mut conn = db.connect()?;
+                let mut conn = pool.get()?;
                 if let Some(id) = in_progress(&mut conn, &client.id, &route.name)? {
                     return Ok(Step::Run { id, joined: true });
                 }

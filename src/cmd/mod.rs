@@ -96,9 +96,6 @@ pub struct Context<'a> {
     /// The environment, for secret references only (`token_env`): a
     /// client's secret is read when a command uses that client.
     env: &'a (dyn Fn(&str) -> Option<String> + Sync),
-    /// A pool kept across the runs of one lane of `sync --all` (a run
-    /// otherwise opens its own).
-    pool: Option<crate::db::Pool>,
 }
 
 impl<'a> Context<'a> {
@@ -134,41 +131,7 @@ impl<'a> Context<'a> {
             quit,
             interrupted,
             env,
-            pool: None,
         })
-    }
-
-    /// The same context with other fetcher and writer counts and a share
-    /// of the memory budget: one of the `lanes` of `sync --all`.
-    fn with_crew(&self, threads: usize, writers: usize, lanes: usize) -> Context<'a> {
-        Context {
-            config: self.config.clone(),
-            config_path: self.config_path.clone(),
-            settings: match &self.settings {
-                Ok(s) => Ok(Settings {
-                    threads,
-                    writers,
-                    memory_mb: (s.memory_mb / lanes.max(1) as u64).max(1),
-                    ..s.clone()
-                }),
-                Err(e) => Err(UsageError(e.0.clone())),
-            },
-            database: match &self.database {
-                Ok(d) => Ok(d.clone()),
-                Err(e) => Err(UsageError(e.0.clone())),
-            },
-            host: self.host.clone(),
-            style: self.style,
-            quit: self.quit,
-            interrupted: self.interrupted,
-            env: self.env,
-            // Its connections stay open from one pair's run to the next.
-            pool: self
-                .database
-                .as_ref()
-                .ok()
-                .and_then(|d| d.pool((threads + writers + 2) as u32).ok()),
-        }
     }
 
     /// The config file, for a command that cannot do without one.

@@ -46,11 +46,44 @@ pub fn create_scrap(
     .map_err(usage)?;
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    let id = ledger::create_scrap(&mut conn, &c.id, &r.name, &table, from, to, r.slice_days)?;
+    created_on(&mut conn, &c.id, &r.name, table, from, to, r.slice_days)
+}
+
+/// A scrap of the pair created on `conn` (the schema known to be there).
+pub fn create_scrap_on(
+    conn: &mut postgres::Client,
+    cfg: &Config,
+    client: &str,
+    route: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Created> {
+    let (c, r) = cfg.route(client, route)?;
+    if from > to {
+        return Err(usage(format!("--from {from} is after --to {to}")));
+    }
+    let table = ident::raw_table(
+        &ident::sanitize(&c.id).map_err(usage)?,
+        &ident::sanitize(&r.name).map_err(usage)?,
+    )
+    .map_err(usage)?;
+    created_on(conn, &c.id, &r.name, table, from, to, r.slice_days)
+}
+
+fn created_on(
+    conn: &mut postgres::Client,
+    client: &str,
+    route: &str,
+    table: String,
+    from: NaiveDate,
+    to: NaiveDate,
+    slice_days: u32,
+) -> Result<Created> {
+    let id = ledger::create_scrap(conn, client, route, &table, from, to, slice_days)?;
     Ok(Created {
         id,
         table,
-        slices: crate::slice::plan(from, to, r.slice_days).len(),
+        slices: crate::slice::plan(from, to, slice_days).len(),
     })
 }
 
@@ -236,37 +269,120 @@ pub fn execute(
     sync: bool,
     sink: Option<&Sender<Watch>>,
 ) -> Result<(Exit, Summary)> {
+    let db = ctx.database()?;
+    let mut conn = db.connect()?;
+    db::require_schema(&mut conn)?;
+    let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
+    let ready = match prepare(ctx, &mut conn, id, sync, sink, &worker)? {
+        Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
+        Prepared::Ready(r) => r,
+    };
+    let settings = ctx.settings()?;
+    let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
+    let job = ready.job(ctx, pool, ctx.quit, sink);
+    let started = Instant::now();
+    let outcome = pipeline::run(job);
+    let elapsed = started.elapsed();
+    Ok(finish(ctx, &mut conn, ready, &outcome, elapsed, sync, sink))
+}
+
+/// A scrap about to run, or what it came to without running.
+pub enum Prepared<'c> {
+    /// Every slice was done already: the summary says so.
+    Nothing(Exit, Box<Summary>),
+    Ready(Box<Ready<'c>>),
+}
+
+/// A run started in the ledger, with what its job needs.
+pub struct Ready<'c> {
+    scrap: Scrap,
+    client: &'c crate::config::Client,
+    route: &'c crate::config::Route,
+    auth: crate::http::ResolvedAuth,
+    secrets: crate::config::template::Secrets,
+    errlog: ErrorLog,
+    worker: String,
+    run_id: i64,
+    summary: Summary,
+    slices_total: u64,
+    slices_done_before: u64,
+}
+
+impl Ready<'_> {
+    /// The run's job, on `pool`, stopped by `quit`.
+    pub fn job<'r>(
+        &'r self,
+        ctx: &'r Context<'_>,
+        pool: db::Pool,
+        quit: &'r std::sync::atomic::AtomicBool,
+        sink: Option<&Sender<Watch>>,
+    ) -> Job<'r> {
+        let settings = &self.summary.settings;
+        Job {
+            scrap: &self.scrap,
+            client: self.client,
+            route: self.route,
+            settings,
+            pool,
+            worker: self.worker.clone(),
+            run_id: self.run_id,
+            auth: self.auth.clone(),
+            secrets: self.secrets.clone(),
+            backoff: backoff_of(settings),
+            errlog: &self.errlog,
+            style: ctx.style,
+            quit,
+            interrupted: ctx.interrupted,
+            progress: ProgressFeed {
+                sink: sink.cloned(),
+                slices_total: self.slices_total,
+                slices_done_before: self.slices_done_before,
+            },
+        }
+    }
+}
+
+fn backoff_of(settings: &Settings) -> Backoff {
+    Backoff {
+        base: settings.backoff_base,
+        cap: settings.backoff_cap,
+    }
+}
+
+/// Before a run: the scrap read, its client's credentials resolved (an
+/// OAuth2 token fetched), dead local runs closed, the run row started; or
+/// nothing to run when every slice is done. Lines go to `sink` or stderr.
+pub fn prepare<'c>(
+    ctx: &'c Context<'_>,
+    conn: &mut postgres::Client,
+    id: i64,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+    worker: &str,
+) -> Result<Prepared<'c>> {
     let feed = Feed {
         style: ctx.style,
         sink,
     };
     let cfg = ctx.config()?;
     let settings = ctx.settings()?;
-    let db = ctx.database()?;
-    let mut conn = db.connect()?;
-    db::require_schema(&mut conn)?;
-    let scrap = ledger::get_scrap(&mut conn, id)?;
+    let scrap = ledger::get_scrap(conn, id)?;
     let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
     let auth = ctx.auth(client)?;
     let secrets = ctx.secrets(route)?;
     let errlog = ErrorLog::new(&settings.error_log);
-    let style = ctx.style;
-    let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
     // Runs of dead processes of this machine are closed before anything else.
-    ledger::abort_dead_runs(&mut conn, id, &worker)?;
-    let slices = ledger::slices(&mut conn, id)?;
+    ledger::abort_dead_runs(conn, id, worker)?;
+    let slices = ledger::slices(conn, id)?;
     let mut summary = summary_of(&scrap, slices.len() as i64, settings);
     if slices.iter().all(|s| s.status == SliceStatus::Done) {
         summary.slices_done = summary.slices_total as i32;
         feed.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
         if sync {
-            summary.loaded_until = Some(ledger::last_loaded_day(
-                &mut conn,
-                &scrap.client,
-                &scrap.route,
-            )?);
+            summary.loaded_until =
+                Some(ledger::last_loaded_day(conn, &scrap.client, &scrap.route)?);
         }
-        return Ok((Exit::Ok, summary));
+        return Ok(Prepared::Nothing(Exit::Ok, Box::new(summary)));
     }
 
     // An OAuth2 client gets its token before the run starts (exit 2 or 3 if it cannot).
@@ -287,54 +403,65 @@ pub fn execute(
         ),
     );
     let run_id = ledger::start_run(
-        &mut conn,
+        conn,
         id,
-        &worker,
+        worker,
         &serde_json::to_value(settings)?,
         settings.lease,
     )?;
     summary.run_id = Some(run_id);
-    // Claims and batches use the pool; this connection is for the run row only.
-    let pool = match &ctx.pool {
-        Some(p) => p.clone(),
-        None => db.pool((settings.threads + settings.writers + 2) as u32)?,
-    };
-    let backoff = Backoff {
-        base: settings.backoff_base,
-        cap: settings.backoff_cap,
-    };
-    let job = Job {
-        scrap: &scrap,
+    let slices_done_before = slices
+        .iter()
+        .filter(|s| s.status == SliceStatus::Done)
+        .count() as u64;
+    Ok(Prepared::Ready(Box::new(Ready {
+        scrap,
         client,
         route,
-        settings,
-        pool,
-        worker,
-        run_id,
         auth,
         secrets,
-        backoff,
-        errlog: &errlog,
-        style,
-        quit: ctx.quit,
-        interrupted: ctx.interrupted,
-        progress: ProgressFeed {
-            sink: sink.cloned(),
-            slices_total: slices.len() as u64,
-            slices_done_before: slices
-                .iter()
-                .filter(|s| s.status == SliceStatus::Done)
-                .count() as u64,
-        },
-    };
-    let started = Instant::now();
-    let outcome = pipeline::run(&job);
-    let elapsed = started.elapsed();
+        errlog,
+        worker: worker.to_string(),
+        run_id,
+        summary,
+        slices_total: slices.len() as u64,
+        slices_done_before,
+    })))
+}
 
+/// After a run: the scrap's slices read back, the run row closed, the
+/// summary and exit code; lines go to `sink` or stderr. `conn` is replaced
+/// by a fresh connection if it was lost meanwhile.
+pub fn finish(
+    ctx: &Context<'_>,
+    conn: &mut postgres::Client,
+    ready: Box<Ready<'_>>,
+    outcome: &Outcome,
+    elapsed: Duration,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+) -> (Exit, Summary) {
+    let feed = Feed {
+        style: ctx.style,
+        sink,
+    };
+    let Ready {
+        scrap,
+        errlog,
+        run_id,
+        mut summary,
+        ..
+    } = *ready;
+    let id = scrap.id;
+    let settings = summary.settings.clone();
+    let backoff = backoff_of(&settings);
+    let Ok(db) = ctx.database() else {
+        return (Exit::Environment, summary);
+    };
     // The scrap as a whole (other workers may have worked some slices). The
     // run's connection may have been lost meanwhile: retried on a fresh one.
     let mut exit = outcome.exit;
-    let after = match db::with_fresh_connection(db, &mut conn, settings.retry_max, backoff, |c| {
+    let after = match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
         ledger::slices(c, id)
     }) {
         Ok(a) => a,
@@ -354,7 +481,7 @@ pub fn execute(
         Exit::Environment => RunStatus::Aborted,
         _ => RunStatus::Failed,
     };
-    if let Err(e) = db::with_fresh_connection(db, &mut conn, settings.retry_max, backoff, |c| {
+    if let Err(e) = db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
         ledger::finish_run(c, run_id, status, &outcome.totals, outcome.error.as_deref())
     }) {
         log::warn!("cannot record the end of run {run_id}: {e:#}");
@@ -365,7 +492,7 @@ pub fn execute(
         status.to_string()
     };
     summary.exit_code = exit.code();
-    count_run(&mut summary, &outcome, &after, elapsed);
+    count_run(&mut summary, outcome, &after, elapsed);
     if let Some(e) = &outcome.error {
         feed.note("❌", e);
     }
@@ -390,7 +517,7 @@ pub fn execute(
     }
     if sync {
         summary.loaded_until =
-            match db::with_fresh_connection(db, &mut conn, settings.retry_max, backoff, |c| {
+            match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
                 ledger::last_loaded_day(c, &scrap.client, &scrap.route)
             }) {
                 Ok(d) => Some(d),
@@ -400,7 +527,7 @@ pub fn execute(
                 }
             };
     }
-    Ok((exit, summary))
+    (exit, summary)
 }
 
 /// The summary of a run that has done nothing yet.

@@ -21,6 +21,7 @@ use anyhow::Result;
 use chrono::{Duration, NaiveDate};
 use crossbeam::channel::Sender;
 use serde_json::{json, Value};
+use std::ops::DerefMut;
 
 /// Days loaded again by default: APIs change recent records, and the hash
 /// makes the overlap free.
@@ -123,7 +124,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
 
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    let Some(mut lock) = SyncLock::try_take(conn, client_id, route_name)? else {
+    let Some(mut lock) = SyncLock::try_take(Box::new(conn), client_id, route_name)? else {
         let notice = format!(
             "Outra sincronização de {client_id} / {route_name} está em andamento: nada a fazer"
         );
@@ -135,7 +136,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
             table,
         });
     };
-    let last = ledger::last_loaded_day(&mut lock.conn, client_id, route_name)?;
+    let last = ledger::last_loaded_day(&mut *lock.conn, client_id, route_name)?;
     let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
         let notice = format!(
             "Nada novo para {client_id} / {route_name}: carregado até {}",
@@ -253,17 +254,15 @@ const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
 /// released explicitly on every way out (a closed session releases it too,
 /// but only once the server notices, which may be after the next sync has
 /// started).
-pub(super) struct SyncLock {
-    pub(super) conn: postgres::Client,
+/// The lock holds its connection: a boxed client of its own (`sync`), or
+/// one from the fleet's pool, given back unlocked.
+pub(super) struct SyncLock<C: DerefMut<Target = postgres::Client>> {
+    pub(super) conn: C,
     pair: i32,
 }
 
-impl SyncLock {
-    pub(super) fn try_take(
-        mut conn: postgres::Client,
-        client: &str,
-        route: &str,
-    ) -> Result<Option<SyncLock>> {
+impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
+    pub(super) fn try_take(mut conn: C, client: &str, route: &str) -> Result<Option<SyncLock<C>>> {
         conn.execute(
             "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
              ON CONFLICT (client, route) DO NOTHING",
@@ -295,7 +294,7 @@ impl SyncLock {
     }
 }
 
-impl Drop for SyncLock {
+impl<C: DerefMut<Target = postgres::Client>> Drop for SyncLock<C> {
     fn drop(&mut self) {
         let _ = self.conn.execute(
             "SELECT pg_advisory_unlock($1, $2)",

@@ -60,12 +60,14 @@ impl Budget {
     /// (unless nothing is held: a page larger than the budget passes alone);
     /// `None` when `quit` rose while waiting.
     pub(super) fn for_page(self: &Arc<Self>, quit: &AtomicBool) -> Option<Reserved> {
-        let want = match self.estimate.load(Ordering::Relaxed) {
+        // Read again after each wait: the first page's size, once seen,
+        // lets the fetchers that waited behind it go together.
+        let want = || match self.estimate.load(Ordering::Relaxed) {
             0 => self.cap,
             n => n.min(self.cap),
         };
         let mut used = lock(&self.used);
-        while used.bytes > 0 && used.bytes + want > self.cap {
+        while used.bytes > 0 && used.bytes + want() > self.cap {
             if quit.load(Ordering::SeqCst) {
                 return None;
             }
@@ -77,6 +79,7 @@ impl Budget {
                 .unwrap_or_else(|p| p.into_inner().0);
             used.waiting -= 1;
         }
+        let want = want();
         used.bytes += want;
         Some(Reserved {
             budget: Arc::clone(self),
@@ -160,5 +163,28 @@ mod tests {
         let one = b.for_page(&quit).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 18);
         drop(one);
+    }
+
+    #[test]
+    fn fetchers_waiting_behind_the_first_page_go_once_its_size_is_known() {
+        let b = Arc::new(Budget::new(1));
+        let quit = AtomicBool::new(false);
+        let mut first = b.for_page(&quit).unwrap();
+        std::thread::scope(|s| {
+            // Entered while the size was unknown: it wanted the whole budget.
+            let waiter = s.spawn(|| b.for_page(&quit).map(|r| r.bytes));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "the whole budget is held");
+            b.saw_body(1_000);
+            // The first page's rows are still held (not yet committed).
+            first.resize(10_000);
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while !waiter.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            quit.store(true, Ordering::SeqCst); // a waiter still stuck gives up: None
+            assert_eq!(waiter.join().unwrap(), Some(4_000));
+        });
+        drop(first);
     }
 }

@@ -7,7 +7,7 @@
 //! released, never marked done; the fetcher lets go of its slice last thing.
 
 use super::track::{ReleaseOnPanic, SliceTrack};
-use super::{add, lock, Abort, Chunk, Shared};
+use super::{add, lock, Abort, Chunk, Lanes, Shared};
 use crate::config::Pagination;
 use crate::http::{self, Failure};
 use crate::json::Json;
@@ -15,11 +15,11 @@ use crate::ledger::{self, Claim};
 use crate::paginate::{Pager, Seen};
 use crate::record::{self, PageRows, Row};
 use crate::report::{Notice, Retried};
-use crate::retry::{self, GaveUp, Policy, Stop, Verdict};
+use crate::retry::{GaveUp, Policy, Stop, Verdict};
 use crossbeam::channel::{SendError, Sender};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,9 +98,118 @@ struct Spreading<'s, 'j, 'a>(&'s Shared<'j, 'a>);
 
 impl Drop for Spreading<'_, '_, '_> {
     fn drop(&mut self) {
-        let _q = lock(&self.0.ahead);
         self.0.spreading.fetch_sub(1, Ordering::SeqCst);
-        self.0.ahead_cv.notify_all();
+        self.0.wake.notify();
+    }
+}
+
+/// What a run has to claim right now.
+enum Claimed {
+    Slice(Claim),
+    /// Other workers hold its last slices: look again later.
+    Wait(Duration),
+    /// Nothing more for this process (or the run stops).
+    Exhausted,
+}
+
+/// A fetcher at work for a client: counted in the client's fair share.
+struct Busy<'b>(&'b AtomicUsize);
+
+impl<'b> Busy<'b> {
+    fn new(n: &'b AtomicUsize) -> Busy<'b> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Busy(n)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The fetchers a client gets while others have work too: an equal share
+/// of the crew between the clients whose runs still have slices to claim
+/// or pages queued (at least one each).
+fn fair_share(lanes: &[&Shared], threads: usize) -> usize {
+    let mut clients: Vec<&str> = lanes
+        .iter()
+        .filter(|l| !l.exhausted.load(Ordering::SeqCst) || !lock(&l.ahead).is_empty())
+        .map(|l| l.job.client.id.as_str())
+        .collect();
+    clients.sort_unstable();
+    clients.dedup();
+    threads.div_ceil(clients.len().max(1)).max(1)
+}
+
+/// The first lane, from `start` round the crew, for which `take` finds
+/// work: lanes whose client is under its fair share first, then any.
+fn pick<'l, 'j, 'a, T>(
+    lanes: &[&'l Shared<'j, 'a>],
+    start: usize,
+    share: usize,
+    mut take: impl FnMut(&Shared<'j, 'a>) -> Option<T>,
+) -> Option<(&'l Shared<'j, 'a>, T)> {
+    let n = lanes.len();
+    let order = || (0..n).map(|k| lanes[(start + k) % n]);
+    let fair = order()
+        .filter(|l| l.busy.load(Ordering::SeqCst) < share)
+        .find_map(|l| take(l).map(|t| (l, t)));
+    fair.or_else(|| {
+        order()
+            .filter(|l| l.busy.load(Ordering::SeqCst) >= share)
+            .find_map(|l| take(l).map(|t| (l, t)))
+    })
+}
+
+/// A fetcher of the crew: pages of spread slices first (they finish slices
+/// already started), then slices claimed ahead, then new claims, each time
+/// starting from the next lane and preferring clients under their fair
+/// share, so that a slow or throttled client never holds the others back.
+/// Ends when no lane has anything left to claim or to wait for.
+pub(super) fn fetcher(crew: &Lanes, tx: &Sender<Chunk>, turn: &AtomicUsize) {
+    let wake = &crew.wake;
+    let threads = crew.settings.threads;
+    loop {
+        let seen = wake.generation();
+        // Read before the lanes: a job handed over after this is seen next time.
+        let complete = crew.complete.load(Ordering::SeqCst);
+        let lanes = crew.active();
+        let start = turn.fetch_add(1, Ordering::Relaxed) % lanes.len().max(1);
+        let share = fair_share(&lanes, threads);
+        if let Some((lane, task)) = pick(&lanes, start, share, Shared::take_page) {
+            let _busy = Busy::new(&lane.busy);
+            lane.work_page(task, tx);
+            continue;
+        }
+        if let Some((lane, claim)) = pick(&lanes, start, share, |l| lock(&l.claimed).pop_front()) {
+            let _busy = Busy::new(&lane.busy);
+            lane.work_slice(claim, tx);
+            continue;
+        }
+        let mut wait: Option<Duration> = None;
+        let got = pick(&lanes, start, share, |l| match l.claim_now() {
+            Claimed::Slice(c) => Some(c),
+            Claimed::Wait(d) => {
+                wait = Some(wait.map_or(d, |w| w.min(d)));
+                None
+            }
+            Claimed::Exhausted => None,
+        });
+        if let Some((lane, claim)) = got {
+            let _busy = Busy::new(&lane.busy);
+            lane.work_slice(claim, tx);
+            continue;
+        }
+        // A page 1 that may spread is being fetched: its pages may come.
+        let spreading = lanes
+            .iter()
+            .any(|l| l.spreading.load(Ordering::SeqCst) > 0 && !l.job.quit.load(Ordering::SeqCst));
+        match (wait, spreading || !complete) {
+            (None, false) => return,
+            (Some(d), _) => wake.wait(seen, d),
+            (None, true) => wake.wait(seen, Duration::from_millis(200)),
+        }
     }
 }
 
@@ -120,24 +229,6 @@ fn rows_key(rows: &[Row]) -> Option<[u8; 32]> {
 }
 
 impl Shared<'_, '_> {
-    /// Works pages of spread slices first (they finish slices already
-    /// started), then claims slices, until none is left or the run stops.
-    pub(super) fn fetcher(&self, tx: &Sender<Chunk>) {
-        loop {
-            if let Some(task) = self.take_page() {
-                self.work_page(task, tx);
-                continue;
-            }
-            if let Some(claim) = self.next_claim() {
-                self.work_slice(claim, tx);
-                continue;
-            }
-            if !self.wait_for_pages() {
-                return;
-            }
-        }
-    }
-
     fn work_slice(&self, claim: Claim, tx: &Sender<Chunk>) {
         let track = SliceTrack::new(claim);
         // A panic while fetching releases the slice instead of leaving it running.
@@ -170,25 +261,6 @@ impl Shared<'_, '_> {
             pager: spread.first.at(k),
             spread,
         })
-    }
-
-    /// With nothing to claim: waits while a fetcher of this process is on a
-    /// page 1 that may spread; true when pages are waiting.
-    fn wait_for_pages(&self) -> bool {
-        let mut q = lock(&self.ahead);
-        loop {
-            if !q.is_empty() {
-                return true;
-            }
-            if self.spreading.load(Ordering::SeqCst) == 0 || self.job.quit.load(Ordering::SeqCst) {
-                return false;
-            }
-            q = self
-                .ahead_cv
-                .wait_timeout(q, Duration::from_millis(200))
-                .map(|(q, _)| q)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
     }
 
     /// Lets go of the slices whose pages are still queued, unfinished.
@@ -272,24 +344,31 @@ impl Shared<'_, '_> {
         self.let_go(track);
     }
 
-    /// The next slice to work, waiting while other workers hold the rest
-    /// (they may die); `None` when nothing is left, the run stops, or pages
-    /// of a spread slice wait for a fetcher.
-    fn next_claim(&self) -> Option<Claim> {
+    /// The next slice of this run to work, claimed with others ahead (up to
+    /// one per fetcher in one statement). While other workers hold the
+    /// rest (they may die), says when to look again; dead workers of this
+    /// machine are taken over first.
+    fn claim_now(&self) -> Claimed {
         let job = self.job;
         let poll =
             (job.settings.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
-        // Up to one slice per fetcher is claimed in one statement; the
-        // lock keeps fetchers from claiming batches at the same time.
         let batch = job.settings.threads.clamp(1, 16) as i64;
-        while !job.quit.load(Ordering::SeqCst) {
+        loop {
+            if job.quit.load(Ordering::SeqCst) || self.exhausted.load(Ordering::SeqCst) {
+                return Claimed::Exhausted;
+            }
+            if let Some(at) = *lock(&self.next_poll) {
+                if let Some(left) = at.checked_duration_since(Instant::now()) {
+                    return Claimed::Wait(left);
+                }
+            }
+            self.first_claim.call_once(|| {
+                self.take_over_dead_local_workers();
+            });
+            // The lock keeps fetchers from claiming batches of one run at the same time.
             let mut claimed = lock(&self.claimed);
             if let Some(claim) = claimed.pop_front() {
-                return Some(claim);
-            }
-            // Another fetcher may have given up on the database meanwhile.
-            if job.quit.load(Ordering::SeqCst) {
-                return None;
+                return Claimed::Slice(claim);
             }
             let free = self.with_db("claiming a slice", |c| {
                 ledger::claim_many(
@@ -307,7 +386,7 @@ impl Shared<'_, '_> {
             });
             drop(claimed);
             let held = match free {
-                Ok(Some(claim)) => return Some(claim),
+                Ok(Some(claim)) => return Claimed::Slice(claim),
                 // Dead workers' slices are taken over before anything is waited for.
                 Ok(None) if self.take_over_dead_local_workers() > 0 => continue,
                 Ok(None) => self.with_db("checking other workers", |c| {
@@ -315,25 +394,25 @@ impl Shared<'_, '_> {
                 }),
                 Err(e) => Err(e),
             };
-            match held {
-                Ok(0) => return None,
+            return match held {
+                Ok(0) => {
+                    self.exhausted.store(true, Ordering::SeqCst);
+                    Claimed::Exhausted
+                }
                 Ok(slices) => {
-                    if !lock(&self.ahead).is_empty() {
-                        return None;
-                    }
                     self.notify(Notice::Waiting {
                         slices,
                         lease: job.settings.lease,
                     });
-                    retry::sleep_until(Instant::now() + poll, job.quit);
+                    *lock(&self.next_poll) = Some(Instant::now() + poll);
+                    Claimed::Wait(poll)
                 }
                 Err(e) => {
                     self.abort(Abort::Database(format!("{e:#}")));
-                    return None;
+                    Claimed::Exhausted
                 }
-            }
+            };
         }
-        None
     }
 
     /// The requests of a slice: the route's method, query, headers and body
@@ -458,7 +537,8 @@ impl Shared<'_, '_> {
         }
         track.hold();
         q.push_back(spread);
-        self.ahead_cv.notify_all();
+        drop(q);
+        self.wake.notify();
         Ok(())
     }
 
@@ -535,6 +615,7 @@ impl Shared<'_, '_> {
             track.hold();
             // Blocks while the channel is full: backpressure, never a drop.
             if let Err(SendError(chunk)) = tx.send(Chunk {
+                lane: self.lane,
                 slice: Arc::clone(track),
                 rows: rows.rows,
                 _held: Some(held),

@@ -1,11 +1,15 @@
-//! One run of a scrap: the thread scope, the channel between fetchers and
+//! Runs of scraps: the thread scope, the channel between fetchers and
 //! writers, the main thread's ticker (progress and workers' notices), and the
-//! merge of how the workers ended into one [`Outcome`].
+//! merge of how the workers ended into one [`Outcome`] per run.
 //!
 //! Fetchers (`fetch`) claim slices and send each page's rows as a [`Chunk`]
 //! through a bounded channel to writers (`write`) that commit batches;
 //! `track` knows when a slice is finished and keeps the leases alive.
 //! Workers never print: they send [`Notice`]s that the main thread shows.
+//! One crew of fetchers and writers can work several runs at once (`sync
+//! --all`): each run is a lane with its own ledger state, and the runs of
+//! one client share its rate limit, its HTTP agent and a fair share of the
+//! fetchers.
 //!
 //! Invariants: a send blocks when the channel is full (backpressure, never a
 //! drop); a slice is marked done only after every row it sent is committed
@@ -26,10 +30,10 @@ use crate::record::{PageRows, Row};
 use crate::report::{ErrorContext, ErrorLog, Notice, Snapshot, Style, Watch};
 use crate::retry::{Backoff, Policy, Verdict};
 use anyhow::Result;
-use crossbeam::channel::{self, Sender};
+use crossbeam::channel::{self, Receiver, Sender};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 use track::SliceTrack;
@@ -78,6 +82,8 @@ pub struct Outcome {
     pub error: Option<String>,
     /// The API refused the client's credentials (exit 3, `auth_refused`).
     pub auth_refused: bool,
+    /// The database stayed unreachable through every retry.
+    pub database_lost: bool,
 }
 
 /// Why the run stopped before working every slice it could.
@@ -142,6 +148,8 @@ impl Counters {
 /// A page's rows on their way to a writer; it holds its slice until
 /// committed, and the bytes its rows take from the memory budget until dropped.
 struct Chunk {
+    /// The run (lane) the rows belong to.
+    lane: usize,
     slice: Arc<SliceTrack>,
     rows: Vec<Row>,
     _held: Option<budget::Reserved>,
@@ -158,20 +166,66 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What every worker thread of the run shares.
+/// Wakes fetchers with nothing to do when pages are queued, a page 1 that
+/// may spread is done, or a run stops. A waiter reads the generation before
+/// it looks for work, so a wake-up between the two is not lost.
+#[derive(Default)]
+struct Wake {
+    generation: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Wake {
+    fn generation(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    fn notify(&self) {
+        *lock(&self.generation) += 1;
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` unless something happened since `seen`.
+    fn wait(&self, seen: u64, timeout: std::time::Duration) {
+        let g = lock(&self.generation);
+        if *g == seen {
+            drop(self.cv.wait_timeout(g, timeout));
+        }
+    }
+}
+
+/// What the runs of one client share in a crew.
+#[derive(Clone)]
+struct ClientShare {
+    limiter: Arc<Limiter>,
+    agent: ureq::Agent,
+    /// Fetchers working for the client right now (the fair share).
+    busy: Arc<AtomicUsize>,
+}
+
+/// What every worker thread shares about one run (a lane of the crew).
 struct Shared<'j, 'a> {
     job: &'j Job<'a>,
+    /// This run's index among the crew's runs.
+    lane: usize,
     counters: Counters,
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
     agent: ureq::Agent,
+    busy: Arc<AtomicUsize>,
+    wake: Arc<Wake>,
+    /// Nothing left to claim for this run in this process.
+    exhausted: AtomicBool,
+    /// While other workers hold the run's last slices: when to look again.
+    next_poll: Mutex<Option<Instant>>,
+    /// Slices of a dead local process are taken over before the run's
+    /// first claim decides what is free and what to wait for.
+    first_claim: std::sync::Once,
     /// The first reason the run stopped early.
     abort: Mutex<Option<Abort>>,
     /// To the main thread, which shows them: workers never print.
     notices: Sender<Notice>,
     /// Slices whose pages any fetcher may take (`parallel_pages`).
     ahead: Mutex<VecDeque<Arc<fetch::Spread>>>,
-    /// Signalled when pages are queued or a page 1 that may spread is done.
-    ahead_cv: Condvar,
     /// Fetchers on a page 1 that may spread: idle ones wait for it.
     spreading: AtomicUsize,
     /// Slices claimed in one statement, not yet started by a fetcher.
@@ -207,6 +261,7 @@ impl<'a> Shared<'_, 'a> {
     fn abort(&self, why: Abort) {
         lock(&self.abort).get_or_insert(why);
         self.job.quit.store(true, Ordering::SeqCst);
+        self.wake.notify();
     }
 
     fn aborted(&self) -> bool {
@@ -332,53 +387,146 @@ impl NoticeBoard {
 }
 
 /// Runs the job to the end and reports what happened.
-pub fn run(job: &Job<'_>) -> Outcome {
+pub fn run(job: Job<'_>) -> Outcome {
+    let (settings, style, quit) = (job.settings, job.style, job.quit);
+    let sink = job.progress.sink.clone();
+    let jobs = [OnceLock::from(job)];
+    let (handed, handed_rx) = channel::bounded(1);
+    let _ = handed.send(0); // the receiver is right here
+    drop(handed);
+    let mut outcomes = run_many(settings, style, sink.as_ref(), &jobs, &handed_rx, quit);
+    outcomes.pop().flatten().expect("the job was handed over")
+}
+
+/// The crew's runs: a slot per job, filled as each job is handed over.
+struct Lanes<'j, 'a> {
+    slots: Vec<OnceLock<Shared<'j, 'a>>>,
+    /// Every job that will come has been handed over.
+    complete: AtomicBool,
+    /// The crew's figures (threads, writers, lease, batch).
+    settings: &'j Settings,
+    wake: Arc<Wake>,
+}
+
+impl<'j, 'a> Lanes<'j, 'a> {
+    /// The runs handed over so far.
+    fn active(&self) -> Vec<&Shared<'j, 'a>> {
+        self.slots.iter().filter_map(OnceLock::get).collect()
+    }
+
+    /// The run of a chunk (handed over, since a fetcher sent it).
+    fn lane(&self, i: usize) -> &Shared<'j, 'a> {
+        self.slots[i].get().expect("a chunk's run was handed over")
+    }
+}
+
+/// Runs several jobs with one crew: `settings.threads` fetchers take slices
+/// and pages from every job (fairly between clients), `settings.writers`
+/// writers commit every job's rows, one ticker reports each job's progress
+/// to its feed (or stderr). Jobs are handed over as they are ready: each
+/// index received on `handed` is a filled slot of `jobs`, and the crew
+/// ends once `handed` is closed and every handed job is worked. `stop` (a
+/// stop signal) stops every job; a job's own `quit` stops it alone (its
+/// client refused the credentials), and a database given up on by one job
+/// stops them all. One outcome per slot (`None`: never handed over).
+pub fn run_many<'j, 'a>(
+    settings: &'j Settings,
+    style: Style,
+    sink: Option<&Sender<Watch>>,
+    jobs: &'j [OnceLock<Job<'a>>],
+    handed: &Receiver<usize>,
+    stop: &AtomicBool,
+) -> Vec<Option<Outcome>> {
     // Unbounded: notices are few (a retry, a failed slice), and a worker
     // must never wait on the screen.
     let (notices, notices_rx) = channel::unbounded::<Notice>();
-    let shared = Shared {
-        job,
-        counters: Counters::default(),
-        limiter: Limiter::new(job.client.rate_limit_per_sec),
-        agent: http::agent_trusting(job.settings.timeout, &job.client.ca_certs),
-        abort: Mutex::new(None),
-        notices,
-        ahead: Mutex::new(VecDeque::new()),
-        ahead_cv: Condvar::new(),
-        spreading: AtomicUsize::new(0),
-        claimed: Mutex::new(VecDeque::new()),
-        ends: Mutex::new(track::Ends::default()),
-        budget: Arc::new(budget::Budget::new(job.settings.memory_mb)),
+    let budget = Arc::new(budget::Budget::new(settings.memory_mb));
+    let lanes = Lanes {
+        slots: jobs.iter().map(|_| OnceLock::new()).collect(),
+        complete: AtomicBool::new(false),
+        settings,
+        wake: Arc::new(Wake::default()),
     };
+    let mut clients: std::collections::HashMap<&str, ClientShare> = Default::default();
+    let mut hand_over = |lane: usize| {
+        let Some(job) = jobs.get(lane).and_then(OnceLock::get) else {
+            return;
+        };
+        let share = clients
+            .entry(job.client.id.as_str())
+            .or_insert_with(|| ClientShare {
+                limiter: Arc::new(Limiter::new(job.client.rate_limit_per_sec)),
+                agent: http::agent_trusting(job.settings.timeout, &job.client.ca_certs),
+                busy: Arc::new(AtomicUsize::new(0)),
+            })
+            .clone();
+        if stop.load(Ordering::SeqCst) {
+            job.quit.store(true, Ordering::SeqCst);
+        }
+        drop(lanes.slots[lane].set(Shared {
+            job,
+            lane,
+            counters: Counters::default(),
+            limiter: share.limiter,
+            agent: share.agent,
+            busy: share.busy,
+            wake: Arc::clone(&lanes.wake),
+            exhausted: AtomicBool::new(false),
+            next_poll: Mutex::new(None),
+            first_claim: std::sync::Once::new(),
+            abort: Mutex::new(None),
+            notices: notices.clone(),
+            ahead: Mutex::new(VecDeque::new()),
+            spreading: AtomicUsize::new(0),
+            claimed: Mutex::new(VecDeque::new()),
+            ends: Mutex::new(track::Ends::default()),
+            budget: Arc::clone(&budget),
+        }));
+        lanes.wake.notify();
+    };
+    // Jobs handed over before the crew starts are there from its first claim.
+    let mut handing = true;
+    loop {
+        match handed.try_recv() {
+            Ok(i) => hand_over(i),
+            Err(channel::TryRecvError::Empty) => break,
+            Err(channel::TryRecvError::Disconnected) => {
+                handing = false;
+                break;
+            }
+        }
+    }
+    lanes.complete.store(!handing, Ordering::SeqCst);
     let mut board = NoticeBoard {
-        style: job.style,
+        style,
         waiting_shown: false,
     };
     let started = Instant::now();
-    let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(job.settings));
+    let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(settings));
     let (done_tx, done_rx) = channel::bounded::<()>(0);
     let mut panicked = false;
     // Why a worker thread could not be started (not a panic).
     let mut not_started: Option<String> = None;
-    // Slices of a dead local process are taken over before any fetcher
-    // decides what is free and what to wait for.
-    shared.take_over_dead_local_workers();
+    let turn = AtomicUsize::new(0);
+    let never = channel::never::<usize>();
     std::thread::scope(|s| {
-        let sh = &shared;
+        let (lanes, turn) = (&lanes, &turn);
         let mut crew = Crew {
             scope: s,
-            quit: job.quit,
+            quit: stop,
             done: done_tx,
             handles: Vec::new(),
         };
-        for i in 0..job.settings.writers {
+        for i in 0..settings.writers {
             let rx = rx.clone();
-            crew.spawn(format!("writer-{i}"), move || sh.writer(&rx));
+            crew.spawn(format!("writer-{i}"), move || write::writer(lanes, &rx));
         }
         drop(rx);
-        for i in 0..job.settings.threads {
+        for i in 0..settings.threads {
             let tx = tx.clone();
-            crew.spawn(format!("fetcher-{i}"), move || sh.fetcher(&tx));
+            crew.spawn(format!("fetcher-{i}"), move || {
+                fetch::fetcher(lanes, &tx, turn)
+            });
         }
         drop(tx);
         let handles = crew.started();
@@ -386,22 +534,36 @@ pub fn run(job: &Job<'_>) -> Outcome {
         let (leases_stop, leases_stop_rx) = channel::bounded::<()>(0);
         let leases = std::thread::Builder::new()
             .name("heartbeat".into())
-            .spawn_scoped(s, move || sh.renew_leases(&leases_stop_rx));
-        // Progress from a ticker, notices as they come, until every worker has ended.
-        let sink = job.progress.sink.as_ref();
+            .spawn_scoped(s, move || track::renew_leases(lanes, &leases_stop_rx));
+        // Progress from a ticker, notices as they come, jobs as they are
+        // handed over, until every worker has ended; a stop is passed on to
+        // every job within a tenth of a second.
         let ticker = channel::tick(match sink {
             Some(_) => WATCH_INTERVAL,
-            None => job.settings.progress,
+            None => settings.progress,
         });
+        let watchdog = channel::tick(std::time::Duration::from_millis(100));
         loop {
+            let handed = if handing { handed } else { &never };
             channel::select! {
+                recv(handed) -> i => match i {
+                    Ok(i) => hand_over(i),
+                    Err(_) => {
+                        handing = false;
+                        lanes.complete.store(true, Ordering::SeqCst);
+                        lanes.wake.notify();
+                    }
+                },
                 recv(ticker) -> _ => {
-                    let snap = shared.snapshot(started.elapsed());
-                    match sink {
-                        Some(tx) => drop(tx.send(Watch::Progress(snap))),
-                        None => eprintln!("{}", job.style.progress(&snap)),
+                    for lane in lanes.active() {
+                        let snap = lane.snapshot(started.elapsed());
+                        match &lane.job.progress.sink {
+                            Some(tx) => drop(tx.send(Watch::Progress(snap))),
+                            None => eprintln!("{}", lane.job.style.progress(&snap)),
+                        }
                     }
                 }
+                recv(watchdog) -> _ => pass_stops(&lanes.active(), stop),
                 recv(notices_rx) -> n => {
                     if let Ok(n) = n {
                         board.show(&n, sink);
@@ -428,26 +590,57 @@ pub fn run(job: &Job<'_>) -> Outcome {
             }
         }
     });
-    // Pages left queued (every fetcher ended early, e.g. by a panic): their
-    // slices go back to pending.
-    shared.release_queued_pages();
-    shared.release_unstarted_claims();
+    drop(notices);
+    for lane in lanes.active() {
+        // Pages left queued (every fetcher ended early, e.g. by a panic):
+        // their slices go back to pending.
+        lane.release_queued_pages();
+        lane.release_unstarted_claims();
+    }
     for n in notices_rx.try_iter() {
-        board.show(&n, job.progress.sink.as_ref());
+        board.show(&n, sink);
     }
-    if let Some(tx) = &job.progress.sink {
-        drop(tx.send(Watch::Progress(shared.snapshot(started.elapsed()))));
+    lanes
+        .slots
+        .iter()
+        .map(|slot| {
+            let lane = slot.get()?;
+            let job = lane.job;
+            if let Some(tx) = &job.progress.sink {
+                drop(tx.send(Watch::Progress(lane.snapshot(started.elapsed()))));
+            }
+            let abort = lock(&lane.abort).clone();
+            Some(outcome(
+                lane.counters.totals(),
+                abort,
+                Trouble {
+                    panicked,
+                    not_started: not_started.clone(),
+                },
+                job.interrupted.load(Ordering::SeqCst),
+            ))
+        })
+        .collect()
+}
+
+/// A stop signal stops every job; so does a database that one job gave up
+/// on (the others would meet it too). A job stopped by its own trouble
+/// (credentials refused) stops alone.
+fn pass_stops(lanes: &[&Shared], stop: &AtomicBool) {
+    let lost = lanes
+        .iter()
+        .any(|l| matches!(*lock(&l.abort), Some(Abort::Database(_))));
+    if stop.load(Ordering::SeqCst) || lost {
+        let mut woke = false;
+        for l in lanes {
+            woke |= !l.job.quit.swap(true, Ordering::SeqCst);
+        }
+        if woke {
+            if let Some(l) = lanes.first() {
+                l.wake.notify();
+            }
+        }
     }
-    let abort = lock(&shared.abort).clone();
-    outcome(
-        shared.counters.totals(),
-        abort,
-        Trouble {
-            panicked,
-            not_started,
-        },
-        job.interrupted.load(Ordering::SeqCst),
-    )
 }
 
 /// What went wrong with the run's own threads.
@@ -468,6 +661,7 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, trouble: Trouble, ctrl_c: bo
         not_started,
     } = trouble;
     let auth_refused = matches!(abort, Some(Abort::Auth(_)));
+    let database_lost = matches!(abort, Some(Abort::Database(_)));
     let (exit, error) = match abort {
         Some(Abort::Auth(m)) | Some(Abort::Environment(m)) => (Exit::Environment, Some(m)),
         Some(Abort::Database(m)) => (
@@ -497,6 +691,7 @@ fn outcome(totals: RunTotals, abort: Option<Abort>, trouble: Trouble, ctrl_c: bo
         exit,
         error,
         auth_refused,
+        database_lost,
     }
 }
 

@@ -8,7 +8,7 @@
 //! failure is final (chunks committed after it do not make the slice done);
 //! a slice with uncommitted rows and no failure goes back to pending.
 
-use super::{add, lock, Abort, Shared};
+use super::{add, lock, Abort, Lanes, Shared};
 use crate::ledger::{self, Claim, SliceCounts, SliceEnd};
 use crate::record::PageRows;
 use crate::report::Notice;
@@ -277,19 +277,28 @@ impl Shared<'_, '_> {
         }
         taken
     }
+}
 
-    /// Extends this worker's leases every third of a lease until `stop` is
-    /// dropped. A failed renewal is only logged: the next one may work, and a
-    /// lease that expires costs a slice fetched twice, never a row.
-    pub(super) fn renew_leases(&self, stop: &Receiver<()>) {
-        let job = self.job;
-        let every = (job.settings.lease / 3).max(Duration::from_millis(200));
-        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
-            if let Err(e) = self.db_once(|c| ledger::heartbeat(c, &job.worker, job.settings.lease))
-            {
+/// Extends the crew's leases (every worker's slices, every run) every third
+/// of a lease until `stop` is dropped. A failed renewal is only logged: the
+/// next one may work, and a lease that expires costs a slice fetched twice,
+/// never a row.
+pub(super) fn renew_leases(crew: &Lanes, stop: &Receiver<()>) {
+    let lease = crew.settings.lease;
+    let every = (lease / 3).max(Duration::from_millis(200));
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let lanes = crew.active();
+        let Some(first) = lanes.first() else { continue };
+        let mut workers: Vec<&str> = lanes.iter().map(|l| l.job.worker.as_str()).collect();
+        workers.sort_unstable();
+        workers.dedup();
+        for w in &workers {
+            if let Err(e) = first.db_once(|c| ledger::heartbeat(c, w, lease)) {
                 log::warn!("lease heartbeat failed: {e:#}");
             }
-            if let Err(e) = self.db_once(|c| ledger::renew_run(c, job.run_id, job.settings.lease)) {
+        }
+        for l in &lanes {
+            if let Err(e) = l.db_once(|c| ledger::renew_run(c, l.job.run_id, lease)) {
                 log::warn!("run lease heartbeat failed: {e:#}");
             }
         }

@@ -7,7 +7,7 @@
 //! the database refused them, failed.
 
 use super::track::{ReleaseOnPanic, SliceTrack};
-use super::{add, Abort, Chunk, Shared};
+use super::{add, Abort, Chunk, Lanes, Shared};
 use crate::db::{self, Inserter};
 use crate::record::Row;
 use crate::report::{Notice, Retried};
@@ -15,31 +15,47 @@ use crate::retry::Verdict;
 use crossbeam::channel::Receiver;
 use std::sync::Arc;
 
-impl Shared<'_, '_> {
-    /// Commits chunks until every fetcher is gone and the channel is empty.
-    pub(super) fn writer(&self, rx: &Receiver<Chunk>) {
-        let limit = self.job.settings.batch_export;
-        let mut ins: Option<Inserter> = None;
-        let mut pending: Vec<Chunk> = Vec::new();
-        while let Ok(first) = rx.recv() {
-            pending.push(first);
-            let mut n: usize = pending.iter().map(|c| c.rows.len()).sum();
-            // Take what is already queued, up to a batch: no waiting for more.
-            while n < limit {
-                match rx.try_recv() {
-                    Ok(c) => {
-                        n += c.rows.len();
-                        pending.push(c);
-                    }
-                    Err(_) => break,
+/// A writer's inserter, and the run (lane) it is prepared for.
+type Prepared = Option<(usize, Inserter)>;
+
+/// Commits chunks until every fetcher is gone and the channel is empty:
+/// what is queued is taken at once, up to a batch, and committed per run.
+pub(super) fn writer(lanes: &Lanes, rx: &Receiver<Chunk>) {
+    let limit = lanes.settings.batch_export;
+    let mut ins: Prepared = None;
+    let mut pending: Vec<Chunk> = Vec::new();
+    while let Ok(c) = rx.recv() {
+        pending.push(c);
+        let mut n: usize = pending.iter().map(|c| c.rows.len()).sum();
+        // Take what is already queued, up to a batch: no waiting for more.
+        while n < limit {
+            match rx.try_recv() {
+                Ok(c) => {
+                    n += c.rows.len();
+                    pending.push(c);
                 }
+                Err(_) => break,
             }
-            self.flush(&mut ins, &mut pending, limit);
+        }
+        // One run's rows go to one table: committed run by run, the
+        // inserter's run first (no statements prepared again).
+        let current = ins.as_ref().map(|(l, _)| *l);
+        pending.sort_by_key(|c| (Some(c.lane) != current, c.lane));
+        while !pending.is_empty() {
+            let lane = pending[0].lane;
+            let k = pending
+                .iter()
+                .position(|c| c.lane != lane)
+                .unwrap_or(pending.len());
+            let mut run: Vec<Chunk> = pending.drain(..k).collect();
+            lanes.lane(lane).flush(&mut ins, &mut run, limit);
         }
     }
+}
 
+impl Shared<'_, '_> {
     /// Commits the pending chunks in batches of at most `limit` rows.
-    fn flush(&self, ins: &mut Option<Inserter>, pending: &mut Vec<Chunk>, limit: usize) {
+    fn flush(&self, ins: &mut Prepared, pending: &mut Vec<Chunk>, limit: usize) {
         let chunks = std::mem::take(pending);
         // A panic below must not leave these slices running: released instead.
         let mut guard = ReleaseOnPanic {
@@ -66,7 +82,7 @@ impl Shared<'_, '_> {
     }
 
     /// Commits one batch, retried; on giving up, marks the batch's slices.
-    fn commit(&self, ins: &mut Option<Inserter>, chunks: &[Chunk], batch: &mut Vec<(usize, &Row)>) {
+    fn commit(&self, ins: &mut Prepared, chunks: &[Chunk], batch: &mut Vec<(usize, &Row)>) {
         let job = self.job;
         let (slices, mut tagged) = by_slice(chunks, batch);
         let committed = self.policy().run(
@@ -75,9 +91,21 @@ impl Shared<'_, '_> {
                     return Err(anyhow::anyhow!("run stopping: batch not written"));
                 }
                 let r = match ins {
-                    Some(i) => i.commit_batch(&mut tagged, &slices),
-                    None => Inserter::new(&job.pool, &job.scrap.raw_table, &job.worker, job.run_id)
-                        .and_then(|i| ins.insert(i).commit_batch(&mut tagged, &slices)),
+                    Some((lane, i)) if *lane == self.lane => i.commit_batch(&mut tagged, &slices),
+                    _ => {
+                        // Another run's inserter: its connection is kept.
+                        let conn = match ins.take() {
+                            Some((_, i)) => i.into_conn(),
+                            None => job.pool.get().map_err(anyhow::Error::from),
+                        };
+                        conn.and_then(|c| {
+                            Inserter::on(c, &job.scrap.raw_table, &job.worker, job.run_id)
+                        })
+                        .and_then(|i| {
+                            let (_, i) = ins.insert((self.lane, i));
+                            i.commit_batch(&mut tagged, &slices)
+                        })
+                    }
                 };
                 if matches!(&r, Err(e) if db::retryable(e)) {
                     *ins = None; // the connection may be broken: take a fresh one
@@ -168,6 +196,7 @@ mod tests {
     fn chunk(slice_id: i64, hashes: &[&str]) -> Chunk {
         let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
         Chunk {
+            lane: 0,
             slice: SliceTrack::new(Claim {
                 id: slice_id,
                 from: day,

@@ -374,3 +374,114 @@ fn a_fleet_process_killed_mid_run_is_covered_by_the_other() {
     assert_eq!(rb.code, 0, "b: {}", rb.stderr);
     assert_fleet_exact(&db, expected);
 }
+
+/// The sample API with a request log, and the log's path.
+fn logged_api(dir: &std::path::Path, tag: &str, extra: &[&str]) -> (Api, std::path::PathBuf) {
+    let log = dir.join(format!("{tag}.log"));
+    let log_arg = log.to_str().unwrap().to_string();
+    let mut a = vec![
+        "--per-day",
+        "10",
+        "--page-size",
+        "5",
+        "--request-log",
+        &log_arg,
+    ];
+    a.extend_from_slice(extra);
+    (Api::start(&a), log)
+}
+
+#[test]
+fn a_slow_client_does_not_hold_the_other_clients_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slow, slow_log) = logged_api(dir.path(), "slow", &["--latency-ms", "600"]);
+    let (fast, fast_log) = logged_api(dir.path(), "fast", &[]);
+    let db = TestDb::new("fleetslow");
+    let mut clients = serde_json::Map::new();
+    // The slow client first: a crew taking pairs in order would start there.
+    clients.insert(
+        "301".into(),
+        json!({ "name": "Lento", "base_url": format!("{}/page", slow.url) }),
+    );
+    for c in ["302", "303", "304"] {
+        clients.insert(
+            c.into(),
+            json!({ "name": c, "base_url": format!("{}/page", fast.url) }),
+        );
+    }
+    let cfg = json!({ "clients": clients, "routes": routes(&["pedidos", "notas"]) });
+    let atlas = Atlas::new(&db, &cfg);
+    atlas.ok(&["init"]);
+    let until = "2025-03-04";
+    let run = atlas.ok(&args(&sync_all(&[
+        "--from",
+        FROM,
+        "--until",
+        until,
+        "--threads",
+        "2",
+    ])));
+    let report = run.json();
+    let expected = fast.expected(FROM, until);
+    for (k, p) in by_pair(&report) {
+        assert_eq!(p["status"], "done", "{k}: {p}");
+        assert_eq!(p["inserted"], expected, "{k}: {p}");
+    }
+    for c in ["301", "302", "303", "304"] {
+        for r in ["pedidos", "notas"] {
+            assert_eq!(count(&db, &table(c, r)), expected, "{c}/{r}");
+        }
+    }
+    // 2 routes x 4 days x 2 pages at 600 ms each take the slow client
+    // seconds; the three others' 48 requests are all answered before its
+    // last one, though it comes first and the crew has two fetchers.
+    let slow_seen = request_log(&slow_log);
+    let fast_seen = request_log(&fast_log);
+    assert_eq!(slow_seen.len(), 16, "one request per page");
+    assert_eq!(fast_seen.len(), 48, "one request per page");
+    let slow_last = slow_seen.iter().map(|s| s.ms).max().unwrap();
+    let fast_last = fast_seen.iter().map(|s| s.ms).max().unwrap();
+    assert!(
+        fast_last < slow_last,
+        "the fast clients' last request ({fast_last}) came after the slow one's ({slow_last})"
+    );
+}
+
+#[test]
+fn routes_of_one_client_share_its_rate_limit_in_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, log) = logged_api(dir.path(), "limited", &[]);
+    let db = TestDb::new("fleetrate");
+    let cfg = json!({
+        "clients": { "401": { "name": "Limitado", "base_url": format!("{}/page", api.url),
+                              "rate_limit_per_sec": 4 } },
+        "routes": routes(&ROUTES)
+    });
+    let atlas = Atlas::new(&db, &cfg);
+    atlas.ok(&["init"]);
+    let run = atlas.ok(&args(&sync_all(&[
+        "--from",
+        FROM,
+        "--until",
+        UNTIL,
+        "--threads",
+        "6",
+    ])));
+    let expected = api.expected(FROM, UNTIL);
+    for (k, p) in by_pair(&run.json()) {
+        assert_eq!(p["inserted"], expected, "{k}: {p}");
+    }
+    // 3 routes x 3 days x 2 pages = 18 requests from one crew of six
+    // fetchers: never more than 4 in any second, whichever route asked
+    // (50 ms left for the server's own clock of each request).
+    let mut ms: Vec<u64> = request_log(&log).iter().map(|s| s.ms).collect();
+    ms.sort_unstable();
+    assert_eq!(ms.len(), 18);
+    for (i, t) in ms.iter().enumerate() {
+        let in_window = ms[i..].iter().take_while(|u| **u < t + 950).count();
+        assert!(
+            in_window <= 4,
+            "{in_window} requests within 1 s from {t}: {ms:?}"
+        );
+    }
+}
