@@ -263,8 +263,8 @@ fn requests_so_far(api: &Api) -> i64 {
 }
 
 /// Two clients (each on its own sample API, logging its requests) × two
-/// routes, six days of two pages, 40 ms per request.
-fn shared_fleet(tag: &str, dir: &std::path::Path) -> (Vec<Api>, TestDb, Atlas) {
+/// routes, six days of two pages, `latency` ms per request.
+fn shared_fleet(tag: &str, dir: &std::path::Path, latency: &str) -> (Vec<Api>, TestDb, Atlas) {
     let apis: Vec<Api> = ["201", "202"]
         .iter()
         .map(|c| {
@@ -275,7 +275,7 @@ fn shared_fleet(tag: &str, dir: &std::path::Path) -> (Vec<Api>, TestDb, Atlas) {
                 "--page-size",
                 "5",
                 "--latency-ms",
-                "40",
+                latency,
                 "--request-log",
                 log.to_str().unwrap(),
             ])
@@ -310,7 +310,7 @@ fn assert_fleet_exact(db: &TestDb, expected: i64) {
 #[test]
 fn two_processes_share_the_fleet_and_fetch_each_slice_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (apis, db, atlas) = shared_fleet("fleettwo", dir.path());
+    let (apis, db, atlas) = shared_fleet("fleettwo", dir.path(), "40");
     let expected = apis[0].expected(FROM, SHARED_UNTIL);
     let cmd = sync_all(&["--from", FROM, "--until", SHARED_UNTIL]);
     let mut a = Bg::spawn(&atlas, &args(&cmd), "a");
@@ -354,7 +354,7 @@ fn two_processes_share_the_fleet_and_fetch_each_slice_once() {
 #[test]
 fn a_fleet_process_killed_mid_run_is_covered_by_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (apis, db, atlas) = shared_fleet("fleetkill", dir.path());
+    let (apis, db, atlas) = shared_fleet("fleetkill", dir.path(), "40");
     let expected = apis[0].expected(FROM, SHARED_UNTIL);
     let cmd = sync_all(&["--from", FROM, "--until", SHARED_UNTIL]);
     let mut a = Bg::spawn(&atlas, &args(&cmd), "a");
@@ -484,4 +484,46 @@ fn routes_of_one_client_share_its_rate_limit_in_the_fleet() {
             "{in_window} requests within 1 s from {t}: {ms:?}"
         );
     }
+}
+
+#[test]
+fn ctrl_c_stops_the_whole_fleet_and_the_next_night_finishes_it_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (apis, db, atlas) = shared_fleet("fleetint", dir.path(), "150");
+    let expected = apis[0].expected(FROM, SHARED_UNTIL);
+    let cmd = sync_all(&["--from", FROM, "--until", SHARED_UNTIL]);
+    let mut a = Bg::spawn(&atlas, &args(&cmd), "a");
+    crate::util::wait_for("rows in a table", Duration::from_secs(60), || {
+        db.client()
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'dados_raw_cliente_20%'",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0) == 4)
+            .unwrap_or(false)
+            && db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'") > 0
+    });
+    a.signal("INT");
+    let ra = a.finish(Duration::from_secs(60));
+    assert_eq!(ra.code, 130, "{}", ra.stderr);
+    let report = ra.json();
+    assert_eq!(report["exit_code"], 130);
+    let stopped = by_pair(&report)
+        .values()
+        .filter(|p| p["status"] == "interrupted" || p["status"] == "skipped")
+        .count();
+    assert!(stopped > 0, "no pair was stopped: {report}");
+    // Nothing counted that is not stored, and no slice left running.
+    for (k, p) in by_pair(&report) {
+        if let Some(t) = p["table"].as_str().filter(|_| !p["run_id"].is_null()) {
+            assert!(count(&db, t) >= p["inserted"].as_i64().unwrap(), "{k}: {p}");
+        }
+    }
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'running'"),
+        0
+    );
+    let rb = atlas.ok(&args(&cmd));
+    assert_eq!(rb.json()["exit_code"], 0, "{}", rb.stderr);
+    assert_fleet_exact(&db, expected);
 }
