@@ -346,8 +346,9 @@ impl Shared<'_, '_> {
 
     /// The next slice of this run to work, claimed with others ahead (up to
     /// one per fetcher in one statement). While other workers hold the
-    /// rest (they may die), says when to look again; dead workers of this
-    /// machine are taken over first.
+    /// rest, says when to look again. Slices held by processes of this
+    /// machine that are gone are taken over before the run's first claim,
+    /// and again before waiting.
     fn claim_now(&self) -> Claimed {
         let job = self.job;
         let poll =
@@ -362,6 +363,8 @@ impl Shared<'_, '_> {
                     return Claimed::Wait(left);
                 }
             }
+            // Slices of dead local workers first: a rerun after a kill must
+            // not leave them running behind the free ones.
             self.first_claim.call_once(|| {
                 self.take_over_dead_local_workers();
             });
@@ -387,8 +390,6 @@ impl Shared<'_, '_> {
             drop(claimed);
             let held = match free {
                 Ok(Some(claim)) => return Claimed::Slice(claim),
-                // Dead workers' slices are taken over before anything is waited for.
-                Ok(None) if self.take_over_dead_local_workers() > 0 => continue,
                 Ok(None) => self.with_db("checking other workers", |c| {
                     ledger::held_by_others(c, job.scrap.id, &job.worker)
                 }),
@@ -399,6 +400,8 @@ impl Shared<'_, '_> {
                     self.exhausted.store(true, Ordering::SeqCst);
                     Claimed::Exhausted
                 }
+                // Dead workers' slices are taken over before anything is waited for.
+                Ok(_) if self.take_over_dead_local_workers() > 0 => continue,
                 Ok(slices) => {
                     self.notify(Notice::Waiting {
                         slices,
