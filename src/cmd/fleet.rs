@@ -150,6 +150,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             drop(jobs);
             log::debug!("runs ended after {:?}", started.elapsed());
             let mut finishing = Vec::new();
+            // Pairs whose joined scrap is over: their own period next round.
+            let mut again = Vec::new();
             for ((k, start), (ready, outcome)) in starts
                 .into_iter()
                 .enumerate()
@@ -179,7 +181,9 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                     }
                     (Start::Nothing(v, e, joined), _, _) => {
                         ran[i].push((v, e));
-                        if !(joined && e == Exit::Ok) {
+                        if joined && e == Exit::Ok {
+                            again.push(i);
+                        } else {
                             turns[i] = Some(merged(std::mem::take(&mut ran[i])));
                             board.settle(i);
                         }
@@ -214,7 +218,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                 };
                 (i, joined, Ok(summary))
             });
-            todo.clear();
+            todo = again;
             for (i, joined, end) in ends {
                 match end {
                     Ok((e, summary)) => {
