@@ -167,7 +167,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                         } else {
                             // Nothing more after a joined scrap: the runs stand.
                             match turn {
-                                Turn::UpToDate(_) | Turn::Busy => {
+                                Turn::UpToDate(_) | Turn::Busy | Turn::Skipped(_) => {
                                     merged(std::mem::take(&mut ran[i]))
                                 }
                                 other => other,

@@ -394,7 +394,7 @@ fn logged_api(dir: &std::path::Path, tag: &str, extra: &[&str]) -> (Api, std::pa
 #[test]
 fn a_slow_client_does_not_hold_the_other_clients_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (slow, slow_log) = logged_api(dir.path(), "slow", &["--latency-ms", "600"]);
+    let (slow, slow_log) = logged_api(dir.path(), "slow", &["--latency-ms", "1200"]);
     let (fast, fast_log) = logged_api(dir.path(), "fast", &[]);
     let db = TestDb::new("fleetslow");
     let mut clients = serde_json::Map::new();
@@ -432,7 +432,7 @@ fn a_slow_client_does_not_hold_the_other_clients_back() {
             assert_eq!(count(&db, &table(c, r)), expected, "{c}/{r}");
         }
     }
-    // 2 routes x 4 days x 2 pages at 600 ms each take the slow client
+    // 2 routes x 4 days x 2 pages at 1.2 s each take the slow client
     // seconds; the three others' 48 requests are all answered before its
     // last one, though it comes first and the crew has two fetchers.
     let slow_seen = request_log(&slow_log);
