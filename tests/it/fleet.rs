@@ -527,3 +527,44 @@ fn ctrl_c_stops_the_whole_fleet_and_the_next_night_finishes_it_exactly() {
     assert_eq!(rb.json()["exit_code"], 0, "{}", rb.stderr);
     assert_fleet_exact(&db, expected);
 }
+
+#[test]
+fn refused_credentials_stop_that_client_only() {
+    let good = Api::start(&["--per-day", "10", "--page-size", "5"]);
+    let guarded = Api::start(&[
+        "--per-day",
+        "10",
+        "--page-size",
+        "5",
+        "--auth",
+        "bearer:right-token",
+    ]);
+    let db = TestDb::new("fleetauth");
+    let cfg = json!({
+        "clients": {
+            "501": { "name": "Recusado", "base_url": format!("{}/page", guarded.url),
+                     "auth": { "type": "bearer", "token_env": "ATLAS_T_501" } },
+            "502": { "name": "Bom", "base_url": format!("{}/page", good.url) }
+        },
+        "routes": routes(&["pedidos", "notas"])
+    });
+    let mut atlas = Atlas::new(&db, &cfg);
+    atlas.env.push(("ATLAS_T_501".into(), "wrong-token".into()));
+    atlas.ok(&["init"]);
+    let run = atlas.expect(&args(&sync_all(&["--from", FROM, "--until", UNTIL])), 1);
+    let report = run.json();
+    let pairs = by_pair(&report);
+    let expected = good.expected(FROM, UNTIL);
+    for r in ["pedidos", "notas"] {
+        let p = &pairs[&format!("501/{r}")];
+        assert_eq!(p["status"], "auth_refused", "{p}");
+        assert_eq!(p["exit_code"], 3, "{p}");
+        assert_eq!(count(&db, &table("501", r)), 0);
+        let p = &pairs[&format!("502/{r}")];
+        assert_eq!(p["status"], "done", "{p}");
+        assert_eq!(p["inserted"], expected, "{p}");
+        assert_eq!(count(&db, &table("502", r)), expected);
+    }
+    assert_eq!(report["exit_code"], 1);
+    assert!(!run.stdout.contains("wrong-token") && !run.stderr.contains("wrong-token"));
+}
