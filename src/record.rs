@@ -7,7 +7,7 @@
 //! lowercase hex SHA-256, so the hash is of what is stored and does not
 //! depend on the key order the API sent.
 
-use crate::config::{Route, Undated};
+use crate::config::{Pagination, Route, Undated};
 use crate::dates;
 use crate::json::{self, Json};
 use chrono::NaiveDate;
@@ -48,22 +48,77 @@ pub struct PageRows {
     pub sanitised: Vec<String>,
 }
 
+impl PageRows {
+    /// Heap bytes the rows take: what their page holds from the memory
+    /// budget until a writer has committed them.
+    pub fn bytes(&self) -> usize {
+        self.rows.capacity() * size_of::<Row>()
+            + self
+                .rows
+                .iter()
+                .map(|r| r.payload.capacity() + r.hash.capacity())
+                .sum::<usize>()
+    }
+}
+
 /// The records array of a body, per the route's `records` pointer.
 pub fn records_of<'b, 'a>(body: &'b Json<'a>, pointer: &str) -> Result<&'b [Json<'a>], String> {
     match body.pointer(pointer) {
         Some(Json::Arr(a)) => Ok(a),
-        Some(other) => Err(format!(
+        other => Err(not_records(other, pointer)),
+    }
+}
+
+/// As `records_of`, for `page_rows` to drop each record once it is a row.
+pub fn records_of_mut<'b, 'a>(
+    body: &'b mut Json<'a>,
+    pointer: &str,
+) -> Result<&'b mut [Json<'a>], String> {
+    match body.pointer_mut(pointer) {
+        Some(Json::Arr(a)) => Ok(a),
+        other => Err(not_records(other.as_deref(), pointer)),
+    }
+}
+
+fn not_records(found: Option<&Json<'_>>, pointer: &str) -> String {
+    match found {
+        Some(other) => format!(
             "the value at records pointer '{pointer}' is not an array but {}",
             other.kind()
-        )),
-        None => Err(format!("the body has no records at pointer '{pointer}'")),
+        ),
+        None => format!("the body has no records at pointer '{pointer}'"),
     }
+}
+
+/// Whether the route's pagination reads a pointer inside the records (a
+/// cursor taken from the last record, say): the body must then stay whole
+/// until the page is checked.
+fn paging_reads_records(route: &Route) -> bool {
+    let ptr = match &route.pagination.kind {
+        Pagination::Page { total_pages: p, .. } | Pagination::Offset { total: p, .. } => {
+            p.as_deref()
+        }
+        Pagination::Cursor { cursor_path: p, .. } | Pagination::NextUrl { next_path: p } => {
+            Some(p.as_str())
+        }
+        Pagination::None | Pagination::LinkHeader => None,
+    };
+    ptr.is_some_and(|p| {
+        p.strip_prefix(route.records.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// Turns a page's records into rows for the scrap period `period`.
 /// `slice_from` dates undated records under the `slice_start` rule.
+///
+/// Each record's tree is dropped (left `null`) once its row is built, unless
+/// the route's pagination reads inside the records: the tree is the largest
+/// part of a page in memory (~3× the body), and freed record by record its
+/// room takes the rows, so a page peaks at its body and tree, not at those
+/// and all its rows.
 pub fn page_rows(
-    records: &[Json<'_>],
+    records: &mut [Json<'_>],
     route: &Route,
     period: (NaiveDate, NaiveDate),
     slice_from: NaiveDate,
@@ -74,7 +129,15 @@ pub fn page_rows(
         ..Default::default()
     };
     let mut capacity = 512;
-    for (i, raw) in records.iter().enumerate() {
+    let drop_used = !paging_reads_records(route);
+    for (i, slot) in records.iter_mut().enumerate() {
+        let owned;
+        let raw: &Json<'_> = if drop_used {
+            owned = std::mem::replace(slot, Json::Null);
+            &owned
+        } else {
+            slot
+        };
         let rec = match &route.records_unwrap {
             None => raw,
             Some(p) => raw
@@ -105,8 +168,11 @@ pub fn page_rows(
             out.out_of_period += 1;
             continue;
         }
-        let (payload, found) = json::canonical_sized(rec, capacity);
+        let (mut payload, found) = json::canonical_sized(rec, capacity);
         capacity = payload.len() + payload.len() / 8 + 16;
+        // Rows outlive the page (queued to writers, under the budget): the
+        // spare room of the estimate is given back, shrunk in place.
+        payload.shrink_to_fit();
         if found.out_of_range {
             let (at, n) = json::out_of_range_number(rec).unwrap_or_default();
             let n = if n.len() > 40 {
@@ -202,11 +268,11 @@ mod tests {
     #[test]
     fn page_rows_sanitise_nul_and_refuse_numbers_postgres_cannot_hold() {
         let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
-        let body = Json::parse(
+        let mut body = Json::parse(
             br#"[{"d":"2025-01-01","s":"ok"},{"d":"2025-01-01","s":"C\u0000string"},{"d":"2025-01-01","n":1e400}]"#,
         )
         .unwrap();
-        let recs = records_of(&body, "").unwrap();
+        let recs = records_of_mut(&mut body, "").unwrap();
         let page = page_rows(recs, &route("skip"), (day, day), day).unwrap();
         assert_eq!(page.rows.len(), 3);
         assert_eq!(
@@ -226,9 +292,9 @@ mod tests {
         );
         assert!(page.sanitised[0].contains(&page.rows[1].hash));
 
-        let bad = Json::parse(br#"[{"d":"2025-01-01","x":{"n":1e999999}}]"#).unwrap();
+        let mut bad = Json::parse(br#"[{"d":"2025-01-01","x":{"n":1e999999}}]"#).unwrap();
         let e = page_rows(
-            records_of(&bad, "").unwrap(),
+            records_of_mut(&mut bad, "").unwrap(),
             &route("skip"),
             (day, day),
             day,
@@ -240,6 +306,53 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// Records are dropped from the tree as their rows are built, unless the
+    /// pagination reads inside them (a cursor in the last record): then the
+    /// page must be checked on the whole body.
+    #[test]
+    fn page_rows_drop_records_unless_paging_reads_them() {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+        let text = br#"{"data":[{"d":"2025-01-01","n":1},{"d":"2025-01-01","n":2}],"next":"x"}"#;
+        let mut r = route("skip");
+        r.records = "/data".into();
+        let cursor = |at: &str| Pagination::Cursor {
+            param: "c".into(),
+            cursor_path: at.into(),
+        };
+        for (at, kept) in [("/next", false), ("/data/1/n", true), ("/database", false)] {
+            r.pagination.kind = cursor(at);
+            let mut body = Json::parse(text).unwrap();
+            let recs = records_of_mut(&mut body, "/data").unwrap();
+            let page = page_rows(recs, &r, (day, day), day).unwrap();
+            assert_eq!(page.rows.len(), 2);
+            assert_eq!(page.rows[1].payload, r#"{"d":"2025-01-01","n":2}"#);
+            let n = body.pointer("/data/1/n");
+            assert_eq!(n.is_some(), kept, "cursor at {at}");
+            assert_eq!(body.pointer("/next"), Some(&Json::Str("x".into())));
+        }
+        r.pagination.kind = Pagination::None;
+        let mut body = Json::parse(text).unwrap();
+        page_rows(
+            records_of_mut(&mut body, "/data").unwrap(),
+            &r,
+            (day, day),
+            day,
+        )
+        .unwrap();
+        assert_eq!(body.pointer("/data/0"), Some(&Json::Null));
+        // Rows hold no spare room: they outlive the page under the budget.
+        assert!(page_rows(
+            records_of_mut(&mut Json::parse(text).unwrap(), "/data").unwrap(),
+            &r,
+            (day, day),
+            day
+        )
+        .unwrap()
+        .rows
+        .iter()
+        .all(|row| row.payload.capacity() == row.payload.len()));
     }
 
     #[test]
@@ -268,7 +381,7 @@ mod tests {
             .unwrap_err()
             .contains("not an array"));
         assert!(records_of(&body, "/dados").unwrap_err().contains("/dados"));
-        let arr = Json::parse(b"[1, 2]").unwrap();
-        assert_eq!(records_of(&arr, "").unwrap().len(), 2);
+        let mut arr = Json::parse(b"[1, 2]").unwrap();
+        assert_eq!(records_of_mut(&mut arr, "").unwrap().len(), 2);
     }
 }

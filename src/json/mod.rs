@@ -124,11 +124,23 @@ impl<'a> Json<'a> {
     /// Parses a UTF-8 body; strings without escapes and all numbers borrow
     /// from it.
     pub fn parse(bytes: &'a [u8]) -> Result<Json<'a>, Error> {
+        Json::parse_sized(bytes).map(|(v, _)| v)
+    }
+
+    /// As `parse`, with the heap bytes the tree takes (beyond the body's):
+    /// what the memory budget charges for it.
+    pub fn parse_sized(bytes: &'a [u8]) -> Result<(Json<'a>, usize), Error> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let at = e.valid_up_to();
             error_at(bytes, at + 1, ErrorKind::Utf8(bytes[at]))
         })?;
-        Parser { text, pos: 0 }.document()
+        let mut p = Parser {
+            text,
+            pos: 0,
+            heap: 0,
+        };
+        let v = p.document()?;
+        Ok((v, p.heap))
     }
 
     /// RFC 6901 JSON pointer lookup (`""` is the whole value).
@@ -154,6 +166,36 @@ impl<'a> Json<'a> {
                         return None;
                     }
                     items.get(token.parse::<usize>().ok()?)?
+                }
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+
+    /// As `pointer`, for a value to change in place.
+    pub fn pointer_mut(&mut self, ptr: &str) -> Option<&mut Json<'a>> {
+        if ptr.is_empty() {
+            return Some(self);
+        }
+        let mut cur = self;
+        for raw in ptr.strip_prefix('/')?.split('/') {
+            let token: Cow<str> = if raw.contains('~') {
+                Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
+            } else {
+                Cow::Borrowed(raw)
+            };
+            cur = match cur {
+                Json::Obj(members) => members
+                    .iter_mut()
+                    .rev()
+                    .find(|(k, _)| *k == token)
+                    .map(|(_, v)| v)?,
+                Json::Arr(items) => {
+                    if token.len() > 1 && token.starts_with('0') {
+                        return None;
+                    }
+                    items.get_mut(token.parse::<usize>().ok()?)?
                 }
                 _ => return None,
             };
@@ -204,6 +246,41 @@ mod tests {
     use super::canonical::{pg_numeric_fits, Findings};
     use super::*;
     use serde_json::Value;
+
+    /// The tree holds no spare capacity, and `parse_sized` counts exactly
+    /// the heap it takes: vectors of the exact size, escaped strings.
+    #[test]
+    fn tree_vectors_are_exact_and_counted() {
+        let text = br#"{"a":[1,2,3],"b":{"c":"x\ny","d":[]},"e":[{"f":1}]}"#;
+        let (v, heap) = Json::parse_sized(text).unwrap();
+        fn walk(v: &Json<'_>, sum: &mut usize) {
+            match v {
+                Json::Arr(a) => {
+                    assert_eq!(a.capacity(), a.len());
+                    *sum += a.capacity() * size_of::<Json<'_>>();
+                    a.iter().for_each(|x| walk(x, sum));
+                }
+                Json::Obj(m) => {
+                    assert_eq!(m.capacity(), m.len());
+                    *sum += m.capacity() * size_of::<(Cow<'_, str>, Json<'_>)>();
+                    for (k, x) in m {
+                        if let Cow::Owned(k) = k {
+                            *sum += k.capacity();
+                        }
+                        walk(x, sum);
+                    }
+                }
+                Json::Str(Cow::Owned(s)) => *sum += s.capacity(),
+                _ => {}
+            }
+        }
+        let mut sum = 0;
+        walk(&v, &mut sum);
+        assert_eq!(heap, sum);
+        // 3 members, 3 + 1 items, 2 + 1 members and "x\ny" unescaped.
+        assert!(heap > 9 * 32, "{heap}");
+        assert_eq!(v.pointer("/b/c"), Some(&Json::Str("x\ny".into())));
+    }
 
     /// For texts whose numbers serde_json writes back unchanged, the
     /// canonical text is serde_json's compact output of a `Value`.

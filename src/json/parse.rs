@@ -16,16 +16,22 @@ pub(super) fn error_at(bytes: &[u8], pos: usize, kind: ErrorKind) -> Error {
     Error { kind, line, column }
 }
 
-/// A container being filled; the parser keeps them on its own stack.
+/// A container being filled; the parser keeps them on its own stack. Their
+/// values wait on two shared stacks (from the index held here) and are moved
+/// into a vector of the exact size when the container closes: grown by
+/// doubling, a page's tree took nearly twice the bytes (a record of 9 fields
+/// in room for 16).
 enum Open<'a> {
-    Arr(Vec<Json<'a>>),
-    /// Members so far and the key whose value comes next.
-    Obj(Vec<(Cow<'a, str>, Json<'a>)>, Cow<'a, str>),
+    Arr(usize),
+    /// Where its members start, and the key whose value comes next.
+    Obj(usize, Cow<'a, str>),
 }
 
 pub(super) struct Parser<'a> {
     pub(super) text: &'a str,
     pub(super) pos: usize,
+    /// Heap bytes of the tree built so far (vectors and unescaped strings).
+    pub(super) heap: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -55,6 +61,8 @@ impl<'a> Parser<'a> {
     /// The whole body: one value, then only whitespace.
     pub(super) fn document(&mut self) -> Result<Json<'a>, Error> {
         let mut stack: Vec<Open<'a>> = Vec::new();
+        let mut items: Vec<Json<'a>> = Vec::new();
+        let mut members: Vec<(Cow<'a, str>, Json<'a>)> = Vec::new();
         'value: loop {
             self.skip_ws();
             let mut v = match self.peek() {
@@ -66,7 +74,7 @@ impl<'a> Parser<'a> {
                         Json::Obj(Vec::new())
                     } else {
                         let key = self.key()?;
-                        stack.push(Open::Obj(Vec::with_capacity(8), key));
+                        stack.push(Open::Obj(members.len(), key));
                         continue 'value;
                     }
                 }
@@ -76,7 +84,7 @@ impl<'a> Parser<'a> {
                         self.pos += 1;
                         Json::Arr(Vec::new())
                     } else {
-                        stack.push(Open::Arr(Vec::new()));
+                        stack.push(Open::Arr(items.len()));
                         continue 'value;
                     }
                 }
@@ -98,7 +106,7 @@ impl<'a> Parser<'a> {
                         }
                         return Ok(v);
                     }
-                    Some(Open::Arr(items)) => {
+                    Some(&mut Open::Arr(start)) => {
                         items.push(v);
                         match self.peek() {
                             Some(b',') => {
@@ -107,14 +115,16 @@ impl<'a> Parser<'a> {
                             }
                             Some(b']') => {
                                 self.pos += 1;
-                                v = Json::Arr(std::mem::take(items));
+                                let a: Vec<_> = items.drain(start..).collect();
+                                self.heap += a.capacity() * size_of::<Json<'a>>();
+                                v = Json::Arr(a);
                                 stack.pop();
                             }
                             None => return Err(self.syntax("EOF while parsing a list")),
                             Some(_) => return Err(self.syntax("expected `,` or `]`")),
                         }
                     }
-                    Some(Open::Obj(members, key)) => {
+                    Some(Open::Obj(start, key)) => {
                         members.push((std::mem::take(key), v));
                         match self.peek() {
                             Some(b',') => {
@@ -125,7 +135,9 @@ impl<'a> Parser<'a> {
                             }
                             Some(b'}') => {
                                 self.pos += 1;
-                                v = Json::Obj(std::mem::take(members));
+                                let m: Vec<_> = members.drain(*start..).collect();
+                                self.heap += m.capacity() * size_of::<(Cow<'a, str>, Json<'a>)>();
+                                v = Json::Obj(m);
                                 stack.pop();
                             }
                             None => return Err(self.syntax("EOF while parsing an object")),
@@ -250,6 +262,7 @@ impl<'a> Parser<'a> {
             match b.get(i) {
                 Some(b'"') => {
                     self.pos = i + 1;
+                    self.heap += s.capacity();
                     return Ok(Cow::Owned(s));
                 }
                 Some(b'\\') => {

@@ -7,28 +7,31 @@
 //! on an error path; a wait gives up when the run stops. Until a first body
 //! is seen its size is unknown, so the run's first page reserves the whole
 //! budget: the others wait for it (through its retries too; if it fails,
-//! the next pages reserve an equal share per fetcher instead).
+//! the next pages reserve an equal share per fetcher instead). After that a
+//! page reserves what pages were measured to take at their peak (body,
+//! parsed tree and rows together), not a guessed multiple of the body.
 
 use super::lock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// Bytes a page of `body` bytes takes while it is parsed: the body, the tree
-/// over it and the rows built from it. Order records of ~600 bytes take
-/// nearer 6× at the peak (a 56-byte tree member per field), but reserving
-/// 6× cost a third of the rate on pages of 10,000 records for 10 MiB less
-/// peak RSS (README "Performance"): 4× is the measured compromise.
-pub(super) fn while_parsed(body: usize) -> usize {
-    body.saturating_mul(4)
+/// The next reservation after a page that took `cost` bytes at its peak,
+/// the estimate being `old`: the larger of the two, except that the old one
+/// loses a quarter per page, so one short last page of a slice does not let
+/// the next full page in under-reserved, and smaller pages are soon
+/// reserved at their own size.
+fn next_estimate(old: usize, cost: usize) -> usize {
+    cost.max(old - old / 4).max(1)
 }
 
 pub(super) struct Budget {
     cap: usize,
     used: Mutex<Used>,
     freed: Condvar,
-    /// What the last page took while parsed: the next reservation. Zero
-    /// until a page was seen: then the first one reserves the whole budget.
+    /// What recent pages took at their peak (`next_estimate`): the next
+    /// reservation. Zero until a page was seen: then the first one reserves
+    /// the whole budget.
     estimate: AtomicUsize,
 }
 
@@ -87,10 +90,13 @@ impl Budget {
         })
     }
 
-    /// A page of `body` bytes came: the next reservation follows it.
-    pub(super) fn saw_body(&self, body: usize) {
+    /// A page took `cost` bytes at its peak (its body, tree and rows): the
+    /// next reservation follows it. Fetchers race here; a lost update only
+    /// costs one page's smoothing.
+    pub(super) fn saw_page(&self, cost: usize) {
+        let old = self.estimate.load(Ordering::Relaxed);
         self.estimate
-            .store(while_parsed(body).max(1), Ordering::Relaxed);
+            .store(next_estimate(old, cost), Ordering::Relaxed);
     }
 
     /// A page gave no body: while no size is known, pages reserve a share of
@@ -137,7 +143,7 @@ mod tests {
         // Nothing seen yet: the first page takes the whole budget.
         let mut first = b.for_page(&quit).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 20);
-        b.saw_body(100_000);
+        b.saw_page(400_000);
         first.resize(200_000);
         let second = b.for_page(&quit).unwrap();
         assert_eq!(lock(&b.used).bytes, 600_000);
@@ -151,7 +157,7 @@ mod tests {
         drop((first, second, third));
         assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
         // A page bigger than the budget passes when nothing else is held.
-        b.saw_body(10 << 20);
+        b.saw_page(40 << 20);
         let big = b.for_page(&quit).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 20, "capped at the budget");
         drop(big);
@@ -166,6 +172,28 @@ mod tests {
     }
 
     #[test]
+    fn the_estimate_follows_measured_pages_and_decays_slowly() {
+        let b = Arc::new(Budget::new(64));
+        let quit = AtomicBool::new(false);
+        b.saw_page(30 << 20);
+        let big = b.for_page(&quit).unwrap();
+        assert_eq!(big.bytes, 30 << 20, "what the page was measured to take");
+        // A short last page of a slice: the next reservation stays near the
+        // full page's, falling by a quarter per page.
+        b.saw_page(1 << 20);
+        assert_eq!(b.for_page(&quit).unwrap().bytes, (30 << 20) * 3 / 4);
+        for _ in 0..40 {
+            b.saw_page(1 << 20);
+        }
+        assert_eq!(b.for_page(&quit).unwrap().bytes, 1 << 20);
+        // A larger page is followed at once.
+        b.saw_page(50 << 20);
+        drop(big);
+        assert_eq!(b.for_page(&quit).unwrap().bytes, 50 << 20);
+        assert_eq!(next_estimate(0, 0), 1, "never zero: zero means none seen");
+    }
+
+    #[test]
     fn fetchers_waiting_behind_the_first_page_go_once_its_size_is_known() {
         let b = Arc::new(Budget::new(1));
         let quit = AtomicBool::new(false);
@@ -175,7 +203,7 @@ mod tests {
             let waiter = s.spawn(|| b.for_page(&quit).map(|r| r.bytes));
             std::thread::sleep(Duration::from_millis(50));
             assert!(!waiter.is_finished(), "the whole budget is held");
-            b.saw_body(1_000);
+            b.saw_page(4_000);
             // The first page's rows are still held (not yet committed).
             first.resize(10_000);
             let deadline = std::time::Instant::now() + Duration::from_secs(2);

@@ -562,20 +562,22 @@ impl Shared<'_, '_> {
         let Some(mut held) = self.budget.for_page(job.quit) else {
             return Err(SliceStop::Released);
         };
-        let mut body_len = 0;
+        // What the page is charged: body, tree and rows. The rows mostly
+        // reuse the room of records dropped as they are built; the overlap is
+        // the margin for what the allocator keeps (README "Performance").
+        let mut cost = 0;
         // The body is parsed once, borrowed, inside the retry loop: a body
         // that is not JSON or lacks the records is retried like a 5xx; one
         // nested past json::MAX_DEPTH fails the slice at once.
         let got = self.get_page(call, &claim, page_no, |raw, link| {
-            body_len = raw.len();
-            let body = Json::parse(raw).map_err(|e| {
+            let (mut body, tree) = Json::parse_sized(raw).map_err(|e| {
                 if e.is_too_deep() {
                     PageError::Data(format!("page {page_no}: {e}"))
                 } else {
                     PageError::unusable(raw, format!("the body is not valid JSON ({e})"))
                 }
             })?;
-            let records = record::records_of(&body, &job.route.records)
+            let records = record::records_of_mut(&mut body, &job.route.records)
                 .map_err(|m| PageError::unusable(raw, m))?;
             let n = records.len();
             let rows = record::page_rows(
@@ -585,6 +587,7 @@ impl Shared<'_, '_> {
                 claim.from,
             )
             .map_err(|m| PageError::Data(format!("page {page_no}: {m}")))?;
+            cost = raw.len() + tree + rows.bytes();
             let checked = check(raw, &body, link, n, &rows);
             Ok((rows, checked))
         });
@@ -607,13 +610,8 @@ impl Shared<'_, '_> {
         track.count_page(&rows);
         self.counters.count_page(&rows);
         // The body and its tree are gone: the page holds what its rows take.
-        self.budget.saw_body(body_len);
-        held.resize(
-            rows.rows
-                .iter()
-                .map(|r| size_of::<Row>() + r.payload.capacity() + r.hash.capacity())
-                .sum(),
-        );
+        self.budget.saw_page(cost);
+        held.resize(rows.bytes());
         if !rows.rows.is_empty() {
             track.hold();
             // Blocks while the channel is full: backpressure, never a drop.
