@@ -2,6 +2,7 @@
 //! no whitespace, numbers as written, U+0000 as U+FFFD; plus the checks made
 //! on the way (NUL paths, numbers PostgreSQL cannot hold).
 
+use super::parse::plain_run;
 use super::Json;
 use std::fmt;
 
@@ -41,56 +42,50 @@ pub fn canonical_sized(v: &Json<'_>, capacity: usize) -> (String, Findings) {
 }
 
 /// serde_json's (and Python's) escapes: `\"`, `\\`, `\b \f \n \r \t`, other
-/// controls as `\u00XX`; `0` marks U+0000 (written as U+FFFD); nothing else.
-static ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 1;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0] = b'0';
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0A] = b'n';
-    t[0x0C] = b'f';
-    t[0x0D] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
+/// controls as `\u00XX`; U+0000 as U+FFFD; nothing else (the bytes
+/// `plain_run` stops at).
 fn write_str(s: &str, out: &mut String, found: &mut Findings) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[usize::from(b)];
-        if esc == 0 {
-            continue;
-        }
-        // Every escaped byte is ASCII: `start` and `i` are char boundaries.
+    loop {
+        let i = plain_run(bytes, start);
+        // Every byte it stops at is ASCII: `start` and `i` are char boundaries.
         out.push_str(&s[start..i]);
+        let Some(&b) = bytes.get(i) else { break };
         start = i + 1;
-        match esc {
-            b'0' => {
+        match b {
+            0 => {
                 found.nul = true;
                 out.push('\u{FFFD}');
             }
-            b'u' => {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x08 => out.push_str("\\b"),
+            0x09 => out.push_str("\\t"),
+            0x0A => out.push_str("\\n"),
+            0x0C => out.push_str("\\f"),
+            0x0D => out.push_str("\\r"),
+            _ => {
                 out.push_str("\\u00");
                 out.push(char::from(HEX[usize::from(b >> 4)]));
                 out.push(char::from(HEX[usize::from(b & 0xf)]));
             }
-            c => {
-                out.push('\\');
-                out.push(char::from(c));
-            }
         }
     }
-    out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// The first eight bytes of a key as a big-endian number (zero-padded):
+/// keys whose prefixes differ compare as their prefixes do, so the sort
+/// reads the key bytes only on a tie.
+fn prefix(k: &str) -> u64 {
+    let b = k.as_bytes();
+    let mut p = [0u8; 8];
+    let n = b.len().min(8);
+    p[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(p)
 }
 
 fn write_canonical(v: &Json<'_>, out: &mut String, found: &mut Findings) {
@@ -119,24 +114,26 @@ fn write_canonical(v: &Json<'_>, out: &mut String, found: &mut Findings) {
             // Sort by key bytes (UTF-8 byte order is code point order); a
             // stable sort keeps repeated keys in source order, the last wins.
             // Small objects (nearly all) sort their index on the stack.
-            let mut small = [0usize; 32];
+            // Each entry is (key prefix, member index).
+            let mut small = [(0u64, 0usize); 16];
             let mut large = Vec::new();
-            let order: &mut [usize] = if members.len() <= small.len() {
+            let order: &mut [(u64, usize)] = if members.len() <= small.len() {
                 &mut small[..members.len()]
             } else {
-                large.resize(members.len(), 0);
+                large.resize(members.len(), (0, 0));
                 &mut large
             };
             for (i, o) in order.iter_mut().enumerate() {
-                *o = i;
+                *o = (prefix(&members[i].0), i);
             }
-            order.sort_by(|a, b| members[*a].0.as_bytes().cmp(members[*b].0.as_bytes()));
+            let key = |i: usize| members[i].0.as_bytes();
+            order.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
             out.push('{');
             let mut first = true;
-            for (pos, &i) in order.iter().enumerate() {
+            for (pos, &(p, i)) in order.iter().enumerate() {
                 if order
                     .get(pos + 1)
-                    .is_some_and(|&n| members[n].0 == members[i].0)
+                    .is_some_and(|&(np, n)| np == p && key(n) == key(i))
                 {
                     continue;
                 }
