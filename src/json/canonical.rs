@@ -2,7 +2,6 @@
 //! no whitespace, numbers as written, U+0000 as U+FFFD; plus the checks made
 //! on the way (NUL paths, numbers PostgreSQL cannot hold).
 
-use super::parse::plain_run;
 use super::Json;
 use std::fmt;
 
@@ -42,38 +41,55 @@ pub fn canonical_sized(v: &Json<'_>, capacity: usize) -> (String, Findings) {
 }
 
 /// serde_json's (and Python's) escapes: `\"`, `\\`, `\b \f \n \r \t`, other
-/// controls as `\u00XX`; U+0000 as U+FFFD; nothing else (the bytes
-/// `plain_run` stops at).
+/// controls as `\u00XX`; `0` marks U+0000 (written as U+FFFD); nothing else.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 1;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0] = b'0';
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
 fn write_str(s: &str, out: &mut String, found: &mut Findings) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    loop {
-        let i = plain_run(bytes, start);
-        // Every byte it stops at is ASCII: `start` and `i` are char boundaries.
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[usize::from(b)];
+        if esc == 0 {
+            continue;
+        }
+        // Every escaped byte is ASCII: `start` and `i` are char boundaries.
         out.push_str(&s[start..i]);
-        let Some(&b) = bytes.get(i) else { break };
         start = i + 1;
-        match b {
-            0 => {
+        match esc {
+            b'0' => {
                 found.nul = true;
                 out.push('\u{FFFD}');
             }
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x08 => out.push_str("\\b"),
-            0x09 => out.push_str("\\t"),
-            0x0A => out.push_str("\\n"),
-            0x0C => out.push_str("\\f"),
-            0x0D => out.push_str("\\r"),
-            _ => {
+            b'u' => {
                 out.push_str("\\u00");
                 out.push(char::from(HEX[usize::from(b >> 4)]));
                 out.push(char::from(HEX[usize::from(b & 0xf)]));
             }
+            c => {
+                out.push('\\');
+                out.push(char::from(c));
+            }
         }
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 

@@ -24,8 +24,8 @@ enum Open<'a> {
 }
 
 /// Where the first byte that ends a plain run of string text is, from `i`:
-/// `"`, `\` or a control character (below 0x20), or `b.len()`. These are
-/// exactly the bytes the parser must stop at and canonical text escapes.
+/// `"`, `\` or a control character (below 0x20), or `b.len()`: the bytes a
+/// string's scan must stop at.
 /// Eight bytes at a time: for each test the lowest flagged byte is exact
 /// (borrows only spill upwards), so the lowest of the three is too.
 pub(super) fn plain_run(b: &[u8], mut i: usize) -> usize {
