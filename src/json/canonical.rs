@@ -93,6 +93,17 @@ fn write_str(s: &str, out: &mut String, found: &mut Findings) {
     out.push('"');
 }
 
+/// The first eight bytes of a key as a big-endian number (zero-padded):
+/// keys whose prefixes differ compare as their prefixes do, so the sort
+/// reads the key bytes only on a tie.
+fn prefix(k: &str) -> u64 {
+    let b = k.as_bytes();
+    let mut p = [0u8; 8];
+    let n = b.len().min(8);
+    p[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(p)
+}
+
 fn write_canonical(v: &Json<'_>, out: &mut String, found: &mut Findings) {
     match v {
         Json::Null => out.push_str("null"),
@@ -119,24 +130,26 @@ fn write_canonical(v: &Json<'_>, out: &mut String, found: &mut Findings) {
             // Sort by key bytes (UTF-8 byte order is code point order); a
             // stable sort keeps repeated keys in source order, the last wins.
             // Small objects (nearly all) sort their index on the stack.
-            let mut small = [0usize; 32];
+            // Each entry is (key prefix, member index).
+            let mut small = [(0u64, 0usize); 16];
             let mut large = Vec::new();
-            let order: &mut [usize] = if members.len() <= small.len() {
+            let order: &mut [(u64, usize)] = if members.len() <= small.len() {
                 &mut small[..members.len()]
             } else {
-                large.resize(members.len(), 0);
+                large.resize(members.len(), (0, 0));
                 &mut large
             };
             for (i, o) in order.iter_mut().enumerate() {
-                *o = i;
+                *o = (prefix(&members[i].0), i);
             }
-            order.sort_by(|a, b| members[*a].0.as_bytes().cmp(members[*b].0.as_bytes()));
+            let key = |i: usize| members[i].0.as_bytes();
+            order.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
             out.push('{');
             let mut first = true;
-            for (pos, &i) in order.iter().enumerate() {
+            for (pos, &(p, i)) in order.iter().enumerate() {
                 if order
                     .get(pos + 1)
-                    .is_some_and(|&n| members[n].0 == members[i].0)
+                    .is_some_and(|&(np, n)| np == p && key(n) == key(i))
                 {
                     continue;
                 }

@@ -310,6 +310,50 @@ mod tests {
     }
 
     #[test]
+    fn keys_sharing_long_prefixes_sort_by_all_their_bytes() {
+        // The sort compares 8-byte prefixes first: keys equal in them, or
+        // shorter than them, must still sort by every byte.
+        same_as_value(
+            r#"{"abcdefghi":1,"abcdefgh":2,"abcdefgg":3,"abcdefgh\u0001":4,"abcdefgha":5,"aaaaaaa":6,"":7,"abcdefghi":8,"é":9,"abcdefgh":10}"#,
+        );
+        let members: Vec<String> = (0..40)
+            .map(|i| format!(r#""prefixed_key_{:02}":{i}"#, (i * 17) % 40))
+            .collect();
+        same_as_value(&format!("{{{}}}", members.join(",")));
+        let j = Json::parse(br#"{"aaaaaaaa\u0000":1,"aaaaaaaa":2,"aaaaaaaa\u0000":3}"#).unwrap();
+        assert_eq!(canonical(&j), "{\"aaaaaaaa\":2,\"aaaaaaaa\u{FFFD}\":3}");
+    }
+
+    #[test]
+    fn plain_run_stops_where_a_byte_scan_does() {
+        let scan = |b: &[u8], i: usize| {
+            (i..b.len())
+                .find(|&k| b[k] == b'"' || b[k] == b'\\' || b[k] < 0x20)
+                .unwrap_or(b.len())
+        };
+        for len in 0..20 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut b = vec![b'a'; len];
+                    b[at] = byte;
+                    for from in 0..=len {
+                        assert_eq!(
+                            parse::plain_run(&b, from),
+                            scan(&b, from),
+                            "{b:?} from {from}"
+                        );
+                    }
+                }
+            }
+        }
+        // Several stops in one word: the first one counts.
+        let b = b"ab\"c\\d\x01e\"\"\"\"\"\"\"\"";
+        for from in 0..=b.len() {
+            assert_eq!(parse::plain_run(b, from), scan(b, from));
+        }
+    }
+
+    #[test]
     fn numbers_are_kept_as_written() {
         let text = r#"{"big":123456789012345678901234567890,"pi":0.1000000000000000055511151231257827,"money":1234.5600,"huge":1e400,"e":1E+2,"z":-0,"f":10.50}"#;
         let j = Json::parse(text.as_bytes()).unwrap();

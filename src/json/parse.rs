@@ -27,6 +27,36 @@ enum Open<'a> {
     Obj(usize, Cow<'a, str>),
 }
 
+/// Where the first byte that ends a plain run of string text is, from `i`:
+/// `"`, `\` or a control character (below 0x20), or `b.len()`: the bytes a
+/// string's scan must stop at.
+/// Eight bytes at a time: for each test the lowest flagged byte is exact
+/// (borrows only spill upwards), so the lowest of the three is too.
+pub(super) fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let q = w ^ (LO * u64::from(b'"'));
+        let bs = w ^ (LO * u64::from(b'\\'));
+        let found = (q.wrapping_sub(LO) & !q)
+            | (bs.wrapping_sub(LO) & !bs)
+            | (w.wrapping_sub(LO * 0x20) & !w);
+        let found = found & HI;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
 pub(super) struct Parser<'a> {
     pub(super) text: &'a str,
     pub(super) pos: usize,
@@ -235,25 +265,22 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>, Error> {
         let b = self.bytes();
         let start = self.pos + 1;
-        let mut i = start;
-        loop {
-            match b.get(i) {
-                Some(b'"') => {
-                    self.pos = i + 1;
-                    return Ok(Cow::Borrowed(&self.text[start..i]));
-                }
-                Some(b'\\') => break,
-                Some(&c) if c < 0x20 => {
-                    self.pos = i;
-                    return Err(self.syntax(
-                        "control character (\\u0000-\\u001F) found while parsing a string",
-                    ));
-                }
-                Some(_) => i += 1,
-                None => {
-                    self.pos = i;
-                    return Err(self.syntax("EOF while parsing a string"));
-                }
+        let mut i = plain_run(b, start);
+        match b.get(i) {
+            Some(b'"') => {
+                self.pos = i + 1;
+                return Ok(Cow::Borrowed(&self.text[start..i]));
+            }
+            Some(b'\\') => {}
+            Some(_) => {
+                self.pos = i;
+                return Err(
+                    self.syntax("control character (\\u0000-\\u001F) found while parsing a string")
+                );
+            }
+            None => {
+                self.pos = i;
+                return Err(self.syntax("EOF while parsing a string"));
             }
         }
         let mut s = String::with_capacity(i - start + 16);
@@ -296,12 +323,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(_) => {
                     let run = i;
-                    while b
-                        .get(i)
-                        .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
-                    {
-                        i += 1;
-                    }
+                    i = plain_run(b, i);
                     // Runs end at ASCII bytes or the end: char boundaries.
                     s.push_str(&self.text[run..i]);
                 }
