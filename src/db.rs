@@ -274,8 +274,11 @@ pub struct Inserter {
     worker: String,
     run: i64,
     held: Statement,
-    count: Statement,
-    by_slice: Statement,
+    /// The raw table, quoted.
+    table: String,
+    /// The table's insert statements, prepared when a batch first needs them.
+    count: Option<Statement>,
+    by_slice: Option<Statement>,
     counts: Statement,
     run_counts: Statement,
     /// `COPY … FROM STDIN BINARY` into the raw table.
@@ -316,23 +319,6 @@ fn unique_violation(e: &postgres::Error) -> bool {
 impl Inserter {
     /// A writer of `worker`'s run `run` into `table`, on a pooled connection.
     pub fn on(mut conn: PooledConn, table: &str, worker: &str, run: i64) -> Result<Inserter> {
-        let insert = format!(
-            "INSERT INTO {} (data_referencia, payload, hash_conteudo)
-             SELECT d, p::jsonb, h FROM unnest($1::date[], $2::text[], $3::text[]) AS u(d, p, h)
-             ON CONFLICT (hash_conteudo) DO NOTHING",
-            quote(table)
-        );
-        let count = conn.prepare(&insert)?;
-        // Several slices share the batch: the server counts each one's new
-        // rows by joining what went in with the slice index of each hash (a
-        // hash twice in the batch went in once: it counts for one slice).
-        let by_slice = conn.prepare(&format!(
-            "WITH ins AS ({insert} RETURNING hash_conteudo)
-             SELECT g, count(*) FROM ins
-             JOIN (SELECT h, min(g) AS g FROM unnest($3::text[], $4::int[]) AS t(h, g) GROUP BY h) t
-               ON t.h = ins.hash_conteudo
-             GROUP BY g"
-        ))?;
         // Slice rows are locked in id order: two writers whose batches share
         // slices would otherwise deadlock on them.
         let held = conn.prepare(
@@ -347,24 +333,56 @@ impl Inserter {
         )?;
         Ok(Inserter {
             conn,
-            worker: worker.to_string(),
-            run,
+            worker: String::new(),
+            run: 0,
             held,
-            count,
-            by_slice,
+            table: String::new(),
+            count: None,
+            by_slice: None,
             counts,
             run_counts,
-            copy: format!(
-                "COPY {} (data_referencia, payload, hash_conteudo) FROM STDIN BINARY",
-                quote(table)
-            ),
+            copy: String::new(),
             try_copy: true,
-        })
+        }
+        .retarget(table, worker, run))
     }
 
-    /// Its connection, for an inserter into another table.
-    pub fn into_conn(self) -> Result<PooledConn> {
-        Ok(self.conn)
+    /// The same connection and ledger statements, writing `worker`'s run
+    /// `run` into `table` (`sync --all`: one writer serves every pair).
+    /// No round trip: the table's statements are prepared when first used.
+    pub fn retarget(mut self, table: &str, worker: &str, run: i64) -> Inserter {
+        self.worker = worker.to_string();
+        self.run = run;
+        self.table = quote(table);
+        self.count = None;
+        self.by_slice = None;
+        self.copy = format!(
+            "COPY {} (data_referencia, payload, hash_conteudo) FROM STDIN BINARY",
+            self.table
+        );
+        self.try_copy = true;
+        self
+    }
+
+    /// The table's `INSERT … ON CONFLICT DO NOTHING` of a batch, and the
+    /// same counting each slice's new rows.
+    fn insert_sql(table: &str) -> (String, String) {
+        let insert = format!(
+            "INSERT INTO {table} (data_referencia, payload, hash_conteudo)
+             SELECT d, p::jsonb, h FROM unnest($1::date[], $2::text[], $3::text[]) AS u(d, p, h)
+             ON CONFLICT (hash_conteudo) DO NOTHING"
+        );
+        // Several slices share the batch: the server counts each one's new
+        // rows by joining what went in with the slice index of each hash (a
+        // hash twice in the batch went in once: it counts for one slice).
+        let by_slice = format!(
+            "WITH ins AS ({insert} RETURNING hash_conteudo)
+             SELECT g, count(*) FROM ins
+             JOIN (SELECT h, min(g) AS g FROM unnest($3::text[], $4::int[]) AS t(h, g) GROUP BY h) t
+               ON t.h = ins.hash_conteudo
+             GROUP BY g"
+        );
+        (insert, by_slice)
     }
 
     /// Inserts `rows` (each tagged with an index into `slices`) and adds each
@@ -452,14 +470,23 @@ impl Inserter {
             let dates: Vec<NaiveDate> = kept.iter().map(|r| r.1.data_referencia).collect();
             let payloads: Vec<&str> = kept.iter().map(|r| r.1.payload.as_str()).collect();
             let hashes: Vec<&str> = kept.iter().map(|r| r.1.hash.as_str()).collect();
+            let (insert, by_slice) = Inserter::insert_sql(&self.table);
             if held.len() == 1 {
-                let n = tx.execute(&self.count, &[&dates, &payloads, &hashes])? as i64;
+                let count = match &self.count {
+                    Some(st) => st.clone(),
+                    None => self.count.insert(tx.prepare(&insert)?).clone(),
+                };
+                let n = tx.execute(&count, &[&dates, &payloads, &hashes])? as i64;
                 if let Some(g) = is_held.iter().position(|h| *h) {
                     per_slice[g] = n;
                 }
             } else {
                 let groups: Vec<i32> = kept.iter().map(|r| r.0 as i32).collect();
-                for r in tx.query(&self.by_slice, &[&dates, &payloads, &hashes, &groups])? {
+                let by_slice = match &self.by_slice {
+                    Some(st) => st.clone(),
+                    None => self.by_slice.insert(tx.prepare(&by_slice)?).clone(),
+                };
+                for r in tx.query(&by_slice, &[&dates, &payloads, &hashes, &groups])? {
                     let g: i32 = r.get(0);
                     per_slice[g as usize] = r.get(1);
                 }

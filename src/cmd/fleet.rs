@@ -72,7 +72,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     db::require_schema(&mut conn)?;
     drop(conn);
     // One pool for the whole fleet: deciding, the crew, the summaries.
-    let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
+    // Deciding pairs (--threads at once) goes on while the crew works.
+    let pool = db.pool((2 * settings.threads + settings.writers + 2) as u32)?;
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
 
     let style = ctx.style;
@@ -132,6 +133,12 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                                 let r = readies[k].get_or_init(|| r);
                                 let job = r.job(ctx, pool.clone(), &quits[i], Some(news));
                                 board.runs(job.run_id, i);
+                                log::debug!(
+                                    "handed run {} ({} / {})",
+                                    job.run_id,
+                                    client.id,
+                                    route.name
+                                );
                                 drop(jobs[k].set(job));
                                 let _ = handed.send(k); // the crew reads until the channel closes
                                 Start::Handed(joined)

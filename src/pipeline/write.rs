@@ -93,15 +93,17 @@ impl Shared<'_, '_> {
                 let r = match ins {
                     Some((lane, i)) if *lane == self.lane => i.commit_batch(&mut tagged, &slices),
                     _ => {
-                        // Another run's inserter: its connection is kept.
-                        let conn = match ins.take() {
-                            Some((_, i)) => i.into_conn(),
-                            None => job.pool.get().map_err(anyhow::Error::from),
+                        // Another run's inserter keeps its connection and statements.
+                        let (table, worker, run) = (&job.scrap.raw_table, &job.worker, job.run_id);
+                        let next = match ins.take() {
+                            Some((_, i)) => Ok(i.retarget(table, worker, run)),
+                            None => job
+                                .pool
+                                .get()
+                                .map_err(anyhow::Error::from)
+                                .and_then(|c| Inserter::on(c, table, worker, run)),
                         };
-                        conn.and_then(|c| {
-                            Inserter::on(c, &job.scrap.raw_table, &job.worker, job.run_id)
-                        })
-                        .and_then(|i| {
+                        next.and_then(|i| {
                             let (_, i) = ins.insert((self.lane, i));
                             i.commit_batch(&mut tagged, &slices)
                         })
