@@ -306,6 +306,8 @@ pub struct Ready<'c> {
     summary: Summary,
     slices_total: u64,
     slices_done_before: u64,
+    /// Some slice was running (held by a worker) when the run was prepared.
+    held_at_start: bool,
 }
 
 impl Ready<'_> {
@@ -338,6 +340,7 @@ impl Ready<'_> {
                 slices_total: self.slices_total,
                 slices_done_before: self.slices_done_before,
             },
+            held_at_start: self.held_at_start,
         }
     }
 }
@@ -426,6 +429,7 @@ pub fn prepare<'c>(
         summary,
         slices_total: slices.len() as u64,
         slices_done_before,
+        held_at_start: slices.iter().any(|s| s.status == SliceStatus::Running),
     })))
 }
 

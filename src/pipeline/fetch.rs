@@ -366,7 +366,9 @@ impl Shared<'_, '_> {
             // Slices of dead local workers first: a rerun after a kill must
             // not leave them running behind the free ones.
             self.first_claim.call_once(|| {
-                self.take_over_dead_local_workers();
+                if job.held_at_start {
+                    self.take_over_dead_local_workers();
+                }
             });
             // The lock keeps fetchers from claiming batches of one run at the same time.
             let mut claimed = lock(&self.claimed);

@@ -59,6 +59,9 @@ pub struct Job<'a> {
     pub interrupted: &'a AtomicBool,
     /// Where progress goes, and the scrap's slices as the run began.
     pub progress: ProgressFeed,
+    /// Some slice was running when the run was prepared: a dead local
+    /// process may hold it, so the first claim looks for one.
+    pub held_at_start: bool,
 }
 
 /// The ticker's audience: stderr lines (the CLI) or a watcher (the manager),
