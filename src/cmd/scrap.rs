@@ -5,7 +5,7 @@
 
 use super::{day_flag, Context};
 use crate::cli::{CreateArgs, ListArgs};
-use crate::config::{Config, Settings};
+use crate::config::{Client, Config, Route, Settings};
 use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
@@ -35,18 +35,11 @@ pub fn create_scrap(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Created> {
-    let (c, r) = cfg.route(client, route)?;
-    if from > to {
-        return Err(usage(format!("--from {from} is after --to {to}")));
-    }
-    let table = ident::raw_table(
-        &ident::sanitize(&c.id).map_err(usage)?,
-        &ident::sanitize(&r.name).map_err(usage)?,
-    )
-    .map_err(usage)?;
+    // Bad input is refused (exit 2) before the database is asked anything.
+    planned(cfg, client, route, from, to)?;
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    created_on(&mut conn, &c.id, &r.name, table, from, to, r.slice_days)
+    create_scrap_on(&mut conn, cfg, client, route, from, to)
 }
 
 /// A scrap of the pair created on `conn` (the schema known to be there).
@@ -58,6 +51,24 @@ pub fn create_scrap_on(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Created> {
+    let (c, r, table) = planned(cfg, client, route, from, to)?;
+    let id = ledger::create_scrap(conn, &c.id, &r.name, &table, from, to, r.slice_days)?;
+    Ok(Created {
+        id,
+        table,
+        slices: crate::slice::plan(from, to, r.slice_days).len(),
+    })
+}
+
+/// The pair and its raw table's name, or why a scrap of it over the period
+/// cannot be made (a usage error).
+fn planned<'c>(
+    cfg: &'c Config,
+    client: &str,
+    route: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(&'c Client, &'c Route, String)> {
     let (c, r) = cfg.route(client, route)?;
     if from > to {
         return Err(usage(format!("--from {from} is after --to {to}")));
@@ -67,24 +78,7 @@ pub fn create_scrap_on(
         &ident::sanitize(&r.name).map_err(usage)?,
     )
     .map_err(usage)?;
-    created_on(conn, &c.id, &r.name, table, from, to, r.slice_days)
-}
-
-fn created_on(
-    conn: &mut postgres::Client,
-    client: &str,
-    route: &str,
-    table: String,
-    from: NaiveDate,
-    to: NaiveDate,
-    slice_days: u32,
-) -> Result<Created> {
-    let id = ledger::create_scrap(conn, client, route, &table, from, to, slice_days)?;
-    Ok(Created {
-        id,
-        table,
-        slices: crate::slice::plan(from, to, slice_days).len(),
-    })
+    Ok((c, r, table))
 }
 
 /// `scrap create`: the new id alone on stdout, the details on stderr.
@@ -296,8 +290,8 @@ pub enum Prepared<'c> {
 /// A run started in the ledger, with what its job needs.
 pub struct Ready<'c> {
     scrap: Scrap,
-    client: &'c crate::config::Client,
-    route: &'c crate::config::Route,
+    client: &'c Client,
+    route: &'c Route,
     auth: crate::http::ResolvedAuth,
     secrets: crate::config::template::Secrets,
     errlog: ErrorLog,
