@@ -145,28 +145,15 @@ impl<'a> Json<'a> {
 
     /// RFC 6901 JSON pointer lookup (`""` is the whole value).
     pub fn pointer(&self, ptr: &str) -> Option<&Json<'a>> {
-        if ptr.is_empty() {
-            return Some(self);
-        }
         let mut cur = self;
-        for raw in ptr.strip_prefix('/')?.split('/') {
-            let token: Cow<str> = if raw.contains('~') {
-                Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
-            } else {
-                Cow::Borrowed(raw)
-            };
+        for token in pointer_tokens(ptr)? {
             cur = match cur {
                 Json::Obj(members) => members
                     .iter()
                     .rev()
                     .find(|(k, _)| *k == token)
                     .map(|(_, v)| v)?,
-                Json::Arr(items) => {
-                    if token.len() > 1 && token.starts_with('0') {
-                        return None;
-                    }
-                    items.get(token.parse::<usize>().ok()?)?
-                }
+                Json::Arr(items) => items.get(array_index(&token)?)?,
                 _ => return None,
             };
         }
@@ -175,28 +162,15 @@ impl<'a> Json<'a> {
 
     /// As `pointer`, for a value to change in place.
     pub fn pointer_mut(&mut self, ptr: &str) -> Option<&mut Json<'a>> {
-        if ptr.is_empty() {
-            return Some(self);
-        }
         let mut cur = self;
-        for raw in ptr.strip_prefix('/')?.split('/') {
-            let token: Cow<str> = if raw.contains('~') {
-                Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
-            } else {
-                Cow::Borrowed(raw)
-            };
+        for token in pointer_tokens(ptr)? {
             cur = match cur {
                 Json::Obj(members) => members
                     .iter_mut()
                     .rev()
                     .find(|(k, _)| *k == token)
                     .map(|(_, v)| v)?,
-                Json::Arr(items) => {
-                    if token.len() > 1 && token.starts_with('0') {
-                        return None;
-                    }
-                    items.get_mut(token.parse::<usize>().ok()?)?
-                }
+                Json::Arr(items) => items.get_mut(array_index(&token)?)?,
                 _ => return None,
             };
         }
@@ -221,6 +195,31 @@ impl<'a> Json<'a> {
             Json::Obj(_) => "an object",
         }
     }
+}
+
+/// The reference tokens of an RFC 6901 pointer, unescaped (`~1` is `/`,
+/// `~0` is `~`); none for `""` (the whole value), `None` if it is not a pointer.
+fn pointer_tokens(ptr: &str) -> Option<impl Iterator<Item = Cow<'_, str>>> {
+    // No allocation: pointers are looked up on every record.
+    let rest = match ptr {
+        "" => None,
+        p => Some(p.strip_prefix('/')?),
+    };
+    Some(rest.into_iter().flat_map(|r| r.split('/')).map(|raw| {
+        if raw.contains('~') {
+            Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(raw)
+        }
+    }))
+}
+
+/// A token as an array index: digits without a leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    if token.len() > 1 && token.starts_with('0') {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// An owned copy of a `serde_json::Value`, for tests written with `json!`.
