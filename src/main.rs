@@ -75,7 +75,9 @@ fn tune_allocator() {}
 
 fn main() -> ExitCode {
     tune_allocator();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp_millis()
+        .init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(code) => return code,
