@@ -72,6 +72,18 @@ pub fn agent_trusting(
         .into()
 }
 
+/// Reads the trusted roots on a thread of their own, so the first agent
+/// does not wait for them (reading the system store takes tens of ms) while
+/// the database work that comes first runs.
+pub fn read_trust_early() {
+    let spawned = std::thread::Builder::new().name("trust".into()).spawn(|| {
+        trusted_roots();
+    });
+    if let Err(e) = spawned {
+        log::debug!("roots read on first use instead: {e}");
+    }
+}
+
 /// The bundled Mozilla roots plus the operating system's store (Windows
 /// certificate store, macOS keychain, the Linux bundle or `SSL_CERT_FILE` /
 /// `SSL_CERT_DIR`), read once per process. A store that cannot be read
@@ -839,12 +851,14 @@ pub fn snippet(body: &[u8], max: usize) -> String {
 
 /// One request, classified, a 2xx body decoded to UTF-8 (the route's
 /// `charset` overrides the declared one), the route's `response_rules`
-/// applied first. Never panics on anything the network does.
+/// applied first. Never panics on anything the network does. `before_body`
+/// runs once a 2xx answer's headers are in, before its body is read.
 pub fn send(
     agent: &ureq::Agent,
     call: &Call<'_>,
     auth: &ResolvedAuth,
     route: &Route,
+    before_body: &mut dyn FnMut(),
 ) -> std::result::Result<Fetched, Failure> {
     let result = match auth {
         // A 401 on a token that was live renews it once and sends once more.
@@ -856,6 +870,7 @@ pub fn send(
                     let first = fetch(
                         dispatch(agent, call, Some(("Authorization", &bearer(&token)))),
                         route,
+                        before_body,
                     );
                     match first {
                         Err(Failure::Auth { status: 401, .. }) => {
@@ -863,6 +878,7 @@ pub fn send(
                                 Ok((token, _)) => fetch(
                                     dispatch(agent, call, Some(("Authorization", &bearer(&token)))),
                                     route,
+                                    before_body,
                                 ),
                                 Err(f) => Err(f),
                             }
@@ -875,9 +891,10 @@ pub fn send(
         ResolvedAuth::Header { name, value } => fetch(
             dispatch(agent, call, Some((name.as_str(), value.expose()))),
             route,
+            before_body,
         ),
         ResolvedAuth::None | ResolvedAuth::Query { .. } => {
-            fetch(dispatch(agent, call, None), route)
+            fetch(dispatch(agent, call, None), route, before_body)
         }
     };
     result.map_err(|f| mask_failure(f, &call.masker(auth)))
@@ -984,6 +1001,7 @@ fn mask_failure(f: Failure, m: &Masker) -> Failure {
 fn fetch(
     sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     route: &Route,
+    before_body: &mut dyn FnMut(),
 ) -> std::result::Result<Fetched, Failure> {
     let charset = route.charset;
     let mut resp = match sent {
@@ -1027,6 +1045,9 @@ fn fetch(
             .get("content-type")
             .and_then(|v| v.to_str().ok()),
     );
+    if (200..300).contains(&status) {
+        before_body();
+    }
     let body = read_body(resp.body_mut());
     let body = match body {
         Ok(b) => b,

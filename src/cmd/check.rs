@@ -144,7 +144,7 @@ fn probe(
     let pager = Pager::new(&r.pagination, request.first_url());
     let call = request.call(pager.current(), &pager.position());
     let shown = call.masker(auth).url(&call.url);
-    match http::send(agent, &call, auth, r) {
+    match http::send(agent, &call, auth, r, &mut || {}) {
         Ok(f) => {
             let v =
                 Json::parse(&f.body).map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;

@@ -25,7 +25,7 @@ use crate::config::{self, Auth, Client, Config, Layer, Settings};
 use crate::dates;
 use crate::db::Db;
 use crate::exit::{usage, Exit, UsageError};
-use crate::http::ResolvedAuth;
+use crate::http::{self, ResolvedAuth};
 use crate::ledger;
 use crate::oauth;
 use crate::report::Style;
@@ -45,6 +45,14 @@ pub fn run(
     interrupted: &AtomicBool,
 ) -> Result<Exit> {
     let context = || Context::build(args, env, quit, interrupted);
+    let fetches = match &args.command {
+        Command::Check(_) | Command::Sync(_) | Command::Manager(_) => true,
+        Command::Scrap(s) => matches!(s.command, ScrapCommand::Run(_)),
+        _ => false,
+    };
+    if fetches {
+        http::read_trust_early();
+    }
     match &args.command {
         Command::Init(_) => init::run(&context()?),
         Command::Clients(_) => clients::run(&context()?),

@@ -6,14 +6,15 @@
 //! Invariant: every reservation is given back when dropped, so nothing leaks
 //! on an error path; a wait gives up when the run stops. Until a first body
 //! is seen its size is unknown, so the run's first page reserves the whole
-//! budget: the others wait for it (through its retries too; if it fails,
-//! the next pages reserve an equal share per fetcher instead). After that a
-//! page reserves what pages were measured to take at their peak (body,
-//! parsed tree and rows together), not a guessed multiple of the body.
+//! budget: the others send their requests and wait for it before reading
+//! their bodies (through its retries too; if it fails, the next pages
+//! reserve an equal share per fetcher instead). After that a page reserves
+//! what pages were measured to take at their peak (body, parsed tree and
+//! rows together), not a guessed multiple of the body.
 
 use super::lock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The next reservation after a page that took `cost` bytes at its peak,
@@ -47,6 +48,8 @@ struct Used {
 pub(super) struct Reserved {
     budget: Arc<Budget>,
     bytes: usize,
+    /// Nothing taken yet: `settle` takes it before the body is read.
+    deferred: bool,
 }
 
 impl Budget {
@@ -61,15 +64,33 @@ impl Budget {
 
     /// Reserves room for the next page, waiting while the budget is full
     /// (unless nothing is held: a page larger than the budget passes alone);
-    /// `None` when `quit` rose while waiting.
+    /// `None` when `quit` rose while waiting. While the run's first page,
+    /// of unknown size, holds the whole budget, the reservation is deferred
+    /// to `settle`, called once the answer's headers are in: the request is
+    /// not held back, only the reading of its body.
     pub(super) fn for_page(self: &Arc<Self>, quit: &AtomicBool) -> Option<Reserved> {
+        let used = lock(&self.used);
+        let (bytes, deferred) = if used.bytes > 0 && self.estimate.load(Ordering::Relaxed) == 0 {
+            drop(used);
+            (0, true)
+        } else {
+            (self.take(used, quit)?, false)
+        };
+        Some(Reserved {
+            budget: Arc::clone(self),
+            bytes,
+            deferred,
+        })
+    }
+
+    /// Waits for room for one page and takes it; `None` when `quit` rose.
+    fn take(&self, mut used: MutexGuard<'_, Used>, quit: &AtomicBool) -> Option<usize> {
         // Read again after each wait: the first page's size, once seen,
         // lets the fetchers that waited behind it go together.
         let want = || match self.estimate.load(Ordering::Relaxed) {
             0 => self.cap,
             n => n.min(self.cap),
         };
-        let mut used = lock(&self.used);
         while used.bytes > 0 && used.bytes + want() > self.cap {
             if quit.load(Ordering::SeqCst) {
                 return None;
@@ -84,10 +105,7 @@ impl Budget {
         }
         let want = want();
         used.bytes += want;
-        Some(Reserved {
-            budget: Arc::clone(self),
-            bytes: want,
-        })
+        Some(want)
     }
 
     /// A page took `cost` bytes at its peak (its body, tree and rows): the
@@ -111,6 +129,16 @@ impl Budget {
 }
 
 impl Reserved {
+    /// Takes a deferred reservation, waiting for room as `for_page` would;
+    /// when `quit` rose meanwhile the body is read without it (the run is
+    /// ending: the page is not kept).
+    pub(super) fn settle(&mut self, quit: &AtomicBool) {
+        if std::mem::take(&mut self.deferred) {
+            let used = lock(&self.budget.used);
+            self.bytes = self.budget.take(used, quit).unwrap_or(0);
+        }
+    }
+
     /// Holds `bytes` from now on (what the page's rows take), giving back
     /// the rest or taking more without waiting (the memory is in use).
     pub(super) fn resize(&mut self, bytes: usize) {
@@ -198,9 +226,15 @@ mod tests {
         let b = Arc::new(Budget::new(1));
         let quit = AtomicBool::new(false);
         let mut first = b.for_page(&quit).unwrap();
+        // The first page's size is unknown: the next request is not held
+        // back, only the reading of its body (`settle`).
+        let mut second = b.for_page(&quit).unwrap();
+        assert_eq!(lock(&b.used).bytes, 1 << 20, "nothing more taken yet");
         std::thread::scope(|s| {
-            // Entered while the size was unknown: it wanted the whole budget.
-            let waiter = s.spawn(|| b.for_page(&quit).map(|r| r.bytes));
+            let waiter = s.spawn(|| {
+                second.settle(&quit);
+                second.bytes
+            });
             std::thread::sleep(Duration::from_millis(50));
             assert!(!waiter.is_finished(), "the whole budget is held");
             b.saw_page(4_000);
@@ -210,9 +244,15 @@ mod tests {
             while !waiter.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            quit.store(true, Ordering::SeqCst); // a waiter still stuck gives up: None
-            assert_eq!(waiter.join().unwrap(), Some(4_000));
+            quit.store(true, Ordering::SeqCst); // a waiter still stuck gives up: 0
+            assert_eq!(waiter.join().unwrap(), 4_000);
         });
-        drop(first);
+        assert_eq!(lock(&b.used).bytes, 14_000);
+        // Once a size is known, nothing is deferred.
+        quit.store(false, Ordering::SeqCst);
+        let third = b.for_page(&quit).unwrap();
+        assert_eq!((third.bytes, third.deferred), (4_000, false));
+        drop((first, second, third));
+        assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
     }
 }

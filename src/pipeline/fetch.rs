@@ -6,6 +6,7 @@
 //! stops the slice; a slice whose rows cannot all be sent (the run stops) is
 //! released, never marked done; the fetcher lets go of its slice last thing.
 
+use super::budget::Reserved;
 use super::track::{ReleaseOnPanic, SliceTrack};
 use super::{add, lock, Abort, Chunk, Lanes, Shared};
 use crate::config::Pagination;
@@ -142,64 +143,62 @@ fn fair_share(lanes: &[&Shared], threads: usize) -> usize {
     threads.div_ceil(clients.len().max(1)).max(1)
 }
 
-/// The first lane, from `start` round the crew, for which `take` finds
-/// work: lanes whose client is under its fair share first, then any.
+/// The first lane, from `start` round the crew, whose client is under its
+/// fair share (`fair`) or at it or over (`!fair`), for which `take` finds
+/// work.
 fn pick<'l, 'j, 'a, T>(
     lanes: &[&'l Shared<'j, 'a>],
     start: usize,
     share: usize,
+    fair: bool,
     mut take: impl FnMut(&Shared<'j, 'a>) -> Option<T>,
 ) -> Option<(&'l Shared<'j, 'a>, T)> {
     let n = lanes.len();
-    let order = || (0..n).map(|k| lanes[(start + k) % n]);
-    let fair = order()
-        .filter(|l| l.busy.load(Ordering::SeqCst) < share)
-        .find_map(|l| take(l).map(|t| (l, t)));
-    fair.or_else(|| {
-        order()
-            .filter(|l| l.busy.load(Ordering::SeqCst) >= share)
-            .find_map(|l| take(l).map(|t| (l, t)))
-    })
+    (0..n)
+        .map(|k| lanes[(start + k) % n])
+        .filter(|l| (l.busy.load(Ordering::SeqCst) < share) == fair)
+        .find_map(|l| take(l).map(|t| (l, t)))
 }
 
-/// A fetcher of the crew: pages of spread slices first (they finish slices
-/// already started), then slices claimed ahead, then new claims, each time
-/// starting from the next lane and preferring clients under their fair
-/// share, so that a slow or throttled client never holds the others back.
-/// Ends when no lane has anything left to claim or to wait for.
+/// A fetcher of the crew. Clients under their fair share are served first,
+/// then the others, so that a slow or throttled client never holds the
+/// others back; within each, pages of spread slices come first (they finish
+/// slices already started), then slices claimed ahead, then new claims,
+/// each time starting from the next lane. Ends when no lane has anything
+/// left to claim or to wait for.
 pub(super) fn fetcher(crew: &Lanes, tx: &Sender<Chunk>, turn: &AtomicUsize) {
     let wake = &crew.wake;
     let threads = crew.settings.threads;
-    loop {
+    'work: loop {
         let seen = wake.generation();
         // Read before the lanes: a job handed over after this is seen next time.
         let complete = crew.complete.load(Ordering::SeqCst);
         let lanes = crew.active();
         let start = turn.fetch_add(1, Ordering::Relaxed) % lanes.len().max(1);
         let share = fair_share(&lanes, threads);
-        if let Some((lane, task)) = pick(&lanes, start, share, Shared::take_page) {
-            let _busy = Busy::new(&lane.busy);
-            lane.work_page(task, tx);
-            continue;
-        }
-        if let Some((lane, claim)) = pick(&lanes, start, share, |l| lock(&l.claimed).pop_front()) {
-            let _busy = Busy::new(&lane.busy);
-            lane.work_slice(claim, tx);
-            continue;
-        }
         let mut wait: Option<Duration> = None;
-        let got = pick(&lanes, start, share, |l| match l.claim_now() {
-            Claimed::Slice(c) => Some(c),
-            Claimed::Wait(d) => {
-                wait = Some(wait.map_or(d, |w| w.min(d)));
-                None
+        for fair in [true, false] {
+            if let Some((lane, task)) = pick(&lanes, start, share, fair, Shared::take_page) {
+                let _busy = Busy::new(&lane.busy);
+                lane.work_page(task, tx);
+                continue 'work;
             }
-            Claimed::Exhausted => None,
-        });
-        if let Some((lane, claim)) = got {
-            let _busy = Busy::new(&lane.busy);
-            lane.work_slice(claim, tx);
-            continue;
+            let ahead = pick(&lanes, start, share, fair, |l| lock(&l.claimed).pop_front());
+            let claimed = ahead.or_else(|| {
+                pick(&lanes, start, share, fair, |l| match l.claim_now() {
+                    Claimed::Slice(c) => Some(c),
+                    Claimed::Wait(d) => {
+                        wait = Some(wait.map_or(d, |w| w.min(d)));
+                        None
+                    }
+                    Claimed::Exhausted => None,
+                })
+            });
+            if let Some((lane, claim)) = claimed {
+                let _busy = Busy::new(&lane.busy);
+                lane.work_slice(claim, tx);
+                continue 'work;
+            }
         }
         // A page 1 that may spread is being fetched: its pages may come.
         let spreading = lanes
@@ -571,7 +570,7 @@ impl Shared<'_, '_> {
         // The body is parsed once, borrowed, inside the retry loop: a body
         // that is not JSON or lacks the records is retried like a 5xx; one
         // nested past json::MAX_DEPTH fails the slice at once.
-        let got = self.get_page(call, &claim, page_no, |raw, link| {
+        let got = self.get_page(call, &claim, page_no, &mut held, |raw, link| {
             let (mut body, tree) = Json::parse_sized(raw).map_err(|e| {
                 if e.is_too_deep() {
                     PageError::Data(format!("page {page_no}: {e}"))
@@ -640,6 +639,7 @@ impl Shared<'_, '_> {
         call: &http::Call<'_>,
         claim: &Claim,
         page_no: u64,
+        held: &mut Reserved,
         mut on_body: impl FnMut(&[u8], Option<&str>) -> Result<T, PageError>,
     ) -> Result<T, SliceStop> {
         let job = self.job;
@@ -653,7 +653,9 @@ impl Shared<'_, '_> {
                 let Some(permit) = self.limiter.acquire_as(job.quit, attempt > 1) else {
                     return Err(PageError::Quit);
                 };
-                let got = http::send(&self.agent, call, &job.auth, job.route);
+                let got = http::send(&self.agent, call, &job.auth, job.route, &mut || {
+                    held.settle(job.quit)
+                });
                 // Rate-limit headers at 0, or a Retry-After on a 503: every
                 // fetcher of the client waits, the rate stays.
                 if let Some(wait) = http::pause_of(&got) {
