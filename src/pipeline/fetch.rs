@@ -135,7 +135,11 @@ impl Drop for Busy<'_> {
 fn fair_share(lanes: &[&Shared], threads: usize) -> usize {
     let mut clients: Vec<&str> = lanes
         .iter()
-        .filter(|l| !l.exhausted.load(Ordering::SeqCst) || !lock(&l.ahead).is_empty())
+        .filter(|l| {
+            !l.exhausted.load(Ordering::SeqCst)
+                || !lock(&l.ahead).is_empty()
+                || !lock(&l.claimed).is_empty()
+        })
         .map(|l| l.job.client.id.as_str())
         .collect();
     clients.sort_unstable();
@@ -343,6 +347,20 @@ impl Shared<'_, '_> {
         self.let_go(track);
     }
 
+    /// Counts `n` slices claimed. Once a run that began with no slice held
+    /// elsewhere has claimed as many as were left undone, every one of them
+    /// went through it: nothing more can be free, or held by another
+    /// worker, for this run, and no more claims are tried (each would be two
+    /// statements on a fetcher's way to its next page).
+    fn count_claims(&self, n: usize) {
+        let job = self.job;
+        let total = self.claimed_total.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+        let left = (job.progress.slices_total).saturating_sub(job.progress.slices_done_before);
+        if !job.held_at_start && total >= left {
+            self.exhausted.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// The next slice of this run to work, claimed with others ahead (up to
     /// one per fetcher in one statement). While other workers hold the
     /// rest, says when to look again. Slices held by processes of this
@@ -385,6 +403,7 @@ impl Shared<'_, '_> {
                 )
             });
             let free = free.map(|claims| {
+                self.count_claims(claims.len());
                 claimed.extend(claims);
                 claimed.pop_front()
             });

@@ -233,6 +233,8 @@ struct Shared<'j, 'a> {
     spreading: AtomicUsize,
     /// Slices claimed in one statement, not yet started by a fetcher.
     claimed: Mutex<VecDeque<Claim>>,
+    /// Slices this run has claimed so far.
+    claimed_total: AtomicU64,
     /// Slice ends waiting to be recorded, several in one statement.
     ends: Mutex<track::Ends>,
     /// Bytes of pages in flight (`ATLAS_MEMORY_MB`).
@@ -482,6 +484,7 @@ pub fn run_many<'j, 'a>(
             ahead: Mutex::new(VecDeque::new()),
             spreading: AtomicUsize::new(0),
             claimed: Mutex::new(VecDeque::new()),
+            claimed_total: AtomicU64::new(0),
             ends: Mutex::new(track::Ends::default()),
             budget: Arc::clone(&budget),
         }));
