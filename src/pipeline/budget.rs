@@ -7,8 +7,9 @@
 //! on an error path; a wait gives up when the run stops. Until a first body
 //! is seen its size is unknown, so the run's first page reserves the whole
 //! budget: the others send their requests and wait for it before reading
-//! their bodies (through its retries too; if it fails, the next pages
-//! reserve an equal share per fetcher instead). After that a page reserves
+//! their bodies. An attempt of it that fails gives back all but a share per
+//! fetcher, which is what pages then reserve until a size is known, so a
+//! first page retrying against an API that is down holds nobody back. After that a page reserves
 //! what pages were measured to take at their peak (body, parsed tree and
 //! rows together), not a guessed multiple of the body.
 
@@ -129,6 +130,18 @@ impl Budget {
 }
 
 impl Reserved {
+    /// The page's attempt gave no usable body: while no size is known, the
+    /// budget falls back to a share per fetcher (`saw_no_body`), and this
+    /// reservation keeps no more than that share, so the fetchers waiting
+    /// behind a failing first page go while it backs off and retries.
+    pub(super) fn gave_no_body(&mut self, fetchers: usize) {
+        self.budget.saw_no_body(fetchers);
+        let share = self.budget.estimate.load(Ordering::Relaxed);
+        if self.bytes > share {
+            self.resize(share);
+        }
+    }
+
     /// Takes a deferred reservation, waiting for room as `for_page` would;
     /// when `quit` rose meanwhile the body is read without it (the run is
     /// ending: the page is not kept).
@@ -254,5 +267,32 @@ mod tests {
         assert_eq!((third.bytes, third.deferred), (4_000, false));
         drop((first, second, third));
         assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
+    }
+
+    #[test]
+    fn a_failing_first_page_lets_the_waiting_fetchers_go() {
+        let b = Arc::new(Budget::new(1));
+        let quit = AtomicBool::new(false);
+        let mut first = b.for_page(&quit).unwrap();
+        let mut second = b.for_page(&quit).unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                second.settle(&quit);
+                second.bytes
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "the whole budget is held");
+            // The first page's attempt failed: it backs off holding a share only.
+            first.gave_no_body(4);
+            assert_eq!(first.bytes, 1 << 18);
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while !waiter.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            quit.store(true, Ordering::SeqCst);
+            assert_eq!(waiter.join().unwrap(), 1 << 18);
+        });
+        drop((first, second));
+        assert_eq!(lock(&b.used).bytes, 0);
     }
 }

@@ -611,9 +611,6 @@ impl Shared<'_, '_> {
             let checked = check(raw, &body, link, n, &rows);
             Ok((rows, checked))
         });
-        if got.is_err() {
-            self.budget.saw_no_body(job.settings.threads);
-        }
         let (rows, checked) = got?;
         if let Some(why) = &rows.undated_reason {
             if track.first_undated() {
@@ -708,6 +705,11 @@ impl Shared<'_, '_> {
                 let page = got
                     .map_err(PageError::Http)
                     .and_then(|f| on_body(&f.body, f.link.as_deref()));
+                if page.is_err() {
+                    // No size learnt: a first page that fails does not keep
+                    // the whole budget through its backoff and retries.
+                    held.gave_no_body(job.settings.threads);
+                }
                 if let Err(PageError::Http(f)) = &page {
                     self.log_request_failure(
                         f,

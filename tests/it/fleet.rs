@@ -447,6 +447,77 @@ fn a_slow_client_does_not_hold_the_other_clients_back() {
     );
 }
 
+/// One client's API down all night: its pairs fail after their retries,
+/// the others load exactly meanwhile (not after), exit 1.
+#[test]
+fn a_client_whose_api_is_down_does_not_hold_the_other_clients_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every data request of the down client is a 503, retried 4 times with
+    // backoff (full jitter from 1.5 s): each of its slices takes seconds to
+    // fail.
+    let (down, down_log) = logged_api(
+        dir.path(),
+        "down",
+        &["--fault-rate", "1", "--fault-kinds", "503"],
+    );
+    let (fast, fast_log) = logged_api(dir.path(), "fast", &[]);
+    let db = TestDb::new("fleetdown");
+    let mut clients = serde_json::Map::new();
+    // The down client first: its first page may be the crew's first, which
+    // holds the whole memory budget until a page's size is known.
+    clients.insert(
+        "311".into(),
+        json!({ "name": "Fora", "base_url": format!("{}/page", down.url) }),
+    );
+    for c in ["312", "313", "314"] {
+        clients.insert(
+            c.into(),
+            json!({ "name": c, "base_url": format!("{}/page", fast.url) }),
+        );
+    }
+    let cfg = json!({ "clients": clients, "routes": routes(&["pedidos"]) });
+    let mut atlas = Atlas::new(&db, &cfg);
+    atlas.env.push(("ATLAS_BACKOFF_MS".into(), "1500".into()));
+    atlas.ok(&["init"]);
+    let until = "2025-03-02";
+    let run = atlas.run(&args(&sync_all(&[
+        "--from",
+        FROM,
+        "--until",
+        until,
+        "--threads",
+        "4",
+        "--retry-max",
+        "4",
+    ])));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    let pairs = by_pair(&report);
+    let expected = fast.expected(FROM, until);
+    for c in ["312", "313", "314"] {
+        let p = &pairs[&format!("{c}/pedidos")];
+        assert_eq!(p["status"], "done", "{c}: {p}");
+        assert_eq!(p["inserted"], expected, "{c}: {p}");
+        assert_eq!(count(&db, &table(c, "pedidos")), expected, "{c}");
+    }
+    let p = &pairs["311/pedidos"];
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["slices_failed"], 2, "{p}");
+    // 2 days x 4 attempts for the down client; 3 clients x 2 days x 2
+    // pages for the others, all sent before the down client's last attempt
+    // (its slices' retries take seconds).
+    let down_seen = request_log(&down_log);
+    let fast_seen = request_log(&fast_log);
+    assert_eq!(down_seen.len(), 8, "4 attempts per slice");
+    assert_eq!(fast_seen.len(), 12, "one request per page");
+    let down_last = down_seen.iter().map(|s| s.ms).max().unwrap();
+    let fast_last = fast_seen.iter().map(|s| s.ms).max().unwrap();
+    assert!(
+        fast_last < down_last,
+        "the other clients' last request ({fast_last}) came after the down one's last attempt ({down_last})"
+    );
+}
+
 #[test]
 fn routes_of_one_client_share_its_rate_limit_in_the_fleet() {
     let dir = tempfile::tempdir().unwrap();
