@@ -9,9 +9,10 @@
 //! budget: the others send their requests and wait for it before reading
 //! their bodies. An attempt of it that fails gives back all but a share per
 //! fetcher, which is what pages then reserve until a size is known, so a
-//! first page retrying against an API that is down holds nobody back. After that a page reserves
-//! what pages were measured to take at their peak (body, parsed tree and
-//! rows together), not a guessed multiple of the body.
+//! first page retrying against an API that is down holds nobody back.
+//! After that a page reserves what pages were measured to take at their
+//! peak (body, parsed tree and rows together), not a guessed multiple of
+//! the body.
 
 use super::lock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -177,6 +178,14 @@ impl Drop for Reserved {
 mod tests {
     use super::*;
 
+    /// Up to 2 s for a waiter that should now go.
+    fn wait_a_little_for<T>(waiter: &std::thread::ScopedJoinHandle<'_, T>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !waiter.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn a_full_budget_waits_and_a_big_page_passes_alone() {
         let b = Arc::new(Budget::new(1));
@@ -253,10 +262,7 @@ mod tests {
             b.saw_page(4_000);
             // The first page's rows are still held (not yet committed).
             first.resize(10_000);
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            while !waiter.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_a_little_for(&waiter);
             quit.store(true, Ordering::SeqCst); // a waiter still stuck gives up: 0
             assert_eq!(waiter.join().unwrap(), 4_000);
         });
@@ -285,10 +291,7 @@ mod tests {
             // The first page's attempt failed: it backs off holding a share only.
             first.gave_no_body(4);
             assert_eq!(first.bytes, 1 << 18);
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            while !waiter.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_a_little_for(&waiter);
             quit.store(true, Ordering::SeqCst);
             assert_eq!(waiter.join().unwrap(), 1 << 18);
         });
