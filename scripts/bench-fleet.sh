@@ -25,6 +25,7 @@ API_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT
+    set +e # a killed API's status must not end the cleanup early
     [[ -n $API_PID ]] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
     stop_postgres_if_started || true
     exit "$rc"

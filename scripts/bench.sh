@@ -49,14 +49,18 @@ PARALLEL_PAGES=${PARALLEL_PAGES:-}
 RERUN=${RERUN:-0}
 PERF=${PERF:-0}
 GROWN_ROWS=${GROWN_ROWS:-5000000}
-BENCH_DB=atlas_bench
+# One database per run of this script: two at once do not drop each other's.
+BENCH_DB=atlas_bench_$$
 WORK=$ROOT/target/bench
 API_PID=""
 
 cleanup() {
     local rc=$?
     trap - EXIT
+    set +e # a killed API's status must not end the cleanup early
     [[ -n $API_PID ]] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
+    [[ -n ${DATABASE_URL:-} ]] && psql -X -q "$DATABASE_URL" \
+        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1
     stop_postgres_if_started || true
     exit "$rc"
 }
