@@ -178,12 +178,24 @@ impl Drop for Reserved {
 mod tests {
     use super::*;
 
-    /// Up to 2 s for a waiter that should now go.
-    fn wait_a_little_for<T>(waiter: &std::thread::ScopedJoinHandle<'_, T>) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while !waiter.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    /// What `waiting.settle` takes: it must still wait after 50 ms, and go
+    /// once `release` has run (a waiter still stuck after 2 s gives up: 0).
+    fn settles_after(waiting: &mut Reserved, quit: &AtomicBool, release: impl FnOnce()) -> usize {
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                waiting.settle(quit);
+                waiting.bytes
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "the whole budget is held");
+            release();
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while !waiter.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            quit.store(true, Ordering::SeqCst);
+            waiter.join().unwrap()
+        })
     }
 
     #[test]
@@ -252,20 +264,12 @@ mod tests {
         // back, only the reading of its body (`settle`).
         let mut second = b.for_page(&quit).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 20, "nothing more taken yet");
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                second.settle(&quit);
-                second.bytes
-            });
-            std::thread::sleep(Duration::from_millis(50));
-            assert!(!waiter.is_finished(), "the whole budget is held");
+        let took = settles_after(&mut second, &quit, || {
             b.saw_page(4_000);
             // The first page's rows are still held (not yet committed).
             first.resize(10_000);
-            wait_a_little_for(&waiter);
-            quit.store(true, Ordering::SeqCst); // a waiter still stuck gives up: 0
-            assert_eq!(waiter.join().unwrap(), 4_000);
         });
+        assert_eq!(took, 4_000);
         assert_eq!(lock(&b.used).bytes, 14_000);
         // Once a size is known, nothing is deferred.
         quit.store(false, Ordering::SeqCst);
@@ -281,20 +285,10 @@ mod tests {
         let quit = AtomicBool::new(false);
         let mut first = b.for_page(&quit).unwrap();
         let mut second = b.for_page(&quit).unwrap();
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                second.settle(&quit);
-                second.bytes
-            });
-            std::thread::sleep(Duration::from_millis(50));
-            assert!(!waiter.is_finished(), "the whole budget is held");
-            // The first page's attempt failed: it backs off holding a share only.
-            first.gave_no_body(4);
-            assert_eq!(first.bytes, 1 << 18);
-            wait_a_little_for(&waiter);
-            quit.store(true, Ordering::SeqCst);
-            assert_eq!(waiter.join().unwrap(), 1 << 18);
-        });
+        // The first page's attempt failed: it backs off holding a share only.
+        let took = settles_after(&mut second, &quit, || first.gave_no_body(4));
+        assert_eq!(first.bytes, 1 << 18);
+        assert_eq!(took, 1 << 18);
         drop((first, second));
         assert_eq!(lock(&b.used).bytes, 0);
     }

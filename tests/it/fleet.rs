@@ -391,24 +391,32 @@ fn logged_api(dir: &std::path::Path, tag: &str, extra: &[&str]) -> (Api, std::pa
     (Api::start(&a), log)
 }
 
+/// Clients in config order: `first` (id, name, its API), then `others` on
+/// the `other` API, each named after its id.
+fn first_then_others(first: (&str, &str, &Api), others: &[&str], other: &Api) -> Value {
+    let (id, name, api) = first;
+    let mut clients = serde_json::Map::new();
+    clients.insert(
+        id.into(),
+        json!({ "name": name, "base_url": format!("{}/page", api.url) }),
+    );
+    for c in others {
+        clients.insert(
+            (*c).into(),
+            json!({ "name": c, "base_url": format!("{}/page", other.url) }),
+        );
+    }
+    Value::Object(clients)
+}
+
 #[test]
 fn a_slow_client_does_not_hold_the_other_clients_back() {
     let dir = tempfile::tempdir().unwrap();
     let (slow, slow_log) = logged_api(dir.path(), "slow", &["--latency-ms", "1200"]);
     let (fast, fast_log) = logged_api(dir.path(), "fast", &[]);
     let db = TestDb::new("fleetslow");
-    let mut clients = serde_json::Map::new();
     // The slow client first: a crew taking pairs in order would start there.
-    clients.insert(
-        "301".into(),
-        json!({ "name": "Lento", "base_url": format!("{}/page", slow.url) }),
-    );
-    for c in ["302", "303", "304"] {
-        clients.insert(
-            c.into(),
-            json!({ "name": c, "base_url": format!("{}/page", fast.url) }),
-        );
-    }
+    let clients = first_then_others(("301", "Lento", &slow), &["302", "303", "304"], &fast);
     let cfg = json!({ "clients": clients, "routes": routes(&["pedidos", "notas"]) });
     let atlas = Atlas::new(&db, &cfg);
     atlas.ok(&["init"]);
@@ -462,19 +470,9 @@ fn a_client_whose_api_is_down_does_not_hold_the_other_clients_back() {
     );
     let (fast, fast_log) = logged_api(dir.path(), "fast", &[]);
     let db = TestDb::new("fleetdown");
-    let mut clients = serde_json::Map::new();
     // The down client first: its first page may be the crew's first, which
     // holds the whole memory budget until a page's size is known.
-    clients.insert(
-        "311".into(),
-        json!({ "name": "Fora", "base_url": format!("{}/page", down.url) }),
-    );
-    for c in ["312", "313", "314"] {
-        clients.insert(
-            c.into(),
-            json!({ "name": c, "base_url": format!("{}/page", fast.url) }),
-        );
-    }
+    let clients = first_then_others(("311", "Fora", &down), &["312", "313", "314"], &fast);
     let cfg = json!({ "clients": clients, "routes": routes(&["pedidos"]) });
     let mut atlas = Atlas::new(&db, &cfg);
     atlas.env.push(("ATLAS_BACKOFF_MS".into(), "1500".into()));
