@@ -200,16 +200,27 @@ pub fn require_schema(client: &mut impl GenericClient) -> Result<()> {
     Ok(())
 }
 
-/// Creates the raw table (exactly the old tool's columns and constraint) and
-/// its `data_referencia` index, or checks that an existing one fits.
-pub fn ensure_raw_table(tx: &mut Transaction<'_>, table: &str) -> Result<()> {
+/// Checks that an existing raw table fits; creates a missing one (exactly
+/// the old tool's columns and constraint, and its `data_referencia` index)
+/// when `create`, else leaves it missing. Whether it exists now.
+pub fn ensure_raw_table(tx: &mut Transaction<'_>, table: &str, create: bool) -> Result<bool> {
     // Two creates of the same table at once would race on the catalog.
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&table])?;
+    tx.execute_typed(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[(&table, Type::TEXT)],
+    )?;
     let exists: bool = tx
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote(table)])?
+        .query_typed_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[(&quote(table), Type::TEXT)],
+        )?
         .get(0);
     if exists {
-        return check_raw_table(tx, table);
+        check_raw_table(tx, table)?;
+        return Ok(true);
+    }
+    if !create {
+        return Ok(false);
     }
     let t = quote(table);
     tx.batch_execute(&format!(
@@ -225,7 +236,41 @@ CREATE INDEX {i} ON {t} (data_referencia);",
         c = quote(&unique_constraint(table)),
         i = quote(&date_index(table)),
     ))?;
-    Ok(())
+    Ok(true)
+}
+
+/// Creates the raw table if it is missing, in a transaction of its own: a
+/// scrap's table is created after the scrap by `sync --all`, which may
+/// have been stopped in between.
+pub fn create_raw_table_if_missing(conn: &mut Client, table: &str) -> Result<()> {
+    let exists: bool = conn
+        .query_typed_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[(&quote(table), Type::TEXT)],
+        )?
+        .get(0);
+    if exists {
+        return Ok(());
+    }
+    let mut create = || -> Result<()> {
+        let mut tx = conn.transaction()?;
+        ensure_raw_table(&mut tx, table, true)?;
+        Ok(tx.commit()?)
+    };
+    match create() {
+        // Another process created it while this one waited for the lock
+        // (this session's catalog cache still said it was missing): a new
+        // transaction sees it, and checks it.
+        Err(e) if sql_state(&e) == Some(&SqlState::DUPLICATE_TABLE) => create(),
+        other => other,
+    }
+}
+
+/// The SQLSTATE of a database error, if that is what `e` is.
+fn sql_state(e: &anyhow::Error) -> Option<&SqlState> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<postgres::Error>())
+        .and_then(postgres::Error::code)
 }
 
 /// Checks that an existing table has the raw table's columns and unique hash.

@@ -8,6 +8,7 @@ use crate::exit::usage;
 use crate::slice;
 use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
+use postgres::types::Type;
 use postgres::{Client, GenericClient};
 use std::time::Duration;
 
@@ -93,36 +94,58 @@ fn scrap_of(r: &postgres::Row) -> Scrap {
     }
 }
 
-/// Creates the raw table (or checks it), the scrap and its slices, in one
-/// transaction: a failure leaves nothing behind.
+/// When a missing raw table is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewTable {
+    /// With the scrap.
+    Now,
+    /// By the run, after the scrap (`sync --all` fetches the first pages
+    /// meanwhile).
+    Later,
+}
+
+/// Creates the scrap and its slices, and the raw table when missing and
+/// `Now` (an existing one is checked), in one transaction: a failure
+/// leaves nothing behind. The scrap's id, and whether its table exists.
 pub fn create_scrap(
     client: &mut Client,
     client_id: &str,
     route: &str,
-    table: &str,
+    (table, new_table): (&str, NewTable),
     from: NaiveDate,
     to: NaiveDate,
     slice_days: u32,
-) -> Result<i64> {
+) -> Result<(i64, bool)> {
     let mut tx = client.transaction()?;
-    db::ensure_raw_table(&mut tx, table)?;
+    let exists = db::ensure_raw_table(&mut tx, table, new_table == NewTable::Now)?;
     let id: i64 = tx
-        .query_one(
+        .query_typed_one(
             "INSERT INTO atlas.scraps (client, route, raw_table, period_from, period_to, slice_days)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[&client_id, &route, &table, &from, &to, &(slice_days as i32)],
+            &[
+                (&client_id, Type::TEXT),
+                (&route, Type::TEXT),
+                (&table, Type::TEXT),
+                (&from, Type::DATE),
+                (&to, Type::DATE),
+                (&(slice_days as i32), Type::INT4),
+            ],
         )?
         .get(0);
     let plan = slice::plan(from, to, slice_days);
     let froms: Vec<NaiveDate> = plan.iter().map(|p| p.0).collect();
     let tos: Vec<NaiveDate> = plan.iter().map(|p| p.1).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO atlas.slices (scrap_id, slice_from, slice_to)
          SELECT $1, f, t FROM unnest($2::date[], $3::date[]) AS u(f, t)",
-        &[&id, &froms, &tos],
+        &[
+            (&id, Type::INT8),
+            (&froms, Type::DATE_ARRAY),
+            (&tos, Type::DATE_ARRAY),
+        ],
     )?;
     tx.commit()?;
-    Ok(id)
+    Ok((id, exists))
 }
 
 /// A scrap id from the command line: a positive integer that exists.
@@ -135,9 +158,9 @@ pub fn parse_id(s: &str) -> Result<i64> {
 }
 
 pub fn get_scrap(c: &mut impl GenericClient, id: i64) -> Result<Scrap> {
-    let row = c.query_opt(
+    let row = c.query_typed_opt(
         &format!("SELECT {SCRAP_COLS} FROM atlas.scraps WHERE id = $1"),
-        &[&id],
+        &[(&id, Type::INT8)],
     )?;
     row.map(|r| scrap_of(&r)).ok_or_else(|| {
         usage(format!(
@@ -206,11 +229,11 @@ pub fn list(
 }
 
 pub fn slices(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<SliceInfo>> {
-    let rows = c.query(
+    let rows = c.query_typed(
         "SELECT id, slice_from, slice_to, status, pages, records, inserted, duplicates, out_of_period,
                 undated, attempts, last_error, worker
          FROM atlas.slices WHERE scrap_id = $1 ORDER BY slice_from",
-        &[&scrap],
+        &[(&scrap, Type::INT8)],
     )?;
     rows.iter()
         .map(|r| {
@@ -265,10 +288,15 @@ pub fn start_run(
     settings: &serde_json::Value,
     lease: Duration,
 ) -> Result<i64> {
-    Ok(c.query_one(
+    Ok(c.query_typed_one(
         "INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
-        &[&scrap, &worker, settings, &secs(lease)],
+        &[
+            (&scrap, Type::INT8),
+            (&worker, Type::TEXT),
+            (settings, Type::JSONB),
+            (&secs(lease), Type::FLOAT8),
+        ],
     )?
     .get(0))
 }
@@ -308,22 +336,22 @@ pub fn finish_run(
     t: &RunTotals,
     error: Option<&str>,
 ) -> Result<()> {
-    c.execute(
+    c.execute_typed(
         "UPDATE atlas.runs SET finished_at = now(), status = $2, pages = $3, records = $4,
                 out_of_period = $5, undated = $6, retries = $7, slices_done = $8,
                 slices_failed = $9, error = $10
          WHERE id = $1",
         &[
-            &run,
-            &status.as_str(),
-            &t.pages,
-            &t.records,
-            &t.out_of_period,
-            &t.undated,
-            &t.retries,
-            &t.slices_done,
-            &t.slices_failed,
-            &error,
+            (&run, Type::INT8),
+            (&status.as_str(), Type::TEXT),
+            (&t.pages, Type::INT8),
+            (&t.records, Type::INT8),
+            (&t.out_of_period, Type::INT8),
+            (&t.undated, Type::INT8),
+            (&t.retries, Type::INT8),
+            (&t.slices_done, Type::INT4),
+            (&t.slices_failed, Type::INT4),
+            (&error, Type::TEXT),
         ],
     )?;
     Ok(())
@@ -344,7 +372,7 @@ pub fn claim_many(
     lease: Duration,
     n: i64,
 ) -> Result<Vec<Claim>> {
-    let rows = c.query(
+    let rows = c.query_typed(
         "WITH c AS (
              SELECT id FROM atlas.slices
              WHERE scrap_id = $1
@@ -359,14 +387,14 @@ pub fn claim_many(
          FROM c WHERE s.id = c.id
          RETURNING s.id, s.slice_from, s.slice_to",
         &[
-            &scrap,
-            &run,
-            &worker,
-            &secs(lease),
-            &SliceStatus::Pending.as_str(),
-            &SliceStatus::Failed.as_str(),
-            &SliceStatus::Running.as_str(),
-            &n,
+            (&scrap, Type::INT8),
+            (&run, Type::INT8),
+            (&worker, Type::TEXT),
+            (&secs(lease), Type::FLOAT8),
+            (&SliceStatus::Pending.as_str(), Type::TEXT),
+            (&SliceStatus::Failed.as_str(), Type::TEXT),
+            (&SliceStatus::Running.as_str(), Type::TEXT),
+            (&n, Type::INT8),
         ],
     )?;
     let mut claims: Vec<Claim> = rows
@@ -383,10 +411,14 @@ pub fn claim_many(
 
 /// How many slices of the scrap other live workers still hold.
 pub fn held_by_others(c: &mut impl GenericClient, scrap: i64, worker: &str) -> Result<i64> {
-    Ok(c.query_one(
+    Ok(c.query_typed_one(
         "SELECT count(*) FROM atlas.slices
          WHERE scrap_id = $1 AND status = $3 AND lease_until >= now() AND worker IS DISTINCT FROM $2",
-        &[&scrap, &worker, &SliceStatus::Running.as_str()],
+        &[
+            (&scrap, Type::INT8),
+            (&worker, Type::TEXT),
+            (&SliceStatus::Running.as_str(), Type::TEXT),
+        ],
     )?
     .get(0))
 }
@@ -536,10 +568,13 @@ fn process_alive(pid: u32) -> Option<bool> {
 /// marked running whose worker is known to be gone (same machine, no
 /// process) or whose own lease has expired (any machine). Returns how many.
 pub fn abort_dead_runs(c: &mut impl GenericClient, scrap: i64, me: &str) -> Result<u64> {
-    let rows = c.query(
+    let rows = c.query_typed(
         "SELECT id, worker, coalesce(lease_until < now(), false)
          FROM atlas.runs WHERE scrap_id = $1 AND status = $2",
-        &[&scrap, &RunStatus::Running.as_str()],
+        &[
+            (&scrap, Type::INT8),
+            (&RunStatus::Running.as_str(), Type::TEXT),
+        ],
     )?;
     let mut n = 0;
     for r in rows {
@@ -608,23 +643,23 @@ pub fn finish_slice(
     error: Option<&str>,
 ) -> Result<bool> {
     let done = end == SliceEnd::Done;
-    let changed = c.execute(
+    let changed = c.execute_typed(
         "UPDATE atlas.slices SET status = $3, pages = $4, records = $5, out_of_period = $6, undated = $7,
                 last_error = CASE WHEN $9 THEN NULL ELSE coalesce($8, last_error) END,
                 worker = NULL, lease_until = NULL,
                 done_at = CASE WHEN $9 THEN now() ELSE NULL END
          WHERE id = $1 AND worker = $2 AND status = $10",
         &[
-            &slice,
-            &worker,
-            &end.status().as_str(),
-            &n.pages,
-            &n.records,
-            &n.out_of_period,
-            &n.undated,
-            &error,
-            &done,
-            &SliceStatus::Running.as_str(),
+            (&slice, Type::INT8),
+            (&worker, Type::TEXT),
+            (&end.status().as_str(), Type::TEXT),
+            (&n.pages, Type::INT8),
+            (&n.records, Type::INT8),
+            (&n.out_of_period, Type::INT8),
+            (&n.undated, Type::INT8),
+            (&error, Type::TEXT),
+            (&done, Type::BOOL),
+            (&SliceStatus::Running.as_str(), Type::TEXT),
         ],
     )?;
     Ok(changed == 1)
@@ -658,7 +693,7 @@ pub fn finish_slices(
     let status: Vec<&str> = ends.iter().map(|e| e.end.status().as_str()).collect();
     let done: Vec<bool> = ends.iter().map(|e| e.end == SliceEnd::Done).collect();
     let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error).collect();
-    let rows = c.query(
+    let rows = c.query_typed(
         "UPDATE atlas.slices s SET status = u.status, pages = u.pages, records = u.records,
                 out_of_period = u.oop, undated = u.undated,
                 last_error = CASE WHEN u.done THEN NULL ELSE coalesce(u.err, s.last_error) END,
@@ -670,16 +705,16 @@ pub fn finish_slices(
          WHERE s.id = u.id AND s.worker = $9 AND s.status = $10
          RETURNING s.id",
         &[
-            &ids,
-            &status,
-            &col(&|e| e.counts.pages),
-            &col(&|e| e.counts.records),
-            &col(&|e| e.counts.out_of_period),
-            &col(&|e| e.counts.undated),
-            &errors,
-            &done,
-            &worker,
-            &SliceStatus::Running.as_str(),
+            (&ids, Type::INT8_ARRAY),
+            (&status, Type::TEXT_ARRAY),
+            (&col(&|e| e.counts.pages), Type::INT8_ARRAY),
+            (&col(&|e| e.counts.records), Type::INT8_ARRAY),
+            (&col(&|e| e.counts.out_of_period), Type::INT8_ARRAY),
+            (&col(&|e| e.counts.undated), Type::INT8_ARRAY),
+            (&errors, Type::TEXT_ARRAY),
+            (&done, Type::BOOL_ARRAY),
+            (&worker, Type::TEXT),
+            (&SliceStatus::Running.as_str(), Type::TEXT),
         ],
     )?;
     let changed: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
@@ -693,12 +728,16 @@ pub fn last_loaded_day(
     client: &str,
     route: &str,
 ) -> Result<Option<NaiveDate>> {
-    let rows = c.query(
+    let rows = c.query_typed(
         "SELECT sl.slice_from, sl.slice_to, sl.status = $3
          FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
          WHERE s.client = $1 AND s.route = $2
          ORDER BY sl.slice_from, sl.slice_to",
-        &[&client, &route, &SliceStatus::Done.as_str()],
+        &[
+            (&client, Type::TEXT),
+            (&route, Type::TEXT),
+            (&SliceStatus::Done.as_str(), Type::TEXT),
+        ],
     )?;
     let spans: Vec<(NaiveDate, NaiveDate, bool)> = rows
         .iter()

@@ -17,13 +17,15 @@ use crate::dates;
 use crate::db;
 use crate::exit::{classify, usage, Exit};
 use crate::ident;
-use crate::ledger::{self, SliceStatus};
+use crate::ledger::{self, NewTable, SliceStatus};
 use crate::pipeline;
+use crate::pipeline::gate::Settling;
 use crate::report::{self, thousands};
-use crate::report::{Snapshot, Watch};
+use crate::report::{Snapshot, Summary, Watch};
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
 use crossbeam::channel::{self, Receiver, Sender};
+use postgres::types::Type;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -68,9 +70,6 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let pairs = select(cfg, &a.client, &a.route)?;
     let settings = ctx.settings()?;
     let db = ctx.database()?;
-    let mut conn = db.connect()?;
-    db::require_schema(&mut conn)?;
-    drop(conn);
     // Deciding and finishing pairs is round trips to the database, which
     // shares the machine's cores with the crew: more at once than there are
     // cores only slows the first runs' start (measured: 8 deciders against
@@ -80,6 +79,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     // One pool for the whole fleet: deciding, the crew, the summaries.
     // Deciding pairs goes on while the crew works.
     let pool = db.pool((settings.threads + deciders + settings.writers + 2) as u32)?;
+    db::require_schema(&mut *pool.get()?)?;
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
 
     let style = ctx.style;
@@ -113,12 +113,17 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                 todo.iter().map(|_| OnceLock::new()).collect();
             let jobs: Vec<OnceLock<pipeline::Job>> = todo.iter().map(|_| OnceLock::new()).collect();
             let (handed, handed_rx) = channel::unbounded::<usize>();
+            // Runs over while the crew works others are closed right away.
+            let (over, over_rx) = channel::unbounded::<(usize, pipeline::Outcome)>();
+            let closed: Vec<OnceLock<(Exit, Summary)>> =
+                todo.iter().map(|_| OnceLock::new()).collect();
             let ran_at = Instant::now();
             let (starts, outcomes) = std::thread::scope(|s| {
                 let ks: Vec<usize> = (0..todo.len()).collect();
                 let (todo, readies, jobs, ran, begun, news, quits) =
                     (&todo, &readies, &jobs, &ran, &begun, &news, &quits);
                 let (board, pool, worker, plan, pairs) = (&board, &pool, &worker, &plan, &pairs);
+                let closed = &closed;
                 let preparing = s.spawn(move || {
                     let starts = in_parallel(deciders, &ks, |k| {
                         let i = todo[k];
@@ -134,9 +139,24 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                             );
                             drop(news.send(Watch::Note(line)));
                         }
-                        match start_pair(ctx, cfg, pool, worker, client, route, plan, news) {
-                            Start::Ready(r, joined) => {
+                        // One connection decides the pair, starts its run
+                        // and makes its table sure.
+                        let mut conn = match pool.get() {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let e = anyhow::Error::from(e);
+                                let why = format!("{e:#}");
+                                return Start::Over(Turn::NotStarted(why, classify(&e)));
+                            }
+                        };
+                        match start_pair(ctx, cfg, &mut conn, worker, client, route, plan, news) {
+                            Start::Ready(r, joined, table_exists) => {
                                 let r = readies[k].get_or_init(|| r);
+                                // Writers never wait for a gate left pending.
+                                let _settling = Settling(r.table_gate());
+                                if table_exists {
+                                    r.table_gate().settle(Ok(()));
+                                }
                                 let job = r.job(ctx, pool.clone(), &quits[i], Some(news));
                                 board.runs(job.run_id, i);
                                 log::debug!(
@@ -147,6 +167,10 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                                 );
                                 drop(jobs[k].set(job));
                                 let _ = handed.send(k); // the crew reads until the channel closes
+                                                        // The table is created while the first pages are fetched.
+                                if !table_exists {
+                                    r.make_table_sure(&mut conn);
+                                }
                                 Start::Handed(joined)
                             }
                             other => other,
@@ -155,14 +179,42 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                     drop(handed);
                     starts
                 });
-                let outcomes =
-                    pipeline::run_many(settings, style, Some(news), jobs, &handed_rx, ctx.quit);
+                let closing = s.spawn(move || {
+                    for (k, outcome) in over_rx {
+                        // Without a connection now, the run is closed with the others.
+                        let (Some(r), Ok(mut c)) = (readies[k].get(), pool.get()) else {
+                            continue;
+                        };
+                        let end = scrap::finish(
+                            ctx,
+                            &mut c,
+                            r,
+                            &outcome,
+                            ran_at.elapsed(),
+                            true,
+                            Some(news),
+                        );
+                        drop(closed[k].set(end));
+                    }
+                });
+                let outcomes = pipeline::run_many(
+                    settings,
+                    style,
+                    Some(news),
+                    jobs,
+                    &handed_rx,
+                    ctx.quit,
+                    Some(&over),
+                );
+                drop(over);
+                drop(closing.join());
                 (preparing.join().unwrap_or_default(), outcomes)
             });
             let elapsed = ran_at.elapsed();
             drop(jobs);
             log::debug!("runs ended after {:?}", started.elapsed());
             let mut finishing = Vec::new();
+            let mut ends = Vec::new();
             // Pairs whose joined scrap is over: their own period next round.
             let mut again = Vec::new();
             for ((k, start), (ready, outcome)) in starts
@@ -172,7 +224,11 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             {
                 let i = todo[k];
                 match (start, ready, outcome) {
-                    (Start::Handed(joined), Some(r), Some(o)) => finishing.push((i, r, joined, o)),
+                    (Start::Handed(joined), Some(r), Some(o)) => match closed[k].get() {
+                        // Closed while the crew worked the others: it did not stop early.
+                        Some(end) => ends.push((i, joined, Ok((end.clone(), None)))),
+                        None => finishing.push((i, r, joined, o)),
+                    },
                     (Start::Over(turn), _, _) => {
                         let (client, route) = pairs[i];
                         let ended = if ran[i].is_empty() {
@@ -212,16 +268,16 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             let idx: Vec<usize> = (0..finishing.len()).collect();
             let slots: Vec<Mutex<Option<_>>> =
                 finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
-            let ends = in_parallel(deciders, &idx, |k| {
+            ends.extend(in_parallel(deciders, &idx, |k| {
                 let (i, r, joined, outcome) = lock(&slots[k]).take().expect("each run ends once");
                 let pooled = if lost { None } else { pool.get().ok() };
                 let summary = match pooled {
                     Some(mut c) => {
-                        scrap::finish(ctx, &mut c, r, &outcome, elapsed, true, Some(&news))
+                        scrap::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
                     }
                     None => match db.connect() {
                         Ok(mut c) => {
-                            scrap::finish(ctx, &mut c, r, &outcome, elapsed, true, Some(&news))
+                            scrap::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
                         }
                         Err(e) => {
                             let why = format!("{e:#}");
@@ -229,15 +285,16 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                         }
                     },
                 };
-                (i, joined, Ok(summary))
-            });
+                (i, joined, Ok((summary, outcome.error)))
+            }));
             todo = again;
             for (i, joined, end) in ends {
                 match end {
-                    Ok((e, summary)) => {
+                    Ok(((e, summary), error)) => {
                         let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
                         if let Some(o) = v.as_object_mut() {
-                            o.insert("error".into(), Value::Null);
+                            // Why the run stopped early, if it did.
+                            o.insert("error".into(), json!(error));
                         }
                         ran[i].push((v, e));
                         if joined && e == Exit::Ok && !ctx.quit.load(Ordering::SeqCst) {
@@ -439,8 +496,10 @@ enum Start<'c> {
     /// Its scrap had nothing left to run: the summary, and whether it was
     /// another process's scrap (joined).
     Nothing(Value, Exit, bool),
-    /// A run ready for the crew, and whether it joins another process's scrap.
-    Ready(Box<scrap::Ready<'c>>, bool),
+    /// A run ready for the crew, whether it joins another process's scrap,
+    /// and whether its raw table is known to exist (else it is made sure
+    /// of once the run is handed over).
+    Ready(Box<scrap::Ready<'c>>, bool, bool),
     /// Such a run, handed over to the crew.
     Handed(bool),
 }
@@ -451,7 +510,7 @@ enum Start<'c> {
 fn start_pair<'c>(
     ctx: &'c Context<'_>,
     cfg: &Config,
-    pool: &db::Pool,
+    conn: &mut postgres::Client,
     worker: &str,
     client: &Client,
     route: &Route,
@@ -472,17 +531,21 @@ fn start_pair<'c>(
     }
     let not_started =
         |e: anyhow::Error| Start::Over(Turn::NotStarted(format!("{e:#}"), classify(&e)));
-    let (id, joined) = match decide(
+    let (id, joined, table_exists) = match decide(
         ctx,
         cfg,
-        pool,
+        conn,
         client,
         route,
         plan.from,
         until,
         plan.lookback,
     ) {
-        Ok(Step::Run { id, joined }) => (id, joined),
+        Ok(Step::Run {
+            id,
+            joined,
+            table_exists,
+        }) => (id, joined, table_exists),
         Ok(Step::UpToDate(last)) => return Start::Over(Turn::UpToDate(last)),
         Ok(Step::Busy) => return Start::Over(Turn::Busy),
         Err(e) => return not_started(e),
@@ -497,12 +560,8 @@ fn start_pair<'c>(
         ),
     );
     drop(news.send(Watch::Note(line)));
-    let mut conn = match pool.get() {
-        Ok(c) => c,
-        Err(e) => return not_started(e.into()),
-    };
-    match scrap::prepare(ctx, &mut conn, id, true, Some(news), worker) {
-        Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined),
+    match scrap::prepare(ctx, conn, id, true, Some(news), worker) {
+        Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists),
         Ok(scrap::Prepared::Nothing(e, summary)) => {
             let mut v = serde_json::to_value(&*summary).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
@@ -636,7 +695,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What to do for a pair now.
 enum Step {
-    Run { id: i64, joined: bool },
+    /// Run the scrap `id`; `joined`: another process created it; whether
+    /// its raw table is known to exist (a joined scrap's may not: its
+    /// creator may have stopped before creating it).
+    Run {
+        id: i64,
+        joined: bool,
+        table_exists: bool,
+    },
     UpToDate(Option<NaiveDate>),
     Busy,
 }
@@ -647,7 +713,7 @@ enum Step {
 fn decide(
     ctx: &Context<'_>,
     cfg: &Config,
-    pool: &db::Pool,
+    conn: &mut postgres::Client,
     client: &Client,
     route: &Route,
     from: Option<NaiveDate>,
@@ -656,56 +722,62 @@ fn decide(
 ) -> Result<Step> {
     let waited = Instant::now();
     loop {
-        let conn = pool.get()?;
-        match SyncLock::try_take(conn, &client.id, &route.name)? {
-            Some(mut lock) => {
-                if let Some(id) = in_progress(&mut lock.conn, &client.id, &route.name)? {
-                    return Ok(Step::Run { id, joined: true });
-                }
-                let last = ledger::last_loaded_day(&mut *lock.conn, &client.id, &route.name)?;
-                let Some((start, end)) = period(last, from, route.start_date, until, lookback)?
-                else {
-                    return Ok(Step::UpToDate(last));
-                };
-                let id = scrap::create_scrap_on(
-                    &mut lock.conn,
-                    cfg,
-                    &client.id,
-                    &route.name,
-                    start,
-                    end,
-                )?
-                .id;
-                lock.record_scrap(id)?;
-                return Ok(Step::Run { id, joined: false });
+        if let Some(mut lock) = SyncLock::try_take(&mut *conn, &client.id, &route.name)? {
+            if let Some(id) = in_progress(lock.conn, &client.id, &route.name)? {
+                return Ok(Step::Run {
+                    id,
+                    joined: true,
+                    table_exists: false,
+                });
             }
-            None => {
-                let mut conn = pool.get()?;
-                if let Some(id) = in_progress(&mut conn, &client.id, &route.name)? {
-                    return Ok(Step::Run { id, joined: true });
-                }
-                if waited.elapsed() > DECIDING_WAIT || ctx.quit.load(Ordering::SeqCst) {
-                    return Ok(Step::Busy);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+            let last = ledger::last_loaded_day(&mut *lock.conn, &client.id, &route.name)?;
+            let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
+                return Ok(Step::UpToDate(last));
+            };
+            // A missing table is created after the run is handed over.
+            let created = scrap::create_scrap_on(
+                lock.conn,
+                cfg,
+                &client.id,
+                &route.name,
+                (start, end),
+                NewTable::Later,
+            )?;
+            lock.record_scrap(created.id)?;
+            return Ok(Step::Run {
+                id: created.id,
+                joined: false,
+                table_exists: created.table_exists,
+            });
         }
+        // Another sync holds the pair: join its scrap once recorded.
+        if let Some(id) = in_progress(conn, &client.id, &route.name)? {
+            return Ok(Step::Run {
+                id,
+                joined: true,
+                table_exists: false,
+            });
+        }
+        if waited.elapsed() > DECIDING_WAIT || ctx.quit.load(Ordering::SeqCst) {
+            return Ok(Step::Busy);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 
 /// The scrap a sync recorded for the pair, while it has slices not yet
 /// done or failed.
 fn in_progress(c: &mut postgres::Client, client: &str, route: &str) -> Result<Option<i64>> {
-    let row = c.query_opt(
+    let row = c.query_typed_opt(
         "SELECT p.scrap_id FROM atlas.sync_pairs p
          WHERE p.client = $1 AND p.route = $2 AND p.scrap_id IS NOT NULL
            AND EXISTS (SELECT 1 FROM atlas.slices s
                        WHERE s.scrap_id = p.scrap_id AND s.status IN ($3, $4))",
         &[
-            &client,
-            &route,
-            &SliceStatus::Pending.as_str(),
-            &SliceStatus::Running.as_str(),
+            (&client, Type::TEXT),
+            (&route, Type::TEXT),
+            (&SliceStatus::Pending.as_str(), Type::TEXT),
+            (&SliceStatus::Running.as_str(), Type::TEXT),
         ],
     )?;
     Ok(row.map(|r| r.get(0)))

@@ -9,7 +9,8 @@ use crate::config::{Client, Config, Route, Settings};
 use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
-use crate::ledger::{self, RunStatus, Scrap, SliceInfo, SliceStatus};
+use crate::ledger::{self, NewTable, RunStatus, Scrap, SliceInfo, SliceStatus};
+use crate::pipeline::gate::{NoTable, TableGate};
 use crate::pipeline::{self, Job, Outcome, ProgressFeed};
 use crate::report::{self, ErrorLog, Feed, Style, Summary, Watch};
 use crate::retry::Backoff;
@@ -23,6 +24,8 @@ pub struct Created {
     pub id: i64,
     pub table: String,
     pub slices: usize,
+    /// The raw table exists (always, unless created with `NewTable::Later`).
+    pub table_exists: bool,
 }
 
 /// Checks the period and the table name, then creates the scrap, its raw
@@ -39,7 +42,7 @@ pub fn create_scrap(
     planned(cfg, client, route, from, to)?;
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    create_scrap_on(&mut conn, cfg, client, route, from, to)
+    create_scrap_on(&mut conn, cfg, client, route, (from, to), NewTable::Now)
 }
 
 /// A scrap of the pair created on `conn` (the schema known to be there).
@@ -48,15 +51,24 @@ pub fn create_scrap_on(
     cfg: &Config,
     client: &str,
     route: &str,
-    from: NaiveDate,
-    to: NaiveDate,
+    (from, to): (NaiveDate, NaiveDate),
+    new_table: NewTable,
 ) -> Result<Created> {
     let (c, r, table) = planned(cfg, client, route, from, to)?;
-    let id = ledger::create_scrap(conn, &c.id, &r.name, &table, from, to, r.slice_days)?;
+    let (id, table_exists) = ledger::create_scrap(
+        conn,
+        &c.id,
+        &r.name,
+        (&table, new_table),
+        from,
+        to,
+        r.slice_days,
+    )?;
     Ok(Created {
         id,
         table,
         slices: crate::slice::plan(from, to, r.slice_days).len(),
+        table_exists,
     })
 }
 
@@ -86,7 +98,9 @@ pub fn create(ctx: &Context<'_>, a: &CreateArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let from = day_flag(&a.from, "--from")?;
     let to = day_flag(&a.to, "--to")?;
-    let Created { id, table, slices } = create_scrap(ctx, cfg, &a.client, &a.route, from, to)?;
+    let Created {
+        id, table, slices, ..
+    } = create_scrap(ctx, cfg, &a.client, &a.route, from, to)?;
     crate::outln!("{id}");
     ctx.style.note(
             "💾",
@@ -271,13 +285,16 @@ pub fn execute(
         Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
         Prepared::Ready(r) => r,
     };
+    ready.make_table_sure(&mut conn);
     let settings = ctx.settings()?;
     let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
     let job = ready.job(ctx, pool, ctx.quit, sink);
     let started = Instant::now();
     let outcome = pipeline::run(job);
     let elapsed = started.elapsed();
-    Ok(finish(ctx, &mut conn, ready, &outcome, elapsed, sync, sink))
+    Ok(finish(
+        ctx, &mut conn, &ready, &outcome, elapsed, sync, sink,
+    ))
 }
 
 /// A scrap about to run, or what it came to without running.
@@ -302,6 +319,8 @@ pub struct Ready<'c> {
     slices_done_before: u64,
     /// Some slice was running (held by a worker) when the run was prepared.
     held_at_start: bool,
+    /// Open once the raw table is made sure of (`make_table_sure`).
+    table: TableGate,
 }
 
 impl Ready<'_> {
@@ -335,7 +354,26 @@ impl Ready<'_> {
                 slices_done_before: self.slices_done_before,
             },
             held_at_start: self.held_at_start,
+            table: &self.table,
         }
+    }
+
+    /// The raw table's gate, to settle when it is known to exist.
+    pub fn table_gate(&self) -> &TableGate {
+        &self.table
+    }
+
+    /// Creates the raw table if it is missing (its scrap was created with
+    /// `NewTable::Later`, perhaps by a process stopped before it created
+    /// it), and opens or shuts the gate the run's writers wait at.
+    pub fn make_table_sure(&self, conn: &mut postgres::Client) {
+        let table = &self.scrap.raw_table;
+        self.table.settle(
+            db::create_raw_table_if_missing(conn, table).map_err(|e| NoTable {
+                message: format!("cannot create the raw table {table}: {e:#}"),
+                database_lost: db::retryable(&e),
+            }),
+        );
     }
 }
 
@@ -424,6 +462,7 @@ pub fn prepare<'c>(
         slices_total: slices.len() as u64,
         slices_done_before,
         held_at_start: slices.iter().any(|s| s.status == SliceStatus::Running),
+        table: TableGate::pending(),
     })))
 }
 
@@ -433,7 +472,7 @@ pub fn prepare<'c>(
 pub fn finish(
     ctx: &Context<'_>,
     conn: &mut postgres::Client,
-    ready: Box<Ready<'_>>,
+    ready: &Ready<'_>,
     outcome: &Outcome,
     elapsed: Duration,
     sync: bool,
@@ -447,9 +486,10 @@ pub fn finish(
         scrap,
         errlog,
         run_id,
-        mut summary,
+        summary,
         ..
-    } = *ready;
+    } = ready;
+    let (run_id, mut summary) = (*run_id, summary.clone());
     let id = scrap.id;
     let settings = summary.settings.clone();
     let backoff = backoff_of(&settings);

@@ -20,6 +20,7 @@ use crate::report::{Feed, Summary, Watch};
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
 use crossbeam::channel::Sender;
+use postgres::types::{ToSql, Type};
 use serde_json::{json, Value};
 use std::ops::DerefMut;
 
@@ -263,21 +264,22 @@ pub(super) struct SyncLock<C: DerefMut<Target = postgres::Client>> {
 
 impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
     pub(super) fn try_take(mut conn: C, client: &str, route: &str) -> Result<Option<SyncLock<C>>> {
-        conn.execute(
+        let names: [(&(dyn ToSql + Sync), Type); 2] = [(&client, Type::TEXT), (&route, Type::TEXT)];
+        conn.execute_typed(
             "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
              ON CONFLICT (client, route) DO NOTHING",
-            &[&client, &route],
+            &names,
         )?;
         let pair: i32 = conn
-            .query_one(
+            .query_typed_one(
                 "SELECT id FROM atlas.sync_pairs WHERE client = $1 AND route = $2",
-                &[&client, &route],
+                &names,
             )?
             .get(0);
         let got: bool = conn
-            .query_one(
+            .query_typed_one(
                 "SELECT pg_try_advisory_lock($1, $2)",
-                &[&SYNC_LOCK_CLASS, &pair],
+                &[(&SYNC_LOCK_CLASS, Type::INT4), (&pair, Type::INT4)],
             )?
             .get(0);
         Ok(got.then_some(SyncLock { conn, pair }))
@@ -286,9 +288,9 @@ impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
     /// Records the scrap this pair's sync is loading, for `sync --all`
     /// processes to join.
     pub(super) fn record_scrap(&mut self, scrap: i64) -> Result<()> {
-        self.conn.execute(
+        self.conn.execute_typed(
             "UPDATE atlas.sync_pairs SET scrap_id = $1 WHERE id = $2",
-            &[&scrap, &self.pair],
+            &[(&scrap, Type::INT8), (&self.pair, Type::INT4)],
         )?;
         Ok(())
     }
@@ -296,9 +298,9 @@ impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
 
 impl<C: DerefMut<Target = postgres::Client>> Drop for SyncLock<C> {
     fn drop(&mut self) {
-        let _ = self.conn.execute(
+        let _ = self.conn.execute_typed(
             "SELECT pg_advisory_unlock($1, $2)",
-            &[&SYNC_LOCK_CLASS, &self.pair],
+            &[(&SYNC_LOCK_CLASS, Type::INT4), (&self.pair, Type::INT4)],
         );
     }
 }

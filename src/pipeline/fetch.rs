@@ -387,9 +387,10 @@ impl Shared<'_, '_> {
                     self.take_over_dead_local_workers();
                 }
             });
-            // The lock keeps fetchers from claiming batches of one run at the same time.
-            let mut claimed = lock(&self.claimed);
-            if let Some(claim) = claimed.pop_front() {
+            // One batch of a run at a time: a fetcher that waited here takes
+            // from the batch just claimed.
+            let claiming = lock(&self.claiming);
+            if let Some(claim) = lock(&self.claimed).pop_front() {
                 return Claimed::Slice(claim);
             }
             let free = self.with_db("claiming a slice", |c| {
@@ -404,10 +405,11 @@ impl Shared<'_, '_> {
             });
             let free = free.map(|claims| {
                 self.count_claims(claims.len());
+                let mut claimed = lock(&self.claimed);
                 claimed.extend(claims);
                 claimed.pop_front()
             });
-            drop(claimed);
+            drop(claiming);
             let held = match free {
                 Ok(Some(claim)) => return Claimed::Slice(claim),
                 Ok(None) => self.with_db("checking other workers", |c| {
@@ -418,6 +420,7 @@ impl Shared<'_, '_> {
             return match held {
                 Ok(0) => {
                     self.exhausted.store(true, Ordering::SeqCst);
+                    self.tell_if_over();
                     Claimed::Exhausted
                 }
                 // Dead workers' slices are taken over before anything is waited for.

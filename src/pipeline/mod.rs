@@ -18,6 +18,7 @@
 
 mod budget;
 mod fetch;
+pub mod gate;
 mod track;
 mod write;
 
@@ -62,6 +63,8 @@ pub struct Job<'a> {
     /// Some slice was running when the run was prepared: a dead local
     /// process may hold it, so the first claim looks for one.
     pub held_at_start: bool,
+    /// Passed by the writers before their first batch: the raw table exists.
+    pub table: &'a gate::TableGate,
 }
 
 /// The ticker's audience: stderr lines (the CLI) or a watcher (the manager),
@@ -233,8 +236,20 @@ struct Shared<'j, 'a> {
     spreading: AtomicUsize,
     /// Slices claimed in one statement, not yet started by a fetcher.
     claimed: Mutex<VecDeque<Claim>>,
+    /// Held while one fetcher claims for this run, so that the others
+    /// wait for its batch instead of claiming their own; `claimed` itself
+    /// is only locked for a moment, never across a round trip.
+    claiming: Mutex<()>,
     /// Slices this run has claimed so far.
     claimed_total: AtomicU64,
+    /// Of those, the ones whose end is recorded (or found taken over).
+    ends_recorded: AtomicU64,
+    /// Told over (see `tell_if_over`): its outcome is out already.
+    over: AtomicBool,
+    /// Where a run's outcome goes as soon as it is over, if anywhere.
+    over_tx: Option<Sender<(usize, Outcome)>>,
+    /// When the crew started (the elapsed time of its snapshots).
+    crew_started: Instant,
     /// Slice ends waiting to be recorded, several in one statement.
     ends: Mutex<track::Ends>,
     /// Bytes of pages in flight (`ATLAS_MEMORY_MB`).
@@ -271,6 +286,30 @@ impl<'a> Shared<'_, 'a> {
 
     fn aborted(&self) -> bool {
         lock(&self.abort).is_some()
+    }
+
+    /// Once nothing is left for the run in this process (every slice it
+    /// claimed has its end recorded, and no more can be claimed), its
+    /// outcome is told at once, while the crew works the other runs: the
+    /// fleet closes it then. A run stopping (signal, abort) is told at the
+    /// end, with the crew's verdict.
+    fn tell_if_over(&self) {
+        let Some(tx) = &self.over_tx else { return };
+        let claimed = self.claimed_total.load(Ordering::SeqCst);
+        if self.job.quit.load(Ordering::SeqCst)
+            || !self.exhausted.load(Ordering::SeqCst)
+            || self.ends_recorded.load(Ordering::SeqCst) != claimed
+            || !lock(&self.claimed).is_empty()
+            || !lock(&self.ahead).is_empty()
+            || self.over.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        if let Some(sink) = &self.job.progress.sink {
+            drop(sink.send(Watch::Progress(self.snapshot(self.crew_started.elapsed()))));
+        }
+        let done = outcome(self.counters.totals(), None, Trouble::default(), false);
+        drop(tx.send((self.lane, done)));
     }
 
     fn notify(&self, n: Notice) {
@@ -399,7 +438,15 @@ pub fn run(job: Job<'_>) -> Outcome {
     let (handed, handed_rx) = channel::bounded(1);
     let _ = handed.send(0); // the receiver is right here
     drop(handed);
-    let mut outcomes = run_many(settings, style, sink.as_ref(), &jobs, &handed_rx, quit);
+    let mut outcomes = run_many(
+        settings,
+        style,
+        sink.as_ref(),
+        &jobs,
+        &handed_rx,
+        quit,
+        None,
+    );
     outcomes.pop().flatten().expect("the job was handed over")
 }
 
@@ -433,7 +480,8 @@ impl<'j, 'a> Lanes<'j, 'a> {
 /// ends once `handed` is closed and every handed job is worked. `stop` (a
 /// stop signal) stops every job; a job's own `quit` stops it alone (its
 /// client refused the credentials), and a database given up on by one job
-/// stops them all. One outcome per slot (`None`: never handed over).
+/// stops them all. One outcome per slot (`None`: never handed over); a
+/// run over before the others is also told on `over` right then.
 pub fn run_many<'j, 'a>(
     settings: &'j Settings,
     style: Style,
@@ -441,7 +489,9 @@ pub fn run_many<'j, 'a>(
     jobs: &'j [OnceLock<Job<'a>>],
     handed: &Receiver<usize>,
     stop: &AtomicBool,
+    over: Option<&Sender<(usize, Outcome)>>,
 ) -> Vec<Option<Outcome>> {
+    let started = Instant::now();
     // Unbounded: notices are few (a retry, a failed slice), and a worker
     // must never wait on the screen.
     let (notices, notices_rx) = channel::unbounded::<Notice>();
@@ -484,7 +534,12 @@ pub fn run_many<'j, 'a>(
             ahead: Mutex::new(VecDeque::new()),
             spreading: AtomicUsize::new(0),
             claimed: Mutex::new(VecDeque::new()),
+            claiming: Mutex::new(()),
             claimed_total: AtomicU64::new(0),
+            ends_recorded: AtomicU64::new(0),
+            over: AtomicBool::new(false),
+            over_tx: over.cloned(),
+            crew_started: started,
             ends: Mutex::new(track::Ends::default()),
             budget: Arc::clone(&budget),
         }));
@@ -507,7 +562,6 @@ pub fn run_many<'j, 'a>(
         style,
         waiting_shown: false,
     };
-    let started = Instant::now();
     let (tx, rx) = channel::bounded::<Chunk>(channel_capacity(settings));
     let (done_tx, done_rx) = channel::bounded::<()>(0);
     let mut panicked = false;
@@ -598,6 +652,8 @@ pub fn run_many<'j, 'a>(
     });
     drop(notices);
     for lane in lanes.active() {
+        // Told now, with the crew's verdict (a panic, a stop).
+        lane.over.store(true, Ordering::SeqCst);
         // Pages left queued (every fetcher ended early, e.g. by a panic):
         // their slices go back to pending.
         lane.release_queued_pages();

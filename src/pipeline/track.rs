@@ -197,6 +197,9 @@ impl Shared<'_, '_> {
                 for ((claim, e), ok) in batch.iter().zip(flags) {
                     self.count_end(claim, e, ok);
                 }
+                self.ends_recorded
+                    .fetch_add(batch.len() as u64, Ordering::SeqCst);
+                self.tell_if_over();
             }
             Err(err) => {
                 // The lease will expire and a rerun takes the slices again: nothing is lost.
@@ -297,7 +300,7 @@ pub(super) fn renew_leases(crew: &Lanes, stop: &Receiver<()>) {
                 log::warn!("lease heartbeat failed: {e:#}");
             }
         }
-        for l in &lanes {
+        for l in lanes.iter().filter(|l| !l.over.load(Ordering::SeqCst)) {
             if let Err(e) = l.db_once(|c| ledger::renew_run(c, l.job.run_id, lease)) {
                 log::warn!("run lease heartbeat failed: {e:#}");
             }

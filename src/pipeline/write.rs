@@ -84,6 +84,21 @@ impl Shared<'_, '_> {
     /// Commits one batch, retried; on giving up, marks the batch's slices.
     fn commit(&self, ins: &mut Prepared, chunks: &[Chunk], batch: &mut Vec<(usize, &Row)>) {
         let job = self.job;
+        if let Err(no) = job.table.wait() {
+            // Nowhere to write: the run stops, these slices stay pending.
+            for (ci, _) in batch.iter() {
+                chunks[*ci].slice.release();
+            }
+            job.errlog
+                .write("gravação desistiu", &self.ctx(None), &no.message);
+            self.abort(if no.database_lost {
+                Abort::Database(no.message)
+            } else {
+                Abort::Environment(no.message)
+            });
+            batch.clear();
+            return;
+        }
         let (slices, mut tagged) = by_slice(chunks, batch);
         let committed = self.policy().run(
             |_| {

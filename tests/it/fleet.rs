@@ -453,6 +453,22 @@ fn a_slow_client_does_not_hold_the_other_clients_back() {
         fast_last < slow_last,
         "the fast clients' last request ({fast_last}) came after the slow one's ({slow_last})"
     );
+    // Each pair's run is closed as soon as it is over, while the crew works
+    // the others: the fast clients' runs before the slow one's last request.
+    let fast_closed = db.i64(
+        "SELECT (extract(epoch FROM max(r.finished_at)) * 1000)::bigint
+         FROM atlas.runs r JOIN atlas.scraps s ON s.id = r.scrap_id
+         WHERE s.client <> '301' AND r.status = 'done'",
+    );
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.runs WHERE status = 'done'"),
+        8,
+        "every run closed done"
+    );
+    assert!(
+        (fast_closed as u64) < slow_last,
+        "the fast clients' runs were closed ({fast_closed}) only after the slow one's last request ({slow_last})"
+    );
 }
 
 /// One client's API down all night: its pairs fail after their retries,
@@ -553,6 +569,82 @@ fn routes_of_one_client_share_its_rate_limit_in_the_fleet() {
             "{in_window} requests within 1 s from {t}: {ms:?}"
         );
     }
+}
+
+/// The fleet creates a missing raw table after handing its run to the crew:
+/// one that cannot be created (an enum type of the same name is in the way:
+/// not a relation, so not seen as an existing table) stops
+/// that pair only, its slices left pending; the next night joins the scrap
+/// left in progress, creates the table and loads it exactly.
+#[test]
+fn a_raw_table_that_cannot_be_created_fails_its_pair_only_and_the_next_night_loads_it() {
+    let api = Api::start(&["--per-day", "10", "--page-size", "5"]);
+    let db = TestDb::new("fleettable");
+    let cfg = json!({
+        "clients": {
+            "501": { "name": "A", "base_url": format!("{}/page", api.url) },
+            "502": { "name": "B", "base_url": format!("{}/page", api.url) }
+        },
+        "routes": routes(&["pedidos", "notas"])
+    });
+    let atlas = Atlas::new(&db, &cfg);
+    atlas.ok(&["init"]);
+    let blocked = table("501", "notas");
+    db.client()
+        .batch_execute(&format!("CREATE TYPE {blocked} AS ENUM ('a')"))
+        .unwrap();
+    let expected = api.expected(FROM, UNTIL);
+
+    let run = atlas.expect(&args(&sync_all(&["--from", FROM, "--until", UNTIL])), 1);
+    let report = run.json();
+    let pairs = by_pair(&report);
+    let p = &pairs["501/notas"];
+    assert_eq!(p["status"], "aborted", "{p}");
+    assert_eq!(p["inserted"], 0, "{p}");
+    let why = p["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {p}"));
+    assert!(
+        why.contains(&format!("cannot create the raw table {blocked}")) && why.contains("exists"),
+        "{why}"
+    );
+    for k in ["501/pedidos", "502/pedidos", "502/notas"] {
+        assert_eq!(pairs[k]["status"], "done", "{k}: {report}");
+        assert_eq!(pairs[k]["inserted"], expected, "{k}");
+        assert!(pairs[k]["error"].is_null(), "{k}");
+    }
+    assert_eq!(
+        db.i64(
+            "SELECT count(*) FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
+             WHERE s.client = '501' AND s.route = 'notas' AND sl.status = 'pending'"
+        ),
+        3,
+        "the pair's slices wait for the next night"
+    );
+
+    db.client()
+        .batch_execute(&format!("DROP TYPE {blocked}"))
+        .unwrap();
+    let next = atlas.ok(&args(&sync_all(&["--until", UNTIL])));
+    let pairs = by_pair(&next.json());
+    assert_eq!(pairs["501/notas"]["status"], "done", "{}", next.stdout);
+    assert_eq!(pairs["501/notas"]["inserted"], expected);
+    for c in ["501", "502"] {
+        for r in ["pedidos", "notas"] {
+            assert_eq!(count(&db, &table(c, r)), expected, "{c}/{r}");
+            assert_eq!(distinct(&db, &table(c, r)), expected, "{c}/{r}");
+        }
+    }
+    // `scrap run` of a scrap whose table is gone creates it too.
+    let gone = table("502", "notas");
+    let id = db.i64("SELECT min(id) FROM atlas.scraps WHERE client = '502' AND route = 'notas'");
+    db.client()
+        .batch_execute(&format!(
+            "DROP TABLE {gone}; UPDATE atlas.slices SET status = 'pending' WHERE scrap_id = {id}"
+        ))
+        .unwrap();
+    atlas.ok(&["scrap", "run", &id.to_string()]);
+    assert_eq!(count(&db, &gone), expected);
 }
 
 #[test]
