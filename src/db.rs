@@ -326,8 +326,10 @@ pub struct Inserter {
     by_slice: Option<Statement>,
     counts: Statement,
     run_counts: Statement,
-    /// `COPY … FROM STDIN BINARY` into the raw table.
+    /// `COPY … FROM STDIN BINARY` into the raw table, and that statement
+    /// prepared when a batch first needs it.
     copy: String,
+    copy_stmt: Option<Statement>,
     /// Whether the next batch tries COPY first: off after a batch met a
     /// duplicate (a rerun: every COPY would fail), on again once a batch
     /// inserted every row.
@@ -387,6 +389,7 @@ impl Inserter {
             counts,
             run_counts,
             copy: String::new(),
+            copy_stmt: None,
             try_copy: true,
         }
         .retarget(table, worker, run))
@@ -401,6 +404,7 @@ impl Inserter {
         self.table = quote(table);
         self.count = None;
         self.by_slice = None;
+        self.copy_stmt = None;
         self.copy = format!(
             "COPY {} (data_referencia, payload, hash_conteudo) FROM STDIN BINARY",
             self.table
@@ -472,12 +476,18 @@ impl Inserter {
         lock_first: bool,
     ) -> Result<Option<Vec<Option<i64>>>> {
         let mut tx = self.conn.transaction()?;
+        let try_copy = self.try_copy && !rows.is_empty();
         // A batch commit need not wait for its WAL flush: the commit that
         // marks the slice done (synchronous, later in the same WAL) flushes
         // it too, so a slice recorded done always has its rows on disk; a
         // crash before that loses only batches of unfinished slices, which
-        // the rerun fetches again.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+        // the rerun fetches again. The savepoint a COPY may roll back to is
+        // set in the same round trip, and released by the commit.
+        tx.batch_execute(if try_copy {
+            "SET LOCAL synchronous_commit = off; SAVEPOINT copy"
+        } else {
+            "SET LOCAL synchronous_commit = off"
+        })?;
         let held: Vec<i64> = if lock_first {
             tx.query(&self.held, &[&slices, &self.worker])?
                 .iter()
@@ -493,16 +503,16 @@ impl Inserter {
         for (g, _) in &kept {
             totals[*g] += 1;
         }
-        let copied = !kept.is_empty() && self.try_copy && {
-            let mut sp = tx.savepoint("copy")?;
-            match copy_rows(&mut sp, &self.copy, &kept) {
-                Ok(()) => {
-                    sp.commit()?;
-                    true
-                }
-                // Dropping the savepoint rolls the COPY back: nothing of it stays.
+        let copied = !kept.is_empty() && try_copy && {
+            let copy = match &self.copy_stmt {
+                Some(st) => st.clone(),
+                None => self.copy_stmt.insert(tx.prepare(&self.copy)?).clone(),
+            };
+            match copy_rows(&mut tx, &copy, &kept) {
+                Ok(()) => true,
+                // Back to the savepoint: nothing of the COPY stays.
                 Err(e) if unique_violation(&e) => {
-                    drop(sp);
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT copy")?;
                     self.try_copy = false;
                     false
                 }
@@ -577,7 +587,7 @@ impl Inserter {
 /// The rows by binary COPY, in the order given.
 fn copy_rows(
     tx: &mut Transaction<'_>,
-    copy: &str,
+    copy: &Statement,
     rows: &[&(usize, &Row)],
 ) -> std::result::Result<(), postgres::Error> {
     let sink = tx.copy_in(copy)?;
