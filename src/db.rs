@@ -209,13 +209,7 @@ pub fn ensure_raw_table(tx: &mut Transaction<'_>, table: &str, create: bool) -> 
         "SELECT pg_advisory_xact_lock(hashtext($1))",
         &[(&table, Type::TEXT)],
     )?;
-    let exists: bool = tx
-        .query_typed_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[(&quote(table), Type::TEXT)],
-        )?
-        .get(0);
-    if exists {
+    if table_exists(tx, table)? {
         check_raw_table(tx, table)?;
         return Ok(true);
     }
@@ -239,17 +233,20 @@ CREATE INDEX {i} ON {t} (data_referencia);",
     Ok(true)
 }
 
+/// Whether a relation of that name is on the search path.
+fn table_exists(c: &mut impl GenericClient, table: &str) -> Result<bool> {
+    let row = c.query_typed_one(
+        "SELECT to_regclass($1) IS NOT NULL",
+        &[(&quote(table), Type::TEXT)],
+    )?;
+    Ok(row.get(0))
+}
+
 /// Creates the raw table if it is missing, in a transaction of its own: a
 /// scrap's table is created after the scrap by `sync --all`, which may
 /// have been stopped in between.
 pub fn create_raw_table_if_missing(conn: &mut Client, table: &str) -> Result<()> {
-    let exists: bool = conn
-        .query_typed_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[(&quote(table), Type::TEXT)],
-        )?
-        .get(0);
-    if exists {
+    if table_exists(conn, table)? {
         return Ok(());
     }
     let mut create = || -> Result<()> {
