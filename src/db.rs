@@ -474,13 +474,16 @@ impl Inserter {
     ) -> Result<Option<Vec<Option<i64>>>> {
         let mut tx = self.conn.transaction()?;
         let try_copy = self.try_copy && !rows.is_empty();
+        // The savepoint a COPY may roll back to comes after the slice locks
+        // of `lock_first` (rolling back to it must not release them); without
+        // them it is set in the same round trip, and released by the commit.
+        let early_savepoint = try_copy && !lock_first;
         // A batch commit need not wait for its WAL flush: the commit that
         // marks the slice done (synchronous, later in the same WAL) flushes
         // it too, so a slice recorded done always has its rows on disk; a
         // crash before that loses only batches of unfinished slices, which
-        // the rerun fetches again. The savepoint a COPY may roll back to is
-        // set in the same round trip, and released by the commit.
-        tx.batch_execute(if try_copy {
+        // the rerun fetches again.
+        tx.batch_execute(if early_savepoint {
             "SET LOCAL synchronous_commit = off; SAVEPOINT copy"
         } else {
             "SET LOCAL synchronous_commit = off"
@@ -501,6 +504,9 @@ impl Inserter {
             totals[*g] += 1;
         }
         let copied = !kept.is_empty() && try_copy && {
+            if !early_savepoint {
+                tx.batch_execute("SAVEPOINT copy")?;
+            }
             let copy = match &self.copy_stmt {
                 Some(st) => st.clone(),
                 None => self.copy_stmt.insert(tx.prepare(&self.copy)?).clone(),

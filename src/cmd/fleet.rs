@@ -166,8 +166,9 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                                     route.name
                                 );
                                 drop(jobs[k].set(job));
-                                let _ = handed.send(k); // the crew reads until the channel closes
-                                                        // The table is created while the first pages are fetched.
+                                // The crew reads until the channel closes.
+                                let _ = handed.send(k);
+                                // The table is created while the first pages are fetched.
                                 if !table_exists {
                                     r.make_table_sure(&mut conn);
                                 }
