@@ -4,7 +4,9 @@
 #   scripts/bench.sh [load]      60 days x 5,000 = 300k records, pages of 500;
 #                                ceilings: one `\copy` stream and two concurrent
 #                                streams (copy2) of the same rows, same run
-#   scripts/bench.sh oneday      1 day x 5,000 in pages of 100, 200 ms per request;
+#   scripts/bench.sh oneday      1 day x 5,000 in pages of 100, 200 ms per request,
+#                                then the next day with that history (page 1 asked
+#                                for with its likely followers, speculative_pages);
 #                                ceiling: threads x page / latency
 #   scripts/bench.sh backfill    10 years of daily slices of 10 records (3,653
 #                                slices); figure: slices/s (goal 1,000)
@@ -15,7 +17,7 @@
 #                                figure: grown rate / empty rate (goal 0.7)
 # Env (each scenario has its defaults): DAYS PER_DAY PAGE_SIZE LATENCY_MS
 #   ATLAS_ARGS (e.g. "--threads 16"), PARALLEL_PAGES (true|false; unset =
-#   the route leaves the key out), RERUN=1 (also
+#   the route leaves the key out), SPECULATIVE_PAGES (the same), RERUN=1 (also
 #   time a second scrap of the same period: all duplicates), GROWN_ROWS,
 #   ATLAS_BIN (default target/release/atlas, built first), PERF=1 (perf record
 #   of each run into target/bench/<label>.perf.data: give ATLAS_BIN a binary
@@ -46,6 +48,7 @@ PAGE_SIZE=${PAGE_SIZE:-${d[2]}}
 LATENCY_MS=${LATENCY_MS:-${d[3]}}
 ATLAS_ARGS=${ATLAS_ARGS:-}
 PARALLEL_PAGES=${PARALLEL_PAGES:-}
+SPECULATIVE_PAGES=${SPECULATIVE_PAGES:-}
 RERUN=${RERUN:-0}
 PERF=${PERF:-0}
 GROWN_ROWS=${GROWN_ROWS:-5000000}
@@ -91,7 +94,7 @@ cat >"$WORK/atlas.json" <<JSON
     "slice_days": 1,
     "pagination": { "type": "page", "param": "page", "start": 1, "size_param": "por_pagina",
                     "size": $PAGE_SIZE, "total_pages": "/total_paginas" },
-    "date_field": "/data_pedido"${PARALLEL_PAGES:+, \"parallel_pages\": $PARALLEL_PAGES} } }
+    "date_field": "/data_pedido"${PARALLEL_PAGES:+, \"parallel_pages\": $PARALLEL_PAGES}${SPECULATIVE_PAGES:+, \"speculative_pages\": $SPECULATIVE_PAGES} } }
 }
 JSON
 A=("${ATLAS_BIN:-$ROOT/target/release/atlas}" --config "$WORK/atlas.json" --database-url "$URL" --error-log "$WORK/erros.log")
@@ -184,12 +187,17 @@ load)
     ;;
 oneday)
     run_once first
-    python3 - "$(figure first rate)" "$(figure first threads)" "$PAGE_SIZE" "$LATENCY_MS" <<'PY'
+    # The next night: the same number of days right after, with the pair's history.
+    FROM=$(date -d "$TO + 1 day" +%F)
+    TO=$(date -d "$FROM + $((DAYS - 1)) days" +%F)
+    run_once next
+    python3 - "$(figure first rate)" "$(figure next rate)" "$(figure first threads)" "$PAGE_SIZE" "$LATENCY_MS" <<'PY'
 import sys
-rate, threads, page, lat = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rate, nrate = float(sys.argv[1]), float(sys.argv[2])
+threads, page, lat = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 ceiling = threads * page / (lat / 1000)
 print(f"ceiling  threads x page / latency = {threads} x {page} / {lat} ms = {ceiling:,.0f} rec/s")
-print(f"ratio    atlas / ceiling = {rate / ceiling:.2f} (goal 0.8)")
+print(f"ratio    first night / ceiling = {rate / ceiling:.2f}   next night / ceiling = {nrate / ceiling:.2f} (goal 0.8)")
 PY
     ;;
 backfill)

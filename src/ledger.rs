@@ -280,25 +280,39 @@ pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
 }
 
 /// Records a run started by `worker`, under a lease of its own that the
-/// run's heartbeat renews ([`renew_run`]).
+/// run's heartbeat renews ([`renew_run`]). Also returns how many pages the
+/// pair's most recently done slice had (of its last three scraps with the
+/// same `slice_days`; 0 when none): the run's first guess of a slice's size.
 pub fn start_run(
     c: &mut impl GenericClient,
     scrap: i64,
     worker: &str,
     settings: &serde_json::Value,
     lease: Duration,
-) -> Result<i64> {
-    Ok(c.query_typed_one(
-        "INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
+) -> Result<(i64, u64)> {
+    let row = c.query_typed_one(
+        "WITH r AS (
+             INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id)
+         SELECT r.id,
+                (SELECT s.pages FROM atlas.slices s
+                 WHERE s.status = $5 AND s.scrap_id IN (
+                     SELECT o.id FROM atlas.scraps o JOIN atlas.scraps me
+                       ON me.id = $1 AND o.client = me.client AND o.route = me.route
+                          AND o.slice_days = me.slice_days
+                     ORDER BY o.id DESC LIMIT 3)
+                 ORDER BY s.done_at DESC NULLS LAST LIMIT 1)
+         FROM r",
         &[
             (&scrap, Type::INT8),
             (&worker, Type::TEXT),
             (settings, Type::JSONB),
             (&secs(lease), Type::FLOAT8),
+            (&SliceStatus::Done.as_str(), Type::TEXT),
         ],
-    )?
-    .get(0))
+    )?;
+    let pages: Option<i64> = row.get(1);
+    Ok((row.get(0), pages.unwrap_or(0).max(0) as u64))
 }
 
 /// Extends a running run's lease: it stays `running` while its process lives.

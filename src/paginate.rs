@@ -384,6 +384,18 @@ impl Pager {
         }
     }
 
+    /// Whether page 1 may declare how many pages the slice has (see
+    /// `pages_declared`): `page` with `total_pages`, `offset` with `total`.
+    pub fn may_declare(&self) -> bool {
+        matches!(
+            &self.kind,
+            Pagination::Page {
+                total_pages: Some(_),
+                ..
+            } | Pagination::Offset { total: Some(_), .. }
+        )
+    }
+
     /// A pager standing at page `k` (1-based) of the slice, as if pages
     /// `1..k` had been walked; `current()` is that page's request.
     pub fn at(&self, k: u64) -> Pager {

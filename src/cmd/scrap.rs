@@ -319,6 +319,8 @@ pub struct Ready<'c> {
     slices_done_before: u64,
     /// Some slice was running (held by a worker) when the run was prepared.
     held_at_start: bool,
+    /// Pages of the pair's last slice done (0: none known).
+    pages_hint: u64,
     /// Open once the raw table is made sure of (`make_table_sure`).
     table: TableGate,
 }
@@ -354,6 +356,7 @@ impl Ready<'_> {
                 slices_done_before: self.slices_done_before,
             },
             held_at_start: self.held_at_start,
+            pages_hint: self.pages_hint,
             table: &self.table,
         }
     }
@@ -437,7 +440,7 @@ pub fn prepare<'c>(
             settings.retry_max, settings.batch_export
         ),
     );
-    let run_id = ledger::start_run(
+    let (run_id, pages_hint) = ledger::start_run(
         conn,
         id,
         worker,
@@ -462,6 +465,7 @@ pub fn prepare<'c>(
         slices_total: slices.len() as u64,
         slices_done_before,
         held_at_start: slices.iter().any(|s| s.status == SliceStatus::Running),
+        pages_hint,
         table: TableGate::pending(),
     })))
 }

@@ -100,6 +100,10 @@ pub struct Route {
     /// `page`/`offset` pages of one slice fetched by the whole pool once
     /// page 1 declares how many there are (default true).
     pub parallel_pages: bool,
+    /// With `parallel_pages`: page 1's likely followers (as many as the
+    /// slices before said, at most one per fetcher) asked for with it
+    /// (default true).
+    pub speculative_pages: bool,
 }
 
 /// A route's HTTP method.

@@ -119,6 +119,7 @@ pub struct RawRoute {
     #[serde(default)]
     pub response_rules: Vec<crate::rules::Rule>,
     pub parallel_pages: Option<bool>,
+    pub speculative_pages: Option<bool>,
 }
 
 /// `slice_days` when the file leaves it out.

@@ -349,6 +349,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         body_format,
         response_rules: r.response_rules,
         parallel_pages: r.parallel_pages.unwrap_or(true),
+        speculative_pages: r.speculative_pages.unwrap_or(true),
     })
 }
 

@@ -143,6 +143,11 @@ impl Reserved {
         }
     }
 
+    /// Nothing is taken yet: the room is waited for before the body is read.
+    pub(super) fn is_deferred(&self) -> bool {
+        self.deferred
+    }
+
     /// Takes a deferred reservation, waiting for room as `for_page` would;
     /// when `quit` rose meanwhile the body is read without it (the run is
     /// ending: the page is not kept).

@@ -20,8 +20,8 @@ use crate::retry::{GaveUp, Policy, Stop, Verdict};
 use crossbeam::channel::{SendError, Sender};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why one attempt at a page gave no rows.
@@ -32,6 +32,9 @@ enum PageError {
     Data(String),
     /// `quit` rose while waiting for a request slot.
     Quit,
+    /// A page asked for with page 1 lies past the pages page 1 declared
+    /// (or page 1 wants none): dropped unseen.
+    Beyond,
 }
 
 impl PageError {
@@ -49,7 +52,7 @@ impl PageError {
     fn verdict(&self) -> Verdict {
         match self {
             PageError::Http(f) => http::classify(f),
-            PageError::Data(_) | PageError::Quit => Verdict::Fail,
+            PageError::Data(_) | PageError::Quit | PageError::Beyond => Verdict::Fail,
         }
     }
 }
@@ -60,31 +63,106 @@ enum SliceStop {
     Failed(String),
     /// The run stops: the slice goes back to pending, unfinished.
     Released,
+    /// The page was not wanted after all (`PageError::Beyond`): nothing of it counts.
+    Beyond,
 }
 
 /// A slice whose pages after the first are fetched by any free fetcher
 /// (random-access pagination, `parallel_pages`). While it waits in the
-/// queue it holds its slice once; the page handed out last inherits that hold.
+/// queue it holds its slice once; the page handed out last inherits that
+/// hold. A spread queued before page 1 answered (`speculative_pages`) has
+/// as many pages as the slices before it had: they are asked for with page
+/// 1, but nothing of theirs is kept before page 1's word; those past the
+/// pages it declares are dropped unseen, and the ones missing are queued.
 pub(super) struct Spread {
     track: Arc<SliceTrack>,
-    /// Page 1's pager: every other page's is derived from it.
+    /// Page 1's pager (before page 1 when speculative): every other page's
+    /// request is derived from it.
     first: Pager,
-    /// Pages the slice declared.
-    pages: u64,
+    /// The last page to hand out (changed under the queue's lock).
+    pages: AtomicU64,
     /// The next page to hand out (taken under the queue's lock).
     next: AtomicU64,
     state: Mutex<SpreadState>,
+    /// Signalled when page 1's word comes.
+    told: Condvar,
 }
 
 /// What the pages of a spread slice said so far.
 struct SpreadState {
-    /// Pages not yet finished.
+    /// Pages queued or in flight, not yet finished.
     left: u64,
     /// Non-empty bodies seen, by digest: a repeat means the API ignores the page.
     bodies: HashMap<[u8; 32], u64>,
     /// The lowest empty page and the lowest short page.
     empty: Option<u64>,
     short: Option<u64>,
+    page1: Page1,
+}
+
+/// Page 1's word on the pages after it.
+enum Page1 {
+    /// Not in yet (a speculative spread): its pages wait before keeping anything.
+    Awaited,
+    /// The pages the slice declared, and page 1's pager, against whose
+    /// total every page is checked.
+    Declared(u64, Box<Pager>),
+    /// None is wanted: the slice ended at page 1, failed, walks in order,
+    /// or the run stops.
+    Nothing,
+}
+
+impl Spread {
+    fn new(track: &Arc<SliceTrack>, first: Pager, pages: u64, page1: Page1) -> Spread {
+        Spread {
+            track: Arc::clone(track),
+            first,
+            pages: AtomicU64::new(pages),
+            next: AtomicU64::new(2),
+            state: Mutex::new(SpreadState {
+                left: pages - 1,
+                bodies: HashMap::new(),
+                empty: None,
+                short: None,
+                page1,
+            }),
+            told: Condvar::new(),
+        }
+    }
+
+    /// Whether page `k` is still wanted: not past the pages page 1
+    /// declared. Before page 1's word it is, unless `wait`: then the word is
+    /// waited for. When the run stops meanwhile the page is not wanted and
+    /// the slice goes back to pending.
+    fn wanted(&self, k: u64, wait: bool, quit: &AtomicBool) -> bool {
+        let mut st = lock(&self.state);
+        loop {
+            match &st.page1 {
+                Page1::Declared(t, _) => return k <= *t,
+                Page1::Nothing => return false,
+                Page1::Awaited if !wait => return true,
+                Page1::Awaited if quit.load(Ordering::SeqCst) => {
+                    self.track.release();
+                    return false;
+                }
+                Page1::Awaited => {
+                    st = self
+                        .told
+                        .wait_timeout(st, Duration::from_millis(100))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            }
+        }
+    }
+
+    /// The pager that checks page `k` against page 1's declared total.
+    fn checker(&self, k: u64) -> Pager {
+        match &lock(&self.state).page1 {
+            Page1::Declared(_, first) => first.at(k),
+            _ => self.first.at(k),
+        }
+    }
 }
 
 /// One page of a spread slice, handed to a fetcher.
@@ -101,6 +179,43 @@ impl Drop for Spreading<'_, '_, '_> {
     fn drop(&mut self) {
         self.0.spreading.fetch_sub(1, Ordering::SeqCst);
         self.0.wake.notify();
+    }
+}
+
+/// A spread queued before its page 1 answered, until page 1's word is
+/// told; dropped untold (page 1 failed, the slice ended or walks in order,
+/// a panic), it tells that no page after page 1 is wanted.
+struct Told<'s, 'j, 'a> {
+    lane: &'s Shared<'j, 'a>,
+    spread: Option<Arc<Spread>>,
+}
+
+impl Told<'_, '_, '_> {
+    /// Page 1 declared `pages`, at `first`, its rows' digest `page1`.
+    fn declared(
+        mut self,
+        pages: u64,
+        first: &Pager,
+        page1: Option<[u8; 32]>,
+    ) -> Result<(), SliceStop> {
+        let Some(spread) = self.spread.take() else {
+            return Ok(());
+        };
+        let within = self.lane.within_max_pages(pages);
+        let word = match within {
+            Ok(()) => Page1::Declared(pages, Box::new(first.at(1))),
+            Err(_) => Page1::Nothing,
+        };
+        self.lane.tell(&spread, word, page1);
+        within
+    }
+}
+
+impl Drop for Told<'_, '_, '_> {
+    fn drop(&mut self) {
+        if let Some(spread) = self.spread.take() {
+            self.lane.tell(&spread, Page1::Nothing, None);
+        }
     }
 }
 
@@ -231,7 +346,7 @@ fn rows_key(rows: &[Row]) -> Option<[u8; 32]> {
     Some(h.finalize().into())
 }
 
-impl Shared<'_, '_> {
+impl<'j, 'a> Shared<'j, 'a> {
     fn work_slice(&self, claim: Claim, tx: &Sender<Chunk>) {
         let track = SliceTrack::new(claim);
         // A panic while fetching releases the slice instead of leaving it running.
@@ -242,7 +357,9 @@ impl Shared<'_, '_> {
         match self.fetch_slice(&track, tx) {
             Ok(()) => {}
             Err((page, SliceStop::Failed(msg))) => self.slice_failed(&track, page, msg),
-            Err((_, SliceStop::Released)) => track.release(),
+            // Page 1 is always wanted: `Beyond` cannot come from it; were it
+            // to, the slice goes back to pending rather than ending done.
+            Err((_, SliceStop::Released | SliceStop::Beyond)) => track.release(),
         }
         guard.held.clear();
         self.let_go(&track);
@@ -253,7 +370,8 @@ impl Shared<'_, '_> {
         let mut q = lock(&self.ahead);
         let spread = Arc::clone(q.front()?);
         let k = spread.next.fetch_add(1, Ordering::Relaxed);
-        if k >= spread.pages {
+        // Queued means a page is left to hand out: `next <= pages`.
+        if k >= spread.pages.load(Ordering::Relaxed) {
             // The last page: it inherits the queue's hold.
             q.pop_front();
         } else {
@@ -285,27 +403,37 @@ impl Shared<'_, '_> {
             let_go: |t: &SliceTrack| self.let_go(t),
         };
         let page = pager.page_number();
+        let quit = self.job.quit;
+        let keep = |wait: bool| spread.wanted(page, wait, quit);
         let got = if track.has_failed() {
             Ok(None) // another page failed it: nothing more to fetch
-        } else if self.job.quit.load(Ordering::SeqCst) {
+        } else if quit.load(Ordering::SeqCst) {
             Err(SliceStop::Released)
         } else {
             match self.slice_request(&track.claim) {
                 Err(e) => Err(SliceStop::Failed(format!("{e:#}"))),
                 Ok(request) => {
                     let call = request.call(pager.current(), &pager.position());
-                    self.fetch_page(track, &call, page, tx, |_, body, _, n, rows| {
-                        let seen = pager.check_at(body, n)?;
-                        Ok((seen, rows_key(&rows.rows)))
-                    })
+                    self.fetch_page(
+                        track,
+                        &call,
+                        page,
+                        tx,
+                        None,
+                        Some(&keep),
+                        |_, body, _, n, rows| {
+                            let seen = spread.checker(page).check_at(body, n)?;
+                            Ok((seen, rows_key(&rows.rows)))
+                        },
+                    )
                     .map(Some)
                 }
             }
         };
         let mut st = lock(&spread.state);
-        st.left -= 1;
+        st.left = st.left.saturating_sub(1);
         let verdict = match got {
-            Ok(None) => Ok(()),
+            Ok(None) | Err(SliceStop::Beyond) => Ok(()),
             Ok(Some((seen, body))) => {
                 match seen {
                     Seen::Empty => st.empty = Some(st.empty.map_or(page, |e| e.min(page))),
@@ -323,18 +451,17 @@ impl Shared<'_, '_> {
         };
         // Every page is in: an empty page inside the total fails the slice
         // unless a short page before it ended the data.
-        let lie = match (st.left, st.empty) {
-            (0, Some(e)) if st.short.is_none_or(|s| s > e) => Some(e),
+        let lie = match (st.left, st.empty, &st.page1) {
+            (0, Some(e), Page1::Declared(t, _)) if st.short.is_none_or(|s| s > e) => Some((e, *t)),
             _ => None,
         };
         drop(st);
         match verdict {
             Err(SliceStop::Failed(msg)) => self.slice_failed(track, page, msg),
             Err(SliceStop::Released) => track.release(),
-            Ok(()) => {}
+            Err(SliceStop::Beyond) | Ok(()) => {}
         }
-        if let Some(e) = lie.filter(|_| !track.has_failed()) {
-            let t = spread.pages;
+        if let Some((e, t)) = lie.filter(|_| !track.has_failed()) {
             self.slice_failed(
                 track,
                 e,
@@ -480,7 +607,9 @@ impl Shared<'_, '_> {
 
     /// Fetches page 1, then either walks the rest in order or, when the
     /// slice may spread and page 1 declared its pages, queues them for the
-    /// pool. An error names the page it stopped at.
+    /// pool. Where the slices before had several pages, as many (at most one
+    /// per fetcher) are queued before page 1 is asked for, so they go out
+    /// with it (`speculative_pages`). An error names the page it stopped at.
     fn fetch_slice(
         &self,
         track: &Arc<SliceTrack>,
@@ -501,6 +630,20 @@ impl Shared<'_, '_> {
             self.spreading.fetch_add(1, Ordering::SeqCst);
             Spreading(self)
         });
+        let mut held = None;
+        let mut ahead = None;
+        let guess = self.guess(&pager);
+        if may_spread && guess > 1 {
+            let Some(room) = self.budget.for_page(job.quit) else {
+                return Err((1, SliceStop::Released));
+            };
+            // Its followers wait for page 1 holding their room: page 1 must
+            // hold its own already, or it could wait for theirs.
+            if !room.is_deferred() {
+                ahead = self.speculate(track, &pager, guess);
+            }
+            held = Some(room);
+        }
         loop {
             let page_no = pager.page_number();
             if job.quit.load(Ordering::SeqCst) {
@@ -508,27 +651,67 @@ impl Shared<'_, '_> {
             }
             let call = request.call(pager.current(), &pager.position());
             let (more, first) = self
-                .fetch_page(track, &call, page_no, tx, |raw, body, link, n, rows| {
-                    let first = spreading.as_ref().and_then(|_| rows_key(&rows.rows));
-                    let more = pager
-                        .advance(raw, body, link, n)
-                        .map_err(|guard| format!("page {page_no}: {guard}"));
-                    Ok((more, first))
-                })
+                .fetch_page(
+                    track,
+                    &call,
+                    page_no,
+                    tx,
+                    held.take(),
+                    None,
+                    |raw, body, link, n, rows| {
+                        let first = spreading.as_ref().and_then(|_| rows_key(&rows.rows));
+                        let more = pager
+                            .advance(raw, body, link, n)
+                            .map_err(|guard| format!("page {page_no}: {guard}"));
+                        Ok((more, first))
+                    },
+                )
                 .map_err(|e| (page_no, e))?;
             // A guard stops the slice only after the page's rows are on their way.
             if !more.map_err(|m| (page_no, SliceStop::Failed(m)))? {
+                self.pages_hint.store(page_no, Ordering::Relaxed);
                 return Ok(());
             }
             if let Some(spreading) = spreading.take() {
                 if let Some(pages) = pager.pages_declared().filter(|p| *p > 1) {
-                    self.spread(track, &pager, pages, first)
-                        .map_err(|e| (page_no + 1, e))?;
+                    self.pages_hint.store(pages, Ordering::Relaxed);
+                    match ahead.take() {
+                        Some(told) => told.declared(pages, &pager, first),
+                        None => self.spread(track, &pager, pages, first),
+                    }
+                    .map_err(|e| (page_no + 1, e))?;
                     drop(spreading);
                     return Ok(());
                 }
+                // Walked in order from here: pages asked for ahead are dropped.
+                drop(ahead.take());
             }
         }
+    }
+
+    /// How many pages a slice's page 1 is asked for with: as many as the
+    /// run's last slice of known size had (the pair's last one done, at
+    /// first), at most one per fetcher and `max_pages`; below 2, page 1 goes alone.
+    fn guess(&self, pager: &Pager) -> u64 {
+        let route = self.job.route;
+        if !route.speculative_pages || !pager.may_declare() {
+            return 0;
+        }
+        self.pages_hint
+            .load(Ordering::Relaxed)
+            .min(self.job.settings.threads as u64)
+            .min(route.pagination.max_pages)
+    }
+
+    /// Refuses a slice that declares more than `max_pages` pages.
+    fn within_max_pages(&self, pages: u64) -> Result<(), SliceStop> {
+        let max = self.job.route.pagination.max_pages;
+        if pages > max {
+            return Err(SliceStop::Failed(format!(
+                "page 2: guard: more than max_pages ({max}) pages in one slice (the API declared {pages})"
+            )));
+        }
+        Ok(())
     }
 
     /// Queues pages `2..=pages` of the slice for the pool.
@@ -539,50 +722,114 @@ impl Shared<'_, '_> {
         pages: u64,
         page1: Option<[u8; 32]>,
     ) -> Result<(), SliceStop> {
-        let max = self.job.route.pagination.max_pages;
-        if pages > max {
-            return Err(SliceStop::Failed(format!(
-                "page 2: guard: more than max_pages ({max}) pages in one slice (the API declared {pages})"
-            )));
-        }
-        let spread = Arc::new(Spread {
-            track: Arc::clone(track),
-            first: first.at(1),
+        self.within_max_pages(pages)?;
+        let spread = Spread::new(
+            track,
+            first.at(1),
             pages,
-            next: AtomicU64::new(2),
-            state: Mutex::new(SpreadState {
-                left: pages - 1,
-                bodies: page1.into_iter().map(|d| (d, 1)).collect(),
-                empty: None,
-                short: None,
-            }),
-        });
+            Page1::Declared(pages, Box::new(first.at(1))),
+        );
+        lock(&spread.state).bodies.extend(page1.map(|d| (d, 1)));
         let mut q = lock(&self.ahead);
         if self.job.quit.load(Ordering::SeqCst) {
             return Err(SliceStop::Released);
         }
         track.hold();
-        q.push_back(spread);
+        q.push_back(Arc::new(spread));
         drop(q);
         self.wake.notify();
         Ok(())
     }
 
+    /// Queues pages `2..=guess` of a slice whose page 1 is about to be
+    /// asked for; what they bring waits for page 1's word (`tell`).
+    fn speculate<'s>(
+        &'s self,
+        track: &Arc<SliceTrack>,
+        first: &Pager,
+        guess: u64,
+    ) -> Option<Told<'s, 'j, 'a>> {
+        let spread = Arc::new(Spread::new(track, first.at(1), guess, Page1::Awaited));
+        let mut q = lock(&self.ahead);
+        if self.job.quit.load(Ordering::SeqCst) {
+            return None;
+        }
+        track.hold();
+        q.push_back(Arc::clone(&spread));
+        drop(q);
+        self.wake.notify();
+        Some(Told {
+            lane: self,
+            spread: Some(spread),
+        })
+    }
+
+    /// Page 1's word to a spread queued before it came: the pages past the
+    /// ones it declares are no longer handed out (those out are dropped as
+    /// they come back), the ones missing are queued. When the run stops,
+    /// none is handed out any more and the slice goes back to pending.
+    fn tell(&self, spread: &Arc<Spread>, word: Page1, page1: Option<[u8; 32]>) {
+        let declared = match &word {
+            Page1::Declared(t, _) => *t,
+            _ => 1,
+        };
+        let mut q = lock(&self.ahead);
+        let handed = spread.next.load(Ordering::Relaxed) - 1;
+        let last = if self.job.quit.load(Ordering::SeqCst) {
+            if declared > handed {
+                spread.track.release();
+            }
+            declared.min(handed)
+        } else {
+            declared
+        };
+        let old = spread.pages.swap(last, Ordering::Relaxed);
+        {
+            let mut st = lock(&spread.state);
+            st.left =
+                (st.left + last.saturating_sub(handed)).saturating_sub(old.saturating_sub(handed));
+            st.bodies.extend(page1.map(|d| (d, 1)));
+            st.page1 = word;
+        }
+        spread.told.notify_all();
+        let queued = q.iter().position(|s| Arc::ptr_eq(s, spread));
+        match (queued, last > handed) {
+            (Some(at), false) => {
+                q.remove(at);
+                drop(q);
+                // The queue's hold.
+                self.let_go(&spread.track);
+            }
+            (None, true) => {
+                spread.track.hold();
+                q.push_back(Arc::clone(spread));
+                drop(q);
+                self.wake.notify();
+            }
+            _ => {}
+        }
+    }
+
     /// Fetches one page: its body parsed once, its records turned into rows
     /// and sent to the writers, counted in the slice; `check` sees the body
     /// inside the retry loop and says what the page means for the slice.
+    /// `room` is the page's room in the memory budget if taken already;
+    /// `keep` says whether the page is still wanted (see `Spread::wanted`).
+    #[allow(clippy::too_many_arguments)]
     fn fetch_page<T>(
         &self,
         track: &Arc<SliceTrack>,
         call: &http::Call<'_>,
         page_no: u64,
         tx: &Sender<Chunk>,
+        room: Option<Reserved>,
+        keep: Option<&dyn Fn(bool) -> bool>,
         mut check: impl FnMut(&[u8], &Json<'_>, Option<&str>, usize, &PageRows) -> Result<T, String>,
     ) -> Result<T, SliceStop> {
         let job = self.job;
         let claim = track.claim;
         // Room for the page in the memory budget, before it is asked for.
-        let Some(mut held) = self.budget.for_page(job.quit) else {
+        let Some(mut held) = room.or_else(|| self.budget.for_page(job.quit)) else {
             return Err(SliceStop::Released);
         };
         // What the page is charged: body, tree and rows. The rows mostly
@@ -592,7 +839,7 @@ impl Shared<'_, '_> {
         // The body is parsed once, borrowed, inside the retry loop: a body
         // that is not JSON or lacks the records is retried like a 5xx; one
         // nested past json::MAX_DEPTH fails the slice at once.
-        let got = self.get_page(call, &claim, page_no, &mut held, |raw, link| {
+        let got = self.get_page(call, &claim, page_no, &mut held, keep, |raw, link| {
             let (mut body, tree) = Json::parse_sized(raw).map_err(|e| {
                 if e.is_too_deep() {
                     PageError::Data(format!("page {page_no}: {e}"))
@@ -659,6 +906,7 @@ impl Shared<'_, '_> {
         claim: &Claim,
         page_no: u64,
         held: &mut Reserved,
+        keep: Option<&dyn Fn(bool) -> bool>,
         mut on_body: impl FnMut(&[u8], Option<&str>) -> Result<T, PageError>,
     ) -> Result<T, SliceStop> {
         let job = self.job;
@@ -668,6 +916,10 @@ impl Shared<'_, '_> {
         };
         let fetched = policy.run(
             |attempt| {
+                // A page found unwanted is neither asked for again nor looked at.
+                if keep.is_some_and(|k| !k(false)) {
+                    return Err(PageError::Beyond);
+                }
                 // The pause and the rate are checked in one step, right before sending.
                 let Some(permit) = self.limiter.acquire_as(job.quit, attempt > 1) else {
                     return Err(PageError::Quit);
@@ -705,6 +957,11 @@ impl Shared<'_, '_> {
                         other
                     }
                 };
+                // A page asked for with page 1 waits for its word before
+                // anything of it (rows, errors) counts.
+                if keep.is_some_and(|k| !k(true)) {
+                    return Err(PageError::Beyond);
+                }
                 let page = got
                     .map_err(PageError::Http)
                     .and_then(|f| on_body(&f.body, f.link.as_deref()));
@@ -779,6 +1036,7 @@ impl Shared<'_, '_> {
     fn page_gave_up(&self, g: GaveUp<PageError>, page_no: u64) -> SliceStop {
         match (g.error, g.stop) {
             (_, Stop::Quit) | (PageError::Quit, _) => SliceStop::Released,
+            (PageError::Beyond, _) => SliceStop::Beyond,
             (PageError::Http(Failure::Auth { status, .. }), _) => {
                 // The slice that met the refusal fails (the summary counts
                 // it); the others stop unworked and stay pending.

@@ -63,6 +63,9 @@ pub struct Job<'a> {
     /// Some slice was running when the run was prepared: a dead local
     /// process may hold it, so the first claim looks for one.
     pub held_at_start: bool,
+    /// Pages of the pair's last slice done (0: none known): how many pages
+    /// a slice's page 1 is asked for with (`speculative_pages`).
+    pub pages_hint: u64,
     /// Passed by the writers before their first batch: the raw table exists.
     pub table: &'a gate::TableGate,
 }
@@ -234,6 +237,9 @@ struct Shared<'j, 'a> {
     ahead: Mutex<VecDeque<Arc<fetch::Spread>>>,
     /// Fetchers on a page 1 that may spread: idle ones wait for it.
     spreading: AtomicUsize,
+    /// Pages the run's last slice with a known count had (the pair's last
+    /// slice done before the run, at first): the next slice's guess.
+    pages_hint: AtomicU64,
     /// Slices claimed in one statement, not yet started by a fetcher.
     claimed: Mutex<VecDeque<Claim>>,
     /// Held while one fetcher claims for this run, so that the others
@@ -533,6 +539,7 @@ pub fn run_many<'j, 'a>(
             notices: notices.clone(),
             ahead: Mutex::new(VecDeque::new()),
             spreading: AtomicUsize::new(0),
+            pages_hint: AtomicU64::new(job.pages_hint),
             claimed: Mutex::new(VecDeque::new()),
             claiming: Mutex::new(()),
             claimed_total: AtomicU64::new(0),

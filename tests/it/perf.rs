@@ -3,7 +3,7 @@
 //! it off, a kill -9 in the middle, and the COPY path's exact counts on a
 //! rerun.
 
-use crate::util::{spec_hash, Api, Atlas, TestDb};
+use crate::util::{request_log, spec_hash, Api, Atlas, TestDb};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -349,4 +349,288 @@ fn a_memory_budget_of_zero_is_a_usage_error() {
     cfg["memory_mb"] = json!(0);
     let out = Atlas::new(&db, &cfg).expect(&["init"], 2);
     assert!(out.stderr.contains("memory_mb"), "{}", out.stderr);
+}
+
+// Speculative pages (`speculative_pages`): where the pair's slices before
+// had several pages, page 1 is asked for together with its likely followers.
+
+/// The ground truth of `day` as `api` holds it (see `Case::truth`).
+fn truth_of(api: &Api, day: &str) -> BTreeSet<String> {
+    let body = api.get(&format!(
+        "/page/pedidos?data_inicial={day}&data_final={day}&page=1&por_pagina=10000"
+    ));
+    body["data"]
+        .as_array()
+        .expect("data array")
+        .iter()
+        .map(|r| spec_hash(&serde_json::to_string(r).unwrap()))
+        .collect()
+}
+
+/// A second API over the same database: the same client and route, so the
+/// pair's history (the pages its slices had) carries over to it.
+fn next_night(c: &Case, api_args: &[&str], route: Value) -> (Api, Atlas) {
+    let api = Api::start(api_args);
+    let cfg = Atlas::config(&format!("{}/page", api.url), json!({ "pedidos": route }));
+    let atlas = Atlas::new(&c.db, &cfg);
+    (api, atlas)
+}
+
+/// The request log's `(ms, page)` of the data requests for `day`.
+fn pages_asked(log: &std::path::Path, day: &str) -> Vec<(u64, u64)> {
+    let mut seen: Vec<(u64, u64)> = request_log(log)
+        .iter()
+        // The tests' own ground-truth reads ask for one page of 10,000.
+        .filter(|s| s.url.contains(&format!("data_inicial={day}")) && !s.url.contains("=10000"))
+        .map(|s| {
+            let page = s
+                .url
+                .split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix("page="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no page in {}", s.url));
+            (s.ms, page)
+        })
+        .collect();
+    seen.sort_by_key(|&(ms, page)| (page, ms));
+    seen
+}
+
+fn day_rows(c: &Case, day: &str) -> BTreeSet<String> {
+    c.db.strings(&format!(
+        "SELECT hash_conteudo FROM {TABLE} WHERE payload->>'data_pedido' LIKE '{day}%'"
+    ))
+    .into_iter()
+    .collect()
+}
+
+/// Runs one night (`day`) and returns its request log's pages.
+fn night(c: &Case, speculative: Option<bool>, day: &str) -> (Value, Vec<(u64, u64)>) {
+    let log = c.atlas.path("requests.log");
+    let mut r = route(pages_of(50));
+    if let Some(s) = speculative {
+        r["speculative_pages"] = json!(s);
+    }
+    let log_arg = log.to_str().unwrap().to_string();
+    let (api, atlas) = next_night(
+        c,
+        &[
+            "--per-day",
+            "600",
+            "--latency-ms",
+            "300",
+            "--request-log",
+            &log_arg,
+        ],
+        r,
+    );
+    let id = atlas.create("pedidos", day, day);
+    let s = atlas
+        .expect(&["scrap", "run", &id, "--json", "--threads", "6"], 0)
+        .json();
+    assert_eq!(s["pages"].as_i64(), Some(12), "{s}");
+    assert_eq!(s["inserted"].as_i64(), Some(600), "{s}");
+    assert_eq!(
+        day_rows(c, day),
+        truth_of(&api, day),
+        "the day's exact records"
+    );
+    (s, pages_asked(&log, day))
+}
+
+#[test]
+fn a_second_night_asks_for_page_one_with_its_followers() {
+    // Night 1: 12 pages, walked after page 1 as usual. Night 2 knows the
+    // pair's slices have 12 pages: page 1 goes out with pages 2..6 (one per fetcher).
+    let c = Case::new(
+        "perf_spec",
+        &["--per-day", "600"],
+        "page",
+        route(pages_of(50)),
+    );
+    let first = c.create("2025-03-04", "2025-03-04");
+    assert_eq!(run(&c, &first, 0)["pages"].as_i64(), Some(12));
+    let (_, asked) = night(&c, None, "2025-03-05");
+    let pages: Vec<u64> = asked.iter().map(|&(_, p)| p).collect();
+    assert_eq!(
+        pages,
+        (1..=12).collect::<Vec<_>>(),
+        "each page asked for once"
+    );
+    let page1 = asked[0].0;
+    for &(ms, page) in &asked[1..6] {
+        assert!(
+            ms < page1 + 250,
+            "page {page} asked for with page 1 (300 ms API), {} ms after it",
+            ms - page1.min(ms)
+        );
+    }
+}
+
+#[test]
+fn speculative_pages_false_waits_for_page_one() {
+    let c = Case::new(
+        "perf_nospec",
+        &["--per-day", "600"],
+        "page",
+        route(pages_of(50)),
+    );
+    let first = c.create("2025-03-04", "2025-03-04");
+    run(&c, &first, 0);
+    let (_, asked) = night(&c, Some(false), "2025-03-05");
+    let page1 = asked[0].0;
+    for &(ms, page) in &asked[1..] {
+        assert!(
+            ms >= page1 + 250,
+            "page {page} waits for page 1's answer (300 ms): {} ms after it",
+            ms.saturating_sub(page1)
+        );
+    }
+}
+
+#[test]
+fn a_shrunken_night_drops_the_pages_asked_for_ahead() {
+    // Night 1 had 12 pages; night 2's day has 2: pages 3..6, asked for with
+    // page 1, are dropped unseen, and the slice is done with exactly its rows.
+    let c = Case::new(
+        "perf_shrink",
+        &["--per-day", "600"],
+        "page",
+        route(pages_of(50)),
+    );
+    let first = c.create("2025-03-04", "2025-03-04");
+    run(&c, &first, 0);
+    let log = c.atlas.path("requests.log");
+    let log_arg = log.to_str().unwrap().to_string();
+    let (api, atlas) = next_night(
+        &c,
+        &[
+            "--per-day",
+            "100",
+            "--latency-ms",
+            "100",
+            "--request-log",
+            &log_arg,
+        ],
+        route(pages_of(50)),
+    );
+    let id = atlas.create("pedidos", "2025-03-05", "2025-03-05");
+    let s = atlas
+        .expect(&["scrap", "run", &id, "--json", "--threads", "6"], 0)
+        .json();
+    assert_eq!(
+        s["pages"].as_i64(),
+        Some(2),
+        "pages past the total count for nothing: {s}"
+    );
+    assert_eq!(s["records_fetched"].as_i64(), Some(100), "{s}");
+    assert_eq!(s["inserted"].as_i64(), Some(100), "{s}");
+    assert_eq!(s["slices_failed"].as_i64(), Some(0), "{s}");
+    assert_eq!(c.slice_states(&id), [("done".to_string(), String::new())]);
+    assert_eq!(day_rows(&c, "2025-03-05"), truth_of(&api, "2025-03-05"));
+    let asked: Vec<u64> = pages_asked(&log, "2025-03-05")
+        .iter()
+        .map(|&(_, p)| p)
+        .collect();
+    assert!(
+        asked.contains(&6) && asked.len() <= 6,
+        "pages up to 6 were asked for ahead, and none again: {asked:?}"
+    );
+    // The hint now says 2: the next night asks for pages 1 and 2 only.
+    let id = atlas.create("pedidos", "2025-03-06", "2025-03-06");
+    atlas.ok(&["scrap", "run", &id, "--threads", "6"]);
+    let asked: Vec<u64> = pages_asked(&log, "2025-03-06")
+        .iter()
+        .map(|&(_, p)| p)
+        .collect();
+    assert_eq!(asked, [1, 2], "the guess follows the last slice");
+}
+
+#[test]
+fn a_lying_total_fails_the_slice_when_speculating() {
+    // Night 1: 10 pages. Night 2's page 1 declares 11 of which page 11 is
+    // empty: pages 2..6 went out with page 1, 7..11 after it, and the slice
+    // fails naming the guard, with every real page's rows committed.
+    let c = Case::new(
+        "perf_spec_lie",
+        &["--per-day", "500"],
+        "page",
+        route(pages_of(50)),
+    );
+    let first = c.create("2025-03-04", "2025-03-04");
+    run(&c, &first, 0);
+    let (api, atlas) = next_night(
+        &c,
+        &[
+            "--per-day",
+            "500",
+            "--latency-ms",
+            "50",
+            "--misbehave",
+            "lying_total",
+        ],
+        route(pages_of(50)),
+    );
+    let id = atlas.create("pedidos", "2025-03-05", "2025-03-05");
+    let s = atlas
+        .expect(&["scrap", "run", &id, "--json", "--threads", "6"], 1)
+        .json();
+    assert_eq!(s["slices_failed"].as_i64(), Some(1), "{s}");
+    let states = c.slice_states(&id);
+    assert!(
+        states[0].0 == "failed"
+            && states[0].1.contains("guard")
+            && states[0]
+                .1
+                .contains("declared 11 pages but page 11 is empty"),
+        "names the guard and the page: {states:?}"
+    );
+    assert_eq!(day_rows(&c, "2025-03-05"), truth_of(&api, "2025-03-05"));
+}
+
+#[test]
+fn kill_during_speculative_pages_then_rerun_is_exact() {
+    let c = Case::new(
+        "perf_spec_kill",
+        &["--per-day", "2000", "--latency-ms", "100"],
+        "page",
+        route(pages_of(50)),
+    );
+    let first = c.create("2025-03-04", "2025-03-04");
+    run(&c, &first, 0);
+    let id = c.create("2025-03-05", "2025-03-06");
+    let mut child = c
+        .atlas
+        .command(&["scrap", "run", &id, "--threads", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start atlas");
+    crate::util::wait_for("some committed rows", Duration::from_secs(60), || {
+        c.rows() > 2000
+    });
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert!(c.rows() < 6000, "killed before the end: {}", c.rows());
+    let s = run(&c, &id, 0);
+    assert_eq!(s["slices_failed"].as_i64(), Some(0), "{s}");
+    assert_eq!(c.rows(), 6000);
+    let truth: BTreeSet<String> = ["2025-03-04", "2025-03-05", "2025-03-06"]
+        .iter()
+        .flat_map(|d| c.truth(d))
+        .collect();
+    assert_eq!(c.stored(), truth, "exact after the rerun");
+}
+
+#[test]
+fn speculative_pages_must_be_a_boolean() {
+    let mut r = route(pages_of(50));
+    r["speculative_pages"] = json!(1);
+    let c = Case::new("perf_spec_bad", &[], "page", r);
+    let out = c.atlas.expect(&["init"], 2);
+    assert!(
+        out.stderr.contains("speculative_pages"),
+        "the error names the key: {}",
+        out.stderr
+    );
 }
