@@ -454,7 +454,7 @@ impl Inserter {
         rows: &mut [(usize, &Row)],
         slices: &[i64],
     ) -> Result<Vec<Option<i64>>> {
-        rows.sort_by(|a, b| a.1.hash.cmp(&b.1.hash));
+        rows.sort_by_key(|r| r.1.hash);
         if let Some(done) = self.commit_once(rows, slices, false)? {
             return Ok(done);
         }
@@ -596,7 +596,11 @@ fn copy_rows(
     let sink = tx.copy_in(copy)?;
     let mut w = BinaryCopyInWriter::new(sink, &[Type::DATE, Type::JSONB, Type::TEXT]);
     for (_, row) in rows {
-        w.write(&[&row.data_referencia, &Jsonb(&row.payload), &row.hash])?;
+        w.write(&[
+            &row.data_referencia,
+            &Jsonb(&row.payload),
+            &row.hash.as_str(),
+        ])?;
     }
     w.finish()?;
     Ok(())

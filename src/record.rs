@@ -18,21 +18,52 @@ use sha2::{Digest, Sha256};
 pub struct Row {
     pub data_referencia: NaiveDate,
     pub payload: String,
-    pub hash: String,
+    pub hash: Hash,
+}
+
+/// A `hash_conteudo`: the lowercase hex SHA-256 of a payload, held inline
+/// (a row costs no allocation for it). Ordered as its text.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hash([u8; 64]);
+
+impl Hash {
+    /// The hash of some bytes.
+    pub fn of(bytes: &[u8]) -> Hash {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha256::digest(bytes);
+        let mut hex = [0u8; 64];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        Hash(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Lowercase hex SHA-256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut hex = [0u8; 64];
-    for (pair, b) in hex.chunks_exact_mut(2).zip(digest) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
-    }
-    let mut out = String::with_capacity(64);
-    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
-    out
+    Hash::of(bytes).as_str().to_owned()
 }
 
 /// What one page's records became.
@@ -58,7 +89,7 @@ impl PageRows {
             + self
                 .rows
                 .iter()
-                .map(|r| r.payload.capacity() + r.hash.capacity())
+                .map(|r| r.payload.capacity())
                 .sum::<usize>()
     }
 }
@@ -130,7 +161,7 @@ pub fn page_rows(
         fetched: records.len() as u64,
         ..Default::default()
     };
-    let mut capacity = 512;
+    let mut scratch = String::with_capacity(1024);
     let drop_used = !paging_reads_records(route);
     for (i, slot) in records.iter_mut().enumerate() {
         let owned;
@@ -170,11 +201,10 @@ pub fn page_rows(
             out.out_of_period += 1;
             continue;
         }
-        let (mut payload, found) = json::canonical_sized(rec, capacity);
-        capacity = payload.len() + payload.len() / 8 + 16;
-        // Rows outlive the page (queued to writers, under the budget): the
-        // spare room of the estimate is given back, shrunk in place.
-        payload.shrink_to_fit();
+        let found = json::canonical_into(rec, &mut scratch);
+        // Rows outlive the page (queued to writers, under the budget): each
+        // holds its text at its exact size.
+        let payload = scratch.as_str().to_owned();
         if found.out_of_range {
             let (at, n) = json::out_of_range_number(rec).unwrap_or_default();
             let n = if n.len() > 40 {
@@ -186,7 +216,7 @@ pub fn page_rows(
                 "record {i}: the number {n} at {at} is outside PostgreSQL's numeric range (131072 digits before the point, 16383 after): it cannot be stored exactly"
             ));
         }
-        let hash = sha256_hex(payload.as_bytes());
+        let hash = Hash::of(payload.as_bytes());
         if found.nul {
             out.sanitised.push(format!(
                 "record {i}: U+0000 replaced by U+FFFD at {}; stored with hash_conteudo {hash}",
@@ -282,7 +312,7 @@ mod tests {
             "{\"d\":\"2025-01-01\",\"s\":\"C\u{FFFD}string\"}"
         );
         assert_eq!(
-            page.rows[1].hash,
+            page.rows[1].hash.as_str(),
             sha256_hex(page.rows[1].payload.as_bytes())
         );
         assert_eq!(page.rows[2].payload, r#"{"d":"2025-01-01","n":1e400}"#);
@@ -292,7 +322,7 @@ mod tests {
             "{}",
             page.sanitised[0]
         );
-        assert!(page.sanitised[0].contains(&page.rows[1].hash));
+        assert!(page.sanitised[0].contains(page.rows[1].hash.as_str()));
 
         let mut bad = Json::parse(br#"[{"d":"2025-01-01","x":{"n":1e999999}}]"#).unwrap();
         let e = page_rows(

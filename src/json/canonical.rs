@@ -40,6 +40,16 @@ pub fn canonical_sized(v: &Json<'_>, capacity: usize) -> (String, Findings) {
     (out, found)
 }
 
+/// As `canonical_checked`, written into `out` (cleared first): a page's
+/// records reuse one buffer, and each row takes an exact-size copy, instead
+/// of a guessed allocation shrunk afterwards (a split chunk per record).
+pub fn canonical_into(v: &Json<'_>, out: &mut String) -> Findings {
+    out.clear();
+    let mut found = Findings::default();
+    write_canonical(v, out, &mut found);
+    found
+}
+
 /// serde_json's (and Python's) escapes: `\"`, `\\`, `\b \f \n \r \t`, other
 /// controls as `\u00XX`; `0` marks U+0000 (written as U+FFFD); nothing else.
 static ESCAPE: [u8; 256] = {

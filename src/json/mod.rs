@@ -25,7 +25,7 @@ mod parse;
 pub use canonical::canonical;
 #[cfg(test)]
 pub use canonical::canonical_checked;
-pub use canonical::{canonical_sized, nul_paths, out_of_range_number};
+pub use canonical::{canonical_into, canonical_sized, nul_paths, out_of_range_number};
 use parse::{error_at, Parser};
 
 /// Deepest nesting of arrays and objects a body may have. Real payloads stay

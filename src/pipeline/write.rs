@@ -224,7 +224,7 @@ mod tests {
                 .map(|h| Row {
                     data_referencia: day,
                     payload: "{}".into(),
-                    hash: h.to_string(),
+                    hash: crate::record::Hash::of(h.as_bytes()),
                 })
                 .collect(),
             _held: None,
@@ -242,6 +242,16 @@ mod tests {
         let (slices, tagged) = by_slice(&chunks, &batch);
         assert_eq!(slices, [9, 4]);
         let tags: Vec<(usize, &str)> = tagged.iter().map(|(g, r)| (*g, r.hash.as_str())).collect();
-        assert_eq!(tags, [(0, "a"), (0, "b"), (1, "c"), (0, "d")]);
+        let of = |h: &str| crate::record::sha256_hex(h.as_bytes());
+        let (a, b, c, d) = (of("a"), of("b"), of("c"), of("d"));
+        assert_eq!(
+            tags,
+            [
+                (0, a.as_str()),
+                (0, b.as_str()),
+                (1, c.as_str()),
+                (0, d.as_str())
+            ]
+        );
     }
 }
