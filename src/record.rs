@@ -142,6 +142,13 @@ fn paging_reads_records(route: &Route) -> bool {
     })
 }
 
+/// Whether a route's records can be turned into rows while the body is
+/// parsed (`Json::parse_records`): not when its pagination reads inside
+/// the records (a cursor taken from the last record, say).
+pub fn streams(route: &Route) -> bool {
+    !paging_reads_records(route)
+}
+
 /// Turns a page's records into rows for the scrap period `period`.
 /// `slice_from` dates undated records under the `slice_start` rule.
 ///
@@ -156,21 +163,80 @@ pub fn page_rows(
     period: (NaiveDate, NaiveDate),
     slice_from: NaiveDate,
 ) -> Result<PageRows, String> {
-    let mut out = PageRows {
-        rows: Vec::with_capacity(records.len()),
-        fetched: records.len() as u64,
-        ..Default::default()
-    };
-    let mut scratch = String::with_capacity(1024);
-    let drop_used = !paging_reads_records(route);
+    let mut rows = Rows::new(route, period, slice_from, records.len());
+    let drop_used = streams(route);
     for (i, slot) in records.iter_mut().enumerate() {
-        let owned;
-        let raw: &Json<'_> = if drop_used {
-            owned = std::mem::replace(slot, Json::Null);
-            &owned
+        if drop_used {
+            let owned = std::mem::replace(slot, Json::Null);
+            rows.push(i, &owned);
         } else {
-            slot
-        };
+            rows.push(i, slot);
+        }
+        if rows.failed.is_some() {
+            break;
+        }
+    }
+    rows.finish(records.len())
+}
+
+/// A page's rows, built record by record (from a page's tree, or as the
+/// body is parsed).
+pub struct Rows<'r> {
+    route: &'r Route,
+    period: (NaiveDate, NaiveDate),
+    slice_from: NaiveDate,
+    out: PageRows,
+    /// The canonical text of one record, reused: each row copies it out at
+    /// its exact size.
+    scratch: String,
+    /// The first record that cannot be stored: the page fails with it.
+    failed: Option<String>,
+}
+
+impl<'r> Rows<'r> {
+    pub fn new(
+        route: &'r Route,
+        period: (NaiveDate, NaiveDate),
+        slice_from: NaiveDate,
+        capacity: usize,
+    ) -> Rows<'r> {
+        Rows {
+            route,
+            period,
+            slice_from,
+            out: PageRows {
+                rows: Vec::with_capacity(capacity),
+                ..Default::default()
+            },
+            scratch: String::with_capacity(1024),
+            failed: None,
+        }
+    }
+
+    /// Record `i` of the page; once one record failed, the rest are not
+    /// looked at.
+    pub fn push(&mut self, i: usize, raw: &Json<'_>) {
+        if self.failed.is_none() {
+            if let Err(why) = self.row(i, raw) {
+                self.failed = Some(why);
+            }
+        }
+    }
+
+    /// The rows of a page of `fetched` records, or why the page fails.
+    pub fn finish(mut self, fetched: usize) -> Result<PageRows, String> {
+        if let Some(why) = self.failed {
+            return Err(why);
+        }
+        self.out.rows.shrink_to_fit();
+        self.out.fetched = fetched as u64;
+        Ok(self.out)
+    }
+
+    fn row(&mut self, i: usize, raw: &Json<'_>) -> Result<(), String> {
+        let (route, period, slice_from) = (self.route, self.period, self.slice_from);
+        let out = &mut self.out;
+        let scratch = &mut self.scratch;
         let rec = match &route.records_unwrap {
             None => raw,
             Some(p) => raw
@@ -190,7 +256,7 @@ pub fn page_rows(
                 }
                 match route.undated {
                     Undated::SliceStart => slice_from,
-                    Undated::Skip => continue,
+                    Undated::Skip => return Ok(()),
                     Undated::Fail => {
                         return Err(format!("record {i} has no date ({why}); set the route's date_field or its undated rule"))
                     }
@@ -199,9 +265,9 @@ pub fn page_rows(
         };
         if date < period.0 || date > period.1 {
             out.out_of_period += 1;
-            continue;
+            return Ok(());
         }
-        let found = json::canonical_into(rec, &mut scratch);
+        let found = json::canonical_into(rec, scratch);
         // Rows outlive the page (queued to writers, under the budget): each
         // holds its text at its exact size.
         let payload = scratch.as_str().to_owned();
@@ -228,8 +294,8 @@ pub fn page_rows(
             payload,
             hash,
         });
+        Ok(())
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub use canonical::canonical;
 #[cfg(test)]
 pub use canonical::canonical_checked;
 pub use canonical::{canonical_into, canonical_sized, nul_paths, out_of_range_number};
-use parse::{error_at, Parser};
+use parse::{error_at, Parser, Sink};
 
 /// Deepest nesting of arrays and objects a body may have. Real payloads stay
 /// far below (tens of levels); the bound keeps the recursive walks of a
@@ -139,8 +139,44 @@ impl<'a> Json<'a> {
             pos: 0,
             heap: 0,
         };
-        let v = p.document()?;
+        let v = p.document(None)?;
         Ok((v, p.heap))
+    }
+
+    /// As `parse_sized`, handing each element of the array at `pointer` to
+    /// `take` as soon as it is parsed (its index, its tree) and leaving
+    /// `null` in its place; the heap bytes do not count those elements.
+    /// Also says how many arrays were found at that path: the elements
+    /// taken are the records only when it is exactly one (keys repeated on
+    /// the path can hold several, of which `pointer` sees the last) and
+    /// `pointer` finds an array in the tree. Arrays on the way to the
+    /// pointer (numeric tokens) are not followed: nothing is taken.
+    pub fn parse_records(
+        bytes: &'a [u8],
+        pointer: &str,
+        take: &mut dyn FnMut(usize, Json<'a>),
+    ) -> Result<(Json<'a>, usize, u32), Error> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let at = e.valid_up_to();
+            error_at(bytes, at + 1, ErrorKind::Utf8(bytes[at]))
+        })?;
+        let mut p = Parser {
+            text,
+            pos: 0,
+            heap: 0,
+        };
+        let Some(tokens) = pointer_tokens(pointer) else {
+            let v = p.document(None)?;
+            return Ok((v, p.heap, 0));
+        };
+        let tokens: Vec<Cow<'_, str>> = tokens.collect();
+        let mut sink = Sink {
+            tokens: &tokens,
+            take,
+            matched: 0,
+        };
+        let v = p.document(Some(&mut sink))?;
+        Ok((v, p.heap, sink.matched))
     }
 
     /// RFC 6901 JSON pointer lookup (`""` is the whole value).
@@ -548,5 +584,79 @@ mod tests {
         );
         assert_eq!(j.pointer("nope"), None);
         assert_eq!(j.pointer(""), Some(&j));
+    }
+
+    type Parsed = Result<(Json<'static>, usize, u32), Error>;
+
+    /// What `parse_records` takes, by index, in canonical text.
+    fn taken(text: &str, ptr: &str) -> (Parsed, Vec<(usize, String)>) {
+        let text: &'static [u8] = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
+        let mut got = Vec::new();
+        let r = Json::parse_records(text, ptr, &mut |i, rec| got.push((i, canonical(&rec))));
+        (r, got)
+    }
+
+    /// Elements of the array at the pointer are handed over in order as they
+    /// are parsed, `null` is left in their place, the heap leaves them out,
+    /// and the rest of the tree is whole.
+    #[test]
+    fn parse_records_hands_over_the_records_and_keeps_the_rest() {
+        let text = r#"{"items":[1],"result":{"x":{"items":[2]},"items":[{"b":1,"a":[{"c":"\u00e9"}]},"s",[3],{}],"total":4},"n":2}"#;
+        let (r, got) = taken(text, "/result/items");
+        let (v, heap, found) = r.unwrap();
+        assert_eq!(found, 1);
+        assert_eq!(
+            got,
+            [
+                (0, r#"{"a":[{"c":"é"}],"b":1}"#.to_string()),
+                (1, r#""s""#.to_string()),
+                (2, "[3]".to_string()),
+                (3, "{}".to_string()),
+            ]
+        );
+        assert_eq!(
+            canonical(&v),
+            r#"{"items":[1],"n":2,"result":{"items":[null,null,null,null],"total":4,"x":{"items":[2]}}}"#
+        );
+        let (whole, whole_heap) = Json::parse_sized(text.as_bytes()).unwrap();
+        assert!(heap < whole_heap, "{heap} >= {whole_heap}");
+        let (mut nulled, _) = Json::parse_sized(text.as_bytes()).unwrap();
+        if let Some(Json::Arr(a)) = nulled.pointer_mut("/result/items") {
+            a.iter_mut().for_each(|x| *x = Json::Null);
+        }
+        assert_eq!(v, nulled);
+        assert_ne!(v, whole);
+    }
+
+    #[test]
+    fn parse_records_counts_arrays_at_the_path_and_follows_no_arrays() {
+        // A repeated key: two arrays at the path (the pointer sees the last).
+        let (r, got) = taken(r#"{"d":[1,2],"d":[],"d":[3]}"#, "/d");
+        assert_eq!(r.unwrap().2, 3);
+        assert_eq!(got.len(), 3);
+        // The root array, and an escaped token.
+        let (r, got) = taken(r#"[{"a":1},2]"#, "");
+        assert_eq!(r.unwrap().2, 1);
+        assert_eq!(got, [(0, r#"{"a":1}"#.to_string()), (1, "2".to_string())]);
+        let (r, got) = taken(r#"{"a/b":{"~":[true]}}"#, "/a~1b/~0");
+        assert_eq!(r.unwrap().2, 1);
+        assert_eq!(got, [(0, "true".to_string())]);
+        // Through an array, at a path that is not an array, or not a pointer:
+        // nothing is taken and the tree is whole.
+        for (text, ptr) in [
+            (r#"[{"d":[1]}]"#, "/0/d"),
+            (r#"{"d":{"e":[1]}}"#, "/d"),
+            (r#"{"d":[1]}"#, "d"),
+            (r#"{"e":[1]}"#, "/d"),
+        ] {
+            let (r, got) = taken(text, ptr);
+            let (v, _, found) = r.unwrap();
+            assert_eq!((found, got.len()), (0, 0), "{text} {ptr}");
+            assert_eq!(v, Json::parse(text.as_bytes()).unwrap());
+        }
+        // A body that is not JSON after its records is still refused.
+        let (r, got) = taken(r#"{"d":[1,2],"x":tru}"#, "/d");
+        assert!(r.is_err());
+        assert_eq!(got.len(), 2);
     }
 }

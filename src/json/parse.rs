@@ -64,6 +64,15 @@ pub(super) struct Parser<'a> {
     pub(super) heap: usize,
 }
 
+/// Where a page's records are handed over as they complete: the pointer's
+/// tokens, and what takes each record (its index, its tree).
+pub(super) struct Sink<'s, 'a> {
+    pub(super) tokens: &'s [Cow<'s, str>],
+    pub(super) take: &'s mut dyn FnMut(usize, Json<'a>),
+    /// Arrays found at the pointer's path (more than one: repeated keys).
+    pub(super) matched: u32,
+}
+
 impl<'a> Parser<'a> {
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
@@ -88,13 +97,31 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The whole body: one value, then only whitespace.
-    pub(super) fn document(&mut self) -> Result<Json<'a>, Error> {
+    /// The whole body: one value, then only whitespace. With a sink, each
+    /// element of an array at the sink's path goes to it as soon as it is
+    /// complete and leaves `null` in its place (its tree is gone before the
+    /// next one is built: small allocations reused while still in cache).
+    pub(super) fn document(
+        &mut self,
+        mut sink: Option<&mut Sink<'_, 'a>>,
+    ) -> Result<Json<'a>, Error> {
         let mut stack: Vec<Open<'a>> = Vec::new();
         let mut items: Vec<Json<'a>> = Vec::new();
         let mut members: Vec<(Cow<'a, str>, Json<'a>)> = Vec::new();
+        // How many open containers, from the outermost, follow the sink's
+        // path; and the depth of the records array while it is open.
+        let mut on_path = 0;
+        let mut records_at = None;
+        let mut heap_mark = 0;
         'value: loop {
             self.skip_ws();
+            // Whether a container opened here lies on the sink's path.
+            let follows = |stack: &[Open<'a>], on_path: usize, tokens: &[Cow<'_, str>]| {
+                let d = stack.len();
+                on_path == d
+                    && (d == 0
+                        || matches!(stack.last(), Some(Open::Obj(_, k)) if tokens.get(d - 1).is_some_and(|t| t == k)))
+            };
             let mut v = match self.peek() {
                 None => return Err(self.syntax("EOF while parsing a value")),
                 Some(b'{') => {
@@ -103,6 +130,11 @@ impl<'a> Parser<'a> {
                         self.pos += 1;
                         Json::Obj(Vec::new())
                     } else {
+                        if let Some(s) = sink.as_deref() {
+                            if follows(&stack, on_path, s.tokens) && stack.len() < s.tokens.len() {
+                                on_path += 1;
+                            }
+                        }
                         let key = self.key()?;
                         stack.push(Open::Obj(members.len(), key));
                         continue 'value;
@@ -110,10 +142,25 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'[') => {
                     self.open(stack.len())?;
+                    let records = match sink.as_deref_mut() {
+                        Some(s)
+                            if follows(&stack, on_path, s.tokens)
+                                && stack.len() == s.tokens.len() =>
+                        {
+                            s.matched += 1;
+                            true
+                        }
+                        _ => false,
+                    };
                     if self.peek() == Some(b']') {
                         self.pos += 1;
                         Json::Arr(Vec::new())
                     } else {
+                        if records {
+                            on_path += 1;
+                            records_at = Some(stack.len() + 1);
+                            heap_mark = self.heap;
+                        }
                         stack.push(Open::Arr(items.len()));
                         continue 'value;
                     }
@@ -137,7 +184,15 @@ impl<'a> Parser<'a> {
                         return Ok(v);
                     }
                     Some(&mut Open::Arr(start)) => {
-                        items.push(v);
+                        match sink.as_deref_mut() {
+                            Some(s) if records_at == Some(stack.len()) => {
+                                (s.take)(items.len() - start, v);
+                                // The record's tree is gone: not charged.
+                                self.heap = heap_mark;
+                                items.push(Json::Null);
+                            }
+                            _ => items.push(v),
+                        }
                         match self.peek() {
                             Some(b',') => {
                                 self.pos += 1;
@@ -148,6 +203,12 @@ impl<'a> Parser<'a> {
                                 let a: Vec<_> = items.drain(start..).collect();
                                 self.heap += a.capacity() * size_of::<Json<'a>>();
                                 v = Json::Arr(a);
+                                if on_path == stack.len() {
+                                    on_path -= 1;
+                                    if records_at == Some(stack.len()) {
+                                        records_at = None;
+                                    }
+                                }
                                 stack.pop();
                             }
                             None => return Err(self.syntax("EOF while parsing a list")),
@@ -168,6 +229,9 @@ impl<'a> Parser<'a> {
                                 let m: Vec<_> = members.drain(*start..).collect();
                                 self.heap += m.capacity() * size_of::<(Cow<'a, str>, Json<'a>)>();
                                 v = Json::Obj(m);
+                                if on_path == stack.len() {
+                                    on_path -= 1;
+                                }
                                 stack.pop();
                             }
                             None => return Err(self.syntax("EOF while parsing an object")),

@@ -840,22 +840,45 @@ impl<'j, 'a> Shared<'j, 'a> {
         // that is not JSON or lacks the records is retried like a 5xx; one
         // nested past json::MAX_DEPTH fails the slice at once.
         let got = self.get_page(call, &claim, page_no, &mut held, keep, |raw, link| {
-            let (mut body, tree) = Json::parse_sized(raw).map_err(|e| {
+            let not_json = |e: crate::json::Error| {
                 if e.is_too_deep() {
                     PageError::Data(format!("page {page_no}: {e}"))
                 } else {
                     PageError::unusable(raw, format!("the body is not valid JSON ({e})"))
                 }
-            })?;
+            };
+            let period = (job.scrap.from, job.scrap.to);
+            // Records become rows as the body is parsed, each tree freed
+            // before the next is built; where that cannot be (the records
+            // are read by the pagination, or a repeated key put several
+            // arrays at the records' path) the whole tree comes first.
+            let mut streamed = None;
+            let (mut body, tree) = if record::streams(job.route) {
+                let mut rows = record::Rows::new(job.route, period, claim.from, 0);
+                let (body, tree, found) =
+                    Json::parse_records(raw, &job.route.records, &mut |i, rec| rows.push(i, &rec))
+                        .map_err(not_json)?;
+                match found {
+                    0 => (body, tree),
+                    1 => {
+                        streamed = Some(rows);
+                        (body, tree)
+                    }
+                    _ => {
+                        drop(body);
+                        Json::parse_sized(raw).map_err(not_json)?
+                    }
+                }
+            } else {
+                Json::parse_sized(raw).map_err(not_json)?
+            };
             let records = record::records_of_mut(&mut body, &job.route.records)
                 .map_err(|m| PageError::unusable(raw, m))?;
             let n = records.len();
-            let rows = record::page_rows(
-                records,
-                job.route,
-                (job.scrap.from, job.scrap.to),
-                claim.from,
-            )
+            let rows = match streamed {
+                Some(rows) => rows.finish(n),
+                None => record::page_rows(records, job.route, period, claim.from),
+            }
             .map_err(|m| PageError::Data(format!("page {page_no}: {m}")))?;
             cost = raw.len() + tree + rows.bytes();
             let checked = check(raw, &body, link, n, &rows);

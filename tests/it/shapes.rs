@@ -1151,3 +1151,57 @@ fn wrong_records_pointer_fails_the_slice() {
     }
     assert_eq!(c.count(TABLE), 0, "nothing stored");
 }
+
+/// Records become rows as a body is parsed; a body whose records key is
+/// repeated still loads the last array only (what the pointer names), and
+/// one whose last records key holds no array fails, storing nothing.
+#[test]
+fn a_repeated_records_key_loads_what_the_pointer_names() {
+    const LAST_WINS: &str = r#"{"data":[{"numero":1,"data_pedido":"2025-03-01"}],"meta":{"data":[{"numero":9,"data_pedido":"2025-03-01"}]},"data":[{"numero":2,"data_pedido":"2025-03-01"},{"numero":3,"data_pedido":"2025-03-01"}]}"#;
+    const NO_ARRAY: &str = r#"{"data":[{"numero":4,"data_pedido":"2025-03-01"}],"data":5}"#;
+    let last = Capture::start(LAST_WINS);
+    let none = Capture::start(NO_ARRAY);
+    let c = Case::with(
+        "sh_repeated_key",
+        &["--per-day", "2"],
+        "none",
+        route(json!({ "type": "none" })),
+        |cfg| {
+            add_capture_client(cfg, &format!("{}/x", last.url));
+            cfg["clients"]["78"] =
+                json!({ "name": "Sem lista", "base_url": format!("{}/x", none.url) });
+        },
+    );
+    c.atlas.ok(&["init"]);
+    let scrap = |client: &str| {
+        let id = c.atlas.ok(&[
+            "scrap",
+            "create",
+            "--client",
+            client,
+            "--route",
+            "pedidos",
+            "--from",
+            "2025-03-01",
+            "--to",
+            "2025-03-01",
+        ]);
+        id.stdout.trim().to_string()
+    };
+    let id = scrap("77");
+    let s = c.atlas.expect(&["scrap", "run", &id, "--json"], 0).json();
+    assert_eq!(s["inserted"], 2, "{s}");
+    let numeros = |t: &str| {
+        c.db.i64(&format!(
+            "SELECT coalesce(sum((payload->>'numero')::int * 10 ^ (payload->>'numero')::int), 0)::bigint FROM {t}"
+        ))
+    };
+    assert_eq!(numeros("dados_raw_cliente_77_pedidos"), 2 * 100 + 3 * 1000);
+    let id = scrap("78");
+    let r = c
+        .atlas
+        .run(&["scrap", "run", &id, "--json", "--retry-max", "1"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["inserted"], 0, "{}", r.stdout);
+    assert_eq!(c.count("dados_raw_cliente_78_pedidos"), 0);
+}
