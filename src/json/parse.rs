@@ -112,7 +112,6 @@ impl<'a> Parser<'a> {
         // path; and the depth of the records array while it is open.
         let mut on_path = 0;
         let mut records_at = None;
-        let mut heap_mark = 0;
         'value: loop {
             self.skip_ws();
             // Whether a container opened here lies on the sink's path.
@@ -159,7 +158,6 @@ impl<'a> Parser<'a> {
                         if records {
                             on_path += 1;
                             records_at = Some(stack.len() + 1);
-                            heap_mark = self.heap;
                         }
                         stack.push(Open::Arr(items.len()));
                         continue 'value;
@@ -186,9 +184,11 @@ impl<'a> Parser<'a> {
                     Some(&mut Open::Arr(start)) => {
                         match sink.as_deref_mut() {
                             Some(s) if records_at == Some(stack.len()) => {
+                                // The record's tree stays counted in `heap`:
+                                // the memory budget charges a page as if its
+                                // tree were whole (what the allocator keeps
+                                // of freed trees is not returned at once).
                                 (s.take)(items.len() - start, v);
-                                // The record's tree is gone: not charged.
-                                self.heap = heap_mark;
                                 items.push(Json::Null);
                             }
                             _ => items.push(v),
