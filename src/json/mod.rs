@@ -26,7 +26,7 @@ pub use canonical::canonical;
 #[cfg(test)]
 pub use canonical::canonical_checked;
 pub use canonical::{canonical_into, canonical_sized, nul_paths, out_of_range_number};
-use parse::{error_at, Parser, Sink};
+use parse::{Parser, Sink};
 
 /// Deepest nesting of arrays and objects a body may have. Real payloads stay
 /// far below (tens of levels); the bound keeps the recursive walks of a
@@ -130,15 +130,7 @@ impl<'a> Json<'a> {
     /// As `parse`, with the heap bytes the tree takes (beyond the body's):
     /// what the memory budget charges for it.
     pub fn parse_sized(bytes: &'a [u8]) -> Result<(Json<'a>, usize), Error> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let at = e.valid_up_to();
-            error_at(bytes, at + 1, ErrorKind::Utf8(bytes[at]))
-        })?;
-        let mut p = Parser {
-            text,
-            pos: 0,
-            heap: 0,
-        };
+        let mut p = Parser::of(bytes)?;
         let v = p.document(None)?;
         Ok((v, p.heap))
     }
@@ -157,15 +149,7 @@ impl<'a> Json<'a> {
         pointer: &str,
         take: &mut dyn FnMut(usize, Json<'a>),
     ) -> Result<(Json<'a>, usize, u32), Error> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let at = e.valid_up_to();
-            error_at(bytes, at + 1, ErrorKind::Utf8(bytes[at]))
-        })?;
-        let mut p = Parser {
-            text,
-            pos: 0,
-            heap: 0,
-        };
+        let mut p = Parser::of(bytes)?;
         let Some(tokens) = pointer_tokens(pointer) else {
             let v = p.document(None)?;
             return Ok((v, p.heap, 0));

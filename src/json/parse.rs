@@ -74,6 +74,19 @@ pub(super) struct Sink<'s, 'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// A parser at the start of a body, which must be UTF-8.
+    pub(super) fn of(bytes: &'a [u8]) -> Result<Parser<'a>, Error> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let at = e.valid_up_to();
+            error_at(bytes, at + 1, ErrorKind::Utf8(bytes[at]))
+        })?;
+        Ok(Parser {
+            text,
+            pos: 0,
+            heap: 0,
+        })
+    }
+
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }

@@ -98,6 +98,14 @@ impl Case {
         self.atlas.create("pedidos", from, to)
     }
 
+    /// A scrap of another client's `pedidos` (after `init`); its id.
+    fn create_for(&self, client: &str, from: &str, to: &str) -> String {
+        let r = self.atlas.ok(&[
+            "scrap", "create", "--client", client, "--route", "pedidos", "--from", from, "--to", to,
+        ]);
+        r.stdout.trim().to_string()
+    }
+
     fn run(&self, id: &str, extra: &[&str]) -> Run {
         let mut args = vec!["scrap", "run", id, "--json"];
         args.extend_from_slice(extra);
@@ -1057,19 +1065,8 @@ fn fixed_query_and_headers_per_route_and_client() {
     assert_clean(&s, 14, 4, 2);
     c.assert_exact("2025-03-01", "2025-03-02", 7, ISO);
     // What was actually sent, seen by the capture server.
-    let id = c.atlas.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "77",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-03-01",
-        "--to",
-        "2025-03-01",
-    ]);
-    c.atlas.ok(&["scrap", "run", id.stdout.trim(), "--json"]);
+    let id = c.create_for("77", "2025-03-01", "2025-03-01");
+    c.atlas.ok(&["scrap", "run", &id, "--json"]);
     let heads = cap.heads();
     assert_eq!(heads.len(), 1, "{heads:?}");
     let q = query_of(&heads[0]);
@@ -1173,21 +1170,7 @@ fn a_repeated_records_key_loads_what_the_pointer_names() {
         },
     );
     c.atlas.ok(&["init"]);
-    let scrap = |client: &str| {
-        let id = c.atlas.ok(&[
-            "scrap",
-            "create",
-            "--client",
-            client,
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-03-01",
-            "--to",
-            "2025-03-01",
-        ]);
-        id.stdout.trim().to_string()
-    };
+    let scrap = |client: &str| c.create_for(client, "2025-03-01", "2025-03-01");
     let id = scrap("77");
     let s = c.atlas.expect(&["scrap", "run", &id, "--json"], 0).json();
     assert_eq!(s["inserted"], 2, "{s}");
