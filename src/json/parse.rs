@@ -1,6 +1,7 @@
 //! The JSON parser: iterative (its own stack of open containers, no
 //! recursion), borrowing strings without escapes and every number's text
-//! from the body, refusing nesting past `MAX_DEPTH`.
+//! from the body, refusing nesting past `MAX_DEPTH`; it can hand the
+//! elements of one array (a page's records) to a sink as they complete.
 
 use super::{Error, ErrorKind, Json, Num, MAX_DEPTH};
 use std::borrow::Cow;
