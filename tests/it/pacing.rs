@@ -117,9 +117,12 @@ fn one_429_paces_every_fetcher_of_the_client() {
         "{later} x 429 after the first burst in {} requests (> 10%)",
         seen.len()
     );
+    // A page refused in the first burst is retried first after the pause,
+    // and may meet one of the occasional probes above 3/s refused after it
+    // (the rate creeps back up by 10% a second): 3 attempts at most.
     assert!(
-        attempts <= 2,
-        "{url} needed {attempts} attempts (at most 2)"
+        attempts <= 3,
+        "{url} needed {attempts} attempts (at most 3)"
     );
     // Every fetcher honours the pause: nothing reaches the server within the
     // Retry-After of a 429 (a little slack for the server's clock).
