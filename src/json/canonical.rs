@@ -31,12 +31,11 @@ pub fn canonical_checked(v: &Json<'_>) -> (String, Findings) {
     canonical_sized(v, 512)
 }
 
-/// As `canonical_checked`, the text allocated at `capacity` bytes (a page's
-/// records are of similar size: the previous one's length saves regrowing).
+/// As `canonical_checked`, the text allocated at `capacity` bytes (a size
+/// known beforehand, such as the stored payload's, saves regrowing).
 pub fn canonical_sized(v: &Json<'_>, capacity: usize) -> (String, Findings) {
     let mut out = String::with_capacity(capacity);
-    let mut found = Findings::default();
-    write_canonical(v, &mut out, &mut found);
+    let found = canonical_into(v, &mut out);
     (out, found)
 }
 

@@ -126,15 +126,16 @@ impl<'a> Parser<'a> {
         // path; and the depth of the records array while it is open.
         let mut on_path = 0;
         let mut records_at = None;
+        // Whether a container opened now lies on the sink's path: every open
+        // one does, and it is the value of the path's next key.
+        let follows = |stack: &[Open<'a>], on_path: usize, tokens: &[Cow<'_, str>]| {
+            let d = stack.len();
+            on_path == d
+                && (d == 0
+                    || matches!(stack.last(), Some(Open::Obj(_, k)) if tokens.get(d - 1).is_some_and(|t| t == k)))
+        };
         'value: loop {
             self.skip_ws();
-            // Whether a container opened here lies on the sink's path.
-            let follows = |stack: &[Open<'a>], on_path: usize, tokens: &[Cow<'_, str>]| {
-                let d = stack.len();
-                on_path == d
-                    && (d == 0
-                        || matches!(stack.last(), Some(Open::Obj(_, k)) if tokens.get(d - 1).is_some_and(|t| t == k)))
-            };
             let mut v = match self.peek() {
                 None => return Err(self.syntax("EOF while parsing a value")),
                 Some(b'{') => {

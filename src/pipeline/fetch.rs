@@ -849,9 +849,10 @@ impl<'j, 'a> Shared<'j, 'a> {
             };
             let period = (job.scrap.from, job.scrap.to);
             // Records become rows as the body is parsed, each tree freed
-            // before the next is built; where that cannot be (the records
-            // are read by the pagination, or a repeated key put several
-            // arrays at the records' path) the whole tree comes first.
+            // before the next is built. Where the pagination reads inside
+            // the records the whole tree is built first; where a repeated
+            // key put several arrays at the records' path, the body is
+            // parsed again whole (the pointer names the last array).
             let mut streamed = None;
             let (mut body, tree) = if record::streams(job.route) {
                 let mut rows = record::Rows::new(job.route, period, claim.from, 0);
