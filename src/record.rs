@@ -9,7 +9,7 @@
 
 use crate::config::{Pagination, Route, Undated};
 use crate::dates;
-use crate::json::{self, Json};
+use crate::json::{self, Element, Findings, Json, Record};
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
@@ -223,6 +223,19 @@ impl<'r> Rows<'r> {
         }
     }
 
+    /// Record `i` of the page as `Json::parse_records` hands it over.
+    pub fn take(&mut self, i: usize, el: Element<'_, '_>) {
+        if self.failed.is_none() {
+            let got = match el {
+                Element::Tree(raw) => self.row(i, &raw),
+                Element::Text(rec) => self.row_text(i, &rec),
+            };
+            if let Err(why) = got {
+                self.failed = Some(why);
+            }
+        }
+    }
+
     /// The rows of a page of `fetched` records, or why the page fails.
     pub fn finish(mut self, fetched: usize) -> Result<PageRows, String> {
         if let Some(why) = self.failed {
@@ -233,16 +246,41 @@ impl<'r> Rows<'r> {
         Ok(self.out)
     }
 
-    fn row(&mut self, i: usize, raw: &Json<'_>) -> Result<(), String> {
-        let (route, period, slice_from) = (self.route, self.period, self.slice_from);
-        let out = &mut self.out;
-        let scratch = &mut self.scratch;
-        let rec = match &route.records_unwrap {
-            None => raw,
-            Some(p) => raw
-                .pointer(p)
-                .ok_or_else(|| format!("record {i} has nothing at records_unwrap '{p}'"))?,
+    /// Record `i` written as canonical text by the parser. The members a
+    /// date is looked up in are parsed alone; a record the text path does
+    /// not cover (unwrapped, not an object, to sanitise or to refuse: their
+    /// messages name where) is parsed whole and takes the tree path.
+    fn row_text(&mut self, i: usize, rec: &Record<'_, '_>) -> Result<(), String> {
+        let route = self.route;
+        let plain = route.records_unwrap.is_none() && rec.found == Findings::default();
+        let dated_by = match route.date_field.as_deref() {
+            _ if !plain => None,
+            Some(ptr) => rec.at_pointer(ptr),
+            None => rec.only(dates::DATE_KEYS),
         };
+        let Some(dated_by) = dated_by else {
+            let tree =
+                Json::parse(rec.source.as_bytes()).map_err(|e| format!("record {i}: {e}"))?;
+            return self.row(i, &tree);
+        };
+        let Some(date) = self.date(i, &dated_by)? else {
+            return Ok(());
+        };
+        let payload = rec.text.to_owned();
+        let hash = Hash::of(payload.as_bytes());
+        self.out.rows.push(Row {
+            data_referencia: date,
+            payload,
+            hash,
+        });
+        Ok(())
+    }
+
+    /// The date a record is stored under, or `None` where it is not stored
+    /// (undated and skipped, or outside the period).
+    fn date(&mut self, i: usize, rec: &Json<'_>) -> Result<Option<NaiveDate>, String> {
+        let route = self.route;
+        let out = &mut self.out;
         let date = match dates::record_date(
             rec,
             route.date_field.as_deref(),
@@ -255,18 +293,34 @@ impl<'r> Rows<'r> {
                     out.undated_reason = Some(format!("record {i}: {why}"));
                 }
                 match route.undated {
-                    Undated::SliceStart => slice_from,
-                    Undated::Skip => return Ok(()),
+                    Undated::SliceStart => self.slice_from,
+                    Undated::Skip => return Ok(None),
                     Undated::Fail => {
                         return Err(format!("record {i} has no date ({why}); set the route's date_field or its undated rule"))
                     }
                 }
             }
         };
-        if date < period.0 || date > period.1 {
+        if date < self.period.0 || date > self.period.1 {
             out.out_of_period += 1;
-            return Ok(());
+            return Ok(None);
         }
+        Ok(Some(date))
+    }
+
+    fn row(&mut self, i: usize, raw: &Json<'_>) -> Result<(), String> {
+        let route = self.route;
+        let rec = match &route.records_unwrap {
+            None => raw,
+            Some(p) => raw
+                .pointer(p)
+                .ok_or_else(|| format!("record {i} has nothing at records_unwrap '{p}'"))?,
+        };
+        let Some(date) = self.date(i, rec)? else {
+            return Ok(());
+        };
+        let out = &mut self.out;
+        let scratch = &mut self.scratch;
         let found = json::canonical_into(rec, scratch);
         // Rows outlive the page (queued to writers, under the budget): each
         // holds its text at its exact size.
@@ -481,5 +535,88 @@ mod tests {
         assert!(records_of(&body, "/dados").unwrap_err().contains("/dados"));
         let mut arr = Json::parse(b"[1, 2]").unwrap();
         assert_eq!(records_of_mut(&mut arr, "").unwrap().len(), 2);
+    }
+
+    /// A page's rows through the text path (`parse_records` and `take`)
+    /// and through the tree (`page_rows`), as `(rows, counts, notes)`, or
+    /// the page's error.
+    type Outcome = Result<(Vec<Row>, [u64; 3], Vec<String>, Option<String>), String>;
+
+    fn both_paths(body: &str, r: &Route, day: NaiveDate) -> (Outcome, Outcome) {
+        let period = (day, day + chrono::Days::new(1));
+        let shown = |p: Result<PageRows, String>| {
+            p.map(|p| {
+                (
+                    p.rows,
+                    [p.fetched, p.out_of_period, p.undated],
+                    p.sanitised,
+                    p.undated_reason,
+                )
+            })
+        };
+        let mut rows = Rows::new(r, period, day, 0);
+        let (mut tree, _, found) =
+            Json::parse_records(body.as_bytes(), &r.records, &mut |i, el| rows.take(i, el))
+                .unwrap();
+        assert_eq!(found, 1);
+        let n = records_of(&tree, &r.records).unwrap().len();
+        let _ = records_of_mut(&mut tree, &r.records).unwrap();
+        let text = shown(rows.finish(n));
+        let mut whole = Json::parse(body.as_bytes()).unwrap();
+        let recs = records_of_mut(&mut whole, &r.records).unwrap();
+        (text, shown(page_rows(recs, r, period, day)))
+    }
+
+    /// Rows built from the parser's text equal the rows built from the
+    /// tree: dates by pointer, nested or by the usual keys, undated rules,
+    /// the period, U+0000, unwrapped records, repeated keys, and the error
+    /// of a number PostgreSQL cannot hold.
+    #[test]
+    fn text_and_tree_paths_build_the_same_rows() {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+        let body = r#"{"data":[
+            {"n":1,"d":"2025-01-01","z":{"b":[1,{"y":2,"x":"\u00e9"}],"a":null}},
+            {"d":"2025-01-02T10:00:00Z","n":2},
+            {"d":"2024-12-31","n":3},
+            {"n":4},
+            {"d":null,"n":5},
+            {"d":"2025-01-01","s":"a\u0000b","n":6},
+            {"d":"2025-01-01","d":"2030-01-01","n":7},
+            {"d":1735732800,"n":8},
+            {"data_pedido":"2025-01-01","created_at":"2025-01-02","n":9},
+            {"w":{"d":"2025-01-01"},"n":10},
+            ["not an object"],
+            "text",
+            {"k\u00e9":1,"d":"2025-01-01","n":11}
+        ]}"#;
+        for (field, undated, unwrap) in [
+            (Some("/d"), "skip", None),
+            (Some("/d"), "slice_start", None),
+            (Some("/w/d"), "slice_start", None),
+            (None, "slice_start", None),
+            (Some("/d"), "fail", None),
+            (Some("/d"), "skip", Some("/w")),
+            (Some(""), "slice_start", None),
+        ] {
+            let mut r = route(undated);
+            r.records = "/data".into();
+            r.date_field = field.map(Into::into);
+            r.records_unwrap = unwrap.map(Into::into);
+            let (text, tree) = both_paths(body, &r, day);
+            assert_eq!(text, tree, "{field:?} {undated} {unwrap:?}");
+            if undated == "fail" {
+                assert!(text.is_err());
+            } else if unwrap.is_none() {
+                assert!(text.as_ref().unwrap().0.len() > 3);
+            }
+        }
+        let mut r = route("skip");
+        r.records = "/data".into();
+        let bad = r#"{"data":[{"d":"2025-01-01","n":1},{"d":"2025-01-01","x":{"n":1e999999}}]}"#;
+        let (text, tree) = both_paths(bad, &r, day);
+        assert_eq!(text, tree);
+        assert!(text
+            .unwrap_err()
+            .contains("record 1: the number 1e999999 at /x/n"));
     }
 }

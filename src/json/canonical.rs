@@ -51,7 +51,7 @@ pub fn canonical_into(v: &Json<'_>, out: &mut String) -> Findings {
 
 /// serde_json's (and Python's) escapes: `\"`, `\\`, `\b \f \n \r \t`, other
 /// controls as `\u00XX`; `0` marks U+0000 (written as U+FFFD); nothing else.
-static ESCAPE: [u8; 256] = {
+pub(super) static ESCAPE: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 1;
     while i < 0x20 {
@@ -105,7 +105,7 @@ fn write_str(s: &str, out: &mut String, found: &mut Findings) {
 /// The first eight bytes of a key as a big-endian number (zero-padded):
 /// keys whose prefixes differ compare as their prefixes do, so the sort
 /// reads the key bytes only on a tie.
-fn prefix(k: &str) -> u64 {
+pub(super) fn prefix(k: &str) -> u64 {
     let b = k.as_bytes();
     let mut p = [0u8; 8];
     let n = b.len().min(8);

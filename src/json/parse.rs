@@ -3,7 +3,8 @@
 //! from the body, refusing nesting past `MAX_DEPTH`; it can hand the
 //! elements of one array (a page's records) to a sink as they complete.
 
-use super::{Error, ErrorKind, Json, Num, MAX_DEPTH};
+use super::text::Writer;
+use super::{Element, Error, ErrorKind, Json, Num, MAX_DEPTH};
 use std::borrow::Cow;
 
 pub(super) fn error_at(bytes: &[u8], pos: usize, kind: ErrorKind) -> Error {
@@ -66,10 +67,11 @@ pub(super) struct Parser<'a> {
 }
 
 /// Where a page's records are handed over as they complete: the pointer's
-/// tokens, and what takes each record (its index, its tree).
+/// tokens, and what takes each record (its index, and its canonical text
+/// or, where the text path gave up, its tree).
 pub(super) struct Sink<'s, 'a> {
     pub(super) tokens: &'s [Cow<'s, str>],
-    pub(super) take: &'s mut dyn FnMut(usize, Json<'a>),
+    pub(super) take: &'s mut dyn FnMut(usize, Element<'_, 'a>),
     /// Arrays found at the pointer's path (more than one: repeated keys).
     pub(super) matched: u32,
 }
@@ -101,11 +103,11 @@ impl<'a> Parser<'a> {
         self.err(ErrorKind::Syntax(msg))
     }
 
-    fn peek(&self) -> Option<u8> {
+    pub(super) fn peek(&self) -> Option<u8> {
         self.bytes().get(self.pos).copied()
     }
 
-    fn skip_ws(&mut self) {
+    pub(super) fn skip_ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
         }
@@ -126,6 +128,9 @@ impl<'a> Parser<'a> {
         // path; and the depth of the records array while it is open.
         let mut on_path = 0;
         let mut records_at = None;
+        let mut writer = Writer::default();
+        // Whether the value just completed is a record already handed over.
+        let mut taken = false;
         // Whether a container opened now lies on the sink's path: every open
         // one does, and it is the value of the path's next key.
         let follows = |stack: &[Open<'a>], on_path: usize, tokens: &[Cow<'_, str>]| {
@@ -136,54 +141,72 @@ impl<'a> Parser<'a> {
         };
         'value: loop {
             self.skip_ws();
-            let mut v = match self.peek() {
-                None => return Err(self.syntax("EOF while parsing a value")),
-                Some(b'{') => {
-                    self.open(stack.len())?;
-                    if self.peek() == Some(b'}') {
-                        self.pos += 1;
-                        Json::Obj(Vec::new())
-                    } else {
-                        if let Some(s) = sink.as_deref() {
-                            if follows(&stack, on_path, s.tokens) && stack.len() < s.tokens.len() {
-                                on_path += 1;
+            if let Some(s) = sink.as_deref_mut() {
+                if records_at == Some(stack.len()) {
+                    if let Some(rec) = self.record_text(stack.len(), &mut writer) {
+                        let at = match stack.last() {
+                            Some(&Open::Arr(start)) => items.len() - start,
+                            _ => 0,
+                        };
+                        (s.take)(at, Element::Text(rec));
+                        taken = true;
+                    }
+                }
+            }
+            let mut v = if taken {
+                Json::Null
+            } else {
+                match self.peek() {
+                    None => return Err(self.syntax("EOF while parsing a value")),
+                    Some(b'{') => {
+                        self.open(stack.len())?;
+                        if self.peek() == Some(b'}') {
+                            self.pos += 1;
+                            Json::Obj(Vec::new())
+                        } else {
+                            if let Some(s) = sink.as_deref() {
+                                if follows(&stack, on_path, s.tokens)
+                                    && stack.len() < s.tokens.len()
+                                {
+                                    on_path += 1;
+                                }
                             }
+                            let key = self.key()?;
+                            stack.push(Open::Obj(members.len(), key));
+                            continue 'value;
                         }
-                        let key = self.key()?;
-                        stack.push(Open::Obj(members.len(), key));
-                        continue 'value;
                     }
-                }
-                Some(b'[') => {
-                    self.open(stack.len())?;
-                    let records = match sink.as_deref_mut() {
-                        Some(s)
-                            if follows(&stack, on_path, s.tokens)
-                                && stack.len() == s.tokens.len() =>
-                        {
-                            s.matched += 1;
-                            true
+                    Some(b'[') => {
+                        self.open(stack.len())?;
+                        let records = match sink.as_deref_mut() {
+                            Some(s)
+                                if follows(&stack, on_path, s.tokens)
+                                    && stack.len() == s.tokens.len() =>
+                            {
+                                s.matched += 1;
+                                true
+                            }
+                            _ => false,
+                        };
+                        if self.peek() == Some(b']') {
+                            self.pos += 1;
+                            Json::Arr(Vec::new())
+                        } else {
+                            if records {
+                                on_path += 1;
+                                records_at = Some(stack.len() + 1);
+                            }
+                            stack.push(Open::Arr(items.len()));
+                            continue 'value;
                         }
-                        _ => false,
-                    };
-                    if self.peek() == Some(b']') {
-                        self.pos += 1;
-                        Json::Arr(Vec::new())
-                    } else {
-                        if records {
-                            on_path += 1;
-                            records_at = Some(stack.len() + 1);
-                        }
-                        stack.push(Open::Arr(items.len()));
-                        continue 'value;
                     }
+                    Some(b'"') => Json::Str(self.string()?),
+                    Some(b'-' | b'0'..=b'9') => Json::Num(self.number()?),
+                    Some(b't') => self.literal("true", Json::Bool(true))?,
+                    Some(b'f') => self.literal("false", Json::Bool(false))?,
+                    Some(b'n') => self.literal("null", Json::Null)?,
+                    Some(_) => return Err(self.syntax("expected value")),
                 }
-                Some(b'"') => Json::Str(self.string()?),
-                Some(b'-' | b'0'..=b'9') => Json::Num(self.number()?),
-                Some(b't') => self.literal("true", Json::Bool(true))?,
-                Some(b'f') => self.literal("false", Json::Bool(false))?,
-                Some(b'n') => self.literal("null", Json::Null)?,
-                Some(_) => return Err(self.syntax("expected value")),
             };
             // A value is complete: it goes into the open container, which may
             // complete in turn.
@@ -194,16 +217,21 @@ impl<'a> Parser<'a> {
                         if self.pos < self.text.len() {
                             return Err(self.syntax("trailing characters"));
                         }
+                        self.heap += writer.heap();
                         return Ok(v);
                     }
                     Some(&mut Open::Arr(start)) => {
                         match sink.as_deref_mut() {
+                            Some(_) if taken => {
+                                taken = false;
+                                items.push(Json::Null);
+                            }
                             Some(s) if records_at == Some(stack.len()) => {
                                 // The record's tree stays counted in `heap`:
                                 // the memory budget charges a page as if its
                                 // tree were whole (what the allocator keeps
                                 // of freed trees is not returned at once).
-                                (s.take)(items.len() - start, v);
+                                (s.take)(items.len() - start, Element::Tree(v));
                                 items.push(Json::Null);
                             }
                             _ => items.push(v),
@@ -297,7 +325,7 @@ impl<'a> Parser<'a> {
     }
 
     /// RFC 8259 number grammar; the text is kept as written.
-    fn number(&mut self) -> Result<Num<'a>, Error> {
+    pub(super) fn number(&mut self) -> Result<Num<'a>, Error> {
         let b = self.bytes();
         let start = self.pos;
         let digits = |mut i: usize| {
@@ -416,7 +444,7 @@ impl<'a> Parser<'a> {
 
     /// `\uXXXX` (a surrogate pair takes two) at `i`: the char and the bytes
     /// read. Lone surrogates are errors, as in serde_json.
-    fn unicode_escape(&mut self, i: usize) -> Result<(char, usize), Error> {
+    pub(super) fn unicode_escape(&mut self, i: usize) -> Result<(char, usize), Error> {
         let hex4 = |p: &mut Self, at: usize| -> Result<u32, Error> {
             let mut n = 0u32;
             for k in 0..4 {

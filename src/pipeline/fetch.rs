@@ -848,8 +848,10 @@ impl<'j, 'a> Shared<'j, 'a> {
                 }
             };
             let period = (job.scrap.from, job.scrap.to);
-            // Records become rows as the body is parsed, each tree freed
-            // before the next is built. Where the pagination reads inside
+            // Records become rows as the body is parsed, written as
+            // canonical text without a tree (json/text.rs) or, where that
+            // path gives a record up, from a tree freed before the next
+            // record is read. Where the pagination reads inside
             // the records the whole tree is built first; where a repeated
             // key put several arrays at the records' path, the body is
             // parsed again whole (the pointer names the last array).
@@ -857,7 +859,7 @@ impl<'j, 'a> Shared<'j, 'a> {
             let (mut body, tree) = if record::streams(job.route) {
                 let mut rows = record::Rows::new(job.route, period, claim.from, 0);
                 let (body, tree, found) =
-                    Json::parse_records(raw, &job.route.records, &mut |i, rec| rows.push(i, &rec))
+                    Json::parse_records(raw, &job.route.records, &mut |i, el| rows.take(i, el))
                         .map_err(not_json)?;
                 match found {
                     0 => (body, tree),
