@@ -147,40 +147,34 @@ impl<'a> Parser<'a> {
         let object = self.peek() == Some(b'{');
         'value: loop {
             match self.peek() {
-                Some(b'{') => {
+                Some(open @ (b'{' | b'[')) => {
                     if depth + w.frames.len() >= MAX_DEPTH {
                         return Err(GiveUp);
                     }
                     self.pos += 1;
                     self.skip_ws();
-                    if self.peek() == Some(b'}') {
-                        self.pos += 1;
-                        w.out.push_str("{}");
+                    let (close, empty) = if open == b'{' {
+                        (b'}', "{}")
                     } else {
-                        w.frames.push(Frame::Obj {
-                            base: w.out.len(),
-                            first: w.members.len(),
-                            sorted: true,
-                            key: "",
-                            value_at: 0,
-                        });
-                        w.out.push('{');
-                        self.write_key(w)?;
-                        continue 'value;
-                    }
-                }
-                Some(b'[') => {
-                    if depth + w.frames.len() >= MAX_DEPTH {
-                        return Err(GiveUp);
-                    }
-                    self.pos += 1;
-                    self.skip_ws();
-                    if self.peek() == Some(b']') {
+                        (b']', "[]")
+                    };
+                    if self.peek() == Some(close) {
                         self.pos += 1;
-                        w.out.push_str("[]");
+                        w.out.push_str(empty);
                     } else {
-                        w.frames.push(Frame::Arr(0));
-                        w.out.push('[');
+                        w.out.push(char::from(open));
+                        if open == b'[' {
+                            w.frames.push(Frame::Arr(0));
+                        } else {
+                            w.frames.push(Frame::Obj {
+                                base: w.out.len() - 1,
+                                first: w.members.len(),
+                                sorted: true,
+                                key: "",
+                                value_at: 0,
+                            });
+                            self.write_key(w)?;
+                        }
                         continue 'value;
                     }
                 }
@@ -473,9 +467,13 @@ mod tests {
             (self.0 >> 33) % n
         }
 
+        fn pick<'s>(&mut self, from: &[&'s str]) -> &'s str {
+            from[self.next(from.len() as u64) as usize]
+        }
+
         fn ws(&mut self, out: &mut String) {
             if self.next(4) == 0 {
-                out.push_str([" ", "\n", "\t ", "\r\n  "][self.next(4) as usize]);
+                out.push_str(self.pick(&[" ", "\n", "\t ", "\r\n  "]));
             }
         }
 
@@ -513,7 +511,7 @@ mod tests {
             ];
             out.push('"');
             for _ in 0..self.next(4) {
-                out.push_str(PIECES[self.next(PIECES.len() as u64) as usize]);
+                out.push_str(self.pick(PIECES));
             }
             out.push('"');
         }
@@ -538,10 +536,10 @@ mod tests {
             ];
             // Now and then an escaped key: the text path gives it up.
             if self.next(40) == 0 {
-                out.push_str(["\"k\\u00e9\"", "\"a\\\"b\"", "\"x\\u0000\""][self.next(3) as usize]);
+                out.push_str(self.pick(&["\"k\\u00e9\"", "\"a\\\"b\"", "\"x\\u0000\""]));
             } else {
                 out.push('"');
-                out.push_str(KEYS[self.next(KEYS.len() as u64) as usize]);
+                out.push_str(self.pick(KEYS));
                 out.push('"');
             }
         }
@@ -561,8 +559,8 @@ mod tests {
                 "0.1",
             ];
             match self.next(if depth > 4 { 5 } else { 7 }) {
-                0 => out.push_str(["true", "false", "null"][self.next(3) as usize]),
-                1 | 2 => out.push_str(NUMBERS[self.next(NUMBERS.len() as u64) as usize]),
+                0 => out.push_str(self.pick(&["true", "false", "null"])),
+                1 | 2 => out.push_str(self.pick(NUMBERS)),
                 3 | 4 => self.string(out),
                 5 => {
                     out.push('[');
