@@ -216,21 +216,22 @@ impl<'r> Rows<'r> {
     /// Record `i` of the page; once one record failed, the rest are not
     /// looked at.
     pub fn push(&mut self, i: usize, raw: &Json<'_>) {
-        if self.failed.is_none() {
-            if let Err(why) = self.row(i, raw) {
-                self.failed = Some(why);
-            }
-        }
+        self.keep(|rows| rows.row(i, raw));
     }
 
     /// Record `i` of the page as `Json::parse_records` hands it over.
     pub fn take(&mut self, i: usize, el: Element<'_, '_>) {
+        match el {
+            Element::Tree(raw) => self.push(i, &raw),
+            Element::Text(rec) => self.keep(|rows| rows.row_text(i, &rec)),
+        }
+    }
+
+    /// Builds a row unless a record already failed the page; the first
+    /// failure is the page's.
+    fn keep(&mut self, row: impl FnOnce(&mut Self) -> Result<(), String>) {
         if self.failed.is_none() {
-            let got = match el {
-                Element::Tree(raw) => self.row(i, &raw),
-                Element::Text(rec) => self.row_text(i, &rec),
-            };
-            if let Err(why) = got {
+            if let Err(why) = row(self) {
                 self.failed = Some(why);
             }
         }
