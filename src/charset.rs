@@ -81,8 +81,7 @@ pub fn decode(body: Vec<u8>, charset: Charset) -> Vec<u8> {
     if charset == Charset::Utf8 || body.is_ascii() {
         return body;
     }
-    let extra = body.iter().filter(|&&b| b >= 0x80).count();
-    let mut out = String::with_capacity(body.len() + 2 * extra);
+    let mut out = String::with_capacity(decoded_len(&body, charset));
     for &b in &body {
         out.push(match b {
             0x80..=0x9F => CP1252_80_9F[usize::from(b - 0x80)],
@@ -90,6 +89,20 @@ pub fn decode(body: Vec<u8>, charset: Charset) -> Vec<u8> {
         });
     }
     out.into_bytes()
+}
+
+/// The length `decode` gives `body`, without decoding it.
+pub fn decoded_len(body: &[u8], charset: Charset) -> usize {
+    if charset == Charset::Utf8 {
+        return body.len();
+    }
+    body.iter()
+        .map(|&b| match b {
+            0x80..=0x9F => CP1252_80_9F[usize::from(b - 0x80)].len_utf8(),
+            0xA0..=0xFF => 2,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// The charset a 2xx body is read in: the route's, else the declared one,
@@ -111,6 +124,14 @@ pub fn body_charset(route: Option<Charset>, content_type: Option<&str>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_len_is_the_length_decode_gives() {
+        let every: Vec<u8> = (0..=255).collect();
+        for c in [Charset::Utf8, Charset::Windows1252] {
+            assert_eq!(decoded_len(&every, c), decode(every.clone(), c).len());
+        }
+    }
 
     #[test]
     fn charset_labels_and_content_type() {

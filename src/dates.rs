@@ -228,7 +228,7 @@ pub fn value_date(v: &Json<'_>, zone: Option<&Zone>) -> Option<NaiveDate> {
         Json::Num(n) => {
             let x = n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?;
             // Past 1e11 seconds is year 5138: such numbers are milliseconds.
-            let t = if x.abs() >= 100_000_000_000 {
+            let t = if x.unsigned_abs() >= 100_000_000_000 {
                 DateTime::from_timestamp_millis(x)?
             } else {
                 DateTime::from_timestamp(x, 0)?

@@ -27,6 +27,10 @@ const MAX_EARLY: Duration = Duration::from_secs(60);
 /// Life assumed for an access token whose answer has no `expires_in`.
 const DEFAULT_LIFE: Duration = Duration::from_secs(3600);
 
+/// The longest life an `expires_in` is read as (a year): a server's
+/// `1e30` must not overflow the expiry's date.
+const MAX_LIFE: f64 = 365.0 * 86_400.0;
+
 /// Attempts of `prepare` at a token endpoint or database that fails transiently.
 const PREPARE_ATTEMPTS: u32 = 3;
 
@@ -342,8 +346,8 @@ impl Session {
                 .as_ref()
                 .and_then(|j| j.get("expires_in"))
                 .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .map(Duration::from_secs_f64)
+                .filter(|s| *s > 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(MAX_LIFE)))
                 .unwrap_or(DEFAULT_LIFE);
             return Ok(Answer {
                 access,

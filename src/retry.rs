@@ -127,7 +127,11 @@ impl Policy<'_> {
             };
             let stop = match self.next(attempt, classify(&error), fastrand::f64()) {
                 Ok(wait) => {
-                    let until = Instant::now() + wait;
+                    // A wait no clock can reach is as good as for ever: quit ends it.
+                    let now = Instant::now();
+                    let until = now
+                        .checked_add(wait)
+                        .unwrap_or(now + Duration::from_secs(1 << 32));
                     let retrying = Retrying {
                         attempt,
                         attempts: self.attempts,

@@ -89,7 +89,8 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
     if a.no_probe {
         return Ok(verdict(exit, env_problem));
     }
-    let timeout = ctx.settings()?.timeout;
+    let settings = ctx.settings()?;
+    let (timeout, max_body) = (settings.timeout, settings.max_body());
     let mut rows = Vec::new();
     for (c, auth) in cfg.clients.values().zip(&auths) {
         for r in c.routes.values() {
@@ -106,7 +107,7 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
                         format!("not probed: secret unavailable: {e:#}")
                     });
                     let v = match secrets {
-                        Ok(s) => probe(&agent, c, r, auth, s, day),
+                        Ok(s) => probe(&agent, c, r, auth, s, day, max_body),
                         Err(m) => Err(m),
                     };
                     if v.is_err() {
@@ -138,13 +139,14 @@ fn probe(
     auth: &ResolvedAuth,
     secrets: crate::config::template::Secrets,
     day: NaiveDate,
+    max_body: usize,
 ) -> Result<String, String> {
     let request =
         http::SliceRequest::new(c, r, auth, &secrets, day, day).map_err(|e| format!("{e:#}"))?;
     let pager = Pager::new(&r.pagination, request.first_url());
     let call = request.call(pager.current(), &pager.position());
     let shown = call.masker(auth).url(&call.url);
-    match http::send(agent, &call, auth, r, &mut || {}) {
+    match http::send(agent, &call, auth, r, &mut http::body::Unmetered(max_body)) {
         Ok(f) => {
             let v =
                 Json::parse(&f.body).map_err(|e| format!("{shown}: the body is not JSON ({e})"))?;

@@ -9,7 +9,7 @@
 //! secret, no start point, refused credentials) is reported and the others
 //! go on.
 
-use super::sync::{idle_summary, period, SyncLock, DEFAULT_LOOKBACK_DAYS};
+use super::sync::{idle_summary, lookback_days, period, SyncLock};
 use super::{day_flag, scrap, Context};
 use crate::cli::SyncArgs;
 use crate::config::{Client, Config, Route};
@@ -66,6 +66,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
             return Err(usage(format!("--from {f} is after --until {u}")));
         }
     }
+    let lookback = lookback_days(a.lookback_days)?;
     let cfg = ctx.config()?;
     let pairs = select(cfg, &a.client, &a.route)?;
     let settings = ctx.settings()?;
@@ -88,7 +89,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let plan = Plan {
         from,
         until,
-        lookback: a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS),
+        lookback,
     };
     // Each pair's own stop (its client refused the credentials); a stop
     // signal or a lost database stops them all.

@@ -28,6 +28,17 @@ use std::ops::DerefMut;
 /// makes the overlap free.
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 1;
 
+/// `--lookback-days`, or its default, within its range.
+pub fn lookback_days(flag: Option<u32>) -> Result<u32> {
+    crate::config::ranges::check(
+        "--lookback-days",
+        crate::config::ranges::LOOKBACK_DAYS,
+        flag,
+    )
+    .map_err(|(k, why)| usage(format!("{k}: {why}")))?;
+    Ok(flag.unwrap_or(DEFAULT_LOOKBACK_DAYS))
+}
+
 /// The period a sync loads, or `None` when there is nothing new.
 pub fn period(
     last_loaded: Option<NaiveDate>,
@@ -118,7 +129,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
         &ident::sanitize(&route.name).map_err(usage)?,
     )
     .map_err(usage)?;
-    let lookback = a.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS);
+    let lookback = lookback_days(a.lookback_days)?;
     ctx.settings()?;
     ctx.auth(client)?;
     ctx.secrets(route)?;

@@ -9,6 +9,7 @@
 //! `Secret::resolve`.
 
 mod position;
+pub mod ranges;
 mod raw;
 pub mod settings;
 pub mod template;
@@ -104,6 +105,10 @@ pub struct Route {
     /// slices before said, at most one per fetcher) asked for with it
     /// (default true).
     pub speculative_pages: bool,
+    /// Longest wait the API may ask for (`Retry-After`, rate-limit headers)
+    /// before the page's slice fails instead (`max_pause_secs`: the route's,
+    /// else the client's, else 900 s).
+    pub max_pause: std::time::Duration,
 }
 
 /// A route's HTTP method.

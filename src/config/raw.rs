@@ -23,6 +23,7 @@ pub struct RawFile {
     pub progress_secs: Option<f64>,
     pub error_log: Option<PathBuf>,
     pub memory_mb: Option<u64>,
+    pub max_body_mb: Option<u64>,
     #[serde(default)]
     pub clients: BTreeMap<String, RawClient>,
     #[serde(default)]
@@ -46,6 +47,7 @@ pub struct RawClient {
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     pub ca_file: Option<PathBuf>,
+    pub max_pause_secs: Option<u64>,
 }
 
 /// A client's `auth`, by `type`. Inline secrets (`token`, `value`,
@@ -120,6 +122,7 @@ pub struct RawRoute {
     pub response_rules: Vec<crate::rules::Rule>,
     pub parallel_pages: Option<bool>,
     pub speculative_pages: Option<bool>,
+    pub max_pause_secs: Option<u64>,
 }
 
 /// `slice_days` when the file leaves it out.

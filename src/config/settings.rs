@@ -26,6 +26,8 @@ pub const DEFAULT_BACKOFF_MS: u64 = 1000;
 /// MiB of pages in flight (`memory_mb`).
 pub const DEFAULT_MEMORY_MB: u64 = 64;
 pub const DEFAULT_BACKOFF_CAP_MS: u64 = 60_000;
+/// MiB a body may have after decompression (`max_body_mb`), at most `memory_mb`.
+pub const DEFAULT_MAX_BODY_MB: u64 = 256;
 
 /// Settings as one source gives them (flags, environment or file);
 /// `None` = not given there.
@@ -49,6 +51,8 @@ pub struct Layer {
     pub error_log: Option<PathBuf>,
     /// `ATLAS_MEMORY_MB`, `memory_mb` (no flag).
     pub memory_mb: Option<u64>,
+    /// `ATLAS_MAX_BODY_MB`, `max_body_mb` (no flag).
+    pub max_body_mb: Option<u64>,
 }
 
 impl Layer {
@@ -67,6 +71,7 @@ impl Layer {
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
             memory_mb: env_num(env, "ATLAS_MEMORY_MB")?,
+            max_body_mb: env_num(env, "ATLAS_MAX_BODY_MB")?,
         })
     }
 
@@ -82,41 +87,23 @@ impl Layer {
             progress_secs: self.progress_secs.or(lower.progress_secs),
             error_log: self.error_log.or(lower.error_log),
             memory_mb: self.memory_mb.or(lower.memory_mb),
+            max_body_mb: self.max_body_mb.or(lower.max_body_mb),
         }
     }
 
     /// The first value out of range, as (key, why).
     pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        let count = |n: usize| n as u64;
-        within("retry_max", self.retry_max.map(u64::from), None)?;
-        within("batch_export", self.batch_export.map(count), None)?;
-        within("threads", self.threads.map(count), Some(512))?;
-        within("writers", self.writers.map(count), Some(64))?;
-        within("lease_secs", self.lease_secs, None)?;
-        within("timeout_secs", self.timeout_secs, None)?;
-        within("memory_mb", self.memory_mb, None)?;
-        if self
-            .progress_secs
-            .is_some_and(|p| !(p > 0.0 && p.is_finite()))
-        {
-            return Err(("progress_secs", "must be a positive number".into()));
-        }
+        use super::ranges::{self, check, check_count};
+        check("retry_max", ranges::RETRY_MAX, self.retry_max)?;
+        check_count("batch_export", ranges::BATCH_EXPORT, self.batch_export)?;
+        check_count("threads", ranges::THREADS, self.threads)?;
+        check_count("writers", ranges::WRITERS, self.writers)?;
+        check_count("lease_secs", ranges::LEASE_SECS, self.lease_secs)?;
+        check_count("timeout_secs", ranges::TIMEOUT_SECS, self.timeout_secs)?;
+        check("progress_secs", ranges::PROGRESS_SECS, self.progress_secs)?;
+        check_count("memory_mb", ranges::MEMORY_MB, self.memory_mb)?;
+        check_count("max_body_mb", ranges::MAX_BODY_MB, self.max_body_mb)?;
         Ok(())
-    }
-}
-
-/// A whole number given for `key`: at least 1, and at most `max` if any.
-fn within(
-    key: &'static str,
-    v: Option<u64>,
-    max: Option<u64>,
-) -> std::result::Result<(), (&'static str, String)> {
-    match (v, max) {
-        (Some(0), None) => Err((key, "must be at least 1".into())),
-        (Some(n), Some(max)) if n == 0 || n > max => {
-            Err((key, format!("must be between 1 and {max}")))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -148,6 +135,9 @@ pub struct Settings {
     /// in MiB (`ATLAS_MEMORY_MB`, default 64).
     #[serde(skip)]
     pub memory_mb: u64,
+    /// MiB a body may have after decompression (`max_body_mb`; see `max_body`).
+    #[serde(skip)]
+    pub max_body_mb: u64,
     /// First retry wait (full jitter below it, doubling per attempt).
     #[serde(skip)]
     pub backoff_base: Duration,
@@ -160,6 +150,13 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Bytes a body may have after decompression: `max_body_mb`, but never
+    /// more than the memory budget (`memory_mb`) holds.
+    pub fn max_body(&self) -> usize {
+        let mb = self.max_body_mb.min(self.memory_mb);
+        usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
     /// Flags over environment over file over defaults. The file's layer was
     /// checked at load (its errors name a line); flags and environment are
     /// checked here. The backoff and channel capacity come from the
@@ -174,12 +171,21 @@ impl Settings {
             .check()
             .map_err(|(key, why)| usage(format!("{key}: {why}")))?;
         let channel_capacity: Option<usize> = env_num(env, "ATLAS_CHANNEL_CAPACITY")?;
-        if channel_capacity == Some(0) {
-            return Err(usage("ATLAS_CHANNEL_CAPACITY must be at least 1"));
+        let backoff_ms: Option<u64> = env_num(env, "ATLAS_BACKOFF_MS")?;
+        let backoff_cap_ms: Option<u64> = env_num(env, "ATLAS_BACKOFF_CAP_MS")?;
+        {
+            use super::ranges::{self, check_count};
+            check_count(
+                "ATLAS_CHANNEL_CAPACITY",
+                ranges::CHANNEL_CAPACITY,
+                channel_capacity,
+            )
+            .and_then(|()| check_count("ATLAS_BACKOFF_MS", ranges::BACKOFF_MS, backoff_ms))
+            .and_then(|()| check_count("ATLAS_BACKOFF_CAP_MS", ranges::BACKOFF_MS, backoff_cap_ms))
+            .map_err(|(key, why)| usage(format!("{key}: {why}")))?;
         }
-        let backoff_ms: u64 = env_num(env, "ATLAS_BACKOFF_MS")?.unwrap_or(DEFAULT_BACKOFF_MS);
-        let backoff_cap_ms: u64 =
-            env_num(env, "ATLAS_BACKOFF_CAP_MS")?.unwrap_or(DEFAULT_BACKOFF_CAP_MS);
+        let backoff_ms = backoff_ms.unwrap_or(DEFAULT_BACKOFF_MS);
+        let backoff_cap_ms = backoff_cap_ms.unwrap_or(DEFAULT_BACKOFF_CAP_MS);
         Ok(Settings {
             retry_max: given.retry_max.unwrap_or(DEFAULT_RETRY_MAX),
             batch_export: given.batch_export.unwrap_or(DEFAULT_BATCH_EXPORT),
@@ -190,6 +196,7 @@ impl Settings {
             progress: Duration::from_secs_f64(given.progress_secs.unwrap_or(DEFAULT_PROGRESS_SECS)),
             channel_capacity,
             memory_mb: given.memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
+            max_body_mb: given.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB),
             backoff_base: Duration::from_millis(backoff_ms),
             backoff_cap: Duration::from_millis(backoff_cap_ms.max(backoff_ms)),
             error_log: given
@@ -328,7 +335,10 @@ mod tests {
             lease_secs: Some(0),
             ..Default::default()
         };
-        assert_eq!(check(l), Err("lease_secs: must be at least 1".into()));
+        assert_eq!(
+            check(l),
+            Err("lease_secs: must be between 1 and 86400".into())
+        );
         let l = Layer {
             threads: Some(512),
             progress_secs: Some(f64::NAN),
@@ -336,7 +346,46 @@ mod tests {
         };
         assert_eq!(
             check(l),
-            Err("progress_secs: must be a positive number".into())
+            Err("progress_secs: must be between 0.1 and 3600".into())
+        );
+        let l = Layer {
+            progress_secs: Some(1e300),
+            ..Default::default()
+        };
+        assert_eq!(
+            check(l),
+            Err("progress_secs: must be between 0.1 and 3600".into())
+        );
+        let l = Layer {
+            max_body_mb: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            check(l),
+            Err("max_body_mb: must be between 1 and 65536".into())
+        );
+    }
+
+    #[test]
+    fn a_body_may_take_no_more_than_the_memory_budget() {
+        let s = Settings::resolve(Layer::default(), &|_| None, &Layer::default()).unwrap();
+        assert_eq!(s.max_body(), 64 << 20, "256 MiB asked, 64 MiB budget");
+        let l = Layer {
+            memory_mb: Some(512),
+            ..Default::default()
+        };
+        let s = Settings::resolve(l, &|_| None, &Layer::default()).unwrap();
+        assert_eq!(s.max_body(), 256 << 20);
+        let env = vars(&[("ATLAS_MAX_BODY_MB", "8")]);
+        let s = Settings::resolve(Layer::default(), &env, &Layer::default()).unwrap();
+        assert_eq!(s.max_body(), 8 << 20);
+        let env = vars(&[("ATLAS_BACKOFF_MS", "1e9")]);
+        assert!(Settings::resolve(Layer::default(), &env, &Layer::default()).is_err());
+        let env = vars(&[("ATLAS_BACKOFF_CAP_MS", "3600001")]);
+        let e = Settings::resolve(Layer::default(), &env, &Layer::default()).unwrap_err();
+        assert_eq!(
+            format!("{e}"),
+            "ATLAS_BACKOFF_CAP_MS: must be between 1 and 3600000"
         );
     }
 

@@ -3,6 +3,7 @@
 //! overrides, table names), each error naming its key with line and column.
 
 use super::position::{key_position, Key};
+use super::ranges;
 use super::raw::{RawAuth, RawClient, RawFile, RawPagination, RawRoute};
 use super::settings::Layer;
 use super::template;
@@ -21,6 +22,9 @@ use std::path::{Path, PathBuf};
 /// Pages a slice may take when the route sets no `max_pages`.
 pub const DEFAULT_MAX_PAGES: u64 = 100_000;
 
+/// Longest wait an API may ask for before the page's slice fails instead.
+pub const DEFAULT_MAX_PAUSE_SECS: u64 = 900;
+
 /// Validates the parsed file. `tree` is the same file as a value tree (to
 /// merge route overrides), `text` its source (to point at keys).
 pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Config> {
@@ -38,6 +42,7 @@ pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Co
         progress_secs: raw.progress_secs,
         error_log: raw.error_log,
         memory_mb: raw.memory_mb,
+        max_body_mb: raw.max_body_mb,
     };
     settings.check().map_err(|(k, m)| v.bad(&Key::top(k), m))?;
 
@@ -104,14 +109,15 @@ impl Validator<'_> {
                 "must be http:// or https://".into(),
             ));
         }
-        if let Some(r) = c.rate_limit_per_sec {
-            if !(r > 0.0 && r.is_finite()) {
-                return Err(self.bad(
-                    &key.dotted("rate_limit_per_sec"),
-                    "must be a positive number".into(),
-                ));
-            }
-        }
+        ranges::check(
+            "rate_limit_per_sec",
+            ranges::RATE_LIMIT_PER_SEC,
+            c.rate_limit_per_sec,
+        )
+        .and_then(|()| {
+            ranges::check_count("max_pause_secs", ranges::MAX_PAUSE_SECS, c.max_pause_secs)
+        })
+        .map_err(|(k, m)| self.bad(&key.dotted(k), m))?;
         let ca_certs = match &c.ca_file {
             None => Vec::new(),
             Some(path) => ca_certs(path).map_err(|m| self.bad(&key.dotted("ca_file"), m))?,
@@ -159,6 +165,14 @@ impl Validator<'_> {
                     template::check(t, &r.pagination).map_err(|m| {
                         self.bad(&key.dotted(what).named(k), format!("{m} (route '{n}')"))
                     })?;
+                }
+            }
+            // The client's max_pause_secs for the routes that set none.
+            let route_sets =
+                |v: Option<&Value>| v.is_some_and(|r| r.get("max_pause_secs").is_some());
+            if let Some(secs) = c.max_pause_secs {
+                if !route_sets(c.route_overrides.get(&n)) && !route_sets(raw_routes.get(&n)) {
+                    r.max_pause = std::time::Duration::from_secs(secs);
                 }
             }
             // Client-wide headers and query apply to every route, under the route's own.
@@ -241,9 +255,11 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
     if !(r.path.is_empty() || r.path.starts_with('/')) {
         return Err(("path".into(), format!("'{}' must start with '/'", r.path)));
     }
-    if r.slice_days == 0 || r.slice_days > 366 {
-        return Err(("slice_days".into(), "must be between 1 and 366".into()));
-    }
+    ranges::check("slice_days", ranges::SLICE_DAYS, Some(r.slice_days))
+        .and_then(|()| {
+            ranges::check_count("max_pause_secs", ranges::MAX_PAUSE_SECS, r.max_pause_secs)
+        })
+        .map_err(|(k, m)| (k.to_string(), m))?;
     let format = r.date_params.format.unwrap_or_else(|| "%Y-%m-%d".into());
     let end_style = r.date_params.end_style.unwrap_or(EndStyle::Inclusive);
     dates::check_format(&format, end_style).map_err(|m| ("date_params.format".to_string(), m))?;
@@ -350,6 +366,9 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         response_rules: r.response_rules,
         parallel_pages: r.parallel_pages.unwrap_or(true),
         speculative_pages: r.speculative_pages.unwrap_or(true),
+        max_pause: std::time::Duration::from_secs(
+            r.max_pause_secs.unwrap_or(DEFAULT_MAX_PAUSE_SECS),
+        ),
     })
 }
 
@@ -441,10 +460,12 @@ fn request_templates(
 fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldError> {
     let k = "pagination";
     let positive = |key: &str, v: Option<u64>| -> std::result::Result<Option<u64>, FieldError> {
-        match v {
-            Some(0) => Err((format!("{k}.{key}"), "must be at least 1".into())),
-            _ => Ok(v),
-        }
+        let range = match key {
+            "max_pages" => ranges::MAX_PAGES,
+            _ => ranges::PAGE_SIZE,
+        };
+        ranges::check_count("", range, v).map_err(|(_, m)| (format!("{k}.{key}"), m))?;
+        Ok(v)
     };
     let mp = |m: Option<u64>| -> std::result::Result<u64, FieldError> {
         Ok(positive("max_pages", m)?.unwrap_or(DEFAULT_MAX_PAGES))
@@ -474,6 +495,8 @@ fn pagination(p: Option<RawPagination>) -> std::result::Result<Paging, FieldErro
             max_pages,
         } => {
             positive("size", size)?;
+            ranges::check("", ranges::PAGE_START, start.map(|n| n as f64))
+                .map_err(|(_, m)| (format!("{k}.start"), m))?;
             if stop_on_short_page && size.is_none() {
                 return Err((
                     format!("{k}.stop_on_short_page"),

@@ -15,9 +15,15 @@
 //! the body.
 
 use super::lock;
+use crate::http::body::Room;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a body that outgrew its reservation waits for more room before
+/// it is given up (and asked for again): two bodies growing into the last
+/// of the budget must not wait for each other for ever.
+const GROW_WAIT: Duration = Duration::from_secs(2);
 
 /// The next reservation after a page that took `cost` bytes at its peak,
 /// the estimate being `old`: the larger of the two, except that the old one
@@ -173,6 +179,68 @@ impl Reserved {
     }
 }
 
+impl Reserved {
+    /// Holds `total` bytes for a body that is being read and outgrew the
+    /// reservation: taken at once when the budget has room or nothing else
+    /// is held (a page larger than the budget passes alone), else waited
+    /// for up to `GROW_WAIT`. `false` when none came (or `quit` rose): the
+    /// body is given up, and the next reservation is at least `total`.
+    pub(super) fn grow(&mut self, total: usize, quit: &AtomicBool) -> bool {
+        if total <= self.bytes {
+            return true;
+        }
+        let extra = total - self.bytes;
+        let deadline = Instant::now() + GROW_WAIT;
+        let mut used = lock(&self.budget.used);
+        loop {
+            let alone = used.bytes == self.bytes;
+            if alone || used.bytes + extra <= self.budget.cap {
+                used.bytes += extra;
+                self.bytes = total;
+                return true;
+            }
+            let now = Instant::now();
+            if quit.load(Ordering::SeqCst) || now >= deadline {
+                drop(used);
+                self.budget.saw_page(total);
+                return false;
+            }
+            used.waiting += 1;
+            used = self
+                .budget
+                .freed
+                .wait_timeout(used, (deadline - now).min(Duration::from_millis(100)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+            used.waiting -= 1;
+        }
+    }
+}
+
+/// A page's reservation as the room its body is read in: what is held
+/// sizes the buffer, growth past it is taken from the budget as the bytes
+/// arrive, and no body passes `limit` (`max_body_mb`).
+pub(super) struct PageRoom<'a> {
+    pub held: &'a mut Reserved,
+    pub quit: &'a AtomicBool,
+    pub limit: usize,
+}
+
+impl Room for PageRoom<'_> {
+    fn limit(&self) -> usize {
+        self.limit
+    }
+    fn held(&self) -> usize {
+        self.held.bytes
+    }
+    fn settle(&mut self) {
+        self.held.settle(self.quit);
+    }
+    fn grow(&mut self, total: usize) -> bool {
+        self.held.grow(total, self.quit)
+    }
+}
+
 impl Drop for Reserved {
     fn drop(&mut self) {
         self.resize(0);
@@ -282,6 +350,46 @@ mod tests {
         assert_eq!((third.bytes, third.deferred), (4_000, false));
         drop((first, second, third));
         assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
+    }
+
+    #[test]
+    fn a_body_grows_into_free_room_alone_past_the_budget_and_else_gives_up() {
+        let b = Arc::new(Budget::new(1));
+        let quit = AtomicBool::new(false);
+        b.saw_page(100_000);
+        let mut one = b.for_page(&quit).unwrap();
+        let mut two = b.for_page(&quit).unwrap();
+        assert!(one.grow(600_000, &quit), "free room is taken at once");
+        assert_eq!(lock(&b.used).bytes, 700_000);
+        // No room left for two's growth while one holds its bytes: after
+        // GROW_WAIT it gives up, and the next reservation covers its size.
+        let t = Instant::now();
+        assert!(!two.grow(900_000, &quit));
+        assert!(t.elapsed() >= GROW_WAIT);
+        assert_eq!(two.bytes, 100_000, "nothing more held");
+        assert_eq!(b.estimate.load(Ordering::Relaxed), 900_000);
+        // Once one is given back, two grows, even past the budget: alone.
+        drop(one);
+        assert!(two.grow(3 << 20, &quit));
+        assert_eq!(lock(&b.used).bytes, 3 << 20);
+        drop(two);
+        assert_eq!(lock(&b.used).bytes, 0, "every byte given back");
+    }
+
+    #[test]
+    fn a_growing_body_goes_as_soon_as_room_is_given_back() {
+        let b = Arc::new(Budget::new(1));
+        let quit = AtomicBool::new(false);
+        b.saw_page(500_000);
+        let mut one = b.for_page(&quit).unwrap();
+        let mut two = b.for_page(&quit).unwrap();
+        std::thread::scope(|s| {
+            let grower = s.spawn(|| two.grow(800_000, &quit));
+            // The writer commits one's rows: its room comes back.
+            one.resize(0);
+            assert!(grower.join().unwrap());
+        });
+        assert_eq!(lock(&b.used).bytes, 800_000);
     }
 
     #[test]

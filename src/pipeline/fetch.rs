@@ -6,7 +6,7 @@
 //! stops the slice; a slice whose rows cannot all be sent (the run stops) is
 //! released, never marked done; the fetcher lets go of its slice last thing.
 
-use super::budget::Reserved;
+use super::budget::{PageRoom, Reserved};
 use super::track::{ReleaseOnPanic, SliceTrack};
 use super::{add, lock, Abort, Chunk, Lanes, Shared};
 use crate::config::Pagination;
@@ -950,9 +950,12 @@ impl<'j, 'a> Shared<'j, 'a> {
                 let Some(permit) = self.limiter.acquire_as(job.quit, attempt > 1) else {
                     return Err(PageError::Quit);
                 };
-                let got = http::send(&self.agent, call, &job.auth, job.route, &mut || {
-                    held.settle(job.quit)
-                });
+                let mut room = PageRoom {
+                    held: &mut *held,
+                    quit: job.quit,
+                    limit: job.settings.max_body(),
+                };
+                let got = http::send(&self.agent, call, &job.auth, job.route, &mut room);
                 // Rate-limit headers at 0, or a Retry-After on a 503: every
                 // fetcher of the client waits, the rate stays.
                 if let Some(wait) = http::pause_of(&got) {
@@ -1073,6 +1076,9 @@ impl<'j, 'a> Shared<'j, 'a> {
             (PageError::Http(Failure::Tls { message }), _) => {
                 // Untrusted certificate: every request of the client would fail the same.
                 self.abort(Abort::Environment(message.clone()));
+                SliceStop::Failed(format!("page {page_no}: {message}"))
+            }
+            (PageError::Http(Failure::Refused { message, body, .. }), _) if body.is_empty() => {
                 SliceStop::Failed(format!("page {page_no}: {message}"))
             }
             (PageError::Http(Failure::Refused { message, body, .. }), _) => {

@@ -311,13 +311,14 @@ fn copy_meets_stored_rows_falls_back_and_counts_exactly() {
 
 #[test]
 fn a_memory_budget_smaller_than_a_page_still_loads_exactly() {
-    // Pages of 2,000 records (over 1 MiB each) under a 1 MiB budget: each
-    // page passes alone, and the load is exact.
+    // Pages of 1,000 records (a 0.55 MiB body, over 1 MiB once parsed into
+    // rows) under a 1 MiB budget: each page passes alone, and the load is
+    // exact. (A body itself past the budget is refused: limits.rs.)
     let mut c = Case::new(
         "perf_mem",
-        &["--per-day", "4000", "--page-size", "2000"],
+        &["--per-day", "4000", "--page-size", "1000"],
         "page",
-        route(pages_of(2000)),
+        route(pages_of(1000)),
     );
     c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "1".into()));
     let id = c.create("2025-03-04", "2025-03-05");

@@ -5,7 +5,10 @@
 //! Secrets reach the wire only: any URL shown to a person goes through
 //! `redact`, and resolved secret values never implement `Display`.
 
-use crate::charset::{body_charset, decode};
+pub mod body;
+pub mod headers;
+
+use crate::charset::{body_charset, Charset};
 use crate::config::template::{self, Secrets, Var, Vars};
 use crate::config::{Auth, BodyFormat, Client, Method, Route, SecretValue};
 use crate::paginate::Position;
@@ -13,15 +16,12 @@ use crate::retry::Verdict;
 use crate::rules::{self, Then};
 use anyhow::Result;
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
-
-/// Largest body accepted for one page (a guard against runaway responses).
-const MAX_BODY_BYTES: u64 = 512 * 1024 * 1024;
 
 /// A query param or header whose name contains one of these (ASCII
 /// case-insensitive) has its value masked wherever it is shown.
@@ -357,7 +357,8 @@ fn pacing(r: f64) -> (usize, Duration) {
     if r >= 1.0 {
         (r.floor() as usize, RATE_WINDOW)
     } else {
-        (1, Duration::from_secs_f64(1.0 / r))
+        // The config's range keeps r at 0.001 or more; NaN falls back to that too.
+        (1, Duration::from_secs_f64(1.0 / r.max(0.001)))
     }
 }
 
@@ -557,7 +558,7 @@ impl Window {
     /// Nobody starts before `now + wait` (a later pause extends it, never
     /// shortens it).
     pub fn pause(&mut self, now: Instant, wait: Duration) {
-        let until = now + wait;
+        let until = now + wait.min(headers::FAR);
         if self.paused_until.is_none_or(|p| p < until) {
             self.paused_until = Some(until);
         }
@@ -575,7 +576,7 @@ impl Window {
         if wait.is_zero() {
             return;
         }
-        let until = now + wait;
+        let until = now + wait.min(headers::FAR);
         if self.paused_until.is_none_or(|p| p < until) {
             self.paused_until = Some(until);
         }
@@ -717,59 +718,6 @@ impl Limiter {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date, relative to `now`.
-pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(v).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// Longest pause a rate-limit reset may impose (a guard against a reset
-/// read in the wrong unit).
-const MAX_LIMIT_PAUSE: Duration = Duration::from_secs(3600);
-
-/// A reset value above this is a Unix time, below it a number of seconds.
-const EPOCH_RESET: f64 = 1_000_000_000.0;
-
-/// The pause rate-limit headers ask for: when `X-RateLimit-Remaining` or
-/// `RateLimit-Remaining` is 0, until the matching `*-Reset` (seconds, or a
-/// Unix time), one window when no reset is given.
-pub fn limit_pause(h: &ureq::http::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-    let first_number = |v: &str| v.split([',', ';']).next()?.trim().parse::<f64>().ok();
-    for (remaining, reset) in [
-        ("x-ratelimit-remaining", "x-ratelimit-reset"),
-        ("ratelimit-remaining", "ratelimit-reset"),
-    ] {
-        let left = get(remaining).and_then(first_number);
-        if left.is_none_or(|l| l > 0.0) {
-            continue;
-        }
-        let secs = get(reset)
-            .and_then(first_number)
-            .filter(|s| s.is_finite() && *s >= 0.0);
-        let wait = match secs {
-            None => RATE_WINDOW,
-            Some(s) if s > EPOCH_RESET => {
-                Duration::from_secs_f64((s - now.timestamp_millis() as f64 / 1000.0).max(0.0))
-            }
-            Some(s) => Duration::from_secs_f64(s),
-        };
-        return Some(wait.min(MAX_LIMIT_PAUSE));
-    }
-    None
-}
-
 /// A failed request, by what it calls for.
 #[derive(Debug)]
 pub enum Failure {
@@ -826,24 +774,6 @@ pub struct Fetched {
     pub pause: Option<Duration>,
 }
 
-/// Reads a body into a buffer sized by its `Content-Length` when it has one:
-/// grown by doubling instead, a 5.7 MB page would sit in 8 MiB (and take
-/// both while the buffer is copied), memory the page budget does not see.
-fn read_body(body: &mut ureq::Body) -> Result<Vec<u8>, ureq::Error> {
-    use std::io::Read;
-    let hint = body.content_length().unwrap_or(0).min(MAX_BODY_BYTES);
-    let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
-    body.with_config()
-        .limit(MAX_BODY_BYTES)
-        .reader()
-        .read_to_end(&mut buf)?;
-    // A compressed or unsized body grew by doubling: give the slack back.
-    if buf.capacity() - buf.len() > buf.len() / 16 {
-        buf.shrink_to_fit();
-    }
-    Ok(buf)
-}
-
 /// Start of a body for messages, valid UTF-8, one line.
 pub fn snippet(body: &[u8], max: usize) -> String {
     crate::report::snippet(body, max, "")
@@ -851,14 +781,14 @@ pub fn snippet(body: &[u8], max: usize) -> String {
 
 /// One request, classified, a 2xx body decoded to UTF-8 (the route's
 /// `charset` overrides the declared one), the route's `response_rules`
-/// applied first. Never panics on anything the network does. `before_body`
-/// runs once a 2xx answer's headers are in, before its body is read.
+/// applied first. Never panics on anything the network does. A 2xx body is
+/// read through `room` (its limit, and the memory budget as it arrives).
 pub fn send(
     agent: &ureq::Agent,
     call: &Call<'_>,
     auth: &ResolvedAuth,
     route: &Route,
-    before_body: &mut dyn FnMut(),
+    room: &mut dyn body::Room,
 ) -> std::result::Result<Fetched, Failure> {
     let result = match auth {
         // A 401 on a token that was live renews it once and sends once more.
@@ -870,7 +800,7 @@ pub fn send(
                     let first = fetch(
                         dispatch(agent, call, Some(("Authorization", &bearer(&token)))),
                         route,
-                        before_body,
+                        room,
                     );
                     match first {
                         Err(Failure::Auth { status: 401, .. }) => {
@@ -878,7 +808,7 @@ pub fn send(
                                 Ok((token, _)) => fetch(
                                     dispatch(agent, call, Some(("Authorization", &bearer(&token)))),
                                     route,
-                                    before_body,
+                                    room,
                                 ),
                                 Err(f) => Err(f),
                             }
@@ -891,10 +821,10 @@ pub fn send(
         ResolvedAuth::Header { name, value } => fetch(
             dispatch(agent, call, Some((name.as_str(), value.expose()))),
             route,
-            before_body,
+            room,
         ),
         ResolvedAuth::None | ResolvedAuth::Query { .. } => {
-            fetch(dispatch(agent, call, None), route, before_body)
+            fetch(dispatch(agent, call, None), route, room)
         }
     };
     result.map_err(|f| mask_failure(f, &call.masker(auth)))
@@ -1001,9 +931,8 @@ fn mask_failure(f: Failure, m: &Masker) -> Failure {
 fn fetch(
     sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     route: &Route,
-    before_body: &mut dyn FnMut(),
+    room: &mut dyn body::Room,
 ) -> std::result::Result<Fetched, Failure> {
-    let charset = route.charset;
     let mut resp = match sent {
         Ok(r) => r,
         Err(e) if certificate_error(&e).is_some() => {
@@ -1025,13 +954,23 @@ fn fetch(
         }
     };
     let status = resp.status().as_u16();
-    let pause = limit_pause(resp.headers(), Utc::now());
-    let wait = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, Utc::now()))
-        .or(pause);
+    let ok = (200..300).contains(&status);
+    let now = Utc::now();
+    let pause = headers::limit_pause(resp.headers(), now);
+    let wait = headers::retry_after_of(resp.headers(), now).or(pause);
+    // A 2xx page is kept whatever its headers say; a pause longer than the
+    // route allows is not obeyed (the next answer says if the server meant it).
+    let pause = pause.filter(|p| {
+        let within = *p <= route.max_pause;
+        if !within {
+            log::warn!(
+                "the API's rate-limit headers ask to wait {} s, more than max_pause_secs ({} s): not obeyed",
+                headers::said(*p),
+                route.max_pause.as_secs()
+            );
+        }
+        within
+    });
     let link = resp
         .headers()
         .get_all("link")
@@ -1040,31 +979,48 @@ fn fetch(
         .collect::<Vec<_>>()
         .join(", ");
     let charset = body_charset(
-        charset,
+        route.charset,
         resp.headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok()),
     );
-    if (200..300).contains(&status) {
-        before_body();
-    }
-    let body = read_body(resp.body_mut());
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if (200..300).contains(&status) => {
-            return Err(Failure::Retry {
-                status: Some(status),
-                wait,
-                message: format!("body cut short: {}", transport_message(&e)),
-                body: String::new(),
-            })
+    let body = if ok {
+        room.settle();
+        match body::read(resp.body_mut(), room) {
+            Ok(b) => b,
+            Err(cut @ body::Cut::TooLarge { .. }) => {
+                return Err(Failure::Refused {
+                    status: Some(status),
+                    message: cut.message(),
+                    body: String::new(),
+                })
+            }
+            Err(cut @ body::Cut::NoRoom { .. }) => {
+                return Err(Failure::Retry {
+                    status: Some(status),
+                    wait: None,
+                    message: cut.message(),
+                    body: String::new(),
+                })
+            }
+            Err(cut @ body::Cut::Transport(_)) => {
+                return Err(Failure::Retry {
+                    status: Some(status),
+                    wait,
+                    message: format!("body cut short: {}", cut.message()),
+                    body: String::new(),
+                })
+            }
         }
-        Err(_) => Vec::new(),
+    } else {
+        body::read_prefix(resp.body_mut(), body::ERROR_BODY_LIMIT)
     };
     if !route.response_rules.is_empty() {
         let text = match charset {
-            Ok(c) => String::from_utf8_lossy(&decode(body.clone(), c)).into_owned(),
-            Err(_) => String::from_utf8_lossy(&body).into_owned(),
+            Ok(c @ Charset::Windows1252) => {
+                String::from_utf8_lossy(&crate::charset::decode(body.clone(), c)).into_owned()
+            }
+            _ => String::from_utf8_lossy(&body).into_owned(),
         };
         if let Some((n, then, said)) = rules::first_match(&route.response_rules, status, &text) {
             let body = snippet(text.as_bytes(), 300);
@@ -1074,12 +1030,15 @@ fn fetch(
                     link: None,
                     pause,
                 }),
-                Then::Retry => Err(Failure::Retry {
-                    status: Some(status),
-                    wait,
-                    message: format!("response rule {n} (retry): {said}"),
-                    body,
-                }),
+                Then::Retry => {
+                    too_long(wait, route, status)?;
+                    Err(Failure::Retry {
+                        status: Some(status),
+                        wait,
+                        message: format!("response rule {n} (retry): {said}"),
+                        body,
+                    })
+                }
                 Then::Fail => Err(Failure::Refused {
                     status: Some(status),
                     message: format!("response rule {n} (fail): {said}"),
@@ -1091,11 +1050,18 @@ fn fetch(
     }
     match status {
         200..=299 => match charset {
-            Ok(c) => Ok(Fetched {
-                body: decode(body, c),
-                link: (!link.is_empty()).then_some(link),
-                pause,
-            }),
+            Ok(c) => match body::decode(body, c, room) {
+                Ok(body) => Ok(Fetched {
+                    body,
+                    link: (!link.is_empty()).then_some(link),
+                    pause,
+                }),
+                Err(cut) => Err(Failure::Refused {
+                    status: Some(status),
+                    message: cut.message(),
+                    body: String::new(),
+                }),
+            },
             // The same on every attempt: the slice fails at once.
             Err(message) => Err(Failure::Refused {
                 status: Some(status),
@@ -1107,17 +1073,41 @@ fn fetch(
             status,
             body: snippet(&body, 300),
         }),
-        408 | 425 | 429 | 500..=599 => Err(Failure::Retry {
-            status: Some(status),
-            wait,
-            message: format!("HTTP {status}"),
-            body: snippet(&body, 300),
-        }),
+        408 | 425 | 429 | 500..=599 => {
+            too_long(wait, route, status)?;
+            Err(Failure::Retry {
+                status: Some(status),
+                wait,
+                message: format!("HTTP {status}"),
+                body: snippet(&body, 300),
+            })
+        }
         _ => Err(Failure::Refused {
             status: Some(status),
             message: format!("HTTP {status}"),
             body: snippet(&body, 300),
         }),
+    }
+}
+
+/// A retryable answer whose server asks for a longer wait than the route
+/// allows (`max_pause_secs`) fails its slice at once: the next run resumes it.
+fn too_long(
+    wait: Option<Duration>,
+    route: &Route,
+    status: u16,
+) -> std::result::Result<(), Failure> {
+    match wait {
+        Some(w) if w > route.max_pause => Err(Failure::Refused {
+            status: Some(status),
+            message: format!(
+                "HTTP {status}: the API asked to wait {} s (more than max_pause_secs, {} s)",
+                headers::said(w),
+                route.max_pause.as_secs()
+            ),
+            body: String::new(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -1365,27 +1355,6 @@ mod tests {
         };
         assert_eq!(transport.status(), None);
         assert_eq!(classify(&transport), Verdict::Retry);
-    }
-
-    #[test]
-    fn retry_after_seconds_and_http_date() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(retry_after(" 2 ", now), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after("1.5", now), Some(Duration::from_millis(1500)));
-        assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
-            Some(Duration::ZERO),
-            "past date"
-        );
-        assert_eq!(retry_after("soon", now), None);
-        assert_eq!(retry_after("-3", now), None);
     }
 
     #[test]
@@ -1723,54 +1692,6 @@ mod tests {
             "quit interrupts the wait"
         );
         assert!(t2.elapsed() < Duration::from_secs(1));
-    }
-
-    #[test]
-    fn rate_limit_headers_at_zero_ask_for_a_pause() {
-        use ureq::http::{HeaderMap, HeaderValue};
-        let now = DateTime::parse_from_rfc3339("2025-03-01T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let h = |pairs: &[(&'static str, &str)]| {
-            let mut m = HeaderMap::new();
-            for (k, v) in pairs {
-                m.insert(*k, HeaderValue::from_str(v).unwrap());
-            }
-            m
-        };
-        let epoch = (now.timestamp() + 3).to_string();
-        assert_eq!(
-            limit_pause(
-                &h(&[
-                    ("X-RateLimit-Remaining", "0"),
-                    ("X-RateLimit-Reset", &epoch)
-                ]),
-                now
-            ),
-            Some(Duration::from_secs(3)),
-            "a Unix time"
-        );
-        assert_eq!(
-            limit_pause(
-                &h(&[("RateLimit-Remaining", "0"), ("RateLimit-Reset", "2")]),
-                now
-            ),
-            Some(Duration::from_secs(2)),
-            "seconds"
-        );
-        assert_eq!(
-            limit_pause(&h(&[("RateLimit-Remaining", "0")]), now),
-            Some(RATE_WINDOW),
-            "no reset: one window"
-        );
-        assert_eq!(
-            limit_pause(
-                &h(&[("X-RateLimit-Remaining", "4"), ("X-RateLimit-Reset", "9")]),
-                now
-            ),
-            None
-        );
-        assert_eq!(limit_pause(&h(&[]), now), None);
     }
 
     #[test]
