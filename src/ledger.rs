@@ -12,8 +12,10 @@ use postgres::types::Type;
 use postgres::{Client, GenericClient};
 use std::time::Duration;
 
+mod ends;
 mod status;
 
+pub use ends::{retried_elsewhere, unsettled};
 use status::status_of;
 pub use status::{RunStatus, SliceStatus, STATUSES};
 
@@ -375,9 +377,12 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Takes up to `n` slices nobody holds (pending, failed in an earlier run,
-/// or running under an expired lease: its worker died), in date order, in one statement
-/// (one commit for all: many small slices are claimed at a lower cost).
+/// Takes up to `n` slices nobody holds (pending, failed in a run that
+/// started before this one, or running under an expired lease: its worker
+/// died), in date order, in one statement (one commit for all: many small
+/// slices are claimed at a lower cost). A failed slice goes only to later
+/// runs, so two runs working one scrap never hand a failing slice back and
+/// forth.
 pub fn claim_many(
     c: &mut impl GenericClient,
     scrap: i64,
@@ -390,7 +395,8 @@ pub fn claim_many(
         "WITH c AS (
              SELECT id FROM atlas.slices
              WHERE scrap_id = $1
-               AND ((status IN ($5, $6) AND last_run_id IS DISTINCT FROM $2)
+               AND ((status = $5 AND last_run_id IS DISTINCT FROM $2)
+                    OR (status = $6 AND (last_run_id IS NULL OR last_run_id < $2))
                     OR (status = $7 AND lease_until < now()))
              ORDER BY slice_from
              LIMIT $8
@@ -421,20 +427,6 @@ pub fn claim_many(
         .collect();
     claims.sort_by_key(|c| (c.from, c.id));
     Ok(claims)
-}
-
-/// How many slices of the scrap other live workers still hold.
-pub fn held_by_others(c: &mut impl GenericClient, scrap: i64, worker: &str) -> Result<i64> {
-    Ok(c.query_typed_one(
-        "SELECT count(*) FROM atlas.slices
-         WHERE scrap_id = $1 AND status = $3 AND lease_until >= now() AND worker IS DISTINCT FROM $2",
-        &[
-            (&scrap, Type::INT8),
-            (&worker, Type::TEXT),
-            (&SliceStatus::Running.as_str(), Type::TEXT),
-        ],
-    )?
-    .get(0))
 }
 
 /// Workers holding live leases on this scrap, other than `worker`.

@@ -362,6 +362,11 @@ pub struct Summary {
     pub slices_done: i32,
     pub slices_failed: i32,
     pub slices_total: i64,
+    /// Slices this run loaded.
+    pub slices_done_by_run: i32,
+    /// Slices other processes loaded while this run worked the scrap
+    /// (some perhaps after this run gave up on them).
+    pub slices_done_elsewhere: i32,
     pub retries: i64,
     pub elapsed_secs: f64,
     pub records_per_sec: f64,

@@ -500,6 +500,11 @@ pub fn finish(
     let Ok(db) = ctx.database() else {
         return (Exit::Environment, summary);
     };
+    // A slice this run gave up on may be taken by a later run still
+    // working the scrap: its end says what the scrap came to.
+    if outcome.exit == Exit::Failed {
+        wait_for_later_runs(ctx, db, conn, ready, &feed);
+    }
     // The scrap as a whole (other workers may have worked some slices). The
     // run's connection may have been lost meanwhile: retried on a fresh one.
     let mut exit = outcome.exit;
@@ -514,8 +519,11 @@ pub fn finish(
         }
     };
     let all_done = !after.is_empty() && after.iter().all(|s| s.status == SliceStatus::Done);
-    if exit == Exit::Ok && !all_done {
-        exit = Exit::Failed;
+    match exit {
+        Exit::Ok if !all_done => exit = Exit::Failed,
+        // What this run gave up on, another finished: the scrap is loaded.
+        Exit::Failed if all_done => exit = Exit::Ok,
+        _ => {}
     }
     let status = match exit {
         Exit::Ok => RunStatus::Done,
@@ -535,6 +543,19 @@ pub fn finish(
     };
     summary.exit_code = exit.code();
     count_run(&mut summary, outcome, &after, elapsed);
+    summary.slices_done_elsewhere = (i64::from(summary.slices_done)
+        - ready.slices_done_before as i64
+        - i64::from(outcome.totals.slices_done))
+    .max(0) as i32;
+    if summary.slices_done_elsewhere > 0 {
+        feed.note(
+            "🤝",
+            &format!(
+                "{} fatia(s) do scrap {id} concluída(s) por outro processo durante esta execução",
+                summary.slices_done_elsewhere
+            ),
+        );
+    }
     if let Some(e) = &outcome.error {
         feed.note("❌", e);
     }
@@ -572,6 +593,51 @@ pub fn finish(
     (exit, summary)
 }
 
+/// How often a run that failed slices looks whether a later run took them.
+const LATER_RUN_POLL: Duration = Duration::from_secs(1);
+
+/// Waits while a later run of the scrap, still live, may take slices this
+/// run failed (`ledger::retried_elsewhere`); a stop signal ends the wait.
+/// The run's lease is renewed meanwhile, so it is not taken for dead.
+fn wait_for_later_runs(
+    ctx: &Context<'_>,
+    db: &db::Db,
+    conn: &mut postgres::Client,
+    ready: &Ready<'_>,
+    feed: &Feed<'_>,
+) {
+    let (scrap, run) = (ready.scrap.id, ready.run_id);
+    let lease = ready.summary.settings.lease;
+    let mut told = false;
+    while !ctx.quit.load(std::sync::atomic::Ordering::SeqCst) {
+        let left =
+            db::with_fresh_connection(db, conn, 1, backoff_of(&ready.summary.settings), |c| {
+                ledger::renew_run(c, run, lease)?;
+                ledger::retried_elsewhere(c, scrap, run)
+            });
+        match left {
+            Ok(0) => return,
+            Ok(n) if !told => {
+                told = true;
+                feed.note(
+                    "⏳",
+                    &format!(
+                        "Aguardando outro processo que trabalha o scrap {scrap} retomar {n} fatia(s) com falha desta execução"
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!(
+                    "cannot see whether a later run takes the failed slices of run {run}: {e:#}"
+                );
+                return;
+            }
+        }
+        std::thread::sleep(LATER_RUN_POLL);
+    }
+}
+
 /// The summary of a run that has done nothing yet.
 fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary {
     Summary {
@@ -593,6 +659,8 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         slices_done: 0,
         slices_failed: 0,
         slices_total,
+        slices_done_by_run: 0,
+        slices_done_elsewhere: 0,
         retries: 0,
         elapsed_secs: 0.0,
         records_per_sec: 0.0,
@@ -620,6 +688,7 @@ fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elap
         .iter()
         .filter(|s| s.status == SliceStatus::Failed)
         .count() as i32;
+    summary.slices_done_by_run = t.slices_done;
     summary.retries = t.retries;
     summary.elapsed_secs = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
     summary.records_per_sec =

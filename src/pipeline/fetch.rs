@@ -540,7 +540,7 @@ impl<'j, 'a> Shared<'j, 'a> {
             let held = match free {
                 Ok(Some(claim)) => return Claimed::Slice(claim),
                 Ok(None) => self.with_db("checking other workers", |c| {
-                    ledger::held_by_others(c, job.scrap.id, &job.worker)
+                    ledger::unsettled(c, job.scrap.id, job.run_id, &job.worker)
                 }),
                 Err(e) => Err(e),
             };

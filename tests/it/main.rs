@@ -4,6 +4,7 @@
 mod api_tls;
 mod data;
 mod erp;
+mod exits;
 mod faults;
 mod fleet;
 mod foundation;
