@@ -22,6 +22,7 @@ mod retry;
 mod rules;
 mod seal;
 mod signal;
+mod scrap_rows;
 mod slice;
 mod tls;
 
