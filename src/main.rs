@@ -20,9 +20,9 @@ mod record;
 mod report;
 mod retry;
 mod rules;
+mod scrap_rows;
 mod seal;
 mod signal;
-mod scrap_rows;
 mod slice;
 mod tls;
 

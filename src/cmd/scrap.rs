@@ -142,22 +142,22 @@ pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
             newest: None,
         },
     )?
-        .into_iter()
-        .map(|s| {
-            vec![
-                s.scrap.id.to_string(),
-                s.scrap.client,
-                s.scrap.route,
-                format!("{} até {}", s.scrap.from, s.scrap.to),
-                s.status.to_string(),
-                format!("{}/{}", s.done, s.slices),
-                count(s.inserted),
-                s.last_run
-                    .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M:%S")))
-                    .unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
+    .into_iter()
+    .map(|s| {
+        vec![
+            s.scrap.id.to_string(),
+            s.scrap.client,
+            s.scrap.route,
+            format!("{} até {}", s.scrap.from, s.scrap.to),
+            s.status.to_string(),
+            format!("{}/{}", s.done, s.slices),
+            count(s.inserted),
+            s.last_run
+                .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M:%S")))
+                .unwrap_or_else(|| "-".into()),
+        ]
+    })
+    .collect();
     report::out(&report::table(
         &[
             "id", "client", "route", "period", "status", "slices", "inserted", "last_run",
@@ -182,10 +182,10 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
             ..Default::default()
         },
     )?
-        .into_iter()
-        .find(|x| x.scrap.id == id)
-        .map(|x| x.status)
-        .unwrap_or(SliceStatus::Pending);
+    .into_iter()
+    .find(|x| x.scrap.id == id)
+    .map(|x| x.status)
+    .unwrap_or(SliceStatus::Pending);
     crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
     crate::outln!(
         "period: {} até {} (slice_days {})",
