@@ -534,61 +534,57 @@ fn run(f: &mut Frame<'_>, area: Rect, app: &App, job: &Job) {
 /// The run's last lines: its progress, then its warnings and errors apart
 /// (so retries do not push the progress out), each headed by what it is.
 fn last_lines(f: &mut Frame<'_>, area: Rect, app: &App, job: &Job) {
-    if area.height < 4 {
+    if area.height < 2 {
         return;
     }
     let st = app.style;
     // Each panel is a title line over its lines (at least one); the
-    // progress gets what it needs up to half, the trouble the rest.
-    let progress_height = (job.progress.len().max(1) as u16 + 1).min(area.height / 2);
+    // progress gets what it needs up to half, the trouble the rest; short
+    // of room (under a summary), the trouble only.
+    let progress_height = if area.height < 4 {
+        0
+    } else {
+        (job.progress.len().max(1) as u16 + 1).min(area.height / 2)
+    };
     let [top, bottom] =
         Layout::vertical([Constraint::Length(progress_height), Constraint::Min(0)]).areas(area);
-    let progress: Vec<Line> = if job.progress.is_empty() {
-        vec![Line::from("-")]
+    let progress = job.progress.iter().map(|l| Line::from(bare(l))).collect();
+    panel(f, top, tagged(st, "📋", "Andamento"), progress, "-");
+    let trouble = job
+        .trouble
+        .iter()
+        .map(|(kind, l)| {
+            let (word, colour) = match kind {
+                Kind::Error => ("erro ", Color::Red),
+                Kind::Warning | Kind::Progress => ("aviso", Color::Yellow),
+            };
+            Line::from(vec![
+                Span::styled(format!("{word}  "), Look::default().fg(colour)),
+                Span::raw(bare(l)),
+            ])
+        })
+        .collect();
+    let title = format!("Avisos e erros ({})", job.troubles);
+    panel(f, bottom, tagged(st, "⚠️", &title), trouble, "nenhum");
+}
+
+/// A titled panel of one line per message, the newest last: the last
+/// ones that fit are shown, each cut at the edge (a message is short;
+/// `erros_scraps.log` and Details have errors in full).
+fn panel(f: &mut Frame<'_>, area: Rect, title: String, lines: Vec<Line<'_>>, empty: &str) {
+    if area.height < 2 {
+        return;
+    }
+    let room = usize::from(area.height - 1);
+    let lines = if lines.is_empty() {
+        vec![Line::from(empty.to_string())]
     } else {
-        job.progress.iter().map(|l| Line::from(bare(l))).collect()
+        let skip = lines.len().saturating_sub(room);
+        lines.into_iter().skip(skip).collect()
     };
     f.render_widget(
-        Paragraph::new(progress)
-            .block(
-                Block::default()
-                    .borders(Borders::TOP)
-                    .title(tagged(st, "📋", "Andamento")),
-            )
-            .wrap(Wrap { trim: false }),
-        top,
-    );
-    let trouble: Vec<Line> = if job.trouble.is_empty() {
-        vec![Line::from("nenhum")]
-    } else {
-        job.trouble
-            .iter()
-            .map(|(kind, l)| {
-                let (word, colour) = match kind {
-                    Kind::Error => ("erro ", Color::Red),
-                    Kind::Warning | Kind::Progress => ("aviso", Color::Yellow),
-                };
-                Line::from(vec![
-                    Span::styled(format!("{word}  "), Look::default().fg(colour)),
-                    Span::raw(bare(l)),
-                ])
-            })
-            .collect()
-    };
-    let shown = if job.troubles > job.trouble.len() as u64 {
-        format!(" ({}, últimos {})", job.troubles, job.trouble.len())
-    } else {
-        format!(" ({})", job.troubles)
-    };
-    f.render_widget(
-        Paragraph::new(trouble)
-            .block(Block::default().borders(Borders::TOP).title(tagged(
-                st,
-                "⚠️",
-                &format!("Avisos e erros{shown}"),
-            )))
-            .wrap(Wrap { trim: false }),
-        bottom,
+        Paragraph::new(lines).block(Block::default().borders(Borders::TOP).title(title)),
+        area,
     );
 }
 
@@ -1000,10 +996,25 @@ mod tests {
             settings,
             loaded_until: None,
         };
+        a.watch(Watch::note(a.style, "🚀", "Iniciando ETL do cliente 2151"));
+        for _ in 0..3 {
+            a.watch(Watch::note(a.style, "⚠️", "Tentativa 1/5 falhou"));
+        }
+        a.watch(Watch::note(a.style, "⚠️", "1 fatia(s) com falha: veja"));
         a.finished(Finished::Summary {
             exit: 0,
             text: summary.render(a.style),
         });
+        // Short of room under the summary: the trouble only, its newest.
+        let s = render(&a, 100, 24);
+        screen_has(&s, "Avisos e erros (4)");
+        screen_has(&s, "aviso  ⚠ 1 fatia(s) com falha: veja");
+        let retries = s.iter().filter(|l| l.contains("Tentativa 1/5")).count();
+        assert_eq!(retries, 1, "room for two:\n{}", s.join("\n"));
+        assert!(!s.concat().contains("Andamento"), "{}", s.join("\n"));
+        let tall = render(&a, 100, 40);
+        screen_has(&tall, "Andamento");
+        screen_has(&tall, "Iniciando ETL do cliente 2151");
         let s = render(&a, 100, 30);
         screen_has(&s, "Concluído: Scrap 8 · 2151 / pedidos");
         screen_has(&s, "Total de registros coletados: 300");
