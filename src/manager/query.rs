@@ -1,5 +1,5 @@
-//! What the manager reads from PostgreSQL: the scraps table (newest first,
-//! with slice counts and last run), the day strip of one scrap, and the
+//! What the manager reads from PostgreSQL: the scraps (the ledger's
+//! `scrap list`, newest first), the day strip of one scrap, and the
 //! details `scrap show` prints. Read-only but for closing dead runs, as
 //! `scrap show` does; every call is one short query, made once a second.
 
