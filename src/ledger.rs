@@ -31,15 +31,30 @@ pub struct Scrap {
     pub created_at: DateTime<Utc>,
 }
 
-/// A scrap with its progress, for `scrap list`.
+/// A scrap with its progress, for `scrap list` and the manager.
 #[derive(Debug, Clone)]
 pub struct ScrapStatus {
     pub scrap: Scrap,
     pub status: SliceStatus,
     pub slices: i64,
     pub done: i64,
-    pub rows: i64,
+    pub failed: i64,
+    /// Rows its slices put in the raw table, over all their attempts.
+    pub inserted: i64,
+    /// Records its slices' last attempts found already in the table.
+    pub duplicates: i64,
     pub last_run: Option<(DateTime<Utc>, RunStatus)>,
+}
+
+/// Which scraps [`list`] reads, and in what order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter<'a> {
+    pub client: Option<&'a str>,
+    /// One of [`STATUSES`].
+    pub status: Option<&'a str>,
+    /// Only the newest this many, newest first; else all, oldest first.
+    /// `status` filters what the limit kept.
+    pub newest: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,18 +186,37 @@ pub fn get_scrap(c: &mut impl GenericClient, id: i64) -> Result<Scrap> {
     })
 }
 
-pub fn list(
-    c: &mut Client,
-    client: Option<&str>,
-    status: Option<&str>,
-) -> Result<Vec<ScrapStatus>> {
+/// A scrap's status from its slice counts (`running` counts only slices
+/// under a live lease: one whose lease expired is not running any more).
+pub fn scrap_status(total: i64, done: i64, failed: i64, running: i64) -> SliceStatus {
+    if total > 0 && done == total {
+        SliceStatus::Done
+    } else if running > 0 {
+        SliceStatus::Running
+    } else if failed > 0 {
+        SliceStatus::Failed
+    } else {
+        SliceStatus::Pending
+    }
+}
+
+/// The scraps with their progress, as `scrap list` shows them.
+pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> {
+    // Two fixed orders; LIMIT NULL is no limit.
+    let order = if filter.newest.is_some() {
+        "s.id DESC"
+    } else {
+        "s.id"
+    };
     let rows = c.query(
-        "SELECT s.id, s.client, s.route, s.raw_table, s.period_from, s.period_to, s.slice_days, s.created_at,
+        &format!(
+            "SELECT s.id, s.client, s.route, s.raw_table, s.period_from, s.period_to, s.slice_days, s.created_at,
                 count(sl.id),
                 count(sl.id) FILTER (WHERE sl.status = $2),
                 count(sl.id) FILTER (WHERE sl.status = $3),
                 count(sl.id) FILTER (WHERE sl.status = $4 AND sl.lease_until > now()),
                 coalesce(sum(sl.inserted), 0)::bigint,
+                coalesce(sum(sl.duplicates), 0)::bigint,
                 r.started_at, r.status
          FROM atlas.scraps s
          LEFT JOIN atlas.slices sl ON sl.scrap_id = s.id
@@ -190,32 +224,27 @@ pub fn list(
                             WHERE scrap_id = s.id ORDER BY id DESC LIMIT 1) r ON true
          WHERE ($1::text IS NULL OR s.client = $1)
          GROUP BY s.id, r.started_at, r.status
-         ORDER BY s.id",
+         ORDER BY {order}
+         LIMIT $5"
+        ),
         &[
-            &client,
+            &filter.client,
             &SliceStatus::Done.as_str(),
             &SliceStatus::Failed.as_str(),
             &SliceStatus::Running.as_str(),
+            &filter.newest,
         ],
     )?;
     let mut out = Vec::new();
     for r in rows {
         let (slices, done, failed, running): (i64, i64, i64, i64) =
             (r.get(8), r.get(9), r.get(10), r.get(11));
-        let st = if slices > 0 && done == slices {
-            SliceStatus::Done
-        } else if running > 0 {
-            SliceStatus::Running
-        } else if failed > 0 {
-            SliceStatus::Failed
-        } else {
-            SliceStatus::Pending
-        };
-        if status.is_some_and(|s| s != st.as_str()) {
+        let st = scrap_status(slices, done, failed, running);
+        if filter.status.is_some_and(|s| s != st.as_str()) {
             continue;
         }
-        let last_run = match r.get::<_, Option<DateTime<Utc>>>(13) {
-            Some(t) => Some((t, status_of(&r, 14)?)),
+        let last_run = match r.get::<_, Option<DateTime<Utc>>>(14) {
+            Some(t) => Some((t, status_of(&r, 15)?)),
             None => None,
         };
         out.push(ScrapStatus {
@@ -223,7 +252,9 @@ pub fn list(
             status: st,
             slices,
             done,
-            rows: r.get(12),
+            failed,
+            inserted: r.get(12),
+            duplicates: r.get(13),
             last_run,
         });
     }
@@ -886,6 +917,15 @@ mod tests {
         assert_eq!(SliceEnd::Released.status(), SliceStatus::Pending);
         assert_eq!(SliceEnd::Done.status(), SliceStatus::Done);
         assert_eq!(SliceEnd::Failed.status(), SliceStatus::Failed);
+    }
+
+    #[test]
+    fn a_scrap_status_adds_up_its_slices() {
+        assert_eq!(scrap_status(3, 3, 0, 0), SliceStatus::Done);
+        assert_eq!(scrap_status(3, 1, 1, 1), SliceStatus::Running);
+        assert_eq!(scrap_status(3, 1, 1, 0), SliceStatus::Failed);
+        assert_eq!(scrap_status(3, 0, 0, 0), SliceStatus::Pending);
+        assert_eq!(scrap_status(0, 0, 0, 0), SliceStatus::Pending);
     }
 
     #[test]

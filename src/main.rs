@@ -20,6 +20,7 @@ mod record;
 mod report;
 mod retry;
 mod rules;
+mod scrap_rows;
 mod seal;
 mod signal;
 mod slice;

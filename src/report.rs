@@ -213,7 +213,52 @@ pub enum Watch {
     /// A worker's notice (a retry, a failed slice).
     Notice(Notice),
     /// One of the run's own lines (`🚀 Iniciando ETL…`), already styled.
-    Note(String),
+    Note(Kind, String),
+}
+
+impl Watch {
+    /// The line `emoji text` in `style`, of the kind its emoji says.
+    pub fn note(style: Style, emoji: &str, text: &str) -> Watch {
+        Watch::Note(Kind::of_emoji(emoji), style.line(emoji, text))
+    }
+}
+
+/// What a run's line is, for a screen that shows progress and trouble
+/// apart (the manager).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// How the run goes: starting, the period, a sync's pair.
+    Progress,
+    /// Something went wrong and was or will be recovered: a retry, failed
+    /// slices left for a rerun.
+    Warning,
+    /// Something failed: a slice, the run.
+    Error,
+}
+
+impl Kind {
+    /// The kind the seed's emoji marks: `❌` an error, `⚠️` a warning,
+    /// anything else progress. Lines pick their emoji by what they say, so
+    /// the emoji (given even under `--plain`, which only hides it) is the
+    /// one place the kind is chosen.
+    pub fn of_emoji(emoji: &str) -> Kind {
+        match emoji.trim_end_matches('\u{fe0f}') {
+            "❌" => Kind::Error,
+            "⚠" => Kind::Warning,
+            _ => Kind::Progress,
+        }
+    }
+}
+
+impl Notice {
+    /// What the notice is: a retry is a warning, a slice given up an error.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Notice::Waiting { .. } | Notice::TookOver { .. } => Kind::Progress,
+            Notice::Retrying { .. } => Kind::Warning,
+            Notice::SliceFailed { .. } => Kind::Error,
+        }
+    }
 }
 
 /// Where a run's lines go: stderr for the CLI, or a watcher's channel.
@@ -228,7 +273,7 @@ impl Feed<'_> {
     pub fn note(&self, emoji: &str, text: &str) {
         match self.sink {
             // A watcher that went away has nobody left to tell.
-            Some(tx) => drop(tx.send(Watch::Note(self.style.line(emoji, text)))),
+            Some(tx) => drop(tx.send(Watch::note(self.style, emoji, text))),
             None => self.style.note(emoji, text),
         }
     }
@@ -700,6 +745,31 @@ mod tests {
             s.notice(&failed),
             "❌ Fatia 2025-01-01 até 2025-01-07 falhou: page 2: HTTP 404"
         );
+    }
+
+    #[test]
+    fn a_line_is_of_the_kind_its_emoji_says_even_plain() {
+        let plain = Style { plain: true };
+        for (emoji, kind) in [
+            ("❌", Kind::Error),
+            ("⚠️", Kind::Warning),
+            ("⚠", Kind::Warning),
+            ("🚀", Kind::Progress),
+            ("♻️", Kind::Progress),
+        ] {
+            assert_eq!(
+                Watch::note(plain, emoji, "x"),
+                Watch::Note(kind, "x".into())
+            );
+        }
+        let retry = Notice::Retrying {
+            attempt: 1,
+            attempts: 2,
+            wait: Duration::ZERO,
+            of: Retried::Page,
+        };
+        assert_eq!(retry.kind(), Kind::Warning);
+        assert_eq!(Notice::TookOver { slices: 1 }.kind(), Kind::Progress);
     }
 
     #[test]

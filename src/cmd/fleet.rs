@@ -134,11 +134,11 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                         }
                         if ran[i].is_empty() {
                             let c = begun.fetch_add(1, Ordering::SeqCst) + 1;
-                            let line = style.line(
+                            drop(news.send(Watch::note(
+                                style,
                                 "🧩",
                                 &format!("pares {c}/{n}: {} / {}", client.id, route.name),
-                            );
-                            drop(news.send(Watch::Note(line)));
+                            )));
                         }
                         // One connection decides the pair, starts its run
                         // and makes its table sure.
@@ -245,7 +245,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                             }
                         };
                         tell(&ended, client, route, |emoji, text| {
-                            drop(news.send(Watch::Note(style.line(emoji, &text))))
+                            drop(news.send(Watch::note(style, emoji, &text)))
                         });
                         turns[i] = Some(ended);
                         board.settle(i);
@@ -552,7 +552,8 @@ fn start_pair<'c>(
         Ok(Step::Busy) => return Start::Over(Turn::Busy),
         Err(e) => return not_started(e),
     };
-    let line = ctx.style.line(
+    drop(news.send(Watch::note(
+        ctx.style,
         "🔄",
         &format!(
             "Sincronizando {} / {}: scrap {id}{}",
@@ -560,8 +561,7 @@ fn start_pair<'c>(
             route.name,
             if joined { " (em andamento, junto)" } else { "" }
         ),
-    );
-    drop(news.send(Watch::Note(line)));
+    )));
     match scrap::prepare(ctx, conn, id, true, Some(news), worker) {
         Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists),
         Ok(scrap::Prepared::Nothing(e, summary)) => {
@@ -684,7 +684,7 @@ fn watch(
                     current.insert(s.run_id, s);
                 }
                 Ok(Watch::Notice(n)) => eprintln!("{}", style.notice(&n)),
-                Ok(Watch::Note(line)) => eprintln!("{line}"),
+                Ok(Watch::Note(_, line)) => eprintln!("{line}"),
                 Err(_) => return,
             },
         }

@@ -14,6 +14,7 @@ use crate::pipeline::gate::{NoTable, TableGate};
 use crate::pipeline::{self, Job, Outcome, ProgressFeed};
 use crate::report::{self, ErrorLog, Feed, Style, Summary, Watch};
 use crate::retry::Backoff;
+use crate::scrap_rows;
 use anyhow::Result;
 use chrono::NaiveDate;
 use crossbeam::channel::Sender;
@@ -133,23 +134,30 @@ fn count(n: i64) -> String {
 pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
     let mut c = ctx.database()?.connect()?;
     db::require_schema(&mut c)?;
-    let rows: Vec<Vec<String>> = ledger::list(&mut c, a.client.as_deref(), a.status.as_deref())?
-        .into_iter()
-        .map(|s| {
-            vec![
-                s.scrap.id.to_string(),
-                s.scrap.client,
-                s.scrap.route,
-                format!("{} até {}", s.scrap.from, s.scrap.to),
-                s.status.to_string(),
-                format!("{}/{}", s.done, s.slices),
-                count(s.rows),
-                s.last_run
-                    .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M:%S")))
-                    .unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = ledger::list(
+        &mut c,
+        ledger::ListFilter {
+            client: a.client.as_deref(),
+            status: a.status.as_deref(),
+            newest: None,
+        },
+    )?
+    .into_iter()
+    .map(|s| {
+        vec![
+            s.scrap.id.to_string(),
+            s.scrap.client,
+            s.scrap.route,
+            format!("{} até {}", s.scrap.from, s.scrap.to),
+            s.status.to_string(),
+            format!("{}/{}", s.done, s.slices),
+            count(s.inserted),
+            s.last_run
+                .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M:%S")))
+                .unwrap_or_else(|| "-".into()),
+        ]
+    })
+    .collect();
     report::out(&report::table(
         &[
             "id", "client", "route", "period", "status", "slices", "inserted", "last_run",
@@ -167,11 +175,17 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
     // A run whose process is known to be gone is shown (and stored) as aborted.
     let me = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
     ledger::abort_dead_runs(&mut c, id, &me)?;
-    let status = ledger::list(&mut c, Some(&s.client), None)?
-        .into_iter()
-        .find(|x| x.scrap.id == id)
-        .map(|x| x.status)
-        .unwrap_or(SliceStatus::Pending);
+    let status = ledger::list(
+        &mut c,
+        ledger::ListFilter {
+            client: Some(&s.client),
+            ..Default::default()
+        },
+    )?
+    .into_iter()
+    .find(|x| x.scrap.id == id)
+    .map(|x| x.status)
+    .unwrap_or(SliceStatus::Pending);
     crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
     crate::outln!(
         "period: {} até {} (slice_days {})",
@@ -184,80 +198,18 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
     crate::outln!("created: {}", s.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
     crate::outln!();
     crate::outln!("runs:");
-    let runs: Vec<Vec<String>> = ledger::runs(&mut c, id)?
-        .into_iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                r.finished_at
-                    .map(|t| t.format("%H:%M:%S").to_string())
-                    .unwrap_or_else(|| "-".into()),
-                r.status.to_string(),
-                count(r.records),
-                count(r.inserted),
-                count(r.duplicates),
-                format!("{}/{}", r.slices_done, r.slices_failed),
-                r.worker,
-            ]
-        })
+    let runs: Vec<_> = ledger::runs(&mut c, id)?
+        .iter()
+        .map(scrap_rows::run_cells)
         .collect();
-    report::out(&report::table(
-        &[
-            "run",
-            "started",
-            "finished",
-            "status",
-            "records",
-            "inserted",
-            "duplicates",
-            "done/failed",
-            "worker",
-        ],
-        &runs,
-    ));
+    report::out(&scrap_rows::table(&scrap_rows::RUN_HEADERS, &runs));
     crate::outln!();
     crate::outln!("slices:");
-    let slices: Vec<Vec<String>> = ledger::slices(&mut c, id)?
-        .into_iter()
-        .map(|x| {
-            vec![
-                if x.from == x.to {
-                    x.from.to_string()
-                } else {
-                    format!("{} até {}", x.from, x.to)
-                },
-                x.status.to_string(),
-                x.pages.to_string(),
-                count(x.records),
-                count(x.inserted),
-                count(x.duplicates),
-                x.out_of_period.to_string(),
-                x.undated.to_string(),
-                x.attempts.to_string(),
-                x.worker.unwrap_or_else(|| "-".into()),
-                x.last_error
-                    .map(|e| report::snippet(&e, 120, "..."))
-                    .unwrap_or_default(),
-            ]
-        })
+    let slices: Vec<_> = ledger::slices(&mut c, id)?
+        .iter()
+        .map(scrap_rows::slice_cells)
         .collect();
-    report::out(&report::table(
-        &[
-            "slice",
-            "status",
-            "pages",
-            "records",
-            "inserted",
-            "duplicates",
-            "out_of_period",
-            "undated",
-            "attempts",
-            "worker",
-            "last_error",
-        ],
-        &slices,
-    ));
+    report::out(&scrap_rows::table(&scrap_rows::SLICE_HEADERS, &slices));
     Ok(Exit::Ok)
 }
 

@@ -3,13 +3,15 @@
 //! run, sync, load details, quit); nothing here touches the terminal or the
 //! database, so every screen can be set up in a test.
 
-use super::query::{DaySpan, Details, ScrapRow};
-use crate::report::{Snapshot, Style, Watch};
+use super::query::{DaySpan, Details};
+use crate::ledger::ScrapStatus;
+use crate::report::{Kind, Snapshot, Style, Watch};
 use chrono::NaiveDate;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::VecDeque;
 
-/// How many of a run's last lines (notes, warnings) the live view keeps.
+/// How many of a run's last progress lines, and of its last warnings and
+/// errors, the live view keeps.
 pub const LAST_LINES: usize = 6;
 
 /// A configured client and its routes, for the new-scrap form.
@@ -95,14 +97,20 @@ pub enum Finished {
 }
 
 /// A run or sync started from the manager: its live figures, its last
-/// lines and, once over, how it ended.
+/// lines (progress apart from warnings and errors, so retries do not push
+/// the progress out) and, once over, how it ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    /// `Scrap 3 · 2151 / pedidos` or `Sync 2151 / pedidos`.
+    /// `Scrap 3 · 2151 / pedidos` or `Sincronização 2151 / pedidos`.
     pub title: String,
     pub scrap: Option<i64>,
     pub snapshot: Option<Snapshot>,
-    pub lines: VecDeque<String>,
+    /// The last progress lines.
+    pub progress: VecDeque<String>,
+    /// The last warnings and errors, each with its kind.
+    pub trouble: VecDeque<(Kind, String)>,
+    /// Warnings and errors in all, kept or not.
+    pub troubles: u64,
     pub finished: Option<Finished>,
 }
 
@@ -112,7 +120,9 @@ impl Job {
             title,
             scrap,
             snapshot: None,
-            lines: VecDeque::new(),
+            progress: VecDeque::new(),
+            trouble: VecDeque::new(),
+            troubles: 0,
             finished: None,
         }
     }
@@ -121,11 +131,20 @@ impl Job {
         self.finished.is_none()
     }
 
-    fn push_line(&mut self, line: String) {
-        if self.lines.len() == LAST_LINES {
-            self.lines.pop_front();
+    fn push_line(&mut self, kind: Kind, line: String) {
+        fn keep<T>(lines: &mut VecDeque<T>, line: T) {
+            if lines.len() == LAST_LINES {
+                lines.pop_front();
+            }
+            lines.push_back(line);
         }
-        self.lines.push_back(line);
+        match kind {
+            Kind::Progress => keep(&mut self.progress, line),
+            Kind::Warning | Kind::Error => {
+                self.troubles += 1;
+                keep(&mut self.trouble, (kind, line));
+            }
+        }
     }
 }
 
@@ -136,7 +155,7 @@ pub struct App {
     pub screen: Screen,
     pub clients: Vec<ClientChoice>,
     /// The scraps, newest first, as last read.
-    pub scraps: Vec<ScrapRow>,
+    pub scraps: Vec<ScrapStatus>,
     /// The selected scrap's id: kept across refreshes.
     pub selected: Option<i64>,
     /// The selected scrap's slices, for the day strip.
@@ -180,19 +199,24 @@ impl App {
     /// The index of the selected scrap in the table.
     pub fn selected_index(&self) -> Option<usize> {
         let id = self.selected?;
-        self.scraps.iter().position(|s| s.id == id)
+        self.scraps.iter().position(|s| s.scrap.id == id)
     }
 
-    pub fn selected_row(&self) -> Option<&ScrapRow> {
+    pub fn selected_row(&self) -> Option<&ScrapStatus> {
         self.selected_index().map(|i| &self.scraps[i])
+    }
+
+    /// The scrap `id` as last read, if listed.
+    pub fn row(&self, id: i64) -> Option<&ScrapStatus> {
+        self.scraps.iter().find(|s| s.scrap.id == id)
     }
 
     /// A new read of the scraps; the selection follows its id, or the
     /// first (newest) scrap when it is gone.
-    pub fn set_scraps(&mut self, scraps: Vec<ScrapRow>) {
+    pub fn set_scraps(&mut self, scraps: Vec<ScrapStatus>) {
         self.scraps = scraps;
         if self.selected_index().is_none() {
-            self.selected = self.scraps.first().map(|s| s.id);
+            self.selected = self.scraps.first().map(|s| s.scrap.id);
         }
     }
 
@@ -213,8 +237,8 @@ impl App {
         let Some(job) = self.job.as_mut() else { return };
         match w {
             Watch::Progress(s) => job.snapshot = Some(s),
-            Watch::Notice(n) => job.push_line(style.notice(&n)),
-            Watch::Note(line) => job.push_line(line),
+            Watch::Notice(n) => job.push_line(n.kind(), style.notice(&n)),
+            Watch::Note(kind, line) => job.push_line(kind, line),
         }
     }
 
@@ -275,6 +299,11 @@ impl App {
             Screen::Form(f) => self.on_form_key(f, key.code),
             Screen::Details => {
                 match key.code {
+                    KeyCode::Char('r') => {
+                        if let Some(id) = self.details.as_ref().map(|d| d.scrap.id) {
+                            return self.start(Action::Run(id));
+                        }
+                    }
                     KeyCode::Esc => {
                         self.screen = Screen::Scraps;
                         self.details = None;
@@ -310,10 +339,21 @@ impl App {
         }
     }
 
+    /// `start` (a run or a sync), unless one is going on: one at a time
+    /// from the manager.
+    fn start(&mut self, start: Action) -> Action {
+        if self.job_running() {
+            self.message =
+                Some("Já há uma execução em andamento: v mostra, espere ela terminar".into());
+            return Action::None;
+        }
+        start
+    }
+
     fn on_list_key(&mut self, code: KeyCode) -> Action {
         let at = self.selected_index();
         let last = self.scraps.len().saturating_sub(1);
-        let pick = |i: usize| self.scraps.get(i).map(|s| s.id);
+        let pick = |i: usize| self.scraps.get(i).map(|s| s.scrap.id);
         match code {
             KeyCode::Up | KeyCode::Char('k') => {
                 self.selected = pick(at.map_or(0, |i| i.saturating_sub(1))).or(self.selected)
@@ -345,27 +385,21 @@ impl App {
                 }
             }
             KeyCode::Enter => {
-                if let Some(id) = self.selected_row().map(|s| s.id) {
+                if let Some(id) = self.selected_row().map(|s| s.scrap.id) {
                     (self.scroll, self.hscroll) = (0, 0);
                     return Action::Details(id);
                 }
             }
             KeyCode::Char('r') | KeyCode::Char('s') => {
-                let Some(id) = self.selected_row().map(|s| s.id) else {
+                let Some(id) = self.selected_row().map(|s| s.scrap.id) else {
                     self.message = Some("Nenhum scrap selecionado".into());
                     return Action::None;
                 };
-                if self.job_running() {
-                    self.message = Some(
-                        "Já há uma execução em andamento: v mostra, espere ela terminar".into(),
-                    );
-                    return Action::None;
-                }
-                return if code == KeyCode::Char('r') {
+                return self.start(if code == KeyCode::Char('r') {
                     Action::Run(id)
                 } else {
                     Action::Sync(id)
-                };
+                });
             }
             KeyCode::Char('v') if self.job.is_some() => self.screen = Screen::Run,
             _ => {}
@@ -386,9 +420,14 @@ impl App {
             .unwrap_or(0);
         let mut action = Action::None;
         match (f.step, code) {
-            (Step::Client, KeyCode::Up) => f.client = f.client.saturating_sub(1),
+            // The route list shows the highlighted client's routes.
+            (Step::Client, KeyCode::Up) => {
+                f.client = f.client.saturating_sub(1);
+                f.route = 0;
+            }
             (Step::Client, KeyCode::Down) => {
-                f.client = (f.client + 1).min(self.clients.len().saturating_sub(1))
+                f.client = (f.client + 1).min(self.clients.len().saturating_sub(1));
+                f.route = 0;
             }
             (Step::Client, KeyCode::Enter) => {
                 if routes == 0 {
@@ -406,14 +445,26 @@ impl App {
                 f.step = Step::From;
             }
             (Step::Route, KeyCode::BackTab) => f.step = Step::Client,
-            (Step::From | Step::To, KeyCode::Char(c)) if c.is_ascii_digit() || c == '-' => {
-                let field = if f.step == Step::From {
-                    &mut f.from
+            (Step::From | Step::To, KeyCode::Char(c)) => {
+                let (field, name) = if f.step == Step::From {
+                    (&mut f.from, "De")
                 } else {
-                    &mut f.to
+                    (&mut f.to, "Até")
                 };
-                if field.chars().count() < 10 {
-                    field.push(c);
+                // `/` is written `-`: one form, YYYY-MM-DD, on screen and
+                // in the scrap.
+                match c {
+                    '0'..='9' | '-' | '/' => {
+                        if field.chars().count() < 10 {
+                            field.push(if c == '/' { '-' } else { c });
+                        }
+                        f.error = None;
+                    }
+                    _ => {
+                        f.error = Some(format!(
+                            "{name}: '{c}' não cabe numa data: digite YYYY-MM-DD (ou YYYY/MM/DD)"
+                        ))
+                    }
                 }
             }
             (Step::From | Step::To, KeyCode::Backspace) => {
@@ -467,8 +518,10 @@ impl App {
     }
 }
 
-/// A day typed in the form: `YYYY-MM-DD` in full, a real day.
+/// A day typed in the form: `YYYY-MM-DD` in full (`/` taken for `-`), a
+/// real day.
 pub fn day(text: &str, field: &str) -> Result<NaiveDate, String> {
+    let text = &text.replace('/', "-");
     let full = text.len() == 10
         && text.char_indices().all(|(i, c)| {
             if i == 4 || i == 7 {
@@ -485,7 +538,9 @@ pub fn day(text: &str, field: &str) -> Result<NaiveDate, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::SliceStatus;
+    use crate::ledger::{Scrap, SliceStatus};
+    use crate::report::Notice;
+    use chrono::Utc;
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
@@ -515,20 +570,37 @@ mod tests {
         )
     }
 
-    fn row(id: i64) -> ScrapRow {
+    fn scrap(id: i64) -> Scrap {
         let d = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
-        ScrapRow {
+        Scrap {
             id,
             client: "2151".into(),
             route: "pedidos".into(),
+            raw_table: "dados_raw_cliente_2151_pedidos".into(),
             from: d,
             to: d,
+            slice_days: 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn row(id: i64) -> ScrapStatus {
+        ScrapStatus {
+            scrap: scrap(id),
             status: SliceStatus::Pending,
+            slices: 1,
             done: 0,
             failed: 0,
-            total: 1,
-            rows: 0,
+            inserted: 0,
+            duplicates: 0,
             last_run: None,
+        }
+    }
+
+    fn form(a: &App) -> &Form {
+        match &a.screen {
+            Screen::Form(f) => f,
+            other => panic!("not the form: {other:?}"),
         }
     }
 
@@ -575,6 +647,101 @@ mod tests {
             slices: 3,
         });
         assert_eq!((a.screen.clone(), a.selected), (Screen::Scraps, Some(9)));
+    }
+
+    #[test]
+    fn the_route_list_follows_the_highlighted_client() {
+        let mut a = app();
+        a.on_key(key(KeyCode::Char('n')));
+        a.on_key(key(KeyCode::Enter));
+        a.on_key(key(KeyCode::Down));
+        assert_eq!(form(&a).route, 1, "pedidos");
+        a.on_key(key(KeyCode::BackTab));
+        a.on_key(key(KeyCode::Down));
+        assert_eq!(
+            (form(&a).step, form(&a).client, form(&a).route),
+            (Step::Client, 1, 0),
+            "another client starts at its first route"
+        );
+    }
+
+    #[test]
+    fn a_slash_in_a_date_is_a_dash_and_a_letter_is_refused_aloud() {
+        let mut a = app();
+        a.on_key(key(KeyCode::Char('n')));
+        a.on_key(key(KeyCode::Enter));
+        a.on_key(key(KeyCode::Enter));
+        typed(&mut a, "2025/06/01");
+        assert_eq!(form(&a).from, "2025-06-01");
+        assert_eq!(form(&a).error, None);
+        a.on_key(key(KeyCode::Enter));
+        assert_eq!(form(&a).step, Step::To);
+        typed(&mut a, "2025/6");
+        a.on_key(key(KeyCode::Char('x')));
+        assert_eq!(form(&a).to, "2025-6", "the letter is not typed");
+        assert_eq!(
+            form(&a).error.as_deref(),
+            Some("Até: 'x' não cabe numa data: digite YYYY-MM-DD (ou YYYY/MM/DD)")
+        );
+        a.on_key(key(KeyCode::Enter));
+        assert!(form(&a).error.as_deref().unwrap().contains("'2025-6'"));
+        for _ in 0.."2025-6".len() {
+            a.on_key(key(KeyCode::Backspace));
+        }
+        typed(&mut a, "2025/06/02");
+        let d = |m, d| NaiveDate::from_ymd_opt(2025, m, d).unwrap();
+        assert_eq!(
+            a.on_key(key(KeyCode::Enter)),
+            Action::Create {
+                client: "2151".into(),
+                route: "itens".into(),
+                from: d(6, 1),
+                to: d(6, 2)
+            }
+        );
+        assert_eq!(day("2025/06/01", "De"), Ok(d(6, 1)));
+    }
+
+    #[test]
+    fn r_in_details_runs_that_scrap_one_at_a_time() {
+        let mut a = app();
+        a.set_scraps(vec![row(2), row(1)]);
+        a.on_key(key(KeyCode::Down));
+        assert_eq!(a.on_key(key(KeyCode::Enter)), Action::Details(1));
+        a.details = Some(Details {
+            scrap: scrap(1),
+            status: SliceStatus::Pending,
+            runs: vec![],
+            slices: vec![],
+        });
+        a.screen = Screen::Details;
+        assert_eq!(a.on_key(key(KeyCode::Char('r'))), Action::Run(1));
+        a.started(Job::new("Scrap 1".into(), Some(1)));
+        a.screen = Screen::Details;
+        assert_eq!(a.on_key(key(KeyCode::Char('r'))), Action::None);
+        assert!(a.message.as_deref().unwrap().contains("Já há uma execução"));
+    }
+
+    #[test]
+    fn progress_and_trouble_are_kept_apart() {
+        let mut a = app();
+        a.started(Job::new("Scrap 1".into(), Some(1)));
+        a.watch(Watch::note(a.style, "🚀", "Iniciando"));
+        for attempt in 1..=8 {
+            a.watch(Watch::Notice(Notice::Retrying {
+                attempt,
+                attempts: 9,
+                wait: std::time::Duration::ZERO,
+                of: crate::report::Retried::Page,
+            }));
+        }
+        a.watch(Watch::note(a.style, "❌", "Erro: x"));
+        let job = a.job.as_ref().unwrap();
+        assert_eq!(job.progress, ["Iniciando"], "retries do not push it out");
+        assert_eq!(job.troubles, 9);
+        assert_eq!(job.trouble.len(), LAST_LINES);
+        assert_eq!(job.trouble.back(), Some(&(Kind::Error, "Erro: x".into())));
+        assert_eq!(job.trouble.front().unwrap().0, Kind::Warning);
     }
 
     #[test]

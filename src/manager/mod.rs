@@ -215,15 +215,15 @@ fn event_loop(
                 }
             }
             Action::Run(id) => {
-                let title = match app.selected_row() {
-                    Some(s) => format!("Scrap {id} · {} / {}", s.client, s.route),
+                let title = match app.row(id) {
+                    Some(s) => format!("Scrap {id} · {} / {}", s.scrap.client, s.scrap.route),
                     None => format!("Scrap {id}"),
                 };
                 app.started(Job::new(title, Some(id)));
                 backend.start(Start::Run(id), chans.watch.0.clone(), chans.done.0.clone());
             }
             Action::Sync(id) => {
-                if let Some(s) = app.selected_row().cloned() {
+                if let Some(s) = app.row(id).map(|s| s.scrap.clone()) {
                     app.started(Job::new(
                         format!("Sincronização {} / {}", s.client, s.route),
                         None,

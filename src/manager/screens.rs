@@ -8,8 +8,9 @@
 
 use super::app::{App, Finished, Form, Job, Screen, Step};
 use super::query::{DaySpan, Details};
-use crate::ledger::SliceStatus;
-use crate::report::{self, decimal, short_duration, thousands, Style};
+use crate::ledger::{ScrapStatus, SliceStatus};
+use crate::report::{self, decimal, short_duration, thousands, Kind, Style};
+use crate::scrap_rows;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style as Look};
 use ratatui::text::{Line, Span, Text};
@@ -100,7 +101,7 @@ fn footer(f: &mut Frame<'_>, area: Rect, app: &App) {
             "↑/↓ selecionar  Enter detalhes  n novo scrap  r executar  s sincronizar  v execução  q sair"
         }
         Screen::Form(_) => "↑/↓ escolher  Enter confirmar  Backspace apagar  Esc cancelar",
-        Screen::Details => "↑/↓/←/→ PgUp/PgDn rolar  Esc voltar  q sair",
+        Screen::Details => "↑/↓/←/→ PgUp/PgDn rolar  r executar  Esc voltar  q sair",
         Screen::Run if app.job_running() => "Esc voltar à lista (a execução continua)  q sair",
         Screen::Run => "Esc voltar à lista  q sair",
     };
@@ -112,59 +113,105 @@ fn footer(f: &mut Frame<'_>, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(lines), area);
 }
 
+/// How a status is drawn: a day's cell (fancy and `--plain`), its colour
+/// (also of the status word in tables) and its word in the legend. One arm
+/// per status: a new status is one more arm and one more legend entry.
+struct DayLook {
+    fancy: &'static str,
+    plain: &'static str,
+    colour: Color,
+    word: &'static str,
+}
+
+fn look_of(s: SliceStatus) -> DayLook {
+    let (fancy, plain, colour, word) = match s {
+        SliceStatus::Done => ("█", "#", Color::Green, "concluído"),
+        SliceStatus::Failed => ("✗", "x", Color::Red, "falhou"),
+        SliceStatus::Running => ("▶", ">", Color::Yellow, "em execução"),
+        SliceStatus::Pending => ("·", ".", Color::Gray, "pendente"),
+    };
+    DayLook {
+        fancy,
+        plain,
+        colour,
+        word,
+    }
+}
+
+/// The day strip's legend, in this order.
+const LEGEND: [SliceStatus; 4] = [
+    SliceStatus::Done,
+    SliceStatus::Failed,
+    SliceStatus::Running,
+    SliceStatus::Pending,
+];
+
 /// The status word of a scrap or slice, coloured.
 fn status_look(s: SliceStatus) -> Look {
-    Look::default().fg(match s {
-        SliceStatus::Done => Color::Green,
-        SliceStatus::Failed => Color::Red,
-        SliceStatus::Running => Color::Yellow,
-        SliceStatus::Pending => Color::Gray,
-    })
+    Look::default().fg(look_of(s).colour)
+}
+
+/// The Scraps table's columns; the status is coloured.
+const STATUS_COLUMN: usize = 4;
+const SCRAP_HEADERS: [&str; 9] = [
+    "id",
+    "cliente",
+    "rota",
+    "período",
+    "status",
+    "fatias\nok/falha/total",
+    "inseridos",
+    "duplicados",
+    "última execução",
+];
+
+/// One scrap's cells in the Scraps table.
+fn scrap_cells(s: &ScrapStatus) -> [String; 9] {
+    let count = |n: i64| thousands(n.max(0) as u64);
+    [
+        s.scrap.id.to_string(),
+        s.scrap.client.clone(),
+        s.scrap.route.clone(),
+        format!("{} até {}", s.scrap.from, s.scrap.to),
+        s.status.to_string(),
+        format!("{}/{}/{}", s.done, s.failed, s.slices),
+        count(s.inserted),
+        count(s.duplicates),
+        s.last_run
+            .as_ref()
+            .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M")))
+            .unwrap_or_else(|| "-".into()),
+    ]
 }
 
 fn scraps(f: &mut Frame<'_>, area: Rect, app: &App) {
     let strip_height = strip_lines(app, area.width.saturating_sub(2)) + 2;
     let [table_area, strip_area] =
         Layout::vertical([Constraint::Min(5), Constraint::Length(strip_height)]).areas(area);
-    let header = Row::new([
-        "id",
-        "cliente",
-        "rota",
-        "período",
-        "status",
-        "fatias\nok/falha/total",
-        "linhas",
-        "última execução",
-    ])
-    .height(2)
-    .style(bold());
-    let rows = app.scraps.iter().map(|s| {
-        Row::new(vec![
-            Span::raw(s.id.to_string()),
-            Span::raw(s.client.clone()),
-            Span::raw(s.route.clone()),
-            Span::raw(format!("{} até {}", s.from, s.to)),
-            Span::styled(s.status.to_string(), status_look(s.status)),
-            Span::raw(format!("{}/{}/{}", s.done, s.failed, s.total)),
-            Span::raw(thousands(s.rows.max(0) as u64)),
-            Span::raw(
-                s.last_run
-                    .as_ref()
-                    .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M")))
-                    .unwrap_or_else(|| "-".into()),
-            ),
-        ])
+    let cells: Vec<[String; 9]> = app.scraps.iter().map(scrap_cells).collect();
+    // Each column as wide as its widest cell (ids, clients and routes vary
+    // in length); the last takes what is left.
+    let widths = SCRAP_HEADERS.iter().enumerate().map(|(i, h)| {
+        if i == SCRAP_HEADERS.len() - 1 {
+            return Constraint::Min(10);
+        }
+        let head = h.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        let widest = cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .fold(head, usize::max);
+        Constraint::Length(widest as u16)
     });
-    let widths = [
-        Constraint::Length(5),
-        Constraint::Length(8),
-        Constraint::Length(10),
-        Constraint::Length(25),
-        Constraint::Length(8),
-        Constraint::Length(14),
-        Constraint::Length(9),
-        Constraint::Min(10),
-    ];
+    let header = Row::new(SCRAP_HEADERS).height(2).style(bold());
+    let rows = app.scraps.iter().zip(cells.iter()).map(|(s, c)| {
+        Row::new(c.iter().enumerate().map(|(i, text)| {
+            if i == STATUS_COLUMN {
+                Span::styled(text.clone(), status_look(s.status))
+            } else {
+                Span::raw(text.clone())
+            }
+        }))
+    });
     let title = format!(" Scraps ({}) ", app.scraps.len());
     let table = Table::new(rows, widths)
         .header(header)
@@ -192,20 +239,18 @@ fn day_count(days: &[DaySpan]) -> usize {
 
 /// The cell of one day: a symbol and a colour per status.
 fn cell(style: Style, s: SliceStatus) -> Span<'static> {
-    let (fancy, plain) = match s {
-        SliceStatus::Done => ("█", "#"),
-        SliceStatus::Failed => ("✗", "x"),
-        SliceStatus::Running => ("▶", ">"),
-        SliceStatus::Pending => ("·", "."),
-    };
-    Span::styled(if style.plain { plain } else { fancy }, status_look(s))
+    let look = look_of(s);
+    Span::styled(
+        if style.plain { look.plain } else { look.fancy },
+        Look::default().fg(look.colour),
+    )
 }
 
 /// The selected scrap's days, one cell each.
 fn strip(f: &mut Frame<'_>, area: Rect, app: &App) {
     let inner_width = area.width.saturating_sub(2).max(1) as usize;
     let title = match app.selected_row() {
-        Some(s) => format!(" Dias do scrap {} ", s.id),
+        Some(s) => format!(" Dias do scrap {} ", s.scrap.id),
         None => " Dias ".to_string(),
     };
     let mut lines = Vec::new();
@@ -233,16 +278,10 @@ fn strip(f: &mut Frame<'_>, area: Rect, app: &App) {
     for chunk in cells.chunks(inner_width) {
         lines.push(Line::from(chunk.to_vec()));
     }
-    let legend = [
-        (SliceStatus::Done, "concluído"),
-        (SliceStatus::Failed, "falhou"),
-        (SliceStatus::Running, "em execução"),
-        (SliceStatus::Pending, "pendente"),
-    ];
     let mut spans = Vec::new();
-    for (s, word) in legend {
+    for s in LEGEND {
         spans.push(cell(app.style, s));
-        spans.push(Span::raw(format!(" {word}   ")));
+        spans.push(Span::raw(format!(" {}   ", look_of(s).word)));
     }
     lines.push(Line::from(spans));
     f.render_widget(
@@ -257,7 +296,7 @@ fn new_scrap(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
     f.render_widget(block, area);
     let [lists, fields, error] = Layout::vertical([
         Constraint::Min(3),
-        Constraint::Length(4),
+        Constraint::Length(5),
         Constraint::Length(2),
     ])
     .areas(inner);
@@ -290,14 +329,12 @@ fn new_scrap(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
         left,
         &mut state,
     );
-    let routes: Vec<ListItem> = if form.step == Step::Client {
-        Vec::new()
-    } else {
-        app.clients
-            .get(form.client)
-            .map(|c| c.routes.iter().map(|r| ListItem::new(r.clone())).collect())
-            .unwrap_or_default()
-    };
+    // The highlighted client's routes, picked once the client is.
+    let routes: Vec<ListItem> = app
+        .clients
+        .get(form.client)
+        .map(|c| c.routes.iter().map(|r| ListItem::new(r.clone())).collect())
+        .unwrap_or_default();
     let mut state =
         ListState::default().with_selected((form.step != Step::Client).then_some(form.route));
     f.render_stateful_widget(
@@ -323,6 +360,7 @@ fn new_scrap(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
         field("3. De (YYYY-MM-DD):", &form.from, form.step == Step::From),
         field("4. Até (YYYY-MM-DD):", &form.to, form.step == Step::To),
         Line::from(""),
+        Line::from("Datas como 2025-06-01 ou 2025/06/01."),
         Line::from("Enter no último campo cria o scrap e sua tabela raw."),
     ];
     f.render_widget(Paragraph::new(lines), fields);
@@ -336,106 +374,37 @@ fn new_scrap(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
     }
 }
 
-/// The facts `scrap show` prints, as lines.
+/// The facts `scrap show` prints, as lines, in Portuguese.
 pub fn details_text(d: &Details) -> Vec<String> {
     let s = &d.scrap;
-    let count = |n: i64| thousands(n.max(0) as u64);
     let mut out = vec![
-        format!("scrap {}: client {} route {}", s.id, s.client, s.route),
+        format!("scrap {}: cliente {}, rota {}", s.id, s.client, s.route),
         format!(
-            "period: {} até {} (slice_days {})",
+            "período: {} até {} (fatias de {} dia(s))",
             s.from, s.to, s.slice_days
         ),
-        format!("table: {}", s.raw_table),
+        format!("tabela: {}", s.raw_table),
         format!("status: {}", d.status),
-        format!("created: {}", s.created_at.format("%Y-%m-%d %H:%M:%S UTC")),
+        format!(
+            "criado em: {}",
+            s.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
         String::new(),
-        "runs:".into(),
+        "execuções:".into(),
     ];
-    let runs: Vec<Vec<String>> = d
-        .runs
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                r.finished_at
-                    .map(|t| t.format("%H:%M:%S").to_string())
-                    .unwrap_or_else(|| "-".into()),
-                r.status.to_string(),
-                count(r.records),
-                count(r.inserted),
-                count(r.duplicates),
-                format!("{}/{}", r.slices_done, r.slices_failed),
-                r.worker.clone(),
-            ]
-        })
-        .collect();
+    let runs: Vec<_> = d.runs.iter().map(scrap_rows::run_cells).collect();
     out.extend(
-        report::table(
-            &[
-                "run",
-                "started",
-                "finished",
-                "status",
-                "records",
-                "inserted",
-                "duplicates",
-                "done/failed",
-                "worker",
-            ],
-            &runs,
-        )
-        .lines()
-        .map(String::from),
+        scrap_rows::table(&scrap_rows::RUN_HEADERS_PT, &runs)
+            .lines()
+            .map(String::from),
     );
     out.push(String::new());
-    out.push("slices:".into());
-    let slices: Vec<Vec<String>> = d
-        .slices
-        .iter()
-        .map(|x| {
-            vec![
-                if x.from == x.to {
-                    x.from.to_string()
-                } else {
-                    format!("{} até {}", x.from, x.to)
-                },
-                x.status.to_string(),
-                x.pages.to_string(),
-                count(x.records),
-                count(x.inserted),
-                count(x.duplicates),
-                x.out_of_period.to_string(),
-                x.undated.to_string(),
-                x.attempts.to_string(),
-                x.last_error
-                    .as_ref()
-                    .map(|e| report::snippet(e, 120, "..."))
-                    .unwrap_or_else(|| "-".into()),
-                x.worker.clone().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
+    out.push("fatias:".into());
+    let slices: Vec<_> = d.slices.iter().map(scrap_rows::slice_cells).collect();
     out.extend(
-        report::table(
-            &[
-                "slice",
-                "status",
-                "pages",
-                "records",
-                "inserted",
-                "duplicates",
-                "out_of_period",
-                "undated",
-                "attempts",
-                "last_error",
-                "worker",
-            ],
-            &slices,
-        )
-        .lines()
-        .map(String::from),
+        scrap_rows::table(&scrap_rows::SLICE_HEADERS_PT, &slices)
+            .lines()
+            .map(String::from),
     );
     out
 }
@@ -562,20 +531,59 @@ fn run(f: &mut Frame<'_>, area: Rect, app: &App, job: &Job) {
     last_lines(f, rest, app, job);
 }
 
-/// The run's last notes and warnings.
+/// The run's last lines: its progress, then its warnings and errors apart
+/// (so retries do not push the progress out), each headed by what it is.
 fn last_lines(f: &mut Frame<'_>, area: Rect, app: &App, job: &Job) {
-    if area.height < 3 {
+    if area.height < 2 {
         return;
     }
-    let lines: Vec<Line> = job.lines.iter().map(|l| Line::from(bare(l))).collect();
+    let st = app.style;
+    // Each panel is a title line over its lines (at least one); the
+    // progress gets what it needs up to half, the trouble the rest; short
+    // of room (under a summary), the trouble only.
+    let progress_height = if area.height < 4 {
+        0
+    } else {
+        (job.progress.len().max(1) as u16 + 1).min(area.height / 2)
+    };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(progress_height), Constraint::Min(0)]).areas(area);
+    let progress = job.progress.iter().map(|l| Line::from(bare(l))).collect();
+    panel(f, top, tagged(st, "📋", "Andamento"), progress, "-");
+    let trouble = job
+        .trouble
+        .iter()
+        .map(|(kind, l)| {
+            let (word, colour) = match kind {
+                Kind::Error => ("erro ", Color::Red),
+                Kind::Warning | Kind::Progress => ("aviso", Color::Yellow),
+            };
+            Line::from(vec![
+                Span::styled(format!("{word}  "), Look::default().fg(colour)),
+                Span::raw(bare(l)),
+            ])
+        })
+        .collect();
+    let title = format!("Avisos e erros ({})", job.troubles);
+    panel(f, bottom, tagged(st, "⚠️", &title), trouble, "nenhum");
+}
+
+/// A titled panel of one line per message, the newest last: the last
+/// ones that fit are shown, each cut at the edge (a message is short;
+/// `erros_scraps.log` and Details have errors in full).
+fn panel(f: &mut Frame<'_>, area: Rect, title: String, lines: Vec<Line<'_>>, empty: &str) {
+    if area.height < 2 {
+        return;
+    }
+    let room = usize::from(area.height - 1);
+    let lines = if lines.is_empty() {
+        vec![Line::from(empty.to_string())]
+    } else {
+        let skip = lines.len().saturating_sub(room);
+        lines.into_iter().skip(skip).collect()
+    };
     f.render_widget(
-        Paragraph::new(lines)
-            .block(Block::default().borders(Borders::TOP).title(tagged(
-                app.style,
-                "⚠️",
-                "Últimas mensagens",
-            )))
-            .wrap(Wrap { trim: true }),
+        Paragraph::new(lines).block(Block::default().borders(Borders::TOP).title(title)),
         area,
     );
 }
@@ -607,7 +615,7 @@ fn confirm(f: &mut Frame<'_>, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::super::app::{ClientChoice, Form, Job, Screen, Step};
-    use super::super::query::{DaySpan, Details, ScrapRow};
+    use super::super::query::{DaySpan, Details};
     use super::*;
     use crate::config::{Layer, Settings};
     use crate::ledger::{RunInfo, RunStatus, Scrap, SliceInfo};
@@ -642,31 +650,45 @@ mod tests {
     fn app(plain: bool) -> App {
         let mut a = App::new(
             Style { plain },
-            vec![ClientChoice {
-                id: "2151".into(),
-                name: "Loja Teste".into(),
-                routes: vec!["itens".into(), "pedidos".into()],
-            }],
+            vec![
+                ClientChoice {
+                    id: "2151".into(),
+                    name: "Loja Teste".into(),
+                    routes: vec!["itens".into(), "pedidos".into()],
+                },
+                ClientChoice {
+                    id: "3300".into(),
+                    name: "Outra Loja".into(),
+                    routes: vec!["notas".into()],
+                },
+            ],
         );
-        let row = |id, status, done, failed| ScrapRow {
-            id,
-            client: "2151".into(),
-            route: "pedidos".into(),
-            from: d("2025-06-01"),
-            to: d("2025-06-06"),
+        let row = |id, status, done, failed, (inserted, duplicates)| ScrapStatus {
+            scrap: Scrap {
+                id,
+                client: "2151".into(),
+                route: "pedidos".into(),
+                raw_table: "dados_raw_cliente_2151_pedidos".into(),
+                from: d("2025-06-01"),
+                to: d("2025-06-06"),
+                slice_days: 1,
+                created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            },
             status,
+            slices: 6,
             done,
             failed,
-            total: 6,
-            rows: 1500,
+            inserted,
+            duplicates,
             last_run: Some((
                 Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
-                "failed".into(),
+                RunStatus::Failed,
             )),
         };
         a.set_scraps(vec![
-            row(8, SliceStatus::Running, 2, 1),
-            row(7, SliceStatus::Done, 6, 0),
+            row(8, SliceStatus::Running, 2, 1, (1500, 20)),
+            // Every record already loaded: nothing inserted.
+            row(7, SliceStatus::Done, 6, 0, (0, 3000)),
         ]);
         let span = |f: &str, t: &str, status| DaySpan {
             from: d(f),
@@ -689,7 +711,10 @@ mod tests {
         let s = render(&a, 120, 30);
         screen_has(&s, "Atlas Data Flow Manager - Scraps de ETL");
         screen_has(&s, "Scraps (2)");
-        screen_has(&s, "fatias");
+        screen_has(
+            &s,
+            "status  fatias         inseridos duplicados última execução",
+        );
         screen_has(&s, "ok/falha/total");
         let first = s
             .iter()
@@ -702,13 +727,16 @@ mod tests {
             "pedidos",
             "2025-06-01 até 2025-06-06",
             "running",
-            "2/1/6",
-            "1,500",
-            "(failed)",
+            "running 2/1/6          1,500     20         2026",
+            "2026-01-02 03:04 (failed)",
         ] {
             assert!(s[first].contains(cell), "'{cell}' not in '{}'", s[first]);
         }
-        assert!(s[second].contains("done") && s[second].contains("6/0/6"));
+        assert!(
+            s[second].contains("done    6/0/6          0         3,000      2026"),
+            "{}",
+            s[second]
+        );
         screen_has(&s, "Dias do scrap 8");
         screen_has(&s, "2025-06-01 até 2025-06-06 (6 dia(s))");
         screen_has(&s, "##x>..");
@@ -742,7 +770,32 @@ mod tests {
             &s,
             "De: '2025-02-30' não é uma data real no formato YYYY-MM-DD",
         );
+        screen_has(&s, "Datas como 2025-06-01 ou 2025/06/01.");
         screen_has(&s, "Esc cancelar");
+    }
+
+    #[test]
+    fn the_route_list_shows_the_highlighted_clients_routes() {
+        let mut a = app(true);
+        let form = |client| Form {
+            step: Step::Client,
+            client,
+            route: 0,
+            from: String::new(),
+            to: String::new(),
+            error: None,
+        };
+        a.screen = Screen::Form(form(0));
+        let s = render(&a, 100, 30);
+        screen_has(&s, ">2151 - Loja Teste");
+        screen_has(&s, "│itens");
+        screen_has(&s, "│pedidos");
+        assert!(!s.concat().contains(">itens"), "no route picked yet");
+        a.screen = Screen::Form(form(1));
+        let s = render(&a, 100, 30);
+        screen_has(&s, ">3300 - Outra Loja");
+        screen_has(&s, "│notas");
+        assert!(!s.concat().contains("pedidos │"), "{}", s.join("\n"));
     }
 
     #[test]
@@ -807,28 +860,64 @@ mod tests {
         a.screen = Screen::Details;
         let s = render(&a, 130, 30);
         screen_has(&s, "Detalhes do scrap 7");
-        screen_has(&s, "scrap 7: client 2151 route pedidos");
-        screen_has(&s, "table: dados_raw_cliente_2151_pedidos");
+        screen_has(&s, "scrap 7: cliente 2151, rota pedidos");
+        screen_has(
+            &s,
+            "período: 2025-06-01 até 2025-06-02 (fatias de 1 dia(s))",
+        );
+        screen_has(&s, "tabela: dados_raw_cliente_2151_pedidos");
         screen_has(&s, "status: failed");
+        screen_has(&s, "criado em: 2026-01-02 03:04:05 UTC");
+        screen_has(&s, "execuções:");
         screen_has(
             &s,
-            "run  started              finished  status  records  inserted",
+            "execução  início               fim       status  registros  inseridos  duplicados  fatias ok/falha  processo",
         );
         screen_has(
             &s,
-            "3    2026-01-02 03:04:05  03:04:05  failed  50       50",
+            "3         2026-01-02 03:04:05  03:04:05  failed  50         50         0           1/1              host:b:p:1:ab12",
         );
-        screen_has(&s, "2025-06-02  failed  0      0        0         0           0              0        5         page 1: HTTP 404");
-        screen_has(&s, "Esc voltar");
+        screen_has(&s, "fatias:");
+        screen_has(
+            &s,
+            "fatia       status  páginas  registros  inseridos  duplicados  fora do período  sem data  tentativas  processo  último erro",
+        );
+        screen_has(&s, "2025-06-02  failed  0        0          0          0           0                0         5           -         page 1: HTTP 404");
+        screen_has(&s, "r executar  Esc voltar");
+        for english in [
+            "client ",
+            "route ",
+            "period:",
+            "table:",
+            "created:",
+            "runs:",
+            "slices:",
+            "started",
+            "worker",
+            "last_error",
+        ] {
+            assert!(
+                !s.concat().contains(english),
+                "'{english}' on screen:\n{}",
+                s.join("\n")
+            );
+        }
     }
 
     #[test]
     fn the_run_view_shows_progress_eta_and_warnings() {
         let mut a = app(true);
         a.started(Job::new("Scrap 8 · 2151 / pedidos".into(), Some(8)));
-        a.watch(Watch::Note(
-            "Iniciando ETL do cliente 2151 - Rota: pedidos".into(),
+        a.watch(Watch::note(
+            a.style,
+            "🚀",
+            "Iniciando ETL do cliente 2151 - Rota: pedidos",
         ));
+        a.watch(Watch::Notice(Notice::SliceFailed {
+            from: d("2025-06-03"),
+            to: d("2025-06-03"),
+            error: "page 1: HTTP 404".into(),
+        }));
         a.watch(Watch::Notice(Notice::Retrying {
             attempt: 1,
             attempts: 5,
@@ -855,8 +944,23 @@ mod tests {
         screen_has(&s, "Taxa: 1,500.0 reg/s   ETA: ~14s");
         screen_has(&s, "Inseridos: 5,900   Duplicados: 100");
         screen_has(&s, "Fatias: 3 de 10 | com falha: 0   Retentativas: 1");
-        screen_has(&s, "Iniciando ETL do cliente 2151 - Rota: pedidos");
-        screen_has(&s, "Tentativa 1/5 falhou, aguardando 2.5s...");
+        let at = |text: &str| {
+            s.iter()
+                .position(|l| l.contains(text))
+                .unwrap_or_else(|| panic!("'{text}' not on screen:\n{}", s.join("\n")))
+        };
+        let progress = at("Andamento");
+        let trouble = at("Avisos e erros (2)");
+        assert!(progress < at("Iniciando ETL do cliente 2151 - Rota: pedidos"));
+        assert!(
+            trouble > at("Iniciando ETL do cliente 2151"),
+            "progress first"
+        );
+        assert!(s[at("Tentativa 1/5")].contains("aviso  Tentativa 1/5 falhou, aguardando 2.5s..."));
+        assert!(s[at("Fatia 2025-06-03")]
+            .contains("erro   Fatia 2025-06-03 até 2025-06-03 falhou: page 1: HTTP 404"));
+        assert!(trouble < at("Tentativa 1/5"));
+        assert!(!s.concat().contains("Últimas mensagens"));
         screen_has(&s, "a execução continua");
         screen_has(&s, "em execução: Scrap 8");
     }
@@ -892,10 +996,25 @@ mod tests {
             settings,
             loaded_until: None,
         };
+        a.watch(Watch::note(a.style, "🚀", "Iniciando ETL do cliente 2151"));
+        for _ in 0..3 {
+            a.watch(Watch::note(a.style, "⚠️", "Tentativa 1/5 falhou"));
+        }
+        a.watch(Watch::note(a.style, "⚠️", "1 fatia(s) com falha: veja"));
         a.finished(Finished::Summary {
             exit: 0,
             text: summary.render(a.style),
         });
+        // Short of room under the summary: the trouble only, its newest.
+        let s = render(&a, 100, 24);
+        screen_has(&s, "Avisos e erros (4)");
+        screen_has(&s, "aviso  ⚠ 1 fatia(s) com falha: veja");
+        let retries = s.iter().filter(|l| l.contains("Tentativa 1/5")).count();
+        assert_eq!(retries, 1, "room for two:\n{}", s.join("\n"));
+        assert!(!s.concat().contains("Andamento"), "{}", s.join("\n"));
+        let tall = render(&a, 100, 40);
+        screen_has(&tall, "Andamento");
+        screen_has(&tall, "Iniciando ETL do cliente 2151");
         let s = render(&a, 100, 30);
         screen_has(&s, "Concluído: Scrap 8 · 2151 / pedidos");
         screen_has(&s, "Total de registros coletados: 300");

@@ -172,7 +172,9 @@ fn manager_creates_and_runs_a_scrap_to_the_summary() {
     tmux.key("BSpace");
     tmux.type_text("01");
     tmux.key("Enter");
-    tmux.type_text("2025-06-05");
+    // `/` is taken for `-`.
+    tmux.type_text("2025/06/05");
+    tmux.wait(&["[2025-06-05]"]);
     tmux.key("Enter");
     let s = tmux.wait(&[
         "Scrap 1 criado: 5 fatia(s), tabela dados_raw_cliente_2151_pedidos",
@@ -316,4 +318,103 @@ fn quitting_during_a_run_stops_it_like_ctrl_c() {
     // A rerun resumes and ends with exactly the API's records.
     atlas.ok(&["scrap", "run", &id]);
     assert_exact(&db, api.expected("2025-08-01", "2025-08-20"), "resumed");
+}
+
+#[test]
+fn details_in_portuguese_where_r_runs_the_scrap_and_its_duplicates_show() {
+    let db = TestDb::new("mgr_details");
+    let api = Api::start(&["--per-day", "10"]);
+    let config = json!({
+        "clients": {
+            "2151": { "name": "Loja Teste", "base_url": format!("{}/page", api.url), "routes": ["itens", "pedidos"] },
+            "3300": { "name": "Outra Loja", "base_url": format!("{}/page", api.url), "routes": ["notas"] }
+        },
+        "routes": { "pedidos": page_route(), "itens": page_route(), "notas": page_route() }
+    });
+    let atlas = Atlas::new(&db, &config);
+    // Scrap 1 loads three days; scrap 2, over the same days, finds every
+    // record already in the table.
+    let first = atlas.create("pedidos", "2025-06-01", "2025-06-03");
+    atlas.ok(&["scrap", "run", &first]);
+    let id = atlas.create("pedidos", "2025-06-01", "2025-06-03");
+    let expected = api.expected("2025-06-01", "2025-06-03");
+    assert_eq!(expected, 30);
+
+    let tmux = Tmux::start(&atlas, "--plain manager");
+    let s = tmux.wait(&["Scraps (2)", "inseridos", "duplicados"]);
+    let words = |s: &str, id: &str| -> Vec<String> {
+        row(s, id)
+            .unwrap_or_else(|| panic!("no row of scrap {id}:\n{s}"))
+            .split(['│', ' ', '>'])
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    // id client route from até to status slices inserted duplicates ...
+    assert_eq!(
+        words(&s, &first)[6..10],
+        ["done", "3/0/3", "30", "0"],
+        "{s}"
+    );
+
+    // The route list follows the highlighted client, before Enter.
+    tmux.key("n");
+    let s = tmux.wait(&[">2151 - Loja Teste"]);
+    assert!(
+        s.contains("│itens") && s.contains("│pedidos") && !s.contains("│notas"),
+        "{s}"
+    );
+    tmux.key("Down");
+    let s = tmux.wait(&[">3300 - Outra Loja", "│notas"]);
+    assert!(!s.contains("│pedidos"), "{s}");
+    tmux.key("Escape");
+    tmux.wait(&["Criação cancelada"]);
+
+    // Details of the selected (newest) scrap, in Portuguese; r runs it.
+    tmux.key("Enter");
+    let s = tmux.wait(&[
+        &format!("Detalhes do scrap {id}"),
+        &format!("scrap {id}: cliente 2151, rota pedidos"),
+        "período: 2025-06-01 até 2025-06-03 (fatias de 1 dia(s))",
+        "tabela: dados_raw_cliente_2151_pedidos",
+        "status: pending",
+        "execuções:",
+        "fatia       status   páginas  registros  inseridos  duplicados  fora do período",
+        "r executar",
+    ]);
+    for english in ["route ", "period:", "table:", "runs:", "slices:", "worker"] {
+        assert!(!s.contains(english), "'{english}' in Details:\n{s}");
+    }
+    tmux.key("r");
+    let s = tmux.wait(&["Total de registros coletados", "código de saída"]);
+    for line in [
+        format!("Total de registros coletados: {expected}"),
+        "Inseridos: 0".into(),
+        format!("Duplicados ignorados: {expected}"),
+        "código de saída: 0".into(),
+        "Andamento".into(),
+        "Iniciando ETL do cliente 2151 - Rota: pedidos".into(),
+        "Avisos e erros (0)".into(),
+    ] {
+        assert!(s.contains(&line), "the run view lacks '{line}':\n{s}");
+    }
+
+    tmux.key("Escape");
+    let s = tmux.wait_until("scrap 2 done, all duplicates", |s| {
+        row(s, &id).is_some_and(|l| l.contains("done"))
+    });
+    assert_eq!(
+        words(&s, &id)[6..10],
+        ["done", "3/0/3", "0", &expected.to_string()],
+        "{s}"
+    );
+    tmux.key("q");
+    tmux.wait(&["ATLAS_EXIT=0"]);
+    assert_exact(&db, expected, "all duplicates");
+    assert_eq!(
+        db.i64(&format!(
+            "SELECT duplicates FROM atlas.runs WHERE scrap_id = {id} AND status = 'done'"
+        )),
+        expected
+    );
 }
