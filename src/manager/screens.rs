@@ -989,6 +989,8 @@ mod tests {
             slices_done: 6,
             slices_failed: 0,
             slices_total: 6,
+            slices_done_by_run: 3,
+            slices_done_elsewhere: 0,
             retries: 0,
             elapsed_secs: 2.0,
             records_per_sec: 150.0,
