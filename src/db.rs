@@ -37,6 +37,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../sql/004_oauth_tokens.sql"),
     ),
     ("005_fleet.sql", include_str!("../sql/005_fleet.sql")),
+    (
+        "006_rate_shares.sql",
+        include_str!("../sql/006_rate_shares.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises `atlas init` across processes.

@@ -13,6 +13,7 @@ use postgres::{Client, GenericClient};
 use std::time::Duration;
 
 mod ends;
+pub mod rates;
 mod status;
 
 pub use ends::{retried_elsewhere, unsettled};

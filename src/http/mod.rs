@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod share;
 
 use crate::charset::{body_charset, Charset};
 use crate::config::template::{self, Secrets, Var, Vars};
@@ -384,8 +385,16 @@ struct Entry {
 /// `paused_until`, which only ever moves later.
 #[derive(Debug)]
 pub struct Window {
-    /// The client's `rate_limit_per_sec`: never exceeded.
+    /// The client's `rate_limit_per_sec`, for all the processes working it.
+    total: Option<f64>,
+    /// This process's part of `total` (`share`): never exceeded.
     configured: Option<f64>,
+    /// Nothing starts before this unless the processes sharing the
+    /// client's rate were looked at first (`Window::share`).
+    joining: Option<Instant>,
+    /// When a fetcher last asked to start a request (or was still waiting
+    /// to): whether this process still wants its part of a shared rate.
+    last_asked: Option<Instant>,
     /// The rate in force: the configured one, or one learnt from 429s
     /// (never above the configured one); `None` is unlimited.
     rate: Option<f64>,
@@ -421,6 +430,9 @@ pub enum Slot {
 impl Window {
     pub fn new(per_sec: Option<f64>, now: Instant) -> Window {
         Window {
+            total: per_sec,
+            joining: None,
+            last_asked: None,
             configured: per_sec,
             rate: per_sec,
             since: now,
@@ -499,6 +511,9 @@ impl Window {
     /// window at that count): a page already refused once is not the one
     /// risked again.
     pub fn try_start_as(&mut self, now: Instant, retried: bool) -> Slot {
+        if let Some(until) = self.joining.filter(|&u| u > now) {
+            return Slot::WaitUntil(until);
+        }
         if let Some(until) = self.paused_until.filter(|&u| u > now) {
             return Slot::WaitUntil(until);
         }
@@ -627,6 +642,9 @@ pub struct Limiter {
     window: Mutex<Window>,
     /// Signalled when a request ends or a pause changes.
     changed: Condvar,
+    /// The latest pause a server asked for here, not yet passed on to the
+    /// other processes working the client (`share`).
+    to_publish: Mutex<Option<Instant>>,
 }
 
 /// A request's place in the window; give it back with [`Limiter::finish`]
@@ -658,6 +676,7 @@ impl Limiter {
         Limiter {
             window: Mutex::new(Window::new(per_sec, Instant::now())),
             changed: Condvar::new(),
+            to_publish: Mutex::new(None),
         }
     }
 
@@ -677,6 +696,7 @@ impl Limiter {
                 return None;
             }
             let now = Instant::now();
+            w.last_asked = Some(now);
             let wait = match w.try_start_as(now, retried) {
                 Slot::Go(id) => {
                     return Some(Permit {
@@ -703,6 +723,7 @@ impl Limiter {
         let mut w = self.lock();
         w.pause(Instant::now(), wait);
         drop(w);
+        self.publish(wait);
         self.changed.notify_all();
     }
 
@@ -714,7 +735,19 @@ impl Limiter {
             w.refused(now, wait);
         }
         drop(w);
+        if let Some(wait) = refused.filter(|w| !w.is_zero()) {
+            self.publish(wait);
+        }
         self.changed.notify_all();
+    }
+
+    /// Keeps a pause for the other processes working the client.
+    fn publish(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(headers::FAR);
+        let mut p = self.to_publish.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
     }
 }
 

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 /// of the budget must not wait for each other for ever.
 const GROW_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a request already sent waits for its deferred room before its
+/// body is read without it (see `Reserved::settle`).
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
 /// The next reservation after a page that took `cost` bytes at its peak,
 /// the estimate being `old`: the larger of the two, except that the old one
 /// loses a quarter per page, so one short last page of a slice does not let
@@ -76,13 +80,19 @@ impl Budget {
     /// of unknown size, holds the whole budget, the reservation is deferred
     /// to `settle`, called once the answer's headers are in: the request is
     /// not held back, only the reading of its body.
-    pub(super) fn for_page(self: &Arc<Self>, quit: &AtomicBool) -> Option<Reserved> {
+    ///
+    /// `paced`: the client's requests wait for places in a rate window. Then
+    /// no page takes the whole budget before it is sent: it would wait for a
+    /// place that fetchers waiting for its budget hold (a deadlock), so
+    /// while no size is known every page is deferred.
+    pub(super) fn for_page(self: &Arc<Self>, quit: &AtomicBool, paced: bool) -> Option<Reserved> {
         let used = lock(&self.used);
-        let (bytes, deferred) = if used.bytes > 0 && self.estimate.load(Ordering::Relaxed) == 0 {
+        let unknown = self.estimate.load(Ordering::Relaxed) == 0;
+        let (bytes, deferred) = if unknown && (used.bytes > 0 || paced) {
             drop(used);
             (0, true)
         } else {
-            (self.take(used, quit)?, false)
+            (self.take(used, quit, None)?, false)
         };
         Some(Reserved {
             budget: Arc::clone(self),
@@ -91,8 +101,14 @@ impl Budget {
         })
     }
 
-    /// Waits for room for one page and takes it; `None` when `quit` rose.
-    fn take(&self, mut used: MutexGuard<'_, Used>, quit: &AtomicBool) -> Option<usize> {
+    /// Waits for room for one page and takes it; `None` when `quit` rose
+    /// (or `until` passed).
+    fn take(
+        &self,
+        mut used: MutexGuard<'_, Used>,
+        quit: &AtomicBool,
+        until: Option<Instant>,
+    ) -> Option<usize> {
         // Read again after each wait: the first page's size, once seen,
         // lets the fetchers that waited behind it go together.
         let want = || match self.estimate.load(Ordering::Relaxed) {
@@ -100,7 +116,7 @@ impl Budget {
             n => n.min(self.cap),
         };
         while used.bytes > 0 && used.bytes + want() > self.cap {
-            if quit.load(Ordering::SeqCst) {
+            if quit.load(Ordering::SeqCst) || until.is_some_and(|u| Instant::now() >= u) {
                 return None;
             }
             used.waiting += 1;
@@ -156,11 +172,17 @@ impl Reserved {
 
     /// Takes a deferred reservation, waiting for room as `for_page` would;
     /// when `quit` rose meanwhile the body is read without it (the run is
-    /// ending: the page is not kept).
+    /// ending: the page is not kept). The wait is bounded (`SETTLE_WAIT`):
+    /// this request holds a place in its client's rate window meanwhile,
+    /// and the page holding the budget may be waiting for that place.
     pub(super) fn settle(&mut self, quit: &AtomicBool) {
         if std::mem::take(&mut self.deferred) {
             let used = lock(&self.budget.used);
-            self.bytes = self.budget.take(used, quit).unwrap_or(0);
+            let until = Instant::now() + SETTLE_WAIT;
+            self.bytes = self.budget.take(used, quit, Some(until)).unwrap_or_else(|| {
+                log::debug!("no room in the memory budget after {SETTLE_WAIT:?}: the body is read without it");
+                0
+            });
         }
     }
 
@@ -276,24 +298,24 @@ mod tests {
         let b = Arc::new(Budget::new(1));
         let quit = AtomicBool::new(false);
         // Nothing seen yet: the first page takes the whole budget.
-        let mut first = b.for_page(&quit).unwrap();
+        let mut first = b.for_page(&quit, false).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 20);
         b.saw_page(400_000);
         first.resize(200_000);
-        let second = b.for_page(&quit).unwrap();
+        let second = b.for_page(&quit, false).unwrap();
         assert_eq!(lock(&b.used).bytes, 600_000);
-        let third = b.for_page(&quit).unwrap();
+        let third = b.for_page(&quit, false).unwrap();
         assert_eq!(lock(&b.used).bytes, 1_000_000);
         // 1,400,000 bytes would not fit in 1 MiB: a fourth page waits, here
         // until quit rises.
         quit.store(true, Ordering::SeqCst);
-        assert!(b.for_page(&quit).is_none());
+        assert!(b.for_page(&quit, false).is_none());
         quit.store(false, Ordering::SeqCst);
         drop((first, second, third));
         assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
         // A page bigger than the budget passes when nothing else is held.
         b.saw_page(40 << 20);
-        let big = b.for_page(&quit).unwrap();
+        let big = b.for_page(&quit, false).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 20, "capped at the budget");
         drop(big);
         assert_eq!(lock(&b.used).bytes, 0);
@@ -301,7 +323,7 @@ mod tests {
         // A first page that fails leaves a share per fetcher, not the whole budget.
         let b = Arc::new(Budget::new(1));
         b.saw_no_body(4);
-        let one = b.for_page(&quit).unwrap();
+        let one = b.for_page(&quit, false).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 18);
         drop(one);
     }
@@ -311,20 +333,20 @@ mod tests {
         let b = Arc::new(Budget::new(64));
         let quit = AtomicBool::new(false);
         b.saw_page(30 << 20);
-        let big = b.for_page(&quit).unwrap();
+        let big = b.for_page(&quit, false).unwrap();
         assert_eq!(big.bytes, 30 << 20, "what the page was measured to take");
         // A short last page of a slice: the next reservation stays near the
         // full page's, falling by a quarter per page.
         b.saw_page(1 << 20);
-        assert_eq!(b.for_page(&quit).unwrap().bytes, (30 << 20) * 3 / 4);
+        assert_eq!(b.for_page(&quit, false).unwrap().bytes, (30 << 20) * 3 / 4);
         for _ in 0..40 {
             b.saw_page(1 << 20);
         }
-        assert_eq!(b.for_page(&quit).unwrap().bytes, 1 << 20);
+        assert_eq!(b.for_page(&quit, false).unwrap().bytes, 1 << 20);
         // A larger page is followed at once.
         b.saw_page(50 << 20);
         drop(big);
-        assert_eq!(b.for_page(&quit).unwrap().bytes, 50 << 20);
+        assert_eq!(b.for_page(&quit, false).unwrap().bytes, 50 << 20);
         assert_eq!(next_estimate(0, 0), 1, "never zero: zero means none seen");
     }
 
@@ -332,10 +354,10 @@ mod tests {
     fn fetchers_waiting_behind_the_first_page_go_once_its_size_is_known() {
         let b = Arc::new(Budget::new(1));
         let quit = AtomicBool::new(false);
-        let mut first = b.for_page(&quit).unwrap();
+        let mut first = b.for_page(&quit, false).unwrap();
         // The first page's size is unknown: the next request is not held
         // back, only the reading of its body (`settle`).
-        let mut second = b.for_page(&quit).unwrap();
+        let mut second = b.for_page(&quit, false).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 20, "nothing more taken yet");
         let took = settles_after(&mut second, &quit, || {
             b.saw_page(4_000);
@@ -346,7 +368,7 @@ mod tests {
         assert_eq!(lock(&b.used).bytes, 14_000);
         // Once a size is known, nothing is deferred.
         quit.store(false, Ordering::SeqCst);
-        let third = b.for_page(&quit).unwrap();
+        let third = b.for_page(&quit, false).unwrap();
         assert_eq!((third.bytes, third.deferred), (4_000, false));
         drop((first, second, third));
         assert_eq!(lock(&b.used).bytes, 0, "every reservation given back");
@@ -357,8 +379,8 @@ mod tests {
         let b = Arc::new(Budget::new(1));
         let quit = AtomicBool::new(false);
         b.saw_page(100_000);
-        let mut one = b.for_page(&quit).unwrap();
-        let mut two = b.for_page(&quit).unwrap();
+        let mut one = b.for_page(&quit, false).unwrap();
+        let mut two = b.for_page(&quit, false).unwrap();
         assert!(one.grow(600_000, &quit), "free room is taken at once");
         assert_eq!(lock(&b.used).bytes, 700_000);
         // No room left for two's growth while one holds its bytes: after
@@ -381,8 +403,8 @@ mod tests {
         let b = Arc::new(Budget::new(1));
         let quit = AtomicBool::new(false);
         b.saw_page(500_000);
-        let mut one = b.for_page(&quit).unwrap();
-        let mut two = b.for_page(&quit).unwrap();
+        let mut one = b.for_page(&quit, false).unwrap();
+        let mut two = b.for_page(&quit, false).unwrap();
         std::thread::scope(|s| {
             let grower = s.spawn(|| two.grow(800_000, &quit));
             // The writer commits one's rows: its room comes back.
@@ -393,11 +415,34 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_client_sends_nothing_holding_the_whole_budget() {
+        let b = Arc::new(Budget::new(1));
+        let quit = AtomicBool::new(false);
+        // Unpaced, the first page holds the whole budget before it is sent.
+        let first = b.for_page(&quit, false).unwrap();
+        assert_eq!((first.bytes, first.deferred), (1 << 20, false));
+        drop(first);
+        // Paced, it would wait for a rate place with the budget held: every
+        // page is deferred until a size is known, the first to settle takes all.
+        let mut one = b.for_page(&quit, true).unwrap();
+        let mut two = b.for_page(&quit, true).unwrap();
+        assert!(one.deferred && two.deferred);
+        assert_eq!(lock(&b.used).bytes, 0);
+        one.settle(&quit);
+        assert_eq!(one.bytes, 1 << 20);
+        let took = settles_after(&mut two, &quit, || {
+            b.saw_page(5_000);
+            one.resize(5_000);
+        });
+        assert_eq!(took, 5_000);
+    }
+
+    #[test]
     fn a_failing_first_page_lets_the_waiting_fetchers_go() {
         let b = Arc::new(Budget::new(1));
         let quit = AtomicBool::new(false);
-        let mut first = b.for_page(&quit).unwrap();
-        let mut second = b.for_page(&quit).unwrap();
+        let mut first = b.for_page(&quit, false).unwrap();
+        let mut second = b.for_page(&quit, false).unwrap();
         // The first page's attempt failed: it backs off holding a share only.
         let took = settles_after(&mut second, &quit, || first.gave_no_body(4));
         assert_eq!(first.bytes, 1 << 18);

@@ -495,8 +495,10 @@ impl<'j, 'a> Shared<'j, 'a> {
     /// and again before waiting.
     fn claim_now(&self) -> Claimed {
         let job = self.job;
+        // Slices others hold are looked at again often: the run ends (and
+        // its exit is told) soon after they do.
         let poll =
-            (job.settings.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
+            (job.settings.lease / 4).clamp(Duration::from_millis(200), Duration::from_millis(500));
         let batch = job.settings.threads.clamp(1, 16) as i64;
         loop {
             if job.quit.load(Ordering::SeqCst) || self.exhausted.load(Ordering::SeqCst) {
@@ -634,7 +636,7 @@ impl<'j, 'a> Shared<'j, 'a> {
         let mut ahead = None;
         let guess = self.guess(&pager);
         if may_spread && guess > 1 {
-            let Some(room) = self.budget.for_page(job.quit) else {
+            let Some(room) = self.budget.for_page(job.quit, self.limiter.paced()) else {
                 return Err((1, SliceStop::Released));
             };
             // Its followers wait for page 1 holding their room: page 1 must
@@ -829,7 +831,8 @@ impl<'j, 'a> Shared<'j, 'a> {
         let job = self.job;
         let claim = track.claim;
         // Room for the page in the memory budget, before it is asked for.
-        let Some(mut held) = room.or_else(|| self.budget.for_page(job.quit)) else {
+        let Some(mut held) = room.or_else(|| self.budget.for_page(job.quit, self.limiter.paced()))
+        else {
             return Err(SliceStop::Released);
         };
         // What the page is charged: body, tree and rows. The rows mostly

@@ -19,6 +19,7 @@
 mod budget;
 mod fetch;
 pub mod gate;
+mod share;
 mod track;
 mod write;
 
@@ -516,7 +517,13 @@ pub fn run_many<'j, 'a>(
         let share = clients
             .entry(job.client.id.as_str())
             .or_insert_with(|| ClientShare {
-                limiter: Arc::new(Limiter::new(job.client.rate_limit_per_sec)),
+                limiter: {
+                    let limiter = Limiter::new(job.client.rate_limit_per_sec);
+                    // A configured rate is split among the processes
+                    // working the client: none is sent before its part is known.
+                    limiter.hold();
+                    Arc::new(limiter)
+                },
                 agent: http::agent_trusting(job.settings.timeout, &job.client.ca_certs),
                 busy: Arc::new(AtomicUsize::new(0)),
             })
@@ -602,6 +609,11 @@ pub fn run_many<'j, 'a>(
         let leases = std::thread::Builder::new()
             .name("heartbeat".into())
             .spawn_scoped(s, move || track::renew_leases(lanes, &leases_stop_rx));
+        // Shares the clients' rates with the other processes working them.
+        let (rates_stop, rates_stop_rx) = channel::bounded::<()>(0);
+        let rates = std::thread::Builder::new()
+            .name("rates".into())
+            .spawn_scoped(s, move || share::share_rates(lanes, &rates_stop_rx));
         // Progress from a ticker, notices as they come, jobs as they are
         // handed over, until every worker has ended; a stop is passed on to
         // every job within a tenth of a second.
@@ -648,12 +660,14 @@ pub fn run_many<'j, 'a>(
                 }
             }
         }
-        drop(leases_stop);
-        match leases {
-            Ok(h) => panicked |= h.join().is_err(),
-            Err(e) => {
-                log::error!("cannot start the lease heartbeat thread: {e}");
-                not_started.get_or_insert_with(|| format!("{e}"));
+        drop((leases_stop, rates_stop));
+        for (h, what) in [(leases, "lease heartbeat"), (rates, "rate sharing")] {
+            match h {
+                Ok(h) => panicked |= h.join().is_err(),
+                Err(e) => {
+                    log::error!("cannot start the {what} thread: {e}");
+                    not_started.get_or_insert_with(|| format!("{e}"));
+                }
             }
         }
     });

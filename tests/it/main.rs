@@ -16,6 +16,7 @@ mod package;
 mod perf;
 mod promises_cmd;
 mod promises_run;
+mod rates;
 mod run;
 mod shapes;
 mod sync;
