@@ -91,6 +91,10 @@ pub enum RawAuth {
         refresh_token_file: Option<PathBuf>,
         refresh_token: Option<Value>,
         scope: Option<String>,
+        client_auth: Option<super::ClientAuth>,
+        authorize_url: Option<String>,
+        redirect_uri: Option<String>,
+        pkce: Option<bool>,
     },
 }
 
