@@ -98,7 +98,9 @@ impl Ask<'_> {
         match *self {
             Ask::ClientCredentials => vec![],
             Ask::Refresh(r) => vec![r],
-            Ask::Code { code, verifier, .. } => [Some(code), verifier].into_iter().flatten().collect(),
+            Ask::Code { code, verifier, .. } => {
+                [Some(code), verifier].into_iter().flatten().collect()
+            }
         }
     }
 }

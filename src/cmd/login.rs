@@ -151,8 +151,10 @@ fn timed_out(secs: u64, what: &str) -> anyhow::Error {
 
 fn stopped(ctx: &Context<'_>) -> Exit {
     let by = crate::signal::received().unwrap_or("Ctrl-C");
-    ctx.style
-        .note("⏹️", &format!("Login interrompido por {by}: nada foi gravado"));
+    ctx.style.note(
+        "⏹️",
+        &format!("Login interrompido por {by}: nada foi gravado"),
+    );
     Exit::Interrupted
 }
 

@@ -173,7 +173,9 @@ impl<'a> Context<'a> {
         let Auth::OAuth2(cfg) = &client.auth else {
             return ResolvedAuth::resolve(&client.auth, self.env);
         };
-        Ok(ResolvedAuth::OAuth2(Arc::new(self.oauth_session(client, cfg)?)))
+        Ok(ResolvedAuth::OAuth2(Arc::new(
+            self.oauth_session(client, cfg)?,
+        )))
     }
 
     /// An OAuth2 client's session: its secrets read, the token key and the

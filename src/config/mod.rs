@@ -589,10 +589,8 @@ mod tests {
             get(r#", "client_auth": "body""#).client_auth,
             ClientAuth::Body
         );
-        let o = get(
-            r#", "authorize_url": "https://a.example/authorize",
-                 "redirect_uri": "http://127.0.0.1:8765/callback", "pkce": true"#,
-        );
+        let o = get(r#", "authorize_url": "https://a.example/authorize",
+                 "redirect_uri": "http://127.0.0.1:8765/callback", "pkce": true"#);
         let login = o.login.unwrap();
         assert!(login.pkce);
         assert_eq!(login.redirect_uri.port(), Some(8765));
@@ -636,7 +634,10 @@ mod tests {
         ];
         for (keys, says) in cases {
             let e = err(&oauth(&keys));
-            assert!(e.contains("clients.2151.auth") && e.contains(says), "{keys}: {e}");
+            assert!(
+                e.contains("clients.2151.auth") && e.contains(says),
+                "{keys}: {e}"
+            );
         }
         let cc = GOOD.replace(
             "{ \"type\": \"bearer\", \"token_env\": \"ATLAS_TOKEN_2151\" }",

@@ -750,7 +750,12 @@ fn web_url(key: &str, text: &str) -> std::result::Result<url::Url, FieldError> {
     let u = url::Url::parse(text)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| (key.to_string(), "not an http:// or https:// URL".to_string()))?;
+        .ok_or_else(|| {
+            (
+                key.to_string(),
+                "not an http:// or https:// URL".to_string(),
+            )
+        })?;
     if userinfo::has(&u) {
         return Err((key.to_string(), NO_USERINFO.into()));
     }

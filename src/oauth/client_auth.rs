@@ -66,9 +66,15 @@ mod tests {
         let mut form = vec![("grant_type", "client_credentials")];
         let h = apply(ClientAuth::Basic, "app 1", Some("s:é+/"), &mut form);
         let b64 = h.as_deref().and_then(|h| h.strip_prefix("Basic ")).unwrap();
-        let pair = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let pair = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         assert_eq!(String::from_utf8(pair).unwrap(), "app+1:s%3A%C3%A9%2B%2F");
-        assert_eq!(form, [("grant_type", "client_credentials")], "nothing in the body");
+        assert_eq!(
+            form,
+            [("grant_type", "client_credentials")],
+            "nothing in the body"
+        );
     }
 
     #[test]

@@ -49,9 +49,7 @@ fn challenge(verifier: &str) -> String {
 /// with them (the `authorize_url`'s own query parameters kept).
 pub fn begin(login: &Login, client_id: &str, scope: Option<&str>) -> Pending {
     let state = random(STATE_BYTES);
-    let verifier = login
-        .pkce
-        .then(|| SecretValue::new(random(VERIFIER_BYTES)));
+    let verifier = login.pkce.then(|| SecretValue::new(random(VERIFIER_BYTES)));
     let mut url = login.authorize_url.clone();
     {
         let mut q = url.query_pairs_mut();
@@ -86,12 +84,7 @@ impl Pending {
     /// The code of a redirect's query `pairs`; `Err` says why there is none
     /// (an `error=` answer, a state that is not ours, no code).
     pub fn code(&self, pairs: &[(String, String)]) -> std::result::Result<SecretValue, String> {
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         if let Some(error) = get("error") {
             let mut m = format!(
                 "the authorization server answered error={} instead of a code",
@@ -125,25 +118,24 @@ impl Pending {
                 "no redirect URL or code on stdin: paste the address the browser was sent to",
             ));
         }
-        let query = if t.contains("://") || t.starts_with('/') || t.starts_with('?') {
-            match t.split_once('?') {
-                Some((_, q)) => q.split('#').next().unwrap_or(""),
-                None => {
-                    return Err(usage(
+        let query =
+            if t.contains("://") || t.starts_with('/') || t.starts_with('?') {
+                match t.split_once('?') {
+                    Some((_, q)) => q.split('#').next().unwrap_or(""),
+                    None => return Err(usage(
                         "the pasted URL has no query (?code=…&state=…): paste the whole address \
                          the browser was sent to",
-                    ))
+                    )),
                 }
-            }
-        } else if t.contains('=') {
-            t
-        } else if t.contains(char::is_whitespace) {
-            return Err(usage(
-                "the pasted code holds spaces: paste the redirected URL, or the code alone",
-            ));
-        } else {
-            return Ok(SecretValue::new(t.to_string()));
-        };
+            } else if t.contains('=') {
+                t
+            } else if t.contains(char::is_whitespace) {
+                return Err(usage(
+                    "the pasted code holds spaces: paste the redirected URL, or the code alone",
+                ));
+            } else {
+                return Ok(SecretValue::new(t.to_string()));
+            };
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
@@ -257,17 +249,18 @@ mod tests {
     }
 
     fn get<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
-        pairs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+        pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn the_url_carries_the_request_and_a_fresh_state() {
         let p = begin(&login(true), "app-1", Some("pedidos.read"));
         let q = pairs(&p);
-        assert_eq!(get(&q, "app"), Some("7"), "the authorize_url's own query kept");
+        assert_eq!(
+            get(&q, "app"),
+            Some("7"),
+            "the authorize_url's own query kept"
+        );
         assert_eq!(get(&q, "response_type"), Some("code"));
         assert_eq!(get(&q, "client_id"), Some("app-1"));
         assert_eq!(
@@ -278,8 +271,14 @@ mod tests {
         assert_eq!(get(&q, "code_challenge_method"), Some("S256"));
         let verifier = p.verifier.as_ref().unwrap().expose();
         assert_eq!(verifier.len(), 43);
-        assert_eq!(get(&q, "code_challenge"), Some(challenge(verifier).as_str()));
-        assert!(!p.url.as_str().contains(verifier), "the verifier stays here");
+        assert_eq!(
+            get(&q, "code_challenge"),
+            Some(challenge(verifier).as_str())
+        );
+        assert!(
+            !p.url.as_str().contains(verifier),
+            "the verifier stays here"
+        );
         let state = get(&q, "state").unwrap();
         assert_eq!(state.len(), 22);
         assert_ne!(begin(&login(true), "app-1", None).state, state);
@@ -302,11 +301,15 @@ mod tests {
         let p = begin(&login(false), "app", None);
         let s = p.state.clone();
         let q = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         let ok = p.code(&q(&[("code", "c-1"), ("state", &s)])).unwrap();
         assert_eq!(ok.expose(), "c-1");
-        let e = p.code(&q(&[("code", "c-1"), ("state", "other")])).unwrap_err();
+        let e = p
+            .code(&q(&[("code", "c-1"), ("state", "other")]))
+            .unwrap_err();
         assert!(e.contains("state"), "{e}");
         let e = p.code(&q(&[("code", "c-1")])).unwrap_err();
         assert!(e.contains("state"), "{e}");
@@ -317,7 +320,10 @@ mod tests {
                 ("state", &s),
             ]))
             .unwrap_err();
-        assert!(e.contains("error=access_denied") && e.contains("negou"), "{e}");
+        assert!(
+            e.contains("error=access_denied") && e.contains("negou"),
+            "{e}"
+        );
         assert!(p.code(&q(&[("state", &s)])).is_err());
 
         let url = format!("\u{feff}http://127.0.0.1:8765/callback?code=c%2F2&state={s}\r\n");
@@ -329,7 +335,11 @@ mod tests {
         assert_eq!(p.pasted(" bare-code-4 \n").unwrap().expose(), "bare-code-4");
         for bad in ["", "\n", "http://127.0.0.1:8765/callback", "two words"] {
             let e = p.pasted(bad).unwrap_err();
-            assert_eq!(crate::exit::classify(&e), crate::exit::Exit::Usage, "{bad:?}");
+            assert_eq!(
+                crate::exit::classify(&e),
+                crate::exit::Exit::Usage,
+                "{bad:?}"
+            );
         }
         let e = p.pasted("http://h/cb?code=c&state=nope").unwrap_err();
         assert_eq!(crate::exit::classify(&e), crate::exit::Exit::Environment);

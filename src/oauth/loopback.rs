@@ -50,7 +50,9 @@ fn addresses(redirect: &Url) -> Vec<SocketAddr> {
         Some(url::Host::Ipv6(ip)) => vec![ip.into()],
         _ => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
     };
-    ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()
+    ips.into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
 }
 
 /// Binds the redirect_uri's address and port (exit 3 when taken). For
