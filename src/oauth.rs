@@ -287,10 +287,14 @@ impl Session {
     /// How to give the client a new refresh token: `auth seed`, and `auth
     /// login` when the client has an authorization endpoint.
     fn new_refresh_hint(&self) -> String {
+        self.refresh_hint("a new one")
+    }
+
+    /// `store <one> with …`: the ways to give the client a refresh token.
+    fn refresh_hint(&self, one: &str) -> String {
         let c = &self.client;
-        let mut hint = format!(
-            "store a new one with `atlas auth seed --client {c}` (the refresh token on stdin)"
-        );
+        let mut hint =
+            format!("store {one} with `atlas auth seed --client {c}` (the refresh token on stdin)");
         if self.can_login {
             hint.push_str(&format!(" or `atlas auth login --client {c}`"));
         }
@@ -305,13 +309,13 @@ impl Session {
                 "no refresh token stored for client {} and the configured one cannot be read \
                  ({why}): set it, or {}",
                 self.client,
-                self.new_refresh_hint()
+                self.refresh_hint("one")
             ))),
             None => Err(TokenError::Config(format!(
                 "no refresh token stored for client {}: {}, or set auth.refresh_token_env / \
                  refresh_token_file",
                 self.client,
-                self.new_refresh_hint()
+                self.refresh_hint("one")
             ))),
         }
     }

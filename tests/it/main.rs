@@ -10,6 +10,7 @@ mod foundation;
 mod limits;
 mod manager;
 mod oauth;
+mod oauth_login;
 mod pacing;
 mod package;
 mod perf;
