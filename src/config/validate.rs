@@ -4,7 +4,7 @@
 
 use super::position::{key_position, Key};
 use super::ranges;
-use super::raw::{RawAuth, RawClient, RawFile, RawPagination, RawRoute};
+use super::raw::{RawAuth, RawClient, RawFile, RawOAuth2, RawPagination, RawRoute};
 use super::settings::Layer;
 use super::template;
 use super::{
@@ -672,23 +672,24 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
                 password: secret(password_env, password_file, "password")?,
             }
         }
-        Some(RawAuth::Oauth2 {
-            token_url,
-            grant,
-            client_id_env,
-            client_id_file,
-            client_secret_env,
-            client_secret_file,
-            client_secret,
-            refresh_token_env,
-            refresh_token_file,
-            refresh_token,
-            scope,
-            client_auth,
-            authorize_url,
-            redirect_uri,
-            pkce,
-        }) => {
+        Some(RawAuth::Oauth2(o)) => {
+            let RawOAuth2 {
+                token_url,
+                grant,
+                client_id_env,
+                client_id_file,
+                client_secret_env,
+                client_secret_file,
+                client_secret,
+                refresh_token_env,
+                refresh_token_file,
+                refresh_token,
+                scope,
+                client_auth,
+                authorize_url,
+                redirect_uri,
+                pkce,
+            } = *o;
             refuse(client_secret, "client_secret")?;
             refuse(refresh_token, "refresh_token")?;
             let token_url = web_url("token_url", &token_url)?;

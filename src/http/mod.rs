@@ -1274,11 +1274,10 @@ fn encode_body(b: &serde_json::Value, format: BodyFormat) -> (Vec<u8>, &'static 
 /// The first request URL of a route for a client: base + path.
 pub fn route_url(client: &Client, path: &str) -> Result<Url> {
     let base = client.base_url.as_str().trim_end_matches('/');
-    Url::parse(&format!("{base}{path}"))
-        .map_err(|e| {
-            let shown = userinfo::text(&format!("{base}{path}")).into_owned();
-            crate::exit::usage(format!("bad URL {shown}: {e}"))
-        })
+    Url::parse(&format!("{base}{path}")).map_err(|e| {
+        let shown = userinfo::text(&format!("{base}{path}")).into_owned();
+        crate::exit::usage(format!("bad URL {shown}: {e}"))
+    })
 }
 
 #[cfg(test)]
