@@ -238,18 +238,19 @@ pub struct SeedArgs {
     pub client: String,
 }
 
-/// Get an oauth2 client's tokens by the authorization-code grant (RFC 6749
-/// §4.1): print the URL to open, wait for the browser's redirect on the
-/// client's redirect_uri, check its state, trade the code at token_url and
-/// store the tokens encrypted.
+/// Get an oauth2 client's tokens through the browser (authorization code) and store them encrypted.
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
     name = "login",
     example = "atlas auth login --client 2151",
     example = "atlas auth login --client 2151 --paste",
-    note = "The client needs authorize_url and redirect_uri (http://127.0.0.1:PORT/PATH) in its \
-            oauth2 auth, grant refresh_token, and ATLAS_TOKEN_KEY set.",
+    note = "Prints the URL to open (stdout, one line), waits for the browser's redirect on the \
+            client's redirect_uri (or the redirected URL pasted on stdin with --paste), checks \
+            its state, trades the code at token_url (RFC 6749 §4.1, PKCE S256 when pkce is \
+            true) and stores the tokens encrypted. The client needs authorize_url and \
+            redirect_uri (http://127.0.0.1:PORT/PATH) in its oauth2 auth, grant refresh_token, \
+            and ATLAS_TOKEN_KEY set.",
     error_code(0, "the tokens are stored"),
     error_code(
         2,
