@@ -226,6 +226,7 @@ pub struct AuthArgs {
 #[argh(subcommand)]
 pub enum AuthCommand {
     Seed(SeedArgs),
+    Login(LoginArgs),
 }
 
 /// Store a new refresh token for an oauth2 client, read from stdin (never from the command line).
@@ -235,4 +236,44 @@ pub struct SeedArgs {
     /// client id, as in the config
     #[argh(option)]
     pub client: String,
+}
+
+/// Get an oauth2 client's tokens through the browser (authorization code) and store them encrypted.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "login",
+    example = "atlas auth login --client 2151",
+    example = "atlas auth login --client 2151 --paste",
+    note = "Prints the URL to open (stdout, one line), waits for the browser's redirect on the \
+            client's redirect_uri (or the redirected URL pasted on stdin with --paste), checks \
+            its state, trades the code at token_url (RFC 6749 §4.1, PKCE S256 when pkce is \
+            true) and stores the tokens encrypted. The client needs authorize_url and \
+            redirect_uri (http://127.0.0.1:PORT/PATH) in its oauth2 auth, grant refresh_token, \
+            and ATLAS_TOKEN_KEY set.",
+    error_code(0, "the tokens are stored"),
+    error_code(
+        2,
+        "usage or config: unknown client, not oauth2, no authorize_url/redirect_uri, no token \
+         key, schema not initialised, nothing pasted"
+    ),
+    error_code(
+        3,
+        "refused or unreachable: an error= redirect, a state that is not ours, no redirect \
+         within --timeout-secs, the token endpoint refused the code or gave no refresh token, \
+         the port is taken, the database is unreachable; nothing is stored"
+    ),
+    error_code(130, "interrupted (Ctrl-C) while waiting; nothing is stored")
+)]
+pub struct LoginArgs {
+    /// client id, as in the config
+    #[argh(option)]
+    pub client: String,
+    /// read the redirected URL (or the bare code) from stdin instead of listening on the
+    /// redirect_uri, for a browser that runs on another machine
+    #[argh(switch)]
+    pub paste: bool,
+    /// seconds to wait for the redirect (or the pasted line), 1 to 86400 (default 300)
+    #[argh(option, default = "300")]
+    pub timeout_secs: u64,
 }

@@ -10,11 +10,19 @@
 //! token is used. Within a process a mutex keeps threads from queueing on
 //! the row. Access tokens are renewed ahead of expiry (a quarter of their
 //! life, at most 60 s early); a 401 on a live token renews once.
+//!
+//! The client authenticates at the token endpoint by HTTP Basic or in the
+//! form body (`client_auth`); `login` runs the authorization-code grant of
+//! `atlas auth login`.
 
-use crate::config::{Client, Grant, OAuth2, Secret, SecretValue};
+mod client_auth;
+pub mod login;
+pub mod loopback;
+
+use crate::config::{Client, ClientAuth, Grant, OAuth2, Secret, SecretValue};
 use crate::db::{with_causes, Db};
 use crate::exit::{env_error, usage};
-use crate::http::{certificate_error, snippet, Failure, TokenSource};
+use crate::http::{certificate_error, redact, snippet, userinfo, Failure, TokenSource};
 use crate::seal::TokenKey;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -61,12 +69,51 @@ struct Answer {
     life: Duration,
 }
 
+/// What a token request asks for.
+#[derive(Clone, Copy)]
+enum Ask<'a> {
+    ClientCredentials,
+    /// The refresh token to trade.
+    Refresh(&'a str),
+    /// `atlas auth login`: the code the browser brought back, the
+    /// redirect_uri it was sent to, and the PKCE verifier when one was used.
+    Code {
+        code: &'a str,
+        redirect_uri: &'a str,
+        verifier: Option<&'a str>,
+    },
+}
+
+impl Ask<'_> {
+    fn grant_type(&self) -> &'static str {
+        match self {
+            Ask::ClientCredentials => "client_credentials",
+            Ask::Refresh(_) => "refresh_token",
+            Ask::Code { .. } => "authorization_code",
+        }
+    }
+
+    /// The secrets the request carries, to mask in what is shown.
+    fn secrets(&self) -> Vec<&str> {
+        match *self {
+            Ask::ClientCredentials => vec![],
+            Ask::Refresh(r) => vec![r],
+            Ask::Code { code, verifier, .. } => {
+                [Some(code), verifier].into_iter().flatten().collect()
+            }
+        }
+    }
+}
+
 /// One client's OAuth2 tokens.
 pub struct Session {
     client: String,
     grant: Grant,
     token_url: url::Url,
     scope: Option<String>,
+    client_auth: ClientAuth,
+    /// The client has `authorize_url`: `atlas auth login` can get new tokens.
+    can_login: bool,
     client_id: SecretValue,
     client_secret: Option<SecretValue>,
     /// The configured first refresh token, or why it cannot be read (needed
@@ -104,6 +151,8 @@ impl Session {
             grant: cfg.grant,
             token_url: cfg.token_url.clone(),
             scope: cfg.scope.clone(),
+            client_auth: cfg.client_auth,
+            can_login: cfg.login.is_some(),
             client_id: resolve(&cfg.client_id)?,
             client_secret: cfg.client_secret.as_ref().map(resolve).transpose()?,
             first_refresh: cfg
@@ -191,7 +240,10 @@ impl Session {
                 None => self.first_refresh()?,
             }),
         };
-        let answer = self.ask(used.as_deref())?;
+        let answer = self.ask(match used.as_deref() {
+            Some(r) => Ask::Refresh(r),
+            None => Ask::ClientCredentials,
+        })?;
         let now = Utc::now();
         let early = (answer.life / 4).min(MAX_EARLY);
         let expires_at = now + answer.life;
@@ -219,10 +271,10 @@ impl Session {
         tx.commit().map_err(|e| {
             TokenError::Refused(format!(
                 "the token endpoint rotated the refresh token of client {} but it could not be \
-                 stored ({}): seed a new one with `atlas auth seed --client {}`",
+                 stored ({}): {}",
                 self.client,
                 with_causes(&e),
-                self.client
+                self.new_refresh_hint()
             ))
         })?;
         Ok(Token {
@@ -232,20 +284,38 @@ impl Session {
         })
     }
 
+    /// How to give the client a new refresh token: `auth seed`, and `auth
+    /// login` when the client has an authorization endpoint.
+    fn new_refresh_hint(&self) -> String {
+        self.refresh_hint("a new one")
+    }
+
+    /// `store <one> with …`: the ways to give the client a refresh token.
+    fn refresh_hint(&self, one: &str) -> String {
+        let c = &self.client;
+        let mut hint =
+            format!("store {one} with `atlas auth seed --client {c}` (the refresh token on stdin)");
+        if self.can_login {
+            hint.push_str(&format!(" or `atlas auth login --client {c}`"));
+        }
+        hint
+    }
+
     /// The configured first refresh token, when none is stored yet.
     fn first_refresh(&self) -> std::result::Result<String, TokenError> {
-        let seed = format!("atlas auth seed --client {}", self.client);
         match &self.first_refresh {
             Some(Ok(v)) => Ok(v.expose().to_string()),
             Some(Err(why)) => Err(TokenError::Config(format!(
                 "no refresh token stored for client {} and the configured one cannot be read \
-                 ({why}): set it, or store one with `{seed}`",
-                self.client
+                 ({why}): set it, or {}",
+                self.client,
+                self.refresh_hint("one")
             ))),
             None => Err(TokenError::Config(format!(
-                "no refresh token stored for client {}: store one with `{seed}` (the token on \
-                 stdin) or set auth.refresh_token_env / refresh_token_file",
-                self.client
+                "no refresh token stored for client {}: {}, or set auth.refresh_token_env / \
+                 refresh_token_file",
+                self.client,
+                self.refresh_hint("one")
             ))),
         }
     }
@@ -254,9 +324,9 @@ impl Session {
         self.key.open(sealed, &self.client, field).ok_or_else(|| {
             TokenError::Config(format!(
                 "the stored OAuth2 {field} token of client {} cannot be decrypted with this \
-                 ATLAS_TOKEN_KEY (it was stored with another key): use that key, or store a new \
-                 refresh token with `atlas auth seed --client {}`",
-                self.client, self.client
+                 ATLAS_TOKEN_KEY (it was stored with another key): use that key, or {}",
+                self.client,
+                self.new_refresh_hint()
             ))
         })
     }
@@ -266,6 +336,7 @@ impl Session {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if let Some(s) = &self.client_secret {
             v.push(s.expose().to_string());
+            v.push(client_auth::basic(self.client_id.expose(), s.expose()));
         }
         if let Some(Ok(r)) = &self.first_refresh {
             v.push(r.expose().to_string());
@@ -278,35 +349,50 @@ impl Session {
     }
 
     fn mask(&self, text: &str, extra: &[&str]) -> String {
-        let mut out = text.to_string();
+        let mut out = userinfo::text(text).into_owned();
         for s in self.secret_values(extra) {
             out = out.replace(&s, crate::http::MASK);
         }
         out
     }
 
-    /// One token request: `refresh` for the refresh_token grant, `None`
-    /// for client_credentials. The client authenticates in the form body.
-    fn ask(&self, refresh: Option<&str>) -> std::result::Result<Answer, TokenError> {
-        let mut form: Vec<(&str, &str)> = match refresh {
-            Some(r) => vec![("grant_type", "refresh_token"), ("refresh_token", r)],
-            None => vec![("grant_type", "client_credentials")],
-        };
-        form.push(("client_id", self.client_id.expose()));
-        if let Some(s) = &self.client_secret {
-            form.push(("client_secret", s.expose()));
+    /// One token request. The client authenticates as `client_auth` says.
+    fn ask(&self, what: Ask<'_>) -> std::result::Result<Answer, TokenError> {
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", what.grant_type())];
+        match what {
+            Ask::ClientCredentials => {}
+            Ask::Refresh(r) => form.push(("refresh_token", r)),
+            Ask::Code {
+                code,
+                redirect_uri,
+                verifier,
+            } => {
+                form.extend([("code", code), ("redirect_uri", redirect_uri)]);
+                form.extend(verifier.map(|v| ("code_verifier", v)));
+            }
         }
+        let authorization = client_auth::apply(
+            self.client_auth,
+            self.client_id.expose(),
+            self.client_secret.as_ref().map(SecretValue::expose),
+            &mut form,
+        );
         if let Some(s) = &self.scope {
-            form.push(("scope", s));
+            if !matches!(what, Ask::Code { .. }) {
+                form.push(("scope", s));
+            }
         }
-        let extra: Vec<&str> = refresh.into_iter().collect();
-        let url = self.token_url.as_str();
-        let mut resp = match self
+        let extra = what.secrets();
+        // Shown masked; sent as configured.
+        let url = redact(&self.token_url, None);
+        let mut req = self
             .agent
-            .post(url)
-            .header("Accept", "application/json")
-            .send_form(form)
-        {
+            .post(self.token_url.as_str())
+            .header("Accept", "application/json");
+        if let Some(a) = &authorization {
+            req = req.header("Authorization", a.as_str());
+        }
+        let mut resp = match req.send_form(form) {
             Ok(r) => r,
             Err(e) => {
                 return Err(match certificate_error(&e) {
@@ -357,26 +443,29 @@ impl Session {
         }
         let error = field("error").unwrap_or_default();
         let c = &self.client;
-        Err(match (status, error.as_str()) {
-            (408 | 425 | 429 | 500..=599, _) => {
+        Err(match (status, error.as_str(), what) {
+            (408 | 425 | 429 | 500..=599, _, _) => {
                 TokenError::Transient(format!("token endpoint {url} answered HTTP {status}"))
             }
-            (_, "invalid_grant") if refresh.is_some() => TokenError::Refused(format!(
+            (_, "invalid_grant", Ask::Refresh(_)) => TokenError::Refused(format!(
                 "the token endpoint refused the refresh token of client {c} (invalid_grant: \
-                 revoked, expired or already used): store a new one with \
-                 `atlas auth seed --client {c}` (the refresh token on stdin)"
+                 revoked, expired or already used): {}",
+                self.new_refresh_hint()
             )),
-            (_, "invalid_client" | "unauthorized_client") => TokenError::Refused(format!(
+            (_, "invalid_grant", Ask::Code { .. }) => TokenError::Refused(format!(
+                "the token endpoint refused the authorization code of client {c} (invalid_grant: \
+                 expired, already used, or issued for another redirect_uri or PKCE verifier): \
+                 run `atlas auth login --client {c}` again"
+            )),
+            (_, "invalid_client" | "unauthorized_client", _) => TokenError::Refused(format!(
                 "the token endpoint refused the client credentials of client {c} ({error}): \
-                 check auth.client_id_env and client_secret_env"
+                 check auth.client_id_env and client_secret_env, and auth.client_auth ({}: {})",
+                client_auth::word(self.client_auth),
+                client_auth::how(self.client_auth, self.client_secret.is_some()),
             )),
             _ => TokenError::Refused(format!(
                 "the token endpoint {url} refused the {} grant of client {c} (HTTP {status}): {}",
-                if refresh.is_some() {
-                    "refresh_token"
-                } else {
-                    "client_credentials"
-                },
+                what.grant_type(),
                 self.mask(&snippet(&body, 200), &extra)
             )),
         })

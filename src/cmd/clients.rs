@@ -15,7 +15,7 @@ pub fn run(ctx: &Context<'_>) -> Result<Exit> {
             vec![
                 c.id.clone(),
                 c.name.clone(),
-                c.base_url.to_string(),
+                crate::http::redact(&c.base_url, None),
                 c.auth.kind().to_string(),
                 routes.join(", "),
             ]

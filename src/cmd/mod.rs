@@ -13,6 +13,7 @@ mod check;
 mod clients;
 mod fleet;
 mod init;
+mod login;
 mod manager;
 mod scrap;
 mod sync;
@@ -62,6 +63,10 @@ pub fn run(
         Command::Verify(a) => verify::run(&context()?, a),
         Command::Auth(a) => match &a.command {
             AuthCommand::Seed(s) => auth::seed(&context()?, s),
+            AuthCommand::Login(l) => {
+                login::check_flags(l)?;
+                login::run(&context()?, l)
+            }
         },
         // Flags that stand alone are checked before the context is built.
         Command::Scrap(s) => match &s.command {
@@ -168,13 +173,21 @@ impl<'a> Context<'a> {
         let Auth::OAuth2(cfg) = &client.auth else {
             return ResolvedAuth::resolve(&client.auth, self.env);
         };
+        Ok(ResolvedAuth::OAuth2(Arc::new(
+            self.oauth_session(client, cfg)?,
+        )))
+    }
+
+    /// An OAuth2 client's session: its secrets read, the token key and the
+    /// database at hand (no request yet).
+    pub fn oauth_session(&self, client: &Client, cfg: &config::OAuth2) -> Result<oauth::Session> {
         let key = self.token_key()?;
         let timeout = self
             .settings
             .as_ref()
             .map(|s| s.timeout)
             .unwrap_or(std::time::Duration::from_secs(30));
-        let session = oauth::Session::new(
+        oauth::Session::new(
             client,
             cfg,
             self.env,
@@ -182,8 +195,7 @@ impl<'a> Context<'a> {
             self.database()?.clone(),
             crate::http::agent_trusting(timeout, &client.ca_certs),
             format!("{}:{}", self.host, std::process::id()),
-        )?;
-        Ok(ResolvedAuth::OAuth2(Arc::new(session)))
+        )
     }
 
     /// The key OAuth2 tokens are sealed with (`ATLAS_TOKEN_KEY` or `ATLAS_TOKEN_KEY_FILE`).

@@ -214,6 +214,31 @@ pub struct OAuth2 {
     /// The first refresh token only: once one is stored, the stored one is used.
     pub refresh_token: Option<Secret>,
     pub scope: Option<String>,
+    /// How the client id and secret reach the token endpoint.
+    pub client_auth: ClientAuth,
+    /// `atlas auth login`: where the user authorizes, and the loopback
+    /// address the browser is sent back to (both or neither).
+    pub login: Option<Login>,
+}
+
+/// The authorization-code grant of `atlas auth login` (RFC 6749 §4.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    pub authorize_url: url::Url,
+    /// `http` on 127.0.0.1, localhost or [::1], with an explicit port.
+    pub redirect_uri: url::Url,
+    /// Send a PKCE S256 challenge (RFC 7636).
+    pub pkce: bool,
+}
+
+/// How an OAuth2 client authenticates at the token endpoint (RFC 6749
+/// §2.3.1): HTTP Basic, which servers must support, or in the form body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    Basic,
+    Body,
 }
 
 /// The OAuth2 grant used to get access tokens.
@@ -538,6 +563,125 @@ mod tests {
             r#"{ "type": "oauth2", "token_url": "ftp://x", "grant": "refresh_token", "client_id_env": "I" }"#,
         ));
         assert!(e.contains("token_url"), "{e}");
+    }
+
+    #[test]
+    fn oauth2_client_auth_and_login_keys() {
+        let oauth = |keys: &str| {
+            GOOD.replace(
+                "{ \"type\": \"bearer\", \"token_env\": \"ATLAS_TOKEN_2151\" }",
+                &format!(
+                    r#"{{ "type": "oauth2", "token_url": "https://a.example/token",
+                          "grant": "refresh_token", "client_id_env": "I" {keys} }}"#
+                ),
+            )
+        };
+        let get = |keys: &str| {
+            let c = parse_str(&oauth(keys)).unwrap();
+            let Auth::OAuth2(o) = c.client("2151").unwrap().auth.clone() else {
+                panic!("not oauth2")
+            };
+            o
+        };
+        assert_eq!(get("").client_auth, ClientAuth::Basic, "the default");
+        assert_eq!(get("").login, None);
+        assert_eq!(
+            get(r#", "client_auth": "body""#).client_auth,
+            ClientAuth::Body
+        );
+        let o = get(r#", "authorize_url": "https://a.example/authorize",
+                 "redirect_uri": "http://127.0.0.1:8765/callback", "pkce": true"#);
+        let login = o.login.unwrap();
+        assert!(login.pkce);
+        assert_eq!(login.redirect_uri.port(), Some(8765));
+        for ok in ["http://localhost:9/cb", "http://[::1]:9/"] {
+            get(&format!(
+                r#", "authorize_url": "https://a.example/a", "redirect_uri": "{ok}""#
+            ));
+        }
+        let auth_url = r#", "authorize_url": "https://a.example/a""#;
+        let cases = [
+            (
+                r#", "client_auth": "header""#.to_string(),
+                "expected `basic` or `body`",
+            ),
+            (auth_url.to_string(), "redirect_uri"),
+            (
+                r#", "redirect_uri": "http://127.0.0.1:1/cb""#.into(),
+                "authorize_url",
+            ),
+            (r#", "pkce": true"#.into(), "pkce"),
+            (
+                format!(r#"{auth_url}, "redirect_uri": "https://127.0.0.1:9/cb""#),
+                "127.0.0.1, localhost or [::1]",
+            ),
+            (
+                format!(r#"{auth_url}, "redirect_uri": "http://10.0.0.2:9/cb""#),
+                "127.0.0.1, localhost or [::1]",
+            ),
+            (
+                format!(r#"{auth_url}, "redirect_uri": "http://127.0.0.1/cb""#),
+                "explicit port",
+            ),
+            (
+                format!(r#"{auth_url}, "redirect_uri": "http://127.0.0.1:9/cb#x""#),
+                "fragment",
+            ),
+            (
+                r#", "authorize_url": "https://u:pw-4471@a.example/a", "redirect_uri": "http://127.0.0.1:9/""#.into(),
+                "client_id_env/client_secret_env",
+            ),
+        ];
+        for (keys, says) in cases {
+            let e = err(&oauth(&keys));
+            assert!(
+                e.contains("clients.2151.auth") && e.contains(says),
+                "{keys}: {e}"
+            );
+        }
+        let cc = GOOD.replace(
+            "{ \"type\": \"bearer\", \"token_env\": \"ATLAS_TOKEN_2151\" }",
+            r#"{ "type": "oauth2", "token_url": "https://a.example/token", "grant": "client_credentials",
+                 "client_id_env": "I", "client_secret_env": "S", "authorize_url": "https://a.example/a",
+                 "redirect_uri": "http://127.0.0.1:9/" }"#,
+        );
+        assert!(err(&cc).contains("refresh_token"));
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_refused_and_never_echoed() {
+        let with_token_url = |u: &str| {
+            GOOD.replace(
+                "{ \"type\": \"bearer\", \"token_env\": \"ATLAS_TOKEN_2151\" }",
+                &format!(
+                    r#"{{ "type": "oauth2", "token_url": "{u}", "grant": "refresh_token",
+                          "client_id_env": "I" }}"#
+                ),
+            )
+        };
+        for (text, key) in [
+            (
+                with_token_url("https://app:pw-4471@a.example/token"),
+                "clients.2151.auth.token_url",
+            ),
+            (
+                with_token_url("ftp://app:pw-4471@a.example/token"),
+                "clients.2151.auth.token_url",
+            ),
+            (
+                GOOD.replace(
+                    "https://erp.example.com/api/v1",
+                    "https://app:pw-4471@erp.example.com/api/v1",
+                ),
+                "clients.2151.base_url",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(e.contains(key) && e.contains("line"), "{e}");
+            assert!(!e.contains("pw-4471"), "secret echoed: {e}");
+        }
+        let e = err(&with_token_url("https://app:pw-4471@a.example/token"));
+        assert!(e.contains("client_id_env/client_secret_env"), "{e}");
     }
 
     #[test]

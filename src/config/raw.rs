@@ -79,19 +79,28 @@ pub enum RawAuth {
         password_file: Option<PathBuf>,
         password: Option<Value>,
     },
-    Oauth2 {
-        token_url: String,
-        grant: super::Grant,
-        client_id_env: Option<String>,
-        client_id_file: Option<PathBuf>,
-        client_secret_env: Option<String>,
-        client_secret_file: Option<PathBuf>,
-        client_secret: Option<Value>,
-        refresh_token_env: Option<String>,
-        refresh_token_file: Option<PathBuf>,
-        refresh_token: Option<Value>,
-        scope: Option<String>,
-    },
+    Oauth2(Box<RawOAuth2>),
+}
+
+/// An `oauth2` auth (boxed: the largest kind by far).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth2 {
+    pub token_url: String,
+    pub grant: super::Grant,
+    pub client_id_env: Option<String>,
+    pub client_id_file: Option<PathBuf>,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub client_secret: Option<Value>,
+    pub refresh_token_env: Option<String>,
+    pub refresh_token_file: Option<PathBuf>,
+    pub refresh_token: Option<Value>,
+    pub scope: Option<String>,
+    pub client_auth: Option<super::ClientAuth>,
+    pub authorize_url: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub pkce: Option<bool>,
 }
 
 /// One entry of `routes`, or a route with a client's overrides merged in.

@@ -4,20 +4,31 @@
 
 use super::position::{key_position, Key};
 use super::ranges;
-use super::raw::{RawAuth, RawClient, RawFile, RawPagination, RawRoute};
+use super::raw::{RawAuth, RawClient, RawFile, RawOAuth2, RawPagination, RawRoute};
 use super::settings::Layer;
 use super::template;
 use super::{
-    Auth, BodyFormat, Client, Config, DateParams, Grant, Method, OAuth2, Pagination, Paging, Route,
-    Secret, Undated,
+    Auth, BodyFormat, Client, Config, DateParams, Grant, Login, Method, OAuth2, Pagination, Paging,
+    Route, Secret, Undated,
 };
 use crate::dates::{self, EndStyle, Zone};
 use crate::exit::usage;
+use crate::http::userinfo;
 use crate::ident;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Why a URL with `user:password@` is refused: the file would hold a
+/// secret, and every line that shows the URL would too.
+const NO_USERINFO: &str = "must not hold credentials (user:password@ is written in the file and \
+    travels with the URL): put credentials in client_id_env/client_secret_env";
+
+/// The same for `base_url`, whose credentials belong to `auth`.
+const NO_USERINFO_BASE: &str = "must not hold credentials (user:password@ is written in the file \
+    and travels with the URL): put credentials in auth (type basic with user and password_env, \
+    or oauth2 with client_id_env/client_secret_env)";
 
 /// Pages a slice may take when the route sets no `max_pages`.
 pub const DEFAULT_MAX_PAGES: u64 = 100_000;
@@ -108,6 +119,9 @@ impl Validator<'_> {
                 &key.dotted("base_url"),
                 "must be http:// or https://".into(),
             ));
+        }
+        if userinfo::has(&base_url) {
+            return Err(self.bad(&key.dotted("base_url"), NO_USERINFO_BASE.into()));
         }
         ranges::check(
             "rate_limit_per_sec",
@@ -658,30 +672,27 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
                 password: secret(password_env, password_file, "password")?,
             }
         }
-        Some(RawAuth::Oauth2 {
-            token_url,
-            grant,
-            client_id_env,
-            client_id_file,
-            client_secret_env,
-            client_secret_file,
-            client_secret,
-            refresh_token_env,
-            refresh_token_file,
-            refresh_token,
-            scope,
-        }) => {
+        Some(RawAuth::Oauth2(o)) => {
+            let RawOAuth2 {
+                token_url,
+                grant,
+                client_id_env,
+                client_id_file,
+                client_secret_env,
+                client_secret_file,
+                client_secret,
+                refresh_token_env,
+                refresh_token_file,
+                refresh_token,
+                scope,
+                client_auth,
+                authorize_url,
+                redirect_uri,
+                pkce,
+            } = *o;
             refuse(client_secret, "client_secret")?;
             refuse(refresh_token, "refresh_token")?;
-            let token_url = url::Url::parse(&token_url)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .ok_or_else(|| {
-                    (
-                        "token_url".to_string(),
-                        format!("'{token_url}' is not an http:// or https:// URL"),
-                    )
-                })?;
+            let token_url = web_url("token_url", &token_url)?;
             let client_secret = match (&client_secret_env, &client_secret_file) {
                 (None, None) => None,
                 _ => Some(secret(
@@ -712,6 +723,14 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
                     "missing: grant \"client_credentials\" needs client_secret_env or client_secret_file".into(),
                 ));
             }
+            let login = login(authorize_url, redirect_uri, pkce)?;
+            if login.is_some() && grant != Grant::RefreshToken {
+                return Err((
+                    "authorize_url".to_string(),
+                    "atlas auth login stores a refresh token: it needs grant \"refresh_token\""
+                        .into(),
+                ));
+            }
             Auth::OAuth2(Box::new(OAuth2 {
                 token_url,
                 grant,
@@ -719,7 +738,95 @@ fn auth(a: Option<RawAuth>, key: &Key) -> std::result::Result<Auth, FieldError> 
                 client_secret,
                 refresh_token,
                 scope: scope.filter(|s| !s.trim().is_empty()),
+                client_auth: client_auth.unwrap_or_default(),
+                login,
             }))
         }
     })
+}
+
+/// An `http://` or `https://` URL without user info. The text is never
+/// echoed: it may hold the very credentials refused.
+fn web_url(key: &str, text: &str) -> std::result::Result<url::Url, FieldError> {
+    let u = url::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| {
+            (
+                key.to_string(),
+                "not an http:// or https:// URL".to_string(),
+            )
+        })?;
+    if userinfo::has(&u) {
+        return Err((key.to_string(), NO_USERINFO.into()));
+    }
+    Ok(u)
+}
+
+/// The keys of `atlas auth login`: `authorize_url` and `redirect_uri`
+/// together, the redirect on the loopback where atlas can listen for it.
+fn login(
+    authorize_url: Option<String>,
+    redirect_uri: Option<String>,
+    pkce: Option<bool>,
+) -> std::result::Result<Option<Login>, FieldError> {
+    let (authorize_url, redirect_uri) = match (authorize_url, redirect_uri) {
+        (None, None) => {
+            return match pkce {
+                Some(true) => Err((
+                    "pkce".into(),
+                    "is for atlas auth login: give authorize_url and redirect_uri too".into(),
+                )),
+                _ => Ok(None),
+            }
+        }
+        (Some(a), Some(r)) => (a, r),
+        (Some(_), None) => {
+            return Err((
+                "redirect_uri".into(),
+                "missing: authorize_url needs a redirect_uri (http://127.0.0.1:PORT/callback)"
+                    .into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                "authorize_url".into(),
+                "missing: redirect_uri needs the authorization endpoint's authorize_url".into(),
+            ))
+        }
+    };
+    let authorize_url = web_url("authorize_url", &authorize_url)?;
+    let bad = |m: &str| Err(("redirect_uri".to_string(), m.to_string()));
+    let Ok(redirect) = url::Url::parse(&redirect_uri) else {
+        return bad("not a URL: give http://127.0.0.1:PORT/callback");
+    };
+    if userinfo::has(&redirect) {
+        return Err(("redirect_uri".into(), NO_USERINFO.into()));
+    }
+    let loopback = match redirect.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        None => false,
+    };
+    if redirect.scheme() != "http" || !loopback {
+        return bad(
+            "must be http:// on 127.0.0.1, localhost or [::1] (atlas listens there for the \
+             browser's redirect): http://127.0.0.1:PORT/callback",
+        );
+    }
+    if !matches!(redirect.port(), Some(p) if p != 0) {
+        return bad(
+            "needs an explicit port other than 0 and 80, as registered with the provider: \
+             http://127.0.0.1:PORT/callback",
+        );
+    }
+    if redirect.fragment().is_some() {
+        return bad("must not have a #fragment (RFC 6749 §3.1.2)");
+    }
+    Ok(Some(Login {
+        authorize_url,
+        redirect_uri: redirect,
+        pkce: pkce.unwrap_or(false),
+    }))
 }

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod headers;
 pub mod share;
+pub mod userinfo;
 
 use crate::charset::{body_charset, Charset};
 use crate::config::template::{self, Secrets, Var, Vars};
@@ -196,11 +197,7 @@ impl ResolvedAuth {
 
 /// A URL fit for logs: userinfo and secret-looking query values masked.
 pub fn redact(url: &Url, auth_param: Option<&str>) -> String {
-    let mut u = url.clone();
-    if !u.username().is_empty() || u.password().is_some() {
-        let _ = u.set_username("***");
-        let _ = u.set_password(None);
-    }
+    let mut u = userinfo::url(url).into_owned();
     if u.query().is_some() {
         let pairs: Vec<(String, String)> = u
             .query_pairs()
@@ -222,10 +219,10 @@ pub fn redact(url: &Url, auth_param: Option<&str>) -> String {
 }
 
 /// Masks secrets in anything shown to a person (error log, stderr, the
-/// ledger's error texts): every value of the client's resolved secret (from
-/// a `*_env` or `*_file`, wherever it appears, also percent-encoded), and
-/// the values of headers and query params named like secrets
-/// ([`secret_name`]).
+/// ledger's error texts): the user info of any URL in it, every value of
+/// the client's resolved secret (from a `*_env` or `*_file`, wherever it
+/// appears, also percent-encoded), and the values of headers and query
+/// params named like secrets ([`secret_name`]).
 #[derive(Default)]
 pub struct Masker {
     auth_param: Option<String>,
@@ -305,7 +302,7 @@ impl Masker {
 
     /// `text` with every secret value replaced by `***`.
     pub fn text(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        let mut out = userinfo::text(text).into_owned();
         for v in &self.values {
             if out.contains(v.as_str()) {
                 out = out.replace(v.as_str(), MASK);
@@ -1310,8 +1307,10 @@ fn encode_body(b: &serde_json::Value, format: BodyFormat) -> (Vec<u8>, &'static 
 /// The first request URL of a route for a client: base + path.
 pub fn route_url(client: &Client, path: &str) -> Result<Url> {
     let base = client.base_url.as_str().trim_end_matches('/');
-    Url::parse(&format!("{base}{path}"))
-        .map_err(|e| crate::exit::usage(format!("bad URL {base}{path}: {e}")))
+    Url::parse(&format!("{base}{path}")).map_err(|e| {
+        let shown = userinfo::text(&format!("{base}{path}")).into_owned();
+        crate::exit::usage(format!("bad URL {shown}: {e}"))
+    })
 }
 
 #[cfg(test)]

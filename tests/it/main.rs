@@ -11,6 +11,7 @@ mod foundation;
 mod limits;
 mod manager;
 mod oauth;
+mod oauth_login;
 mod pacing;
 mod package;
 mod perf;

@@ -11,12 +11,12 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
-const KEY: &str = "4f1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0";
-const CLIENT_SECRET: &str = "segredo-do-cliente-8841";
-const FIRST_REFRESH: &str = "rt-inicial-5150";
+pub(crate) const KEY: &str = "4f1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0";
+pub(crate) const CLIENT_SECRET: &str = "segredo-do-cliente-8841";
+pub(crate) const FIRST_REFRESH: &str = "rt-inicial-5150";
 
 /// The sample API in OAuth2 mode, logging token requests to `log`.
-fn api(log: &Path, ttl_secs: &str, extra: &[&str]) -> Api {
+pub(crate) fn api(log: &Path, ttl_secs: &str, extra: &[&str]) -> Api {
     let mut args = vec![
         "--per-day",
         "30",
@@ -39,6 +39,16 @@ fn api(log: &Path, ttl_secs: &str, extra: &[&str]) -> Api {
 /// with `grant` (the fixture's is `refresh_token`), its secrets in the
 /// environment and the token key set.
 fn atlas(db: &TestDb, api: &Api, grant: &str) -> Atlas {
+    atlas_with(db, api, grant, |_| {})
+}
+
+/// As `atlas`, the client's `auth` object edited by `edit` first.
+pub(crate) fn atlas_with(
+    db: &TestDb,
+    api: &Api,
+    grant: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Atlas {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/configs/oauth2.json"
@@ -53,6 +63,7 @@ fn atlas(db: &TestDb, api: &Api, grant: &str) -> Atlas {
             .expect("auth object")
             .remove("refresh_token_env");
     }
+    edit(auth);
     let mut a = Atlas::new(db, &cfg);
     a.env.extend([
         ("ATLAS_OAUTH_ID_2151".into(), "app-2151".into()),
@@ -64,7 +75,7 @@ fn atlas(db: &TestDb, api: &Api, grant: &str) -> Atlas {
 }
 
 /// The token log's lines as (grant, refresh token used, outcome).
-fn token_log(path: &Path) -> Vec<(String, String, String)> {
+pub(crate) fn token_log(path: &Path) -> Vec<(String, String, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -77,7 +88,7 @@ fn token_log(path: &Path) -> Vec<(String, String, String)> {
 }
 
 /// No refresh token was used twice, and every request was granted.
-fn assert_no_reuse(log: &[(String, String, String)]) {
+pub(crate) fn assert_no_reuse(log: &[(String, String, String)]) {
     let used: Vec<&str> = log
         .iter()
         .filter(|(g, _, _)| g == "refresh_token")
@@ -93,7 +104,7 @@ fn assert_no_reuse(log: &[(String, String, String)]) {
 }
 
 /// No secret in clear in `texts` or in the control schema's token row.
-fn assert_secrets_hidden(db: &TestDb, texts: &[&str], secrets: &[&str]) {
+pub(crate) fn assert_secrets_hidden(db: &TestDb, texts: &[&str], secrets: &[&str]) {
     for s in secrets {
         for t in texts {
             assert!(!t.contains(s), "secret {s} in output:\n{t}");

@@ -119,6 +119,14 @@ pub struct Args {
     /// used or -> <ok|reused|unknown|invalid_client|unsupported>"
     #[argh(option)]
     pub oauth_log: Option<PathBuf>,
+    /// how POST /oauth/token lets the client authenticate: basic (HTTP Basic only), body
+    /// (client_id and client_secret in the form only) or any (default any)
+    #[argh(option, default = "ClientAuth::Any")]
+    pub oauth_client_auth: ClientAuth,
+    /// what GET /oauth/authorize answers: allow (a code), deny (error=access_denied) or
+    /// wrong_state (a code with a state that is not the one sent) (default allow)
+    #[argh(option, default = "Consent::Allow")]
+    pub oauth_consent: Consent,
     /// the app key the /erp/ shapes expect: omie's "app_key", vtex's X-VTEX-API-AppKey
     /// (default chave-app)
     #[argh(option, default = "String::from(\"chave-app\")")]
@@ -146,6 +154,8 @@ pub struct Args {
 }
 
 cli_enum!(LimitHeaders { X = "x", Ietf = "ietf" });
+cli_enum!(ClientAuth { Any = "any", Basic = "basic", Body = "body" });
+cli_enum!(Consent { Allow = "allow", Deny = "deny", WrongState = "wrong_state" });
 
 /// A plain enum read from fixed CLI words; `WORDS` also serves as the list of all variants.
 macro_rules! cli_enum {

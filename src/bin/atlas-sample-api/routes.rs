@@ -20,6 +20,7 @@ use crate::state::{lock, State};
 
 enum Route {
     Token,
+    Authorize,
     Revoke,
     Stats,
     Expected,
@@ -34,6 +35,7 @@ fn route_of(path: &str) -> Route {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["oauth", "token"] => Route::Token,
+        ["oauth", "authorize"] => Route::Authorize,
         ["_oauth", "revoke"] => Route::Revoke,
         ["_stats"] => Route::Stats,
         ["_expected"] => Route::Expected,
@@ -274,6 +276,15 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
             Some(_) => {
                 let mut reply = Reply::error(405, "método não permitido");
                 reply.headers.push(("Allow", "POST".to_string()));
+                (reply, None)
+            }
+            None => (Reply::error(404, "rota não encontrada (sem --oauth)"), None),
+        },
+        Route::Authorize => match &state.oauth {
+            Some(oauth) if request.method == "GET" => (oauth.authorize(&query), None),
+            Some(_) => {
+                let mut reply = Reply::error(405, "método não permitido");
+                reply.headers.push(("Allow", "GET".to_string()));
                 (reply, None)
             }
             None => (Reply::error(404, "rota não encontrada (sem --oauth)"), None),

@@ -56,6 +56,7 @@ impl State {
                     args.oauth_refresh_token.as_deref(),
                     args.oauth_ttl_secs,
                     args.oauth_log.as_deref(),
+                    (args.oauth_client_auth, args.oauth_consent),
                 )
                 .map_err(io::Error::other)?,
             ),
