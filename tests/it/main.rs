@@ -20,3 +20,4 @@ mod sync;
 mod tls;
 mod util;
 mod verify;
+mod windows;
