@@ -17,6 +17,7 @@ mod promises_run;
 mod run;
 mod shapes;
 mod sync;
+mod task_xml;
 mod tls;
 mod util;
 mod verify;
