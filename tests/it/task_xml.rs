@@ -231,7 +231,12 @@ fn the_task_definition_is_a_task_scheduler_1_2_task() {
     );
     assert_eq!(value(exec, "WorkingDirectory"), r"C:\atlas");
     let args = value(exec, "Arguments");
-    assert!(args.starts_with("/d /c \""), "{args}");
+    // cmd.exe's `if` takes every `&` after it into its body: in
+    // parentheses, atlas runs whether logs\ existed or not.
+    assert!(
+        args.starts_with("/d /c \"(if not exist logs mkdir logs) & "),
+        "{args}"
+    );
     let last = args
         .rsplit(" & ")
         .next()
