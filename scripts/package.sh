@@ -73,7 +73,7 @@ EXE=${ATLAS_EXE:-}
 if [[ -z $EXE ]]; then
     # shellcheck source=scripts/windows-toolchain.sh
     . "$ROOT/scripts/windows-toolchain.sh"
-    ensure_windows_target
+    ensure_windows_toolchain
     cargo build --release --bin atlas --target "$WINDOWS_TARGET" -q
     EXE=$ROOT/target/$WINDOWS_TARGET/release/atlas.exe
 fi

@@ -77,10 +77,8 @@ trap 'exit 143' TERM
 ensure_postgres
 export DATABASE_URL
 ensure_psql
-ensure_windows_target
-ensure_wine
+ensure_windows_toolchain wine
 WINESERVER=$(dirname "$WINE")/wineserver
-command -v script >/dev/null 2>&1 || _pg_apt_install bsdutils
 T_TOOLS=$SECONDS
 
 # ---------------------------------------------------------------- 2. build

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # What building and running atlas.exe from Linux needs, installed when
-# missing. Source it (`. scripts/windows-toolchain.sh`), then call:
-#   ensure_windows_target  the Rust target x86_64-pc-windows-gnu (rustup) and
-#                          its linker, Debian's gcc-mingw-w64-x86-64 (also
-#                          ring's C compiler);
-#   ensure_wine            Debian's wine64; sets WINE to its loader.
-# Debian packages go through scripts/pg.sh's apt helper (root or sudo).
+# missing. Source it (`. scripts/windows-toolchain.sh`), then call
+# `ensure_windows_toolchain [wine]`: the Rust target x86_64-pc-windows-gnu
+# (rustup), its linker and C compiler (Debian's gcc-mingw-w64-x86-64, for
+# ring), and with `wine` Debian's wine64 and `script` (bsdutils, for a
+# console in a pseudo-terminal); it sets WINE to Wine's loader. Debian
+# packages go, in one apt-get call, through scripts/pg.sh's apt helper.
 set -euo pipefail
 
 WINDOWS_TARGET=x86_64-pc-windows-gnu
@@ -14,22 +14,9 @@ WINDOWS_TARGET=x86_64-pc-windows-gnu
 
 _win_log() { printf 'windows-toolchain: %s\n' "$*" >&2; }
 
-ensure_windows_target() {
-    if ! rustup target list --installed 2>/dev/null | grep -qx "$WINDOWS_TARGET"; then
-        _win_log "adding the Rust target $WINDOWS_TARGET"
-        rustup target add "$WINDOWS_TARGET" >&2 || {
-            _win_log "error: rustup target add $WINDOWS_TARGET failed"
-            return 1
-        }
-    fi
-    if ! command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
-        _pg_apt_install gcc-mingw-w64-x86-64 || return 1
-    fi
-}
-
-ensure_wine() {
-    # Debian's wine64 puts its loader in /usr/lib/wine; the `wine` package
-    # (not needed) would add /usr/bin/wine.
+# Debian's wine64 puts its loader in /usr/lib/wine (the `wine` package, not
+# needed, would add /usr/bin/wine).
+_win_find_wine() {
     local w
     for w in "${WINE:-}" /usr/lib/wine/wine64 "$(command -v wine64 2>/dev/null || true)"; do
         if [[ -n $w && -x $w ]]; then
@@ -37,10 +24,28 @@ ensure_wine() {
             return 0
         fi
     done
-    _pg_apt_install wine64 || return 1
-    if [[ ! -x /usr/lib/wine/wine64 ]]; then
+    return 1
+}
+
+ensure_windows_toolchain() {
+    local -a need=()
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$WINDOWS_TARGET"; then
+        _win_log "adding the Rust target $WINDOWS_TARGET"
+        rustup target add "$WINDOWS_TARGET" >&2 || {
+            _win_log "error: rustup target add $WINDOWS_TARGET failed"
+            return 1
+        }
+    fi
+    command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64)
+    if [[ ${1:-} == wine ]]; then
+        _win_find_wine || need+=(wine64)
+        command -v script >/dev/null 2>&1 || need+=(bsdutils)
+    fi
+    if ((${#need[@]} > 0)); then
+        _pg_apt_install "${need[@]}" || return 1
+    fi
+    if [[ ${1:-} == wine ]] && ! _win_find_wine; then
         _win_log "error: wine64 is installed but /usr/lib/wine/wine64 is missing"
         return 1
     fi
-    WINE=/usr/lib/wine/wine64
 }
