@@ -256,3 +256,50 @@ fn durations_are_checked() {
         assert!(!is_duration(bad), "{bad}");
     }
 }
+
+/// `atlas-task.ps1` registers the same action: its argument string, with
+/// PowerShell's escapes undone and the example's paths put in, is the
+/// XML's plus the `--config` it passes.
+#[test]
+fn the_powershell_script_registers_the_same_action() {
+    let ps1 = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/atlas-task.ps1"),
+    )
+    .expect("scripts/atlas-task.ps1");
+    let line = ps1
+        .lines()
+        .find_map(|l| l.strip_prefix("$cmdArgs = \""))
+        .expect("a `$cmdArgs = \"…\"` line");
+    let inner = line.strip_suffix('"').expect("one double-quoted string");
+    assert!(!inner.contains("$("), "no subexpressions: {inner}");
+    let ps_args = inner
+        .replace("`\"", "\"")
+        .replace("$LogDir", "logs")
+        .replace("$AtlasExe", r"C:\atlas\atlas.exe")
+        .replace("$configPath", r"C:\atlas\atlas.json");
+    assert!(!ps_args.contains(['`', '$']), "unknown escapes: {ps_args}");
+
+    let text = text();
+    let doc = Document::parse(&text).expect("well-formed XML");
+    let exec = child(child(doc.root_element(), "Actions"), "Exec");
+    let xml_args = value(exec, "Arguments")
+        .replace(
+            "(if not exist logs mkdir logs)",
+            "(if not exist \"logs\" mkdir \"logs\")",
+        )
+        .replace(
+            "--plain sync",
+            r#"--plain --config "C:\atlas\atlas.json" sync"#,
+        );
+    assert_eq!(ps_args, xml_args);
+    assert!(ps1.contains(r#"-Execute "$env:SystemRoot\System32\cmd.exe""#));
+    for setting in [
+        "-MultipleInstances IgnoreNew",
+        "-StartWhenAvailable",
+        "-ExecutionTimeLimit (New-TimeSpan -Hours 12)",
+        "-LogonType S4U",
+        "-RandomDelay (New-TimeSpan -Minutes 10)",
+    ] {
+        assert!(ps1.contains(setting), "{setting}");
+    }
+}
