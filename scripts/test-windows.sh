@@ -247,7 +247,7 @@ ok "scrap create: $ID"
 
 atlas 0 run --config "$CONFIG" scrap run "$ID"
 rows_exact "$(expected "$FROM" "$TO")" "scrap run"
-cat "$OUTDIR/run.out" "$OUTDIR/run.err" | grep -qF "📅 Período: $FROM até $TO" ||
+grep -qF "📅 Período: $FROM até $TO" "$OUTDIR/run.out" "$OUTDIR/run.err" ||
     fail "scrap run's lines are not whole" "$OUTDIR/run.out" "$OUTDIR/run.err"
 ok "scrap run: $(expected "$FROM" "$TO") rows, exactly the API's"
 

@@ -29,7 +29,9 @@ _win_find_wine() {
 
 ensure_windows_toolchain() {
     local -a need=()
-    if ! rustup target list --installed 2>/dev/null | grep -qx "$WINDOWS_TARGET"; then
+    local installed
+    installed=$(rustup target list --installed 2>/dev/null || true)
+    if ! grep -qx "$WINDOWS_TARGET" <<<"$installed"; then
         _win_log "adding the Rust target $WINDOWS_TARGET"
         rustup target add "$WINDOWS_TARGET" >&2 || {
             _win_log "error: rustup target add $WINDOWS_TARGET failed"
