@@ -4,10 +4,13 @@
 #     atlas-sync.service + atlas-sync.timer (nightly `atlas sync --all`),
 #     /etc/atlas/atlas.env (secrets, mode 600, kept on upgrade), and
 #     /usr/share/doc/atlas/{README.md,atlas.example.json};
-#   atlas-<version>-windows-x86_64.zip (atlas.exe, atlas-task.ps1, the
-#     example config), when the x86_64-pc-windows-gnu target is installed.
-# Env: ATLAS_BIN (package this binary instead of a release build), OUT,
-#      COMPRESS (dpkg-deb compressor: xz by default, gzip, zstd or none).
+#   atlas-<version>-windows-x86_64.zip: atlas/atlas.exe, atlas-task.xml
+#     (the nightly task for `schtasks /Create /XML`), atlas-task.ps1, the
+#     example config and README.md. The x86_64-pc-windows-gnu target and
+#     the MinGW linker are installed when missing (scripts/windows-toolchain.sh).
+# Env: ATLAS_BIN (package this binary instead of a release build), ATLAS_EXE
+#      (the same for atlas.exe), OUT, COMPRESS (dpkg-deb compressor: xz by
+#      default, gzip, zstd or none).
 # Needs dpkg-deb (Debian's dpkg) and python3 (for the zip).
 set -euo pipefail
 
@@ -66,19 +69,25 @@ DEB=$OUT/atlas_${VERSION}_${ARCH}.deb
 dpkg-deb --root-owner-group -Z"$COMPRESS" --build "$PKG" "$DEB" >/dev/null
 echo "$DEB"
 
-if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
-    cargo build --release --bin atlas --target x86_64-pc-windows-gnu -q
-    ZIP=$OUT/atlas-$VERSION-windows-x86_64.zip
-    python3 - "$ZIP" "$ROOT" <<'PY'
+EXE=${ATLAS_EXE:-}
+if [[ -z $EXE ]]; then
+    # shellcheck source=scripts/windows-toolchain.sh
+    . "$ROOT/scripts/windows-toolchain.sh"
+    ensure_windows_toolchain
+    cargo build --release --bin atlas --target "$WINDOWS_TARGET" -q
+    EXE=$ROOT/target/$WINDOWS_TARGET/release/atlas.exe
+fi
+[[ -f $EXE ]] || { echo "package.sh: no atlas.exe at $EXE" >&2; exit 2; }
+ZIP=$OUT/atlas-$VERSION-windows-x86_64.zip
+rm -f "$ZIP"
+python3 - "$ZIP" "$ROOT" "$EXE" <<'PY'
 import sys, zipfile
-out, root = sys.argv[1], sys.argv[2]
+out, root, exe = sys.argv[1:4]
 with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-    z.write(f"{root}/target/x86_64-pc-windows-gnu/release/atlas.exe", "atlas/atlas.exe")
+    z.write(exe, "atlas/atlas.exe")
+    z.write(f"{root}/scripts/atlas-task.xml", "atlas/atlas-task.xml")
     z.write(f"{root}/scripts/atlas-task.ps1", "atlas/atlas-task.ps1")
     z.write(f"{root}/scripts/deb/atlas.example.json", "atlas/atlas.example.json")
     z.write(f"{root}/README.md", "atlas/README.md")
 PY
-    echo "$ZIP"
-else
-    echo "package.sh: the x86_64-pc-windows-gnu target is not installed: no Windows zip" >&2
-fi
+echo "$ZIP"

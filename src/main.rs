@@ -5,6 +5,7 @@ mod charset;
 mod cli;
 mod cmd;
 mod config;
+mod console;
 mod dates;
 mod db;
 mod exit;
@@ -24,6 +25,7 @@ mod scrap_rows;
 mod seal;
 mod signal;
 mod slice;
+mod textfile;
 mod tls;
 
 use std::process::ExitCode;
@@ -92,7 +94,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.code()),
         Err(e) => {
             let code = exit::classify(&e);
-            let style = report::Style { plain: args.plain };
+            let style = report::Style::for_console(args.plain);
             eprintln!("{}", style.line("❌", &format!("Erro: {e:#}")));
             ExitCode::from(code.code())
         }

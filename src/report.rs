@@ -50,6 +50,14 @@ pub struct Style {
 }
 
 impl Style {
+    /// The style for this process's console: plain with `--plain`, and on a
+    /// Windows console that cannot show emoji.
+    pub fn for_console(plain_flag: bool) -> Style {
+        Style {
+            plain: plain_flag || crate::console::cannot_show_emoji(),
+        }
+    }
+
     /// `emoji text`, or just `text` when plain.
     pub fn line(&self, emoji: &str, text: &str) -> String {
         if self.plain {

@@ -4,11 +4,13 @@
 //! a sealed value cannot be moved to another row or column.
 
 use crate::exit::usage;
+use crate::textfile;
 use anyhow::Result;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::fmt;
+use std::path::Path;
 
 /// Bytes of the random nonce stored in front of each ciphertext.
 const NONCE_LEN: usize = 24;
@@ -33,7 +35,7 @@ impl TokenKey {
             return TokenKey::parse(&v).map_err(|m| usage(format!("ATLAS_TOKEN_KEY: {m}")));
         }
         if let Some(path) = set("ATLAS_TOKEN_KEY_FILE") {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = textfile::read(Path::new(&path)).map_err(|e| {
                 usage(format!(
                     "cannot read the token key file {path} (ATLAS_TOKEN_KEY_FILE): {e}"
                 ))

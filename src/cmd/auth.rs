@@ -9,8 +9,9 @@ use crate::config::{Auth, Grant, SecretValue};
 use crate::db;
 use crate::exit::{usage, Exit};
 use crate::oauth;
+use crate::textfile;
 use anyhow::Result;
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 
 pub fn seed(ctx: &Context<'_>, a: &SeedArgs) -> Result<Exit> {
     let client = ctx.config()?.client(&a.client)?;
@@ -39,12 +40,8 @@ pub fn seed(ctx: &Context<'_>, a: &SeedArgs) -> Result<Exit> {
             client.id
         );
     }
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| usage(format!("cannot read the refresh token from stdin: {e}")))?;
-    let token = line.trim();
+    let text = read_stdin(stdin)?;
+    let token = textfile::first_line(&text).trim();
     if token.is_empty() {
         return Err(usage(
             "no refresh token on stdin: pipe it in (`atlas auth seed --client C < token.txt`)",
@@ -68,4 +65,29 @@ pub fn seed(ctx: &Context<'_>, a: &SeedArgs) -> Result<Exit> {
         ),
     );
     Ok(Exit::Ok)
+}
+
+/// Most of stdin `auth seed` reads from a pipe or file: a token is a few
+/// hundred bytes, only the first line counts.
+const STDIN_MAX: u64 = 1 << 20;
+
+/// Stdin as text. A terminal's line is read as typed (the console hands
+/// over Unicode); a pipe or file is read whole and decoded as a text file is
+/// (UTF-8 with or without a BOM, UTF-16 with one: what `type token.txt |`
+/// or `< token.txt` gives on Windows).
+fn read_stdin(stdin: std::io::Stdin) -> Result<String> {
+    let cannot =
+        |e: &dyn std::fmt::Display| usage(format!("cannot read the refresh token from stdin: {e}"));
+    if stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(|e| cannot(&e))?;
+        return Ok(line);
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .lock()
+        .take(STDIN_MAX)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(&e))?;
+    textfile::decode(bytes).map_err(|e| cannot(&e))
 }

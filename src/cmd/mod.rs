@@ -140,7 +140,7 @@ impl<'a> Context<'a> {
             settings,
             database,
             host: ledger::host_name(env),
-            style: Style { plain: args.plain },
+            style: Style::for_console(args.plain),
             quit,
             interrupted,
             env,

@@ -19,6 +19,7 @@ pub use settings::{Layer, Settings};
 
 use crate::dates::{EndStyle, Zone};
 use crate::exit::usage;
+use crate::textfile;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -288,13 +289,13 @@ impl Secret {
                 ))),
             },
             Secret::File { path, key } => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                let text = textfile::read(path).map_err(|e| {
                     usage(format!(
                         "cannot read secret file {} (from {key}): {e}",
                         path.display()
                     ))
                 })?;
-                let v = text.trim_end_matches(['\r', '\n']).to_string();
+                let v = textfile::trim_line_ends(&text).to_string();
                 if v.is_empty() {
                     return Err(usage(format!(
                         "secret file {} (from {key}) is empty",
@@ -355,7 +356,7 @@ impl Config {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path)
+    let text = textfile::read(path)
         .map_err(|e| usage(format!("cannot read config {}: {e}", path.display())))?;
     parse(&text, path)
 }

@@ -9,9 +9,11 @@
 
 use super::{Pagination, Paging, SecretValue};
 use crate::exit::usage;
+use crate::textfile;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// One placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,12 +198,12 @@ impl Secrets {
                         }
                     },
                     Var::File(path) => {
-                        let text = std::fs::read_to_string(path).map_err(|e| {
+                        let text = textfile::read(Path::new(path)).map_err(|e| {
                             usage(format!(
                                 "cannot read secret file {path} (from {k} in {key}): {e}"
                             ))
                         })?;
-                        let x = text.trim_end_matches(['\r', '\n']).to_string();
+                        let x = textfile::trim_line_ends(&text).to_string();
                         if x.is_empty() {
                             return Err(usage(format!(
                                 "secret file {path} (from {k} in {key}) is empty"

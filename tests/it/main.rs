@@ -21,6 +21,8 @@ mod rates;
 mod run;
 mod shapes;
 mod sync;
+mod task_xml;
 mod tls;
 mod util;
 mod verify;
+mod windows;

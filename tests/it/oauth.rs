@@ -353,3 +353,73 @@ fn no_token_key_is_exit_2_naming_it_and_a_wrong_key_too() {
     );
     assert!(!r.stderr.contains(&"ab".repeat(32)), "{}", r.stderr);
 }
+
+/// As Windows tools write them: the refresh token piped into `auth seed`
+/// as UTF-16 with a BOM and CRLF (`type token.txt |` of a file PowerShell
+/// 5.1 wrote with `>`), the key in `ATLAS_TOKEN_KEY_FILE` with a UTF-8 BOM
+/// and CRLF. The API accepts the seeded token only if it arrived exact.
+#[test]
+fn a_seed_and_a_key_file_as_windows_writes_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("tokens.log");
+    let api = api(&log, "3600", &[]);
+    let db = TestDb::new("oauth_windows");
+    let mut a = atlas(&db, &api, "refresh_token");
+    // Only the seeded token is right: the configured one would be refused.
+    a.env
+        .retain(|(k, _)| k != "ATLAS_TOKEN_KEY" && k != "ATLAS_OAUTH_RT_2151");
+    a.env
+        .push(("ATLAS_OAUTH_RT_2151".into(), "rt-errado-0000".into()));
+    let key_file = dir.path().join("token.key");
+    std::fs::write(
+        &key_file,
+        [&[0xEF, 0xBB, 0xBF], format!("{KEY}\r\n").as_bytes()].concat(),
+    )
+    .expect("key file");
+    a.env.push((
+        "ATLAS_TOKEN_KEY_FILE".into(),
+        key_file.to_str().expect("utf-8 path").into(),
+    ));
+    a.ok(&["init"]);
+
+    let mut piped = vec![0xFF, 0xFE];
+    piped.extend(
+        format!("{FIRST_REFRESH}\r\n")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
+    let mut seed = a
+        .command(&["auth", "seed", "--client", "2151"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn seed");
+    seed.stdin
+        .take()
+        .expect("stdin")
+        .write_all(&piped)
+        .expect("write token");
+    let out = seed.wait_with_output().expect("seed");
+    let seed_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{seed_out}");
+
+    let id = a.create("pedidos", "2025-02-01", "2025-02-02");
+    let r = a.ok(&["scrap", "run", &id]);
+    assert_exact(&db, api.expected("2025-02-01", "2025-02-02"), "seeded");
+    let entries = token_log(&log);
+    assert_eq!(
+        entries.first().map(|e| (e.1.as_str(), e.2.as_str())),
+        Some((FIRST_REFRESH, "ok")),
+        "the seeded token, without its \\r, was the one used: {entries:?}"
+    );
+    assert_secrets_hidden(
+        &db,
+        &[&r.stdout, &r.stderr, &seed_out],
+        &[CLIENT_SECRET, FIRST_REFRESH],
+    );
+}

@@ -1,6 +1,8 @@
 //! `scripts/package.sh`: the `.deb` unpacks into a scratch root, its binary
 //! runs, its files are where the README says, and its systemd units pass
-//! `systemd-analyze verify` where systemd is present.
+//! `systemd-analyze verify` where systemd is present; the Windows zip holds
+//! the exe it was given, the task definition, the task script, the example
+//! config and the README (the exe itself is run by scripts/test-windows.sh).
 
 use std::path::Path;
 use std::process::Command;
@@ -12,9 +14,13 @@ fn root() -> &'static Path {
 #[test]
 fn the_deb_installs_runs_and_its_units_verify() {
     let out = tempfile::tempdir().unwrap();
+    // A stand-in for atlas.exe: the cross build is scripts/test-windows.sh's.
+    let exe = out.path().join("stand-in.exe");
+    std::fs::write(&exe, b"MZ stand-in for atlas.exe").unwrap();
     let built = Command::new("bash")
         .arg(root().join("scripts/package.sh"))
         .env("ATLAS_BIN", env!("CARGO_BIN_EXE_atlas"))
+        .env("ATLAS_EXE", &exe)
         .env("OUT", out.path())
         .env("COMPRESS", "none")
         .output()
@@ -83,6 +89,8 @@ fn the_deb_installs_runs_and_its_units_verify() {
         "{control}"
     );
 
+    check_zip(&stdout, &exe);
+
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -111,5 +119,62 @@ fn the_deb_installs_runs_and_its_units_verify() {
         "systemd-analyze verify: {}{}",
         String::from_utf8_lossy(&v.stdout),
         String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+/// The zip package.sh named: its entries, each the file it was made from.
+fn check_zip(stdout: &str, exe: &Path) {
+    let zip = stdout
+        .lines()
+        .find(|l| l.ends_with("-windows-x86_64.zip"))
+        .unwrap_or_else(|| panic!("no zip named in {stdout}"));
+    assert!(
+        zip.ends_with(&format!(
+            "atlas-{}-windows-x86_64.zip",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{zip}"
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    // python3 is what package.sh writes the zip with.
+    let x = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(zip)
+        .arg(scratch.path())
+        .output()
+        .expect("python3 unzip");
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let r = scratch.path().join("atlas");
+    let mut names: Vec<String> = std::fs::read_dir(&r)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "README.md",
+            "atlas-task.ps1",
+            "atlas-task.xml",
+            "atlas.example.json",
+            "atlas.exe"
+        ]
+    );
+    let same = |inside: &str, from: &Path| {
+        assert_eq!(
+            std::fs::read(r.join(inside)).unwrap(),
+            std::fs::read(from).unwrap(),
+            "{inside}"
+        );
+    };
+    same("atlas.exe", exe);
+    same("atlas-task.xml", &root().join("scripts/atlas-task.xml"));
+    same("atlas-task.ps1", &root().join("scripts/atlas-task.ps1"));
+    same(
+        "atlas.example.json",
+        &root().join("scripts/deb/atlas.example.json"),
     );
 }
