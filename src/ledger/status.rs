@@ -57,6 +57,10 @@ sql_text_enum! {
         Done = "done",
         /// Gave up in its last attempt; a rerun takes it again.
         Failed = "failed",
+        /// Every row committed, but it holds a day that had not ended (in
+        /// the route's time zone, plus `settle_hours`) when it was loaded:
+        /// the next sync fetches that day again.
+        Open = "open",
     }
 }
 
@@ -84,6 +88,7 @@ pub const STATUSES: &[&str] = &[
     SliceStatus::Running.as_str(),
     SliceStatus::Done.as_str(),
     SliceStatus::Failed.as_str(),
+    SliceStatus::Open.as_str(),
 ];
 
 /// A status read from the database.
@@ -107,7 +112,7 @@ mod tests {
         for s in RunStatus::ALL {
             assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), *s);
         }
-        assert_eq!(STATUSES, ["pending", "running", "done", "failed"]);
+        assert_eq!(STATUSES, ["pending", "running", "done", "failed", "open"]);
         assert_eq!(RunStatus::Aborted.as_str(), "aborted");
         assert!("Done".parse::<SliceStatus>().is_err(), "case matters");
         assert!("interrupted".parse::<SliceStatus>().is_err());

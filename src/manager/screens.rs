@@ -129,6 +129,7 @@ fn look_of(s: SliceStatus) -> DayLook {
         SliceStatus::Failed => ("✗", "x", Color::Red, "falhou"),
         SliceStatus::Running => ("▶", ">", Color::Yellow, "em execução"),
         SliceStatus::Pending => ("·", ".", Color::Gray, "pendente"),
+        SliceStatus::Open => ("◐", "o", Color::Cyan, "dia em aberto"),
     };
     DayLook {
         fancy,
@@ -139,8 +140,9 @@ fn look_of(s: SliceStatus) -> DayLook {
 }
 
 /// The day strip's legend, in this order.
-const LEGEND: [SliceStatus; 4] = [
+const LEGEND: [SliceStatus; 5] = [
     SliceStatus::Done,
+    SliceStatus::Open,
     SliceStatus::Failed,
     SliceStatus::Running,
     SliceStatus::Pending,
