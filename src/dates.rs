@@ -98,6 +98,34 @@ pub fn today_in(zone: Option<&Zone>) -> NaiveDate {
     zone.map_or_else(|| Local::now().date_naive(), Zone::today)
 }
 
+/// The first day that is still open at `now`: it has not ended in the
+/// route's zone, or ended less than `settle_hours` ago (an API that posts
+/// late). A day before it is complete. Day D is complete once D+1 has
+/// begun `settle_hours` ago, so the first open day is the date of
+/// `now - settle_hours`.
+pub fn first_open_day_at(zone: Option<&Zone>, settle_hours: u32, now: DateTime<Utc>) -> NaiveDate {
+    let then = now - chrono::Duration::hours(i64::from(settle_hours));
+    match zone {
+        Some(z) => z.date_of(then.fixed_offset()),
+        None => then.with_timezone(&Local).date_naive(),
+    }
+}
+
+/// `first_open_day_at` now.
+pub fn first_open_day(zone: Option<&Zone>, settle_hours: u32) -> NaiveDate {
+    first_open_day_at(zone, settle_hours, Utc::now())
+}
+
+/// The name of a route's zone for messages (`America/Sao_Paulo`, `-03:00`),
+/// or `local` for the machine's.
+pub fn zone_name(zone: Option<&Zone>) -> String {
+    match zone {
+        Some(Zone::Named(tz)) => tz.name().to_string(),
+        Some(Zone::Fixed(o)) => o.to_string(),
+        None => "local time".to_string(),
+    }
+}
+
 fn render(fmt: &str, t: DateTime<FixedOffset>) -> Result<String, String> {
     let items: Vec<Item> = StrftimeItems::new(fmt).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
@@ -278,6 +306,36 @@ fn str_date(s: &str, zone: Option<&Zone>) -> Option<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_is_open_until_it_ended_and_settled() {
+        let z = Zone::parse("-03:00").unwrap();
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        let d = |s: &str| parse_day(s).unwrap();
+        // 02:00 UTC on the 8th is 23:00 on the 7th at -03:00: the 7th is open.
+        assert_eq!(
+            first_open_day_at(Some(&z), 0, at("2026-12-08T02:00:00Z")),
+            d("2026-12-07")
+        );
+        assert_eq!(
+            first_open_day_at(Some(&z), 0, at("2026-12-08T03:00:00Z")),
+            d("2026-12-08")
+        );
+        // With 6 settle hours the 7th stays open until 06:00 of the 8th.
+        assert_eq!(
+            first_open_day_at(Some(&z), 6, at("2026-12-08T08:59:00Z")),
+            d("2026-12-07")
+        );
+        assert_eq!(
+            first_open_day_at(Some(&z), 6, at("2026-12-08T09:00:00Z")),
+            d("2026-12-08")
+        );
+        assert_eq!(zone_name(Some(&z)), "-03:00");
+        assert_eq!(
+            zone_name(Some(&Zone::parse("America/Sao_Paulo").unwrap())),
+            "America/Sao_Paulo"
+        );
+    }
     use crate::json::from_value;
     use serde_json::json;
 

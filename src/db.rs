@@ -274,6 +274,16 @@ fn sql_state(e: &anyhow::Error) -> Option<&SqlState> {
         .and_then(postgres::Error::code)
 }
 
+/// Checks the raw table when it exists (a missing one is created later):
+/// a table of that name that is not a raw table is refused before a scrap
+/// or a run of it is written.
+pub fn check_raw_table_if_present(conn: &mut Client, table: &str) -> Result<()> {
+    if table_exists(conn, table)? {
+        check_raw_table(conn, table)?;
+    }
+    Ok(())
+}
+
 /// Checks that an existing table has the raw table's columns and unique hash.
 pub fn check_raw_table(tx: &mut impl GenericClient, table: &str) -> Result<()> {
     let rows = tx.query(

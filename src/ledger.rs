@@ -5,7 +5,6 @@
 
 use crate::db;
 use crate::exit::usage;
-use crate::slice;
 use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use postgres::types::Type;
@@ -122,7 +121,8 @@ pub enum NewTable {
     Later,
 }
 
-/// Creates the scrap and its slices, and the raw table when missing and
+/// Creates the scrap and its slices (`plan`: the whole period cut in
+/// `slice_days`, or a sync's slices of the days it needs), and the raw table when missing and
 /// `Now` (an existing one is checked), in one transaction: a failure
 /// leaves nothing behind. The scrap's id, and whether its table exists.
 pub fn create_scrap(
@@ -130,9 +130,9 @@ pub fn create_scrap(
     client_id: &str,
     route: &str,
     (table, new_table): (&str, NewTable),
-    from: NaiveDate,
-    to: NaiveDate,
+    (from, to): (NaiveDate, NaiveDate),
     slice_days: u32,
+    plan: &[(NaiveDate, NaiveDate)],
 ) -> Result<(i64, bool)> {
     let mut tx = client.transaction()?;
     let exists = db::ensure_raw_table(&mut tx, table, new_table == NewTable::Now)?;
@@ -150,7 +150,6 @@ pub fn create_scrap(
             ],
         )?
         .get(0);
-    let plan = slice::plan(from, to, slice_days);
     let froms: Vec<NaiveDate> = plan.iter().map(|p| p.0).collect();
     let tos: Vec<NaiveDate> = plan.iter().map(|p| p.1).collect();
     tx.execute_typed(
@@ -189,9 +188,15 @@ pub fn get_scrap(c: &mut impl GenericClient, id: i64) -> Result<Scrap> {
 
 /// A scrap's status from its slice counts (`running` counts only slices
 /// under a live lease: one whose lease expired is not running any more).
-pub fn scrap_status(total: i64, done: i64, failed: i64, running: i64) -> SliceStatus {
+/// `done` counts the slices loaded whole, `open` ones included: a scrap
+/// whose slices are all loaded is `open` while one of them is.
+pub fn scrap_status(total: i64, done: i64, open: i64, failed: i64, running: i64) -> SliceStatus {
     if total > 0 && done == total {
-        SliceStatus::Done
+        if open > 0 {
+            SliceStatus::Open
+        } else {
+            SliceStatus::Done
+        }
     } else if running > 0 {
         SliceStatus::Running
     } else if failed > 0 {
@@ -213,12 +218,13 @@ pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> 
         &format!(
             "SELECT s.id, s.client, s.route, s.raw_table, s.period_from, s.period_to, s.slice_days, s.created_at,
                 count(sl.id),
-                count(sl.id) FILTER (WHERE sl.status = $2),
+                count(sl.id) FILTER (WHERE sl.status IN ($2, $6)),
                 count(sl.id) FILTER (WHERE sl.status = $3),
                 count(sl.id) FILTER (WHERE sl.status = $4 AND sl.lease_until > now()),
                 coalesce(sum(sl.inserted), 0)::bigint,
                 coalesce(sum(sl.duplicates), 0)::bigint,
-                r.started_at, r.status
+                r.started_at, r.status,
+                count(sl.id) FILTER (WHERE sl.status = $6)
          FROM atlas.scraps s
          LEFT JOIN atlas.slices sl ON sl.scrap_id = s.id
          LEFT JOIN LATERAL (SELECT started_at, status FROM atlas.runs
@@ -234,13 +240,14 @@ pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> 
             &SliceStatus::Failed.as_str(),
             &SliceStatus::Running.as_str(),
             &filter.newest,
+            &SliceStatus::Open.as_str(),
         ],
     )?;
     let mut out = Vec::new();
     for r in rows {
-        let (slices, done, failed, running): (i64, i64, i64, i64) =
-            (r.get(8), r.get(9), r.get(10), r.get(11));
-        let st = scrap_status(slices, done, failed, running);
+        let (slices, done, failed, running, open): (i64, i64, i64, i64, i64) =
+            (r.get(8), r.get(9), r.get(10), r.get(11), r.get(16));
+        let st = scrap_status(slices, done, open, failed, running);
         if filter.status.is_some_and(|s| s != st.as_str()) {
             continue;
         }
@@ -371,6 +378,8 @@ pub struct RunTotals {
     pub sanitised: i64,
     pub retries: i64,
     pub slices_done: i32,
+    /// Of `slices_done`, those recorded `open` (not kept in `atlas.runs`).
+    pub slices_open: i32,
     pub slices_failed: i32,
 }
 
@@ -646,16 +655,25 @@ pub fn heartbeat(c: &mut impl GenericClient, worker: &str, lease: Duration) -> R
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SliceEnd {
     Done,
+    /// Done, but a day of it had not ended (or settled) yet: recorded
+    /// `open`, fetched again by the next sync.
+    Open,
     Failed,
     /// Given back unfinished (Ctrl-C, or the run aborted): pending again.
     Released,
 }
 
 impl SliceEnd {
+    /// Every row of the slice is committed.
+    pub fn loaded(self) -> bool {
+        matches!(self, SliceEnd::Done | SliceEnd::Open)
+    }
+
     /// The status a slice ending this way is left in.
     pub fn status(self) -> SliceStatus {
         match self {
             SliceEnd::Done => SliceStatus::Done,
+            SliceEnd::Open => SliceStatus::Open,
             SliceEnd::Failed => SliceStatus::Failed,
             SliceEnd::Released => SliceStatus::Pending,
         }
@@ -680,7 +698,7 @@ pub fn finish_slice(
     n: &SliceCounts,
     error: Option<&str>,
 ) -> Result<bool> {
-    let done = end == SliceEnd::Done;
+    let done = end.loaded();
     let changed = c.execute_typed(
         "UPDATE atlas.slices SET status = $3, pages = $4, records = $5, out_of_period = $6, undated = $7,
                 last_error = CASE WHEN $9 THEN NULL ELSE coalesce($8, last_error) END,
@@ -729,7 +747,7 @@ pub fn finish_slices(
     let col = |f: &dyn Fn(&SliceFinish<'_>) -> i64| ends.iter().map(f).collect::<Vec<i64>>();
     let ids = col(&|e| e.slice);
     let status: Vec<&str> = ends.iter().map(|e| e.end.status().as_str()).collect();
-    let done: Vec<bool> = ends.iter().map(|e| e.end == SliceEnd::Done).collect();
+    let done: Vec<bool> = ends.iter().map(|e| e.end.loaded()).collect();
     let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error).collect();
     let rows = c.query_typed(
         "UPDATE atlas.slices s SET status = u.status, pages = u.pages, records = u.records,
@@ -757,6 +775,26 @@ pub fn finish_slices(
     )?;
     let changed: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     Ok(ids.iter().map(|id| changed.contains(id)).collect())
+}
+
+/// The spans of every `done` slice of (client, route), over all its scraps
+/// (an `open` one is not loaded for good).
+pub fn loaded_spans(
+    c: &mut impl GenericClient,
+    client: &str,
+    route: &str,
+) -> Result<Vec<(NaiveDate, NaiveDate)>> {
+    let rows = c.query_typed(
+        "SELECT sl.slice_from, sl.slice_to
+         FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
+         WHERE s.client = $1 AND s.route = $2 AND sl.status = $3",
+        &[
+            (&client, Type::TEXT),
+            (&route, Type::TEXT),
+            (&SliceStatus::Done.as_str(), Type::TEXT),
+        ],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Days fully loaded for (client, route): the last day before which every
@@ -922,11 +960,12 @@ mod tests {
 
     #[test]
     fn a_scrap_status_adds_up_its_slices() {
-        assert_eq!(scrap_status(3, 3, 0, 0), SliceStatus::Done);
-        assert_eq!(scrap_status(3, 1, 1, 1), SliceStatus::Running);
-        assert_eq!(scrap_status(3, 1, 1, 0), SliceStatus::Failed);
-        assert_eq!(scrap_status(3, 0, 0, 0), SliceStatus::Pending);
-        assert_eq!(scrap_status(0, 0, 0, 0), SliceStatus::Pending);
+        assert_eq!(scrap_status(3, 3, 0, 0, 0), SliceStatus::Done);
+        assert_eq!(scrap_status(3, 3, 1, 0, 0), SliceStatus::Open);
+        assert_eq!(scrap_status(3, 1, 0, 1, 1), SliceStatus::Running);
+        assert_eq!(scrap_status(3, 1, 0, 1, 0), SliceStatus::Failed);
+        assert_eq!(scrap_status(3, 0, 0, 0, 0), SliceStatus::Pending);
+        assert_eq!(scrap_status(0, 0, 0, 0, 0), SliceStatus::Pending);
     }
 
     #[test]

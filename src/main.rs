@@ -6,6 +6,7 @@ mod cli;
 mod cmd;
 mod config;
 mod console;
+mod coverage;
 mod dates;
 mod db;
 mod exit;

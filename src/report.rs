@@ -415,6 +415,9 @@ pub struct Summary {
     pub slices_done: i32,
     pub slices_failed: i32,
     pub slices_total: i64,
+    /// Of `slices_done`, those holding a day that had not ended (or
+    /// settled) when loaded: recorded `open`, fetched again by the next sync.
+    pub slices_open: i32,
     /// Slices this run loaded.
     pub slices_done_by_run: i32,
     /// Slices other processes loaded while this run worked the scrap
@@ -430,9 +433,29 @@ pub struct Summary {
     /// run (`null` when none is); absent from `scrap run`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loaded_until: Option<Option<NaiveDate>>,
+    /// `sync` only: days of its range not fetched because a scrap of the
+    /// pair had loaded them already; absent from `scrap run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_skipped: Option<i64>,
 }
 
 impl Summary {
+    /// Adds the counters of an earlier run of the same sync (a resumed
+    /// scrap) to this one's: the sync's summary is of both.
+    pub fn absorb(&mut self, earlier: &Summary) {
+        self.records_fetched += earlier.records_fetched;
+        self.inserted += earlier.inserted;
+        self.duplicates += earlier.duplicates;
+        self.out_of_period += earlier.out_of_period;
+        self.undated += earlier.undated;
+        self.sanitised += earlier.sanitised;
+        self.pages += earlier.pages;
+        self.retries += earlier.retries;
+        self.slices_done_by_run += earlier.slices_done_by_run;
+        self.slices_done_elsewhere += earlier.slices_done_elsewhere;
+        self.elapsed_secs += earlier.elapsed_secs;
+    }
+
     /// The seed's statistics block plus the idempotence counters.
     /// The first line: how the run ended, from its exit code and status.
     fn headline(&self, s: Style) -> Option<String> {
@@ -517,6 +540,16 @@ impl Summary {
             ),
         ];
         let mut out = lines.join("\n");
+        if self.slices_open > 0 {
+            out.push('\n');
+            out.push_str(&s.line(
+                "🌗",
+                &format!(
+                    "Fatias com dia em aberto: {} (buscadas de novo na próxima sincronização)",
+                    self.slices_open
+                ),
+            ));
+        }
         out.push('\n');
         out
     }

@@ -9,23 +9,21 @@
 //! secret, no start point, refused credentials) is reported and the others
 //! go on.
 
-use super::sync::{idle_summary, lookback_days, period, SyncLock};
+use super::pair::{self, idle_summary, lookback_days, SyncLock};
 use super::{day_flag, scrap, Context};
 use crate::cli::SyncArgs;
 use crate::config::{Client, Config, Route};
-use crate::dates;
 use crate::db;
 use crate::exit::{classify, usage, Exit};
 use crate::ident;
-use crate::ledger::{self, NewTable, SliceStatus};
+use crate::ledger::{self, NewTable};
 use crate::pipeline;
 use crate::pipeline::gate::Settling;
 use crate::report::{self, thousands};
 use crate::report::{Snapshot, Summary, Watch};
 use anyhow::Result;
-use chrono::{Duration, NaiveDate};
+use chrono::NaiveDate;
 use crossbeam::channel::{self, Receiver, Sender};
-use postgres::types::Type;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -69,8 +67,17 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let lookback = lookback_days(a.lookback_days)?;
     let cfg = ctx.config()?;
     let pairs = select(cfg, &a.client, &a.route)?;
+    // A last day that has not begun for some pair refuses the whole fleet.
+    if let Some(u) = until {
+        for (_, route) in &pairs {
+            pair::not_after_today(u, route, "--until")?;
+        }
+    }
     let settings = ctx.settings()?;
     let db = ctx.database()?;
+    // A database that refuses says so at once, as every other command does
+    // (a pool would wait for its timeout and lose the cause).
+    drop(db.connect()?);
     // Deciding and finishing pairs is round trips to the database, which
     // shares the machine's cores with the crew: more at once than there are
     // cores only slows the first runs' start (measured: 8 deciders against
@@ -96,6 +103,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let quits: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
     let mut turns: Vec<Option<Turn>> = (0..n).map(|_| None).collect();
     let mut ran: Vec<Vec<(Value, Exit)>> = (0..n).map(|_| Vec::new()).collect();
+    // Days each pair's new scrap skipped as loaded already (its summary says so).
+    let skipped: Vec<Mutex<Option<i64>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let (news, news_rx) = channel::unbounded::<Watch>();
     let board = Board::default();
     std::thread::scope(|scope| {
@@ -124,6 +133,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                 let (todo, readies, jobs, ran, begun, news, quits) =
                     (&todo, &readies, &jobs, &ran, &begun, &news, &quits);
                 let (board, pool, worker, plan, pairs) = (&board, &pool, &worker, &plan, &pairs);
+                let skipped = &skipped;
                 let closed = &closed;
                 let preparing = s.spawn(move || {
                     let starts = in_parallel(deciders, &ks, |k| {
@@ -150,8 +160,11 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                                 return Start::Over(Turn::NotStarted(why, classify(&e)));
                             }
                         };
-                        match start_pair(ctx, cfg, &mut conn, worker, client, route, plan, news) {
-                            Start::Ready(r, joined, table_exists) => {
+                        match start_pair(ctx, &mut conn, worker, client, route, plan, news) {
+                            Start::Ready(r, joined, table_exists, days) => {
+                                if let Some(d) = days {
+                                    *lock(&skipped[i]) = Some(d);
+                                }
                                 let r = readies[k].get_or_init(|| r);
                                 // Writers never wait for a gate left pending.
                                 let _settling = Settling(r.table_gate());
@@ -297,6 +310,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                         if let Some(o) = v.as_object_mut() {
                             // Why the run stopped early, if it did.
                             o.insert("error".into(), json!(error));
+                            o.insert("days_skipped".into(), json!(lock(&skipped[i]).unwrap_or(0)));
                         }
                         ran[i].push((v, e));
                         if joined && e == Exit::Ok && !ctx.quit.load(Ordering::SeqCst) {
@@ -501,7 +515,7 @@ enum Start<'c> {
     /// A run ready for the crew, whether it joins another process's scrap,
     /// and whether its raw table is known to exist (else it is made sure
     /// of once the run is handed over).
-    Ready(Box<scrap::Ready<'c>>, bool, bool),
+    Ready(Box<scrap::Ready<'c>>, bool, bool, Option<i64>),
     /// Such a run, handed over to the crew.
     Handed(bool),
 }
@@ -511,7 +525,6 @@ enum Start<'c> {
 #[allow(clippy::too_many_arguments)]
 fn start_pair<'c>(
     ctx: &'c Context<'_>,
-    cfg: &Config,
     conn: &mut postgres::Client,
     worker: &str,
     client: &Client,
@@ -519,37 +532,44 @@ fn start_pair<'c>(
     plan: &Plan,
     news: &Sender<Watch>,
 ) -> Start<'c> {
-    if let Err(e) = ctx.auth(client) {
-        return Start::Over(Turn::NotStarted(format!("{e:#}"), Exit::Usage));
-    }
-    let until = plan
-        .until
-        .unwrap_or_else(|| dates::today_in(route.timezone.as_ref()) - Duration::days(1));
+    let not_started =
+        |e: anyhow::Error| Start::Over(Turn::NotStarted(format!("{e:#}"), classify(&e)));
+    let until = match pair::until_of(plan.until, route) {
+        Ok(u) => u,
+        Err(e) => return not_started(e),
+    };
     if let Some(f) = plan.from.filter(|f| *f > until) {
         return Start::Over(Turn::NotStarted(
             format!("--from {f} is after --until {until}"),
             Exit::Usage,
         ));
     }
-    let not_started =
-        |e: anyhow::Error| Start::Over(Turn::NotStarted(format!("{e:#}"), classify(&e)));
-    let (id, joined, table_exists) = match decide(
-        ctx,
-        cfg,
-        conn,
-        client,
-        route,
-        plan.from,
+    // Everything that can refuse the pair, before anything of it is written.
+    let checked = ctx.secrets(route).and_then(|_| {
+        let table = ident::raw_table(
+            &ident::sanitize(&client.id).map_err(usage)?,
+            &ident::sanitize(&route.name).map_err(usage)?,
+        )
+        .map_err(usage)?;
+        pair::check_before_writes(ctx, conn, client, &table)
+    });
+    if let Err(e) = checked {
+        return not_started(e);
+    }
+    let pair_plan = pair::Plan {
+        from: plan.from,
         until,
-        plan.lookback,
-    ) {
-        Ok(Step::Run {
+        lookback: plan.lookback,
+    };
+    let (id, joined, table_exists, days) = match decide(ctx, conn, client, route, &pair_plan) {
+        Ok(Decided::Step(pair::Step::Run {
             id,
             joined,
             table_exists,
-        }) => (id, joined, table_exists),
-        Ok(Step::UpToDate(last)) => return Start::Over(Turn::UpToDate(last)),
-        Ok(Step::Busy) => return Start::Over(Turn::Busy),
+            skipped,
+        })) => (id, joined, table_exists, skipped),
+        Ok(Decided::Step(pair::Step::UpToDate(last))) => return Start::Over(Turn::UpToDate(last)),
+        Ok(Decided::Busy) => return Start::Over(Turn::Busy),
         Err(e) => return not_started(e),
     };
     drop(news.send(Watch::note(
@@ -563,7 +583,7 @@ fn start_pair<'c>(
         ),
     )));
     match scrap::prepare(ctx, conn, id, true, Some(news), worker) {
-        Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists),
+        Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists, days),
         Ok(scrap::Prepared::Nothing(e, summary)) => {
             let mut v = serde_json::to_value(&*summary).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
@@ -695,94 +715,43 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What to do for a pair now.
-enum Step {
-    /// Run the scrap `id`; `joined`: another process created it; whether
-    /// its raw table is known to exist (a joined scrap's may not: its
-    /// creator may have stopped before creating it).
-    Run {
-        id: i64,
-        joined: bool,
-        table_exists: bool,
-    },
-    UpToDate(Option<NaiveDate>),
+/// What deciding a pair came to: a step under its lock, or busy (another
+/// sync held the lock all along without a scrap to join).
+enum Decided {
+    Step(pair::Step),
     Busy,
 }
 
-/// The pair's scrap in progress if there is one, else its period decided
-/// under the pair's lock and a scrap created and recorded for it.
-#[allow(clippy::too_many_arguments)]
+/// The pair's scrap in progress if there is one, else the days it needs
+/// decided under the pair's lock and a scrap created and recorded for them.
 fn decide(
     ctx: &Context<'_>,
-    cfg: &Config,
     conn: &mut postgres::Client,
     client: &Client,
     route: &Route,
-    from: Option<NaiveDate>,
-    until: NaiveDate,
-    lookback: u32,
-) -> Result<Step> {
+    plan: &pair::Plan,
+) -> Result<Decided> {
     let waited = Instant::now();
     loop {
         if let Some(mut lock) = SyncLock::try_take(&mut *conn, &client.id, &route.name)? {
-            if let Some(id) = in_progress(lock.conn, &client.id, &route.name)? {
-                return Ok(Step::Run {
-                    id,
-                    joined: true,
-                    table_exists: false,
-                });
-            }
-            let last = ledger::last_loaded_day(&mut *lock.conn, &client.id, &route.name)?;
-            let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
-                return Ok(Step::UpToDate(last));
-            };
             // A missing table is created after the run is handed over.
-            let created = scrap::create_scrap_on(
-                lock.conn,
-                cfg,
-                &client.id,
-                &route.name,
-                (start, end),
-                NewTable::Later,
-            )?;
-            lock.record_scrap(created.id)?;
-            return Ok(Step::Run {
-                id: created.id,
-                joined: false,
-                table_exists: created.table_exists,
-            });
+            return pair::decide_locked(ctx, &mut lock, client, route, plan, NewTable::Later)
+                .map(Decided::Step);
         }
         // Another sync holds the pair: join its scrap once recorded.
-        if let Some(id) = in_progress(conn, &client.id, &route.name)? {
-            return Ok(Step::Run {
+        if let Some(id) = pair::in_progress(conn, &client.id, &route.name)? {
+            return Ok(Decided::Step(pair::Step::Run {
                 id,
                 joined: true,
                 table_exists: false,
-            });
+                skipped: None,
+            }));
         }
         if waited.elapsed() > DECIDING_WAIT || ctx.quit.load(Ordering::SeqCst) {
-            return Ok(Step::Busy);
+            return Ok(Decided::Busy);
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-}
-
-/// The scrap a sync recorded for the pair, while it has slices not yet
-/// done or failed.
-fn in_progress(c: &mut postgres::Client, client: &str, route: &str) -> Result<Option<i64>> {
-    let row = c.query_typed_opt(
-        "SELECT p.scrap_id FROM atlas.sync_pairs p
-         WHERE p.client = $1 AND p.route = $2 AND p.scrap_id IS NOT NULL
-           AND EXISTS (SELECT 1 FROM atlas.slices s
-                       WHERE s.scrap_id = p.scrap_id AND s.status IN ($3, $4))",
-        &[
-            (&client, Type::TEXT),
-            (&route, Type::TEXT),
-            (&SliceStatus::Pending.as_str(), Type::TEXT),
-            (&SliceStatus::Running.as_str(), Type::TEXT),
-        ],
-    )?;
-    Ok(row.map(|r| r.get(0)))
 }
 
 /// The fleet's totals over the pairs' objects.

@@ -15,6 +15,7 @@ mod fleet;
 mod init;
 mod login;
 mod manager;
+mod pair;
 mod scrap;
 mod sync;
 mod verify;

@@ -46,7 +46,8 @@ pub fn create_scrap(
     create_scrap_on(&mut conn, cfg, client, route, (from, to), NewTable::Now)
 }
 
-/// A scrap of the pair created on `conn` (the schema known to be there).
+/// A scrap of the pair over the whole period created on `conn` (the
+/// schema known to be there).
 pub fn create_scrap_on(
     conn: &mut postgres::Client,
     cfg: &Config,
@@ -55,20 +56,36 @@ pub fn create_scrap_on(
     (from, to): (NaiveDate, NaiveDate),
     new_table: NewTable,
 ) -> Result<Created> {
+    let (_, r, _) = planned(cfg, client, route, from, to)?;
+    let plan = crate::slice::plan(from, to, r.slice_days);
+    create_scrap_with(conn, cfg, client, route, (from, to), &plan, new_table)
+}
+
+/// A scrap of the pair over `(from, to)` holding only the slices of `plan`
+/// (a sync's: the days it needs).
+pub fn create_scrap_with(
+    conn: &mut postgres::Client,
+    cfg: &Config,
+    client: &str,
+    route: &str,
+    (from, to): (NaiveDate, NaiveDate),
+    plan: &[(NaiveDate, NaiveDate)],
+    new_table: NewTable,
+) -> Result<Created> {
     let (c, r, table) = planned(cfg, client, route, from, to)?;
     let (id, table_exists) = ledger::create_scrap(
         conn,
         &c.id,
         &r.name,
         (&table, new_table),
-        from,
-        to,
+        (from, to),
         r.slice_days,
+        plan,
     )?;
     Ok(Created {
         id,
         table,
-        slices: crate::slice::plan(from, to, r.slice_days).len(),
+        slices: plan.len(),
         table_exists,
     })
 }
@@ -86,6 +103,7 @@ fn planned<'c>(
     if from > to {
         return Err(usage(format!("--from {from} is after --to {to}")));
     }
+    super::pair::not_after_today(to, r, "--to")?;
     let table = ident::raw_table(
         &ident::sanitize(&c.id).map_err(usage)?,
         &ident::sanitize(&r.name).map_err(usage)?,
@@ -310,6 +328,7 @@ impl Ready<'_> {
             held_at_start: self.held_at_start,
             pages_hint: self.pages_hint,
             table: &self.table,
+            open_from: self.route.first_open_day(),
         }
     }
 
@@ -365,7 +384,7 @@ pub fn prepare<'c>(
     ledger::abort_dead_runs(conn, id, worker)?;
     let slices = ledger::slices(conn, id)?;
     let mut summary = summary_of(&scrap, slices.len() as i64, settings);
-    if slices.iter().all(|s| s.status == SliceStatus::Done) {
+    if slices.iter().all(|s| loaded(s.status)) {
         summary.slices_done = summary.slices_total as i32;
         feed.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
         if sync {
@@ -375,8 +394,15 @@ pub fn prepare<'c>(
         return Ok(Prepared::Nothing(Exit::Ok, Box::new(summary)));
     }
 
-    // An OAuth2 client gets its token before the run starts (exit 2 or 3 if it cannot).
+    // An OAuth2 client gets its token before the run starts (exit 2 or 3 if
+    // it cannot); a run of its own (a sync checked these before deciding)
+    // is refused before its run row if the API's certificate is not trusted
+    // or its table is not a raw table.
     auth.prepare()?;
+    if !sync {
+        super::pair::trusted(ctx, client)?;
+        db::check_raw_table_if_present(conn, &scrap.raw_table)?;
+    }
     feed.note(
         "🚀",
         &format!(
@@ -400,10 +426,7 @@ pub fn prepare<'c>(
         settings.lease,
     )?;
     summary.run_id = Some(run_id);
-    let slices_done_before = slices
-        .iter()
-        .filter(|s| s.status == SliceStatus::Done)
-        .count() as u64;
+    let slices_done_before = slices.iter().filter(|s| loaded(s.status)).count() as u64;
     Ok(Prepared::Ready(Box::new(Ready {
         scrap,
         client,
@@ -470,7 +493,7 @@ pub fn finish(
             Vec::new()
         }
     };
-    let all_done = !after.is_empty() && after.iter().all(|s| s.status == SliceStatus::Done);
+    let all_done = !after.is_empty() && after.iter().all(|s| loaded(s.status));
     match exit {
         Exit::Ok if !all_done => exit = Exit::Failed,
         // What this run gave up on, another finished: the scrap is loaded.
@@ -545,6 +568,12 @@ pub fn finish(
     (exit, summary)
 }
 
+/// A slice whose every row is committed: `done`, or `open` (a day that had
+/// not ended when it was loaded).
+fn loaded(s: SliceStatus) -> bool {
+    matches!(s, SliceStatus::Done | SliceStatus::Open)
+}
+
 /// How often a run that failed slices looks whether a later run took them.
 const LATER_RUN_POLL: Duration = Duration::from_secs(1);
 
@@ -611,6 +640,7 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         slices_done: 0,
         slices_failed: 0,
         slices_total,
+        slices_open: 0,
         slices_done_by_run: 0,
         slices_done_elsewhere: 0,
         retries: 0,
@@ -619,6 +649,7 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         exit_code: 0,
         settings: settings.clone(),
         loaded_until: None,
+        days_skipped: None,
     }
 }
 
@@ -632,9 +663,10 @@ fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elap
     summary.undated = t.undated;
     summary.sanitised = t.sanitised;
     summary.pages = t.pages;
-    summary.slices_done = after
+    summary.slices_done = after.iter().filter(|s| loaded(s.status)).count() as i32;
+    summary.slices_open = after
         .iter()
-        .filter(|s| s.status == SliceStatus::Done)
+        .filter(|s| s.status == SliceStatus::Open)
         .count() as i32;
     summary.slices_failed = after
         .iter()

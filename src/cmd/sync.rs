@@ -1,67 +1,28 @@
-//! `atlas sync`: the command a scheduler runs every day (SPEC §2). It finds
-//! the last day fully loaded for (client, route) in the slice ledger and
-//! creates and runs a scrap from the day after it, minus the lookback, to
-//! `--until` (default: yesterday in the route's time zone).
+//! `atlas sync`: the command a scheduler runs every day (SPEC §2). It
+//! resumes the pair's unfinished scrap if one is left (a killed or failed
+//! sync), then loads the days the pair needs, counted over every scrap of
+//! it (`coverage::need`): the days never loaded up to `--until` (default:
+//! yesterday in the route's time zone), open days, and the lookback.
 //!
 //! One sync per (client, route) at a time: a session advisory lock on the
 //! pair's registry id (`atlas.sync_pairs`, so no two pairs share a lock) is
 //! held for the whole sync; a second sync finds it taken and exits 0 saying
-//! so. Flags, settings and secrets are resolved before anything is written.
+//! so. Everything that can refuse the sync (flags, settings, secrets, the
+//! OAuth2 grant, the API's certificate, the raw table) is checked before
+//! anything is written.
 
+use super::pair::{self, Plan, Step, SyncLock};
 use super::{day_flag, scrap, Context};
 use crate::cli::SyncArgs;
 use crate::config::Settings;
-use crate::dates;
 use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
-use crate::ledger;
+use crate::ledger::{self, NewTable};
 use crate::report::{Feed, Summary, Watch};
 use anyhow::Result;
-use chrono::{Duration, NaiveDate};
 use crossbeam::channel::Sender;
-use postgres::types::{ToSql, Type};
 use serde_json::{json, Value};
-use std::ops::DerefMut;
-
-/// Days loaded again by default: APIs change recent records, and the hash
-/// makes the overlap free.
-pub const DEFAULT_LOOKBACK_DAYS: u32 = 1;
-
-/// `--lookback-days`, or its default, within its range.
-pub fn lookback_days(flag: Option<u32>) -> Result<u32> {
-    crate::config::ranges::check(
-        "--lookback-days",
-        crate::config::ranges::LOOKBACK_DAYS,
-        flag,
-    )
-    .map_err(|(k, why)| usage(format!("{k}: {why}")))?;
-    Ok(flag.unwrap_or(DEFAULT_LOOKBACK_DAYS))
-}
-
-/// The period a sync loads, or `None` when there is nothing new.
-pub fn period(
-    last_loaded: Option<NaiveDate>,
-    from: Option<NaiveDate>,
-    start_date: Option<NaiveDate>,
-    until: NaiveDate,
-    lookback: u32,
-) -> Result<Option<(NaiveDate, NaiveDate)>> {
-    let start = match last_loaded {
-        // Nothing new: the lookback alone is not a reason to run.
-        Some(last) if last >= until => return Ok(None),
-        Some(last) => last + Duration::days(1) - Duration::days(i64::from(lookback)),
-        None => from.or(start_date).ok_or_else(|| {
-            usage("nothing was loaded yet for this client and route: give --from YYYY-MM-DD (or set the route's start_date)")
-        })?,
-    };
-    // With history, never reach back before an explicit --from.
-    let start = match (last_loaded, from) {
-        (Some(_), Some(f)) => start.max(f),
-        _ => start,
-    };
-    Ok((start <= until).then_some((start, until)))
-}
 
 /// How a sync ended.
 pub enum Synced {
@@ -117,10 +78,12 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
         .as_deref()
         .map(|s| day_flag(s, "--from"))
         .transpose()?;
-    let until = match a.until.as_deref() {
-        Some(s) => day_flag(s, "--until")?,
-        None => dates::today_in(route.timezone.as_ref()) - Duration::days(1),
-    };
+    let until = a
+        .until
+        .as_deref()
+        .map(|s| day_flag(s, "--until"))
+        .transpose()?;
+    let until = pair::until_of(until, route)?;
     if let Some(f) = from.filter(|f| *f > until) {
         return Err(usage(format!("--from {f} is after --until {until}")));
     }
@@ -129,13 +92,17 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
         &ident::sanitize(&route.name).map_err(usage)?,
     )
     .map_err(usage)?;
-    let lookback = lookback_days(a.lookback_days)?;
+    let plan = Plan {
+        from,
+        until,
+        lookback: pair::lookback_days(a.lookback_days)?,
+    };
     ctx.settings()?;
-    ctx.auth(client)?;
     ctx.secrets(route)?;
-
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
+    pair::check_before_writes(ctx, &mut conn, client, &table)?;
+
     let Some(mut lock) = SyncLock::try_take(Box::new(conn), client_id, route_name)? else {
         let notice = format!(
             "Outra sincronização de {client_id} / {route_name} está em andamento: nada a fazer"
@@ -148,37 +115,74 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
             table,
         });
     };
-    let last = ledger::last_loaded_day(&mut *lock.conn, client_id, route_name)?;
-    let Some((start, end)) = period(last, from, route.start_date, until, lookback)? else {
-        let notice = format!(
-            "Nada novo para {client_id} / {route_name}: carregado até {}",
-            last.map(|d| d.to_string())
-                .unwrap_or_else(|| "(nada)".into())
-        );
-        let fields = json!({"status": "up_to_date", "loaded_until": last});
-        return Ok(Synced::Nothing {
-            emoji: "✅",
-            notice,
-            fields,
-            table,
-        });
-    };
-    let id = scrap::create_scrap(ctx, cfg, client_id, route_name, start, end)?.id;
-    // `sync --all` processes join the scrap instead of deciding another.
-    lock.record_scrap(id)?;
     let feed = Feed {
         style: ctx.style,
         sink,
     };
-    feed.note(
-        "🔄",
-        &format!("Sincronizando {client_id} / {route_name}: scrap {id}, {start} até {end}"),
-    );
-    let (exit, summary) = scrap::execute(ctx, id, true, sink)?;
-    Ok(Synced::Ran {
-        exit,
-        summary: Box::new(summary),
-    })
+    // A resumed scrap first; then, decided again, the days still needed.
+    let mut ran: Option<(Exit, Summary)> = None;
+    for _ in 0..2 {
+        let step = pair::decide_locked(ctx, &mut lock, client, route, &plan, NewTable::Now)?;
+        let (id, joined, skipped) = match step {
+            Step::Run {
+                id,
+                joined,
+                skipped,
+                ..
+            } => (id, joined, skipped),
+            Step::UpToDate(_) => break,
+        };
+        feed.note(
+            "🔄",
+            &format!(
+                "Sincronizando {client_id} / {route_name}: scrap {id}{}",
+                if joined {
+                    " (retomado)".to_string()
+                } else {
+                    match skipped {
+                        Some(n) if n > 0 => {
+                            format!(" ({n} dia(s) já carregado(s) não buscado(s) de novo)")
+                        }
+                        _ => String::new(),
+                    }
+                }
+            ),
+        );
+        let (exit, mut summary) = scrap::execute(ctx, id, true, sink)?;
+        summary.days_skipped = Some(skipped.unwrap_or(0));
+        let stop = exit != Exit::Ok || !joined;
+        ran = Some(match ran.take() {
+            None => (exit, summary),
+            Some((first_exit, first)) => {
+                summary.absorb(&first);
+                (first_exit.merge(exit), summary)
+            }
+        });
+        if stop {
+            break;
+        }
+    }
+    match ran {
+        Some((exit, summary)) => Ok(Synced::Ran {
+            exit,
+            summary: Box::new(summary),
+        }),
+        None => {
+            let last = ledger::last_loaded_day(&mut *lock.conn, client_id, route_name)?;
+            let notice = format!(
+                "Nada novo para {client_id} / {route_name}: carregado até {}",
+                last.map(|d| d.to_string())
+                    .unwrap_or_else(|| "(nada)".into())
+            );
+            let fields = json!({"status": "up_to_date", "loaded_until": last});
+            Ok(Synced::Nothing {
+                emoji: "✅",
+                notice,
+                fields,
+                table,
+            })
+        }
+    }
 }
 
 /// Ends a sync that runs nothing: the notice, and with `--json` one object
@@ -197,7 +201,7 @@ fn nothing_to_do(
 ) -> Exit {
     ctx.style.note(emoji, notice);
     if json {
-        crate::outln!("{}", idle_summary(pair, table, settings, fields));
+        crate::outln!("{}", pair::idle_summary(pair, table, settings, fields));
     }
     Exit::Ok
 }
@@ -209,157 +213,5 @@ fn one_pair(a: &SyncArgs) -> Result<(&str, &str)> {
         _ => Err(usage(
             "sync needs one --client C and one --route R, or --all (with any --client and --route filters)",
         )),
-    }
-}
-
-/// The `--json` object of a sync that ran nothing: every key of the
-/// summary (null or 0 where nothing ran), `fields` over them.
-pub(super) fn idle_summary(
-    (client, route): (&str, &str),
-    table: &str,
-    settings: &Settings,
-    fields: Value,
-) -> Value {
-    {
-        let mut out = json!({
-            "scrap_id": null,
-            "run_id": null,
-            "client": client,
-            "route": route,
-            "table": table,
-            "from": null,
-            "to": null,
-            "status": null,
-            "records_fetched": 0,
-            "inserted": 0,
-            "duplicates": 0,
-            "out_of_period": 0,
-            "undated": 0,
-            "sanitised": 0,
-            "pages": 0,
-            "slices_done": 0,
-            "slices_failed": 0,
-            "slices_total": 0,
-            "retries": 0,
-            "elapsed_secs": 0.0,
-            "records_per_sec": 0.0,
-            "exit_code": 0,
-            "settings": settings,
-            "loaded_until": null,
-        });
-        if let (Some(o), Some(f)) = (out.as_object_mut(), fields.as_object()) {
-            for (k, v) in f {
-                o.insert(k.clone(), v.clone());
-            }
-        }
-        out
-    }
-}
-
-/// First key of the two-key advisory lock of `atlas sync` (the second is
-/// the pair's id in `atlas.sync_pairs`): a class of its own, so no other
-/// advisory lock (`atlas init` takes the one-key form) can meet it.
-const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
-
-/// The per-(client, route) sync lock: a session advisory lock on
-/// (`SYNC_LOCK_CLASS`, pair id), collision-free since ids are unique,
-/// released explicitly on every way out (a closed session releases it too,
-/// but only once the server notices, which may be after the next sync has
-/// started).
-/// The lock holds its connection: a boxed client of its own (`sync`), or
-/// one from the fleet's pool, given back unlocked.
-pub(super) struct SyncLock<C: DerefMut<Target = postgres::Client>> {
-    pub(super) conn: C,
-    pair: i32,
-}
-
-impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
-    pub(super) fn try_take(mut conn: C, client: &str, route: &str) -> Result<Option<SyncLock<C>>> {
-        let names: [(&(dyn ToSql + Sync), Type); 2] = [(&client, Type::TEXT), (&route, Type::TEXT)];
-        conn.execute_typed(
-            "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
-             ON CONFLICT (client, route) DO NOTHING",
-            &names,
-        )?;
-        let pair: i32 = conn
-            .query_typed_one(
-                "SELECT id FROM atlas.sync_pairs WHERE client = $1 AND route = $2",
-                &names,
-            )?
-            .get(0);
-        let got: bool = conn
-            .query_typed_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[(&SYNC_LOCK_CLASS, Type::INT4), (&pair, Type::INT4)],
-            )?
-            .get(0);
-        Ok(got.then_some(SyncLock { conn, pair }))
-    }
-
-    /// Records the scrap this pair's sync is loading, for `sync --all`
-    /// processes to join.
-    pub(super) fn record_scrap(&mut self, scrap: i64) -> Result<()> {
-        self.conn.execute_typed(
-            "UPDATE atlas.sync_pairs SET scrap_id = $1 WHERE id = $2",
-            &[(&scrap, Type::INT8), (&self.pair, Type::INT4)],
-        )?;
-        Ok(())
-    }
-}
-
-impl<C: DerefMut<Target = postgres::Client>> Drop for SyncLock<C> {
-    fn drop(&mut self) {
-        let _ = self.conn.execute_typed(
-            "SELECT pg_advisory_unlock($1, $2)",
-            &[(&SYNC_LOCK_CLASS, Type::INT4), (&self.pair, Type::INT4)],
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
-    #[test]
-    fn first_sync_needs_a_start() {
-        assert!(period(None, None, None, d("2025-01-10"), 1).is_err());
-        assert_eq!(
-            period(None, Some(d("2025-01-01")), None, d("2025-01-10"), 1).unwrap(),
-            Some((d("2025-01-01"), d("2025-01-10")))
-        );
-        assert_eq!(
-            period(None, None, Some(d("2025-01-05")), d("2025-01-10"), 1).unwrap(),
-            Some((d("2025-01-05"), d("2025-01-10")))
-        );
-    }
-
-    #[test]
-    fn later_syncs_start_after_the_last_day_minus_lookback() {
-        let last = Some(d("2025-01-10"));
-        assert_eq!(
-            period(last, None, None, d("2025-01-15"), 1).unwrap(),
-            Some((d("2025-01-10"), d("2025-01-15")))
-        );
-        assert_eq!(
-            period(last, None, None, d("2025-01-15"), 0).unwrap(),
-            Some((d("2025-01-11"), d("2025-01-15")))
-        );
-        assert_eq!(
-            period(last, None, None, d("2025-01-15"), 3).unwrap(),
-            Some((d("2025-01-08"), d("2025-01-15")))
-        );
-        // Nothing new: the last day is loaded; the lookback alone does not run.
-        assert_eq!(period(last, None, None, d("2025-01-10"), 0).unwrap(), None);
-        assert_eq!(period(last, None, None, d("2025-01-10"), 2).unwrap(), None);
-        assert_eq!(period(last, None, None, d("2025-01-09"), 2).unwrap(), None);
-        // --from bounds the lookback.
-        assert_eq!(
-            period(last, Some(d("2025-01-10")), None, d("2025-01-15"), 5).unwrap(),
-            Some((d("2025-01-10"), d("2025-01-15")))
-        );
     }
 }

@@ -110,6 +110,18 @@ pub struct Route {
     /// before the page's slice fails instead (`max_pause_secs`: the route's,
     /// else the client's, else 900 s).
     pub max_pause: std::time::Duration,
+    /// Hours after a day's end (in `timezone`) before it counts as complete
+    /// (`settle_hours`, default 0): until then its slices are loaded as
+    /// `open` and fetched again by the next sync.
+    pub settle_hours: u32,
+}
+
+impl Route {
+    /// The first day of this route that is still open now (see
+    /// `dates::first_open_day`).
+    pub fn first_open_day(&self) -> NaiveDate {
+        crate::dates::first_open_day(self.timezone.as_ref(), self.settle_hours)
+    }
 }
 
 /// A route's HTTP method.

@@ -28,6 +28,7 @@ pub const RATE_LIMIT_PER_SEC: Range = Range {
 };
 pub const MAX_PAUSE_SECS: Range = whole(1, 86_400);
 pub const SLICE_DAYS: Range = whole(1, 366);
+pub const SETTLE_HOURS: Range = whole(0, 168);
 pub const PAGE_START: Range = whole(0, 1_000_000);
 pub const PAGE_SIZE: Range = whole(1, 1_000_000);
 pub const MAX_PAGES: Range = whole(1, 10_000_000);
@@ -51,6 +52,7 @@ pub const RANGES: &[(&str, Range)] = &[
     ("rate_limit_per_sec", RATE_LIMIT_PER_SEC),
     ("max_pause_secs", MAX_PAUSE_SECS),
     ("slice_days", SLICE_DAYS),
+    ("settle_hours", SETTLE_HOURS),
     ("pagination.start", PAGE_START),
     ("pagination.size", PAGE_SIZE),
     ("pagination.limit", PAGE_SIZE),

@@ -132,6 +132,7 @@ pub struct RawRoute {
     pub parallel_pages: Option<bool>,
     pub speculative_pages: Option<bool>,
     pub max_pause_secs: Option<u64>,
+    pub settle_hours: Option<u32>,
 }
 
 /// `slice_days` when the file leaves it out.

@@ -270,6 +270,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         return Err(("path".into(), format!("'{}' must start with '/'", r.path)));
     }
     ranges::check("slice_days", ranges::SLICE_DAYS, Some(r.slice_days))
+        .and_then(|()| ranges::check("settle_hours", ranges::SETTLE_HOURS, r.settle_hours))
         .and_then(|()| {
             ranges::check_count("max_pause_secs", ranges::MAX_PAUSE_SECS, r.max_pause_secs)
         })
@@ -383,6 +384,7 @@ fn route(name: &str, r: RawRoute) -> std::result::Result<Route, FieldError> {
         max_pause: std::time::Duration::from_secs(
             r.max_pause_secs.unwrap_or(DEFAULT_MAX_PAUSE_SECS),
         ),
+        settle_hours: r.settle_hours.unwrap_or(0),
     })
 }
 

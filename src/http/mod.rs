@@ -8,6 +8,7 @@
 pub mod body;
 pub mod headers;
 pub mod share;
+pub mod trust;
 pub mod userinfo;
 
 use crate::charset::{body_charset, Charset};

@@ -77,7 +77,8 @@ pub fn details(c: &mut Client, id: i64, me: &str) -> Result<Details> {
     let count = |st| slices.iter().filter(|s| s.status == st).count() as i64;
     let status = ledger::scrap_status(
         slices.len() as i64,
-        count(SliceStatus::Done),
+        count(SliceStatus::Done) + count(SliceStatus::Open),
+        count(SliceStatus::Open),
         count(SliceStatus::Failed),
         running,
     );

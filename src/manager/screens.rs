@@ -742,7 +742,10 @@ mod tests {
         screen_has(&s, "Dias do scrap 8");
         screen_has(&s, "2025-06-01 até 2025-06-06 (6 dia(s))");
         screen_has(&s, "##x>..");
-        screen_has(&s, "# concluído   x falhou   > em execução   . pendente");
+        screen_has(
+            &s,
+            "# concluído   o dia em aberto   x falhou   > em execução   . pendente",
+        );
         screen_has(&s, "Scrap 8 criado");
         screen_has(&s, "n novo scrap  r executar  s sincronizar");
         assert!(!s.concat().contains('⚡'), "--plain draws no emoji");
@@ -991,6 +994,7 @@ mod tests {
             slices_done: 6,
             slices_failed: 0,
             slices_total: 6,
+            slices_open: 0,
             slices_done_by_run: 3,
             slices_done_elsewhere: 0,
             retries: 0,
@@ -999,6 +1003,7 @@ mod tests {
             exit_code: 0,
             settings,
             loaded_until: None,
+            days_skipped: None,
         };
         a.watch(Watch::note(a.style, "🚀", "Iniciando ETL do cliente 2151"));
         for _ in 0..3 {

@@ -69,6 +69,9 @@ pub struct Job<'a> {
     pub pages_hint: u64,
     /// Passed by the writers before their first batch: the raw table exists.
     pub table: &'a gate::TableGate,
+    /// The route's first day still open when the run began: a slice loaded
+    /// whole that reaches it is recorded `open`, not `done`.
+    pub open_from: chrono::NaiveDate,
 }
 
 /// The ticker's audience: stderr lines (the CLI) or a watcher (the manager),
@@ -120,6 +123,8 @@ struct Counters {
     sanitised: AtomicU64,
     retries: AtomicU64,
     slices_done: AtomicU64,
+    /// Of `slices_done`, those recorded `open`.
+    slices_open: AtomicU64,
     slices_failed: AtomicU64,
 }
 
@@ -150,6 +155,7 @@ impl Counters {
             sanitised: g(&self.sanitised),
             retries: g(&self.retries),
             slices_done: g(&self.slices_done) as i32,
+            slices_open: g(&self.slices_open) as i32,
             slices_failed: g(&self.slices_failed) as i32,
         }
     }

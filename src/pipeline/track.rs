@@ -184,7 +184,7 @@ impl Shared<'_, '_> {
             .iter()
             .map(|(claim, e)| ledger::SliceFinish {
                 slice: claim.id,
-                end: e.end,
+                end: self.end_of(claim, e.end),
                 counts: &e.counts,
                 error: e.error.as_deref(),
             })
@@ -218,10 +218,23 @@ impl Shared<'_, '_> {
             );
             return;
         }
-        match e.end {
+        match self.end_of(claim, e.end) {
             SliceEnd::Done => add(&self.counters.slices_done, 1),
+            SliceEnd::Open => {
+                add(&self.counters.slices_done, 1);
+                add(&self.counters.slices_open, 1);
+            }
             SliceEnd::Failed => add(&self.counters.slices_failed, 1),
             SliceEnd::Released => {}
+        }
+    }
+
+    /// A slice loaded whole is `open` when it holds a day that had not
+    /// ended (and settled) when the run started.
+    fn end_of(&self, claim: &Claim, end: SliceEnd) -> SliceEnd {
+        match end {
+            SliceEnd::Done if claim.to >= self.job.open_from => SliceEnd::Open,
+            other => other,
         }
     }
 

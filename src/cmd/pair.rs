@@ -1,0 +1,280 @@
+//! What `sync` and `sync --all` share for one (client, route) pair: the
+//! pair's lock, the checks that must pass before anything is written, and
+//! the decision under the lock (join the pair's unfinished scrap, else
+//! create one holding only the days the pair needs, `coverage::need`).
+
+use super::{scrap, Context};
+use crate::config::{Client, Route, Settings};
+use crate::coverage;
+use crate::dates;
+use crate::db;
+use crate::exit::{env_error, usage};
+use crate::ledger::{self, NewTable, SliceStatus};
+use anyhow::Result;
+use chrono::NaiveDate;
+use postgres::types::{ToSql, Type};
+use serde_json::{json, Value};
+use std::ops::DerefMut;
+
+/// Days loaded again by default: APIs change recent records, and the hash
+/// makes the overlap free.
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 1;
+
+/// `--lookback-days`, or its default, within its range.
+pub fn lookback_days(flag: Option<u32>) -> Result<u32> {
+    crate::config::ranges::check(
+        "--lookback-days",
+        crate::config::ranges::LOOKBACK_DAYS,
+        flag,
+    )
+    .map_err(|(k, why)| usage(format!("{k}: {why}")))?;
+    Ok(flag.unwrap_or(DEFAULT_LOOKBACK_DAYS))
+}
+
+/// A last day that has not begun yet in the route's time zone is refused:
+/// its slices would be recorded loaded before the API had its records.
+pub fn not_after_today(day: NaiveDate, route: &Route, flag: &str) -> Result<()> {
+    let today = dates::today_in(route.timezone.as_ref());
+    if day > today {
+        return Err(usage(format!(
+            "{flag} {day} is after today ({today} in {} for route {}): a day can be loaded once it has begun (today's is loaded as open and fetched again by the next sync)",
+            dates::zone_name(route.timezone.as_ref()),
+            route.name
+        )));
+    }
+    Ok(())
+}
+
+/// The last day a sync loads: `--until`, else yesterday in the route's zone.
+pub fn until_of(flag: Option<NaiveDate>, route: &Route) -> Result<NaiveDate> {
+    match flag {
+        Some(d) => {
+            not_after_today(d, route, "--until")?;
+            Ok(d)
+        }
+        None => Ok(dates::today_in(route.timezone.as_ref()) - chrono::Duration::days(1)),
+    }
+}
+
+/// What can refuse a run of the pair, checked before anything of it is
+/// written: the client's credentials (an OAuth2 grant is asked for now) and
+/// the raw table's structure when it exists. The API's certificate is
+/// checked only once there is something to load (`trusted`).
+pub fn check_before_writes(
+    ctx: &Context<'_>,
+    conn: &mut postgres::Client,
+    client: &Client,
+    table: &str,
+) -> Result<()> {
+    ctx.auth(client)?.prepare()?;
+    db::check_raw_table_if_present(conn, table)
+}
+
+/// The API's TLS certificate is trusted (or the API is not HTTPS): else
+/// exit 3 with the reason, before a scrap or run of it is written.
+pub fn trusted(ctx: &Context<'_>, client: &Client) -> Result<()> {
+    let agent = crate::http::agent_trusting(ctx.settings()?.timeout, &client.ca_certs);
+    match crate::http::trust::refused(&agent, &client.base_url) {
+        Some(why) => Err(env_error(why)),
+        None => Ok(()),
+    }
+}
+
+/// What the decision under the pair's lock came to.
+pub enum Step {
+    /// Run the scrap `id`; `joined`: its run is resumed (another sync
+    /// created it); whether its raw table is known to exist; the days the
+    /// range skipped as already loaded (a new scrap only).
+    Run {
+        id: i64,
+        joined: bool,
+        table_exists: bool,
+        skipped: Option<i64>,
+    },
+    /// Every day is loaded: up to the day given.
+    UpToDate(Option<NaiveDate>),
+}
+
+/// How a sync loads the pair: its bounds and the lookback.
+pub struct Plan {
+    pub from: Option<NaiveDate>,
+    pub until: NaiveDate,
+    pub lookback: u32,
+}
+
+/// Under the pair's lock: its unfinished scrap (pending, running or failed
+/// slices) if there is one, else a scrap of the days it needs (every scrap
+/// of the pair counted), created and recorded; or nothing to do.
+pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
+    ctx: &Context<'_>,
+    lock: &mut SyncLock<C>,
+    client: &Client,
+    route: &Route,
+    plan: &Plan,
+    new_table: NewTable,
+) -> Result<Step> {
+    let cfg = ctx.config()?;
+    if let Some(id) = in_progress(&mut lock.conn, &client.id, &route.name)? {
+        return Ok(Step::Run {
+            id,
+            joined: true,
+            table_exists: false,
+            skipped: None,
+        });
+    }
+    let done = ledger::loaded_spans(&mut *lock.conn, &client.id, &route.name)?;
+    let need = coverage::need(
+        &done,
+        plan.from,
+        route.start_date,
+        plan.until,
+        plan.lookback,
+        route.slice_days,
+    )
+    .map_err(usage)?;
+    let Some(need) = need else {
+        let last = ledger::last_loaded_day(&mut *lock.conn, &client.id, &route.name)?;
+        return Ok(Step::UpToDate(last));
+    };
+    trusted(ctx, client)?;
+    let created = scrap::create_scrap_with(
+        &mut lock.conn,
+        cfg,
+        &client.id,
+        &route.name,
+        (need.from, need.to),
+        &need.slices,
+        new_table,
+    )?;
+    lock.record_scrap(created.id)?;
+    Ok(Step::Run {
+        id: created.id,
+        joined: false,
+        table_exists: created.table_exists,
+        skipped: Some(need.skipped),
+    })
+}
+
+/// The scrap a sync recorded for the pair, while it has slices pending,
+/// running or failed: the next sync of the pair resumes it.
+pub fn in_progress(c: &mut postgres::Client, client: &str, route: &str) -> Result<Option<i64>> {
+    let row = c.query_typed_opt(
+        "SELECT p.scrap_id FROM atlas.sync_pairs p
+         WHERE p.client = $1 AND p.route = $2 AND p.scrap_id IS NOT NULL
+           AND EXISTS (SELECT 1 FROM atlas.slices s
+                       WHERE s.scrap_id = p.scrap_id AND s.status IN ($3, $4, $5))",
+        &[
+            (&client, Type::TEXT),
+            (&route, Type::TEXT),
+            (&SliceStatus::Pending.as_str(), Type::TEXT),
+            (&SliceStatus::Running.as_str(), Type::TEXT),
+            (&SliceStatus::Failed.as_str(), Type::TEXT),
+        ],
+    )?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The `--json` object of a sync that ran nothing: every key of the
+/// summary (null or 0 where nothing ran), `fields` over them.
+pub fn idle_summary(
+    (client, route): (&str, &str),
+    table: &str,
+    settings: &Settings,
+    fields: Value,
+) -> Value {
+    let mut out = json!({
+        "scrap_id": null,
+        "run_id": null,
+        "client": client,
+        "route": route,
+        "table": table,
+        "from": null,
+        "to": null,
+        "status": null,
+        "records_fetched": 0,
+        "inserted": 0,
+        "duplicates": 0,
+        "out_of_period": 0,
+        "undated": 0,
+        "sanitised": 0,
+        "pages": 0,
+        "slices_done": 0,
+        "slices_failed": 0,
+        "slices_total": 0,
+        "slices_open": 0,
+        "slices_done_by_run": 0,
+        "slices_done_elsewhere": 0,
+        "retries": 0,
+        "elapsed_secs": 0.0,
+        "records_per_sec": 0.0,
+        "exit_code": 0,
+        "settings": settings,
+        "loaded_until": null,
+        "days_skipped": 0,
+    });
+    if let (Some(o), Some(f)) = (out.as_object_mut(), fields.as_object()) {
+        for (k, v) in f {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// First key of the two-key advisory lock of `atlas sync` (the second is
+/// the pair's id in `atlas.sync_pairs`): a class of its own, so no other
+/// advisory lock (`atlas init` takes the one-key form) can meet it.
+const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
+
+/// The per-(client, route) sync lock: a session advisory lock on
+/// (`SYNC_LOCK_CLASS`, pair id), collision-free since ids are unique,
+/// released explicitly on every way out (a closed session releases it too,
+/// but only once the server notices, which may be after the next sync has
+/// started).
+/// The lock holds its connection: a boxed client of its own (`sync`), or
+/// one from the fleet's pool, given back unlocked.
+pub struct SyncLock<C: DerefMut<Target = postgres::Client>> {
+    pub conn: C,
+    pair: i32,
+}
+
+impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
+    pub fn try_take(mut conn: C, client: &str, route: &str) -> Result<Option<SyncLock<C>>> {
+        let names: [(&(dyn ToSql + Sync), Type); 2] = [(&client, Type::TEXT), (&route, Type::TEXT)];
+        conn.execute_typed(
+            "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
+             ON CONFLICT (client, route) DO NOTHING",
+            &names,
+        )?;
+        let pair: i32 = conn
+            .query_typed_one(
+                "SELECT id FROM atlas.sync_pairs WHERE client = $1 AND route = $2",
+                &names,
+            )?
+            .get(0);
+        let got: bool = conn
+            .query_typed_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[(&SYNC_LOCK_CLASS, Type::INT4), (&pair, Type::INT4)],
+            )?
+            .get(0);
+        Ok(got.then_some(SyncLock { conn, pair }))
+    }
+
+    /// Records the scrap this pair's sync is loading, for other syncs to join.
+    pub fn record_scrap(&mut self, scrap: i64) -> Result<()> {
+        self.conn.execute_typed(
+            "UPDATE atlas.sync_pairs SET scrap_id = $1 WHERE id = $2",
+            &[(&scrap, Type::INT8), (&self.pair, Type::INT4)],
+        )?;
+        Ok(())
+    }
+}
+
+impl<C: DerefMut<Target = postgres::Client>> Drop for SyncLock<C> {
+    fn drop(&mut self) {
+        let _ = self.conn.execute_typed(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[(&SYNC_LOCK_CLASS, Type::INT4), (&self.pair, Type::INT4)],
+        );
+    }
+}
