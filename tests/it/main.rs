@@ -7,6 +7,7 @@ mod erp;
 mod faults;
 mod fleet;
 mod foundation;
+mod hostile;
 mod manager;
 mod oauth;
 mod pacing;
