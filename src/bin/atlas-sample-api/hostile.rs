@@ -4,7 +4,7 @@
 //! (path and query without the auth parameter, as `--fail-first` counts them), so a rerun of
 //! the same requests meets the same answers. `--hostile-rate` is the share of bad answers
 //! (default 0.5), `--hostile-kinds` restricts the kinds (a word names a kind, or every kind
-//! whose name starts with the word and `_`). Only data requests of `/{kind}/{route}` whose
+//! whose name starts with the word and `_`); the header kinds are drawn as three families. Only data requests of `/{kind}/{route}` whose
 //! good answer is a 200 are touched: the client's own mistakes (400, 401) stay visible.
 //!
 //! What a test may rely on, "no row the API did not send": every bad answer is either
@@ -286,18 +286,30 @@ fn fnv1a(s: &str) -> u64 {
 }
 
 /// The draw for one request: `None` for a good answer, else the kind and a number that
-/// picks among the kind's variants. Pure: the same inputs always draw the same.
+/// picks among the kind's variants. Pure: the same inputs always draw the same. A family
+/// is drawn first, then a kind of it: the header kinds of one header (`retry_after_*`,
+/// `x_ratelimit_*`, `ratelimit_*`) make one family each, every other kind its own, so the
+/// 27 header values weigh as 3 kinds (each of their answers pauses or refuses the client).
 pub fn draw(seed: u64, rate: f64, kinds: &[Kind], url: &str, attempt: u64) -> Option<(Kind, u64)> {
-    if kinds.is_empty() {
-        return None;
-    }
     let h = splitmix64(seed ^ splitmix64(fnv1a(url) ^ splitmix64(attempt)));
     let unit = (h >> 11) as f64 / (1u64 << 53) as f64;
-    if unit >= rate {
+    if kinds.is_empty() || unit >= rate {
         return None;
     }
+    let mut families: Vec<Vec<Kind>> = Vec::new();
+    for &kind in kinds {
+        let same =
+            |f: &&mut Vec<Kind>| std::mem::discriminant(&f[0]) == std::mem::discriminant(&kind);
+        match families.iter_mut().find(same) {
+            Some(family) => family.push(kind),
+            None => families.push(vec![kind]),
+        }
+    }
     let k = splitmix64(h);
-    Some((kinds[(k % kinds.len() as u64) as usize], splitmix64(k)))
+    let n = families.len() as u64;
+    let family = &families[(k % n) as usize];
+    let kind = family[((k / n) % family.len() as u64) as usize];
+    Some((kind, splitmix64(k)))
 }
 
 /// The settings of `--hostile` and the attempts seen per URL.
