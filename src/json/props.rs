@@ -8,9 +8,10 @@
 //! 3. the text path (`Json::parse_records`) writes what the tree path writes.
 //!
 //! The oracle is serde_json without `arbitrary_precision`: a dev-dependency's feature is
-//! unified into the whole `cargo test` build, atlas binary included, and that one breaks
-//! atlas's config (numbers inside `#[serde(untagged)]` enums such as a response rule's
-//! `status` arrive as maps) and changes request bodies (`1e2` would be sent as written).
+//! unified into the whole `cargo test` build, atlas binary included, and that one changes
+//! what atlas does with the config's numbers (a request `body`'s `1E2` would be sent as
+//! `1e+2`, not `100.0`; a response rule's `"equals": 10.5` would no longer match `10.50`:
+//! its numbers compare as text), so the integration tests would test another program.
 //! `raw_value` changes nothing atlas uses: serde_json reads the document once as a
 //! `RawValue` (its own grammar, numbers scanned without conversion, so `1e400` passes as it
 //! does with `arbitrary_precision`), then each container again, members as `RawValue`s,
