@@ -20,6 +20,8 @@ use std::fmt;
 
 mod canonical;
 mod parse;
+#[cfg(test)]
+mod props;
 mod text;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod exits;
 mod faults;
 mod fleet;
 mod foundation;
+mod hostile;
 mod limits;
 mod manager;
 mod oauth;

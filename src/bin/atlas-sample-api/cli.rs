@@ -9,6 +9,7 @@ use crate::auth::Auth;
 use crate::charset::Charset;
 use crate::data::{RecordDate, MAX_PER_DAY};
 use crate::faults::FaultKinds;
+use crate::hostile::{HostileKinds, MAX_BOMB_MB};
 use crate::range::EndStyle;
 use crate::shapes::{Misbehave, MAX_PAGE_SIZE};
 
@@ -151,6 +152,23 @@ pub struct Args {
     /// seconds in a Retry-After header on 503 faults (default: none)
     #[argh(option)]
     pub unavailable_retry_after: Option<u64>,
+    /// hostile mode: data answers that would be 200 are drawn, per (SEED, URL, attempt),
+    /// from a catalogue of bad answers (--hostile-list prints it)
+    #[argh(option)]
+    pub hostile: Option<u64>,
+    /// share (0.0-1.0) of bad answers in hostile mode (default 0.5)
+    #[argh(option, default = "0.5")]
+    pub hostile_rate: f64,
+    /// comma list of hostile kinds, each a name or a prefix such as retry_after, length or
+    /// redirect (default all)
+    #[argh(option, default = "HostileKinds::all()")]
+    pub hostile_kinds: HostileKinds,
+    /// mebibytes of spaces a gzip_bomb inflates to before the page's body (default 1024)
+    #[argh(option, default = "1024")]
+    pub hostile_bomb_mb: u64,
+    /// print the catalogue of hostile kinds and exit
+    #[argh(switch)]
+    pub hostile_list: bool,
 }
 
 cli_enum!(LimitHeaders { X = "x", Ietf = "ietf" });
@@ -204,6 +222,12 @@ pub fn validate(args: &Args) -> Result<(), String> {
     }
     if args.quota == Some(0) {
         return Err("--quota must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&args.hostile_rate) {
+        return Err("--hostile-rate must be between 0.0 and 1.0".into());
+    }
+    if args.hostile_bomb_mb == 0 || args.hostile_bomb_mb > MAX_BOMB_MB {
+        return Err(format!("--hostile-bomb-mb must be 1..={MAX_BOMB_MB}"));
     }
     if args.rate_limit == Some(0) {
         return Err("--rate-limit must be at least 1".into());

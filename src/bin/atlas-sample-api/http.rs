@@ -43,6 +43,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Extra headers, after the framing ones.
     pub headers: Vec<(&'static str, String)>,
+    /// `--hostile`: the bytes sent instead of this reply (`status` is then theirs).
+    pub wire: Option<Box<crate::hostile::Wire>>,
 }
 
 impl Reply {
@@ -71,6 +73,7 @@ impl Reply {
             content_type,
             body,
             headers: Vec::new(),
+            wire: None,
         }
     }
 }
@@ -84,7 +87,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -93,7 +100,9 @@ pub fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Unknown",
     }
 }

@@ -11,6 +11,8 @@ mod cli;
 mod data;
 mod erp;
 mod faults;
+mod gzip_bomb;
+mod hostile;
 mod http;
 mod limit;
 mod oauth;
@@ -32,6 +34,10 @@ use crate::state::State;
 fn main() {
     env_logger::init();
     let args: Args = argh::from_env();
+    if args.hostile_list {
+        let _ = std::io::stdout().write_all(hostile::catalogue_text().as_bytes());
+        return;
+    }
     if let Err(msg) = cli::validate(&args) {
         eprintln!("atlas-sample-api: {msg}");
         std::process::exit(2);

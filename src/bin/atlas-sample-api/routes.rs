@@ -1,5 +1,5 @@
 //! Routing of one request to its reply: method check, `/_stats`, `/_expected`, and the data
-//! endpoints with auth and fault decision around the pagination shapes.
+//! endpoints with auth, fault decision and `--hostile` around the pagination shapes.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,6 +10,7 @@ use url::form_urlencoded;
 use crate::auth::Auth;
 use crate::cli::LimitHeaders;
 use crate::faults::FaultKind;
+use crate::hostile::GoodSource;
 use crate::http::{bad, encode_query, param, Query, Reply};
 use crate::limit::QuotaAnswer;
 use crate::oauth::OAuthServer;
@@ -72,6 +73,7 @@ fn serve_stats(state: &State) -> Reply {
             "requests": stats.requests,
             "faults": stats.faults,
             "by_status": stats.by_status,
+            "hostile": state.hostile.as_ref().map(|h| h.served()),
         }),
     )
 }
@@ -348,6 +350,21 @@ pub fn handle(state: &State, request: &Request) -> (Reply, Option<FaultKind>) {
         None => reply,
     };
     let reply = charset.encode(reply);
+    // `--hostile` turns a data route's good answer bad (after the charset: it is made from
+    // the bytes that would have gone out); faults and HEAD are left alone.
+    let reply = match (&state.hostile, &url_key) {
+        (Some(hostile), Some(key))
+            if matches!(route, Route::Data(_)) && fault.is_none() && request.method != "HEAD" =>
+        {
+            let source = GoodSource {
+                target: &request.target,
+                host: request.header("Host").unwrap_or(""),
+                port: state.local.port(),
+            };
+            hostile.apply(reply, key, source)
+        }
+        _ => reply,
+    };
     // Counted and logged before any slow/drop action so both are current while the client
     // waits.
     state.record_status(reply.status);

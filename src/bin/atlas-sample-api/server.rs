@@ -275,6 +275,14 @@ fn serve_connection(state: &State, stream: TcpStream) {
             keep_alive = false;
             (Reply::raw(500, TEXT, b"erro interno".to_vec()), None)
         });
+        if let Some(wire) = &reply.wire {
+            match crate::hostile::send(&mut conn.stream, wire, head_only) {
+                Ok(true) if keep_alive => continue,
+                Ok(_) => conn.close_gracefully(),
+                Err(e) => log::debug!("hostile {} write failed: {e}", wire.kind.word()),
+            }
+            return;
+        }
         let len = reply.body.len();
         let sent = match fault {
             Some(FaultKind::Drop) => {

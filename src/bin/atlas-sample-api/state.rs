@@ -1,5 +1,5 @@
 //! What all connections share: the flags, the bound address, the counters behind `/_stats`
-//! and the fault machinery. Locks are never held across I/O.
+//! and the fault and hostile machinery. Locks are never held across I/O.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::cli::Args;
 use crate::faults::Faults;
+use crate::hostile::Hostile;
 use crate::limit::{Quota, RollingWindow, WINDOW};
 use crate::oauth::OAuthServer;
 use crate::request_log::RequestLog;
@@ -27,6 +28,8 @@ pub struct State {
     pub local: SocketAddr,
     pub stats: Mutex<Stats>,
     pub faults: Faults,
+    /// `--hostile`.
+    pub hostile: Option<Hostile>,
     /// `--rate-limit`: start times of the data requests admitted in the last second.
     pub limiter: Option<Mutex<RollingWindow>>,
     /// `--request-log`.
@@ -64,6 +67,7 @@ impl State {
         let limiter = args.rate_limit.map(|n| RollingWindow::new(n, WINDOW));
         Ok(Arc::new(State {
             faults: Faults::new(&args),
+            hostile: Hostile::new(&args),
             limiter: limiter.map(Mutex::new),
             quota: args.quota.map(|n| Mutex::new(Quota::new(n))),
             erp_seen: Mutex::new(std::collections::HashMap::new()),
