@@ -55,6 +55,9 @@ pub struct ListFilter<'a> {
     /// Only the newest this many, newest first; else all, oldest first.
     /// `status` filters what the limit kept.
     pub newest: Option<i64>,
+    /// The worker listing (`worker_id`): runs of dead processes are closed
+    /// (`abort_dead_runs`) before the scraps are read, so none is listed running.
+    pub me: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +211,9 @@ pub fn scrap_status(total: i64, done: i64, open: i64, failed: i64, running: i64)
 
 /// The scraps with their progress, as `scrap list` shows them.
 pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> {
+    if let Some(me) = filter.me {
+        abort_dead_runs(c, None, me)?;
+    }
     // Two fixed orders; LIMIT NULL is no limit.
     let order = if filter.newest.is_some() {
         "s.id DESC"
@@ -614,10 +620,10 @@ fn process_alive(pid: u32) -> Option<bool> {
 /// Closes as `aborted` (with a finish time) every run of the scrap still
 /// marked running whose worker is known to be gone (same machine, no
 /// process) or whose own lease has expired (any machine). Returns how many.
-pub fn abort_dead_runs(c: &mut impl GenericClient, scrap: i64, me: &str) -> Result<u64> {
+pub fn abort_dead_runs(c: &mut impl GenericClient, scrap: Option<i64>, me: &str) -> Result<u64> {
     let rows = c.query_typed(
         "SELECT id, worker, coalesce(lease_until < now(), false)
-         FROM atlas.runs WHERE scrap_id = $1 AND status = $2",
+         FROM atlas.runs WHERE ($1::bigint IS NULL OR scrap_id = $1) AND status = $2",
         &[
             (&scrap, Type::INT8),
             (&RunStatus::Running.as_str(), Type::TEXT),

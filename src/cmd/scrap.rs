@@ -152,12 +152,14 @@ fn count(n: i64) -> String {
 pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
     let mut c = ctx.database()?.connect()?;
     db::require_schema(&mut c)?;
+    let me = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
     let rows: Vec<Vec<String>> = ledger::list(
         &mut c,
         ledger::ListFilter {
             client: a.client.as_deref(),
             status: a.status.as_deref(),
             newest: None,
+            me: Some(&me),
         },
     )?
     .into_iter()
@@ -192,7 +194,7 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
     let s = ledger::get_scrap(&mut c, id)?;
     // A run whose process is known to be gone is shown (and stored) as aborted.
     let me = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
-    ledger::abort_dead_runs(&mut c, id, &me)?;
+    ledger::abort_dead_runs(&mut c, Some(id), &me)?;
     let status = ledger::list(
         &mut c,
         ledger::ListFilter {
@@ -381,7 +383,7 @@ pub fn prepare<'c>(
     let secrets = ctx.secrets(route)?;
     let errlog = ErrorLog::new(&settings.error_log);
     // Runs of dead processes of this machine are closed before anything else.
-    ledger::abort_dead_runs(conn, id, worker)?;
+    ledger::abort_dead_runs(conn, Some(id), worker)?;
     let slices = ledger::slices(conn, id)?;
     let mut summary = summary_of(&scrap, slices.len() as i64, settings);
     if slices.iter().all(|s| loaded(s.status)) {

@@ -124,7 +124,7 @@ impl Reader {
         let Some(c) = self.conn.as_mut() else {
             return Ok(());
         };
-        app.set_scraps(query::scraps(c)?);
+        app.set_scraps(query::scraps(c, &backend.worker())?);
         app.days = match app.selected {
             Some(id) => query::days(c, id)?,
             None => Vec::new(),

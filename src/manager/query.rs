@@ -12,11 +12,12 @@ use postgres::Client;
 const LIST_LIMIT: i64 = 500;
 
 /// The scraps, newest first, as `scrap list` reads them.
-pub fn scraps(c: &mut Client) -> Result<Vec<ScrapStatus>> {
+pub fn scraps(c: &mut Client, me: &str) -> Result<Vec<ScrapStatus>> {
     ledger::list(
         c,
         ListFilter {
             newest: Some(LIST_LIMIT),
+            me: Some(me),
             ..Default::default()
         },
     )
@@ -68,7 +69,7 @@ pub struct Details {
 /// are closed as aborted first, as `scrap show` does.
 pub fn details(c: &mut Client, id: i64, me: &str) -> Result<Details> {
     let scrap = ledger::get_scrap(c, id)?;
-    ledger::abort_dead_runs(c, id, me)?;
+    ledger::abort_dead_runs(c, Some(id), me)?;
     let slices = ledger::slices(c, id)?;
     let running = days(c, id)?
         .iter()

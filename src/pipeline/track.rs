@@ -285,7 +285,9 @@ impl Shared<'_, '_> {
                 Err(e) => report(&format!("cannot take over dead worker {w}"), &e),
             }
         }
-        if let Err(e) = self.db_once(|c| ledger::abort_dead_runs(c, job.scrap.id, &job.worker)) {
+        if let Err(e) =
+            self.db_once(|c| ledger::abort_dead_runs(c, Some(job.scrap.id), &job.worker))
+        {
             report("cannot close the runs of dead workers", &e);
         }
         if taken > 0 {

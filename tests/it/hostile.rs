@@ -266,7 +266,6 @@ fn hostile_seed(seed: u64) {
 }
 
 #[test]
-#[ignore] // un-ignored when the body limit and pause caps land (issue 28)
 fn a_hostile_api_cannot_crash_hang_or_flood_a_run() {
     let seeds = std::env::var("ATLAS_HOSTILE_SEEDS").unwrap_or_else(|_| "1,2,3".into());
     for seed in seeds.split(',') {

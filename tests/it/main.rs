@@ -3,6 +3,7 @@
 
 mod api_tls;
 mod data;
+mod days;
 mod erp;
 mod exits;
 mod faults;
