@@ -106,7 +106,7 @@ pub struct ListArgs {
     /// only this client
     #[argh(option)]
     pub client: Option<String>,
-    /// only this status: pending, running, done, failed
+    /// only this status: pending, running, done, failed, open
     #[argh(option)]
     pub status: Option<String>,
 }
