@@ -115,10 +115,11 @@ fn an_untrusted_api_certificate_stops_the_run_naming_the_error() {
         db.i64("SELECT count(*) FROM dados_raw_cliente_2151_pedidos"),
         0
     );
-    // One attempt per slice at most: a certificate error is not retried.
+    // Refused before the run is written: no run row, every slice pending.
+    assert_eq!(db.i64("SELECT count(*) FROM atlas.runs"), 0);
     assert_eq!(
-        db.i64("SELECT count(*) FROM atlas.runs WHERE status = 'aborted'"),
-        1
+        db.i64("SELECT count(*) FROM atlas.slices WHERE status <> 'pending'"),
+        0
     );
 }
 
