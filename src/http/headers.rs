@@ -329,4 +329,75 @@ mod tests {
         let long = shown(&vec![b'9'; 65536]);
         assert!(long.len() < 80 && long.ends_with("(65536 bytes)"), "{long}");
     }
+
+    /// A header value of any bytes never panics any reading of it: as
+    /// `Retry-After`, as each rate-limit header, repeated or alone (the
+    /// property test of issue 28; `PROPTEST_CASES` runs more).
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bytes a header may carry (a `HeaderValue` refuses only CR, LF and NUL),
+        /// biased towards numbers, signs, exponents and dates.
+        fn value() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"9".repeat(25)),
+                Just(b"-".to_vec()),
+                Just(b"1e".to_vec()),
+                Just(b".".to_vec()),
+                Just(b"NaN".to_vec()),
+                Just(b"inf".to_vec()),
+                Just(b", ".to_vec()),
+                Just(b"Wed, 21 Oct 2015 07:28:00 GMT".to_vec()),
+                Just(b"Fri, 31 Dec 9999 23:59:59 GMT".to_vec()),
+                prop::collection::vec(b'0'..=b'9', 0..30),
+                prop::collection::vec(
+                    any::<u8>().prop_filter("no CR, LF, NUL", |b| !matches!(b, 0 | 10 | 13)),
+                    0..40
+                ),
+            ];
+            prop::collection::vec(piece, 0..5).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn any_bytes_in_any_header(a in value(), b in value(), c in value()) {
+                let now = DateTime::parse_from_rfc3339("2025-03-01T12:00:00Z")
+                    .unwrap()
+                    .with_timezone(&Utc);
+                let _ = retry_after(&a, now);
+                let _ = shown(&a);
+                for (remaining, reset) in [
+                    ("x-ratelimit-remaining", "x-ratelimit-reset"),
+                    ("ratelimit-remaining", "ratelimit-reset"),
+                ] {
+                    let mut m = HeaderMap::new();
+                    let (Ok(va), Ok(vb), Ok(vc)) = (
+                        HeaderValue::from_bytes(&a),
+                        HeaderValue::from_bytes(&b),
+                        HeaderValue::from_bytes(&c),
+                    ) else {
+                        continue;
+                    };
+                    m.append(remaining, va.clone());
+                    m.append(reset, vb);
+                    m.append("retry-after", vc);
+                    m.append(reset, va);
+                    if let Some(p) = limit_pause(&m, now) {
+                        prop_assert!(p <= FAR);
+                    }
+                    if let Some(w) = retry_after_of(&m, now) {
+                        prop_assert!(w <= FAR);
+                        let _ = said(w);
+                    }
+                }
+            }
+        }
+    }
 }
