@@ -54,6 +54,10 @@ pub(super) struct Budget {
 struct Used {
     bytes: usize,
     waiting: usize,
+    /// A body is growing past its reservation (`Reserved::grow`): one at a
+    /// time, so bodies larger than anyone expected (a decompression bomb,
+    /// a first big page) never take the whole budget together.
+    growing: bool,
 }
 
 /// Bytes held from the budget, given back on drop.
@@ -62,6 +66,9 @@ pub(super) struct Reserved {
     bytes: usize,
     /// Nothing taken yet: `settle` takes it before the body is read.
     deferred: bool,
+    /// This page's body holds the budget's one growth (`Used::growing`),
+    /// until the page is resized to its rows or given back.
+    growing: bool,
 }
 
 impl Budget {
@@ -98,6 +105,7 @@ impl Budget {
             budget: Arc::clone(self),
             bytes,
             deferred,
+            growing: false,
         })
     }
 
@@ -160,9 +168,8 @@ impl Reserved {
     pub(super) fn gave_no_body(&mut self, fetchers: usize) {
         self.budget.saw_no_body(fetchers);
         let share = self.budget.estimate.load(Ordering::Relaxed);
-        if self.bytes > share {
-            self.resize(share);
-        }
+        // Also ends a growing body's turn: the next body may grow meanwhile.
+        self.resize(self.bytes.min(share));
     }
 
     /// Nothing is taken yet: the room is waited for before the body is read.
@@ -188,11 +195,15 @@ impl Reserved {
 
     /// Holds `bytes` from now on (what the page's rows take), giving back
     /// the rest or taking more without waiting (the memory is in use).
+    /// A growing body's turn ends here.
     pub(super) fn resize(&mut self, bytes: usize) {
         let mut used = lock(&self.budget.used);
-        let freed = bytes < self.bytes;
+        let freed = bytes < self.bytes || self.growing;
         used.bytes = (used.bytes + bytes).saturating_sub(self.bytes);
         self.bytes = bytes;
+        if std::mem::take(&mut self.growing) {
+            used.growing = false;
+        }
         let wake = freed && used.waiting > 0;
         drop(used);
         if wake {
@@ -203,10 +214,11 @@ impl Reserved {
 
 impl Reserved {
     /// Holds `total` bytes for a body that is being read and outgrew the
-    /// reservation: taken at once when the budget has room or nothing else
-    /// is held (a page larger than the budget passes alone), else waited
-    /// for up to `GROW_WAIT`. `false` when none came (or `quit` rose): the
-    /// body is given up, and the next reservation is at least `total`.
+    /// reservation: taken at once when nothing else is held (a page larger
+    /// than the budget passes alone), or when the budget has room and no
+    /// other body is growing (one at a time), else waited for up to
+    /// `GROW_WAIT`. `false` when none came (or `quit` rose): the body is
+    /// given up, and the next reservation is at least `total`.
     pub(super) fn grow(&mut self, total: usize, quit: &AtomicBool) -> bool {
         if total <= self.bytes {
             return true;
@@ -216,9 +228,14 @@ impl Reserved {
         let mut used = lock(&self.budget.used);
         loop {
             let alone = used.bytes == self.bytes;
-            if alone || used.bytes + extra <= self.budget.cap {
+            let turn = self.growing || !used.growing;
+            if alone || (turn && used.bytes + extra <= self.budget.cap) {
                 used.bytes += extra;
                 self.bytes = total;
+                if !self.growing {
+                    used.growing = true;
+                    self.growing = true;
+                }
                 return true;
             }
             let now = Instant::now();
@@ -396,6 +413,34 @@ mod tests {
         assert_eq!(lock(&b.used).bytes, 3 << 20);
         drop(two);
         assert_eq!(lock(&b.used).bytes, 0, "every byte given back");
+    }
+
+    #[test]
+    fn one_body_at_a_time_grows_past_its_reservation() {
+        let b = Arc::new(Budget::new(64));
+        let quit = AtomicBool::new(false);
+        b.saw_page(10_000);
+        let mut one = b.for_page(&quit, false).unwrap();
+        let mut two = b.for_page(&quit, false).unwrap();
+        let mut three = b.for_page(&quit, false).unwrap();
+        assert!(one.grow(8 << 20, &quit));
+        assert!(one.grow(16 << 20, &quit), "the grower goes on growing");
+        // Room enough, but one body is growing already: the other waits,
+        // then gives up (a bomb each would take the budget together).
+        let t = Instant::now();
+        assert!(!two.grow(1 << 20, &quit));
+        assert!(t.elapsed() >= GROW_WAIT);
+        // Once the first page is down to its rows, the next may grow.
+        one.resize(20_000);
+        assert!(two.grow(1 << 20, &quit));
+        drop(two);
+        assert!(
+            three.grow(2 << 20, &quit),
+            "a dropped grower's turn is over"
+        );
+        drop((one, three));
+        assert_eq!(lock(&b.used).bytes, 0);
+        assert!(!lock(&b.used).growing);
     }
 
     #[test]

@@ -496,10 +496,9 @@ fn a_failed_first_sync_is_loaded_from_its_first_day_by_the_next() {
         0,
     )
     .json();
-    assert_eq!(
-        scraps(&db),
-        ["2025-01-01..2025-01-03", "2025-01-01..2025-01-03"]
-    );
+    // The failed scrap is resumed: no second scrap for the same days.
+    assert_eq!(scraps(&db), ["2025-01-01..2025-01-03"]);
+    assert_eq!(j["scrap_id"], 1, "{j}");
     assert_eq!(j["inserted"], 3 * PER_DAY, "{j}");
     assert_eq!(clean.requests(), 3 * PAGES_PER_DAY);
     assert_exact(
@@ -509,9 +508,9 @@ fn a_failed_first_sync_is_loaded_from_its_first_day_by_the_next() {
     );
 }
 
-/// 7b. A day that failed in the middle of a sync stops the "loaded until"
-/// there: the next sync reloads from it (minus the lookback), and the table
-/// ends exact.
+/// 7b. A day that failed in the middle of a sync is loaded by the next
+/// sync, which resumes that scrap: only the failed day is asked for again,
+/// and the table ends exact.
 #[test]
 fn a_failed_day_is_picked_up_by_the_next_sync() {
     let faulty = Api::start(&[
@@ -566,11 +565,12 @@ fn a_failed_day_is_picked_up_by_the_next_sync() {
     let clean = standard_api();
     rewrite_config(&atlas, &config(&clean.url, route(5)));
     let j = sync(&atlas, &["--until", "2025-01-05", "--json"], 0).json();
-    // Loaded until 2025-01-02 (the first contiguous done days), lookback 1.
-    assert_eq!(scraps(&db)[1], "2025-01-02..2025-01-05");
+    // The scrap with the failed day is resumed; then every day is loaded:
+    // no new scrap, and no request but the failed day's.
+    assert_eq!(scraps(&db), ["2025-01-01..2025-01-05"]);
     assert_eq!(j["inserted"], PER_DAY, "only 2025-01-03 is new: {j}");
-    assert_eq!(j["duplicates"], 3 * PER_DAY, "{j}");
-    assert_eq!(clean.requests(), 4 * PAGES_PER_DAY);
+    assert_eq!(j["duplicates"], 0, "{j}");
+    assert_eq!(clean.requests(), PAGES_PER_DAY);
     assert_exact(
         &db,
         clean.expected("2025-01-01", "2025-01-05"),
