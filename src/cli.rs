@@ -24,8 +24,51 @@ pub struct Args {
     #[argh(option)]
     pub error_log: Option<PathBuf>,
 
+    /// print the version, commit and build date (atlas X.Y.Z (commit, date)) and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+
     #[argh(subcommand)]
     pub command: Command,
+}
+
+impl Args {
+    /// The command prints its result as one JSON object (`--json`).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Scrap(s) => matches!(&s.command, ScrapCommand::Run(a) if a.json),
+            Command::Sync(a) => a.json,
+            Command::Verify(a) => a.json,
+            _ => false,
+        }
+    }
+}
+
+/// The global options that take a value: what follows each is not a switch.
+const VALUED: [&str; 3] = ["--config", "--database-url", "--error-log"];
+
+/// `--json` is among the arguments (looked at before they are parsed, so a
+/// usage error can still answer in JSON).
+pub fn wants_json(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--json")
+}
+
+/// `--version` (or `-V`) is given among the global options, before any
+/// command: it is answered without one (argh would ask for a command).
+/// `--json` may go with it.
+pub fn wants_version(args: &[String]) -> bool {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--version" | "-V" => return true,
+            "--plain" | "--json" => {}
+            v if VALUED.contains(&v) => {
+                it.next();
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 #[derive(FromArgs, Debug)]
@@ -276,4 +319,45 @@ pub struct LoginArgs {
     /// seconds to wait for the redirect (or the pasted line), 1 to 86400 (default 300)
     #[argh(option, default = "300")]
     pub timeout_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(line: &[&str]) -> Vec<String> {
+        line.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn version_is_a_global_switch_only() {
+        for yes in [
+            &["--version"][..],
+            &["-V"],
+            &["--plain", "--version"],
+            &["--config", "x.json", "--json", "--version", "init"],
+        ] {
+            assert!(wants_version(&strings(yes)), "{yes:?}");
+        }
+        for no in [
+            &[][..],
+            &["init"],
+            &["sync", "--version"],
+            &["--config", "--version"],
+            &["--", "--version"],
+        ] {
+            assert!(!wants_version(&strings(no)), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn json_is_the_commands_flag() {
+        let parse = |line: &[&str]| Args::from_args(&["atlas"], line).unwrap();
+        assert!(parse(&["scrap", "run", "1", "--json"]).json());
+        assert!(parse(&["sync", "--all", "--json"]).json());
+        assert!(parse(&["verify", "--client", "c", "--route", "r", "--json"]).json());
+        assert!(!parse(&["scrap", "run", "1"]).json());
+        assert!(!parse(&["init"]).json());
+        assert!(wants_json(&strings(&["sync", "--bogus", "--json"])));
+    }
 }

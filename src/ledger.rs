@@ -313,8 +313,8 @@ pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
         .collect()
 }
 
-/// Records a run started by `worker`, under a lease of its own that the
-/// run's heartbeat renews ([`renew_run`]). Also returns how many pages the
+/// Records a run started by `worker` (and the build it runs), under a
+/// lease of its own that the run's heartbeat renews ([`renew_run`]). Also returns how many pages the
 /// pair's most recently done slice had (of its last three scraps with the
 /// same `slice_days`; 0 when none): the run's first guess of a slice's size.
 pub fn start_run(
@@ -326,8 +326,8 @@ pub fn start_run(
 ) -> Result<(i64, u64)> {
     let row = c.query_typed_one(
         "WITH r AS (
-             INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id)
+             INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until, version)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), $6) RETURNING id)
          SELECT r.id,
                 (SELECT s.pages FROM atlas.slices s
                  WHERE s.status = $5 AND s.scrap_id IN (
@@ -343,6 +343,7 @@ pub fn start_run(
             (settings, Type::JSONB),
             (&secs(lease), Type::FLOAT8),
             (&SliceStatus::Done.as_str(), Type::TEXT),
+            (&crate::version::version(), Type::TEXT),
         ],
     )?;
     let pages: Option<i64> = row.get(1);

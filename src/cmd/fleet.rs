@@ -409,7 +409,12 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     if a.json {
         crate::outln!(
             "{}",
-            json!({"pairs": objects, "totals": totals, "exit_code": exit.code()})
+            json!({
+                "pairs": objects,
+                "totals": totals,
+                "exit_code": exit.code(),
+                "version": crate::version::version(),
+            })
         );
     } else {
         crate::outp!("{}", render(&objects, &totals, style));

@@ -617,6 +617,7 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         elapsed_secs: 0.0,
         records_per_sec: 0.0,
         exit_code: 0,
+        version: crate::version::version(),
         settings: settings.clone(),
         loaded_until: None,
     }

@@ -244,6 +244,7 @@ pub(super) fn idle_summary(
             "elapsed_secs": 0.0,
             "records_per_sec": 0.0,
             "exit_code": 0,
+            "version": crate::version::version(),
             "settings": settings,
             "loaded_until": null,
         });

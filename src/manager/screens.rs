@@ -997,6 +997,7 @@ mod tests {
             elapsed_secs: 2.0,
             records_per_sec: 150.0,
             exit_code: 0,
+            version: "0.1.0".into(),
             settings,
             loaded_until: None,
         };

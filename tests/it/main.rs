@@ -25,4 +25,5 @@ mod task_xml;
 mod tls;
 mod util;
 mod verify;
+mod version_json;
 mod windows;
