@@ -9,7 +9,7 @@
 #      unpacked, in C:\Program Files\Atlas, with atlas.json there (written
 #      as PowerShell 5.1's Set-Content -Encoding UTF8 does: BOM, CRLF) and
 #      the error log in C:\ProgramData\Atlas, the working directory;
-#   4. runs atlas.exe --version (when the build has it), init, check,
+#   4. runs atlas.exe --version, init, check,
 #      scrap create, scrap run and sync --all --json, checking exit codes,
 #      the rows (exactly what the API holds), the error log, that secrets
 #      stay hidden, and that a console whose code page is not UTF-8 gets
@@ -217,16 +217,11 @@ open(taskdir + "/atlas.json", "wb").write(b"\xff\xfe" + text.encode("utf-16-le")
 PY
 
 atlas 0 help --help
-if has "$OUTDIR/help.out" "--version"; then
-    atlas 0 version --version
-    grep -qE '^atlas [0-9]+\.[0-9]+\.[0-9]+' "$OUTDIR/version.out" ||
-        fail "--version does not print 'atlas X.Y.Z'" "$OUTDIR/version.out"
-    ok "atlas.exe --version: $(head -1 "$OUTDIR/version.out" | tr -d '\r')"
-else
-    # TODO: atlas --version comes with its own issue; once --help lists it,
-    # this step runs and must pass.
-    _say "skip atlas.exe --version (not in this build's --help yet)"
-fi
+has "$OUTDIR/help.out" "--version" || fail "--help does not list --version" "$OUTDIR/help.out"
+atlas 0 version --version
+grep -qE '^atlas [0-9]+\.[0-9]+\.[0-9]+ \(([0-9a-f]{12}|unknown), ' "$OUTDIR/version.out" ||
+    fail "--version does not print 'atlas X.Y.Z (commit, date)'" "$OUTDIR/version.out"
+ok "atlas.exe --version: $(head -1 "$OUTDIR/version.out" | tr -d '\r')"
 
 atlas 0 init --config "$CONFIG" init
 ok "init"
