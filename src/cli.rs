@@ -24,6 +24,11 @@ pub struct Args {
     #[argh(option)]
     pub error_log: Option<PathBuf>,
 
+    /// prometheus textfile written at the end of every scrap run and sync
+    /// (default: $ATLAS_METRICS_FILE, then the config's metrics_file; none)
+    #[argh(option)]
+    pub metrics_file: Option<PathBuf>,
+
     /// print the version, commit and build date (atlas X.Y.Z (commit, date)) and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
@@ -45,7 +50,12 @@ impl Args {
 }
 
 /// The global options that take a value: what follows each is not a switch.
-const VALUED: [&str; 3] = ["--config", "--database-url", "--error-log"];
+const VALUED: [&str; 4] = [
+    "--config",
+    "--database-url",
+    "--error-log",
+    "--metrics-file",
+];
 
 /// `--json` is among the arguments (looked at before they are parsed, so a
 /// usage error can still answer in JSON).
@@ -100,6 +110,11 @@ pub struct CheckArgs {
     /// probe this day (YYYY-MM-DD) instead of yesterday in each route's time zone
     #[argh(option)]
     pub date: Option<String>,
+
+    /// only send a test notification to the notify block's command and webhook
+    /// (exit 0 delivered, 3 not)
+    #[argh(switch)]
+    pub notify_test: bool,
 }
 
 /// List the configured clients and their routes.

@@ -373,6 +373,8 @@ pub struct RunTotals {
     pub retries: i64,
     pub slices_done: i32,
     pub slices_failed: i32,
+    /// Requests by status class (not kept in `atlas.runs`).
+    pub http: crate::requests::Requests,
 }
 
 /// Records the end of a run. Its `inserted` and `duplicates` are not set

@@ -433,6 +433,10 @@ pub struct Summary {
     /// (some perhaps after this run gave up on them).
     pub slices_done_elsewhere: i32,
     pub retries: i64,
+    /// Requests this run sent, by the class of their answer's status.
+    pub http_requests: crate::requests::Requests,
+    /// Of those, the answers 429 (Too Many Requests).
+    pub http_429: i64,
     pub elapsed_secs: f64,
     pub records_per_sec: f64,
     pub exit_code: u8,

@@ -406,19 +406,23 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
         exit = exit.merge(Exit::Interrupted);
     }
     let totals = totals(&objects, started.elapsed());
-    if a.json {
-        crate::outln!(
-            "{}",
-            json!({
-                "pairs": objects,
-                "totals": totals,
-                "exit_code": exit.code(),
-                "version": crate::version::version(),
-            })
-        );
-    } else {
+    if !a.json {
         crate::outp!("{}", render(&objects, &totals, style));
     }
+    let object = json!({
+        "pairs": objects,
+        "totals": totals,
+        "exit_code": exit.code(),
+        "version": crate::version::version(),
+    });
+    if a.json {
+        crate::outln!("{object}");
+    }
+    super::alert::after_run(
+        ctx,
+        &object,
+        object["pairs"].as_array().map_or(&[], Vec::as_slice),
+    );
     Ok(exit)
 }
 

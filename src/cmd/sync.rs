@@ -84,6 +84,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     match execute(ctx, a, None)? {
         Synced::Ran { exit, summary } => {
             scrap::emit(&summary, ctx.style, a.json);
+            let object = serde_json::to_value(&*summary)?;
+            super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
             Ok(exit)
         }
         Synced::Nothing {
@@ -196,9 +198,11 @@ fn nothing_to_do(
     fields: Value,
 ) -> Exit {
     ctx.style.note(emoji, notice);
+    let object = idle_summary(pair, table, settings, fields);
     if json {
-        crate::outln!("{}", idle_summary(pair, table, settings, fields));
+        crate::outln!("{object}");
     }
+    super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
     Exit::Ok
 }
 
@@ -241,6 +245,8 @@ pub(super) fn idle_summary(
             "slices_failed": 0,
             "slices_total": 0,
             "retries": 0,
+            "http_requests": crate::requests::Requests::default(),
+            "http_429": 0,
             "elapsed_secs": 0.0,
             "records_per_sec": 0.0,
             "exit_code": 0,

@@ -34,6 +34,7 @@ pub const MAX_PAGES: Range = whole(1, 10_000_000);
 pub const LOOKBACK_DAYS: Range = whole(0, 3_650);
 pub const BACKOFF_MS: Range = whole(1, 3_600_000);
 pub const CHANNEL_CAPACITY: Range = whole(1, 10_000);
+pub const NOTIFY_TIMEOUT_SECS: Range = whole(1, 3_600);
 
 /// Every numeric key by the name users write (file key, flag or variable),
 /// for the docs' table of ranges, which a test holds to this one.
@@ -59,6 +60,7 @@ pub const RANGES: &[(&str, Range)] = &[
     ("ATLAS_BACKOFF_MS", BACKOFF_MS),
     ("ATLAS_BACKOFF_CAP_MS", BACKOFF_MS),
     ("ATLAS_CHANNEL_CAPACITY", CHANNEL_CAPACITY),
+    ("notify.timeout_secs", NOTIFY_TIMEOUT_SECS),
 ];
 
 const fn whole(min: u64, max: u64) -> Range {

@@ -994,6 +994,8 @@ mod tests {
             slices_done_by_run: 3,
             slices_done_elsewhere: 0,
             retries: 0,
+            http_requests: Default::default(),
+            http_429: 0,
             elapsed_secs: 2.0,
             records_per_sec: 150.0,
             exit_code: 0,

@@ -121,6 +121,8 @@ struct Counters {
     retries: AtomicU64,
     slices_done: AtomicU64,
     slices_failed: AtomicU64,
+    /// Requests sent, by the class of their answer.
+    http: crate::requests::Counts,
 }
 
 /// Adds `n` to a live counter.
@@ -138,6 +140,15 @@ impl Counters {
         add(&self.sanitised, rows.sanitised.len() as u64);
     }
 
+    /// A request sent, by its answer's status (none: no answer came).
+    fn count_request(&self, got: &Result<crate::http::Fetched, crate::http::Failure>) {
+        let status = match got {
+            Ok(f) => Some(f.status),
+            Err(f) => f.status(),
+        };
+        self.http.count(status);
+    }
+
     fn totals(&self) -> RunTotals {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
         RunTotals {
@@ -151,6 +162,7 @@ impl Counters {
             retries: g(&self.retries),
             slices_done: g(&self.slices_done) as i32,
             slices_failed: g(&self.slices_failed) as i32,
+            http: self.http.totals(),
         }
     }
 }

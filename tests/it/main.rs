@@ -1,6 +1,7 @@
 //! Integration tests: the real `atlas` binary, real HTTP to the sample API on
 //! loopback, real PostgreSQL (one throwaway database per test).
 
+mod alerts;
 mod api_tls;
 mod data;
 mod erp;
