@@ -44,6 +44,7 @@ impl Args {
             Command::Scrap(s) => matches!(&s.command, ScrapCommand::Run(a) if a.json),
             Command::Sync(a) => a.json,
             Command::Verify(a) => a.json,
+            Command::Status(a) => a.json,
             _ => false,
         }
     }
@@ -92,6 +93,7 @@ pub enum Command {
     Manager(ManagerArgs),
     Verify(VerifyArgs),
     Auth(AuthArgs),
+    Status(StatusArgs),
 }
 
 /// Create or upgrade the control schema (idempotent, safe to run concurrently).
@@ -238,6 +240,42 @@ pub struct SyncArgs {
     #[argh(option)]
     pub retry_max: Option<u32>,
     /// print the summary as one JSON object
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Whether last night was good: each configured pair's last run, what is loaded, gaps and lag.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "status",
+    example = "atlas status",
+    example = "atlas status --client 2151 --max-lag-days 2 --json",
+    note = "Reads the control schema (the runs of every machine). One line per configured \
+            (client, route) after a first line with the verdict (ATLAS OK, ATLAS WARNING or \
+            ATLAS UNKNOWN, as monitoring plugins print it): the last run (when, which machine, \
+            how it ended, rows inserted, failed slices), loaded until (the last day with no \
+            gap before it), days behind yesterday in the route's time zone, gap days and open \
+            days (loaded before they had ended).",
+    error_code(
+        0,
+        "every pair's last run ended well and none lags more than --max-lag-days"
+    ),
+    error_code(1, "a pair's last run failed, a pair lags or a pair never ran"),
+    error_code(2, "usage or config, or a control schema that needs atlas init"),
+    error_code(3, "the database cannot be reached")
+)]
+pub struct StatusArgs {
+    /// only this client (repeatable)
+    #[argh(option)]
+    pub client: Vec<String>,
+    /// only this route (repeatable)
+    #[argh(option)]
+    pub route: Vec<String>,
+    /// days a pair may be loaded behind yesterday before it is a problem (default 1)
+    #[argh(option)]
+    pub max_lag_days: Option<u32>,
+    /// print the report as one JSON object
     #[argh(switch)]
     pub json: bool,
 }

@@ -13,6 +13,7 @@ use postgres::{Client, GenericClient};
 use std::time::Duration;
 
 mod ends;
+pub mod pairs;
 pub mod rates;
 mod status;
 

@@ -9,6 +9,7 @@ mod console;
 mod dates;
 mod db;
 mod exit;
+mod health;
 mod http;
 mod ident;
 mod json;

@@ -438,7 +438,7 @@ fn fleet_exit(e: Exit) -> Exit {
 
 /// The configured pairs, in config order, narrowed by the filters. A
 /// filter that names nothing configured is refused (exit 2).
-fn select<'c>(
+pub(super) fn select<'c>(
     cfg: &'c Config,
     clients: &[String],
     routes: &[String],

@@ -17,6 +17,7 @@ mod init;
 mod login;
 mod manager;
 mod scrap;
+mod status;
 mod sync;
 mod verify;
 
@@ -65,6 +66,10 @@ pub fn run(
         }
         Command::Manager(a) => manager::run(&context()?, a.plain),
         Command::Verify(a) => verify::run(&context()?, a),
+        Command::Status(a) => {
+            status::check_flags(a)?;
+            status::run(&context()?, a)
+        }
         Command::Auth(a) => match &a.command {
             AuthCommand::Seed(s) => auth::seed(&context()?, s),
             AuthCommand::Login(l) => {

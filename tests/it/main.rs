@@ -21,6 +21,7 @@ mod promises_run;
 mod rates;
 mod run;
 mod shapes;
+mod status;
 mod sync;
 mod task_xml;
 mod tls;
