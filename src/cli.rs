@@ -252,8 +252,8 @@ pub struct SyncArgs {
     example = "atlas status",
     example = "atlas status --client 2151 --max-lag-days 2 --json",
     note = "Reads the control schema (the runs of every machine). One line per configured \
-            (client, route) after a first line with the verdict (ATLAS OK, ATLAS WARNING or \
-            ATLAS UNKNOWN, as monitoring plugins print it): the last run (when, which machine, \
+            (client, route) after a first line with the verdict (ATLAS OK, WARNING, \
+            CRITICAL or UNKNOWN, as monitoring plugins print it): the last run (when, which machine, \
             how it ended, rows inserted, failed slices), loaded until (the last day with no \
             gap before it), days behind yesterday in the route's time zone, gap days and open \
             days (loaded before they had ended).",
