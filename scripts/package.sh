@@ -5,7 +5,8 @@
 #     /etc/atlas/atlas.env (secrets, mode 600, kept on upgrade), and
 #     /usr/share/doc/atlas/{README.md,atlas.example.json};
 #   atlas-<version>-windows-x86_64.zip: atlas/atlas.exe, atlas-task.xml
-#     (the nightly task for `schtasks /Create /XML`), atlas-task.ps1, the
+#     (the nightly task for `schtasks /Create /XML`), atlas-task.ps1,
+#     atlas-notify.ps1 (a notify command: e-mail or webhook), the
 #     example config and README.md. The x86_64-pc-windows-gnu target and
 #     the MinGW linker are installed when missing (scripts/windows-toolchain.sh).
 # Env: ATLAS_BIN (package this binary instead of a release build), ATLAS_EXE
@@ -87,6 +88,7 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
     z.write(exe, "atlas/atlas.exe")
     z.write(f"{root}/scripts/atlas-task.xml", "atlas/atlas-task.xml")
     z.write(f"{root}/scripts/atlas-task.ps1", "atlas/atlas-task.ps1")
+    z.write(f"{root}/scripts/atlas-notify.ps1", "atlas/atlas-notify.ps1")
     z.write(f"{root}/scripts/deb/atlas.example.json", "atlas/atlas.example.json")
     z.write(f"{root}/README.md", "atlas/README.md")
 PY

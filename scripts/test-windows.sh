@@ -8,8 +8,9 @@
 #   3. in a Wine prefix under target/wine, installs them as the zip would be
 #      unpacked, in C:\Program Files\Atlas, with atlas.json there (written
 #      as PowerShell 5.1's Set-Content -Encoding UTF8 does: BOM, CRLF) and
-#      the error log in C:\ProgramData\Atlas, the working directory;
-#   4. runs atlas.exe --version (when the build has it), init, check,
+#      the error log, the metrics file and the notify command's output in
+#      C:\ProgramData\Atlas, the working directory;
+#   4. runs atlas.exe --version, init, check,
 #      scrap create, scrap run and sync --all --json, checking exit codes,
 #      the rows (exactly what the API holds), the error log, that secrets
 #      stay hidden, and that a console whose code page is not UTF-8 gets
@@ -191,6 +192,10 @@ import json, sys
 api, token, inst, taskdir = sys.argv[1:5]
 cfg = {
     "error_log": "C:\\ProgramData\\Atlas\\erros_scraps.log",
+    "metrics_file": "C:\\ProgramData\\Atlas\\atlas.prom",
+    # Every run's --json object, through cmd.exe's stdin.
+    "notify": {"on": ["failure", "success"], "timeout_secs": 60,
+               "command": ["cmd.exe", "/d", "/c", "more > C:\\ProgramData\\Atlas\\notified.json"]},
     "clients": {
         "2151": {
             "name": "Loja São João",
@@ -217,16 +222,11 @@ open(taskdir + "/atlas.json", "wb").write(b"\xff\xfe" + text.encode("utf-16-le")
 PY
 
 atlas 0 help --help
-if has "$OUTDIR/help.out" "--version"; then
-    atlas 0 version --version
-    grep -qE '^atlas [0-9]+\.[0-9]+\.[0-9]+' "$OUTDIR/version.out" ||
-        fail "--version does not print 'atlas X.Y.Z'" "$OUTDIR/version.out"
-    ok "atlas.exe --version: $(head -1 "$OUTDIR/version.out" | tr -d '\r')"
-else
-    # TODO: atlas --version comes with its own issue; once --help lists it,
-    # this step runs and must pass.
-    _say "skip atlas.exe --version (not in this build's --help yet)"
-fi
+has "$OUTDIR/help.out" "--version" || fail "--help does not list --version" "$OUTDIR/help.out"
+atlas 0 version --version
+grep -qE '^atlas [0-9]+\.[0-9]+\.[0-9]+ \(([0-9a-f]{12}|unknown), ' "$OUTDIR/version.out" ||
+    fail "--version does not print 'atlas X.Y.Z (commit, date)'" "$OUTDIR/version.out"
+ok "atlas.exe --version: $(head -1 "$OUTDIR/version.out" | tr -d '\r')"
 
 atlas 0 init --config "$CONFIG" init
 ok "init"
@@ -262,6 +262,18 @@ assert p[0]["duplicates"] > 0 and j["totals"]["pairs_ok"] == 1, j
 PY
 rows_exact "$(expected "$FROM" "$YESTERDAY")" "sync --all"
 ok "sync --all --json: loaded up to $YESTERDAY, rows exact"
+
+# The notify command got the same object on stdin; the metrics file has the pair.
+python3 - "$OUTDIR/sync.out" "$DATA/notified.json" "$DATA/atlas.prom" <<'PY' || fail "notify command or metrics file" "$DATA/notified.json" "$DATA/atlas.prom" "$OUTDIR/sync.err"
+import json, sys
+printed = json.load(open(sys.argv[1], encoding="utf-8"))
+assert json.load(open(sys.argv[2], encoding="utf-8")) == printed, "notified.json differs"
+prom = open(sys.argv[3], encoding="utf-8").read()
+assert 'atlas_last_run_exit_code{client="2151",route="pedidos"} 0\n' in prom, prom
+PY
+atlas 0 notify-test --config "$CONFIG" check --notify-test
+grep -qE '^command +OK' "$OUTDIR/notify-test.out" || fail "check --notify-test" "$OUTDIR/notify-test.out"
+ok "notify: cmd.exe got the --json object on stdin; atlas.prom written; check --notify-test OK"
 
 LOG=$DATA/erros_scraps.log
 [[ -f $LOG ]] || fail "no error log in C:\\ProgramData\\Atlas"

@@ -24,8 +24,62 @@ pub struct Args {
     #[argh(option)]
     pub error_log: Option<PathBuf>,
 
+    /// prometheus textfile written at the end of every scrap run and sync
+    /// (default: $ATLAS_METRICS_FILE, then the config's metrics_file; none)
+    #[argh(option)]
+    pub metrics_file: Option<PathBuf>,
+
+    /// print the version, commit and build date (atlas X.Y.Z (commit, date)) and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+
     #[argh(subcommand)]
     pub command: Command,
+}
+
+impl Args {
+    /// The command prints its result as one JSON object (`--json`).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Scrap(s) => matches!(&s.command, ScrapCommand::Run(a) if a.json),
+            Command::Sync(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Status(a) => a.json,
+            _ => false,
+        }
+    }
+}
+
+/// The global options that take a value: what follows each is not a switch.
+const VALUED: [&str; 4] = [
+    "--config",
+    "--database-url",
+    "--error-log",
+    "--metrics-file",
+];
+
+/// `--json` is among the arguments (looked at before they are parsed, so a
+/// usage error can still answer in JSON).
+pub fn wants_json(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--json")
+}
+
+/// `--version` (or `-V`) is given among the global options, before any
+/// command: it is answered without one (argh would ask for a command).
+/// `--json` may go with it.
+pub fn wants_version(args: &[String]) -> bool {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--version" | "-V" => return true,
+            "--plain" | "--json" => {}
+            v if VALUED.contains(&v) => {
+                it.next();
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 #[derive(FromArgs, Debug)]
@@ -39,6 +93,7 @@ pub enum Command {
     Manager(ManagerArgs),
     Verify(VerifyArgs),
     Auth(AuthArgs),
+    Status(StatusArgs),
 }
 
 /// Create or upgrade the control schema (idempotent, safe to run concurrently).
@@ -57,6 +112,11 @@ pub struct CheckArgs {
     /// probe this day (YYYY-MM-DD) instead of yesterday in each route's time zone
     #[argh(option)]
     pub date: Option<String>,
+
+    /// only send a test notification to the notify block's command and webhook
+    /// (exit 0 delivered, 3 not)
+    #[argh(switch)]
+    pub notify_test: bool,
 }
 
 /// List the configured clients and their routes.
@@ -184,6 +244,42 @@ pub struct SyncArgs {
     pub json: bool,
 }
 
+/// Whether last night was good: each configured pair's last run, what is loaded, gaps and lag.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "status",
+    example = "atlas status",
+    example = "atlas status --client 2151 --max-lag-days 2 --json",
+    note = "Reads the control schema (the runs of every machine). One line per configured \
+            (client, route) after a first line with the verdict (ATLAS OK, WARNING, \
+            CRITICAL or UNKNOWN, as monitoring plugins print it): the last run (when, which machine, \
+            how it ended, rows inserted, failed slices), loaded until (the last day with no \
+            gap before it), days behind yesterday in the route's time zone, gap days and open \
+            days (loaded before they had ended).",
+    error_code(
+        0,
+        "every pair's last run ended well and none lags more than --max-lag-days"
+    ),
+    error_code(1, "a pair's last run failed, a pair lags or a pair never ran"),
+    error_code(2, "usage or config, or a control schema that needs atlas init"),
+    error_code(3, "the database cannot be reached")
+)]
+pub struct StatusArgs {
+    /// only this client (repeatable)
+    #[argh(option)]
+    pub client: Vec<String>,
+    /// only this route (repeatable)
+    #[argh(option)]
+    pub route: Vec<String>,
+    /// days a pair may be loaded behind yesterday before it is a problem (default 1)
+    #[argh(option)]
+    pub max_lag_days: Option<u32>,
+    /// print the report as one JSON object
+    #[argh(switch)]
+    pub json: bool,
+}
+
 /// Open the terminal manager: scraps live from PostgreSQL, create, run, sync.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "manager")]
@@ -276,4 +372,45 @@ pub struct LoginArgs {
     /// seconds to wait for the redirect (or the pasted line), 1 to 86400 (default 300)
     #[argh(option, default = "300")]
     pub timeout_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(line: &[&str]) -> Vec<String> {
+        line.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn version_is_a_global_switch_only() {
+        for yes in [
+            &["--version"][..],
+            &["-V"],
+            &["--plain", "--version"],
+            &["--config", "x.json", "--json", "--version", "init"],
+        ] {
+            assert!(wants_version(&strings(yes)), "{yes:?}");
+        }
+        for no in [
+            &[][..],
+            &["init"],
+            &["sync", "--version"],
+            &["--config", "--version"],
+            &["--", "--version"],
+        ] {
+            assert!(!wants_version(&strings(no)), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn json_is_the_commands_flag() {
+        let parse = |line: &[&str]| Args::from_args(&["atlas"], line).unwrap();
+        assert!(parse(&["scrap", "run", "1", "--json"]).json());
+        assert!(parse(&["sync", "--all", "--json"]).json());
+        assert!(parse(&["verify", "--client", "c", "--route", "r", "--json"]).json());
+        assert!(!parse(&["scrap", "run", "1"]).json());
+        assert!(!parse(&["init"]).json());
+        assert!(wants_json(&strings(&["sync", "--bogus", "--json"])));
+    }
 }

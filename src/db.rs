@@ -41,6 +41,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "006_rate_shares.sql",
         include_str!("../sql/006_rate_shares.sql"),
     ),
+    (
+        "007_run_version.sql",
+        include_str!("../sql/007_run_version.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises `atlas init` across processes.

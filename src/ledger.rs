@@ -12,6 +12,7 @@ use postgres::{Client, GenericClient};
 use std::time::Duration;
 
 mod ends;
+pub mod pairs;
 pub mod rates;
 mod status;
 
@@ -326,8 +327,8 @@ pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {
         .collect()
 }
 
-/// Records a run started by `worker`, under a lease of its own that the
-/// run's heartbeat renews ([`renew_run`]). Also returns how many pages the
+/// Records a run started by `worker` (and the build it runs), under a
+/// lease of its own that the run's heartbeat renews ([`renew_run`]). Also returns how many pages the
 /// pair's most recently done slice had (of its last three scraps with the
 /// same `slice_days`; 0 when none): the run's first guess of a slice's size.
 pub fn start_run(
@@ -339,8 +340,8 @@ pub fn start_run(
 ) -> Result<(i64, u64)> {
     let row = c.query_typed_one(
         "WITH r AS (
-             INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id)
+             INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until, version)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), $6) RETURNING id)
          SELECT r.id,
                 (SELECT s.pages FROM atlas.slices s
                  WHERE s.status = $5 AND s.scrap_id IN (
@@ -356,6 +357,7 @@ pub fn start_run(
             (settings, Type::JSONB),
             (&secs(lease), Type::FLOAT8),
             (&SliceStatus::Done.as_str(), Type::TEXT),
+            (&crate::version::version(), Type::TEXT),
         ],
     )?;
     let pages: Option<i64> = row.get(1);
@@ -387,6 +389,8 @@ pub struct RunTotals {
     /// Of `slices_done`, those recorded `open` (not kept in `atlas.runs`).
     pub slices_open: i32,
     pub slices_failed: i32,
+    /// Requests by status class (not kept in `atlas.runs`).
+    pub http: crate::requests::Requests,
 }
 
 /// Records the end of a run. Its `inserted` and `duplicates` are not set

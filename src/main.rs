@@ -10,16 +10,20 @@ mod coverage;
 mod dates;
 mod db;
 mod exit;
+mod health;
 mod http;
 mod ident;
 mod json;
 mod ledger;
 mod manager;
+mod metrics;
+mod notify;
 mod oauth;
 mod paginate;
 mod pipeline;
 mod record;
 mod report;
+mod requests;
 mod retry;
 mod rules;
 mod scrap_rows;
@@ -28,14 +32,16 @@ mod signal;
 mod slice;
 mod textfile;
 mod tls;
+mod version;
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// argh's own `from_env` exits 1 on a usage error; SPEC §2 says 2.
-fn parse_args() -> Result<cli::Args, ExitCode> {
-    let strings: Vec<String> = std::env::args().collect();
+/// argh's own `from_env` exits 1 on a usage error; SPEC §2 says 2. With
+/// `--json` among the arguments a usage error is the JSON error object on
+/// stdout (its text on stderr as without).
+fn parse_args(strings: &[String], json: bool) -> Result<cli::Args, ExitCode> {
     let cmd = strings
         .first()
         .map(|s| s.rsplit(['/', '\\']).next().unwrap_or(s))
@@ -47,13 +53,18 @@ fn parse_args() -> Result<cli::Args, ExitCode> {
             ExitCode::SUCCESS
         }
         Err(()) => {
-            eprintln!("{}", early.output);
+            // An argument quoted back may be a URL with a password in it.
+            let text = http::userinfo::text(early.output.trim_end()).into_owned();
+            eprintln!("{text}");
             eprintln!("Run {cmd} --help for more information.");
-            ExitCode::from(exit::Exit::Usage.code())
+            let code = exit::Exit::Usage.code();
+            if json {
+                crate::outln!("{}", report::error_object(&text, code));
+            }
+            ExitCode::from(code)
         }
     })
 }
-
 /// glibc gives each thread its own malloc arena and raises its mmap
 /// threshold after the first large free, so page-sized buffers (a few
 /// hundred KB) freed by one thread and reallocated by another pile up as
@@ -82,10 +93,20 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
         .init();
-    let args = match parse_args() {
+    let strings: Vec<String> = std::env::args().collect();
+    let json = cli::wants_json(&strings[1..]);
+    if cli::wants_version(&strings[1..]) {
+        print_version(json);
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse_args(&strings, json) {
         Ok(a) => a,
         Err(code) => return code,
     };
+    if args.version {
+        print_version(json);
+        return ExitCode::SUCCESS;
+    }
     let quit = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     // SIGINT, SIGTERM, SIGHUP: stop fetching, flush what is in flight, release slices.
@@ -94,10 +115,34 @@ fn main() -> ExitCode {
     match cmd::run(&args, &env, &quit, &interrupted) {
         Ok(code) => ExitCode::from(code.code()),
         Err(e) => {
-            let code = exit::classify(&e);
+            let code = exit::classify(&e).code();
             let style = report::Style::for_console(args.plain);
-            eprintln!("{}", style.line("❌", &format!("Erro: {e:#}")));
-            ExitCode::from(code.code())
+            let text = format!("{e:#}");
+            eprintln!("{}", style.line("❌", &format!("Erro: {text}")));
+            // The command printed nothing on stdout: a script reading its
+            // `--json` still gets one object.
+            if args.json() {
+                crate::outln!("{}", report::error_object(&text, code));
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// `atlas --version`: `atlas X.Y.Z (commit, date)`, or with `--json` the
+/// same facts as one object.
+fn print_version(json: bool) {
+    if json {
+        crate::outln!(
+            "{}",
+            serde_json::json!({
+                "version": version::version(),
+                "release": version::RELEASE,
+                "commit": version::COMMIT,
+                "build_date": version::BUILD_DATE,
+            })
+        );
+    } else {
+        crate::outln!("{}", version::line());
     }
 }

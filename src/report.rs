@@ -390,6 +390,18 @@ pub fn snippet(text: impl AsRef<[u8]>, max: usize, mark: &str) -> String {
     one.chars().take(keep).collect::<String>() + mark
 }
 
+/// The `--json` object of a command that ended in an error instead of its
+/// result (usage, config, database, a grant refused before the run): the
+/// error's text (already masked where it was built) and the exit code.
+pub fn error_object(error: &str, exit_code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "status": "error",
+        "error": error,
+        "exit_code": exit_code,
+        "version": crate::version::version(),
+    })
+}
+
 /// The `status` of a run's summary when the API refused the credentials.
 pub const AUTH_REFUSED: &str = "auth_refused";
 
@@ -424,9 +436,15 @@ pub struct Summary {
     /// (some perhaps after this run gave up on them).
     pub slices_done_elsewhere: i32,
     pub retries: i64,
+    /// Requests this run sent, by the class of their answer's status.
+    pub http_requests: crate::requests::Requests,
+    /// Of those, the answers 429 (Too Many Requests).
+    pub http_429: i64,
     pub elapsed_secs: f64,
     pub records_per_sec: f64,
     pub exit_code: u8,
+    /// The build that ran (`crate::version::version`).
+    pub version: String,
     /// The settings the run used (four of them shown).
     pub settings: Settings,
     /// `sync` only: the last day fully loaded for (client, route) after the

@@ -31,6 +31,9 @@ pub fn run(ctx: &Context<'_>, a: &CheckArgs) -> Result<Exit> {
         "✅",
         &format!("Configuração válida: {}", cfg.source.display()),
     );
+    if a.notify_test {
+        return super::alert::test(ctx);
+    }
     // Config problems (exit 2) outrank environment problems (exit 3): fix the config first.
     let mut exit = Exit::Ok;
     let mut env_problem = false;

@@ -420,14 +420,23 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
         exit = exit.merge(Exit::Interrupted);
     }
     let totals = totals(&objects, started.elapsed());
-    if a.json {
-        crate::outln!(
-            "{}",
-            json!({"pairs": objects, "totals": totals, "exit_code": exit.code()})
-        );
-    } else {
+    if !a.json {
         crate::outp!("{}", render(&objects, &totals, style));
     }
+    let object = json!({
+        "pairs": objects,
+        "totals": totals,
+        "exit_code": exit.code(),
+        "version": crate::version::version(),
+    });
+    if a.json {
+        crate::outln!("{object}");
+    }
+    super::alert::after_run(
+        ctx,
+        &object,
+        object["pairs"].as_array().map_or(&[], Vec::as_slice),
+    );
     Ok(exit)
 }
 
@@ -443,7 +452,7 @@ fn fleet_exit(e: Exit) -> Exit {
 
 /// The configured pairs, in config order, narrowed by the filters. A
 /// filter that names nothing configured is refused (exit 2).
-fn select<'c>(
+pub(super) fn select<'c>(
     cfg: &'c Config,
     clients: &[String],
     routes: &[String],

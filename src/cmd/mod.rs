@@ -8,6 +8,7 @@
 //! then the config, then settings, then the database): a value that some
 //! commands can do without keeps its error until a command asks for it.
 
+mod alert;
 mod auth;
 mod check;
 mod clients;
@@ -17,6 +18,7 @@ mod login;
 mod manager;
 mod pair;
 mod scrap;
+mod status;
 mod sync;
 mod verify;
 
@@ -59,9 +61,16 @@ pub fn run(
         Command::Init(_) => init::run(&context()?),
         Command::Clients(_) => clients::run(&context()?),
         Command::Check(a) => check::run(&context()?, a),
-        Command::Sync(a) => sync::run(&context()?, a),
+        Command::Sync(a) => {
+            let ctx = context()?;
+            told_if_failed(&ctx, sync::run(&ctx, a))
+        }
         Command::Manager(a) => manager::run(&context()?, a.plain),
         Command::Verify(a) => verify::run(&context()?, a),
+        Command::Status(a) => {
+            status::check_flags(a)?;
+            status::run(&context()?, a)
+        }
         Command::Auth(a) => match &a.command {
             AuthCommand::Seed(s) => auth::seed(&context()?, s),
             AuthCommand::Login(l) => {
@@ -82,10 +91,19 @@ pub fn run(
             }
             ScrapCommand::Run(a) => {
                 let id = ledger::parse_id(&a.id)?;
-                scrap::run(&context()?, id, a.json, false)
+                let ctx = context()?;
+                told_if_failed(&ctx, scrap::run(&ctx, id, a.json, false))
             }
         },
     }
+}
+
+/// A run command's result, its error first told to the notifiers.
+fn told_if_failed(ctx: &Context<'_>, result: Result<Exit>) -> Result<Exit> {
+    if let Err(e) = &result {
+        alert::after_error(ctx, e);
+    }
+    result
 }
 
 /// Everything a command needs, resolved once from flags, environment and
@@ -239,6 +257,7 @@ fn flags(args: &Args) -> Layer {
         batch_export,
         retry_max,
         error_log: args.error_log.clone(),
+        metrics_file: args.metrics_file.clone(),
         ..Layer::default()
     }
 }

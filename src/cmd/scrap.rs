@@ -238,6 +238,8 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
 pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
     let (exit, summary) = execute(ctx, id, sync, None)?;
     emit(&summary, ctx.style, json);
+    let object = serde_json::to_value(&summary)?;
+    super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
     Ok(exit)
 }
 
@@ -646,9 +648,12 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         slices_done_by_run: 0,
         slices_done_elsewhere: 0,
         retries: 0,
+        http_requests: Default::default(),
+        http_429: 0,
         elapsed_secs: 0.0,
         records_per_sec: 0.0,
         exit_code: 0,
+        version: crate::version::version(),
         settings: settings.clone(),
         loaded_until: None,
         days_skipped: None,
@@ -676,6 +681,8 @@ fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elap
         .count() as i32;
     summary.slices_done_by_run = t.slices_done;
     summary.retries = t.retries;
+    summary.http_requests = t.http;
+    summary.http_429 = t.http.too_many;
     summary.elapsed_secs = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
     summary.records_per_sec =
         (report::rate(t.records.max(0) as u64, elapsed) * 10.0).round() / 10.0;

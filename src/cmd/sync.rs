@@ -45,6 +45,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     match execute(ctx, a, None)? {
         Synced::Ran { exit, summary } => {
             scrap::emit(&summary, ctx.style, a.json);
+            let object = serde_json::to_value(&*summary)?;
+            super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
             Ok(exit)
         }
         Synced::Nothing {
@@ -200,9 +202,11 @@ fn nothing_to_do(
     fields: Value,
 ) -> Exit {
     ctx.style.note(emoji, notice);
+    let object = pair::idle_summary(pair, table, settings, fields);
     if json {
-        crate::outln!("{}", pair::idle_summary(pair, table, settings, fields));
+        crate::outln!("{object}");
     }
+    super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
     Exit::Ok
 }
 

@@ -60,6 +60,8 @@ pub struct Report {
     pub seconds: f64,
     pub rows_per_sec: f64,
     pub exit_code: u8,
+    /// The build that ran (`crate::version::version`).
+    pub version: String,
 }
 
 pub fn run(ctx: &Context<'_>, a: &VerifyArgs) -> Result<Exit> {
@@ -93,6 +95,7 @@ pub fn run(ctx: &Context<'_>, a: &VerifyArgs) -> Result<Exit> {
     let started = Instant::now();
     let mut report = Report {
         table: table.clone(),
+        version: crate::version::version(),
         ..Report::default()
     };
     scan(&mut conn, &table, route, &pool, &mut report)?;

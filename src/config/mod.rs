@@ -8,6 +8,7 @@
 //! environment or re-parses strings. Secrets stay references until
 //! `Secret::resolve`.
 
+pub mod notify;
 mod position;
 pub mod ranges;
 mod raw;
@@ -39,6 +40,8 @@ pub struct Config {
     pub settings: Layer,
     /// Clients by id, each with its effective routes (overrides applied).
     pub clients: BTreeMap<String, Client>,
+    /// Who is told at the end of a run (`notify`), if anyone.
+    pub notify: Option<notify::Notify>,
 }
 
 /// One client (tenant) of one API.

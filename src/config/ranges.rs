@@ -35,6 +35,8 @@ pub const MAX_PAGES: Range = whole(1, 10_000_000);
 pub const LOOKBACK_DAYS: Range = whole(0, 3_650);
 pub const BACKOFF_MS: Range = whole(1, 3_600_000);
 pub const CHANNEL_CAPACITY: Range = whole(1, 10_000);
+pub const NOTIFY_TIMEOUT_SECS: Range = whole(1, 3_600);
+pub const MAX_LAG_DAYS: Range = whole(0, 3_650);
 
 /// Every numeric key by the name users write (file key, flag or variable),
 /// for the docs' table of ranges, which a test holds to this one.
@@ -61,6 +63,8 @@ pub const RANGES: &[(&str, Range)] = &[
     ("ATLAS_BACKOFF_MS", BACKOFF_MS),
     ("ATLAS_BACKOFF_CAP_MS", BACKOFF_MS),
     ("ATLAS_CHANNEL_CAPACITY", CHANNEL_CAPACITY),
+    ("notify.timeout_secs", NOTIFY_TIMEOUT_SECS),
+    ("--max-lag-days", MAX_LAG_DAYS),
 ];
 
 const fn whole(min: u64, max: u64) -> Range {

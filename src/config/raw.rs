@@ -24,6 +24,8 @@ pub struct RawFile {
     pub error_log: Option<PathBuf>,
     pub memory_mb: Option<u64>,
     pub max_body_mb: Option<u64>,
+    pub metrics_file: Option<PathBuf>,
+    pub notify: Option<super::notify::RawNotify>,
     #[serde(default)]
     pub clients: BTreeMap<String, RawClient>,
     #[serde(default)]

@@ -53,6 +53,8 @@ pub struct Layer {
     pub memory_mb: Option<u64>,
     /// `ATLAS_MAX_BODY_MB`, `max_body_mb` (no flag).
     pub max_body_mb: Option<u64>,
+    /// `--metrics-file`, `ATLAS_METRICS_FILE`, `metrics_file`.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Layer {
@@ -72,6 +74,9 @@ impl Layer {
                 .map(PathBuf::from),
             memory_mb: env_num(env, "ATLAS_MEMORY_MB")?,
             max_body_mb: env_num(env, "ATLAS_MAX_BODY_MB")?,
+            metrics_file: env("ATLAS_METRICS_FILE")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
         })
     }
 
@@ -88,6 +93,7 @@ impl Layer {
             error_log: self.error_log.or(lower.error_log),
             memory_mb: self.memory_mb.or(lower.memory_mb),
             max_body_mb: self.max_body_mb.or(lower.max_body_mb),
+            metrics_file: self.metrics_file.or(lower.metrics_file),
         }
     }
 
@@ -147,6 +153,9 @@ pub struct Settings {
     /// `erros_scraps.log`: one block per error.
     #[serde(skip)]
     pub error_log: PathBuf,
+    /// The Prometheus textfile written at the end of every run, if any.
+    #[serde(skip)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -202,6 +211,7 @@ impl Settings {
             error_log: given
                 .error_log
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_ERROR_LOG)),
+            metrics_file: given.metrics_file,
         })
     }
 }

@@ -54,8 +54,14 @@ pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Co
         error_log: raw.error_log,
         memory_mb: raw.memory_mb,
         max_body_mb: raw.max_body_mb,
+        metrics_file: raw.metrics_file,
     };
     settings.check().map_err(|(k, m)| v.bad(&Key::top(k), m))?;
+    let notify = raw
+        .notify
+        .map(super::notify::validate)
+        .transpose()
+        .map_err(|(k, m)| v.bad(&Key::top("notify").dotted(&k), m))?;
 
     // Routes as written, validated once each so errors point at `routes.X`.
     let mut routes = BTreeMap::new();
@@ -79,6 +85,7 @@ pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Co
         database_url: raw.database_url,
         settings,
         clients,
+        notify,
     })
 }
 

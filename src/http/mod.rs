@@ -798,6 +798,8 @@ pub fn classify(f: &Failure) -> Verdict {
 
 /// A successful response, body already read and in UTF-8.
 pub struct Fetched {
+    /// The answer's HTTP status (a `response_rules` `empty` keeps its own).
+    pub status: u16,
     pub body: Vec<u8>,
     pub link: Option<String>,
     /// The server's rate-limit headers say its window is used up: nobody
@@ -1057,6 +1059,7 @@ fn fetch(
             let body = snippet(text.as_bytes(), 300);
             return match then {
                 Then::Empty => Ok(Fetched {
+                    status,
                     body: rules::empty_body(&route.records),
                     link: None,
                     pause,
@@ -1083,6 +1086,7 @@ fn fetch(
         200..=299 => match charset {
             Ok(c) => match body::decode(body, c, room) {
                 Ok(body) => Ok(Fetched {
+                    status,
                     body,
                     link: (!link.is_empty()).then_some(link),
                     pause,

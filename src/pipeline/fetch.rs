@@ -959,6 +959,7 @@ impl<'j, 'a> Shared<'j, 'a> {
                     limit: job.settings.max_body(),
                 };
                 let got = http::send(&self.agent, call, &job.auth, job.route, &mut room);
+                self.counters.count_request(&got);
                 // Rate-limit headers at 0, or a Retry-After on a 503: every
                 // fetcher of the client waits, the rate stays.
                 if let Some(wait) = http::pause_of(&got) {

@@ -126,6 +126,8 @@ struct Counters {
     /// Of `slices_done`, those recorded `open`.
     slices_open: AtomicU64,
     slices_failed: AtomicU64,
+    /// Requests sent, by the class of their answer.
+    http: crate::requests::Counts,
 }
 
 /// Adds `n` to a live counter.
@@ -143,6 +145,15 @@ impl Counters {
         add(&self.sanitised, rows.sanitised.len() as u64);
     }
 
+    /// A request sent, by its answer's status (none: no answer came).
+    fn count_request(&self, got: &Result<crate::http::Fetched, crate::http::Failure>) {
+        let status = match got {
+            Ok(f) => Some(f.status),
+            Err(f) => f.status(),
+        };
+        self.http.count(status);
+    }
+
     fn totals(&self) -> RunTotals {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
         RunTotals {
@@ -157,6 +168,7 @@ impl Counters {
             slices_done: g(&self.slices_done) as i32,
             slices_open: g(&self.slices_open) as i32,
             slices_failed: g(&self.slices_failed) as i32,
+            http: self.http.totals(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real `atlas` binary, real HTTP to the sample API on
 //! loopback, real PostgreSQL (one throwaway database per test).
 
+mod alerts;
 mod api_tls;
 mod data;
 mod days;
@@ -22,9 +23,11 @@ mod promises_run;
 mod rates;
 mod run;
 mod shapes;
+mod status;
 mod sync;
 mod task_xml;
 mod tls;
 mod util;
 mod verify;
+mod version_json;
 mod windows;

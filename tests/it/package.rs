@@ -157,6 +157,7 @@ fn check_zip(stdout: &str, exe: &Path) {
         names,
         [
             "README.md",
+            "atlas-notify.ps1",
             "atlas-task.ps1",
             "atlas-task.xml",
             "atlas.example.json",
@@ -173,6 +174,7 @@ fn check_zip(stdout: &str, exe: &Path) {
     same("atlas.exe", exe);
     same("atlas-task.xml", &root().join("scripts/atlas-task.xml"));
     same("atlas-task.ps1", &root().join("scripts/atlas-task.ps1"));
+    same("atlas-notify.ps1", &root().join("scripts/atlas-notify.ps1"));
     same(
         "atlas.example.json",
         &root().join("scripts/deb/atlas.example.json"),

@@ -1037,10 +1037,22 @@ fn every_command_help_lists_and_describes_every_flag() {
         // (command, flags and positionals, subcommands)
         (
             &[],
-            &["--config", "--database-url", "--plain", "--error-log"],
             &[
-                "init", "check", "clients", "scrap", "sync", "manager", "verify", "auth",
+                "--config",
+                "--database-url",
+                "--plain",
+                "--error-log",
+                "--metrics-file",
+                "-V, --version",
             ],
+            &[
+                "init", "check", "clients", "scrap", "sync", "manager", "verify", "auth", "status",
+            ],
+        ),
+        (
+            &["status"],
+            &["--client", "--route", "--max-lag-days", "--json"],
+            &[],
         ),
         (&["manager"], &["--plain"], &[]),
         (
@@ -1056,7 +1068,7 @@ fn every_command_help_lists_and_describes_every_flag() {
             &["--client", "--paste", "--timeout-secs"],
             &[],
         ),
-        (&["check"], &["--no-probe", "--date"], &[]),
+        (&["check"], &["--no-probe", "--date", "--notify-test"], &[]),
         (&["clients"], &[], &[]),
         (&["scrap"], &[], &["create", "list", "show", "run"]),
         (
