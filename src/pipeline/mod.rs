@@ -528,9 +528,22 @@ pub fn run_many<'j, 'a>(
         wake: Arc::new(Wake::default()),
     };
     let mut clients: std::collections::HashMap<&str, ClientShare> = Default::default();
+    // One agent per set of trusted roots, shared by the clients that trust
+    // the same (most: no `ca_file`): an agent holds a copy of every root
+    // (~0.5 MB), which per client made a fleet's memory grow with its size.
+    let mut agents: Vec<(&[rustls::pki_types::CertificateDer<'static>], ureq::Agent)> = Vec::new();
     let mut hand_over = |lane: usize| {
         let Some(job) = jobs.get(lane).and_then(OnceLock::get) else {
             return;
+        };
+        let trust = job.client.ca_certs.as_slice();
+        let agent = match agents.iter().find(|(t, _)| *t == trust) {
+            Some((_, a)) => a.clone(),
+            None => {
+                let a = http::agent_trusting(job.settings.timeout, trust);
+                agents.push((trust, a.clone()));
+                a
+            }
         };
         let share = clients
             .entry(job.client.id.as_str())
@@ -542,7 +555,7 @@ pub fn run_many<'j, 'a>(
                     limiter.hold();
                     Arc::new(limiter)
                 },
-                agent: http::agent_trusting(job.settings.timeout, &job.client.ca_certs),
+                agent,
                 busy: Arc::new(AtomicUsize::new(0)),
             })
             .clone();
