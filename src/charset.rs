@@ -114,6 +114,8 @@ pub fn body_charset(route: Option<Charset>, content_type: Option<&str>) -> Resul
     match content_type.and_then(content_type_charset) {
         None => Ok(Charset::Utf8),
         Some(label) => Charset::from_label(label).ok_or_else(|| {
+            // A label is the server's text: shown cut, whatever its length.
+            let label: String = label.chars().take(40).collect();
             format!(
                 "the response declares charset \"{label}\", which atlas does not decode; set the route's \"charset\" (utf-8, iso-8859-1 or windows-1252) to the one the API really sends"
             )

@@ -479,13 +479,21 @@ impl Pager {
     }
 }
 
-/// A total at `ptr` in the body: a number, or a string holding one.
+/// A total at `ptr` in the body: a whole number, or a string holding one.
+/// Anything else there (negative, fractional, past 64 bits, not a number)
+/// is no total, with the reason logged: the pages are walked in order.
 fn read_total(body: &Json<'_>, ptr: &str) -> Option<u64> {
-    match body.pointer(ptr) {
-        Some(Json::Num(x)) => x.as_u64(),
-        Some(Json::Str(s)) => s.trim().parse().ok(),
-        _ => None,
+    let (read, shown) = match body.pointer(ptr) {
+        None | Some(Json::Null) => return None,
+        Some(Json::Num(x)) => (x.as_u64(), x.to_string()),
+        Some(Json::Str(s)) => (s.trim().parse().ok(), format!("\"{s}\"")),
+        Some(other) => (None, other.kind().to_string()),
+    };
+    if read.is_none() {
+        let shown: String = shown.chars().take(40).collect();
+        log::warn!("the total at {ptr} ({shown}) is not a whole number of 64 bits: ignored");
     }
+    read
 }
 
 /// A cursor or URL value: strings and numbers; null, absent or empty = none.
@@ -697,6 +705,28 @@ mod tests {
         assert_eq!(q(&u, "apikey").as_deref(), Some("K"));
         let (r, b) = body(2, json!({"links": {"next": "/v1/pedidos?page=2"}}));
         assert!(p.advance(&r, &b, None, 2).unwrap_err().contains("repeats"));
+    }
+
+    #[test]
+    fn a_total_that_is_not_a_whole_u64_is_no_total() {
+        let read = |text: &str| {
+            let j = Json::parse(text.as_bytes()).unwrap();
+            read_total(&j, "/t")
+        };
+        assert_eq!(read(r#"{"t":12}"#), Some(12));
+        assert_eq!(read(r#"{"t":" 7 "}"#), Some(7));
+        for bad in [
+            r#"{"t":-5}"#,
+            r#"{"t":1.5}"#,
+            r#"{"t":1e400}"#,
+            r#"{"t":99999999999999999999999}"#,
+            r#"{"t":"muitos"}"#,
+            r#"{"t":[1]}"#,
+            r#"{"t":null}"#,
+            r#"{}"#,
+        ] {
+            assert_eq!(read(bad), None, "{bad}");
+        }
     }
 
     #[test]
