@@ -10,13 +10,11 @@ use crate::config::notify::Notify;
 use crate::exit::{classify, usage, Exit};
 use crate::ledger;
 use crate::metrics::{self, PairRun};
+use crate::report::fleet::{fleet_line, FleetReport};
 use crate::report::{self, snippet};
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Pairs named in a notification's text before "e mais N".
-const PAIRS_NAMED: usize = 5;
 
 /// After a run: `object` is its `--json` object, `pairs` the objects of
 /// its (client, route) pairs (the object itself for one pair).
@@ -51,7 +49,7 @@ pub fn test(ctx: &Context<'_>) -> Result<Exit> {
         "version": crate::version::version(),
     });
     let text = format!("🔔 atlas em {}: notificação de teste", ctx.host);
-    let delivered = crate::notify::send(n, &object, &text, webhook_url(ctx, n));
+    let delivered = crate::notify::send(n, &object.to_string(), &text, webhook_url(ctx, n));
     let mut exit = Exit::Ok;
     let rows: Vec<Vec<String>> = delivered
         .into_iter()
@@ -69,9 +67,9 @@ pub fn test(ctx: &Context<'_>) -> Result<Exit> {
 
 /// The metrics file rewritten with `pairs`, when one is configured.
 fn write_metrics(ctx: &Context<'_>, pairs: &[Value]) {
-    let Some(path) = ctx.settings().ok().and_then(|s| s.metrics_file.clone()) else {
+    if ctx.settings().map_or(true, |s| s.metrics_file.is_none()) {
         return;
-    };
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
@@ -86,6 +84,14 @@ fn write_metrics(ctx: &Context<'_>, pairs: &[Value]) {
             Some(run)
         })
         .collect();
+    write_runs(ctx, runs);
+}
+
+/// The metrics file rewritten with `runs`, when one is configured.
+fn write_runs(ctx: &Context<'_>, runs: Vec<PairRun>) {
+    let Some(path) = ctx.settings().ok().and_then(|s| s.metrics_file.clone()) else {
+        return;
+    };
     if let Err(e) = metrics::write(&path, &runs) {
         ctx.style.note(
             "⚠️",
@@ -104,17 +110,34 @@ fn loaded_until(ctx: &Context<'_>, client: &str, route: &str) -> Option<chrono::
 
 /// The notifiers told of `object`, if its outcome is one they want.
 fn notify(ctx: &Context<'_>, object: &Value) {
-    let Some(n) = ctx.config().ok().and_then(|c| c.notify.as_ref()) else {
-        return;
-    };
     let code = object["exit_code"]
         .as_u64()
         .and_then(|c| u8::try_from(c).ok())
         .unwrap_or(1);
+    tell(ctx, code, &object.to_string(), || text(object, &ctx.host));
+}
+
+/// After `sync --all`: the metrics file rewritten with its pairs' figures,
+/// and the notifiers told of its object (`object`, as text).
+pub fn after_fleet(ctx: &Context<'_>, report: &FleetReport, object: &str, code: u8) {
+    if let Some(runs) = &report.runs {
+        write_runs(ctx, runs.clone());
+    }
+    tell(ctx, code, object, || {
+        snippet(report.line(&ctx.host, code), 1000, "...")
+    });
+}
+
+/// The notifiers told of a run that ended with `code`, if they want it:
+/// `object` is its `--json` object as text, `line` makes the webhook's line.
+fn tell(ctx: &Context<'_>, code: u8, object: &str, line: impl FnOnce() -> String) {
+    let Some(n) = ctx.config().ok().and_then(|c| c.notify.as_ref()) else {
+        return;
+    };
     if !n.wants(code) {
         return;
     }
-    let text = text(object, &ctx.host);
+    let text = line();
     let delivered = crate::notify::send(n, object, &text, webhook_url(ctx, n));
     let mut told = Vec::new();
     for (what, r) in delivered {
@@ -162,25 +185,13 @@ fn text(o: &Value, host: &str) -> String {
                 )
             })
             .collect();
-        let t = &o["totals"];
-        let mut named = bad
-            .iter()
-            .take(PAIRS_NAMED)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if bad.len() > PAIRS_NAMED {
-            named.push_str(&format!(" e mais {}", bad.len() - PAIRS_NAMED));
-        }
-        let problems = if bad.is_empty() {
-            "todos ok".to_string()
-        } else {
-            format!("{} com problema: {named}", bad.len())
-        };
-        format!(
-            "{mark} atlas sync --all em {host}: {} par(es), {problems} | inseridos {} | exit {code}",
-            pairs.len(),
-            report::thousands(n(&t["inserted"]))
+        let code = u8::try_from(code).unwrap_or(1);
+        fleet_line(
+            host,
+            code,
+            pairs.len() as u64,
+            &bad,
+            o["totals"]["inserted"].as_i64().unwrap_or(0),
         )
     } else if let Some(e) = o["error"].as_str().filter(|_| o["status"] == "error") {
         format!("{mark} atlas em {host}: erro (exit {code}): {e}")

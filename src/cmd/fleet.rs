@@ -19,7 +19,8 @@ use crate::ident;
 use crate::ledger::{self, NewTable};
 use crate::pipeline;
 use crate::pipeline::gate::Settling;
-use crate::report::{self, thousands};
+use crate::report;
+use crate::report::fleet::FleetReport;
 use crate::report::{Snapshot, Summary, Watch};
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -28,6 +29,11 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
+
+/// Pairs decided and handed to the crew in one wave: a wave's runs, plans
+/// and objects are dropped when it ends (only its report stays), so a
+/// fleet's memory does not grow with its number of pairs.
+const WAVE: usize = 256;
 
 /// How long a process waits for another one deciding a pair's period (it
 /// holds the lock for a moment) before it calls the pair busy.
@@ -105,339 +111,340 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let mut ran: Vec<Vec<(Value, Exit)>> = (0..n).map(|_| Vec::new()).collect();
     // Days each pair's new scrap skipped as loaded already (its summary says so).
     let skipped: Vec<Mutex<Option<i64>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    // What each pair came to, told in the report as its wave ends.
+    let mut report = FleetReport::with_metrics(settings.metrics_file.is_some());
+    let mut ends: Vec<End> = Vec::with_capacity(n);
     let (news, news_rx) = channel::unbounded::<Watch>();
     let board = Board::default();
     std::thread::scope(|scope| {
         let printer = scope.spawn(|| watch(&news_rx, style, settings.progress, n, &board, started));
         let begun = AtomicUsize::new(0);
-        // The pairs to work this round: all, then those that joined a scrap
-        // of another process and must now decide their own period.
-        let mut todo: Vec<usize> = (0..n).collect();
-        for _round in 0..2 {
-            if todo.is_empty() {
-                break;
-            }
-            // Pairs are decided and their runs started on `threads` threads
-            // while the crew already works the runs handed over.
-            let readies: Vec<OnceLock<Box<scrap::Ready>>> =
-                todo.iter().map(|_| OnceLock::new()).collect();
-            let jobs: Vec<OnceLock<pipeline::Job>> = todo.iter().map(|_| OnceLock::new()).collect();
-            let (handed, handed_rx) = channel::unbounded::<usize>();
-            // Runs over while the crew works others are closed right away.
-            let (over, over_rx) = channel::unbounded::<(usize, pipeline::Outcome)>();
-            let closed: Vec<OnceLock<(Exit, Summary)>> =
-                todo.iter().map(|_| OnceLock::new()).collect();
-            let ran_at = Instant::now();
-            let (starts, outcomes) = std::thread::scope(|s| {
-                let ks: Vec<usize> = (0..todo.len()).collect();
-                let (todo, readies, jobs, ran, begun, news, quits) =
-                    (&todo, &readies, &jobs, &ran, &begun, &news, &quits);
-                let (board, pool, worker, plan, pairs) = (&board, &pool, &worker, &plan, &pairs);
-                let skipped = &skipped;
-                let closed = &closed;
-                let preparing = s.spawn(move || {
-                    let starts = in_parallel(deciders, &ks, |k| {
-                        let i = todo[k];
-                        let (client, route) = pairs[i];
-                        if ctx.quit.load(Ordering::SeqCst) {
-                            return Start::Over(Turn::Skipped(Exit::Interrupted));
-                        }
-                        if ran[i].is_empty() {
-                            let c = begun.fetch_add(1, Ordering::SeqCst) + 1;
-                            drop(news.send(Watch::note(
-                                style,
-                                "🧩",
-                                &format!("pares {c}/{n}: {} / {}", client.id, route.name),
-                            )));
-                        }
-                        // One connection decides the pair, starts its run
-                        // and makes its table sure.
-                        let mut conn = match pool.get() {
-                            Ok(c) => c,
-                            Err(e) => {
-                                let e = anyhow::Error::from(e);
-                                let why = format!("{e:#}");
-                                return Start::Over(Turn::NotStarted(why, classify(&e)));
+        let order: Vec<usize> = (0..n).collect();
+        for wave in order.chunks(WAVE) {
+            // The pairs to work this round: the wave's, then those that joined
+            // a scrap of another process and must now decide their own period.
+            let mut todo: Vec<usize> = wave.to_vec();
+            for _round in 0..2 {
+                if todo.is_empty() {
+                    break;
+                }
+                // Pairs are decided and their runs started on `threads` threads
+                // while the crew already works the runs handed over.
+                let readies: Vec<OnceLock<Box<scrap::Ready>>> =
+                    todo.iter().map(|_| OnceLock::new()).collect();
+                let jobs: Vec<OnceLock<pipeline::Job>> =
+                    todo.iter().map(|_| OnceLock::new()).collect();
+                let (handed, handed_rx) = channel::unbounded::<usize>();
+                // Runs over while the crew works others are closed right away.
+                let (over, over_rx) = channel::unbounded::<(usize, pipeline::Outcome)>();
+                let closed: Vec<OnceLock<(Exit, Summary)>> =
+                    todo.iter().map(|_| OnceLock::new()).collect();
+                let ran_at = Instant::now();
+                let (starts, outcomes) = std::thread::scope(|s| {
+                    let ks: Vec<usize> = (0..todo.len()).collect();
+                    let (todo, readies, jobs, ran, begun, news, quits) =
+                        (&todo, &readies, &jobs, &ran, &begun, &news, &quits);
+                    let (board, pool, worker, plan, pairs) =
+                        (&board, &pool, &worker, &plan, &pairs);
+                    let skipped = &skipped;
+                    let closed = &closed;
+                    let preparing = s.spawn(move || {
+                        let starts = in_parallel(deciders, &ks, |k| {
+                            let i = todo[k];
+                            let (client, route) = pairs[i];
+                            if ctx.quit.load(Ordering::SeqCst) {
+                                return Start::Over(Turn::Skipped(Exit::Interrupted));
                             }
-                        };
-                        match start_pair(ctx, &mut conn, worker, client, route, plan, news) {
-                            Start::Ready(r, joined, table_exists, days) => {
-                                if let Some(d) = days {
-                                    *lock(&skipped[i]) = Some(d);
-                                }
-                                let r = readies[k].get_or_init(|| r);
-                                // Writers never wait for a gate left pending.
-                                let _settling = Settling(r.table_gate());
-                                if table_exists {
-                                    r.table_gate().settle(Ok(()));
-                                }
-                                let job = r.job(ctx, pool.clone(), &quits[i], Some(news));
-                                board.runs(job.run_id, i);
-                                log::debug!(
-                                    "handed run {} ({} / {})",
-                                    job.run_id,
-                                    client.id,
-                                    route.name
-                                );
-                                drop(jobs[k].set(job));
-                                // The crew reads until the channel closes.
-                                let _ = handed.send(k);
-                                // The table is created while the first pages are fetched.
-                                if !table_exists {
-                                    r.make_table_sure(&mut conn);
-                                }
-                                Start::Handed(joined)
+                            if ran[i].is_empty() {
+                                let c = begun.fetch_add(1, Ordering::SeqCst) + 1;
+                                drop(news.send(Watch::note(
+                                    style,
+                                    "🧩",
+                                    &format!("pares {c}/{n}: {} / {}", client.id, route.name),
+                                )));
                             }
-                            other => other,
-                        }
-                    });
-                    drop(handed);
-                    starts
-                });
-                let closing = s.spawn(move || {
-                    for (k, outcome) in over_rx {
-                        // Without a connection now, the run is closed with the others.
-                        let (Some(r), Ok(mut c)) = (readies[k].get(), pool.get()) else {
-                            continue;
-                        };
-                        let end = scrap::finish(
-                            ctx,
-                            &mut c,
-                            r,
-                            &outcome,
-                            ran_at.elapsed(),
-                            true,
-                            Some(news),
-                        );
-                        drop(closed[k].set(end));
-                    }
-                });
-                let outcomes = pipeline::run_many(
-                    settings,
-                    style,
-                    Some(news),
-                    jobs,
-                    &handed_rx,
-                    ctx.quit,
-                    Some(&over),
-                );
-                drop(over);
-                drop(closing.join());
-                (preparing.join().unwrap_or_default(), outcomes)
-            });
-            let elapsed = ran_at.elapsed();
-            drop(jobs);
-            log::debug!("runs ended after {:?}", started.elapsed());
-            let mut finishing = Vec::new();
-            let mut ends = Vec::new();
-            // Pairs whose joined scrap is over: their own period next round.
-            let mut again = Vec::new();
-            for ((k, start), (ready, outcome)) in starts
-                .into_iter()
-                .enumerate()
-                .zip(readies.into_iter().map(OnceLock::into_inner).zip(outcomes))
-            {
-                let i = todo[k];
-                match (start, ready, outcome) {
-                    (Start::Handed(joined), Some(r), Some(o)) => match closed[k].get() {
-                        // Closed while the crew worked the others: it did not stop early.
-                        Some(end) => ends.push((i, joined, Ok((end.clone(), None)))),
-                        None => finishing.push((i, r, joined, o)),
-                    },
-                    (Start::Over(turn), _, _) => {
-                        let (client, route) = pairs[i];
-                        let ended = if ran[i].is_empty() {
-                            turn
-                        } else {
-                            // Nothing more after a joined scrap: the runs stand.
-                            match turn {
-                                Turn::UpToDate(_) | Turn::Busy | Turn::Skipped(_) => {
-                                    merged(std::mem::take(&mut ran[i]))
+                            // One connection decides the pair, starts its run
+                            // and makes its table sure.
+                            let mut conn = match pool.get() {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    let e = anyhow::Error::from(e);
+                                    let why = format!("{e:#}");
+                                    return Start::Over(Turn::NotStarted(why, classify(&e)));
+                                }
+                            };
+                            match start_pair(ctx, &mut conn, worker, client, route, plan, news) {
+                                Start::Ready(r, joined, table_exists, days) => {
+                                    if let Some(d) = days {
+                                        *lock(&skipped[i]) = Some(d);
+                                    }
+                                    let r = readies[k].get_or_init(|| r);
+                                    // Writers never wait for a gate left pending.
+                                    let _settling = Settling(r.table_gate());
+                                    if table_exists {
+                                        r.table_gate().settle(Ok(()));
+                                    }
+                                    let job = r.job(ctx, pool.clone(), &quits[i], Some(news));
+                                    board.runs(job.run_id, i);
+                                    log::debug!(
+                                        "handed run {} ({} / {})",
+                                        job.run_id,
+                                        client.id,
+                                        route.name
+                                    );
+                                    drop(jobs[k].set(job));
+                                    // The crew reads until the channel closes.
+                                    let _ = handed.send(k);
+                                    // The table is created while the first pages are fetched.
+                                    if !table_exists {
+                                        r.make_table_sure(&mut conn);
+                                    }
+                                    Start::Handed(joined)
                                 }
                                 other => other,
                             }
-                        };
-                        tell(&ended, client, route, |emoji, text| {
-                            drop(news.send(Watch::note(style, emoji, &text)))
                         });
-                        turns[i] = Some(ended);
-                        board.settle(i);
-                    }
-                    (Start::Nothing(v, e, joined), _, _) => {
-                        ran[i].push((v, e));
-                        if joined && e == Exit::Ok {
-                            again.push(i);
-                        } else {
-                            turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+                        drop(handed);
+                        starts
+                    });
+                    let closing = s.spawn(move || {
+                        for (k, outcome) in over_rx {
+                            // Without a connection now, the run is closed with the others.
+                            let (Some(r), Ok(mut c)) = (readies[k].get(), pool.get()) else {
+                                continue;
+                            };
+                            let end = scrap::finish(
+                                ctx,
+                                &mut c,
+                                r,
+                                &outcome,
+                                ran_at.elapsed(),
+                                true,
+                                Some(news),
+                            );
+                            drop(closed[k].set(end));
+                        }
+                    });
+                    let outcomes = pipeline::run_many(
+                        settings,
+                        style,
+                        Some(news),
+                        jobs,
+                        &handed_rx,
+                        ctx.quit,
+                        Some(&over),
+                    );
+                    drop(over);
+                    drop(closing.join());
+                    (preparing.join().unwrap_or_default(), outcomes)
+                });
+                let elapsed = ran_at.elapsed();
+                drop(jobs);
+                log::debug!("runs ended after {:?}", started.elapsed());
+                let mut finishing = Vec::new();
+                let mut ends = Vec::new();
+                // Pairs whose joined scrap is over: their own period next round.
+                let mut again = Vec::new();
+                for ((k, start), (ready, outcome)) in starts
+                    .into_iter()
+                    .enumerate()
+                    .zip(readies.into_iter().map(OnceLock::into_inner).zip(outcomes))
+                {
+                    let i = todo[k];
+                    match (start, ready, outcome) {
+                        (Start::Handed(joined), Some(r), Some(o)) => match closed[k].get() {
+                            // Closed while the crew worked the others: it did not stop early.
+                            Some(end) => ends.push((i, joined, Ok((end.clone(), None)))),
+                            None => finishing.push((i, r, joined, o)),
+                        },
+                        (Start::Over(turn), _, _) => {
+                            let (client, route) = pairs[i];
+                            let ended = if ran[i].is_empty() {
+                                turn
+                            } else {
+                                // Nothing more after a joined scrap: the runs stand.
+                                match turn {
+                                    Turn::UpToDate(_) | Turn::Busy | Turn::Skipped(_) => {
+                                        merged(std::mem::take(&mut ran[i]))
+                                    }
+                                    other => other,
+                                }
+                            };
+                            tell(&ended, client, route, |emoji, text| {
+                                drop(news.send(Watch::note(style, emoji, &text)))
+                            });
+                            turns[i] = Some(ended);
+                            board.settle(i);
+                        }
+                        (Start::Nothing(v, e, joined), _, _) => {
+                            ran[i].push((v, e));
+                            if joined && e == Exit::Ok {
+                                again.push(i);
+                            } else {
+                                turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+                                board.settle(i);
+                            }
+                        }
+                        _ => {
+                            turns[i] = Some(Turn::Skipped(Exit::Interrupted));
                             board.settle(i);
                         }
                     }
-                    _ => {
-                        turns[i] = Some(Turn::Skipped(Exit::Interrupted));
-                        board.settle(i);
-                    }
                 }
-            }
-            // With the database lost, a pooled connection would only time out.
-            let lost = finishing.iter().any(|(_, _, _, o)| o.database_lost);
-            let idx: Vec<usize> = (0..finishing.len()).collect();
-            let slots: Vec<Mutex<Option<_>>> =
-                finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
-            ends.extend(in_parallel(deciders, &idx, |k| {
-                let (i, r, joined, outcome) = lock(&slots[k]).take().expect("each run ends once");
-                let pooled = if lost { None } else { pool.get().ok() };
-                let summary = match pooled {
-                    Some(mut c) => {
-                        scrap::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
-                    }
-                    None => match db.connect() {
-                        Ok(mut c) => {
+                // With the database lost, a pooled connection would only time out.
+                let lost = finishing.iter().any(|(_, _, _, o)| o.database_lost);
+                let idx: Vec<usize> = (0..finishing.len()).collect();
+                let slots: Vec<Mutex<Option<_>>> =
+                    finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
+                ends.extend(in_parallel(deciders, &idx, |k| {
+                    let (i, r, joined, outcome) =
+                        lock(&slots[k]).take().expect("each run ends once");
+                    let pooled = if lost { None } else { pool.get().ok() };
+                    let summary = match pooled {
+                        Some(mut c) => {
                             scrap::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
                         }
-                        Err(e) => {
-                            let why = format!("{e:#}");
-                            return (i, joined, Err(why));
+                        None => match db.connect() {
+                            Ok(mut c) => {
+                                scrap::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
+                            }
+                            Err(e) => {
+                                let why = format!("{e:#}");
+                                return (i, joined, Err(why));
+                            }
+                        },
+                    };
+                    (i, joined, Ok((summary, outcome.error)))
+                }));
+                todo = again;
+                for (i, joined, end) in ends {
+                    match end {
+                        Ok(((e, summary), error)) => {
+                            let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                            if let Some(o) = v.as_object_mut() {
+                                // Why the run stopped early, if it did.
+                                o.insert("error".into(), json!(error));
+                                o.insert(
+                                    "days_skipped".into(),
+                                    json!(lock(&skipped[i]).unwrap_or(0)),
+                                );
+                            }
+                            ran[i].push((v, e));
+                            if joined && e == Exit::Ok && !ctx.quit.load(Ordering::SeqCst) {
+                                todo.push(i);
+                            } else {
+                                turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+                                board.settle(i);
+                            }
                         }
-                    },
-                };
-                (i, joined, Ok((summary, outcome.error)))
-            }));
-            todo = again;
-            for (i, joined, end) in ends {
-                match end {
-                    Ok(((e, summary), error)) => {
-                        let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
-                        if let Some(o) = v.as_object_mut() {
-                            // Why the run stopped early, if it did.
-                            o.insert("error".into(), json!(error));
-                            o.insert("days_skipped".into(), json!(lock(&skipped[i]).unwrap_or(0)));
-                        }
-                        ran[i].push((v, e));
-                        if joined && e == Exit::Ok && !ctx.quit.load(Ordering::SeqCst) {
-                            todo.push(i);
-                        } else {
-                            turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+                        Err(why) => {
+                            turns[i] = Some(Turn::NotStarted(why, Exit::Environment));
                             board.settle(i);
                         }
                     }
-                    Err(why) => {
-                        turns[i] = Some(Turn::NotStarted(why, Exit::Environment));
-                        board.settle(i);
-                    }
                 }
+                todo.sort_unstable();
             }
-            todo.sort_unstable();
-        }
-        log::debug!("summaries done after {:?}", started.elapsed());
-        // Joined twice (another process's scraps both times): the runs stand.
-        for i in todo {
-            turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+            log::debug!("summaries done after {:?}", started.elapsed());
+            // Joined twice (another process's scraps both times): the runs stand.
+            for i in todo {
+                turns[i] = Some(merged(std::mem::take(&mut ran[i])));
+            }
+            // The wave's pairs are over: only their report is kept.
+            for &i in wave {
+                let (client, route) = pairs[i];
+                let turn = turns[i].take().unwrap_or(Turn::Skipped(Exit::Interrupted));
+                ends.push(end_of(turn, client, route, settings, &mut report));
+            }
         }
         drop(news);
         drop(printer.join());
     });
     // The database itself is gone (not one API's trouble): the fleet stopped.
-    let env_trouble = turns.iter().flatten().any(|t| {
-        matches!(t, Turn::NotStarted(_, Exit::Environment))
-            || matches!(t, Turn::Ran(v, Exit::Environment) if v["status"] != report::AUTH_REFUSED)
-    });
-    let lost = AtomicBool::new(env_trouble && db.connect().is_err());
-    let stopped = lost.load(Ordering::SeqCst).then_some(Exit::Environment);
-    let results: Vec<(&Client, &Route, String, Turn)> = pairs
-        .iter()
-        .zip(turns)
-        .map(|(&(client, route), turn)| {
-            let table = ident::raw_table(&client.id, &route.name).unwrap_or_default();
-            (
-                client,
-                route,
-                table,
-                turn.unwrap_or(Turn::Skipped(Exit::Interrupted)),
-            )
-        })
-        .collect();
-
+    let env_trouble = ends.iter().any(|e| e.env_trouble);
+    let stopped = env_trouble && db.connect().is_err();
     let mut exit = Exit::Ok;
-    let mut objects = Vec::with_capacity(results.len());
-    for (client, route, table, turn) in &results {
-        let pair = (client.id.as_str(), route.name.as_str());
-        let (object, pair_exit) = match turn {
-            // Trouble with one API (credentials refused, certificate,
-            // token endpoint) fails that pair only; a lost database stopped
-            // the fleet and is exit 3.
-            Turn::Ran(v, Exit::Environment) if stopped.is_none() => (v.clone(), Exit::Failed),
-            Turn::Ran(v, e) => (v.clone(), *e),
-            Turn::UpToDate(last) => (
-                idle_summary(
-                    pair,
-                    table,
-                    settings,
-                    json!({"status": "up_to_date", "loaded_until": last, "error": null}),
-                ),
-                Exit::Ok,
-            ),
-            Turn::Busy => (
-                idle_summary(
-                    pair,
-                    table,
-                    settings,
-                    json!({"status": "busy", "error": null}),
-                ),
-                Exit::Ok,
-            ),
-            Turn::NotStarted(why, e) if *e == Exit::Environment && stopped.is_none() => (
-                idle_summary(
-                    pair,
-                    table,
-                    settings,
-                    json!({"status": "not_started", "error": why, "exit_code": e.code()}),
-                ),
-                Exit::Failed,
-            ),
-            Turn::NotStarted(why, e) => (
-                idle_summary(
-                    pair,
-                    table,
-                    settings,
-                    json!({"status": "not_started", "error": why, "exit_code": e.code()}),
-                ),
-                *e,
-            ),
-            Turn::Skipped(why) => (
-                idle_summary(
-                    pair,
-                    table,
-                    settings,
-                    json!({"status": "skipped", "error": "a sincronização parou antes deste par", "exit_code": why.code()}),
-                ),
-                *why,
-            ),
+    for e in &ends {
+        // Trouble with one API (credentials refused, certificate, token
+        // endpoint) fails that pair only; a lost database stopped the fleet
+        // and is exit 3.
+        let pair_exit = match e.exit {
+            Exit::Environment if !stopped => Exit::Failed,
+            other => other,
         };
         exit = exit.merge(fleet_exit(pair_exit));
-        objects.push(object);
     }
     if ctx.interrupted.load(Ordering::SeqCst) {
         exit = exit.merge(Exit::Interrupted);
     }
-    let totals = totals(&objects, started.elapsed());
+    let elapsed = started.elapsed();
     if !a.json {
-        crate::outp!("{}", render(&objects, &totals, style));
+        crate::outp!("{}", report.render(style, elapsed));
     }
-    let object = json!({
-        "pairs": objects,
-        "totals": totals,
-        "exit_code": exit.code(),
-        "version": crate::version::version(),
-    });
+    let object = report.json(exit.code(), elapsed);
     if a.json {
         crate::outln!("{object}");
     }
-    super::alert::after_run(
-        ctx,
-        &object,
-        object["pairs"].as_array().map_or(&[], Vec::as_slice),
-    );
+    super::alert::after_fleet(ctx, &report, &object, exit.code());
     Ok(exit)
+}
+
+/// What a pair came to, for the fleet's exit code.
+struct End {
+    exit: Exit,
+    /// The pair met trouble with the environment that may be the database
+    /// itself (not the API's credentials): the fleet checks whether it stopped.
+    env_trouble: bool,
+}
+
+/// A pair's turn told in the report; what the fleet's exit needs of it.
+fn end_of(
+    turn: Turn,
+    client: &Client,
+    route: &Route,
+    settings: &crate::config::Settings,
+    report: &mut FleetReport,
+) -> End {
+    let table = ident::raw_table(&client.id, &route.name).unwrap_or_default();
+    let pair = (client.id.as_str(), route.name.as_str());
+    let idle = |fields: Value| idle_summary(pair, &table, settings, fields);
+    let (object, exit, env_trouble) = match turn {
+        Turn::Ran(v, e) => {
+            let trouble = e == Exit::Environment && v["status"] != report::AUTH_REFUSED;
+            (v, e, trouble)
+        }
+        Turn::UpToDate(last) => (
+            idle(json!({"status": "up_to_date", "loaded_until": last, "error": null})),
+            Exit::Ok,
+            false,
+        ),
+        Turn::Busy => (
+            idle(json!({"status": "busy", "error": null})),
+            Exit::Ok,
+            false,
+        ),
+        Turn::NotStarted(why, e) => (
+            idle(json!({"status": "not_started", "error": why, "exit_code": e.code()})),
+            e,
+            e == Exit::Environment,
+        ),
+        Turn::Skipped(why) => (
+            idle(
+                json!({"status": "skipped", "error": "a sincronização parou antes deste par", "exit_code": why.code()}),
+            ),
+            why,
+            false,
+        ),
+    };
+    report.push(&object, unix_now());
+    End { exit, env_trouble }
+}
+
+/// Now in Unix seconds (a pair's end, for its metrics).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 /// A pair's exit as the fleet's: a pair refused before it started (missing
@@ -761,75 +768,4 @@ fn decide(
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-}
-
-/// The fleet's totals over the pairs' objects.
-fn totals(pairs: &[Value], elapsed: std::time::Duration) -> Value {
-    let sum = |k: &str| -> i64 { pairs.iter().map(|p| p[k].as_i64().unwrap_or(0)).sum() };
-    let count = |f: &dyn Fn(&Value) -> bool| pairs.iter().filter(|p| f(p)).count();
-    json!({
-        "pairs": pairs.len(),
-        "pairs_ok": count(&|p| p["exit_code"] == 0),
-        "pairs_failed": count(&|p| p["exit_code"] != 0),
-        "records_fetched": sum("records_fetched"),
-        "inserted": sum("inserted"),
-        "duplicates": sum("duplicates"),
-        "slices_done": sum("slices_done"),
-        "slices_failed": sum("slices_failed"),
-        "elapsed_secs": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-    })
-}
-
-/// The text report: one table row per pair, then the totals.
-fn render(pairs: &[Value], totals: &Value, style: report::Style) -> String {
-    let text = |v: &Value| match v {
-        Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let num = |v: &Value| thousands(v.as_i64().unwrap_or(0).max(0) as u64);
-    let rows: Vec<Vec<String>> = pairs
-        .iter()
-        .map(|p| {
-            let period = match (p["from"].as_str(), p["to"].as_str()) {
-                (Some(f), Some(t)) => format!("{f} a {t}"),
-                _ => "-".into(),
-            };
-            vec![
-                text(&p["client"]),
-                text(&p["route"]),
-                period,
-                num(&p["inserted"]),
-                num(&p["duplicates"]),
-                num(&p["slices_failed"]),
-                text(&p["status"]),
-            ]
-        })
-        .collect();
-    let mut out = report::table(
-        &[
-            "cliente",
-            "rota",
-            "período",
-            "inseridos",
-            "duplicados",
-            "fatias com falha",
-            "status",
-        ],
-        &rows,
-    );
-    out.push_str(&style.line(
-        "📥",
-        &format!(
-            "Total: {} pares ({} ok, {} com problema) | inseridos {} | duplicados {} | fatias com falha {} | {}s\n",
-            totals["pairs"],
-            totals["pairs_ok"],
-            totals["pairs_failed"],
-            num(&totals["inserted"]),
-            num(&totals["duplicates"]),
-            num(&totals["slices_failed"]),
-            totals["elapsed_secs"],
-        ),
-    ));
-    out
 }

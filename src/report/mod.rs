@@ -1,6 +1,8 @@
 //! What the user sees (SPEC §6): the seed's Portuguese lines with emoji
 //! (dropped by `--plain`), the `--json` summary, and `erros_scraps.log`.
 
+pub mod fleet;
+
 use crate::config::Settings;
 use chrono::NaiveDate;
 use serde::Serialize;
