@@ -217,8 +217,7 @@ pub fn ensure_raw_table(tx: &mut Transaction<'_>, table: &str, create: bool) -> 
         "SELECT pg_advisory_xact_lock(hashtext($1))",
         &[(&table, Type::TEXT)],
     )?;
-    if table_exists(tx, table)? {
-        check_raw_table(tx, table)?;
+    if raw_table_present(tx, table)? {
         return Ok(true);
     }
     if !create {
@@ -282,47 +281,53 @@ fn sql_state(e: &anyhow::Error) -> Option<&SqlState> {
 /// a table of that name that is not a raw table is refused before a scrap
 /// or a run of it is written.
 pub fn check_raw_table_if_present(conn: &mut Client, table: &str) -> Result<()> {
-    if table_exists(conn, table)? {
-        check_raw_table(conn, table)?;
-    }
-    Ok(())
+    raw_table_present(conn, table).map(|_| ())
 }
 
 /// Checks that an existing table has the raw table's columns and unique hash.
 pub fn check_raw_table(tx: &mut impl GenericClient, table: &str) -> Result<()> {
-    let rows = tx.query(
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
-         FROM pg_attribute a
-         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-        &[&quote(table)],
+    if !raw_table_present(tx, table)? {
+        return Err(usage(format!("table {table} does not exist")));
+    }
+    Ok(())
+}
+
+/// Whether `table` exists, checked to be a raw table when it does (its
+/// columns and unique hash, exit 2 otherwise): one round trip.
+pub fn raw_table_present(c: &mut impl GenericClient, table: &str) -> Result<bool> {
+    let row = c.query_typed_one(
+        "SELECT to_regclass($1) IS NOT NULL,
+                coalesce((SELECT array_agg(a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod))
+                          FROM pg_attribute a
+                          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped),
+                         '{}'),
+                EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+                            ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                        WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1
+                          AND a.attname = 'hash_conteudo')",
+        &[(&quote(table), Type::TEXT)],
     )?;
-    let cols: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if !row.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    let cols: Vec<String> = row.get(1);
     for (name, ty) in [
         ("data_referencia", "date"),
         ("payload", "jsonb"),
         ("hash_conteudo", "text"),
     ] {
-        if !cols.iter().any(|(n, t)| n == name && t == ty) {
+        if !cols.iter().any(|c| *c == format!("{name} {ty}")) {
             return Err(usage(format!(
                 "table {table} exists but has no column {name} {ty}: it is not an atlas raw table"
             )));
         }
     }
-    let unique: bool = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
-                 ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1
-               AND a.attname = 'hash_conteudo')",
-            &[&quote(table)],
-        )?
-        .get(0);
-    if !unique {
+    if !row.get::<_, bool>(2) {
         return Err(usage(format!(
             "table {table} exists but hash_conteudo is not UNIQUE: loads would not be idempotent"
         )));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// One writer's connection with its statements prepared once: the insert of

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod ends;
 pub mod pairs;
+pub mod decide;
 pub mod rates;
 mod status;
 
@@ -785,26 +786,6 @@ pub fn finish_slices(
     )?;
     let changed: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     Ok(ids.iter().map(|id| changed.contains(id)).collect())
-}
-
-/// The spans of every `done` slice of (client, route), over all its scraps
-/// (an `open` one is not loaded for good).
-pub fn loaded_spans(
-    c: &mut impl GenericClient,
-    client: &str,
-    route: &str,
-) -> Result<Vec<(NaiveDate, NaiveDate)>> {
-    let rows = c.query_typed(
-        "SELECT sl.slice_from, sl.slice_to
-         FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
-         WHERE s.client = $1 AND s.route = $2 AND sl.status = $3",
-        &[
-            (&client, Type::TEXT),
-            (&route, Type::TEXT),
-            (&SliceStatus::Done.as_str(), Type::TEXT),
-        ],
-    )?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Days fully loaded for (client, route): the last day before which every

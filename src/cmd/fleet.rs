@@ -561,14 +561,9 @@ fn start_pair<'c>(
         ));
     }
     // Everything that can refuse the pair, before anything of it is written.
-    let checked = ctx.secrets(route).and_then(|_| {
-        let table = ident::raw_table(
-            &ident::sanitize(&client.id).map_err(usage)?,
-            &ident::sanitize(&route.name).map_err(usage)?,
-        )
-        .map_err(usage)?;
-        pair::check_before_writes(ctx, conn, client, &table)
-    });
+    let checked = ctx
+        .secrets(route)
+        .and_then(|_| pair::check_before_writes(ctx, client));
     if let Err(e) = checked {
         return not_started(e);
     }
@@ -577,13 +572,15 @@ fn start_pair<'c>(
         until,
         lookback: plan.lookback,
     };
-    let (id, joined, table_exists, days) = match decide(ctx, conn, client, route, &pair_plan) {
+    let (id, joined, table_exists, days, fresh) = match decide(ctx, conn, client, route, &pair_plan)
+    {
         Ok(Decided::Step(pair::Step::Run {
             id,
             joined,
             table_exists,
             skipped,
-        })) => (id, joined, table_exists, skipped),
+            fresh,
+        })) => (id, joined, table_exists, skipped, fresh),
         Ok(Decided::Step(pair::Step::UpToDate(last))) => return Start::Over(Turn::UpToDate(last)),
         Ok(Decided::Busy) => return Start::Over(Turn::Busy),
         Err(e) => return not_started(e),
@@ -598,7 +595,11 @@ fn start_pair<'c>(
             if joined { " (em andamento, junto)" } else { "" }
         ),
     )));
-    match scrap::prepare(ctx, conn, id, true, Some(news), worker) {
+    let prepared = match fresh {
+        Some((scrap, slices)) => scrap::prepare_fresh(ctx, conn, scrap, slices, Some(news), worker),
+        None => scrap::prepare(ctx, conn, id, true, Some(news), worker),
+    };
+    match prepared {
         Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists, days),
         Ok(scrap::Prepared::Nothing(e, summary)) => {
             let mut v = serde_json::to_value(&*summary).unwrap_or(Value::Null);
@@ -761,6 +762,7 @@ fn decide(
                 joined: true,
                 table_exists: false,
                 skipped: None,
+                fresh: None,
             }));
         }
         if waited.elapsed() > DECIDING_WAIT || ctx.quit.load(Ordering::SeqCst) {

@@ -9,10 +9,10 @@ use crate::coverage;
 use crate::dates;
 use crate::db;
 use crate::exit::{env_error, usage};
-use crate::ledger::{self, NewTable, SliceStatus};
+use crate::ledger::{self, NewTable, Scrap, SliceStatus};
 use anyhow::Result;
 use chrono::NaiveDate;
-use postgres::types::{ToSql, Type};
+use postgres::types::Type;
 use serde_json::{json, Value};
 use std::ops::DerefMut;
 
@@ -57,17 +57,12 @@ pub fn until_of(flag: Option<NaiveDate>, route: &Route) -> Result<NaiveDate> {
 }
 
 /// What can refuse a run of the pair, checked before anything of it is
-/// written: the client's credentials (an OAuth2 grant is asked for now) and
-/// the raw table's structure when it exists. The API's certificate is
-/// checked only once there is something to load (`trusted`).
-pub fn check_before_writes(
-    ctx: &Context<'_>,
-    conn: &mut postgres::Client,
-    client: &Client,
-    table: &str,
-) -> Result<()> {
-    ctx.auth(client)?.prepare()?;
-    db::check_raw_table_if_present(conn, table)
+/// written: the client's credentials (an OAuth2 grant is asked for now).
+/// The API's certificate and the raw table's structure are checked once
+/// there is something to load, before the scrap is written
+/// (`decide_locked`).
+pub fn check_before_writes(ctx: &Context<'_>, client: &Client) -> Result<()> {
+    ctx.auth(client)?.prepare()
 }
 
 /// The API's TLS certificate is trusted (or the API is not HTTPS): else
@@ -87,12 +82,14 @@ pub fn trusted(ctx: &Context<'_>, client: &Client) -> Result<()> {
 pub enum Step {
     /// Run the scrap `id`; `joined`: its run is resumed (another sync
     /// created it); whether its raw table is known to exist; the days the
-    /// range skipped as already loaded (a new scrap only).
+    /// range skipped as already loaded (a new scrap only); a new scrap and
+    /// its number of slices, all pending (nothing of it to read back).
     Run {
         id: i64,
         joined: bool,
         table_exists: bool,
         skipped: Option<i64>,
+        fresh: Option<(Scrap, u64)>,
     },
     /// Every day is loaded: up to the day given.
     UpToDate(Option<NaiveDate>),
@@ -107,7 +104,9 @@ pub struct Plan {
 
 /// Under the pair's lock: its unfinished scrap (pending, running or failed
 /// slices) if there is one, else a scrap of the days it needs (every scrap
-/// of the pair counted), created and recorded; or nothing to do.
+/// of the pair counted), created and recorded; or nothing to do. With
+/// `NewTable::Later` the scrap is one statement and its table is made by
+/// the run; with `Now`, the table is made with the scrap.
 pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
     ctx: &Context<'_>,
     lock: &mut SyncLock<C>,
@@ -117,17 +116,18 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
     new_table: NewTable,
 ) -> Result<Step> {
     let cfg = ctx.config()?;
-    if let Some(id) = in_progress(&mut lock.conn, &client.id, &route.name)? {
+    let state = ledger::decide::pair_state(&mut *lock.conn, &client.id, &route.name)?;
+    if let Some(id) = state.in_progress {
         return Ok(Step::Run {
             id,
             joined: true,
             table_exists: false,
             skipped: None,
+            fresh: None,
         });
     }
-    let done = ledger::loaded_spans(&mut *lock.conn, &client.id, &route.name)?;
     let need = coverage::need(
-        &done,
+        &state.done(),
         plan.from,
         route.start_date,
         plan.until,
@@ -136,26 +136,54 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
     )
     .map_err(usage)?;
     let Some(need) = need else {
-        let last = ledger::last_loaded_day(&mut *lock.conn, &client.id, &route.name)?;
-        return Ok(Step::UpToDate(last));
+        return Ok(Step::UpToDate(state.loaded_until()));
     };
     trusted(ctx, client)?;
-    let created = scrap::create_scrap_with(
-        &mut lock.conn,
-        cfg,
-        &client.id,
-        &route.name,
-        (need.from, need.to),
-        &need.slices,
-        new_table,
-    )?;
-    lock.record_scrap(created.id)?;
+    let (id, table_exists, fresh) = match new_table {
+        NewTable::Now => {
+            let created = scrap::create_scrap_with(
+                &mut lock.conn,
+                cfg,
+                &client.id,
+                &route.name,
+                (need.from, need.to),
+                &need.slices,
+                new_table,
+            )?;
+            lock.record_scrap(created.id)?;
+            (created.id, created.table_exists, None)
+        }
+        NewTable::Later => {
+            let table = raw_table(client, route)?;
+            let table_exists = db::raw_table_present(&mut *lock.conn, &table)?;
+            let scrap = ledger::decide::create_sync_scrap(
+                &mut *lock.conn,
+                lock.pair,
+                (&client.id, &route.name, &table),
+                (need.from, need.to),
+                route.slice_days,
+                &need.slices,
+            )?;
+            let n = need.slices.len() as u64;
+            (scrap.id, table_exists, Some((scrap, n)))
+        }
+    };
     Ok(Step::Run {
-        id: created.id,
+        id,
         joined: false,
-        table_exists: created.table_exists,
+        table_exists,
         skipped: Some(need.skipped),
+        fresh,
     })
+}
+
+/// The pair's raw table name (a usage error if it cannot be made).
+pub fn raw_table(client: &Client, route: &Route) -> Result<String> {
+    crate::ident::raw_table(
+        &crate::ident::sanitize(&client.id).map_err(usage)?,
+        &crate::ident::sanitize(&route.name).map_err(usage)?,
+    )
+    .map_err(usage)
 }
 
 /// The scrap a sync recorded for the pair, while it has slices pending,
@@ -226,16 +254,11 @@ pub fn idle_summary(
     out
 }
 
-/// First key of the two-key advisory lock of `atlas sync` (the second is
-/// the pair's id in `atlas.sync_pairs`): a class of its own, so no other
-/// advisory lock (`atlas init` takes the one-key form) can meet it.
-const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
-
 /// The per-(client, route) sync lock: a session advisory lock on
-/// (`SYNC_LOCK_CLASS`, pair id), collision-free since ids are unique,
-/// released explicitly on every way out (a closed session releases it too,
-/// but only once the server notices, which may be after the next sync has
-/// started).
+/// (`ledger::decide::SYNC_LOCK_CLASS`, pair id), collision-free since ids
+/// are unique, released explicitly on every way out (a closed session
+/// releases it too, but only once the server notices, which may be after
+/// the next sync has started).
 /// The lock holds its connection: a boxed client of its own (`sync`), or
 /// one from the fleet's pool, given back unlocked.
 pub struct SyncLock<C: DerefMut<Target = postgres::Client>> {
@@ -244,26 +267,13 @@ pub struct SyncLock<C: DerefMut<Target = postgres::Client>> {
 }
 
 impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
+    /// The pair's lock, taken with its registry row in one round trip; `None`
+    /// when another process holds it.
     pub fn try_take(mut conn: C, client: &str, route: &str) -> Result<Option<SyncLock<C>>> {
-        let names: [(&(dyn ToSql + Sync), Type); 2] = [(&client, Type::TEXT), (&route, Type::TEXT)];
-        conn.execute_typed(
-            "INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
-             ON CONFLICT (client, route) DO NOTHING",
-            &names,
-        )?;
-        let pair: i32 = conn
-            .query_typed_one(
-                "SELECT id FROM atlas.sync_pairs WHERE client = $1 AND route = $2",
-                &names,
-            )?
-            .get(0);
-        let got: bool = conn
-            .query_typed_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[(&SYNC_LOCK_CLASS, Type::INT4), (&pair, Type::INT4)],
-            )?
-            .get(0);
-        Ok(got.then_some(SyncLock { conn, pair }))
+        Ok(match ledger::decide::take_pair(&mut *conn, client, route)? {
+            Some((pair, true)) => Some(SyncLock { conn, pair }),
+            _ => None,
+        })
     }
 
     /// Records the scrap this pair's sync is loading, for other syncs to join.
@@ -280,7 +290,10 @@ impl<C: DerefMut<Target = postgres::Client>> Drop for SyncLock<C> {
     fn drop(&mut self) {
         let _ = self.conn.execute_typed(
             "SELECT pg_advisory_unlock($1, $2)",
-            &[(&SYNC_LOCK_CLASS, Type::INT4), (&self.pair, Type::INT4)],
+            &[
+                (&ledger::decide::SYNC_LOCK_CLASS, Type::INT4),
+                (&self.pair, Type::INT4),
+            ],
         );
     }
 }

@@ -373,22 +373,68 @@ pub fn prepare<'c>(
     sink: Option<&Sender<Watch>>,
     worker: &str,
 ) -> Result<Prepared<'c>> {
+    let scrap = ledger::get_scrap(conn, id)?;
+    // Runs of dead processes of this machine are closed before anything else.
+    ledger::abort_dead_runs(conn, Some(id), worker)?;
+    let slices = ledger::slices(conn, id)?;
+    let known = Known {
+        total: slices.len() as u64,
+        loaded: slices.iter().filter(|s| loaded(s.status)).count() as u64,
+        held: slices.iter().any(|s| s.status == SliceStatus::Running),
+    };
+    start(ctx, conn, scrap, known, sync, sink, worker)
+}
+
+/// `prepare` for a scrap a sync has just created with `slices` slices, all
+/// pending: nothing of it is read back.
+pub fn prepare_fresh<'c>(
+    ctx: &'c Context<'_>,
+    conn: &mut postgres::Client,
+    scrap: Scrap,
+    slices: u64,
+    sink: Option<&Sender<Watch>>,
+    worker: &str,
+) -> Result<Prepared<'c>> {
+    let known = Known {
+        total: slices,
+        loaded: 0,
+        held: false,
+    };
+    start(ctx, conn, scrap, known, true, sink, worker)
+}
+
+/// A scrap's slices as a run begins.
+struct Known {
+    total: u64,
+    /// Done or open already.
+    loaded: u64,
+    /// Some slice is held by a worker (perhaps a dead one of this machine).
+    held: bool,
+}
+
+/// The run of `scrap` started in the ledger, or nothing to run.
+fn start<'c>(
+    ctx: &'c Context<'_>,
+    conn: &mut postgres::Client,
+    scrap: Scrap,
+    known: Known,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+    worker: &str,
+) -> Result<Prepared<'c>> {
     let feed = Feed {
         style: ctx.style,
         sink,
     };
+    let id = scrap.id;
     let cfg = ctx.config()?;
     let settings = ctx.settings()?;
-    let scrap = ledger::get_scrap(conn, id)?;
     let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
     let auth = ctx.auth(client)?;
     let secrets = ctx.secrets(route)?;
     let errlog = ErrorLog::new(&settings.error_log);
-    // Runs of dead processes of this machine are closed before anything else.
-    ledger::abort_dead_runs(conn, Some(id), worker)?;
-    let slices = ledger::slices(conn, id)?;
-    let mut summary = summary_of(&scrap, slices.len() as i64, settings);
-    if slices.iter().all(|s| loaded(s.status)) {
+    let mut summary = summary_of(&scrap, known.total as i64, settings);
+    if known.loaded == known.total {
         summary.slices_done = summary.slices_total as i32;
         feed.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
         if sync {
@@ -430,7 +476,6 @@ pub fn prepare<'c>(
         settings.lease,
     )?;
     summary.run_id = Some(run_id);
-    let slices_done_before = slices.iter().filter(|s| loaded(s.status)).count() as u64;
     Ok(Prepared::Ready(Box::new(Ready {
         scrap,
         client,
@@ -441,9 +486,9 @@ pub fn prepare<'c>(
         worker: worker.to_string(),
         run_id,
         summary,
-        slices_total: slices.len() as u64,
-        slices_done_before,
-        held_at_start: slices.iter().any(|s| s.status == SliceStatus::Running),
+        slices_total: known.total,
+        slices_done_before: known.loaded,
+        held_at_start: known.held,
         pages_hint,
         table: TableGate::pending(),
     })))

@@ -103,7 +103,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
     ctx.secrets(route)?;
     let mut conn = ctx.database()?.connect()?;
     db::require_schema(&mut conn)?;
-    pair::check_before_writes(ctx, &mut conn, client, &table)?;
+    pair::check_before_writes(ctx, client)?;
 
     let Some(mut lock) = SyncLock::try_take(Box::new(conn), client_id, route_name)? else {
         let notice = format!(
