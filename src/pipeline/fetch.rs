@@ -522,6 +522,11 @@ impl<'j, 'a> Shared<'j, 'a> {
             if let Some(claim) = lock(&self.claimed).pop_front() {
                 return Claimed::Slice(claim);
             }
+            // The claim this fetcher waited behind may have taken the last
+            // slices: no statement is sent for nothing.
+            if self.exhausted.load(Ordering::SeqCst) {
+                return Claimed::Exhausted;
+            }
             let free = self.with_db("claiming a slice", |c| {
                 ledger::claim_many(
                     c,
