@@ -11,9 +11,9 @@ use postgres::types::Type;
 use postgres::{Client, GenericClient};
 use std::time::Duration;
 
+pub mod decide;
 mod ends;
 pub mod pairs;
-pub mod decide;
 pub mod rates;
 mod status;
 

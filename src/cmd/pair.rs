@@ -270,10 +270,12 @@ impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
     /// The pair's lock, taken with its registry row in one round trip; `None`
     /// when another process holds it.
     pub fn try_take(mut conn: C, client: &str, route: &str) -> Result<Option<SyncLock<C>>> {
-        Ok(match ledger::decide::take_pair(&mut *conn, client, route)? {
-            Some((pair, true)) => Some(SyncLock { conn, pair }),
-            _ => None,
-        })
+        Ok(
+            match ledger::decide::take_pair(&mut *conn, client, route)? {
+                Some((pair, true)) => Some(SyncLock { conn, pair }),
+                _ => None,
+            },
+        )
     }
 
     /// Records the scrap this pair's sync is loading, for other syncs to join.

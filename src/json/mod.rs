@@ -22,6 +22,7 @@ mod canonical;
 mod parse;
 #[cfg(test)]
 mod props;
+mod scan;
 mod text;
 
 #[cfg(test)]
@@ -29,7 +30,8 @@ pub use canonical::canonical;
 #[cfg(test)]
 pub use canonical::canonical_checked;
 pub use canonical::{canonical_into, canonical_sized, nul_paths, out_of_range_number, Findings};
-use parse::{Parser, Sink};
+use parse::Sink;
+use scan::Parser;
 pub use text::Record;
 
 /// Deepest nesting of arrays and objects a body may have. Real payloads stay
@@ -371,7 +373,7 @@ mod tests {
                     b[at] = byte;
                     for from in 0..=len {
                         assert_eq!(
-                            parse::plain_run(&b, from),
+                            scan::plain_run(&b, from),
                             scan(&b, from),
                             "{b:?} from {from}"
                         );
@@ -382,7 +384,7 @@ mod tests {
         // Several stops in one word: the first one counts.
         let b = b"ab\"c\\d\x01e\"\"\"\"\"\"\"\"";
         for from in 0..=b.len() {
-            assert_eq!(parse::plain_run(b, from), scan(b, from));
+            assert_eq!(scan::plain_run(b, from), scan(b, from));
         }
     }
 

@@ -5,7 +5,7 @@
 //! which writes the same text or reports the error where it is.
 
 use super::canonical::{pg_numeric_fits, prefix, Findings, ESCAPE};
-use super::parse::{plain_run, Parser};
+use super::scan::{plain_run, Parser};
 use super::{Json, MAX_DEPTH};
 use std::borrow::Cow;
 
@@ -685,7 +685,7 @@ y"}]}"#,
     /// unescapes them); about it, with them.
     #[test]
     fn a_record_is_charged_what_its_tree_would_take() {
-        use super::super::parse::Parser;
+        use super::super::scan::Parser;
         for (rec, exact) in [
             (
                 r#"{"b":1,"a":[{"c":"x"},[],{},[1,[2,3]]],"z":{"y":null}}"#,

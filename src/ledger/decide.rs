@@ -17,7 +17,11 @@ pub const SYNC_LOCK_CLASS: i32 = 0x6174_6c73; // "atls"
 /// The pair's id in `atlas.sync_pairs` (its row made when missing) and
 /// whether its session lock was taken; `None` when another process made
 /// the row at the same instant (look again).
-pub fn take_pair(c: &mut impl GenericClient, client: &str, route: &str) -> Result<Option<(i32, bool)>> {
+pub fn take_pair(
+    c: &mut impl GenericClient,
+    client: &str,
+    route: &str,
+) -> Result<Option<(i32, bool)>> {
     let row = c.query_typed_opt(
         "WITH ins AS (
              INSERT INTO atlas.sync_pairs (client, route) VALUES ($1, $2)
