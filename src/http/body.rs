@@ -71,7 +71,7 @@ impl Cut {
                 "the memory budget (memory_mb) had no room for this body past {} now",
                 mib(*read)
             ),
-            Cut::Transport(e) => super::transport_message(e),
+            Cut::Transport(e) => super::failure::transport_message(e),
         }
     }
 }

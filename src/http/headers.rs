@@ -5,10 +5,13 @@
 //! reading is logged with its reason. Whether a wait is obeyed is the
 //! caller's decision (`max_pause_secs`).
 
-use super::RATE_WINDOW;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::time::Duration;
 use ureq::http::HeaderMap;
+
+/// Width of the rolling window a rate is counted in (and the pause rate-limit
+/// headers at 0 ask for when they give no reset).
+pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 /// The longest wait a header is read as (10^12 s, some 31,700 years):
 /// anything longer, however it is written, is this, which no

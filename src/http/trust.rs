@@ -12,7 +12,7 @@ pub fn refused(agent: &ureq::Agent, url: &Url) -> Option<String> {
         return None;
     }
     let e = agent.head(url.as_str()).call().err()?;
-    super::certificate_error(&e).map(|c| {
+    super::agent::certificate_error(&e).map(|c| {
         format!(
             "TLS: the API's certificate is not trusted ({c}): add its CA to the \
              system's certificate store or give the client a ca_file"

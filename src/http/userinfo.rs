@@ -2,7 +2,8 @@
 //! may be shown: in a parsed URL ([`url`]) and inside free text such as an
 //! error from the HTTP library or a next link quoted by a guard ([`text`]).
 
-use super::MASK;
+/// What a masked value is shown as.
+pub const MASK: &str = "***";
 use std::borrow::Cow;
 use url::Url;
 
