@@ -10,7 +10,7 @@
 //! go on.
 
 use super::pair::{self, idle_summary, lookback_days, SyncLock};
-use super::{day_flag, scrap, Context};
+use super::{day_flag, scrap_run, Context};
 use crate::cli::SyncArgs;
 use crate::config::{Client, Config, Route};
 use crate::db;
@@ -130,7 +130,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                 }
                 // Pairs are decided and their runs started on `threads` threads
                 // while the crew already works the runs handed over.
-                let readies: Vec<OnceLock<Box<scrap::Ready>>> =
+                let readies: Vec<OnceLock<Box<scrap_run::Ready>>> =
                     todo.iter().map(|_| OnceLock::new()).collect();
                 let jobs: Vec<OnceLock<pipeline::Job>> =
                     todo.iter().map(|_| OnceLock::new()).collect();
@@ -213,7 +213,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                             let (Some(r), Ok(mut c)) = (readies[k].get(), pool.get()) else {
                                 continue;
                             };
-                            let end = scrap::finish(
+                            let end = scrap_run::finish(
                                 ctx,
                                 &mut c,
                                 r,
@@ -302,12 +302,18 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                     let pooled = if lost { None } else { pool.get().ok() };
                     let summary = match pooled {
                         Some(mut c) => {
-                            scrap::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
+                            scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
                         }
                         None => match db.connect() {
-                            Ok(mut c) => {
-                                scrap::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
-                            }
+                            Ok(mut c) => scrap_run::finish(
+                                ctx,
+                                &mut c,
+                                &r,
+                                &outcome,
+                                elapsed,
+                                true,
+                                Some(&news),
+                            ),
                             Err(e) => {
                                 let why = format!("{e:#}");
                                 return (i, joined, Err(why));
@@ -531,7 +537,7 @@ enum Start<'c> {
     /// A run ready for the crew, whether it joins another process's scrap,
     /// and whether its raw table is known to exist (else it is made sure
     /// of once the run is handed over).
-    Ready(Box<scrap::Ready<'c>>, bool, bool, Option<i64>),
+    Ready(Box<scrap_run::Ready<'c>>, bool, bool, Option<i64>),
     /// Such a run, handed over to the crew.
     Handed(bool),
 }
@@ -596,12 +602,14 @@ fn start_pair<'c>(
         ),
     )));
     let prepared = match fresh {
-        Some((scrap, slices)) => scrap::prepare_fresh(ctx, conn, scrap, slices, Some(news), worker),
-        None => scrap::prepare(ctx, conn, id, true, Some(news), worker),
+        Some((scrap, slices)) => {
+            scrap_run::prepare_fresh(ctx, conn, scrap, slices, Some(news), worker)
+        }
+        None => scrap_run::prepare(ctx, conn, id, true, Some(news), worker),
     };
     match prepared {
-        Ok(scrap::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists, days),
-        Ok(scrap::Prepared::Nothing(e, summary)) => {
+        Ok(scrap_run::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists, days),
+        Ok(scrap_run::Prepared::Nothing(e, summary)) => {
             let mut v = serde_json::to_value(&*summary).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
                 o.insert("error".into(), Value::Null);

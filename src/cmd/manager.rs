@@ -3,7 +3,7 @@
 //! with the command layer's own create, run and sync behind it. A run or
 //! sync goes on a scoped thread; leaving the scope waits for it.
 
-use super::{scrap, sync, Context};
+use super::{scrap, scrap_run, sync, Context};
 use crate::cli::SyncArgs;
 use crate::db;
 use crate::exit::Exit;
@@ -95,7 +95,7 @@ impl Backend for Work<'_, '_, '_> {
         let failed = done.clone();
         let work = move || {
             let end = match what {
-                Start::Run(id) => scrap::execute(ctx, id, false, Some(&watch))
+                Start::Run(id) => scrap_run::execute(ctx, id, false, Some(&watch))
                     .map(|(exit, summary)| summary_of(exit, &summary, style)),
                 Start::Sync {
                     client,

@@ -18,6 +18,7 @@ mod login;
 mod manager;
 mod pair;
 mod scrap;
+mod scrap_run;
 mod status;
 mod sync;
 mod verify;
@@ -92,7 +93,7 @@ pub fn run(
             ScrapCommand::Run(a) => {
                 let id = ledger::parse_id(&a.id)?;
                 let ctx = context()?;
-                told_if_failed(&ctx, scrap::run(&ctx, id, a.json, false))
+                told_if_failed(&ctx, scrap_run::run(&ctx, id, a.json, false))
             }
         },
     }

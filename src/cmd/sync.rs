@@ -12,7 +12,7 @@
 //! anything is written.
 
 use super::pair::{self, Plan, Step, SyncLock};
-use super::{day_flag, scrap, Context};
+use super::{day_flag, scrap_run, Context};
 use crate::cli::SyncArgs;
 use crate::config::Settings;
 use crate::db;
@@ -44,7 +44,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     }
     match execute(ctx, a, None)? {
         Synced::Ran { exit, summary } => {
-            scrap::emit(&summary, ctx.style, a.json);
+            scrap_run::emit(&summary, ctx.style, a.json);
             let object = serde_json::to_value(&*summary)?;
             super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
             Ok(exit)
@@ -150,7 +150,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
                 }
             ),
         );
-        let (exit, mut summary) = scrap::execute(ctx, id, true, sink)?;
+        let (exit, mut summary) = scrap_run::execute(ctx, id, true, sink)?;
         summary.days_skipped = Some(skipped.unwrap_or(0));
         let stop = exit != Exit::Ok || !joined;
         ran = Some(match ran.take() {

@@ -1,0 +1,529 @@
+//! A scrap's run: `scrap run` and the runs of `sync`, `fleet` and the
+//! manager. The run is prepared (its credentials resolved, its run row
+//! started), loaded through the pipeline, and finished (its final state read
+//! from the ledger, the summary and exit code decided from it).
+
+use super::Context;
+use crate::config::{Client, Route, Settings};
+use crate::db;
+use crate::exit::Exit;
+use crate::ledger::{self, RunStatus, Scrap, SliceInfo, SliceStatus};
+use crate::pipeline::gate::{NoTable, TableGate};
+use crate::pipeline::{self, Job, Outcome, ProgressFeed};
+use crate::report::{self, ErrorLog, Feed, Style, Summary, Watch};
+use crate::retry::Backoff;
+use anyhow::Result;
+use crossbeam::channel::Sender;
+use std::time::{Duration, Instant};
+
+/// `scrap run` (and the run of `sync`): loads the scrap's pending slices,
+/// records the run, prints the summary. `sync` asks for `loaded_until`.
+pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
+    let (exit, summary) = execute(ctx, id, sync, None)?;
+    emit(&summary, ctx.style, json);
+    let object = serde_json::to_value(&summary)?;
+    super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
+    Ok(exit)
+}
+
+/// The run itself: its lines on stderr, or to `sink` with its progress and
+/// notices (the manager); the summary is returned, not printed.
+pub fn execute(
+    ctx: &Context<'_>,
+    id: i64,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+) -> Result<(Exit, Summary)> {
+    let db = ctx.database()?;
+    let mut conn = db.connect()?;
+    db::require_schema(&mut conn)?;
+    let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
+    let ready = match prepare(ctx, &mut conn, id, sync, sink, &worker)? {
+        Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
+        Prepared::Ready(r) => r,
+    };
+    ready.make_table_sure(&mut conn);
+    let settings = ctx.settings()?;
+    let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
+    let job = ready.job(ctx, pool, ctx.quit, sink);
+    let started = Instant::now();
+    let outcome = pipeline::run(job);
+    let elapsed = started.elapsed();
+    Ok(finish(
+        ctx, &mut conn, &ready, &outcome, elapsed, sync, sink,
+    ))
+}
+
+/// A scrap about to run, or what it came to without running.
+pub enum Prepared<'c> {
+    /// Every slice was done already: the summary says so.
+    Nothing(Exit, Box<Summary>),
+    Ready(Box<Ready<'c>>),
+}
+
+/// A run started in the ledger, with what its job needs.
+pub struct Ready<'c> {
+    scrap: Scrap,
+    client: &'c Client,
+    route: &'c Route,
+    auth: crate::http::ResolvedAuth,
+    secrets: crate::config::template::Secrets,
+    errlog: ErrorLog,
+    worker: String,
+    run_id: i64,
+    summary: Summary,
+    slices_total: u64,
+    slices_done_before: u64,
+    /// Some slice was running (held by a worker) when the run was prepared.
+    held_at_start: bool,
+    /// Pages of the pair's last slice done (0: none known).
+    pages_hint: u64,
+    /// Open once the raw table is made sure of (`make_table_sure`).
+    table: TableGate,
+}
+
+impl Ready<'_> {
+    /// The run's job, on `pool`, stopped by `quit`.
+    pub fn job<'r>(
+        &'r self,
+        ctx: &'r Context<'_>,
+        pool: db::Pool,
+        quit: &'r std::sync::atomic::AtomicBool,
+        sink: Option<&Sender<Watch>>,
+    ) -> Job<'r> {
+        let settings = &self.summary.settings;
+        Job {
+            scrap: &self.scrap,
+            client: self.client,
+            route: self.route,
+            settings,
+            pool,
+            worker: self.worker.clone(),
+            run_id: self.run_id,
+            auth: self.auth.clone(),
+            secrets: self.secrets.clone(),
+            backoff: backoff_of(settings),
+            errlog: &self.errlog,
+            style: ctx.style,
+            quit,
+            interrupted: ctx.interrupted,
+            progress: ProgressFeed {
+                sink: sink.cloned(),
+                slices_total: self.slices_total,
+                slices_done_before: self.slices_done_before,
+            },
+            held_at_start: self.held_at_start,
+            pages_hint: self.pages_hint,
+            table: &self.table,
+            open_from: self.route.first_open_day(),
+        }
+    }
+
+    /// The raw table's gate, to settle when it is known to exist.
+    pub fn table_gate(&self) -> &TableGate {
+        &self.table
+    }
+
+    /// Creates the raw table if it is missing (its scrap was created with
+    /// `NewTable::Later`, perhaps by a process stopped before it created
+    /// it), and opens or shuts the gate the run's writers wait at.
+    pub fn make_table_sure(&self, conn: &mut postgres::Client) {
+        let table = &self.scrap.raw_table;
+        self.table.settle(
+            db::create_raw_table_if_missing(conn, table).map_err(|e| NoTable {
+                message: format!("cannot create the raw table {table}: {e:#}"),
+                database_lost: db::retryable(&e),
+            }),
+        );
+    }
+}
+
+fn backoff_of(settings: &Settings) -> Backoff {
+    Backoff {
+        base: settings.backoff_base,
+        cap: settings.backoff_cap,
+    }
+}
+
+/// Before a run: the scrap read, its client's credentials resolved (an
+/// OAuth2 token fetched), dead local runs closed, the run row started; or
+/// nothing to run when every slice is done. Lines go to `sink` or stderr.
+pub fn prepare<'c>(
+    ctx: &'c Context<'_>,
+    conn: &mut postgres::Client,
+    id: i64,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+    worker: &str,
+) -> Result<Prepared<'c>> {
+    let scrap = ledger::get_scrap(conn, id)?;
+    // Runs of dead processes of this machine are closed before anything else.
+    ledger::abort_dead_runs(conn, Some(id), worker)?;
+    let slices = ledger::slices(conn, id)?;
+    let known = Known {
+        total: slices.len() as u64,
+        loaded: slices.iter().filter(|s| loaded(s.status)).count() as u64,
+        held: slices.iter().any(|s| s.status == SliceStatus::Running),
+    };
+    start(ctx, conn, scrap, known, sync, sink, worker)
+}
+
+/// `prepare` for a scrap a sync has just created with `slices` slices, all
+/// pending: nothing of it is read back.
+pub fn prepare_fresh<'c>(
+    ctx: &'c Context<'_>,
+    conn: &mut postgres::Client,
+    scrap: Scrap,
+    slices: u64,
+    sink: Option<&Sender<Watch>>,
+    worker: &str,
+) -> Result<Prepared<'c>> {
+    let known = Known {
+        total: slices,
+        loaded: 0,
+        held: false,
+    };
+    start(ctx, conn, scrap, known, true, sink, worker)
+}
+
+/// A scrap's slices as a run begins.
+struct Known {
+    total: u64,
+    /// Done or open already.
+    loaded: u64,
+    /// Some slice is held by a worker (perhaps a dead one of this machine).
+    held: bool,
+}
+
+/// The run of `scrap` started in the ledger, or nothing to run.
+fn start<'c>(
+    ctx: &'c Context<'_>,
+    conn: &mut postgres::Client,
+    scrap: Scrap,
+    known: Known,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+    worker: &str,
+) -> Result<Prepared<'c>> {
+    let feed = Feed {
+        style: ctx.style,
+        sink,
+    };
+    let id = scrap.id;
+    let cfg = ctx.config()?;
+    let settings = ctx.settings()?;
+    let (client, route) = cfg.route(&scrap.client, &scrap.route)?;
+    let auth = ctx.auth(client)?;
+    let secrets = ctx.secrets(route)?;
+    let errlog = ErrorLog::new(&settings.error_log);
+    let mut summary = summary_of(&scrap, known.total as i64, settings);
+    if known.loaded == known.total {
+        summary.slices_done = summary.slices_total as i32;
+        feed.note("✅", &format!("Scrap {id} já concluído: nada a fazer"));
+        if sync {
+            summary.loaded_until =
+                Some(ledger::last_loaded_day(conn, &scrap.client, &scrap.route)?);
+        }
+        return Ok(Prepared::Nothing(Exit::Ok, Box::new(summary)));
+    }
+
+    // An OAuth2 client gets its token before the run starts (exit 2 or 3 if
+    // it cannot); a run of its own (a sync checked these before deciding)
+    // is refused before its run row if the API's certificate is not trusted
+    // or its table is not a raw table.
+    auth.prepare()?;
+    if !sync {
+        super::pair::trusted(ctx, client)?;
+        db::check_raw_table_if_present(conn, &scrap.raw_table)?;
+    }
+    feed.note(
+        "🚀",
+        &format!(
+            "Iniciando ETL do cliente {} - Rota: {}",
+            scrap.client, scrap.route
+        ),
+    );
+    feed.note("📅", &format!("Período: {} até {}", scrap.from, scrap.to));
+    feed.note(
+        "⚙️",
+        &format!(
+            "Configurações: Retry={}, Batch={}",
+            settings.retry_max, settings.batch_export
+        ),
+    );
+    let (run_id, pages_hint) = ledger::start_run(
+        conn,
+        id,
+        worker,
+        &serde_json::to_value(settings)?,
+        settings.lease,
+    )?;
+    summary.run_id = Some(run_id);
+    Ok(Prepared::Ready(Box::new(Ready {
+        scrap,
+        client,
+        route,
+        auth,
+        secrets,
+        errlog,
+        worker: worker.to_string(),
+        run_id,
+        summary,
+        slices_total: known.total,
+        slices_done_before: known.loaded,
+        held_at_start: known.held,
+        pages_hint,
+        table: TableGate::pending(),
+    })))
+}
+
+/// After a run: the scrap's slices read back, the run row closed, the
+/// summary and exit code; lines go to `sink` or stderr. `conn` is replaced
+/// by a fresh connection if it was lost meanwhile.
+pub fn finish(
+    ctx: &Context<'_>,
+    conn: &mut postgres::Client,
+    ready: &Ready<'_>,
+    outcome: &Outcome,
+    elapsed: Duration,
+    sync: bool,
+    sink: Option<&Sender<Watch>>,
+) -> (Exit, Summary) {
+    let feed = Feed {
+        style: ctx.style,
+        sink,
+    };
+    let Ready {
+        scrap,
+        errlog,
+        run_id,
+        summary,
+        ..
+    } = ready;
+    let (run_id, mut summary) = (*run_id, summary.clone());
+    let id = scrap.id;
+    let settings = summary.settings.clone();
+    let backoff = backoff_of(&settings);
+    let Ok(db) = ctx.database() else {
+        return (Exit::Environment, summary);
+    };
+    // A slice this run gave up on may be taken by a later run still
+    // working the scrap: its end says what the scrap came to.
+    if outcome.exit == Exit::Failed {
+        wait_for_later_runs(ctx, db, conn, ready, &feed);
+    }
+    // The scrap as a whole (other workers may have worked some slices). The
+    // run's connection may have been lost meanwhile: retried on a fresh one.
+    let mut exit = outcome.exit;
+    let after = match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
+        ledger::slices(c, id)
+    }) {
+        Ok(a) => a,
+        Err(e) => {
+            feed.note("❌", &format!("Erro: {e:#}"));
+            exit = exit.merge(Exit::Environment);
+            Vec::new()
+        }
+    };
+    let all_done = !after.is_empty() && after.iter().all(|s| loaded(s.status));
+    match exit {
+        Exit::Ok if !all_done => exit = Exit::Failed,
+        // What this run gave up on, another finished: the scrap is loaded.
+        Exit::Failed if all_done => exit = Exit::Ok,
+        _ => {}
+    }
+    let status = match exit {
+        Exit::Ok => RunStatus::Done,
+        Exit::Interrupted => RunStatus::Interrupted,
+        Exit::Environment => RunStatus::Aborted,
+        _ => RunStatus::Failed,
+    };
+    if let Err(e) = db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
+        ledger::finish_run(c, run_id, status, &outcome.totals, outcome.error.as_deref())
+    }) {
+        log::warn!("cannot record the end of run {run_id}: {e:#}");
+    }
+    summary.status = if outcome.auth_refused && exit == Exit::Environment {
+        report::AUTH_REFUSED.to_string()
+    } else {
+        status.to_string()
+    };
+    summary.exit_code = exit.code();
+    count_run(&mut summary, outcome, &after, elapsed);
+    summary.slices_done_elsewhere = (i64::from(summary.slices_done)
+        - ready.slices_done_before as i64
+        - i64::from(outcome.totals.slices_done))
+    .max(0) as i32;
+    if summary.slices_done_elsewhere > 0 {
+        feed.note(
+            "🤝",
+            &format!(
+                "{} fatia(s) do scrap {id} concluída(s) por outro processo durante esta execução",
+                summary.slices_done_elsewhere
+            ),
+        );
+    }
+    if let Some(e) = &outcome.error {
+        feed.note("❌", e);
+    }
+    if summary.slices_failed > 0 {
+        feed.note(
+                "⚠️",
+                &format!(
+                    "{} fatia(s) com falha: veja `atlas scrap show {id}` e {}; rode de novo para retomar",
+                    summary.slices_failed,
+                    errlog.path().display()
+                )
+            );
+    }
+    if outcome.totals.pages > 0 && !after.is_empty() && after.iter().all(|s| s.records == 0) {
+        feed.note(
+            "⚠️",
+            &format!(
+                "Nenhum registro em nenhuma fatia do scrap {id}: confira date_params e end_style da rota \
+                 (a API pode ler o fim como exclusivo) e teste um dia com `atlas check --date YYYY-MM-DD`"
+            ),
+        );
+    }
+    if sync {
+        summary.loaded_until =
+            match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
+                ledger::last_loaded_day(c, &scrap.client, &scrap.route)
+            }) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    log::warn!("cannot read what is loaded after run {run_id}: {e:#}");
+                    Some(None)
+                }
+            };
+    }
+    (exit, summary)
+}
+
+/// A slice whose every row is committed: `done`, or `open` (a day that had
+/// not ended when it was loaded).
+fn loaded(s: SliceStatus) -> bool {
+    matches!(s, SliceStatus::Done | SliceStatus::Open)
+}
+
+/// How often a run that failed slices looks whether a later run took them.
+const LATER_RUN_POLL: Duration = Duration::from_secs(1);
+
+/// Waits while a later run of the scrap, still live, may take slices this
+/// run failed (`ledger::retried_elsewhere`); a stop signal ends the wait.
+/// The run's lease is renewed meanwhile, so it is not taken for dead.
+fn wait_for_later_runs(
+    ctx: &Context<'_>,
+    db: &db::Db,
+    conn: &mut postgres::Client,
+    ready: &Ready<'_>,
+    feed: &Feed<'_>,
+) {
+    let (scrap, run) = (ready.scrap.id, ready.run_id);
+    let lease = ready.summary.settings.lease;
+    let mut told = false;
+    while !ctx.quit.load(std::sync::atomic::Ordering::SeqCst) {
+        let left =
+            db::with_fresh_connection(db, conn, 1, backoff_of(&ready.summary.settings), |c| {
+                ledger::renew_run(c, run, lease)?;
+                ledger::retried_elsewhere(c, scrap, run)
+            });
+        match left {
+            Ok(0) => return,
+            Ok(n) if !told => {
+                told = true;
+                feed.note(
+                    "⏳",
+                    &format!(
+                        "Aguardando outro processo que trabalha o scrap {scrap} retomar {n} fatia(s) com falha desta execução"
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!(
+                    "cannot see whether a later run takes the failed slices of run {run}: {e:#}"
+                );
+                return;
+            }
+        }
+        std::thread::sleep(LATER_RUN_POLL);
+    }
+}
+
+/// The summary of a run that has done nothing yet.
+fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary {
+    Summary {
+        scrap_id: scrap.id,
+        run_id: None,
+        client: scrap.client.clone(),
+        route: scrap.route.clone(),
+        table: scrap.raw_table.clone(),
+        from: scrap.from,
+        to: scrap.to,
+        status: "done".into(),
+        records_fetched: 0,
+        inserted: 0,
+        duplicates: 0,
+        out_of_period: 0,
+        undated: 0,
+        sanitised: 0,
+        pages: 0,
+        slices_done: 0,
+        slices_failed: 0,
+        slices_total,
+        slices_open: 0,
+        slices_done_by_run: 0,
+        slices_done_elsewhere: 0,
+        retries: 0,
+        http_requests: Default::default(),
+        http_429: 0,
+        elapsed_secs: 0.0,
+        records_per_sec: 0.0,
+        exit_code: 0,
+        version: crate::version::version(),
+        settings: settings.clone(),
+        loaded_until: None,
+        days_skipped: None,
+    }
+}
+
+/// The run's counters, and the scrap's slices as they stand after it.
+fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elapsed: Duration) {
+    let t = &outcome.totals;
+    summary.records_fetched = t.records;
+    summary.inserted = t.inserted;
+    summary.duplicates = t.duplicates;
+    summary.out_of_period = t.out_of_period;
+    summary.undated = t.undated;
+    summary.sanitised = t.sanitised;
+    summary.pages = t.pages;
+    summary.slices_done = after.iter().filter(|s| loaded(s.status)).count() as i32;
+    summary.slices_open = after
+        .iter()
+        .filter(|s| s.status == SliceStatus::Open)
+        .count() as i32;
+    summary.slices_failed = after
+        .iter()
+        .filter(|s| s.status == SliceStatus::Failed)
+        .count() as i32;
+    summary.slices_done_by_run = t.slices_done;
+    summary.retries = t.retries;
+    summary.http_requests = t.http;
+    summary.http_429 = t.http.too_many;
+    summary.elapsed_secs = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
+    summary.records_per_sec =
+        (report::rate(t.records.max(0) as u64, elapsed) * 10.0).round() / 10.0;
+}
+
+/// The summary on stdout: the statistics block, or one JSON object.
+pub(super) fn emit(summary: &Summary, style: Style, json: bool) {
+    if json {
+        match serde_json::to_string(summary) {
+            Ok(s) => crate::outln!("{s}"),
+            Err(e) => log::error!("cannot serialise the summary: {e}"),
+        }
+    } else {
+        crate::outp!("{}", summary.render(style));
+    }
+}
