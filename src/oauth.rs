@@ -23,6 +23,7 @@ use crate::config::{Client, ClientAuth, Grant, OAuth2, Secret, SecretValue};
 use crate::db::{with_causes, Db};
 use crate::exit::{env_error, usage};
 use crate::http::{certificate_error, redact, snippet, userinfo, Failure, TokenSource};
+use crate::retry::{Backoff, Policy, Retrying, Verdict};
 use crate::seal::TokenKey;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -41,6 +42,11 @@ const MAX_LIFE: f64 = 365.0 * 86_400.0;
 
 /// Attempts of `prepare` at a token endpoint or database that fails transiently.
 const PREPARE_ATTEMPTS: u32 = 3;
+/// Between those attempts: up to half a second, then up to one.
+const PREPARE_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(500),
+    cap: Duration::from_secs(1),
+};
 
 /// An access token in hand.
 #[derive(Clone)]
@@ -244,29 +250,9 @@ impl Session {
             Some(r) => Ask::Refresh(r),
             None => Ask::ClientCredentials,
         })?;
-        let now = Utc::now();
-        let early = (answer.life / 4).min(MAX_EARLY);
-        let expires_at = now + answer.life;
-        let renew_at = now + (answer.life - early);
         // A server that does not rotate keeps the refresh token it has.
         let keep = answer.refresh.as_deref().or(used.as_deref());
-        let sealed_refresh = keep.map(|r| self.key.seal(r, &self.client, "refresh"));
-        tx.execute(
-            "UPDATE atlas.oauth_tokens
-                SET access_token = $2, access_expires_at = $3, access_renew_at = $4,
-                    refresh_token = $5, generation = generation + 1,
-                    updated_at = now(), updated_by = $6
-              WHERE client = $1",
-            &[
-                &self.client,
-                &self.key.seal(&answer.access, &self.client, "access"),
-                &expires_at,
-                &renew_at,
-                &sealed_refresh,
-                &self.who,
-            ],
-        )
-        .map_err(db_err)?;
+        let renew_at = self.write_tokens(&mut tx, &answer, keep).map_err(db_err)?;
         // The rotated refresh token is stored before the access token is used.
         tx.commit().map_err(|e| {
             TokenError::Refused(format!(
@@ -282,6 +268,35 @@ impl Session {
             renew_at,
             generation: generation + 1,
         })
+    }
+
+    /// Writes `answer`'s access token and `refresh` sealed into the client's
+    /// row (locked by `tx`); returns when the access token is to be renewed.
+    fn write_tokens(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        answer: &Answer,
+        refresh: Option<&str>,
+    ) -> std::result::Result<DateTime<Utc>, postgres::Error> {
+        let now = Utc::now();
+        let early = (answer.life / 4).min(MAX_EARLY);
+        let renew_at = now + (answer.life - early);
+        tx.execute(
+            "UPDATE atlas.oauth_tokens
+                SET access_token = $2, access_expires_at = $3, access_renew_at = $4,
+                    refresh_token = $5, generation = generation + 1,
+                    updated_at = now(), updated_by = $6
+              WHERE client = $1",
+            &[
+                &self.client,
+                &self.key.seal(&answer.access, &self.client, "access"),
+                &(now + answer.life),
+                &renew_at,
+                &refresh.map(|r| self.key.seal(r, &self.client, "refresh")),
+                &self.who,
+            ],
+        )?;
+        Ok(renew_at)
     }
 
     /// How to give the client a new refresh token: `auth seed`, and `auth
@@ -506,24 +521,27 @@ impl TokenSource for Session {
     }
 
     fn prepare(&self) -> Result<()> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.token() {
-                Ok(_) => return Ok(()),
-                Err(TokenError::Config(m)) => return Err(usage(m)),
-                Err(TokenError::Refused(m)) => return Err(env_error(m)),
-                Err(TokenError::Transient(m)) if attempt >= PREPARE_ATTEMPTS => {
-                    return Err(env_error(format!(
-                        "no OAuth2 access token for client {}: {m}",
-                        self.client
-                    )))
-                }
-                Err(TokenError::Transient(m)) => {
-                    log::warn!("OAuth2 token for client {}: {m}", self.client);
-                    std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
-                }
+        let policy = Policy {
+            attempts: PREPARE_ATTEMPTS,
+            backoff: PREPARE_BACKOFF,
+            quit: None,
+        };
+        let classify = |e: &TokenError| Verdict::retry_if(matches!(e, TokenError::Transient(_)));
+        let warn = |e: &TokenError, _: Retrying| {
+            if let TokenError::Transient(m) = e {
+                log::warn!("OAuth2 token for client {}: {m}", self.client);
             }
+        };
+        match policy.run(|_| self.token(), classify, warn) {
+            Ok(_) => Ok(()),
+            Err(gave_up) => Err(match gave_up.error {
+                TokenError::Config(m) => usage(m),
+                TokenError::Refused(m) => env_error(m),
+                TokenError::Transient(m) => env_error(format!(
+                    "no OAuth2 access token for client {}: {m}",
+                    self.client
+                )),
+            }),
         }
     }
 }

@@ -14,7 +14,6 @@ use anyhow::Result;
 use base64::Engine;
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -191,8 +190,6 @@ impl Session {
     pub fn store(&self, tokens: Tokens) -> Result<()> {
         let Tokens(answer) = tokens;
         let refresh = answer.refresh.as_deref().unwrap_or_default();
-        let now = Utc::now();
-        let early = (answer.life / 4).min(super::MAX_EARLY);
         let fail = |e: postgres::Error| {
             env_error(format!(
                 "the tokens of client {} could not be stored ({}): run atlas auth login again",
@@ -212,22 +209,8 @@ impl Session {
             &[&self.client],
         )
         .map_err(fail)?;
-        tx.execute(
-            "UPDATE atlas.oauth_tokens
-                SET access_token = $2, access_expires_at = $3, access_renew_at = $4,
-                    refresh_token = $5, generation = generation + 1,
-                    updated_at = now(), updated_by = $6
-              WHERE client = $1",
-            &[
-                &self.client,
-                &self.key.seal(&answer.access, &self.client, "access"),
-                &(now + answer.life),
-                &(now + (answer.life - early)),
-                &self.key.seal(refresh, &self.client, "refresh"),
-                &self.who,
-            ],
-        )
-        .map_err(fail)?;
+        self.write_tokens(&mut tx, &answer, Some(refresh))
+            .map_err(fail)?;
         tx.commit().map_err(fail)
     }
 }
