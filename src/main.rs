@@ -32,6 +32,7 @@ mod signal;
 mod slice;
 mod textfile;
 mod tls;
+mod userinfo;
 mod version;
 
 use std::process::ExitCode;
@@ -54,7 +55,7 @@ fn parse_args(strings: &[String], json: bool) -> Result<cli::Args, ExitCode> {
         }
         Err(()) => {
             // An argument quoted back may be a URL with a password in it.
-            let text = http::userinfo::text(early.output.trim_end()).into_owned();
+            let text = userinfo::text(early.output.trim_end()).into_owned();
             eprintln!("{text}");
             eprintln!("Run {cmd} --help for more information.");
             let code = exit::Exit::Usage.code();

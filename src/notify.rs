@@ -11,7 +11,7 @@
 //! URL is a secret: it never appears in what is reported.
 
 use crate::config::notify::Notify;
-use crate::http::userinfo;
+use crate::userinfo;
 use serde_json::Value;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -3,8 +3,8 @@
 //! wherever it would appear (URL, header, body snippet, error text).
 
 use super::auth::ResolvedAuth;
-use super::userinfo::{self, MASK};
 use crate::config::template::Secrets;
+use crate::userinfo::{self, MASK};
 use base64::Engine;
 use url::Url;
 

@@ -15,8 +15,8 @@ pub mod limit;
 pub mod mask;
 pub mod request;
 pub mod trust;
-pub mod userinfo;
 
+pub use crate::userinfo::MASK;
 pub use agent::*;
 pub use answer::*;
 pub use auth::*;
@@ -24,4 +24,3 @@ pub use failure::*;
 pub use limit::*;
 pub use mask::*;
 pub use request::*;
-pub use userinfo::MASK;

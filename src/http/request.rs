@@ -3,10 +3,10 @@
 //! pager's position.
 
 use super::auth::ResolvedAuth;
-use super::userinfo;
 use crate::config::template::{self, Secrets, Var, Vars};
 use crate::config::{BodyFormat, Client, Method, Route};
 use crate::paginate::Position;
+use crate::userinfo;
 use anyhow::Result;
 use chrono::NaiveDate;
 use url::Url;

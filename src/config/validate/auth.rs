@@ -5,7 +5,7 @@ use super::{nonempty, FieldError, NO_USERINFO};
 use crate::config::position::Key;
 use crate::config::raw::{RawAuth, RawOAuth2};
 use crate::config::{Auth, Grant, Login, OAuth2, Secret};
-use crate::http::userinfo;
+use crate::userinfo;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
