@@ -36,8 +36,9 @@ wanted = []
 for arg in sys.argv[2:]:
     for name in GROUPS.get(arg, [arg]):
         if name not in GROUPS["all"]:
-            sys.exit(f"check-structure.sh: unknown check '{arg}' "
-                     "(all, code, docs, size, cycles, readme, spec, links)")
+            print(f"check-structure.sh: unknown check '{arg}' "
+                  "(all, code, docs, size, cycles, readme, spec, links)", file=sys.stderr)
+            sys.exit(2)
         if name not in wanted:
             wanted.append(name)
 
@@ -281,11 +282,41 @@ def check_cycles():
                         break
                 if len(comp) > 1:
                     sccs.append(sorted(comp))
+    def shortest_cycle(members, cross):
+        """A shortest cycle inside `members`; with `cross`, one leaving its first file's folder."""
+        best = None
+        for start in sorted(members):
+            prev, queue = {start: None}, [start]
+            while queue:
+                v = queue.pop(0)
+                for w in sorted(edges[v]):
+                    if w not in members:
+                        continue
+                    if w == start:
+                        path, x = [start], v
+                        while x != start:
+                            path.insert(1, x)
+                            x = prev[x]
+                        if cross and all(q.parent == start.parent for q in path):
+                            continue
+                        if best is None or len(path) < len(best):
+                            best = path
+                    elif w not in prev:
+                        prev[w] = v
+                        queue.append(w)
+        return best
+
     for comp in sorted(sccs):
         members = set(comp)
         pairs = [f"{rel(a)} -> {rel(b)}" for a in comp for b in sorted(edges[a]) if b in members]
-        problems.append("cycles: import cycle among " + ", ".join(rel(c) for c in comp)
-                        + " (" + "; ".join(pairs) + ")")
+        shown = []
+        for cross in (False, True):
+            c = shortest_cycle(members, cross)
+            if c and c not in shown:
+                shown.append(c)
+        eg = "; ".join(" -> ".join(rel(x) for x in c + [c[0]]) for c in shown)
+        problems.append(f"cycles: import cycle among {len(comp)} files, e.g. {eg} "
+                        "(every import inside it: " + "; ".join(pairs) + ")")
 
 
 # ---------------------------------------------------------------- readme
@@ -368,13 +399,16 @@ def check_links():
                     problems.append(f"links: {where}: link '{target}' points outside the repository")
                 elif not full.exists():
                     problems.append(f"links: {where}: link '{target}' names a file that does not exist")
-            # path mentions in the text and in code: ../ past the root, a developer's machine
-            for m in re.finditer(r"(?<![\w.])((?:\.\./)+)([\w.-]*)", line):
+            # path mentions in the text and in code (link targets aside): a `../` path
+            # that leaves the repository or names nothing in it, a developer's machine
+            text_only = re.sub(r"\]\([^)]*\)", "]", line)
+            for m in re.finditer(r"(?<![\w.])((?:\.\./)+)([\w.-]*)", text_only):
                 full = (here / m.group(1) / m.group(2)).resolve()
-                if full != ROOT and ROOT not in full.parents:
+                if (full != ROOT and ROOT not in full.parents) or not full.exists():
                     problems.append(f"links: {where}: path '{m.group(0)}' points outside the repository")
-            for m in OUTSIDE.finditer(line):
-                problems.append(f"links: {where}: path '{line[m.start():].split()[0]}' is outside the repository")
+            for m in OUTSIDE.finditer(text_only):
+                word = text_only[m.start():].split()[0].rstrip(".,;:)`'\"")
+                problems.append(f"links: {where}: path '{word}' is outside the repository")
 
 
 CHECKS = {"size": check_size, "cycles": check_cycles, "readme": check_readme,
