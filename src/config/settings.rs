@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Defaults chosen by benchmark (README, "Performance").
+/// Defaults chosen by benchmark (docs/performance.md, "Why the defaults").
 pub const DEFAULT_THREADS: usize = 8;
 pub const DEFAULT_WRITERS: usize = 2;
 pub const DEFAULT_BATCH_EXPORT: usize = 2000;

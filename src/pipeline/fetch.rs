@@ -842,7 +842,7 @@ impl<'j, 'a> Shared<'j, 'a> {
         };
         // What the page is charged: body, tree and rows. The rows mostly
         // reuse the room of records dropped as they are built; the overlap is
-        // the margin for what the allocator keeps (README "Performance").
+        // the margin for what the allocator keeps (docs/performance.md).
         let mut cost = 0;
         // The body is parsed once, borrowed, inside the retry loop: a body
         // that is not JSON or lacks the records is retried like a 5xx; one
