@@ -206,8 +206,10 @@ def check_cycles():
         return out
 
     edges = {}
+    crate_edges = {}  # top-level module -> the top-level modules it uses
     for p in files:
         me = module_of(p)
+        tops = set()
         if tuple(me) in test_files:
             continue
         code = texts[p]
@@ -240,9 +242,20 @@ def check_cycles():
             else:
                 continue  # an external crate or a name in scope
             f = resolve(absolute)
-            if f is not None and f != p and tuple(module_of(f)) not in test_files:
-                targets.add(f)
+            if f is None or f == p or tuple(module_of(f)) in test_files:
+                continue
+            there = module_of(f)
+            if there and me and there[0] != me[0]:
+                tops.add(there[0])
+            if me[:len(there)] == there:
+                # A child using what its parent module holds is no cycle with
+                # it (the parent declares the child, it does not import it);
+                # between top-level modules every use counts (below).
+                continue
+            targets.add(f)
         edges[p] = targets
+        if me:
+            crate_edges.setdefault(me[0], set()).update(tops)
 
     # strongly connected components (Tarjan, iterative)
     index, low, on, stack, sccs, counter = {}, {}, set(), [], [], [0]
@@ -317,6 +330,27 @@ def check_cycles():
         eg = "; ".join(" -> ".join(rel(x) for x in c + [c[0]]) for c in shown)
         problems.append(f"cycles: import cycle among {len(comp)} files, e.g. {eg} "
                         "(every import inside it: " + "; ".join(pairs) + ")")
+
+
+    # between top-level modules (a folder and its files as one), no cycle at all
+    def reaches(a, b, seen):
+        for n in crate_edges.get(a, ()):
+            if n == b:
+                return [n]
+            if n not in seen:
+                seen.add(n)
+                rest = reaches(n, b, seen)
+                if rest:
+                    return [n] + rest
+        return None
+
+    reported = set()
+    for top in sorted(crate_edges):
+        loop = reaches(top, top, set())
+        if loop and not set(loop) & reported:
+            reported.update(loop)
+            problems.append("cycles: top-level modules use each other: "
+                            + " -> ".join([top] + loop))
 
 
 # ---------------------------------------------------------------- readme

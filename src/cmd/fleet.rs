@@ -76,7 +76,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     // A last day that has not begun for some pair refuses the whole fleet.
     if let Some(u) = until {
         for (_, route) in &pairs {
-            pair::not_after_today(u, route, "--until")?;
+            super::not_after_today(u, route, "--until")?;
         }
     }
     let settings = ctx.settings()?;

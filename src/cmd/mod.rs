@@ -26,7 +26,7 @@ mod verify;
 use crate::cli::{Args, AuthCommand, Command, ScrapCommand};
 use crate::config::settings::{config_path, database_url};
 use crate::config::template::{self, Secrets};
-use crate::config::{self, Auth, Client, Config, Layer, Settings};
+use crate::config::{self, Auth, Client, Config, Layer, Route, Settings};
 use crate::dates;
 use crate::db::Db;
 use crate::exit::{usage, Exit, UsageError};
@@ -272,6 +272,20 @@ fn kept(e: anyhow::Error) -> UsageError {
 /// A kept error, raised for the command that needs the value.
 fn raised(e: &UsageError) -> anyhow::Error {
     usage(e.0.clone())
+}
+
+/// A last day that has not begun yet in the route's time zone is refused:
+/// its slices would be recorded loaded before the API had its records.
+fn not_after_today(day: NaiveDate, route: &Route, flag: &str) -> Result<()> {
+    let today = dates::today_in(route.timezone.as_ref());
+    if day > today {
+        return Err(usage(format!(
+            "{flag} {day} is after today ({today} in {} for route {}): a day can be loaded once it has begun (today's is loaded as open and fetched again by the next sync)",
+            dates::zone_name(route.timezone.as_ref()),
+            route.name
+        )));
+    }
+    Ok(())
 }
 
 /// A day given on the command line (`--from`, `--to`, `--until`).

@@ -31,25 +31,11 @@ pub fn lookback_days(flag: Option<u32>) -> Result<u32> {
     Ok(flag.unwrap_or(DEFAULT_LOOKBACK_DAYS))
 }
 
-/// A last day that has not begun yet in the route's time zone is refused:
-/// its slices would be recorded loaded before the API had its records.
-pub fn not_after_today(day: NaiveDate, route: &Route, flag: &str) -> Result<()> {
-    let today = dates::today_in(route.timezone.as_ref());
-    if day > today {
-        return Err(usage(format!(
-            "{flag} {day} is after today ({today} in {} for route {}): a day can be loaded once it has begun (today's is loaded as open and fetched again by the next sync)",
-            dates::zone_name(route.timezone.as_ref()),
-            route.name
-        )));
-    }
-    Ok(())
-}
-
 /// The last day a sync loads: `--until`, else yesterday in the route's zone.
 pub fn until_of(flag: Option<NaiveDate>, route: &Route) -> Result<NaiveDate> {
     match flag {
         Some(d) => {
-            not_after_today(d, route, "--until")?;
+            super::not_after_today(d, route, "--until")?;
             Ok(d)
         }
         None => Ok(dates::today_in(route.timezone.as_ref()) - chrono::Duration::days(1)),

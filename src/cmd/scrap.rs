@@ -96,7 +96,7 @@ fn planned<'c>(
     if from > to {
         return Err(usage(format!("--from {from} is after --to {to}")));
     }
-    super::pair::not_after_today(to, r, "--to")?;
+    super::not_after_today(to, r, "--to")?;
     let table = ident::raw_table(
         &ident::sanitize(&c.id).map_err(usage)?,
         &ident::sanitize(&r.name).map_err(usage)?,
