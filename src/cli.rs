@@ -2,6 +2,7 @@
 //! layer (`cmd`) turns these, the environment and `atlas.json` into one
 //! checked context (config, settings, database) once.
 
+use crate::config::Layer;
 use argh::FromArgs;
 use std::path::PathBuf;
 
@@ -180,6 +181,44 @@ pub struct ShowArgs {
     pub id: String,
 }
 
+/// The run settings `scrap run` and `sync` take as flags, added to their
+/// structs here once; `knobs()` gives them as a settings layer (the rest
+/// of each setting is declared in `config::settings::each_run_setting!`).
+macro_rules! with_run_knobs {
+    ($(#[$attr:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($body)*
+            /// fetcher threads (default: $ATLAS_THREADS, config, then 8)
+            #[argh(option)]
+            pub threads: Option<usize>,
+            /// writer threads (default: $ATLAS_WRITERS, config, then 2)
+            #[argh(option)]
+            pub writers: Option<usize>,
+            /// rows per insert batch (default: $ATLAS_BATCH_EXPORT, config, then 2000)
+            #[argh(option)]
+            pub batch_export: Option<usize>,
+            /// attempts per request or batch before giving up (default: $ATLAS_RETRY_MAX, config, then 5)
+            #[argh(option)]
+            pub retry_max: Option<u32>,
+        }
+
+        impl $name {
+            /// The run settings given as this command's flags.
+            pub fn knobs(&self) -> Layer {
+                Layer {
+                    threads: self.threads,
+                    writers: self.writers,
+                    batch_export: self.batch_export,
+                    retry_max: self.retry_max,
+                    ..Layer::default()
+                }
+            }
+        }
+    };
+}
+
+with_run_knobs! {
 /// Load a scrap's period from the API into its raw table.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "run")]
@@ -187,23 +226,13 @@ pub struct RunArgs {
     /// scrap id
     #[argh(positional)]
     pub id: String,
-    #[argh(option)]
-    /// fetcher threads (default: $ATLAS_THREADS, config, then 8)
-    pub threads: Option<usize>,
-    /// writer threads (default: $ATLAS_WRITERS, config, then 2)
-    #[argh(option)]
-    pub writers: Option<usize>,
-    /// rows per insert batch (default: $ATLAS_BATCH_EXPORT, config, then 2000)
-    #[argh(option)]
-    pub batch_export: Option<usize>,
-    /// attempts per request or batch before giving up (default: $ATLAS_RETRY_MAX, config, then 5)
-    #[argh(option)]
-    pub retry_max: Option<u32>,
     /// print the summary as one JSON object
     #[argh(switch)]
     pub json: bool,
 }
+}
 
+with_run_knobs! {
 /// Incremental load: create and run a scrap from the last fully loaded day
 /// of one (client, route), or of every configured pair with --all.
 #[derive(FromArgs, Debug)]
@@ -227,21 +256,10 @@ pub struct SyncArgs {
     /// days before the last loaded day to load again (default 1)
     #[argh(option)]
     pub lookback_days: Option<u32>,
-    /// fetcher threads
-    #[argh(option)]
-    pub threads: Option<usize>,
-    /// writer threads
-    #[argh(option)]
-    pub writers: Option<usize>,
-    /// rows per insert batch
-    #[argh(option)]
-    pub batch_export: Option<usize>,
-    /// attempts per request or batch before giving up
-    #[argh(option)]
-    pub retry_max: Option<u32>,
     /// print the summary as one JSON object
     #[argh(switch)]
     pub json: bool,
+}
 }
 
 /// Whether last night was good: each configured pair's last run, what is loaded, gaps and lag.

@@ -245,21 +245,16 @@ impl<'a> Context<'a> {
 fn flags(args: &Args) -> Layer {
     let knobs = match &args.command {
         Command::Scrap(s) => match &s.command {
-            ScrapCommand::Run(a) => Some((a.threads, a.writers, a.batch_export, a.retry_max)),
-            _ => None,
+            ScrapCommand::Run(a) => a.knobs(),
+            _ => Layer::default(),
         },
-        Command::Sync(a) => Some((a.threads, a.writers, a.batch_export, a.retry_max)),
-        _ => None,
+        Command::Sync(a) => a.knobs(),
+        _ => Layer::default(),
     };
-    let (threads, writers, batch_export, retry_max) = knobs.unwrap_or_default();
     Layer {
-        threads,
-        writers,
-        batch_export,
-        retry_max,
         error_log: args.error_log.clone(),
         metrics_file: args.metrics_file.clone(),
-        ..Layer::default()
+        ..knobs
     }
 }
 

@@ -2,6 +2,7 @@
 //! for key (unknown keys are refused), before any check. `validate` turns
 //! them into the typed `Config`.
 
+use super::settings::{each_run_setting, Layer};
 use super::Undated;
 use crate::dates::EndStyle;
 use serde::Deserialize;
@@ -9,28 +10,32 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The whole file; run settings sit at the top level.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFile {
-    pub database_url: Option<String>,
-    pub retry_max: Option<u32>,
-    pub batch_export: Option<usize>,
-    pub threads: Option<usize>,
-    pub writers: Option<usize>,
-    pub lease_secs: Option<u64>,
-    pub timeout_secs: Option<u64>,
-    pub progress_secs: Option<f64>,
-    pub error_log: Option<PathBuf>,
-    pub memory_mb: Option<u64>,
-    pub max_body_mb: Option<u64>,
-    pub metrics_file: Option<PathBuf>,
-    pub notify: Option<super::notify::RawNotify>,
-    #[serde(default)]
-    pub clients: BTreeMap<String, RawClient>,
-    #[serde(default)]
-    pub routes: BTreeMap<String, RawRoute>,
+macro_rules! raw_file {
+    ($($(#[$doc:meta])* $key:ident: $t:ty = $env:literal, $range:expr;)*) => {
+        /// The whole file; run settings sit at the top level.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawFile {
+            pub database_url: Option<String>,
+            $($(#[$doc])* pub $key: Option<$t>,)*
+            pub notify: Option<super::notify::RawNotify>,
+            #[serde(default)]
+            pub clients: BTreeMap<String, RawClient>,
+            #[serde(default)]
+            pub routes: BTreeMap<String, RawRoute>,
+        }
+
+        impl RawFile {
+            /// The run settings the file gives.
+            pub fn settings(&self) -> Layer {
+                Layer {
+                    $($key: self.$key.clone(),)*
+                }
+            }
+        }
+    };
 }
+each_run_setting!(raw_file);
 
 /// One entry of `clients`.
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@
 //! structs to read flags and file; each converts to a layer once). The
 //! environment is an injected lookup, so tests need not touch the process's.
 
+use super::ranges;
 use crate::exit::usage;
 use anyhow::Result;
 use serde::Serialize;
@@ -29,89 +30,117 @@ pub const DEFAULT_BACKOFF_CAP_MS: u64 = 60_000;
 /// MiB a body may have after decompression (`max_body_mb`), at most `memory_mb`.
 pub const DEFAULT_MAX_BODY_MB: u64 = 256;
 
-/// Settings as one source gives them (flags, environment or file);
-/// `None` = not given there.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Layer {
-    /// `--retry-max`, `ATLAS_RETRY_MAX`, `retry_max`.
-    pub retry_max: Option<u32>,
-    /// `--batch-export`, `ATLAS_BATCH_EXPORT`, `batch_export`.
-    pub batch_export: Option<usize>,
-    /// `--threads`, `ATLAS_THREADS`, `threads`.
-    pub threads: Option<usize>,
-    /// `--writers`, `ATLAS_WRITERS`, `writers`.
-    pub writers: Option<usize>,
-    /// `ATLAS_LEASE_SECS`, `lease_secs` (no flag).
-    pub lease_secs: Option<u64>,
-    /// `ATLAS_TIMEOUT_SECS`, `timeout_secs` (no flag).
-    pub timeout_secs: Option<u64>,
-    /// `ATLAS_PROGRESS_SECS`, `progress_secs` (no flag).
-    pub progress_secs: Option<f64>,
-    /// `--error-log`, `ATLAS_ERROR_LOG`, `error_log`.
-    pub error_log: Option<PathBuf>,
-    /// `ATLAS_MEMORY_MB`, `memory_mb` (no flag).
-    pub memory_mb: Option<u64>,
-    /// `ATLAS_MAX_BODY_MB`, `max_body_mb` (no flag).
-    pub max_body_mb: Option<u64>,
-    /// `--metrics-file`, `ATLAS_METRICS_FILE`, `metrics_file`.
-    pub metrics_file: Option<PathBuf>,
-}
-
-impl Layer {
-    /// The environment's layer: `ATLAS_THREADS`, `ATLAS_WRITERS`, ...
-    /// (empty = not set). A value that is not a number is an error.
-    fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Layer> {
-        Ok(Layer {
-            threads: env_num(env, "ATLAS_THREADS")?,
-            writers: env_num(env, "ATLAS_WRITERS")?,
-            batch_export: env_num(env, "ATLAS_BATCH_EXPORT")?,
-            retry_max: env_num(env, "ATLAS_RETRY_MAX")?,
-            lease_secs: env_num(env, "ATLAS_LEASE_SECS")?,
-            timeout_secs: env_num(env, "ATLAS_TIMEOUT_SECS")?,
-            progress_secs: env_num(env, "ATLAS_PROGRESS_SECS")?,
-            error_log: env("ATLAS_ERROR_LOG")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from),
-            memory_mb: env_num(env, "ATLAS_MEMORY_MB")?,
-            max_body_mb: env_num(env, "ATLAS_MAX_BODY_MB")?,
-            metrics_file: env("ATLAS_METRICS_FILE")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from),
-        })
-    }
-
-    /// This layer's values, and `lower`'s where this one gives none.
-    fn over(self, lower: Layer) -> Layer {
-        Layer {
-            retry_max: self.retry_max.or(lower.retry_max),
-            batch_export: self.batch_export.or(lower.batch_export),
-            threads: self.threads.or(lower.threads),
-            writers: self.writers.or(lower.writers),
-            lease_secs: self.lease_secs.or(lower.lease_secs),
-            timeout_secs: self.timeout_secs.or(lower.timeout_secs),
-            progress_secs: self.progress_secs.or(lower.progress_secs),
-            error_log: self.error_log.or(lower.error_log),
-            memory_mb: self.memory_mb.or(lower.memory_mb),
-            max_body_mb: self.max_body_mb.or(lower.max_body_mb),
-            metrics_file: self.metrics_file.or(lower.metrics_file),
+/// Every run setting, declared once: its file key (also the field of
+/// `Layer`), type, environment variable and range (`None`: not a number).
+/// `Layer` and its reading, precedence and checks, and the settings keys of
+/// `raw::RawFile`, are all made from this list: `each_run_setting!(m)`
+/// hands it to the macro `m`. Flags are in `cli::run_knobs!`; the typed,
+/// defaulted values in `Settings`.
+macro_rules! each_run_setting {
+    ($then:ident) => {
+        $then! {
+            /// Attempts per request or batch (`--retry-max`).
+            retry_max: u32 = "ATLAS_RETRY_MAX", Some(ranges::RETRY_MAX);
+            /// Rows per insert batch (`--batch-export`).
+            batch_export: usize = "ATLAS_BATCH_EXPORT", Some(ranges::BATCH_EXPORT);
+            /// Fetcher threads (`--threads`).
+            threads: usize = "ATLAS_THREADS", Some(ranges::THREADS);
+            /// Writer threads (`--writers`).
+            writers: usize = "ATLAS_WRITERS", Some(ranges::WRITERS);
+            /// Seconds a claimed slice stays ours without a heartbeat.
+            lease_secs: u64 = "ATLAS_LEASE_SECS", Some(ranges::LEASE_SECS);
+            /// Whole-request HTTP timeout in seconds.
+            timeout_secs: u64 = "ATLAS_TIMEOUT_SECS", Some(ranges::TIMEOUT_SECS);
+            /// Seconds between progress lines.
+            progress_secs: f64 = "ATLAS_PROGRESS_SECS", Some(ranges::PROGRESS_SECS);
+            /// The error log (`--error-log`).
+            error_log: PathBuf = "ATLAS_ERROR_LOG", None;
+            /// MiB of pages in flight.
+            memory_mb: u64 = "ATLAS_MEMORY_MB", Some(ranges::MEMORY_MB);
+            /// MiB a body may have after decompression.
+            max_body_mb: u64 = "ATLAS_MAX_BODY_MB", Some(ranges::MAX_BODY_MB);
+            /// The Prometheus textfile (`--metrics-file`).
+            metrics_file: PathBuf = "ATLAS_METRICS_FILE", None;
         }
-    }
+    };
+}
+pub(crate) use each_run_setting;
 
-    /// The first value out of range, as (key, why).
-    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        use super::ranges::{self, check, check_count};
-        check("retry_max", ranges::RETRY_MAX, self.retry_max)?;
-        check_count("batch_export", ranges::BATCH_EXPORT, self.batch_export)?;
-        check_count("threads", ranges::THREADS, self.threads)?;
-        check_count("writers", ranges::WRITERS, self.writers)?;
-        check_count("lease_secs", ranges::LEASE_SECS, self.lease_secs)?;
-        check_count("timeout_secs", ranges::TIMEOUT_SECS, self.timeout_secs)?;
-        check("progress_secs", ranges::PROGRESS_SECS, self.progress_secs)?;
-        check_count("memory_mb", ranges::MEMORY_MB, self.memory_mb)?;
-        check_count("max_body_mb", ranges::MAX_BODY_MB, self.max_body_mb)?;
-        Ok(())
+/// The value of one run setting as a source gives it.
+pub trait SettingValue: Sized + Clone {
+    /// From the environment variable `var` holding `text` (not empty).
+    fn from_env(var: &str, text: &str) -> Result<Self>;
+    /// The value to hold to a range; `None` for a path.
+    fn number(&self) -> Option<f64>;
+}
+
+macro_rules! numeric_setting {
+    ($($t:ty),*) => {$(
+        impl SettingValue for $t {
+            fn from_env(var: &str, text: &str) -> Result<Self> {
+                text.trim().parse().map_err(|_| {
+                    usage(format!("environment variable {var}='{text}' is not a valid number"))
+                })
+            }
+            fn number(&self) -> Option<f64> {
+                Some(*self as f64)
+            }
+        }
+    )*};
+}
+numeric_setting!(u32, u64, usize, f64);
+
+impl SettingValue for PathBuf {
+    fn from_env(_: &str, text: &str) -> Result<Self> {
+        Ok(PathBuf::from(text))
+    }
+    fn number(&self) -> Option<f64> {
+        None
     }
 }
+
+macro_rules! layer {
+    ($($(#[$doc:meta])* $key:ident: $t:ty = $env:literal, $range:expr;)*) => {
+        /// Settings as one source gives them (flags, environment or file);
+        /// `None` = not given there.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct Layer {
+            $($(#[$doc])* pub $key: Option<$t>,)*
+        }
+
+        impl Layer {
+            /// The environment's layer: `ATLAS_THREADS`, `ATLAS_WRITERS`, ...
+            /// (empty = not set). A value that is not a number is an error.
+            fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Layer> {
+                Ok(Layer {
+                    $($key: match env($env).filter(|v| !v.trim().is_empty()) {
+                        Some(text) => Some(<$t>::from_env($env, &text)?),
+                        None => None,
+                    },)*
+                })
+            }
+
+            /// This layer's values, and `lower`'s where this one gives none.
+            fn over(self, lower: Layer) -> Layer {
+                Layer {
+                    $($key: self.$key.or(lower.$key),)*
+                }
+            }
+
+            /// The first value out of range, as (key, why).
+            pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+                $(
+                    let range: Option<ranges::Range> = $range;
+                    if let (Some(range), Some(v)) = (range, self.$key.as_ref().and_then(SettingValue::number)) {
+                        range.check(v).map_err(|why| (stringify!($key), why))?;
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
+}
+each_run_setting!(layer);
 
 /// The settings of a run, resolved once. Serialised, it is the `--json`
 /// summary's `settings` object (SPEC §6): the first four fields only.

@@ -5,7 +5,6 @@
 use super::position::{key_position, Key};
 use super::ranges;
 use super::raw::{RawClient, RawFile, RawRoute};
-use super::settings::Layer;
 use super::template;
 use super::{Client, Config, Route};
 use crate::exit::usage;
@@ -45,19 +44,7 @@ pub fn build(raw: RawFile, tree: &Value, source: &Path, text: &str) -> Result<Co
         src: source.display().to_string(),
         text,
     };
-    let settings = Layer {
-        retry_max: raw.retry_max,
-        batch_export: raw.batch_export,
-        threads: raw.threads,
-        writers: raw.writers,
-        lease_secs: raw.lease_secs,
-        timeout_secs: raw.timeout_secs,
-        progress_secs: raw.progress_secs,
-        error_log: raw.error_log,
-        memory_mb: raw.memory_mb,
-        max_body_mb: raw.max_body_mb,
-        metrics_file: raw.metrics_file,
-    };
+    let settings = raw.settings();
     settings.check().map_err(|(k, m)| v.bad(&Key::top(k), m))?;
     let notify = raw
         .notify
