@@ -414,6 +414,20 @@ fn exchange(addr: std::net::SocketAddr, target: &str) -> Vec<u8> {
     out
 }
 
+/// A server whose every answer is of `kind`.
+fn always(kind: &str) -> std::net::SocketAddr {
+    start(&[
+        "--per-day",
+        "4",
+        "--hostile",
+        "1",
+        "--hostile-rate",
+        "1",
+        "--hostile-kinds",
+        kind,
+    ])
+}
+
 /// On the wire: the same seed draws the same answers on another server; a loop never
 /// ends; a drip sends its head at once and the body a byte a second; `/_stats` counts.
 #[test]
@@ -454,16 +468,7 @@ fn hostile_answers_on_the_wire() {
         .sum();
     assert!((4..=14).contains(&served), "{stats}");
 
-    let looping = start(&[
-        "--per-day",
-        "4",
-        "--hostile",
-        "1",
-        "--hostile-rate",
-        "1",
-        "--hostile-kinds",
-        "redirect_loop",
-    ]);
+    let looping = always("redirect_loop");
     let mut target = format!("/page/pedidos?{RANGE}");
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -486,16 +491,7 @@ fn hostile_answers_on_the_wire() {
     assert_ne!(seen[1], seen[2]);
     assert_eq!(seen[1], seen[3]);
 
-    let drip = start(&[
-        "--per-day",
-        "4",
-        "--hostile",
-        "1",
-        "--hostile-rate",
-        "1",
-        "--hostile-kinds",
-        "drip",
-    ]);
+    let drip = always("drip");
     let mut s = TcpStream::connect(drip).expect("connect");
     let req = format!("GET /page/pedidos?{RANGE} HTTP/1.1\r\nHost: x\r\n\r\n");
     s.write_all(req.as_bytes()).expect("send");
