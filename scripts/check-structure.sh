@@ -9,7 +9,9 @@
 #   links   no Markdown link or path in README.md, CHANGELOG.md or docs/*.md points
 #           outside the repository (`../` past its root, /work, /home, ...), and
 #           every relative link names a file that exists
-# Usage: scripts/check-structure.sh [all|code|docs|size|cycles|readme|spec|links]...
+#   map     docs/architecture.md names every file of src/ (outside src/bin/),
+#           and every `*.rs` it names under src/ exists
+# Usage: scripts/check-structure.sh [all|code|docs|size|cycles|readme|spec|links|map]...
 #   (no argument: all; `code` = size + cycles; `docs` = readme + spec + links)
 # Prints each violation and exits 1 if there is any, 0 otherwise.
 set -euo pipefail
@@ -28,16 +30,16 @@ from pathlib import Path
 
 ROOT = Path(sys.argv[1]).resolve()
 GROUPS = {
-    "all": ["size", "cycles", "readme", "spec", "links"],
+    "all": ["size", "cycles", "readme", "spec", "links", "map"],
     "code": ["size", "cycles"],
-    "docs": ["readme", "spec", "links"],
+    "docs": ["readme", "spec", "links", "map"],
 }
 wanted = []
 for arg in sys.argv[2:]:
     for name in GROUPS.get(arg, [arg]):
         if name not in GROUPS["all"]:
             print(f"check-structure.sh: unknown check '{arg}' "
-                  "(all, code, docs, size, cycles, readme, spec, links)", file=sys.stderr)
+                  "(all, code, docs, size, cycles, readme, spec, links, map)", file=sys.stderr)
             sys.exit(2)
         if name not in wanted:
             wanted.append(name)
@@ -445,8 +447,22 @@ def check_links():
                 problems.append(f"links: {where}: path '{word}' is outside the repository")
 
 
+def check_map():
+    doc = ROOT / "docs" / "architecture.md"
+    if not doc.exists():
+        problems.append("map: docs/architecture.md is missing")
+        return
+    named = set(re.findall(r"`([\w./-]+\.rs)`", doc.read_text(errors="replace")))
+    files = {p.relative_to(ROOT / "src").as_posix() for p in src_files()}
+    for f in sorted(files - named):
+        problems.append(f"map: docs/architecture.md does not name src/{f}")
+    for f in sorted(named - files):
+        if not (ROOT / f).exists() and not (ROOT / "src" / f).exists():
+            problems.append(f"map: docs/architecture.md names {f}, which does not exist")
+
+
 CHECKS = {"size": check_size, "cycles": check_cycles, "readme": check_readme,
-          "spec": check_spec, "links": check_links}
+          "spec": check_spec, "links": check_links, "map": check_map}
 for name in wanted:
     before = len(problems)
     CHECKS[name]()

@@ -1,6 +1,5 @@
-//! HTTP: the shared agent, auth, the per-client rate limit, the failure
-//! classifier for `retry` (including `Retry-After`), URL redaction, and
-//! decoding a body to UTF-8 by its charset (declared, or the route's).
+//! HTTP, one concern a file (agent, auth, request, answer, failure, mask,
+//! limit, body, headers, trust), re-exported here as one `http` namespace.
 //!
 //! Secrets reach the wire only: any URL shown to a person goes through
 //! `redact`, and resolved secret values never implement `Display`.

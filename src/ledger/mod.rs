@@ -1,5 +1,6 @@
-//! The slice ledger: scraps, runs, and slice claims with leases, all in the
-//! `atlas` schema; their statuses (`status`) and the identity of workers.
+//! The slice ledger in the `atlas` schema: scraps and their slices here;
+//! runs (`runs`), claims and leases (`claims`), statuses (`status`) and the
+//! identity of workers (`worker`) in their own files.
 //! Claims use `FOR UPDATE SKIP LOCKED`, so any number of processes on any
 //! machines can work one scrap, each slice by one at a time.
 
