@@ -24,10 +24,15 @@ mod track;
 mod write;
 
 mod board;
+mod claim;
 mod counters;
 mod crew;
 mod lane;
 mod outcome;
+mod page;
+mod speculate;
+mod spread;
+mod walk;
 
 use crate::config::{Client, Route, Settings};
 use crate::db::Pool;
@@ -177,7 +182,7 @@ struct Shared<'j, 'a> {
     /// To the main thread, which shows them: workers never print.
     notices: Sender<Notice>,
     /// Slices whose pages any fetcher may take (`parallel_pages`).
-    ahead: Mutex<VecDeque<Arc<fetch::Spread>>>,
+    ahead: Mutex<VecDeque<Arc<spread::Spread>>>,
     /// Fetchers on a page 1 that may spread: idle ones wait for it.
     spreading: AtomicUsize,
     /// Pages the run's last slice with a known count had (the pair's last
