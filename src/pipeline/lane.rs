@@ -12,6 +12,13 @@ use crate::retry::{Policy, Verdict};
 use anyhow::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Whether a run may be over in this process (its queues are looked at
+/// next): it is not stopping (`quit`), nothing is left to claim
+/// (`exhausted`), and every slice it `claimed` has its end `recorded`.
+fn settled(quit: bool, exhausted: bool, claimed: u64, recorded: u64) -> bool {
+    !quit && exhausted && recorded == claimed
+}
+
 impl<'a> Shared<'_, 'a> {
     /// The figures of the run so far, for the ticker.
     pub(super) fn snapshot(&self, elapsed: std::time::Duration) -> Snapshot {
@@ -52,9 +59,10 @@ impl<'a> Shared<'_, 'a> {
     pub(super) fn tell_if_over(&self) {
         let Some(tx) = &self.over_tx else { return };
         let claimed = self.claimed_total.load(Ordering::SeqCst);
-        if self.job.quit.load(Ordering::SeqCst)
-            || !self.exhausted.load(Ordering::SeqCst)
-            || self.ends_recorded.load(Ordering::SeqCst) != claimed
+        let quit = self.job.quit.load(Ordering::SeqCst);
+        let exhausted = self.exhausted.load(Ordering::SeqCst);
+        let recorded = self.ends_recorded.load(Ordering::SeqCst);
+        if !settled(quit, exhausted, claimed, recorded)
             || !lock(&self.claimed).is_empty()
             || !lock(&self.ahead).is_empty()
             || self.over.swap(true, Ordering::SeqCst)
@@ -118,5 +126,28 @@ impl<'a> Shared<'_, 'a> {
                 },
             )
             .map_err(|g| g.error.context(what.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_settled_once_every_claimed_slice_has_its_end_recorded() {
+        assert!(settled(false, true, 3, 3));
+        assert!(
+            settled(false, true, 0, 0),
+            "no slice claimed in this process"
+        );
+        assert!(
+            !settled(false, true, 3, 2),
+            "a slice's end is not recorded yet"
+        );
+        assert!(!settled(false, false, 3, 3), "more may be claimed");
+        assert!(
+            !settled(true, true, 3, 3),
+            "a stopping run is told at the end"
+        );
     }
 }

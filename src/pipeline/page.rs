@@ -54,6 +54,7 @@ impl PageError {
 }
 
 /// How a fetcher's slice ended early.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum SliceStop {
     /// The slice cannot succeed in this run; the reason is recorded.
     Failed(String),
@@ -76,6 +77,42 @@ pub(super) fn rows_key(rows: &[Row]) -> Option<[u8; 32]> {
         h.update(r.hash.as_bytes());
     }
     Some(h.finalize().into())
+}
+
+/// What the end of a page's retries (`g`) means for its slice, and for
+/// the run when no slice can get past it; `auth_refused` words a refusal of
+/// the credentials.
+fn gave_up(
+    g: GaveUp<PageError>,
+    page_no: u64,
+    auth_refused: impl FnOnce(u16) -> String,
+) -> (SliceStop, Option<Abort>) {
+    let failed = |m: String| SliceStop::Failed(format!("page {page_no}: {m}"));
+    match (g.error, g.stop) {
+        (_, Stop::Quit) | (PageError::Quit, _) => (SliceStop::Released, None),
+        (PageError::Beyond, _) => (SliceStop::Beyond, None),
+        (PageError::Http(Failure::Auth { status, .. }), _) => {
+            // The slice that met the refusal fails (the summary counts
+            // it); the others stop unworked and stay pending.
+            let why = auth_refused(status);
+            (failed(why.clone()), Some(Abort::Auth(why)))
+        }
+        (PageError::Http(Failure::Tls { message }), _) => {
+            // Untrusted certificate: every request of the client would fail the same.
+            (failed(message.clone()), Some(Abort::Environment(message)))
+        }
+        (PageError::Http(Failure::Refused { message, body, .. }), _) if body.is_empty() => {
+            (failed(message), None)
+        }
+        (PageError::Http(Failure::Refused { message, body, .. }), _) => {
+            (failed(format!("{message}: {body}")), None)
+        }
+        (PageError::Http(Failure::Retry { message, .. }), _) => (
+            failed(format!("{message} (after {} attempts)", g.attempt)),
+            None,
+        ),
+        (PageError::Data(m), _) => (SliceStop::Failed(m), None),
+    }
 }
 
 impl<'j, 'a> Shared<'j, 'a> {
@@ -369,34 +406,115 @@ impl<'j, 'a> Shared<'j, 'a> {
         )
     }
 
-    /// What the end of a page's retries means for its slice.
+    /// What the end of a page's retries means for its slice; a refusal of
+    /// the credentials or of the server's certificate stops the run.
     fn page_gave_up(&self, g: GaveUp<PageError>, page_no: u64) -> SliceStop {
-        match (g.error, g.stop) {
-            (_, Stop::Quit) | (PageError::Quit, _) => SliceStop::Released,
-            (PageError::Beyond, _) => SliceStop::Beyond,
-            (PageError::Http(Failure::Auth { status, .. }), _) => {
-                // The slice that met the refusal fails (the summary counts
-                // it); the others stop unworked and stay pending.
-                let why = self.auth_refused(status);
-                self.abort(Abort::Auth(why.clone()));
-                SliceStop::Failed(format!("page {page_no}: {why}"))
-            }
-            (PageError::Http(Failure::Tls { message }), _) => {
-                // Untrusted certificate: every request of the client would fail the same.
-                self.abort(Abort::Environment(message.clone()));
-                SliceStop::Failed(format!("page {page_no}: {message}"))
-            }
-            (PageError::Http(Failure::Refused { message, body, .. }), _) if body.is_empty() => {
-                SliceStop::Failed(format!("page {page_no}: {message}"))
-            }
-            (PageError::Http(Failure::Refused { message, body, .. }), _) => {
-                SliceStop::Failed(format!("page {page_no}: {message}: {body}"))
-            }
-            (PageError::Http(Failure::Retry { message, .. }), _) => SliceStop::Failed(format!(
-                "page {page_no}: {message} (after {} attempts)",
-                g.attempt
-            )),
-            (PageError::Data(m), _) => SliceStop::Failed(m),
+        let (stop, abort) = gave_up(g, page_no, |status| self.auth_refused(status));
+        if let Some(why) = abort {
+            self.abort(why);
         }
+        stop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(error: PageError, stop: Stop) -> (SliceStop, Option<Abort>) {
+        let g = GaveUp {
+            error,
+            attempt: 3,
+            stop,
+        };
+        gave_up(g, 7, |status| {
+            format!("credentials refused (HTTP {status})")
+        })
+    }
+
+    fn failed(m: &str) -> SliceStop {
+        SliceStop::Failed(m.into())
+    }
+
+    #[test]
+    fn a_stop_releases_the_slice_whatever_the_last_error() {
+        let retry = Failure::Retry {
+            status: Some(503),
+            wait: None,
+            message: "HTTP 503".into(),
+            body: String::new(),
+        };
+        assert_eq!(
+            after(PageError::Http(retry), Stop::Quit),
+            (SliceStop::Released, None)
+        );
+        assert_eq!(
+            after(PageError::Quit, Stop::Fail),
+            (SliceStop::Released, None)
+        );
+        assert_eq!(
+            after(PageError::Beyond, Stop::Fail),
+            (SliceStop::Beyond, None)
+        );
+    }
+
+    #[test]
+    fn refused_credentials_fail_the_slice_and_stop_the_run() {
+        let auth = Failure::Auth {
+            status: 401,
+            body: "no".into(),
+        };
+        assert_eq!(
+            after(PageError::Http(auth), Stop::Auth),
+            (
+                failed("page 7: credentials refused (HTTP 401)"),
+                Some(Abort::Auth("credentials refused (HTTP 401)".into()))
+            )
+        );
+        let tls = Failure::Tls {
+            message: "certificate not trusted".into(),
+        };
+        assert_eq!(
+            after(PageError::Http(tls), Stop::Fail),
+            (
+                failed("page 7: certificate not trusted"),
+                Some(Abort::Environment("certificate not trusted".into()))
+            )
+        );
+    }
+
+    #[test]
+    fn other_failures_fail_the_slice_alone_naming_the_page() {
+        let refused = |body: &str| Failure::Refused {
+            status: Some(404),
+            message: "HTTP 404".into(),
+            body: body.into(),
+        };
+        assert_eq!(
+            after(PageError::Http(refused("")), Stop::Fail),
+            (failed("page 7: HTTP 404"), None)
+        );
+        assert_eq!(
+            after(PageError::Http(refused("not found")), Stop::Fail),
+            (failed("page 7: HTTP 404: not found"), None)
+        );
+        let retry = Failure::Retry {
+            status: Some(500),
+            wait: None,
+            message: "HTTP 500".into(),
+            body: "oops".into(),
+        };
+        assert_eq!(
+            after(PageError::Http(retry), Stop::Exhausted),
+            (failed("page 7: HTTP 500 (after 3 attempts)"), None)
+        );
+        assert_eq!(
+            after(
+                PageError::Data("page 7: guard: no records".into()),
+                Stop::Fail
+            ),
+            (failed("page 7: guard: no records"), None),
+            "the data names its page already"
+        );
     }
 }

@@ -15,6 +15,36 @@ use crossbeam::channel::Sender;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// Whether a slice's pages after the first may be fetched by any fetcher:
+/// `parallel_pages`, with a pagination whose pages can be asked for out of
+/// order (by page number or offset).
+fn may_spread(parallel_pages: bool, kind: &Pagination) -> bool {
+    parallel_pages && matches!(kind, Pagination::Page { .. } | Pagination::Offset { .. })
+}
+
+/// What the page loop does after a page.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// The slice ended at this page, its `pages`th.
+    Done { pages: u64 },
+    /// Page 1 of a slice that may spread declared `pages` pages: the rest
+    /// go to the pool.
+    Spread { pages: u64 },
+    /// The next page, walked in order.
+    Walk,
+}
+
+/// After page `page_no` (`more`: the pagination goes on): a slice that may
+/// spread spreads from page 1 (`first_of_spread`) when it declared more
+/// than one page; otherwise it is walked in order to its end.
+fn after_page(page_no: u64, more: bool, first_of_spread: bool, declared: Option<u64>) -> Next {
+    match declared.filter(|p| *p > 1) {
+        _ if !more => Next::Done { pages: page_no },
+        Some(pages) if first_of_spread => Next::Spread { pages },
+        _ => Next::Walk,
+    }
+}
+
 impl<'j, 'a> Shared<'j, 'a> {
     /// Works a claimed slice to its end: fetched whole, failed (recorded)
     /// or released, then let go.
@@ -52,19 +82,15 @@ impl<'j, 'a> Shared<'j, 'a> {
             .slice_request(&claim)
             .map_err(|e| (1, SliceStop::Failed(format!("{e:#}"))))?;
         let mut pager = Pager::new(&job.route.pagination, request.first_url());
-        let may_spread = job.route.parallel_pages
-            && matches!(
-                job.route.pagination.kind,
-                Pagination::Page { .. } | Pagination::Offset { .. }
-            );
+        let may_spread = may_spread(job.route.parallel_pages, &job.route.pagination.kind);
         let mut spreading = may_spread.then(|| {
             self.spreading.fetch_add(1, Ordering::SeqCst);
             Spreading(self)
         });
         let mut held = None;
         let mut ahead = None;
-        let guess = self.guess(&pager);
-        if may_spread && guess > 1 {
+        let guess = self.guess(&pager, may_spread);
+        if guess > 1 {
             let Some(room) = self.budget.for_page(job.quit, self.limiter.paced()) else {
                 return Err((1, SliceStop::Released));
             };
@@ -99,24 +125,90 @@ impl<'j, 'a> Shared<'j, 'a> {
                 )
                 .map_err(|e| (page_no, e))?;
             // A guard stops the slice only after the page's rows are on their way.
-            if !more.map_err(|m| (page_no, SliceStop::Failed(m)))? {
-                self.pages_hint.store(page_no, Ordering::Relaxed);
-                return Ok(());
-            }
-            if let Some(spreading) = spreading.take() {
-                if let Some(pages) = pager.pages_declared().filter(|p| *p > 1) {
+            let more = more.map_err(|m| (page_no, SliceStop::Failed(m)))?;
+            let declared = spreading.as_ref().and_then(|_| pager.pages_declared());
+            match after_page(page_no, more, spreading.is_some(), declared) {
+                Next::Done { pages } => {
+                    self.pages_hint.store(pages, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Next::Spread { pages } => {
                     self.pages_hint.store(pages, Ordering::Relaxed);
                     match ahead.take() {
                         Some(told) => told.declared(pages, &pager, first),
                         None => self.spread(track, &pager, pages, first),
                     }
                     .map_err(|e| (page_no + 1, e))?;
-                    drop(spreading);
+                    drop(spreading.take());
                     return Ok(());
                 }
-                // Walked in order from here: pages asked for ahead are dropped.
-                drop(ahead.take());
+                Next::Walk => {
+                    // Walked in order from here: pages asked for ahead are
+                    // dropped, and idle fetchers wait for no page of it.
+                    drop(ahead.take());
+                    drop(spreading.take());
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_ends_at_the_page_where_the_pagination_stops() {
+        assert_eq!(after_page(1, false, true, Some(4)), Next::Done { pages: 1 });
+        assert_eq!(after_page(1, false, false, None), Next::Done { pages: 1 });
+        assert_eq!(after_page(7, false, false, None), Next::Done { pages: 7 });
+    }
+
+    #[test]
+    fn page_1_spreads_only_when_it_declared_more_than_one_page() {
+        assert_eq!(
+            after_page(1, true, true, Some(4)),
+            Next::Spread { pages: 4 }
+        );
+        assert_eq!(
+            after_page(1, true, true, Some(1)),
+            Next::Walk,
+            "one page: nothing to spread"
+        );
+        assert_eq!(after_page(1, true, true, None), Next::Walk, "total unknown");
+        assert_eq!(
+            after_page(1, true, false, Some(4)),
+            Next::Walk,
+            "may not spread"
+        );
+        assert_eq!(after_page(2, true, false, None), Next::Walk);
+    }
+
+    #[test]
+    fn only_paginations_asked_for_out_of_order_spread() {
+        let page = Pagination::Page {
+            param: "page".into(),
+            start: 1,
+            size_param: None,
+            size: None,
+            total_pages: Some("total".into()),
+            stop_on_short_page: false,
+        };
+        let offset = Pagination::Offset {
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            limit: 100,
+            total: None,
+        };
+        assert!(may_spread(true, &page));
+        assert!(may_spread(true, &offset));
+        assert!(!may_spread(false, &page), "parallel_pages off");
+        assert!(!may_spread(true, &Pagination::LinkHeader));
+        assert!(!may_spread(true, &Pagination::None));
+        let cursor = Pagination::Cursor {
+            param: "c".into(),
+            cursor_path: "next".into(),
+        };
+        assert!(!may_spread(true, &cursor));
     }
 }
