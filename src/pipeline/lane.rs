@@ -7,8 +7,8 @@ use super::outcome::{outcome, Abort, Trouble};
 use super::{lock, Shared};
 use crate::db;
 use crate::ledger::Claim;
-use crate::report::{ErrorContext, Notice, Snapshot, Watch};
-use crate::retry::{Policy, Verdict};
+use crate::report::{ErrorContext, Notice, Retried, Snapshot, Watch};
+use crate::retry::{Policy, Retrying, Verdict};
 use anyhow::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,6 +74,17 @@ impl<'a> Shared<'_, 'a> {
         }
         let done = outcome(self.counters.totals(), None, Trouble::default(), false);
         drop(tx.send((self.lane, done)));
+    }
+
+    /// A page or a batch is tried again: counted, and told.
+    pub(super) fn retrying(&self, r: Retrying, of: Retried) {
+        add(&self.counters.retries, 1);
+        self.notify(Notice::Retrying {
+            attempt: r.attempt,
+            attempts: r.attempts,
+            wait: r.wait,
+            of,
+        });
     }
 
     pub(super) fn notify(&self, n: Notice) {

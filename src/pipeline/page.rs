@@ -9,7 +9,7 @@
 
 use super::budget::{PageRoom, Reserved};
 use super::track::SliceTrack;
-use super::{add, Abort, Chunk, Shared};
+use super::{Abort, Chunk, Shared};
 use crate::http::{self, Failure};
 use crate::json::Json;
 use crate::ledger::Claim;
@@ -356,15 +356,7 @@ impl<'j, 'a> Shared<'j, 'a> {
                 page
             },
             PageError::verdict,
-            |_, r| {
-                add(&self.counters.retries, 1);
-                self.notify(Notice::Retrying {
-                    attempt: r.attempt,
-                    attempts: r.attempts,
-                    wait: r.wait,
-                    of: Retried::Page,
-                });
-            },
+            |_, r| self.retrying(r, Retried::Page),
         );
         fetched.map_err(|g| self.page_gave_up(g, page_no))
     }
