@@ -2,10 +2,15 @@
 //! writers, the main thread's ticker (progress and workers' notices), and the
 //! merge of how the workers ended into one [`Outcome`] per run.
 //!
-//! Fetchers (`fetch`) claim slices and send each page's rows as a [`Chunk`]
-//! through a bounded channel to writers (`write`) that commit batches;
-//! `track` knows when a slice is finished and keeps the leases alive.
-//! Workers never print: they send [`Notice`]s that the main thread shows.
+//! Fetchers (`fetch`) claim slices (`claim`), walk their pages (`walk`,
+//! one page in `page`; pages spread over the fetchers in `spread`, asked
+//! for ahead of page 1's answer in `speculate`) and send each page's rows
+//! as a [`Chunk`] through a bounded channel to writers (`write`) that
+//! commit batches; `track` knows when a slice is finished and keeps the
+//! leases alive. What a run's workers share is a [`Shared`] (methods in
+//! `lane`, figures in `counters`); how a run ended is merged in `outcome`.
+//! Workers never print: they send [`Notice`]s that the main thread shows
+//! (`board`).
 //! One crew of fetchers and writers can work several runs at once (`sync
 //! --all`): each run is a lane with its own ledger state, and the runs of
 //! one client share its rate limit, its HTTP agent and a fair share of the

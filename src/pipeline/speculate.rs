@@ -12,27 +12,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// What a slice's page 1 speculates from.
-pub(super) struct Hint {
+struct Hint {
     /// The slice may spread over the fetchers (`parallel_pages`, with a
     /// pagination by page number or offset).
-    pub(super) may_spread: bool,
+    may_spread: bool,
     /// The route asks for pages ahead (`speculative_pages`).
-    pub(super) speculative: bool,
+    speculative: bool,
     /// The pagination can declare how many pages there are.
-    pub(super) may_declare: bool,
+    may_declare: bool,
     /// Pages the run's last slice of known size had (the pair's last one
     /// done, at first); 0 where none is known.
-    pub(super) last_pages: u64,
+    last_pages: u64,
     /// Fetchers in the crew.
-    pub(super) threads: usize,
+    threads: usize,
     /// `max_pages` of the route.
-    pub(super) max_pages: u64,
+    max_pages: u64,
 }
 
 /// How many pages a slice's page 1 is asked for with: as many as the last
 /// slice of known size had, at most one per fetcher and `max_pages`; 0
 /// where the slice cannot spread or speculate. Below 2, page 1 goes alone.
-pub(super) fn guess(h: &Hint) -> u64 {
+fn guess(h: &Hint) -> u64 {
     if !h.may_spread || !h.speculative || !h.may_declare {
         return 0;
     }
