@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(share_of([], 4), 4, "no client has work: all of it");
         assert_eq!(share_of(["a"], 4), 4);
         assert_eq!(
-            share_of(["a", "b", "a"], 4),
+            share_of(["a", "a", "b", "a"], 4),
             2,
             "a client's runs count once"
         );
