@@ -290,21 +290,39 @@ impl Drop for Reserved {
 mod tests {
     use super::*;
 
-    /// What `waiting.settle` takes: it must still wait after 50 ms, and go
-    /// once `release` has run (a waiter still stuck after 2 s gives up: 0).
-    fn settles_after(waiting: &mut Reserved, quit: &AtomicBool, release: impl FnOnce()) -> usize {
+    /// Waits, up to `within`, until `done` says so; whether it did.
+    fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while !done() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// What `waiting.settle` takes from `b`: it must be found waiting for
+    /// room, and go once `release` has run (a waiter still stuck after 2 s
+    /// gives up: 0).
+    fn settles_after(
+        b: &Budget,
+        waiting: &mut Reserved,
+        quit: &AtomicBool,
+        release: impl FnOnce(),
+    ) -> usize {
         std::thread::scope(|s| {
             let waiter = s.spawn(|| {
                 waiting.settle(quit);
                 waiting.bytes
             });
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                eventually(Duration::from_secs(10), || lock(&b.used).waiting > 0),
+                "the waiter never waited for room"
+            );
             assert!(!waiter.is_finished(), "the whole budget is held");
             release();
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            while !waiter.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            eventually(Duration::from_secs(2), || waiter.is_finished());
             quit.store(true, Ordering::SeqCst);
             waiter.join().unwrap()
         })
@@ -376,7 +394,7 @@ mod tests {
         // back, only the reading of its body (`settle`).
         let mut second = b.for_page(&quit, false).unwrap();
         assert_eq!(lock(&b.used).bytes, 1 << 20, "nothing more taken yet");
-        let took = settles_after(&mut second, &quit, || {
+        let took = settles_after(&b, &mut second, &quit, || {
             b.saw_page(4_000);
             // The first page's rows are still held (not yet committed).
             first.resize(10_000);
@@ -475,7 +493,7 @@ mod tests {
         assert_eq!(lock(&b.used).bytes, 0);
         one.settle(&quit);
         assert_eq!(one.bytes, 1 << 20);
-        let took = settles_after(&mut two, &quit, || {
+        let took = settles_after(&b, &mut two, &quit, || {
             b.saw_page(5_000);
             one.resize(5_000);
         });
@@ -489,7 +507,7 @@ mod tests {
         let mut first = b.for_page(&quit, false).unwrap();
         let mut second = b.for_page(&quit, false).unwrap();
         // The first page's attempt failed: it backs off holding a share only.
-        let took = settles_after(&mut second, &quit, || first.gave_no_body(4));
+        let took = settles_after(&b, &mut second, &quit, || first.gave_no_body(4));
         assert_eq!(first.bytes, 1 << 18);
         assert_eq!(took, 1 << 18);
         drop((first, second));

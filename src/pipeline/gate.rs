@@ -76,9 +76,16 @@ mod tests {
     #[test]
     fn a_writer_waits_until_the_table_is_settled_and_sees_the_first_verdict() {
         let gate = TableGate::pending();
+        let (started, started_rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| gate.wait());
-            std::thread::sleep(Duration::from_millis(20)); // fault injection: the table comes late
+            let waiter = s.spawn(|| {
+                started.send(()).unwrap();
+                gate.wait()
+            });
+            // The table comes late: only once the writer is on its way to wait.
+            started_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the writer thread started");
             assert!(!waiter.is_finished(), "the writer must wait for the table");
             gate.settle(Ok(()));
             gate.settle(Err(NoTable {

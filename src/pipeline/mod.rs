@@ -2,10 +2,15 @@
 //! writers, the main thread's ticker (progress and workers' notices), and the
 //! merge of how the workers ended into one [`Outcome`] per run.
 //!
-//! Fetchers (`fetch`) claim slices and send each page's rows as a [`Chunk`]
-//! through a bounded channel to writers (`write`) that commit batches;
-//! `track` knows when a slice is finished and keeps the leases alive.
-//! Workers never print: they send [`Notice`]s that the main thread shows.
+//! Fetchers (`fetch`) claim slices (`claim`), walk their pages (`walk`,
+//! one page in `page`; pages spread over the fetchers in `spread`, asked
+//! for ahead of page 1's answer in `speculate`) and send each page's rows
+//! as a [`Chunk`] through a bounded channel to writers (`write`) that
+//! commit batches; `track` knows when a slice is finished and keeps the
+//! leases alive. What a run's workers share is a [`Shared`] (methods in
+//! `lane`, figures in `counters`); how a run ended is merged in `outcome`.
+//! Workers never print: they send [`Notice`]s that the main thread shows
+//! (`board`).
 //! One crew of fetchers and writers can work several runs at once (`sync
 //! --all`): each run is a lane with its own ledger state, and the runs of
 //! one client share its rate limit, its HTTP agent and a fair share of the
@@ -23,22 +28,36 @@ mod share;
 mod track;
 mod write;
 
+mod board;
+mod claim;
+mod counters;
+mod crew;
+mod lane;
+mod outcome;
+mod page;
+mod speculate;
+mod spread;
+mod walk;
+
 use crate::config::{Client, Route, Settings};
-use crate::db::{self, Pool};
-use crate::exit::Exit;
+use crate::db::Pool;
 use crate::http::{self, Limiter, ResolvedAuth};
-use crate::ledger::{Claim, RunTotals, Scrap};
-use crate::record::{PageRows, Row};
-use crate::report::{ErrorContext, ErrorLog, Notice, Snapshot, Style, Watch};
-use crate::retry::{Backoff, Policy, Verdict};
-use anyhow::Result;
+use crate::ledger::{Claim, Scrap};
+use crate::record::Row;
+use crate::report::{ErrorLog, Notice, Style, Watch};
+use crate::retry::Backoff;
 use crossbeam::channel::{self, Receiver, Sender};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 use track::SliceTrack;
+
+use board::NoticeBoard;
+use counters::{add, Counters};
+use crew::Crew;
+pub use outcome::Outcome;
+use outcome::{outcome, Abort, Trouble};
 
 /// Everything a run needs, validated and resolved.
 pub struct Job<'a> {
@@ -87,91 +106,6 @@ pub struct ProgressFeed {
 
 /// How often a watcher gets figures: a screen wants them fresher than a log.
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// How the run went, for the summary and the exit code.
-pub struct Outcome {
-    pub totals: RunTotals,
-    pub exit: Exit,
-    pub error: Option<String>,
-    /// The API refused the client's credentials (exit 3, `auth_refused`).
-    pub auth_refused: bool,
-    /// The database stayed unreachable through every retry.
-    pub database_lost: bool,
-}
-
-/// Why the run stopped before working every slice it could.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Abort {
-    /// The API refused the client's credentials: no slice can succeed.
-    Auth(String),
-    /// The database stayed unreachable through every retry.
-    Database(String),
-    /// Another environment failure that no slice can get past (an untrusted
-    /// TLS certificate): the message says what.
-    Environment(String),
-}
-
-/// Live counters, read by the ticker.
-#[derive(Default)]
-struct Counters {
-    pages: AtomicU64,
-    records: AtomicU64,
-    inserted: AtomicU64,
-    duplicates: AtomicU64,
-    out_of_period: AtomicU64,
-    undated: AtomicU64,
-    sanitised: AtomicU64,
-    retries: AtomicU64,
-    slices_done: AtomicU64,
-    /// Of `slices_done`, those recorded `open`.
-    slices_open: AtomicU64,
-    slices_failed: AtomicU64,
-    /// Requests sent, by the class of their answer.
-    http: crate::requests::Counts,
-}
-
-/// Adds `n` to a live counter.
-fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
-impl Counters {
-    /// A page fetched, with what its records became.
-    fn count_page(&self, rows: &PageRows) {
-        add(&self.pages, 1);
-        add(&self.records, rows.fetched);
-        add(&self.out_of_period, rows.out_of_period);
-        add(&self.undated, rows.undated);
-        add(&self.sanitised, rows.sanitised.len() as u64);
-    }
-
-    /// A request sent, by its answer's status (none: no answer came).
-    fn count_request(&self, got: &Result<crate::http::Fetched, crate::http::Failure>) {
-        let status = match got {
-            Ok(f) => Some(f.status),
-            Err(f) => f.status(),
-        };
-        self.http.count(status);
-    }
-
-    fn totals(&self) -> RunTotals {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
-        RunTotals {
-            pages: g(&self.pages),
-            records: g(&self.records),
-            inserted: g(&self.inserted),
-            duplicates: g(&self.duplicates),
-            out_of_period: g(&self.out_of_period),
-            undated: g(&self.undated),
-            sanitised: g(&self.sanitised),
-            retries: g(&self.retries),
-            slices_done: g(&self.slices_done) as i32,
-            slices_open: g(&self.slices_open) as i32,
-            slices_failed: g(&self.slices_failed) as i32,
-            http: self.http.totals(),
-        }
-    }
-}
 
 /// A page's rows on their way to a writer; it holds its slice until
 /// committed, and the bytes its rows take from the memory budget until dropped.
@@ -253,7 +187,7 @@ struct Shared<'j, 'a> {
     /// To the main thread, which shows them: workers never print.
     notices: Sender<Notice>,
     /// Slices whose pages any fetcher may take (`parallel_pages`).
-    ahead: Mutex<VecDeque<Arc<fetch::Spread>>>,
+    ahead: Mutex<VecDeque<Arc<spread::Spread>>>,
     /// Fetchers on a page 1 that may spread: idle ones wait for it.
     spreading: AtomicUsize,
     /// Pages the run's last slice with a known count had (the pair's last
@@ -279,180 +213,6 @@ struct Shared<'j, 'a> {
     ends: Mutex<track::Ends>,
     /// Bytes of pages in flight (`ATLAS_MEMORY_MB`).
     budget: Arc<budget::Budget>,
-}
-
-impl<'a> Shared<'_, 'a> {
-    /// The figures of the run so far, for the ticker.
-    fn snapshot(&self, elapsed: std::time::Duration) -> Snapshot {
-        let k = &self.counters;
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let p = &self.job.progress;
-        Snapshot {
-            run_id: self.job.run_id,
-            pages: g(&k.pages),
-            records: g(&k.records),
-            inserted: g(&k.inserted),
-            duplicates: g(&k.duplicates),
-            retries: g(&k.retries),
-            elapsed,
-            slices_done: p.slices_done_before + g(&k.slices_done),
-            slices_failed: g(&k.slices_failed),
-            slices_total: p.slices_total,
-            slices_todo: p.slices_total.saturating_sub(p.slices_done_before),
-        }
-    }
-
-    /// Stops the run: the first reason given is the one reported.
-    fn abort(&self, why: Abort) {
-        lock(&self.abort).get_or_insert(why);
-        self.job.quit.store(true, Ordering::SeqCst);
-        self.wake.notify();
-    }
-
-    fn aborted(&self) -> bool {
-        lock(&self.abort).is_some()
-    }
-
-    /// Once nothing is left for the run in this process (every slice it
-    /// claimed has its end recorded, and no more can be claimed), its
-    /// outcome is told at once, while the crew works the other runs: the
-    /// fleet closes it then. A run stopping (signal, abort) is told at the
-    /// end, with the crew's verdict.
-    fn tell_if_over(&self) {
-        let Some(tx) = &self.over_tx else { return };
-        let claimed = self.claimed_total.load(Ordering::SeqCst);
-        if self.job.quit.load(Ordering::SeqCst)
-            || !self.exhausted.load(Ordering::SeqCst)
-            || self.ends_recorded.load(Ordering::SeqCst) != claimed
-            || !lock(&self.claimed).is_empty()
-            || !lock(&self.ahead).is_empty()
-            || self.over.swap(true, Ordering::SeqCst)
-        {
-            return;
-        }
-        if let Some(sink) = &self.job.progress.sink {
-            drop(sink.send(Watch::Progress(self.snapshot(self.crew_started.elapsed()))));
-        }
-        let done = outcome(self.counters.totals(), None, Trouble::default(), false);
-        drop(tx.send((self.lane, done)));
-    }
-
-    fn notify(&self, n: Notice) {
-        // The receiver lives until every worker has ended: a send cannot fail
-        // while anyone listens, and after that there is nobody to tell.
-        let _ = self.notices.send(n);
-    }
-
-    fn ctx(&self, claim: Option<&Claim>) -> ErrorContext {
-        ErrorContext {
-            scrap: Some(self.job.scrap.id),
-            client: self.job.client.id.clone(),
-            route: self.job.route.name.clone(),
-            slice: claim.map(|c| (c.from, c.to)),
-            ..Default::default()
-        }
-    }
-
-    /// The run's retry policy; its waits do not yield to `quit`.
-    fn policy(&self) -> Policy<'a> {
-        Policy {
-            attempts: self.job.settings.retry_max,
-            backoff: self.job.backoff,
-            quit: None,
-        }
-    }
-
-    /// One ledger call on a pooled connection, not retried.
-    fn db_once<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
-        let mut conn = self.job.pool.get()?;
-        f(&mut conn)
-    }
-
-    /// A ledger call, retried while the database may come back.
-    fn with_db<T>(
-        &self,
-        what: &str,
-        mut f: impl FnMut(&mut postgres::Client) -> Result<T>,
-    ) -> Result<T> {
-        self.policy()
-            .run(
-                |_| self.db_once(&mut f),
-                |e| Verdict::retry_if(db::retryable(e)),
-                |e, r| {
-                    log::warn!("{what}: {e:#}; retrying in {:.1}s", r.wait.as_secs_f64());
-                    add(&self.counters.retries, 1);
-                },
-            )
-            .map_err(|g| g.error.context(what.to_string()))
-    }
-}
-
-/// Raises `quit` if the thread holding it unwinds, so the others stop in order.
-struct PanicGuard<'a>(&'a AtomicBool);
-
-impl Drop for PanicGuard<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-/// The worker threads of a run, started in a scope. A panic in one raises
-/// `quit`; each holds a clone of `done` until it ends, so the receiver
-/// disconnects when the last worker has ended.
-struct Crew<'scope, 'env> {
-    scope: &'scope Scope<'scope, 'env>,
-    quit: &'scope AtomicBool,
-    done: Sender<()>,
-    handles: Vec<std::io::Result<ScopedJoinHandle<'scope, ()>>>,
-}
-
-impl<'scope> Crew<'scope, '_> {
-    fn spawn(&mut self, name: String, work: impl FnOnce() + Send + 'scope) {
-        let (quit, done) = (self.quit, self.done.clone());
-        let handle = std::thread::Builder::new()
-            .name(name)
-            // Fetchers parse and canonicalise bodies nested up to json::MAX_DEPTH.
-            .stack_size(crate::json::THREAD_STACK)
-            .spawn_scoped(self.scope, move || {
-                let _guard = PanicGuard(quit);
-                work();
-                drop(done);
-            });
-        self.handles.push(handle);
-    }
-
-    /// Every worker is started: the handles to join.
-    fn started(self) -> Vec<std::io::Result<ScopedJoinHandle<'scope, ()>>> {
-        self.handles
-    }
-}
-
-/// Shows workers' notices on stderr, the waiting line once per run.
-struct NoticeBoard {
-    style: Style,
-    waiting_shown: bool,
-}
-
-impl NoticeBoard {
-    /// The line to show for `n`, if it is to be shown.
-    fn line(&mut self, n: &Notice) -> Option<String> {
-        let repeat =
-            matches!(n, Notice::Waiting { .. }) && std::mem::replace(&mut self.waiting_shown, true);
-        (!repeat).then(|| self.style.notice(n))
-    }
-
-    /// On stderr, or to the watcher when there is one.
-    fn show(&mut self, n: &Notice, sink: Option<&Sender<Watch>>) {
-        if let Some(line) = self.line(n) {
-            match sink {
-                // A watcher that went away has nobody left to tell.
-                Some(tx) => drop(tx.send(Watch::Notice(n.clone()))),
-                None => eprintln!("{line}"),
-            }
-        }
-    }
 }
 
 /// Runs the job to the end and reports what happened.
@@ -754,169 +514,5 @@ fn pass_stops(lanes: &[&Shared], stop: &AtomicBool) {
                 l.wake.notify();
             }
         }
-    }
-}
-
-/// What went wrong with the run's own threads.
-#[derive(Debug, Default)]
-struct Trouble {
-    /// A worker thread panicked.
-    panicked: bool,
-    /// A thread could not be started (the system refused it): why.
-    not_started: Option<String>,
-}
-
-/// How the run ended: an abort says most, then a panic, then a stop signal
-/// (named), then
-/// whether any slice failed.
-fn outcome(totals: RunTotals, abort: Option<Abort>, trouble: Trouble, ctrl_c: bool) -> Outcome {
-    let Trouble {
-        panicked,
-        not_started,
-    } = trouble;
-    let auth_refused = matches!(abort, Some(Abort::Auth(_)));
-    let database_lost = matches!(abort, Some(Abort::Database(_)));
-    let (exit, error) = match abort {
-        Some(Abort::Auth(m)) | Some(Abort::Environment(m)) => (Exit::Environment, Some(m)),
-        Some(Abort::Database(m)) => (
-            Exit::Environment,
-            Some(format!("database unavailable: {m}")),
-        ),
-        None if panicked => (
-            Exit::Failed,
-            Some("internal error: a worker thread panicked".into()),
-        ),
-        None if not_started.is_some() => (
-            Exit::Failed,
-            Some(format!(
-                "could not start a worker thread: {}",
-                not_started.unwrap_or_default()
-            )),
-        ),
-        None if ctrl_c => (
-            Exit::Interrupted,
-            Some(crate::signal::interruption(crate::signal::received())),
-        ),
-        None if totals.slices_failed > 0 => (Exit::Failed, None),
-        None => (Exit::Ok, None),
-    };
-    Outcome {
-        totals,
-        exit,
-        error,
-        auth_refused,
-        database_lost,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::report::Retried;
-    use std::time::Duration;
-
-    fn failed_slices(n: i32) -> RunTotals {
-        RunTotals {
-            slices_failed: n,
-            ..Default::default()
-        }
-    }
-
-    fn merged(
-        abort: Option<Abort>,
-        panicked: bool,
-        ctrl_c: bool,
-        failed: i32,
-    ) -> (Exit, Option<String>) {
-        let trouble = Trouble {
-            panicked,
-            not_started: None,
-        };
-        let o = outcome(failed_slices(failed), abort, trouble, ctrl_c);
-        (o.exit, o.error)
-    }
-
-    #[test]
-    fn a_clean_run_is_ok_and_a_failed_slice_fails_it() {
-        assert_eq!(merged(None, false, false, 0), (Exit::Ok, None));
-        assert_eq!(merged(None, false, false, 2), (Exit::Failed, None));
-    }
-
-    #[test]
-    fn an_abort_says_why_and_wins_over_everything() {
-        let auth = Abort::Auth("credentials refused".into());
-        assert_eq!(
-            merged(Some(auth.clone()), true, true, 3),
-            (Exit::Environment, Some("credentials refused".into()))
-        );
-        assert_eq!(
-            merged(Some(Abort::Database("gone".into())), false, true, 0),
-            (Exit::Environment, Some("database unavailable: gone".into()))
-        );
-    }
-
-    #[test]
-    fn a_panic_wins_over_ctrl_c_and_ctrl_c_over_failed_slices() {
-        assert_eq!(
-            merged(None, true, true, 1),
-            (
-                Exit::Failed,
-                Some("internal error: a worker thread panicked".into())
-            )
-        );
-        assert_eq!(
-            merged(None, false, true, 1),
-            (Exit::Interrupted, Some("interrompido".into()))
-        );
-    }
-
-    #[test]
-    fn a_thread_that_did_not_start_is_not_called_a_panic() {
-        let trouble = Trouble {
-            panicked: false,
-            not_started: Some("Resource temporarily unavailable".into()),
-        };
-        let o = outcome(failed_slices(0), None, trouble, false);
-        assert_eq!(o.exit, Exit::Failed);
-        assert_eq!(
-            o.error.as_deref(),
-            Some("could not start a worker thread: Resource temporarily unavailable")
-        );
-    }
-
-    #[test]
-    fn outcome_keeps_the_totals() {
-        let t = RunTotals {
-            pages: 7,
-            inserted: 40,
-            ..Default::default()
-        };
-        let o = outcome(t, None, Trouble::default(), false);
-        assert_eq!((o.totals.pages, o.totals.inserted), (7, 40));
-    }
-
-    #[test]
-    fn the_waiting_notice_is_shown_once() {
-        let mut board = NoticeBoard {
-            style: Style { plain: true },
-            waiting_shown: false,
-        };
-        let waiting = Notice::Waiting {
-            slices: 1,
-            lease: Duration::from_secs(30),
-        };
-        let retrying = Notice::Retrying {
-            attempt: 1,
-            attempts: 3,
-            wait: Duration::from_secs(1),
-            of: Retried::Page,
-        };
-        assert!(board.line(&retrying).is_some());
-        assert_eq!(
-            board.line(&waiting).as_deref(),
-            Some("Aguardando 1 fatia(s) em uso por outro processo (lease de 30s)")
-        );
-        assert_eq!(board.line(&waiting), None);
-        assert!(board.line(&retrying).is_some(), "other notices every time");
     }
 }
