@@ -34,6 +34,9 @@ pub fn execute(
     sync: bool,
     sink: Option<&Sender<Watch>>,
 ) -> Result<(Exit, Summary)> {
+    // Bad settings are refused before the database is asked anything.
+    ctx.config()?;
+    let settings = ctx.settings()?;
     let db = ctx.database()?;
     let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
@@ -43,7 +46,6 @@ pub fn execute(
         Prepared::Ready(r) => r,
     };
     ready.make_table_sure(&mut conn);
-    let settings = ctx.settings()?;
     let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
     let job = ready.job(ctx, pool, ctx.quit, sink);
     let started = Instant::now();
