@@ -9,62 +9,39 @@
 //! secret, no start point, refused credentials) is reported and the others
 //! go on.
 
-use super::pair::{self, idle_summary, lookback_days, SyncLock};
-use super::{day_flag, scrap_run, Context};
+mod board;
+mod decide;
+mod turn;
+
+pub(super) use decide::select;
+
+use super::pair::{self, lookback_days};
+use super::{scrap_run, Context};
 use crate::cli::SyncArgs;
-use crate::config::{Client, Config, Route};
 use crate::db;
 use crate::exit::{classify, usage, Exit};
-use crate::ident;
-use crate::ledger::{self, NewTable};
+use crate::ledger;
 use crate::pipeline;
 use crate::pipeline::gate::Settling;
-use crate::report;
 use crate::report::fleet::FleetReport;
-use crate::report::{Snapshot, Summary, Watch};
+use crate::report::{self, Summary, Watch};
 use anyhow::Result;
-use chrono::NaiveDate;
-use crossbeam::channel::{self, Receiver, Sender};
+use board::{in_parallel, lock, watch, Board};
+use crossbeam::channel;
+use decide::{start_pair, Plan};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
+use turn::{after_rounds, end_of, fleet_exit, goes_again, merged, told, End, Start, Turn};
 
 /// Pairs decided and handed to the crew in one wave: a wave's runs, plans
 /// and objects are dropped when it ends (only its report stays), so a
 /// fleet's memory does not grow with its number of pairs.
 const WAVE: usize = 256;
 
-/// How long a process waits for another one deciding a pair's period (it
-/// holds the lock for a moment) before it calls the pair busy.
-const DECIDING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// What a pair's turn came to.
-enum Turn {
-    /// Loaded (or tried to): the summary of its run.
-    Ran(Value, Exit),
-    /// Nothing new: loaded up to the day given.
-    UpToDate(Option<NaiveDate>),
-    /// Another sync holds the pair and has no scrap to join.
-    Busy,
-    /// Could not start: why.
-    NotStarted(String, Exit),
-    /// Not reached: the fleet was stopped first (by a signal, or by the
-    /// database lost), with that exit.
-    Skipped(Exit),
-}
-
 pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
-    let from = a
-        .from
-        .as_deref()
-        .map(|s| day_flag(s, "--from"))
-        .transpose()?;
-    let until = a
-        .until
-        .as_deref()
-        .map(|s| day_flag(s, "--until"))
-        .transpose()?;
+    let (from, until) = pair::period_flags(a)?;
     if let (Some(f), Some(u)) = (from, until) {
         if f > u {
             return Err(usage(format!("--from {f} is after --until {u}")));
@@ -160,7 +137,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                                 drop(news.send(Watch::note(
                                     style,
                                     "🧩",
-                                    &format!("pares {c}/{n}: {} / {}", client.id, route.name),
+                                    &report::fleet::pair_begins((c, n), &client.id, &route.name),
                                 )));
                             }
                             // One connection decides the pair, starts its run
@@ -259,26 +236,17 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                         },
                         (Start::Over(turn), _, _) => {
                             let (client, route) = pairs[i];
-                            let ended = if ran[i].is_empty() {
-                                turn
-                            } else {
-                                // Nothing more after a joined scrap: the runs stand.
-                                match turn {
-                                    Turn::UpToDate(_) | Turn::Busy | Turn::Skipped(_) => {
-                                        merged(std::mem::take(&mut ran[i]))
-                                    }
-                                    other => other,
-                                }
-                            };
-                            tell(&ended, client, route, |emoji, text| {
-                                drop(news.send(Watch::note(style, emoji, &text)))
-                            });
+                            // Nothing more after a joined scrap: the runs stand.
+                            let ended = after_rounds(turn, std::mem::take(&mut ran[i]));
+                            if let Some((emoji, text)) = told(&ended, &client.id, &route.name) {
+                                drop(news.send(Watch::note(style, emoji, &text)));
+                            }
                             turns[i] = Some(ended);
                             board.settle(i);
                         }
                         (Start::Nothing(v, e, joined), _, _) => {
                             ran[i].push((v, e));
-                            if joined && e == Exit::Ok {
+                            if goes_again(joined, e, false) {
                                 again.push(i);
                             } else {
                                 turns[i] = Some(merged(std::mem::take(&mut ran[i])));
@@ -336,7 +304,7 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
                                 );
                             }
                             ran[i].push((v, e));
-                            if joined && e == Exit::Ok && !ctx.quit.load(Ordering::SeqCst) {
+                            if goes_again(joined, e, ctx.quit.load(Ordering::SeqCst)) {
                                 todo.push(i);
                             } else {
                                 turns[i] = Some(merged(std::mem::take(&mut ran[i])));
@@ -367,22 +335,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
         drop(printer.join());
     });
     // The database itself is gone (not one API's trouble): the fleet stopped.
-    let env_trouble = ends.iter().any(|e| e.env_trouble);
-    let stopped = env_trouble && db.connect().is_err();
-    let mut exit = Exit::Ok;
-    for e in &ends {
-        // Trouble with one API (credentials refused, certificate, token
-        // endpoint) fails that pair only; a lost database stopped the fleet
-        // and is exit 3.
-        let pair_exit = match e.exit {
-            Exit::Environment if !stopped => Exit::Failed,
-            other => other,
-        };
-        exit = exit.merge(fleet_exit(pair_exit));
-    }
-    if ctx.interrupted.load(Ordering::SeqCst) {
-        exit = exit.merge(Exit::Interrupted);
-    }
+    let stopped = ends.iter().any(|e| e.env_trouble) && db.connect().is_err();
+    let exit = fleet_exit(&ends, stopped, ctx.interrupted.load(Ordering::SeqCst));
     let elapsed = started.elapsed();
     if !a.json {
         crate::outp!("{}", report.render(style, elapsed));
@@ -393,389 +347,4 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     }
     super::alert::after_fleet(ctx, &report, &object, exit.code());
     Ok(exit)
-}
-
-/// What a pair came to, for the fleet's exit code.
-struct End {
-    exit: Exit,
-    /// The pair met trouble with the environment that may be the database
-    /// itself (not the API's credentials): the fleet checks whether it stopped.
-    env_trouble: bool,
-}
-
-/// A pair's turn told in the report; what the fleet's exit needs of it.
-fn end_of(
-    turn: Turn,
-    client: &Client,
-    route: &Route,
-    settings: &crate::config::Settings,
-    report: &mut FleetReport,
-) -> End {
-    let table = ident::raw_table(&client.id, &route.name).unwrap_or_default();
-    let pair = (client.id.as_str(), route.name.as_str());
-    let idle = |fields: Value| idle_summary(pair, &table, settings, fields);
-    let (object, exit, env_trouble) = match turn {
-        Turn::Ran(v, e) => {
-            let trouble = e == Exit::Environment && v["status"] != report::AUTH_REFUSED;
-            (v, e, trouble)
-        }
-        Turn::UpToDate(last) => (
-            idle(json!({"status": "up_to_date", "loaded_until": last, "error": null})),
-            Exit::Ok,
-            false,
-        ),
-        Turn::Busy => (
-            idle(json!({"status": "busy", "error": null})),
-            Exit::Ok,
-            false,
-        ),
-        Turn::NotStarted(why, e) => (
-            idle(json!({"status": "not_started", "error": why, "exit_code": e.code()})),
-            e,
-            e == Exit::Environment,
-        ),
-        Turn::Skipped(why) => (
-            idle(
-                json!({"status": "skipped", "error": "a sincronização parou antes deste par", "exit_code": why.code()}),
-            ),
-            why,
-            false,
-        ),
-    };
-    report.push(&object, unix_now());
-    End { exit, env_trouble }
-}
-
-/// Now in Unix seconds (a pair's end, for its metrics).
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
-}
-
-/// A pair's exit as the fleet's: a pair refused before it started (missing
-/// secret, no start point) is that pair's failure (1), not bad usage of the
-/// fleet; a lost database stays 3.
-fn fleet_exit(e: Exit) -> Exit {
-    match e {
-        Exit::Usage => Exit::Failed,
-        other => other,
-    }
-}
-
-/// The configured pairs, in config order, narrowed by the filters. A
-/// filter that names nothing configured is refused (exit 2).
-pub(super) fn select<'c>(
-    cfg: &'c Config,
-    clients: &[String],
-    routes: &[String],
-) -> Result<Vec<(&'c Client, &'c Route)>> {
-    for c in clients {
-        cfg.client(c)?;
-    }
-    let chosen: Vec<&Client> = cfg
-        .clients
-        .values()
-        .filter(|c| clients.is_empty() || clients.contains(&c.id))
-        .collect();
-    for r in routes {
-        if !chosen.iter().any(|c| c.routes.contains_key(r)) {
-            return Err(usage(format!(
-                "--route '{r}' is not a route of any selected client"
-            )));
-        }
-    }
-    let pairs: Vec<(&Client, &Route)> = chosen
-        .into_iter()
-        .flat_map(|c| c.routes.values().map(move |r| (c, r)))
-        .filter(|(_, r)| routes.is_empty() || routes.contains(&r.name))
-        .collect();
-    if pairs.is_empty() {
-        return Err(usage(
-            "no (client, route) pair to sync: the config has no routes",
-        ));
-    }
-    Ok(pairs)
-}
-
-/// The line that says how a pair's turn ended without a run.
-fn tell(turn: &Turn, client: &Client, route: &Route, say: impl Fn(&str, String)) {
-    let (c, r) = (&client.id, &route.name);
-    match turn {
-        Turn::NotStarted(why, _) => say("❌", format!("Par {c} / {r} não iniciado: {why}")),
-        Turn::UpToDate(last) => say(
-            "✅",
-            format!(
-                "Nada novo para {c} / {r}: carregado até {}",
-                last.map(|d| d.to_string())
-                    .unwrap_or_else(|| "(nada)".into())
-            ),
-        ),
-        Turn::Busy => say(
-            "⏳",
-            format!("Outra sincronização de {c} / {r} está em andamento: nada a fazer"),
-        ),
-        _ => {}
-    }
-}
-
-/// The period rules of the fleet's flags, the same for every pair.
-struct Plan {
-    from: Option<NaiveDate>,
-    until: Option<NaiveDate>,
-    lookback: u32,
-}
-
-/// How a pair's round begins.
-enum Start<'c> {
-    /// Its turn is over without a run (or before one): up to date, busy,
-    /// not started, skipped.
-    Over(Turn),
-    /// Its scrap had nothing left to run: the summary, and whether it was
-    /// another process's scrap (joined).
-    Nothing(Value, Exit, bool),
-    /// A run ready for the crew, whether it joins another process's scrap,
-    /// and whether its raw table is known to exist (else it is made sure
-    /// of once the run is handed over).
-    Ready(Box<scrap_run::Ready<'c>>, bool, bool, Option<i64>),
-    /// Such a run, handed over to the crew.
-    Handed(bool),
-}
-
-/// A pair's scrap in progress joined, or its period decided and a scrap
-/// created; then its run started in the ledger.
-#[allow(clippy::too_many_arguments)]
-fn start_pair<'c>(
-    ctx: &'c Context<'_>,
-    conn: &mut postgres::Client,
-    worker: &str,
-    client: &Client,
-    route: &Route,
-    plan: &Plan,
-    news: &Sender<Watch>,
-) -> Start<'c> {
-    let not_started =
-        |e: anyhow::Error| Start::Over(Turn::NotStarted(format!("{e:#}"), classify(&e)));
-    let until = match pair::until_of(plan.until, route) {
-        Ok(u) => u,
-        Err(e) => return not_started(e),
-    };
-    if let Some(f) = plan.from.filter(|f| *f > until) {
-        return Start::Over(Turn::NotStarted(
-            format!("--from {f} is after --until {until}"),
-            Exit::Usage,
-        ));
-    }
-    // Everything that can refuse the pair, before anything of it is written.
-    let checked = ctx
-        .secrets(route)
-        .and_then(|_| pair::check_before_writes(ctx, client));
-    if let Err(e) = checked {
-        return not_started(e);
-    }
-    let pair_plan = pair::Plan {
-        from: plan.from,
-        until,
-        lookback: plan.lookback,
-    };
-    let (id, joined, table_exists, days, fresh) = match decide(ctx, conn, client, route, &pair_plan)
-    {
-        Ok(Decided::Step(pair::Step::Run {
-            id,
-            joined,
-            table_exists,
-            skipped,
-            fresh,
-        })) => (id, joined, table_exists, skipped, fresh),
-        Ok(Decided::Step(pair::Step::UpToDate(last))) => return Start::Over(Turn::UpToDate(last)),
-        Ok(Decided::Busy) => return Start::Over(Turn::Busy),
-        Err(e) => return not_started(e),
-    };
-    drop(news.send(Watch::note(
-        ctx.style,
-        "🔄",
-        &format!(
-            "Sincronizando {} / {}: scrap {id}{}",
-            client.id,
-            route.name,
-            if joined { " (em andamento, junto)" } else { "" }
-        ),
-    )));
-    let prepared = match fresh {
-        Some((scrap, slices)) => {
-            scrap_run::prepare_fresh(ctx, conn, scrap, slices, Some(news), worker)
-        }
-        None => scrap_run::prepare(ctx, conn, id, true, Some(news), worker),
-    };
-    match prepared {
-        Ok(scrap_run::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists, days),
-        Ok(scrap_run::Prepared::Nothing(e, summary)) => {
-            let mut v = serde_json::to_value(&*summary).unwrap_or(Value::Null);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("error".into(), Value::Null);
-            }
-            Start::Nothing(v, e, joined)
-        }
-        Err(e) => not_started(e),
-    }
-}
-
-/// A pair's runs as one turn: the last one's summary, with the counters of
-/// an earlier (joined) run added.
-fn merged(mut runs: Vec<(Value, Exit)>) -> Turn {
-    let Some((mut last, mut exit)) = runs.pop() else {
-        return Turn::Skipped(Exit::Interrupted);
-    };
-    for (v, e) in runs {
-        exit = exit.merge(e);
-        for k in [
-            "records_fetched",
-            "inserted",
-            "duplicates",
-            "out_of_period",
-            "undated",
-            "sanitised",
-            "pages",
-            "retries",
-        ] {
-            let sum = last[k].as_i64().unwrap_or(0) + v[k].as_i64().unwrap_or(0);
-            last[k] = json!(sum);
-        }
-    }
-    Turn::Ran(last, exit)
-}
-
-/// `f` over `items` on up to `threads` threads (database round trips of
-/// many pairs at once); results in the order of `items`.
-fn in_parallel<T: Send>(threads: usize, items: &[usize], f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let out: Vec<Mutex<Option<T>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads.clamp(1, items.len().max(1)) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&i) = items.get(k) else { break };
-                *lock(&out[k]) = Some(f(i));
-            });
-        }
-    });
-    out.into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .expect("every item is done")
-        })
-        .collect()
-}
-
-/// What the progress lines count: pairs settled, and which pair each run
-/// is (a run whose slices have all ended counts its pair as finished).
-#[derive(Default)]
-struct Board {
-    settled: Mutex<std::collections::HashSet<usize>>,
-    runs: Mutex<std::collections::HashMap<i64, usize>>,
-}
-
-impl Board {
-    fn settle(&self, pair: usize) {
-        lock(&self.settled).insert(pair);
-    }
-
-    fn runs(&self, run: i64, pair: usize) {
-        lock(&self.runs).insert(run, pair);
-    }
-}
-
-/// Prints the fleet's lines and notices as they come, and every `every`
-/// one progress line: pairs finished, and pages and records of every run.
-fn watch(
-    rx: &Receiver<Watch>,
-    style: report::Style,
-    every: std::time::Duration,
-    n: usize,
-    board: &Board,
-    started: Instant,
-) {
-    let mut current: std::collections::HashMap<i64, Snapshot> = Default::default();
-    let ticker = channel::tick(every.max(std::time::Duration::from_millis(100)));
-    loop {
-        channel::select! {
-            recv(ticker) -> _ => {
-                let mut finished = lock(&board.settled).clone();
-                let runs = lock(&board.runs);
-                let (mut pages, mut records) = (0u64, 0u64);
-                for s in current.values() {
-                    pages += s.pages;
-                    records += s.records;
-                    if s.slices_done + s.slices_failed >= s.slices_total {
-                        finished.extend(runs.get(&s.run_id));
-                    }
-                }
-                drop(runs);
-                eprintln!(
-                    "{}",
-                    style.line(
-                        "🧩",
-                        &format!(
-                            "pares {}/{n} | {}",
-                            finished.len(),
-                            style.fleet_progress(pages, records, started.elapsed())
-                        )
-                    )
-                );
-            }
-            recv(rx) -> w => match w {
-                Ok(Watch::Progress(s)) => {
-                    current.insert(s.run_id, s);
-                }
-                Ok(Watch::Notice(n)) => eprintln!("{}", style.notice(&n)),
-                Ok(Watch::Note(_, line)) => eprintln!("{line}"),
-                Err(_) => return,
-            },
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What deciding a pair came to: a step under its lock, or busy (another
-/// sync held the lock all along without a scrap to join).
-enum Decided {
-    Step(pair::Step),
-    Busy,
-}
-
-/// The pair's scrap in progress if there is one, else the days it needs
-/// decided under the pair's lock and a scrap created and recorded for them.
-fn decide(
-    ctx: &Context<'_>,
-    conn: &mut postgres::Client,
-    client: &Client,
-    route: &Route,
-    plan: &pair::Plan,
-) -> Result<Decided> {
-    let waited = Instant::now();
-    loop {
-        if let Some(mut lock) = SyncLock::try_take(&mut *conn, &client.id, &route.name)? {
-            // A missing table is created after the run is handed over.
-            return pair::decide_locked(ctx, &mut lock, client, route, plan, NewTable::Later)
-                .map(Decided::Step);
-        }
-        // Another sync holds the pair: join its scrap once recorded.
-        if let Some(id) = pair::in_progress(conn, &client.id, &route.name)? {
-            return Ok(Decided::Step(pair::Step::Run {
-                id,
-                joined: true,
-                table_exists: false,
-                skipped: None,
-                fresh: None,
-            }));
-        }
-        if waited.elapsed() > DECIDING_WAIT || ctx.quit.load(Ordering::SeqCst) {
-            return Ok(Decided::Busy);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
 }
