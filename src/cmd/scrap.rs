@@ -135,11 +135,6 @@ pub fn check_status(status: Option<&str>) -> Result<()> {
     }
 }
 
-/// A count for a table cell: `1,234` (negatives, which cannot happen, as 0).
-fn count(n: i64) -> String {
-    report::thousands(n.max(0) as u64)
-}
-
 /// `scrap list`: one line per scrap, its status, the rows its runs inserted
 /// into the raw table (`inserted`) and its last run.
 pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
@@ -155,28 +150,10 @@ pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
             me: Some(&me),
         },
     )?
-    .into_iter()
-    .map(|s| {
-        vec![
-            s.scrap.id.to_string(),
-            s.scrap.client,
-            s.scrap.route,
-            format!("{} até {}", s.scrap.from, s.scrap.to),
-            s.status.to_string(),
-            format!("{}/{}", s.done, s.slices),
-            count(s.inserted),
-            s.last_run
-                .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M:%S")))
-                .unwrap_or_else(|| "-".into()),
-        ]
-    })
+    .iter()
+    .map(|s| scrap_rows::scrap_cells(s, scrap_rows::Listing::Cli))
     .collect();
-    report::out(&report::table(
-        &[
-            "id", "client", "route", "period", "status", "slices", "inserted", "last_run",
-        ],
-        &rows,
-    ));
+    report::out(&report::table(&scrap_rows::SCRAP_HEADERS, &rows));
     Ok(Exit::Ok)
 }
 

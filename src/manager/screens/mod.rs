@@ -5,19 +5,23 @@
 //! Emoji only through `Style` (none with `--plain`), and never with the
 //! variation selector U+FE0F: terminals disagree on its width, so a line
 //! holding one would push the border out of place.
+//!
+//! One file a screen: `scraps` (the table and the day strip, drawn in the
+//! colours of `look`), `form`, `details`, `run` (the live view and the
+//! summary); here the frame around them.
 
-use super::app::{App, Finished, Form, Job, Screen, Step};
-use super::query::{DaySpan, Details};
-use crate::ledger::{ScrapStatus, SliceStatus};
-use crate::report::{self, decimal, short_duration, thousands, Kind, Style};
-use crate::scrap_rows;
+mod details;
+mod form;
+mod look;
+mod run;
+mod scraps;
+
+use super::app::{App, Screen};
+use crate::report::{self, Style};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style as Look};
-use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{
-    Block, Borders, Clear, Gauge, List, ListItem, ListState, Paragraph, Row, Table, TableState,
-    Wrap,
-};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 /// The smallest terminal every screen fits in.
@@ -39,12 +43,12 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     .areas(area);
     header(f, head, app);
     match &app.screen {
-        Screen::Scraps => scraps(f, body, app),
-        Screen::Form(form) => new_scrap(f, body, app, form),
-        Screen::Details => details(f, body, app),
+        Screen::Scraps => scraps::scraps(f, body, app),
+        Screen::Form(form) => form::new_scrap(f, body, app, form),
+        Screen::Details => details::details(f, body, app),
         Screen::Run => match &app.job {
-            Some(job) => run(f, body, app, job),
-            None => scraps(f, body, app),
+            Some(job) => run::run(f, body, app, job),
+            None => scraps::scraps(f, body, app),
         },
     }
     footer(f, foot, app);
@@ -54,16 +58,16 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
 }
 
 /// Drops U+FE0F (see the module doc).
-fn bare(s: &str) -> String {
+pub(super) fn bare(s: &str) -> String {
     s.replace('\u{fe0f}', "")
 }
 
 /// `emoji text` with the style's emoji, made safe to draw.
-fn tagged(style: Style, emoji: &str, text: &str) -> String {
+pub(super) fn tagged(style: Style, emoji: &str, text: &str) -> String {
     bare(&style.line(emoji, text))
 }
 
-fn bold() -> Look {
+pub(super) fn bold() -> Look {
     Look::default().add_modifier(Modifier::BOLD)
 }
 
@@ -113,483 +117,6 @@ fn footer(f: &mut Frame<'_>, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(lines), area);
 }
 
-/// How a status is drawn: a day's cell (fancy and `--plain`), its colour
-/// (also of the status word in tables) and its word in the legend. One arm
-/// per status: a new status is one more arm and one more legend entry.
-struct DayLook {
-    fancy: &'static str,
-    plain: &'static str,
-    colour: Color,
-    word: &'static str,
-}
-
-fn look_of(s: SliceStatus) -> DayLook {
-    let (fancy, plain, colour, word) = match s {
-        SliceStatus::Done => ("█", "#", Color::Green, "concluído"),
-        SliceStatus::Failed => ("✗", "x", Color::Red, "falhou"),
-        SliceStatus::Running => ("▶", ">", Color::Yellow, "em execução"),
-        SliceStatus::Pending => ("·", ".", Color::Gray, "pendente"),
-        SliceStatus::Open => ("◐", "o", Color::Cyan, "dia em aberto"),
-    };
-    DayLook {
-        fancy,
-        plain,
-        colour,
-        word,
-    }
-}
-
-/// The day strip's legend, in this order.
-const LEGEND: [SliceStatus; 5] = [
-    SliceStatus::Done,
-    SliceStatus::Open,
-    SliceStatus::Failed,
-    SliceStatus::Running,
-    SliceStatus::Pending,
-];
-
-/// The status word of a scrap or slice, coloured.
-fn status_look(s: SliceStatus) -> Look {
-    Look::default().fg(look_of(s).colour)
-}
-
-/// The Scraps table's columns; the status is coloured.
-const STATUS_COLUMN: usize = 4;
-const SCRAP_HEADERS: [&str; 9] = [
-    "id",
-    "cliente",
-    "rota",
-    "período",
-    "status",
-    "fatias\nok/falha/total",
-    "inseridos",
-    "duplicados",
-    "última execução",
-];
-
-/// One scrap's cells in the Scraps table.
-fn scrap_cells(s: &ScrapStatus) -> [String; 9] {
-    let count = |n: i64| thousands(n.max(0) as u64);
-    [
-        s.scrap.id.to_string(),
-        s.scrap.client.clone(),
-        s.scrap.route.clone(),
-        format!("{} até {}", s.scrap.from, s.scrap.to),
-        s.status.to_string(),
-        format!("{}/{}/{}", s.done, s.failed, s.slices),
-        count(s.inserted),
-        count(s.duplicates),
-        s.last_run
-            .as_ref()
-            .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M")))
-            .unwrap_or_else(|| "-".into()),
-    ]
-}
-
-fn scraps(f: &mut Frame<'_>, area: Rect, app: &App) {
-    let strip_height = strip_lines(app, area.width.saturating_sub(2)) + 2;
-    let [table_area, strip_area] =
-        Layout::vertical([Constraint::Min(5), Constraint::Length(strip_height)]).areas(area);
-    let cells: Vec<[String; 9]> = app.scraps.iter().map(scrap_cells).collect();
-    // Each column as wide as its widest cell (ids, clients and routes vary
-    // in length); the last takes what is left.
-    let widths = SCRAP_HEADERS.iter().enumerate().map(|(i, h)| {
-        if i == SCRAP_HEADERS.len() - 1 {
-            return Constraint::Min(10);
-        }
-        let head = h.lines().map(|l| l.chars().count()).max().unwrap_or(0);
-        let widest = cells
-            .iter()
-            .map(|c| c[i].chars().count())
-            .fold(head, usize::max);
-        Constraint::Length(widest as u16)
-    });
-    let header = Row::new(SCRAP_HEADERS).height(2).style(bold());
-    let rows = app.scraps.iter().zip(cells.iter()).map(|(s, c)| {
-        Row::new(c.iter().enumerate().map(|(i, text)| {
-            if i == STATUS_COLUMN {
-                Span::styled(text.clone(), status_look(s.status))
-            } else {
-                Span::raw(text.clone())
-            }
-        }))
-    });
-    let title = format!(" Scraps ({}) ", app.scraps.len());
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(Block::bordered().title(title))
-        .row_highlight_style(Look::default().add_modifier(Modifier::REVERSED))
-        .highlight_symbol(">");
-    let mut state = TableState::default().with_selected(app.selected_index());
-    f.render_stateful_widget(table, table_area, &mut state);
-    strip(f, strip_area, app);
-}
-
-/// Lines the strip needs for the selected scrap at `width` cells a line
-/// (the range line, the cells, the legend), at most 6 of cells.
-fn strip_lines(app: &App, width: u16) -> u16 {
-    let days = day_count(&app.days) as u16;
-    let width = width.max(1);
-    2 + days.div_ceil(width).clamp(1, 6)
-}
-
-fn day_count(days: &[DaySpan]) -> usize {
-    days.iter()
-        .map(|d| (d.to - d.from).num_days().max(0) as usize + 1)
-        .sum()
-}
-
-/// The cell of one day: a symbol and a colour per status.
-fn cell(style: Style, s: SliceStatus) -> Span<'static> {
-    let look = look_of(s);
-    Span::styled(
-        if style.plain { look.plain } else { look.fancy },
-        Look::default().fg(look.colour),
-    )
-}
-
-/// The selected scrap's days, one cell each.
-fn strip(f: &mut Frame<'_>, area: Rect, app: &App) {
-    let inner_width = area.width.saturating_sub(2).max(1) as usize;
-    let title = match app.selected_row() {
-        Some(s) => format!(" Dias do scrap {} ", s.scrap.id),
-        None => " Dias ".to_string(),
-    };
-    let mut lines = Vec::new();
-    let total = day_count(&app.days);
-    if let (Some(first), Some(last)) = (app.days.first(), app.days.last()) {
-        lines.push(Line::from(format!(
-            "{} até {} ({total} dia(s))",
-            first.from, last.to
-        )));
-    } else {
-        lines.push(Line::from("nenhum scrap selecionado"));
-    }
-    let room = inner_width * 6;
-    let mut cells: Vec<Span<'static>> = Vec::new();
-    for d in &app.days {
-        let n = (d.to - d.from).num_days().max(0) as usize + 1;
-        cells.extend(std::iter::repeat_n(cell(app.style, d.status), n));
-    }
-    let hidden = cells.len().saturating_sub(room);
-    if hidden > 0 {
-        // The last cell says how many did not fit.
-        cells.truncate(room.saturating_sub(12));
-        cells.push(Span::raw(format!(" +{hidden} dias")));
-    }
-    for chunk in cells.chunks(inner_width) {
-        lines.push(Line::from(chunk.to_vec()));
-    }
-    let mut spans = Vec::new();
-    for s in LEGEND {
-        spans.push(cell(app.style, s));
-        spans.push(Span::raw(format!(" {}   ", look_of(s).word)));
-    }
-    lines.push(Line::from(spans));
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(title)),
-        area,
-    );
-}
-
-fn new_scrap(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
-    let block = Block::bordered().title(format!(" {} ", tagged(app.style, "💾", "Novo scrap")));
-    let inner = block.inner(area);
-    f.render_widget(block, area);
-    let [lists, fields, error] = Layout::vertical([
-        Constraint::Min(3),
-        Constraint::Length(5),
-        Constraint::Length(2),
-    ])
-    .areas(inner);
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(lists);
-    let focus = |on: bool| {
-        if on {
-            Look::default()
-                .fg(Color::Yellow)
-                .add_modifier(Modifier::BOLD)
-        } else {
-            Look::default()
-        }
-    };
-    let clients: Vec<ListItem> = app
-        .clients
-        .iter()
-        .map(|c| ListItem::new(format!("{} - {}", c.id, c.name)))
-        .collect();
-    let mut state = ListState::default().with_selected(Some(form.client));
-    f.render_stateful_widget(
-        List::new(clients)
-            .block(
-                Block::bordered()
-                    .title(" 1. Cliente ")
-                    .border_style(focus(form.step == Step::Client)),
-            )
-            .highlight_style(Look::default().add_modifier(Modifier::REVERSED))
-            .highlight_symbol(">"),
-        left,
-        &mut state,
-    );
-    // The highlighted client's routes, picked once the client is.
-    let routes: Vec<ListItem> = app
-        .clients
-        .get(form.client)
-        .map(|c| c.routes.iter().map(|r| ListItem::new(r.clone())).collect())
-        .unwrap_or_default();
-    let mut state =
-        ListState::default().with_selected((form.step != Step::Client).then_some(form.route));
-    f.render_stateful_widget(
-        List::new(routes)
-            .block(
-                Block::bordered()
-                    .title(" 2. Rota ")
-                    .border_style(focus(form.step == Step::Route)),
-            )
-            .highlight_style(Look::default().add_modifier(Modifier::REVERSED))
-            .highlight_symbol(">"),
-        right,
-        &mut state,
-    );
-    let field = |label: &str, value: &str, on: bool| {
-        Line::from(vec![
-            Span::styled(format!("{label:<22}"), focus(on)),
-            Span::raw(format!("[{value:<10}]")),
-            Span::raw(if on { " <" } else { "" }),
-        ])
-    };
-    let lines = vec![
-        field("3. De (YYYY-MM-DD):", &form.from, form.step == Step::From),
-        field("4. Até (YYYY-MM-DD):", &form.to, form.step == Step::To),
-        Line::from(""),
-        Line::from("Datas como 2025-06-01 ou 2025/06/01."),
-        Line::from("Enter no último campo cria o scrap e sua tabela raw."),
-    ];
-    f.render_widget(Paragraph::new(lines), fields);
-    if let Some(e) = &form.error {
-        f.render_widget(
-            Paragraph::new(tagged(app.style, "❌", e))
-                .style(Look::default().fg(Color::Red))
-                .wrap(Wrap { trim: true }),
-            error,
-        );
-    }
-}
-
-/// The facts `scrap show` prints, as lines, in Portuguese.
-pub fn details_text(d: &Details) -> Vec<String> {
-    let s = &d.scrap;
-    let mut out = vec![
-        format!("scrap {}: cliente {}, rota {}", s.id, s.client, s.route),
-        format!(
-            "período: {} até {} (fatias de {} dia(s))",
-            s.from, s.to, s.slice_days
-        ),
-        format!("tabela: {}", s.raw_table),
-        format!("status: {}", d.status),
-        format!(
-            "criado em: {}",
-            s.created_at.format("%Y-%m-%d %H:%M:%S UTC")
-        ),
-        String::new(),
-        "execuções:".into(),
-    ];
-    let runs: Vec<_> = d.runs.iter().map(scrap_rows::run_cells).collect();
-    out.extend(
-        scrap_rows::table(&scrap_rows::RUN_HEADERS_PT, &runs)
-            .lines()
-            .map(String::from),
-    );
-    out.push(String::new());
-    out.push("fatias:".into());
-    let slices: Vec<_> = d.slices.iter().map(scrap_rows::slice_cells).collect();
-    out.extend(
-        scrap_rows::table(&scrap_rows::SLICE_HEADERS_PT, &slices)
-            .lines()
-            .map(String::from),
-    );
-    out
-}
-
-fn details(f: &mut Frame<'_>, area: Rect, app: &App) {
-    let (title, lines) = match &app.details {
-        Some(d) => (
-            format!(" Detalhes do scrap {} ", d.scrap.id),
-            details_text(d),
-        ),
-        None => (" Detalhes ".to_string(), vec!["carregando...".to_string()]),
-    };
-    let text = Text::from(lines.into_iter().map(Line::from).collect::<Vec<_>>());
-    f.render_widget(
-        Paragraph::new(text)
-            .block(Block::bordered().title(title))
-            .scroll((app.scroll, app.hscroll)),
-        area,
-    );
-}
-
-fn run(f: &mut Frame<'_>, area: Rect, app: &App, job: &Job) {
-    let st = app.style;
-    let title = match &job.finished {
-        None if app.stopping => tagged(st, "⏹️", &format!("Parando: {}", job.title)),
-        None => tagged(st, "▶️", &format!("Executando: {}", job.title)),
-        Some(Finished::Summary { exit: 0, .. }) => {
-            tagged(st, "✅", &format!("Concluído: {}", job.title))
-        }
-        Some(_) => tagged(st, "⏹️", &format!("Terminado: {}", job.title)),
-    };
-    let block = Block::bordered().title(format!(" {title} "));
-    let inner = block.inner(area);
-    f.render_widget(block, area);
-    if let Some(end) = &job.finished {
-        let text = match end {
-            Finished::Summary { exit, text } => {
-                let mut t: Vec<String> = text.lines().map(bare).collect();
-                t.push(String::new());
-                t.push(format!("código de saída: {exit}"));
-                t
-            }
-            Finished::Nothing(line) => vec![bare(line)],
-            Finished::Error(e) => vec![tagged(st, "❌", &format!("Erro: {e}"))],
-        };
-        let [top, rest] =
-            Layout::vertical([Constraint::Length(text.len() as u16), Constraint::Min(0)])
-                .areas(inner);
-        f.render_widget(
-            Paragraph::new(text.into_iter().map(Line::from).collect::<Vec<_>>())
-                .wrap(Wrap { trim: false }),
-            top,
-        );
-        last_lines(f, rest, app, job);
-        return;
-    }
-    let [gauge, figures, rest] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(5),
-        Constraint::Min(0),
-    ])
-    .areas(inner);
-    let s = job.snapshot.unwrap_or_default();
-    let ratio = if s.slices_total > 0 {
-        (s.slices_done as f64 / s.slices_total as f64).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    f.render_widget(
-        Gauge::default()
-            .gauge_style(Look::default().fg(Color::Green))
-            .ratio(ratio)
-            .label(format!(
-                "{}/{} fatias ({:.0}%)",
-                s.slices_done,
-                s.slices_total,
-                ratio * 100.0
-            )),
-        gauge,
-    );
-    let eta = s.eta().map(short_duration).unwrap_or_else(|| "?".into());
-    let lines = vec![
-        Line::from(format!(
-            "{}   {}   {}",
-            tagged(st, "📄", &format!("Páginas: {}", thousands(s.pages))),
-            tagged(st, "📊", &format!("Registros: {}", thousands(s.records))),
-            tagged(st, "⏱️", &format!("Tempo: {}s", s.elapsed.as_secs())),
-        )),
-        Line::from(format!(
-            "{}   {}",
-            tagged(
-                st,
-                "🚀",
-                &format!(
-                    "Taxa: {} reg/s",
-                    decimal(report::rate(s.records, s.elapsed))
-                )
-            ),
-            tagged(st, "⏳", &format!("ETA: ~{eta}")),
-        )),
-        Line::from(format!(
-            "{}   {}",
-            tagged(st, "💾", &format!("Inseridos: {}", thousands(s.inserted))),
-            tagged(
-                st,
-                "♻️",
-                &format!("Duplicados: {}", thousands(s.duplicates))
-            ),
-        )),
-        Line::from(format!(
-            "{}   {}",
-            tagged(
-                st,
-                "🧩",
-                &format!(
-                    "Fatias: {} de {} | com falha: {}",
-                    s.slices_done, s.slices_total, s.slices_failed
-                )
-            ),
-            tagged(st, "🔁", &format!("Retentativas: {}", s.retries)),
-        )),
-    ];
-    f.render_widget(Paragraph::new(lines), figures);
-    last_lines(f, rest, app, job);
-}
-
-/// The run's last lines: its progress, then its warnings and errors apart
-/// (so retries do not push the progress out), each headed by what it is.
-fn last_lines(f: &mut Frame<'_>, area: Rect, app: &App, job: &Job) {
-    if area.height < 2 {
-        return;
-    }
-    let st = app.style;
-    // Each panel is a title line over its lines (at least one); the
-    // progress gets what it needs up to half, the trouble the rest; short
-    // of room (under a summary), the trouble only.
-    let progress_height = if area.height < 4 {
-        0
-    } else {
-        (job.progress.len().max(1) as u16 + 1).min(area.height / 2)
-    };
-    let [top, bottom] =
-        Layout::vertical([Constraint::Length(progress_height), Constraint::Min(0)]).areas(area);
-    let progress = job.progress.iter().map(|l| Line::from(bare(l))).collect();
-    panel(f, top, tagged(st, "📋", "Andamento"), progress, "-");
-    let trouble = job
-        .trouble
-        .iter()
-        .map(|(kind, l)| {
-            let (word, colour) = match kind {
-                Kind::Error => ("erro ", Color::Red),
-                Kind::Warning | Kind::Progress => ("aviso", Color::Yellow),
-            };
-            Line::from(vec![
-                Span::styled(format!("{word}  "), Look::default().fg(colour)),
-                Span::raw(bare(l)),
-            ])
-        })
-        .collect();
-    let title = format!("Avisos e erros ({})", job.troubles);
-    panel(f, bottom, tagged(st, "⚠️", &title), trouble, "nenhum");
-}
-
-/// A titled panel of one line per message, the newest last: the last
-/// ones that fit are shown, each cut at the edge (a message is short;
-/// `erros_scraps.log` and Details have errors in full).
-fn panel(f: &mut Frame<'_>, area: Rect, title: String, lines: Vec<Line<'_>>, empty: &str) {
-    if area.height < 2 {
-        return;
-    }
-    let room = usize::from(area.height - 1);
-    let lines = if lines.is_empty() {
-        vec![Line::from(empty.to_string())]
-    } else {
-        let skip = lines.len().saturating_sub(room);
-        lines.into_iter().skip(skip).collect()
-    };
-    f.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::TOP).title(title)),
-        area,
-    );
-}
-
 fn confirm(f: &mut Frame<'_>, area: Rect) {
     let w = 60.min(area.width);
     let h = 5.min(area.height);
@@ -613,14 +140,13 @@ fn confirm(f: &mut Frame<'_>, area: Rect) {
         popup,
     );
 }
-
 #[cfg(test)]
 mod tests {
-    use super::super::app::{ClientChoice, Form, Job, Screen, Step};
+    use super::super::app::{ClientChoice, Finished, Form, Job, Screen, Step};
     use super::super::query::{DaySpan, Details};
     use super::*;
     use crate::config::{Layer, Settings};
-    use crate::ledger::{RunInfo, RunStatus, Scrap, SliceInfo};
+    use crate::ledger::{RunInfo, RunStatus, Scrap, ScrapStatus, SliceInfo, SliceStatus};
     use crate::report::{Notice, Retried, Snapshot, Summary, Watch};
     use chrono::{NaiveDate, TimeZone, Utc};
     use ratatui::backend::TestBackend;
