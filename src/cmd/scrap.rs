@@ -7,7 +7,7 @@ use crate::config::{Client, Config, Route};
 use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
-use crate::ledger::{self, NewTable, SliceStatus};
+use crate::ledger::{self, NewTable};
 use crate::report;
 use crate::scrap_rows;
 use anyhow::Result;
@@ -148,6 +148,7 @@ pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
             status: a.status.as_deref(),
             newest: None,
             me: Some(&me),
+            scrap: None,
         },
     )?
     .iter()
@@ -165,17 +166,7 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
     // A run whose process is known to be gone is shown (and stored) as aborted.
     let me = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
     ledger::abort_dead_runs(&mut c, Some(id), &me)?;
-    let status = ledger::list(
-        &mut c,
-        ledger::ListFilter {
-            client: Some(&s.client),
-            ..Default::default()
-        },
-    )?
-    .into_iter()
-    .find(|x| x.scrap.id == id)
-    .map(|x| x.status)
-    .unwrap_or(SliceStatus::Pending);
+    let status = ledger::status_of_scrap(&mut c, id)?;
     crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
     crate::outln!(
         "period: {} até {} (slice_days {})",
