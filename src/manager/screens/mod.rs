@@ -167,6 +167,49 @@ mod tests {
             .collect()
     }
 
+    /// A form at `step`, its client and route picked by index, empty.
+    fn form(step: Step, client: usize, route: usize) -> Form {
+        Form {
+            step,
+            client,
+            route,
+            from: String::new(),
+            to: String::new(),
+            error: None,
+        }
+    }
+
+    /// A one-day slice: its pages and records (all inserted), attempts and
+    /// last error.
+    fn slice(
+        day: &str,
+        status: SliceStatus,
+        (pages, records): (i64, i64),
+        attempts: i32,
+        last_error: Option<&str>,
+    ) -> SliceInfo {
+        SliceInfo {
+            from: d(day),
+            to: d(day),
+            status,
+            pages,
+            records,
+            inserted: records,
+            duplicates: 0,
+            out_of_period: 0,
+            undated: 0,
+            attempts,
+            last_error: last_error.map(String::from),
+            worker: None,
+        }
+    }
+
+    fn screen_has_all(lines: &[String], texts: &[&str]) {
+        for text in texts {
+            screen_has(lines, text);
+        }
+    }
+
     fn screen_has(lines: &[String], text: &str) {
         assert!(
             lines.iter().any(|l| l.contains(text)),
@@ -237,13 +280,15 @@ mod tests {
         let mut a = app(true);
         a.message = Some("Scrap 8 criado: 6 fatia(s), tabela t".into());
         let s = render(&a, 120, 30);
-        screen_has(&s, "Atlas Data Flow Manager - Scraps de ETL");
-        screen_has(&s, "Scraps (2)");
-        screen_has(
+        screen_has_all(
             &s,
-            "status  fatias         inseridos duplicados última execução",
+            &[
+                "Atlas Data Flow Manager - Scraps de ETL",
+                "Scraps (2)",
+                "status  fatias         inseridos duplicados última execução",
+                "ok/falha/total",
+            ],
         );
-        screen_has(&s, "ok/falha/total");
         let first = s
             .iter()
             .position(|l| l.contains(">8 "))
@@ -265,15 +310,17 @@ mod tests {
             "{}",
             s[second]
         );
-        screen_has(&s, "Dias do scrap 8");
-        screen_has(&s, "2025-06-01 até 2025-06-06 (6 dia(s))");
-        screen_has(&s, "##x>..");
-        screen_has(
+        screen_has_all(
             &s,
-            "# concluído   o dia em aberto   x falhou   > em execução   . pendente",
+            &[
+                "Dias do scrap 8",
+                "2025-06-01 até 2025-06-06 (6 dia(s))",
+                "##x>..",
+                "# concluído   o dia em aberto   x falhou   > em execução   . pendente",
+                "Scrap 8 criado",
+                "n novo scrap  r executar  s sincronizar",
+            ],
         );
-        screen_has(&s, "Scrap 8 criado");
-        screen_has(&s, "n novo scrap  r executar  s sincronizar");
         assert!(!s.concat().contains('⚡'), "--plain draws no emoji");
         let fancy = render(&app(false), 120, 30);
         screen_has(&fancy, "⚡");
@@ -284,45 +331,34 @@ mod tests {
     fn the_form_shows_its_error() {
         let mut a = app(true);
         a.screen = Screen::Form(Form {
-            step: Step::From,
-            client: 0,
-            route: 1,
             from: "2025-02-30".into(),
-            to: String::new(),
             error: Some("De: '2025-02-30' não é uma data real no formato YYYY-MM-DD".into()),
+            ..form(Step::From, 0, 1)
         });
         let s = render(&a, 100, 30);
-        screen_has(&s, "Novo scrap");
-        screen_has(&s, "1. Cliente");
-        screen_has(&s, ">2151 - Loja Teste");
-        screen_has(&s, ">pedidos");
-        screen_has(&s, "3. De (YYYY-MM-DD):   [2025-02-30] <");
-        screen_has(
+        screen_has_all(
             &s,
-            "De: '2025-02-30' não é uma data real no formato YYYY-MM-DD",
+            &[
+                "Novo scrap",
+                "1. Cliente",
+                ">2151 - Loja Teste",
+                ">pedidos",
+                "3. De (YYYY-MM-DD):   [2025-02-30] <",
+                "De: '2025-02-30' não é uma data real no formato YYYY-MM-DD",
+                "Datas como 2025-06-01 ou 2025/06/01.",
+                "Esc cancelar",
+            ],
         );
-        screen_has(&s, "Datas como 2025-06-01 ou 2025/06/01.");
-        screen_has(&s, "Esc cancelar");
     }
 
     #[test]
     fn the_route_list_shows_the_highlighted_clients_routes() {
         let mut a = app(true);
-        let form = |client| Form {
-            step: Step::Client,
-            client,
-            route: 0,
-            from: String::new(),
-            to: String::new(),
-            error: None,
-        };
-        a.screen = Screen::Form(form(0));
+        a.screen = Screen::Form(form(Step::Client, 0, 0));
         let s = render(&a, 100, 30);
-        screen_has(&s, ">2151 - Loja Teste");
-        screen_has(&s, "│itens");
-        screen_has(&s, "│pedidos");
+        screen_has_all(&s, &[">2151 - Loja Teste", "│itens", "│pedidos"]);
         assert!(!s.concat().contains(">itens"), "no route picked yet");
-        a.screen = Screen::Form(form(1));
+        a.screen = Screen::Form(form(Step::Client, 1, 0));
         let s = render(&a, 100, 30);
         screen_has(&s, ">3300 - Outra Loja");
         screen_has(&s, "│notas");
@@ -358,63 +394,36 @@ mod tests {
                 slices_failed: 1,
             }],
             slices: vec![
-                SliceInfo {
-                    from: d("2025-06-01"),
-                    to: d("2025-06-01"),
-                    status: SliceStatus::Done,
-                    pages: 5,
-                    records: 50,
-                    inserted: 50,
-                    duplicates: 0,
-                    out_of_period: 0,
-                    undated: 0,
-                    attempts: 1,
-                    last_error: None,
-                    worker: None,
-                },
-                SliceInfo {
-                    from: d("2025-06-02"),
-                    to: d("2025-06-02"),
-                    status: SliceStatus::Failed,
-                    pages: 0,
-                    records: 0,
-                    inserted: 0,
-                    duplicates: 0,
-                    out_of_period: 0,
-                    undated: 0,
-                    attempts: 5,
-                    last_error: Some("page 1: HTTP 404".into()),
-                    worker: None,
-                },
+                slice("2025-06-01", SliceStatus::Done, (5, 50), 1, None),
+                slice(
+                    "2025-06-02",
+                    SliceStatus::Failed,
+                    (0, 0),
+                    5,
+                    Some("page 1: HTTP 404"),
+                ),
             ],
         });
         a.screen = Screen::Details;
         let s = render(&a, 130, 30);
-        screen_has(&s, "Detalhes do scrap 7");
-        screen_has(&s, "scrap 7: cliente 2151, rota pedidos");
-        screen_has(
+        screen_has_all(
             &s,
-            "período: 2025-06-01 até 2025-06-02 (fatias de 1 dia(s))",
+            &[
+                "Detalhes do scrap 7",
+                "scrap 7: cliente 2151, rota pedidos",
+                "período: 2025-06-01 até 2025-06-02 (fatias de 1 dia(s))",
+                "tabela: dados_raw_cliente_2151_pedidos",
+                "status: failed",
+                "criado em: 2026-01-02 03:04:05 UTC",
+                "execuções:",
+                "execução  início               fim       status  registros  inseridos  duplicados  fatias ok/falha  processo",
+                "3         2026-01-02 03:04:05  03:04:05  failed  50         50         0           1/1              host:b:p:1:ab12",
+                "fatias:",
+                "fatia       status  páginas  registros  inseridos  duplicados  fora do período  sem data  tentativas  processo  último erro",
+                "2025-06-02  failed  0        0          0          0           0                0         5           -         page 1: HTTP 404",
+                "r executar  Esc voltar",
+            ],
         );
-        screen_has(&s, "tabela: dados_raw_cliente_2151_pedidos");
-        screen_has(&s, "status: failed");
-        screen_has(&s, "criado em: 2026-01-02 03:04:05 UTC");
-        screen_has(&s, "execuções:");
-        screen_has(
-            &s,
-            "execução  início               fim       status  registros  inseridos  duplicados  fatias ok/falha  processo",
-        );
-        screen_has(
-            &s,
-            "3         2026-01-02 03:04:05  03:04:05  failed  50         50         0           1/1              host:b:p:1:ab12",
-        );
-        screen_has(&s, "fatias:");
-        screen_has(
-            &s,
-            "fatia       status  páginas  registros  inseridos  duplicados  fora do período  sem data  tentativas  processo  último erro",
-        );
-        screen_has(&s, "2025-06-02  failed  0        0          0          0           0                0         5           -         page 1: HTTP 404");
-        screen_has(&s, "r executar  Esc voltar");
         for english in [
             "client ",
             "route ",
@@ -469,12 +478,17 @@ mod tests {
             slices_todo: 9,
         }));
         let s = render(&a, 100, 30);
-        screen_has(&s, "Executando: Scrap 8 · 2151 / pedidos");
-        screen_has(&s, "3/10 fatias (30%)");
-        screen_has(&s, "Páginas: 12   Registros: 6,000   Tempo: 4s");
-        screen_has(&s, "Taxa: 1,500.0 reg/s   ETA: ~14s");
-        screen_has(&s, "Inseridos: 5,900   Duplicados: 100");
-        screen_has(&s, "Fatias: 3 de 10 | com falha: 0   Retentativas: 1");
+        screen_has_all(
+            &s,
+            &[
+                "Executando: Scrap 8 · 2151 / pedidos",
+                "3/10 fatias (30%)",
+                "Páginas: 12   Registros: 6,000   Tempo: 4s",
+                "Taxa: 1,500.0 reg/s   ETA: ~14s",
+                "Inseridos: 5,900   Duplicados: 100",
+                "Fatias: 3 de 10 | com falha: 0   Retentativas: 1",
+            ],
+        );
         let at = |text: &str| {
             s.iter()
                 .position(|l| l.contains(text))
@@ -554,13 +568,18 @@ mod tests {
         screen_has(&tall, "Andamento");
         screen_has(&tall, "Iniciando ETL do cliente 2151");
         let s = render(&a, 100, 30);
-        screen_has(&s, "Concluído: Scrap 8 · 2151 / pedidos");
-        screen_has(&s, "Total de registros coletados: 300");
-        screen_has(&s, "Tabela: dados_raw_cliente_2151_pedidos");
-        screen_has(&s, "Taxa média: 150.0 registros/segundo");
-        screen_has(&s, "Páginas processadas: 30");
-        screen_has(&s, "Fatias concluídas: 6 de 6 | com falha: 0");
-        screen_has(&s, "código de saída: 0");
+        screen_has_all(
+            &s,
+            &[
+                "Concluído: Scrap 8 · 2151 / pedidos",
+                "Total de registros coletados: 300",
+                "Tabela: dados_raw_cliente_2151_pedidos",
+                "Taxa média: 150.0 registros/segundo",
+                "Páginas processadas: 30",
+                "Fatias concluídas: 6 de 6 | com falha: 0",
+                "código de saída: 0",
+            ],
+        );
         assert!(
             !s.concat().contains('\u{fe0f}'),
             "no variation selector reaches the screen"
