@@ -18,21 +18,22 @@ pub(super) use decide::select;
 use super::pair::{self, lookback_days};
 use super::{scrap_run, Context};
 use crate::cli::SyncArgs;
-use crate::db;
+use crate::config::{Client, Route, Settings};
+use crate::db::{self, Db};
 use crate::exit::{classify, usage, Exit};
 use crate::ledger;
-use crate::pipeline;
 use crate::pipeline::gate::Settling;
+use crate::pipeline::{self, Outcome};
 use crate::report::fleet::FleetReport;
 use crate::report::{self, Summary, Watch};
 use anyhow::Result;
 use board::{in_parallel, lock, watch, Board};
-use crossbeam::channel;
+use crossbeam::channel::{self, Sender};
 use decide::{start_pair, Plan};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use turn::{after_rounds, end_of, fleet_exit, goes_again, merged, told, End, Start, Turn};
 
 /// Pairs decided and handed to the crew in one wave: a wave's runs, plans
@@ -76,258 +77,45 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let style = ctx.style;
     let started = Instant::now();
     let n = pairs.len();
-    let plan = Plan {
-        from,
-        until,
-        lookback,
+    let fleet = Fleet {
+        ctx,
+        settings,
+        db,
+        pool,
+        worker,
+        plan: Plan {
+            from,
+            until,
+            lookback,
+        },
+        deciders,
+        started,
+        quits: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        skipped: (0..n).map(|_| Mutex::new(None)).collect(),
+        board: Board::default(),
+        begun: AtomicUsize::new(0),
+        pairs,
     };
-    // Each pair's own stop (its client refused the credentials); a stop
-    // signal or a lost database stops them all.
-    let quits: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
-    let mut turns: Vec<Option<Turn>> = (0..n).map(|_| None).collect();
-    let mut ran: Vec<Vec<(Value, Exit)>> = (0..n).map(|_| Vec::new()).collect();
-    // Days each pair's new scrap skipped as loaded already (its summary says so).
-    let skipped: Vec<Mutex<Option<i64>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let mut turns = Turns {
+        turns: (0..n).map(|_| None).collect(),
+        ran: (0..n).map(|_| Vec::new()).collect(),
+    };
     // What each pair came to, told in the report as its wave ends.
     let mut report = FleetReport::with_metrics(settings.metrics_file.is_some());
     let mut ends: Vec<End> = Vec::with_capacity(n);
     let (news, news_rx) = channel::unbounded::<Watch>();
-    let board = Board::default();
     std::thread::scope(|scope| {
-        let printer = scope.spawn(|| watch(&news_rx, style, settings.progress, n, &board, started));
-        let begun = AtomicUsize::new(0);
+        let board = &fleet.board;
+        let printer = scope.spawn(|| watch(&news_rx, style, settings.progress, n, board, started));
         let order: Vec<usize> = (0..n).collect();
         for wave in order.chunks(WAVE) {
-            // The pairs to work this round: the wave's, then those that joined
-            // a scrap of another process and must now decide their own period.
-            let mut todo: Vec<usize> = wave.to_vec();
-            for _round in 0..2 {
-                if todo.is_empty() {
-                    break;
-                }
-                // Pairs are decided and their runs started on `threads` threads
-                // while the crew already works the runs handed over.
-                let readies: Vec<OnceLock<Box<scrap_run::Ready>>> =
-                    todo.iter().map(|_| OnceLock::new()).collect();
-                let jobs: Vec<OnceLock<pipeline::Job>> =
-                    todo.iter().map(|_| OnceLock::new()).collect();
-                let (handed, handed_rx) = channel::unbounded::<usize>();
-                // Runs over while the crew works others are closed right away.
-                let (over, over_rx) = channel::unbounded::<(usize, pipeline::Outcome)>();
-                let closed: Vec<OnceLock<(Exit, Summary)>> =
-                    todo.iter().map(|_| OnceLock::new()).collect();
-                let ran_at = Instant::now();
-                let (starts, outcomes) = std::thread::scope(|s| {
-                    let ks: Vec<usize> = (0..todo.len()).collect();
-                    let (todo, readies, jobs, ran, begun, news, quits) =
-                        (&todo, &readies, &jobs, &ran, &begun, &news, &quits);
-                    let (board, pool, worker, plan, pairs) =
-                        (&board, &pool, &worker, &plan, &pairs);
-                    let skipped = &skipped;
-                    let closed = &closed;
-                    let preparing = s.spawn(move || {
-                        let starts = in_parallel(deciders, &ks, |k| {
-                            let i = todo[k];
-                            let (client, route) = pairs[i];
-                            if ctx.quit.load(Ordering::SeqCst) {
-                                return Start::Over(Turn::Skipped(Exit::Interrupted));
-                            }
-                            if ran[i].is_empty() {
-                                let c = begun.fetch_add(1, Ordering::SeqCst) + 1;
-                                drop(news.send(Watch::note(
-                                    style,
-                                    "🧩",
-                                    &report::fleet::pair_begins((c, n), &client.id, &route.name),
-                                )));
-                            }
-                            // One connection decides the pair, starts its run
-                            // and makes its table sure.
-                            let mut conn = match pool.get() {
-                                Ok(c) => c,
-                                Err(e) => {
-                                    let e = anyhow::Error::from(e);
-                                    let why = format!("{e:#}");
-                                    return Start::Over(Turn::NotStarted(why, classify(&e)));
-                                }
-                            };
-                            match start_pair(ctx, &mut conn, worker, client, route, plan, news) {
-                                Start::Ready(r, joined, table_exists, days) => {
-                                    if let Some(d) = days {
-                                        *lock(&skipped[i]) = Some(d);
-                                    }
-                                    let r = readies[k].get_or_init(|| r);
-                                    // Writers never wait for a gate left pending.
-                                    let _settling = Settling(r.table_gate());
-                                    if table_exists {
-                                        r.table_gate().settle(Ok(()));
-                                    }
-                                    let job = r.job(ctx, pool.clone(), &quits[i], Some(news));
-                                    board.runs(job.run_id, i);
-                                    log::debug!(
-                                        "handed run {} ({} / {})",
-                                        job.run_id,
-                                        client.id,
-                                        route.name
-                                    );
-                                    drop(jobs[k].set(job));
-                                    // The crew reads until the channel closes.
-                                    let _ = handed.send(k);
-                                    // The table is created while the first pages are fetched.
-                                    if !table_exists {
-                                        r.make_table_sure(&mut conn);
-                                    }
-                                    Start::Handed(joined)
-                                }
-                                other => other,
-                            }
-                        });
-                        drop(handed);
-                        starts
-                    });
-                    let closing = s.spawn(move || {
-                        for (k, outcome) in over_rx {
-                            // Without a connection now, the run is closed with the others.
-                            let (Some(r), Ok(mut c)) = (readies[k].get(), pool.get()) else {
-                                continue;
-                            };
-                            let end = scrap_run::finish(
-                                ctx,
-                                &mut c,
-                                r,
-                                &outcome,
-                                ran_at.elapsed(),
-                                true,
-                                Some(news),
-                            );
-                            drop(closed[k].set(end));
-                        }
-                    });
-                    let outcomes = pipeline::run_many(
-                        settings,
-                        style,
-                        Some(news),
-                        jobs,
-                        &handed_rx,
-                        ctx.quit,
-                        Some(&over),
-                    );
-                    drop(over);
-                    drop(closing.join());
-                    (preparing.join().unwrap_or_default(), outcomes)
-                });
-                let elapsed = ran_at.elapsed();
-                drop(jobs);
-                log::debug!("runs ended after {:?}", started.elapsed());
-                let mut finishing = Vec::new();
-                let mut ends = Vec::new();
-                // Pairs whose joined scrap is over: their own period next round.
-                let mut again = Vec::new();
-                for ((k, start), (ready, outcome)) in starts
-                    .into_iter()
-                    .enumerate()
-                    .zip(readies.into_iter().map(OnceLock::into_inner).zip(outcomes))
-                {
-                    let i = todo[k];
-                    match (start, ready, outcome) {
-                        (Start::Handed(joined), Some(r), Some(o)) => match closed[k].get() {
-                            // Closed while the crew worked the others: it did not stop early.
-                            Some(end) => ends.push((i, joined, Ok((end.clone(), None)))),
-                            None => finishing.push((i, r, joined, o)),
-                        },
-                        (Start::Over(turn), _, _) => {
-                            let (client, route) = pairs[i];
-                            // Nothing more after a joined scrap: the runs stand.
-                            let ended = after_rounds(turn, std::mem::take(&mut ran[i]));
-                            if let Some((emoji, text)) = told(&ended, &client.id, &route.name) {
-                                drop(news.send(Watch::note(style, emoji, &text)));
-                            }
-                            turns[i] = Some(ended);
-                            board.settle(i);
-                        }
-                        (Start::Nothing(v, e, joined), _, _) => {
-                            ran[i].push((v, e));
-                            if goes_again(joined, e, false) {
-                                again.push(i);
-                            } else {
-                                turns[i] = Some(merged(std::mem::take(&mut ran[i])));
-                                board.settle(i);
-                            }
-                        }
-                        _ => {
-                            turns[i] = Some(Turn::Skipped(Exit::Interrupted));
-                            board.settle(i);
-                        }
-                    }
-                }
-                // With the database lost, a pooled connection would only time out.
-                let lost = finishing.iter().any(|(_, _, _, o)| o.database_lost);
-                let idx: Vec<usize> = (0..finishing.len()).collect();
-                let slots: Vec<Mutex<Option<_>>> =
-                    finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
-                ends.extend(in_parallel(deciders, &idx, |k| {
-                    let (i, r, joined, outcome) =
-                        lock(&slots[k]).take().expect("each run ends once");
-                    let pooled = if lost { None } else { pool.get().ok() };
-                    let summary = match pooled {
-                        Some(mut c) => {
-                            scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(&news))
-                        }
-                        None => match db.connect() {
-                            Ok(mut c) => scrap_run::finish(
-                                ctx,
-                                &mut c,
-                                &r,
-                                &outcome,
-                                elapsed,
-                                true,
-                                Some(&news),
-                            ),
-                            Err(e) => {
-                                let why = format!("{e:#}");
-                                return (i, joined, Err(why));
-                            }
-                        },
-                    };
-                    (i, joined, Ok((summary, outcome.error)))
-                }));
-                todo = again;
-                for (i, joined, end) in ends {
-                    match end {
-                        Ok(((e, summary), error)) => {
-                            let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
-                            if let Some(o) = v.as_object_mut() {
-                                // Why the run stopped early, if it did.
-                                o.insert("error".into(), json!(error));
-                                o.insert(
-                                    "days_skipped".into(),
-                                    json!(lock(&skipped[i]).unwrap_or(0)),
-                                );
-                            }
-                            ran[i].push((v, e));
-                            if goes_again(joined, e, ctx.quit.load(Ordering::SeqCst)) {
-                                todo.push(i);
-                            } else {
-                                turns[i] = Some(merged(std::mem::take(&mut ran[i])));
-                                board.settle(i);
-                            }
-                        }
-                        Err(why) => {
-                            turns[i] = Some(Turn::NotStarted(why, Exit::Environment));
-                            board.settle(i);
-                        }
-                    }
-                }
-                todo.sort_unstable();
-            }
-            log::debug!("summaries done after {:?}", started.elapsed());
-            // Joined twice (another process's scraps both times): the runs stand.
-            for i in todo {
-                turns[i] = Some(merged(std::mem::take(&mut ran[i])));
-            }
+            fleet.wave(wave, &news, &mut turns);
             // The wave's pairs are over: only their report is kept.
             for &i in wave {
-                let (client, route) = pairs[i];
-                let turn = turns[i].take().unwrap_or(Turn::Skipped(Exit::Interrupted));
+                let (client, route) = fleet.pairs[i];
+                let turn = turns.turns[i]
+                    .take()
+                    .unwrap_or(Turn::Skipped(Exit::Interrupted));
                 ends.push(end_of(turn, client, route, settings, &mut report));
             }
         }
@@ -347,4 +135,292 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     }
     super::alert::after_fleet(ctx, &report, &object, exit.code());
     Ok(exit)
+}
+
+/// What every round of the fleet works with: its settings and connections,
+/// the pairs, and what their threads share.
+struct Fleet<'a> {
+    ctx: &'a Context<'a>,
+    settings: &'a Settings,
+    db: &'a Db,
+    pool: db::Pool,
+    worker: String,
+    pairs: Vec<(&'a Client, &'a Route)>,
+    plan: Plan,
+    /// Threads that decide pairs and close their runs.
+    deciders: usize,
+    started: Instant,
+    /// Each pair's own stop (its client refused the credentials); a stop
+    /// signal or a lost database stops them all.
+    quits: Vec<AtomicBool>,
+    /// Days each pair's new scrap skipped as loaded already (its summary says so).
+    skipped: Vec<Mutex<Option<i64>>>,
+    board: Board,
+    /// Pairs begun so far, for the line of each.
+    begun: AtomicUsize,
+}
+
+/// Where each pair stands across rounds: its turn once over, and the
+/// summaries of its runs so far (of joined scraps, then its own).
+struct Turns {
+    turns: Vec<Option<Turn>>,
+    ran: Vec<Vec<(Value, Exit)>>,
+}
+
+/// A run to close once the crew is done: its pair, its run, whether it
+/// joined another process's scrap, and how it went.
+type Finishing<'a> = (usize, Box<scrap_run::Ready<'a>>, bool, Outcome);
+
+/// A pair's run closed: its summary and why it stopped early, or why it
+/// could not be closed.
+type Closed = Result<((Exit, Summary), Option<String>), String>;
+
+impl<'a> Fleet<'a> {
+    /// The pairs of a wave, in up to two rounds: the wave's, then those that
+    /// joined a scrap of another process and must now decide their own period.
+    fn wave(&self, wave: &[usize], news: &Sender<Watch>, turns: &mut Turns) {
+        let mut todo: Vec<usize> = wave.to_vec();
+        for _round in 0..2 {
+            if todo.is_empty() {
+                break;
+            }
+            todo = self.round(&todo, news, turns);
+            todo.sort_unstable();
+        }
+        log::debug!("summaries done after {:?}", self.started.elapsed());
+        // Joined twice (another process's scraps both times): the runs stand.
+        for i in todo {
+            turns.turns[i] = Some(merged(std::mem::take(&mut turns.ran[i])));
+        }
+    }
+
+    /// One round of the pairs `todo`: decided, run, closed. The pairs whose
+    /// joined scrap is over, to go again.
+    fn round(&self, todo: &[usize], news: &Sender<Watch>, turns: &mut Turns) -> Vec<usize> {
+        let readies: Vec<OnceLock<Box<scrap_run::Ready>>> =
+            todo.iter().map(|_| OnceLock::new()).collect();
+        let closed: Vec<OnceLock<(Exit, Summary)>> = todo.iter().map(|_| OnceLock::new()).collect();
+        let ran_at = Instant::now();
+        let (starts, outcomes) = self.work(todo, &readies, &closed, &turns.ran, news, ran_at);
+        let elapsed = ran_at.elapsed();
+        log::debug!("runs ended after {:?}", self.started.elapsed());
+        let style = self.ctx.style;
+        let mut finishing = Vec::new();
+        let mut ends = Vec::new();
+        // Pairs whose joined scrap is over: their own period next round.
+        let mut again = Vec::new();
+        for ((k, start), (ready, outcome)) in starts
+            .into_iter()
+            .enumerate()
+            .zip(readies.into_iter().map(OnceLock::into_inner).zip(outcomes))
+        {
+            let i = todo[k];
+            match (start, ready, outcome) {
+                (Start::Handed(joined), Some(r), Some(o)) => match closed[k].get() {
+                    // Closed while the crew worked the others: it did not stop early.
+                    Some(end) => ends.push((i, joined, Ok((end.clone(), None)))),
+                    None => finishing.push((i, r, joined, o)),
+                },
+                (Start::Over(turn), _, _) => {
+                    let (client, route) = self.pairs[i];
+                    // Nothing more after a joined scrap: the runs stand.
+                    let ended = after_rounds(turn, std::mem::take(&mut turns.ran[i]));
+                    if let Some((emoji, text)) = told(&ended, &client.id, &route.name) {
+                        drop(news.send(Watch::note(style, emoji, &text)));
+                    }
+                    turns.turns[i] = Some(ended);
+                    self.board.settle(i);
+                }
+                (Start::Nothing(v, e, joined), _, _) => {
+                    turns.ran[i].push((v, e));
+                    if goes_again(joined, e, false) {
+                        again.push(i);
+                    } else {
+                        turns.turns[i] = Some(merged(std::mem::take(&mut turns.ran[i])));
+                        self.board.settle(i);
+                    }
+                }
+                _ => {
+                    turns.turns[i] = Some(Turn::Skipped(Exit::Interrupted));
+                    self.board.settle(i);
+                }
+            }
+        }
+        ends.extend(self.finish(finishing, elapsed, news));
+        for (i, joined, end) in ends {
+            match end {
+                Ok(((e, summary), error)) => {
+                    let mut v = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                    if let Some(o) = v.as_object_mut() {
+                        // Why the run stopped early, if it did.
+                        o.insert("error".into(), json!(error));
+                        o.insert(
+                            "days_skipped".into(),
+                            json!(lock(&self.skipped[i]).unwrap_or(0)),
+                        );
+                    }
+                    turns.ran[i].push((v, e));
+                    if goes_again(joined, e, self.ctx.quit.load(Ordering::SeqCst)) {
+                        again.push(i);
+                    } else {
+                        turns.turns[i] = Some(merged(std::mem::take(&mut turns.ran[i])));
+                        self.board.settle(i);
+                    }
+                }
+                Err(why) => {
+                    turns.turns[i] = Some(Turn::NotStarted(why, Exit::Environment));
+                    self.board.settle(i);
+                }
+            }
+        }
+        again
+    }
+
+    /// The pairs `todo` decided and their runs started on `deciders`
+    /// threads while the crew already works the runs handed over; runs over
+    /// while the crew works others are closed right away (`closed`). How
+    /// each pair began, and each run's outcome.
+    fn work<'r>(
+        &'r self,
+        todo: &'r [usize],
+        readies: &'r [OnceLock<Box<scrap_run::Ready<'a>>>],
+        closed: &'r [OnceLock<(Exit, Summary)>],
+        ran: &'r [Vec<(Value, Exit)>],
+        news: &'r Sender<Watch>,
+        ran_at: Instant,
+    ) -> (Vec<Start<'a>>, Vec<Option<Outcome>>) {
+        let (ctx, style, n) = (self.ctx, self.ctx.style, self.pairs.len());
+        let jobs: Vec<OnceLock<pipeline::Job>> = todo.iter().map(|_| OnceLock::new()).collect();
+        let (handed, handed_rx) = channel::unbounded::<usize>();
+        let (over, over_rx) = channel::unbounded::<(usize, Outcome)>();
+        std::thread::scope(|s| {
+            let ks: Vec<usize> = (0..todo.len()).collect();
+            let jobs = &jobs;
+            let preparing = s.spawn(move || {
+                let starts = in_parallel(self.deciders, &ks, |k| {
+                    let i = todo[k];
+                    let (client, route) = self.pairs[i];
+                    if ctx.quit.load(Ordering::SeqCst) {
+                        return Start::Over(Turn::Skipped(Exit::Interrupted));
+                    }
+                    if ran[i].is_empty() {
+                        let c = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
+                        drop(news.send(Watch::note(
+                            style,
+                            "🧩",
+                            &report::fleet::pair_begins((c, n), &client.id, &route.name),
+                        )));
+                    }
+                    // One connection decides the pair, starts its run
+                    // and makes its table sure.
+                    let mut conn = match self.pool.get() {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let e = anyhow::Error::from(e);
+                            let why = format!("{e:#}");
+                            return Start::Over(Turn::NotStarted(why, classify(&e)));
+                        }
+                    };
+                    let worker = &self.worker;
+                    match start_pair(ctx, &mut conn, worker, client, route, &self.plan, news) {
+                        Start::Ready(r, joined, table_exists, days) => {
+                            if let Some(d) = days {
+                                *lock(&self.skipped[i]) = Some(d);
+                            }
+                            let r = readies[k].get_or_init(|| r);
+                            // Writers never wait for a gate left pending.
+                            let _settling = Settling(r.table_gate());
+                            if table_exists {
+                                r.table_gate().settle(Ok(()));
+                            }
+                            let job = r.job(ctx, self.pool.clone(), &self.quits[i], Some(news));
+                            self.board.runs(job.run_id, i);
+                            log::debug!(
+                                "handed run {} ({} / {})",
+                                job.run_id,
+                                client.id,
+                                route.name
+                            );
+                            drop(jobs[k].set(job));
+                            // The crew reads until the channel closes.
+                            let _ = handed.send(k);
+                            // The table is created while the first pages are fetched.
+                            if !table_exists {
+                                r.make_table_sure(&mut conn);
+                            }
+                            Start::Handed(joined)
+                        }
+                        other => other,
+                    }
+                });
+                drop(handed);
+                starts
+            });
+            let closing = s.spawn(move || {
+                for (k, outcome) in over_rx {
+                    // Without a connection now, the run is closed with the others.
+                    let (Some(r), Ok(mut c)) = (readies[k].get(), self.pool.get()) else {
+                        continue;
+                    };
+                    let end = scrap_run::finish(
+                        ctx,
+                        &mut c,
+                        r,
+                        &outcome,
+                        ran_at.elapsed(),
+                        true,
+                        Some(news),
+                    );
+                    drop(closed[k].set(end));
+                }
+            });
+            let outcomes = pipeline::run_many(
+                self.settings,
+                style,
+                Some(news),
+                jobs,
+                &handed_rx,
+                ctx.quit,
+                Some(&over),
+            );
+            drop(over);
+            drop(closing.join());
+            (preparing.join().unwrap_or_default(), outcomes)
+        })
+    }
+
+    /// The runs left to close once the crew is done, closed on `deciders`
+    /// threads: with the database lost, each on a connection of its own (a
+    /// pooled one would only time out).
+    fn finish(
+        &self,
+        finishing: Vec<Finishing<'a>>,
+        elapsed: Duration,
+        news: &Sender<Watch>,
+    ) -> Vec<(usize, bool, Closed)> {
+        let ctx = self.ctx;
+        let lost = finishing.iter().any(|(_, _, _, o)| o.database_lost);
+        let idx: Vec<usize> = (0..finishing.len()).collect();
+        let slots: Vec<Mutex<Option<_>>> =
+            finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
+        in_parallel(self.deciders, &idx, |k| {
+            let (i, r, joined, outcome) = lock(&slots[k]).take().expect("each run ends once");
+            let pooled = if lost { None } else { self.pool.get().ok() };
+            let summary = match pooled {
+                Some(mut c) => {
+                    scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(news))
+                }
+                None => match self.db.connect() {
+                    Ok(mut c) => {
+                        scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(news))
+                    }
+                    Err(e) => {
+                        let why = format!("{e:#}");
+                        return (i, joined, Err(why));
+                    }
+                },
+            };
+            (i, joined, Ok((summary, outcome.error)))
+        })
+    }
 }
