@@ -160,15 +160,17 @@ fn a_sync_fetches_only_what_no_scrap_of_the_pair_loaded() {
     assert!(asked_days(&log).is_empty());
 }
 
+/// Runs `atlas args` and kills it with SIGKILL once a slice is done.
+fn kill9_after_a_slice(db: &TestDb, atlas: &Atlas, args: &[&str]) {
+    let done = || db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'") > 0;
+    util::kill9_when(atlas, args, "a slice done", Duration::from_secs(30), done);
+}
+
 #[test]
 fn a_killed_sync_is_resumed_by_the_next_one() {
     let (api, db, atlas) = setup("days_resume", &["--per-day", "10", "--latency-ms", "150"]);
     let args = sync(&["--from", "2024-05-01", "--until", "2024-05-20"]);
-    let mut bg = Bg::spawn(&atlas, &args, "killed");
-    util::wait_for("a slice done", Duration::from_secs(30), || {
-        db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'") > 0
-    });
-    bg.kill9();
+    kill9_after_a_slice(&db, &atlas, &args);
     assert_eq!(db.i64("SELECT count(*) FROM atlas.scraps"), 1);
     let j = atlas.ok(&sync(&["--until", "2024-05-20"])).json();
     assert_eq!(j["status"], "done", "{j}");
@@ -190,11 +192,7 @@ fn a_killed_sync_is_resumed_by_the_next_one() {
 fn scrap_list_closes_the_runs_of_dead_processes() {
     let (_api, db, atlas) = setup("days_list", &["--per-day", "10", "--latency-ms", "150"]);
     let id = atlas.create("pedidos", "2024-06-01", "2024-06-20");
-    let mut bg = Bg::spawn(&atlas, &["scrap", "run", &id], "killed");
-    util::wait_for("the run started", Duration::from_secs(30), || {
-        db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'") > 0
-    });
-    bg.kill9();
+    kill9_after_a_slice(&db, &atlas, &["scrap", "run", &id]);
     let list = atlas.ok(&["scrap", "list"]);
     assert!(!list.stdout.contains("(running)"), "{}", list.stdout);
     assert_eq!(

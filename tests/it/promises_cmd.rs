@@ -4,9 +4,9 @@
 //! `scrap list` column. Shared helpers live in `promises_run`.
 
 use crate::promises_run::{
-    config, first_line, new_atlas, route, rows, set_env, show, table_exists, FROM, JSON_KEYS, TO,
+    config, first_line, new_atlas, rows, set_env, show, table_exists, FROM, JSON_KEYS, TO,
 };
-use crate::util::{self, Api, Bg, TestDb};
+use crate::util::{self, sized_route, Api, Bg, TestDb};
 use serde_json::json;
 use std::time::Duration;
 
@@ -234,7 +234,7 @@ fn syncs_of_pairs_whose_old_lock_keys_collide_run_side_by_side() {
     let pair: Vec<&str> = pair.first().expect("a colliding pair").split(' ').collect();
     let (a, b) = (pair[0], pair[1]);
     let mut cfg = config(&api.url);
-    cfg["routes"] = json!({ a: route(5), b: route(5) });
+    cfg["routes"] = json!({ a: sized_route(5), b: sized_route(5) });
     let mut atlas = new_atlas(&db, &cfg);
     set_env(&mut atlas, "ATLAS_THREADS", "1");
     atlas.ok(&["init"]);

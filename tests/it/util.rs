@@ -148,6 +148,66 @@ pub fn page_route() -> serde_json::Value {
     })
 }
 
+/// `page_route()` with `size` records a page.
+pub fn sized_route(size: u64) -> serde_json::Value {
+    let mut r = page_route();
+    r["pagination"]["size"] = serde_json::json!(size);
+    r
+}
+
+/// `page_route()` at `path` with 5 records a page: one of several routes of
+/// one sample API.
+pub fn route_at(path: &str) -> serde_json::Value {
+    let mut r = sized_route(5);
+    r["path"] = serde_json::json!(path);
+    r
+}
+
+/// `page_route()` paged by `pagination` instead.
+pub fn paged_route(pagination: serde_json::Value) -> serde_json::Value {
+    let mut r = page_route();
+    r["pagination"] = pagination;
+    r
+}
+
+/// One sample API, one database and one atlas working directory whose
+/// config has the route `pedidos` at `{api}/{kind}` (the sample API's
+/// `page`, `offset`... endpoints). Test modules add their own methods in an
+/// `impl Case` of their own.
+pub struct Case {
+    pub api: Api,
+    pub db: TestDb,
+    pub atlas: Atlas,
+}
+
+impl Case {
+    pub fn new(tag: &str, api_args: &[&str], kind: &str, route: serde_json::Value) -> Case {
+        Case::with(tag, api_args, kind, route, |_| {})
+    }
+
+    /// `edit` may change the config (auth, headers, more clients) before it is written.
+    pub fn with(
+        tag: &str,
+        api_args: &[&str],
+        kind: &str,
+        route: serde_json::Value,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Case {
+        let api = Api::start(api_args);
+        let db = TestDb::new(tag);
+        let routes = serde_json::json!({ "pedidos": route });
+        let mut cfg = Atlas::config(&format!("{}/{kind}", api.url), routes);
+        edit(&mut cfg);
+        let atlas = Atlas::new(&db, &cfg);
+        Case { api, db, atlas }
+    }
+
+    /// A scrap of client 2151's `pedidos` (after `init`); its id.
+    pub fn create(&self, from: &str, to: &str) -> String {
+        self.atlas.create("pedidos", from, to)
+    }
+}
+
 /// A working directory with an `atlas.json`, bound to one database.
 pub struct Atlas {
     pub dir: tempfile::TempDir,
@@ -288,6 +348,20 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Runs `atlas args` in the background until `until` holds, then kills it
+/// with SIGKILL: a run cut mid-way, as a crash or `kill -9` would cut it.
+pub fn kill9_when(
+    atlas: &Atlas,
+    args: &[&str],
+    what: &str,
+    timeout: Duration,
+    until: impl FnMut() -> bool,
+) {
+    let mut bg = Bg::spawn(atlas, args, "killed");
+    wait_for(what, timeout, until);
+    bg.kill9();
 }
 
 /// SPEC §4 hash recomputed independently of the binary: keys sorted, compact.
