@@ -4,7 +4,7 @@
 //! the webhook get the run's `--json` object (the webhook with a `text`
 //! line), secrets never; a hanging notifier is cut and changes no exit code.
 
-use crate::util::{route_at, Api, Atlas, Bg, TestDb};
+use crate::util::{dead_db_args, route_at, sync_args, Api, Atlas, Bg, TestDb};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -447,20 +447,7 @@ fn the_notifiers_get_the_fleets_json_with_the_failing_pair_and_no_secret() {
     assert_eq!(hook.posts().len(), 1);
 
     // An error before the run (the database gone) is a failure told too.
-    let r = atlas.expect(
-        &[
-            "--database-url",
-            "postgres://postgres@127.0.0.1:1/x",
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            FROM,
-        ],
-        3,
-    );
+    let r = atlas.expect(&dead_db_args(&sync_args(&["--from", FROM])), 3);
     let got = read_json(&atlas.path("notified.json"));
     assert_eq!(got["exit_code"], 3, "{got}");
     assert_eq!(got["status"], "error", "{got}");
@@ -490,10 +477,7 @@ fn a_hanging_notifier_is_cut_at_its_timeout_and_the_exit_code_stands() {
     atlas.env.push(("ATLAS_TEST_HOOK".into(), hook.url.clone()));
     atlas.ok(&["init"]);
     let started = Instant::now();
-    let r = atlas.ok(&[
-        "sync", "--client", "2151", "--route", "pedidos", "--from", FROM, "--until", UNTIL,
-        "--json",
-    ]);
+    let r = atlas.ok(&sync_args(&["--from", FROM, "--until", UNTIL, "--json"]));
     let took = started.elapsed();
     assert_eq!(r.json()["exit_code"], 0);
     assert!(

@@ -4,7 +4,7 @@
 //! lookback), a killed sync is resumed by the next one, a refused grant
 //! writes nothing, and `sync --all` against a refused database fails fast.
 
-use crate::util::{self, Api, Atlas, Bg, TestDb};
+use crate::util::{self, sync_args, Api, Atlas, Bg, TestDb};
 use chrono::{Duration as Days, NaiveDate, Utc};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ fn setup(tag: &str, api_args: &[&str]) -> (Api, TestDb, Atlas) {
 }
 
 fn sync<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["sync", "--client", "2151", "--route", "pedidos", "--json"];
+    let mut v = sync_args(&["--json"]);
     v.extend_from_slice(extra);
     v
 }
@@ -234,17 +234,7 @@ fn a_refused_grant_writes_nothing() {
     let before = util::database_text(&db);
     let tables = |db: &TestDb| db.i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
     for args in [
-        vec![
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-01-01",
-            "--until",
-            "2025-01-02",
-        ],
+        sync_args(&["--from", "2025-01-01", "--until", "2025-01-02"]),
         vec![
             "sync",
             "--all",

@@ -3,7 +3,7 @@
 //! pair; all well: exit 0; the database refused: exit 3 within a second;
 //! gaps and open days read from the ledger.
 
-use crate::util::{route_at, Api, Atlas, Run, TestDb};
+use crate::util::{route_at, sync_args, Api, Atlas, Run, TestDb};
 use chrono::{Duration, Local, NaiveDate};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -59,9 +59,7 @@ fn status_names_the_failing_and_the_lagging_pair_and_exits_0_when_all_are_well()
     assert!(r.stdout.contains("nunca executado"), "{}", r.stdout);
 
     let from = day(5);
-    atlas.ok(&[
-        "sync", "--client", "2151", "--route", "pedidos", "--from", &from,
-    ]);
+    atlas.ok(&sync_args(&["--from", &from]));
     atlas.ok(&[
         "sync",
         "--client",
@@ -183,15 +181,7 @@ fn gaps_and_open_days_are_read_from_every_scrap_of_the_pair() {
         ])
         .stdout;
     atlas.ok(&["scrap", "run", id.trim()]);
-    atlas.ok(&[
-        "sync",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        &day(5),
-    ]);
+    atlas.ok(&sync_args(&["--from", &day(5)]));
     // Yesterday's slice loaded before the day had ended (as sync marks it).
     let changed = db
         .client()

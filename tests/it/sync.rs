@@ -4,7 +4,9 @@
 //! check` (config, secrets, database, one probe per route), every command's
 //! `--help`, and the exit codes a scheduler acts on.
 
-use crate::util::{self, assert_exact, sized_route, Api, Atlas, Run, TestDb};
+use crate::util::{
+    self, assert_exact, dead_db_args, sized_route, sync_args, Api, Atlas, Run, TestDb,
+};
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -53,13 +55,6 @@ fn show(r: &Run) -> String {
         "exit {}\nstdout:\n{}\nstderr:\n{}",
         r.code, r.stdout, r.stderr
     )
-}
-
-/// `atlas sync --client 2151 --route pedidos` plus `extra`.
-fn sync_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["sync", "--client", "2151", "--route", "pedidos"];
-    v.extend_from_slice(extra);
-    v
 }
 
 /// Advisory locks held in the atlas database right now.
@@ -759,22 +754,8 @@ fn sync_bad_input_exits_2_and_a_dead_database_3() {
     assert!(scraps(&db).is_empty());
     assert_eq!(api.requests(), 0);
 
-    let r = atlas.expect(
-        &[
-            "--database-url",
-            "postgres://postgres@127.0.0.1:1/x",
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-01-01",
-            "--until",
-            "2025-01-02",
-        ],
-        3,
-    );
+    let sync = sync_args(&["--from", "2025-01-01", "--until", "2025-01-02"]);
+    let r = atlas.expect(&dead_db_args(&sync), 3);
     assert!(r.stderr.contains("Erro"), "{}", show(&r));
 }
 
@@ -941,9 +922,7 @@ fn check_with_an_unreachable_database_exits_3() {
     let api = standard_api();
     let atlas = new_atlas(&db, &config(&api.url, sized_route(5)));
     for extra in [&["check"][..], &["check", "--no-probe"]] {
-        let mut args = vec!["--database-url", "postgres://postgres@127.0.0.1:1/x"];
-        args.extend_from_slice(extra);
-        let r = atlas.expect(&args, 3);
+        let r = atlas.expect(&dead_db_args(extra), 3);
         assert!(r.stdout.contains("Configuração válida"), "{}", show(&r));
         assert!(r.stdout.contains("Banco de dados"), "{}", show(&r));
     }
@@ -1168,15 +1147,7 @@ fn command_line_usage_errors_exit_2() {
     for args in [
         &["frobnicate"][..],
         &["sync", "--route", "pedidos"],
-        &[
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--threads",
-            "muitos",
-        ],
+        &sync_args(&["--threads", "muitos"]),
         &["scrap", "run"],
         &["check", "--bogus"],
     ] {

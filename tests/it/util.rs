@@ -25,6 +25,9 @@ fn with_db(url: &str, db: &str) -> String {
     u.to_string()
 }
 
+/// A database URL nobody answers at (port 1): the "database unreachable" case.
+pub const DEAD_DB: &str = "postgres://postgres@127.0.0.1:1/x";
+
 /// A database created for one test and dropped when it ends.
 pub struct TestDb {
     pub name: String,
@@ -348,6 +351,19 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// `sync --client 2151 --route pedidos` plus `extra`: a sync of the one
+/// pair of `Atlas::config`.
+pub fn sync_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["sync", "--client", "2151", "--route", "pedidos"];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// `args` against `DEAD_DB` (`--database-url` goes before the command).
+pub fn dead_db_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [&["--database-url", DEAD_DB][..], args].concat()
 }
 
 /// Runs `atlas args` in the background until `until` holds, then kills it
