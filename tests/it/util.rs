@@ -537,6 +537,13 @@ pub fn request_log(path: &Path) -> Vec<Seen> {
         .collect()
 }
 
+/// The requests of `seen` inside the 1 s Retry-After that `refused` was
+/// answered with (50 ms of slack either side for the server's clock).
+pub fn inside_retry_after<'a>(seen: &'a [Seen], refused: &Seen) -> Vec<&'a Seen> {
+    let (start, end) = (refused.ms + 50, refused.ms + 950);
+    seen.iter().filter(|s| s.ms > start && s.ms < end).collect()
+}
+
 /// Every text of every table of the database, one row a line (for tests
 /// that grep it for a secret).
 pub fn database_text(db: &TestDb) -> String {
