@@ -4,7 +4,7 @@
 //! lookback), a killed sync is resumed by the next one, a refused grant
 //! writes nothing, and `sync --all` against a refused database fails fast.
 
-use crate::util::{self, sync_args, Api, Atlas, Bg, TestDb};
+use crate::util::{self, create_args, sync_args, Api, Atlas, Bg, TestDb};
 use chrono::{Duration as Days, NaiveDate, Utc};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -60,21 +60,7 @@ fn a_last_day_after_today_is_refused_and_nothing_changes() {
     let run = atlas.expect(&sync(&["--from", "2025-01-01", "--until", &tomorrow]), 2);
     let said = format!("--until {tomorrow} is after today ({} in +00:00", today());
     assert!(run.stderr.contains(&said), "{}", run.stderr);
-    let run = atlas.expect(
-        &[
-            "scrap",
-            "create",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-01-01",
-            "--to",
-            &tomorrow,
-        ],
-        2,
-    );
+    let run = atlas.expect(&create_args("2151", "pedidos", "2025-01-01", &tomorrow), 2);
     assert!(run.stderr.contains("is after today"), "{}", run.stderr);
     let run = atlas.expect(&["sync", "--all", "--until", &tomorrow], 2);
     assert!(run.stderr.contains("is after today"), "{}", run.stderr);

@@ -47,12 +47,6 @@ fn write_json(atlas: &Atlas, name: &str, v: &Value) {
     std::fs::write(atlas.path(name), serde_json::to_vec_pretty(v).unwrap()).unwrap();
 }
 
-fn create_args<'a>(client: &'a str, route: &'a str, from: &'a str, to: &'a str) -> Vec<&'a str> {
-    vec![
-        "scrap", "create", "--client", client, "--route", route, "--from", from, "--to", to,
-    ]
-}
-
 /// `scrap create` for any client; returns the id (checked to be a number).
 fn create_for(atlas: &Atlas, client: &str, route: &str, from: &str, to: &str) -> i64 {
     let r = atlas.ok(&create_args(client, route, from, to));

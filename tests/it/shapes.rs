@@ -9,7 +9,7 @@
 //! `data_referencia` is the record's own day, and `hash_conteudo` is the SPEC §4
 //! hash of the stored payload.
 
-use crate::util::{paged_route, sized_route, spec_hash, Case, Run};
+use crate::util::{create_args, paged_route, sized_route, spec_hash, Case, Run};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -52,9 +52,7 @@ fn numeros(from: &str, to: &str, per_day: i64) -> Vec<i64> {
 impl Case {
     /// A scrap of another client's `pedidos` (after `init`); its id.
     fn create_for(&self, client: &str, from: &str, to: &str) -> String {
-        let r = self.atlas.ok(&[
-            "scrap", "create", "--client", client, "--route", "pedidos", "--from", from, "--to", to,
-        ]);
+        let r = self.atlas.ok(&create_args(client, "pedidos", from, to));
         r.stdout.trim().to_string()
     }
 
@@ -613,18 +611,9 @@ fn date_params_datetime_end_of_day() {
     assert_clean(&s, 24, 6, 3);
     c.assert_exact("2025-03-01", "2025-03-03", 8, ISO);
     // The sample API reads only the date part of the end: check the bounds sent.
-    let id = c.atlas.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "77",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-03-01",
-        "--to",
-        "2025-03-02",
-    ]);
+    let id = c
+        .atlas
+        .ok(&create_args("77", "pedidos", "2025-03-01", "2025-03-02"));
     c.atlas.ok(&["scrap", "run", id.stdout.trim(), "--json"]);
     let mut sent: Vec<(String, String)> = cap
         .heads()

@@ -3,7 +3,7 @@
 //! pair; all well: exit 0; the database refused: exit 3 within a second;
 //! gaps and open days read from the ledger.
 
-use crate::util::{route_at, sync_args, Api, Atlas, Run, TestDb};
+use crate::util::{create_args, route_at, sync_args, Api, Atlas, Run, TestDb};
 use chrono::{Duration, Local, NaiveDate};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -167,18 +167,7 @@ fn gaps_and_open_days_are_read_from_every_scrap_of_the_pair() {
     atlas.ok(&["init"]);
     // Days 12..10 before yesterday in one scrap, 5..0 in another: 9..6 never loaded.
     let id = atlas
-        .ok(&[
-            "scrap",
-            "create",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            &day(12),
-            "--to",
-            &day(10),
-        ])
+        .ok(&create_args("2151", "pedidos", &day(12), &day(10)))
         .stdout;
     atlas.ok(&["scrap", "run", id.trim()]);
     atlas.ok(&sync_args(&["--from", &day(5)]));

@@ -303,9 +303,7 @@ impl Atlas {
     /// `init` + `scrap create`; returns the scrap id.
     pub fn create(&self, route: &str, from: &str, to: &str) -> String {
         self.ok(&["init"]);
-        let r = self.ok(&[
-            "scrap", "create", "--client", "2151", "--route", route, "--from", from, "--to", to,
-        ]);
+        let r = self.ok(&create_args("2151", route, from, to));
         let id = r.stdout.trim().to_string();
         assert!(
             id.parse::<i64>().is_ok(),
@@ -351,6 +349,18 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// `scrap create` of `client`'s `route` from `from` to `to`.
+pub fn create_args<'a>(
+    client: &'a str,
+    route: &'a str,
+    from: &'a str,
+    to: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "scrap", "create", "--client", client, "--route", route, "--from", from, "--to", to,
+    ]
 }
 
 /// `sync --client 2151 --route pedidos` plus `extra`: a sync of the one
