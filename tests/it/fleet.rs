@@ -689,14 +689,7 @@ fn ctrl_c_stops_the_whole_fleet_and_the_next_night_finishes_it_exactly() {
 #[test]
 fn refused_credentials_stop_that_client_only() {
     let good = Api::start(&["--per-day", "10", "--page-size", "5"]);
-    let guarded = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        "bearer:right-token",
-    ]);
+    let guarded = Api::bearer("right-token");
     let db = TestDb::new("fleetauth");
     let cfg = json!({
         "clients": {

@@ -228,14 +228,7 @@ pub(crate) fn a_failed_run_says_so_in_its_first_line() {
 
 #[test]
 pub(crate) fn refused_credentials_say_so_with_true_counters() {
-    let api = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        "bearer:right",
-    ]);
+    let api = Api::bearer("right");
     let db = TestDb::new("prom_authsum");
     let mut cfg = config(&api.url);
     cfg["clients"]["2151"]["auth"] = json!({ "type": "bearer", "token_env": "ATLAS_T_TOKEN" });

@@ -834,14 +834,7 @@ fn check_passes_and_probes_every_route_once() {
 fn check_names_a_missing_secret_and_never_a_value() {
     let db = TestDb::new("check_secret");
     let token = "s3cr3t-token-8f2a";
-    let api = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        &format!("bearer:{token}"),
-    ]);
+    let api = Api::bearer(token);
     let missing = format!("ATLAS_T_MISSING_{}", std::process::id());
     let cfg = json!({
         "clients": {

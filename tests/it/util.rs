@@ -113,6 +113,13 @@ impl Api {
         Api { child, url }
     }
 
+    /// 10 records a day in pages of 5, served only with `Authorization:
+    /// Bearer {token}`.
+    pub fn bearer(token: &str) -> Api {
+        let auth = format!("bearer:{token}");
+        Api::start(&["--per-day", "10", "--page-size", "5", "--auth", &auth])
+    }
+
     pub fn get(&self, path: &str) -> serde_json::Value {
         let mut r = ureq::get(&format!("{}{path}", self.url))
             .call()

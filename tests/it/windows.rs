@@ -173,14 +173,7 @@ fn a_latin1_config_is_exit_2_naming_the_offset() {
 #[test]
 fn secret_files_with_bom_and_crlf_work() {
     const TOKEN: &str = "tok-janela-4412";
-    let api = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        &format!("bearer:{TOKEN}"),
-    ]);
+    let api = Api::bearer(TOKEN);
     let db = TestDb::new("win_secret");
     let mut cfg = config(&format!("{}/page", api.url));
     cfg["clients"]["2151"]["auth"] = json!({ "type": "bearer", "token_file": "token.txt" });
