@@ -114,8 +114,14 @@ POSTINST
 chmod 755 "$PKG/DEBIAN/postinst"
 DEB=$OUT/atlas_${VERSION}_${ARCH}.deb
 dpkg-deb --root-owner-group -Z"$COMPRESS" --build "$PKG" "$DEB" >/dev/null
-# Errors fail the build; warnings and notes are shown.
-if ! lintian --fail-on error "$DEB" >&2; then
+# Errors fail the build; warnings are shown. COMPRESS=none (quick local
+# builds, the test) is uncompressed on purpose: lintian's two errors about
+# that are left out then.
+LINTIAN=(lintian --fail-on error)
+if [[ $COMPRESS == none ]]; then
+    LINTIAN+=(--suppress-tags uses-no-compression-for-control-tarball,uses-no-compression-for-data-tarball)
+fi
+if ! "${LINTIAN[@]}" "$DEB" >&2; then
     echo "package.sh: lintian found errors in $DEB (above); the .deb is removed" >&2
     rm -f "$DEB"
     exit 1
