@@ -57,8 +57,8 @@ fn serve(client: TcpStream, upstream: &str, delay: Duration) -> std::io::Result<
     let server = TcpStream::connect(upstream)?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
-    let up = delay_line(client.try_clone()?, server.try_clone()?, delay);
-    let down = delay_line(server, client, delay);
+    let up = delay_line(client.try_clone()?, server.try_clone()?, delay)?;
+    let down = delay_line(server, client, delay)?;
     let _ = up.join();
     let _ = down.join();
     Ok(())
@@ -68,9 +68,13 @@ fn serve(client: TcpStream, upstream: &str, delay: Duration) -> std::io::Result<
 /// reader thread stamps chunks into a queue, this direction's sender
 /// thread waits each one's due time. An end or error on either side
 /// closes both ends of this direction.
-fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) -> thread::JoinHandle<()> {
+fn delay_line(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    delay: Duration,
+) -> std::io::Result<thread::JoinHandle<()>> {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
-    let mut reader_end = from.try_clone().expect("socket clone");
+    let reader_end = from.try_clone()?;
     let sender = thread::spawn(move || {
         for (due, chunk) in rx {
             let now = Instant::now();
@@ -85,7 +89,7 @@ fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) -> thread
         // The reader is done (end of stream): pass the end on, delayed too.
         let _ = to.shutdown(Shutdown::Write);
     });
-    thread::spawn(move || {
+    Ok(thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match from.read(&mut buf) {
@@ -109,7 +113,7 @@ fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) -> thread
         if end > now {
             thread::sleep(end - now);
         }
-    })
+    }))
 }
 
 #[cfg(test)]
