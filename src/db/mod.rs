@@ -55,6 +55,8 @@ const INIT_LOCK: i64 = 0x6174_6c61_7300_0001;
 pub struct Db {
     config: postgres::Config,
     tls: MakeRustlsConnect,
+    /// A pool's cap (`max_db_connections`): it opens no more than that.
+    max_connections: u32,
 }
 
 impl std::fmt::Display for Db {
@@ -90,7 +92,17 @@ impl Db {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("atlas");
-        Ok(Db { config, tls })
+        Ok(Db {
+            config,
+            tls,
+            max_connections: crate::config::settings::DEFAULT_MAX_DB_CONNECTIONS,
+        })
+    }
+
+    /// The same database, its pools capped at `n` connections.
+    pub fn with_max_connections(mut self, n: u32) -> Db {
+        self.max_connections = n;
+        self
     }
 
     /// One connection, for commands that need no pool.
@@ -103,12 +115,13 @@ impl Db {
         })
     }
 
-    /// A pool of `size` connections. Connections are opened lazily by r2d2's
-    /// own threads; the first `get` says whether the server is reachable.
+    /// A pool of `size` connections, at most `max_db_connections`.
+    /// Connections are opened lazily by r2d2's own threads; the first `get`
+    /// says whether the server is reachable.
     pub fn pool(&self, size: u32) -> Result<Pool> {
         let manager = PostgresConnectionManager::new(self.config.clone(), self.tls.clone());
         let pool = r2d2::Pool::builder()
-            .max_size(size)
+            .max_size(size.clamp(1, self.max_connections))
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(10))
             // No probe round trip per checkout (it cost one per ledger call,
@@ -126,6 +139,19 @@ impl Db {
         })?;
         Ok(pool)
     }
+}
+
+/// The database's round trip: the fastest of three trivial queries on one
+/// of the pool's connections (the others were slowed by chance).
+pub fn round_trip(pool: &Pool) -> Result<Duration> {
+    let mut conn = pool.get()?;
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        conn.batch_execute("SELECT 1")?;
+        best = best.min(t.elapsed());
+    }
+    Ok(best)
 }
 
 /// An error and its causes on one line (postgres' `Display` omits them,
