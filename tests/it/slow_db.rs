@@ -5,7 +5,6 @@
 use crate::util::{self, spec_hash, Api, Atlas, Bg, TestDb};
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -28,15 +27,7 @@ impl Proxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("start atlas-latency-proxy");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read listen line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listen line")
-            .to_string();
+        let addr = util::listen_line(&mut child);
         Proxy { child, addr }
     }
 }
