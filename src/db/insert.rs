@@ -104,6 +104,7 @@ impl<'c> Open<'c> {
                 Ok(true)
             }
             Err(e) if e.code().map(SqlState::code) == Some(TAKEN_OVER) => {
+                log::debug!("a slice of the batch was taken over: rolled back, redone for the slices still held");
                 self.open = false;
                 self.conn.batch_execute("ROLLBACK")?;
                 Ok(false)

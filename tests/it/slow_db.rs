@@ -190,3 +190,41 @@ fn max_db_connections_caps_the_writers_and_is_range_checked() {
         r.stderr
     );
 }
+
+#[test]
+fn a_worker_stopped_past_its_lease_leaves_its_slices_to_the_next_and_nothing_doubles() {
+    // A is stopped (SIGSTOP) mid-load until its 2 s leases expire; B takes
+    // its slices over; A resumes, and its batches of slices no longer its
+    // own are rolled back, not written nor counted.
+    let far = Far::new("slow_db_stop", "50");
+    let id = far.create();
+    let mut a = Bg::spawn(
+        &far.atlas,
+        &["scrap", "run", &id, "--json", "--threads", "2"],
+        "a",
+    );
+    util::wait_for("some committed rows", Duration::from_secs(60), || {
+        assert!(a.running(), "A ended first: {}", a.stderr());
+        far.rows() > 0
+    });
+    a.signal("STOP");
+    let mut b = Bg::spawn(&far.atlas, &["scrap", "run", &id, "--json"], "b");
+    util::wait_for("B took a slice over", Duration::from_secs(60), || {
+        far.db
+            .i64("SELECT count(*) FROM atlas.slices WHERE attempts >= 2")
+            > 0
+    });
+    a.signal("CONT");
+    let ra = a.finish(Duration::from_secs(120));
+    let rb = b.finish(Duration::from_secs(120));
+    assert!(
+        ra.code != 101 && rb.code != 101,
+        "no panic: {}\n{}",
+        ra.stderr,
+        rb.stderr
+    );
+    // Whatever either left (a slice A released after B's end), a last run
+    // finishes; then the table and the slices' counts are exact.
+    far.atlas.ok(&["scrap", "run", &id, "--json"]);
+    far.assert_exactly_the_api("a stopped worker's slices taken over");
+}
