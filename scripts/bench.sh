@@ -23,7 +23,9 @@
 #   of each run into target/bench/<label>.perf.data: give ATLAS_BIN a binary
 #   with symbols, e.g. built with CARGO_PROFILE_RELEASE_STRIP=false
 #   CARGO_TARGET_DIR=target/prof cargo build --release), DATABASE_URL (else
-#   found by scripts/pg.sh).
+#   found by scripts/pg.sh), DB_LATENCY_MS (default 0: when set, atlas and
+#   the \copy streams it is compared with both reach PostgreSQL through
+#   atlas-latency-proxy, that many ms each way: a database across the network).
 # CPU-s are user+sys of the atlas process (GNU time): on a shared machine they
 # say more than the wall rate.
 set -euo pipefail
@@ -52,16 +54,19 @@ SPECULATIVE_PAGES=${SPECULATIVE_PAGES:-}
 RERUN=${RERUN:-0}
 PERF=${PERF:-0}
 GROWN_ROWS=${GROWN_ROWS:-5000000}
+DB_LATENCY_MS=${DB_LATENCY_MS:-0}
 # One database per run of this script: two at once do not drop each other's.
 BENCH_DB=atlas_bench_$$
 WORK=$ROOT/target/bench
 API_PID=""
+PROXY_PID=""
 
 cleanup() {
     local rc=$?
     trap - EXIT
     set +e # a killed API's status must not end the cleanup early
     [[ -n $API_PID ]] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
+    [[ -n $PROXY_PID ]] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
     [[ -n ${DATABASE_URL:-} ]] && psql -X -q "$DATABASE_URL" \
         -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1
     stop_postgres_if_started || true
@@ -72,11 +77,27 @@ trap cleanup EXIT
 command -v /usr/bin/time >/dev/null || { echo "bench.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
 ensure_postgres
 ensure_psql
-if [[ -n ${ATLAS_BIN:-} ]]; then cargo build --release --bin atlas-sample-api -q; else cargo build --release --bins -q; fi
+if [[ -n ${ATLAS_BIN:-} ]]; then
+    cargo build --release --bin atlas-sample-api --bin atlas-latency-proxy -q
+else
+    cargo build --release --bins -q
+fi
 mkdir -p "$WORK"
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 URL=$(pg_db_url "$BENCH_DB")
+# SLOW_URL: the same database as the load sees it (through the proxy when
+# DB_LATENCY_MS > 0); URL stays direct for setup and checks.
+SLOW_URL=$URL
+if ((DB_LATENCY_MS > 0)); then
+    pg_hostport=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print((p.hostname or "127.0.0.1") + ":" + str(p.port or 5432))' "$URL")
+    "$ROOT/target/release/atlas-latency-proxy" 127.0.0.1:0 "$pg_hostport" "$DB_LATENCY_MS" >"$WORK/proxy.out" 2>&1 &
+    PROXY_PID=$!
+    for _ in $(seq 100); do grep -q '^listening on' "$WORK/proxy.out" && break; sleep 0.1; done
+    proxy=$(sed -n 's/^listening on //p' "$WORK/proxy.out")
+    [[ -n $proxy ]] || { echo "latency proxy did not start" >&2; cat "$WORK/proxy.out" >&2; exit 1; }
+    SLOW_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); a = p.netloc.rsplit("@", 1); n = (a[0] + "@" if len(a) == 2 else "") + sys.argv[2]; print(u.urlunsplit(p._replace(netloc=n)))' "$URL" "$proxy")
+fi
 
 "$ROOT/target/release/atlas-sample-api" --port 0 --per-day "$PER_DAY" --page-size "$PAGE_SIZE" \
     --latency-ms "$LATENCY_MS" >"$WORK/api.out" 2>&1 &
@@ -98,6 +119,9 @@ cat >"$WORK/atlas.json" <<JSON
 }
 JSON
 A=("${ATLAS_BIN:-$ROOT/target/release/atlas}" --config "$WORK/atlas.json" --database-url "$URL" --error-log "$WORK/erros.log")
+# The timed scrap run: the same, with the database as far as DB_LATENCY_MS.
+SLOW_A=("${A[@]}")
+SLOW_A[4]=$SLOW_URL
 FROM=2025-01-01
 TO=$(date -d "$FROM + $((DAYS - 1)) days" +%F)
 
@@ -113,7 +137,7 @@ run_once() { # run_once <label>: one scrap of the whole period, timed; prints on
     local prof=()
     [[ $PERF == 1 ]] && prof=(perf record -q -F 1999 -o "$WORK/$1.perf.data" --)
     # shellcheck disable=SC2086
-    /usr/bin/time -v -o "$WORK/$1.time" "${prof[@]}" "${A[@]}" scrap run "$id" --json $ATLAS_ARGS >"$WORK/$1.json" 2>"$WORK/$1.err"
+    /usr/bin/time -v -o "$WORK/$1.time" "${prof[@]}" "${SLOW_A[@]}" scrap run "$id" --json $ATLAS_ARGS >"$WORK/$1.json" 2>"$WORK/$1.err"
     python3 - "$1" "$WORK/$1.json" "$WORK/$1.time" <<'PY'
 import json, re, sys
 label, js, tf = sys.argv[1:]
@@ -155,13 +179,13 @@ SQL
     psql -X -q "$URL" -c CHECKPOINT >/dev/null
     local t0 t1 t2 t3
     t0=$(date +%s.%N)
-    psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy copy_limit (data_referencia, payload, hash_conteudo) FROM '$WORK/copy.tsv'"
+    psql -X -q -v ON_ERROR_STOP=1 "$SLOW_URL" -c "\\copy copy_limit (data_referencia, payload, hash_conteudo) FROM '$WORK/copy.tsv'"
     t1=$(date +%s.%N)
     psql -X -q "$URL" -c CHECKPOINT >/dev/null
     t2=$(date +%s.%N)
     local pids=()
     for p in "$WORK"/copy.part.*; do
-        psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "\\copy copy_limit_2x (data_referencia, payload, hash_conteudo) FROM '$p'" &
+        psql -X -q -v ON_ERROR_STOP=1 "$SLOW_URL" -c "\\copy copy_limit_2x (data_referencia, payload, hash_conteudo) FROM '$p'" &
         pids+=($!)
     done
     wait "${pids[@]}"
@@ -177,7 +201,7 @@ PY
     rm -f "$WORK/copy.tsv" "$WORK"/copy.part.*
 }
 
-echo "bench $SCENARIO: $DAYS days x $PER_DAY records, pages of $PAGE_SIZE, latency ${LATENCY_MS} ms, parallel_pages ${PARALLEL_PAGES:-default}, args '${ATLAS_ARGS}'"
+echo "bench $SCENARIO: $DAYS days x $PER_DAY records, pages of $PAGE_SIZE, latency ${LATENCY_MS} ms, database ${DB_LATENCY_MS} ms away, parallel_pages ${PARALLEL_PAGES:-default}, args '${ATLAS_ARGS}'"
 fresh_db
 case $SCENARIO in
 load)

@@ -201,6 +201,9 @@ macro_rules! with_run_knobs {
             /// attempts per request or batch before giving up (default: $ATLAS_RETRY_MAX, config, then 5)
             #[argh(option)]
             pub retry_max: Option<u32>,
+            /// connections to PostgreSQL opened at most, 4 to 1000 (default: $ATLAS_MAX_DB_CONNECTIONS, config, then 16)
+            #[argh(option)]
+            pub max_db_connections: Option<u32>,
         }
 
         impl $name {
@@ -211,6 +214,7 @@ macro_rules! with_run_knobs {
                     writers: self.writers,
                     batch_export: self.batch_export,
                     retry_max: self.retry_max,
+                    max_db_connections: self.max_db_connections,
                     ..Layer::default()
                 }
             }

@@ -113,6 +113,7 @@ impl Backend for Work<'_, '_, '_> {
                         writers: None,
                         batch_export: None,
                         retry_max: None,
+                        max_db_connections: None,
                         json: false,
                     };
                     sync::execute(ctx, &args, Some(&watch)).map(|s| match s {

@@ -153,6 +153,10 @@ impl<'a> Context<'a> {
             config.as_ref().and_then(|c| c.database_url.as_deref()),
         )
         .and_then(|url| Db::parse(&url))
+        .map(|db| match &settings {
+            Ok(s) => db.with_max_connections(s.max_db_connections),
+            Err(_) => db,
+        })
         .map_err(kept);
         Ok(Context {
             config,

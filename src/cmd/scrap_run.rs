@@ -9,7 +9,7 @@ use crate::db;
 use crate::exit::Exit;
 use crate::ledger::{self, RunStatus, Scrap, SliceInfo, SliceStatus};
 use crate::pipeline::gate::{NoTable, TableGate};
-use crate::pipeline::{self, Job, Outcome, ProgressFeed};
+use crate::pipeline::{self, tune, Job, Outcome, ProgressFeed};
 use crate::report::{self, ErrorLog, Feed, Style, Summary, Watch};
 use crate::retry::Backoff;
 use anyhow::Result;
@@ -41,12 +41,16 @@ pub fn execute(
     let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
-    let ready = match prepare(ctx, &mut conn, id, sync, sink, &worker)? {
+    let mut ready = match prepare(ctx, &mut conn, id, sync, sink, &worker)? {
         Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
         Prepared::Ready(r) => r,
     };
     ready.make_table_sure(&mut conn);
-    let pool = db.pool((settings.threads + settings.writers + 2) as u32)?;
+    // Room for the most writers a far database may get (opened lazily,
+    // capped by `max_db_connections`); the writers fit the measured link.
+    let pool = db.pool((settings.threads + tune::MAX_WRITERS + 2) as u32)?;
+    let round_trip = db::round_trip(&pool)?;
+    ready.summary.settings = tune::plan(&ready.summary.settings, round_trip, pool.max_size());
     let job = ready.job(ctx, pool, ctx.quit, sink);
     let started = Instant::now();
     let outcome = pipeline::run(job);

@@ -14,6 +14,7 @@ pub const RETRY_MAX: Range = whole(1, 100);
 pub const BATCH_EXPORT: Range = whole(1, 100_000);
 pub const THREADS: Range = whole(1, 512);
 pub const WRITERS: Range = whole(1, 64);
+pub const MAX_DB_CONNECTIONS: Range = whole(4, 1_000);
 pub const LEASE_SECS: Range = whole(1, 86_400);
 pub const TIMEOUT_SECS: Range = whole(1, 3_600);
 pub const PROGRESS_SECS: Range = Range {
@@ -46,6 +47,7 @@ pub const RANGES: &[(&str, Range)] = &[
     ("batch_export", BATCH_EXPORT),
     ("threads", THREADS),
     ("writers", WRITERS),
+    ("max_db_connections", MAX_DB_CONNECTIONS),
     ("lease_secs", LEASE_SECS),
     ("timeout_secs", TIMEOUT_SECS),
     ("progress_secs", PROGRESS_SECS),

@@ -29,6 +29,8 @@ pub const DEFAULT_MEMORY_MB: u64 = 64;
 pub const DEFAULT_BACKOFF_CAP_MS: u64 = 60_000;
 /// MiB a body may have after decompression (`max_body_mb`), at most `memory_mb`.
 pub const DEFAULT_MAX_BODY_MB: u64 = 256;
+/// PostgreSQL connections a process opens at most (its pool's cap).
+pub const DEFAULT_MAX_DB_CONNECTIONS: u32 = 16;
 
 /// Every run setting, declared once: its file key (also the field of
 /// `Layer`), type, environment variable and range (`None`: not a number).
@@ -61,6 +63,8 @@ macro_rules! each_run_setting {
             max_body_mb: u64 = "ATLAS_MAX_BODY_MB", Some(ranges::MAX_BODY_MB);
             /// The Prometheus textfile (`--metrics-file`).
             metrics_file: PathBuf = "ATLAS_METRICS_FILE", None;
+            /// PostgreSQL connections a process opens at most (`--max-db-connections`).
+            max_db_connections: u32 = "ATLAS_MAX_DB_CONNECTIONS", Some(ranges::MAX_DB_CONNECTIONS);
         }
     };
 }
@@ -185,6 +189,19 @@ pub struct Settings {
     /// The Prometheus textfile written at the end of every run, if any.
     #[serde(skip)]
     pub metrics_file: Option<PathBuf>,
+    /// The pool's cap: PostgreSQL connections this process opens at most.
+    #[serde(skip)]
+    pub max_db_connections: u32,
+    /// Bytes of payload a writer batch holds at most, besides its
+    /// `batch_export` rows; `None` = no limit but the rows (set by
+    /// `pipeline::tune` for a database across the network).
+    #[serde(skip)]
+    pub batch_bytes: Option<usize>,
+    /// The database's measured round trip when it is across the network
+    /// (`pipeline::tune`): writers then size their batches by their
+    /// commit times. `None`: near, the settings stand as given.
+    #[serde(skip)]
+    pub db_round_trip: Option<Duration>,
 }
 
 impl Settings {
@@ -241,6 +258,11 @@ impl Settings {
                 .error_log
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_ERROR_LOG)),
             metrics_file: given.metrics_file,
+            max_db_connections: given
+                .max_db_connections
+                .unwrap_or(DEFAULT_MAX_DB_CONNECTIONS),
+            batch_bytes: None,
+            db_round_trip: None,
         })
     }
 }

@@ -26,6 +26,7 @@ mod fetch;
 pub mod gate;
 mod share;
 mod track;
+pub mod tune;
 mod write;
 
 mod board;

@@ -1,34 +1,49 @@
 //! Writers: take chunks off the channel, cut them into batches of at most
-//! `batch_export` rows, and commit each batch with its slices' counters in
-//! one transaction, retried while the database may come back.
+//! `batch_export` rows (and `batch_bytes`), and commit each batch with its
+//! slices' counters in one transaction, retried while the database may come
+//! back. With the database across the network, each writer sizes its
+//! batches by its commit times (`tune`).
 //!
 //! Invariant: a chunk lets go of its slice only once every row of it is
 //! committed, or its slice is marked released (rows not committed) and, if
 //! the database refused them, failed.
 
 use super::track::{ReleaseOnPanic, SliceTrack};
-use super::{add, Abort, Chunk, Lanes, Shared};
+use super::{add, tune, Abort, Chunk, Lanes, Shared};
 use crate::db::{self, Inserter};
 use crate::record::Row;
 use crate::report::{Notice, Retried};
 use crate::retry::Verdict;
 use crossbeam::channel::Receiver;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A writer's inserter, and the run (lane) it is prepared for.
 type Prepared = Option<(usize, Inserter)>;
 
+/// Where a writer cuts its batches: at `rows` rows or once they hold
+/// `bytes` bytes of payload, whichever comes first.
+#[derive(Clone, Copy)]
+struct Limit {
+    rows: usize,
+    bytes: usize,
+}
+
 /// Commits chunks until every fetcher is gone and the channel is empty:
 /// what is queued is taken at once, up to a batch, and committed per run.
 pub(super) fn writer(lanes: &Lanes, rx: &Receiver<Chunk>) {
-    let limit = lanes.settings.batch_export;
+    let settings = lanes.settings;
+    let mut limit = Limit {
+        rows: settings.batch_export,
+        bytes: settings.batch_bytes.unwrap_or(usize::MAX),
+    };
     let mut ins: Prepared = None;
     let mut pending: Vec<Chunk> = Vec::new();
     while let Ok(c) = rx.recv() {
         pending.push(c);
         let mut n: usize = pending.iter().map(|c| c.rows.len()).sum();
         // Take what is already queued, up to a batch: no waiting for more.
-        while n < limit {
+        while n < limit.rows {
             match rx.try_recv() {
                 Ok(c) => {
                     n += c.rows.len();
@@ -48,14 +63,22 @@ pub(super) fn writer(lanes: &Lanes, rx: &Receiver<Chunk>) {
                 .position(|c| c.lane != lane)
                 .unwrap_or(pending.len());
             let mut run: Vec<Chunk> = pending.drain(..k).collect();
+            let rows: usize = run.iter().map(|c| c.rows.len()).sum();
+            let t = Instant::now();
             lanes.lane(lane).flush(&mut ins, &mut run, limit);
+            // A full batch's commit time says how big the next ones should be.
+            if let (Some(rtt), true) = (settings.db_round_trip, rows >= limit.rows) {
+                let per_batch = t.elapsed() / rows.div_ceil(limit.rows) as u32;
+                limit.rows =
+                    tune::next_batch_rows(settings.batch_export, limit.rows, per_batch, rtt);
+            }
         }
     }
 }
 
 impl Shared<'_, '_> {
-    /// Commits the pending chunks in batches of at most `limit` rows.
-    fn flush(&self, ins: &mut Prepared, pending: &mut Vec<Chunk>, limit: usize) {
+    /// Commits the pending chunks in batches within `limit`.
+    fn flush(&self, ins: &mut Prepared, pending: &mut Vec<Chunk>, limit: Limit) {
         let chunks = std::mem::take(pending);
         // A panic below must not leave these slices running: released instead.
         let mut guard = ReleaseOnPanic {
@@ -63,12 +86,15 @@ impl Shared<'_, '_> {
             let_go: |t: &SliceTrack| self.let_go(t),
         };
         // Rows are cut into batches; each batch lists (chunk index, row).
-        let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(limit);
+        let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(limit.rows.min(1 << 16));
+        let mut bytes = 0;
         for (ci, chunk) in chunks.iter().enumerate() {
             for row in &chunk.rows {
                 batch.push((ci, row));
-                if batch.len() == limit {
+                bytes += row.payload.len();
+                if batch.len() == limit.rows || bytes >= limit.bytes {
                     self.commit(ins, &chunks, &mut batch);
+                    bytes = 0;
                 }
             }
         }

@@ -23,6 +23,7 @@ mod promises_run;
 mod rates;
 mod run;
 mod shapes;
+mod slow_db;
 mod status;
 mod sync;
 mod task_xml;

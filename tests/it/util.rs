@@ -85,6 +85,18 @@ impl Drop for TestDb {
     }
 }
 
+/// What a test server started with port 0 says first: `listening on ADDR`.
+pub fn listen_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read listen line");
+    line.trim()
+        .strip_prefix("listening on ")
+        .expect("listen line")
+        .to_string()
+}
+
 /// `atlas-sample-api` on a free loopback port, killed on drop.
 pub struct Api {
     child: Child,
@@ -101,15 +113,7 @@ impl Api {
             .stderr(Stdio::null())
             .spawn()
             .expect("start atlas-sample-api");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read listen line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listen line")
-            .to_string();
+        let url = listen_line(&mut child);
         Api { child, url }
     }
 

@@ -1,17 +1,17 @@
 //! PostgreSQL access: connections and pool, the control-schema migrations
-//! from `sql/`, raw tables, and the batch insert of the load path.
+//! from `sql/`, raw tables, and (in `insert`) the batch insert of the load
+//! path.
+
+mod insert;
+pub use insert::Inserter;
 
 use crate::exit::{env_error, usage};
 use crate::ident::{date_index, quote, unique_constraint};
-use crate::record::Row;
 use crate::retry::Backoff;
 use anyhow::{Context, Result};
-use bytes::BytesMut;
-use chrono::NaiveDate;
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use postgres::{Client, GenericClient, Statement, Transaction};
+use postgres::types::Type;
+use postgres::{Client, GenericClient, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,27 +23,27 @@ pub type PooledConn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustl
 /// The control-schema migrations, in order. A unit test checks this list
 /// against the files in `sql/`, so a new file cannot be forgotten.
 pub const MIGRATIONS: &[(&str, &str)] = &[
-    ("001_control.sql", include_str!("../sql/001_control.sql")),
+    ("001_control.sql", include_str!("../../sql/001_control.sql")),
     (
         "002_sync_pairs.sql",
-        include_str!("../sql/002_sync_pairs.sql"),
+        include_str!("../../sql/002_sync_pairs.sql"),
     ),
     (
         "003_run_lease.sql",
-        include_str!("../sql/003_run_lease.sql"),
+        include_str!("../../sql/003_run_lease.sql"),
     ),
     (
         "004_oauth_tokens.sql",
-        include_str!("../sql/004_oauth_tokens.sql"),
+        include_str!("../../sql/004_oauth_tokens.sql"),
     ),
-    ("005_fleet.sql", include_str!("../sql/005_fleet.sql")),
+    ("005_fleet.sql", include_str!("../../sql/005_fleet.sql")),
     (
         "006_rate_shares.sql",
-        include_str!("../sql/006_rate_shares.sql"),
+        include_str!("../../sql/006_rate_shares.sql"),
     ),
     (
         "007_run_version.sql",
-        include_str!("../sql/007_run_version.sql"),
+        include_str!("../../sql/007_run_version.sql"),
     ),
 ];
 
@@ -55,6 +55,8 @@ const INIT_LOCK: i64 = 0x6174_6c61_7300_0001;
 pub struct Db {
     config: postgres::Config,
     tls: MakeRustlsConnect,
+    /// A pool's cap (`max_db_connections`): it opens no more than that.
+    max_connections: u32,
 }
 
 impl std::fmt::Display for Db {
@@ -90,7 +92,17 @@ impl Db {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("atlas");
-        Ok(Db { config, tls })
+        Ok(Db {
+            config,
+            tls,
+            max_connections: crate::config::settings::DEFAULT_MAX_DB_CONNECTIONS,
+        })
+    }
+
+    /// The same database, its pools capped at `n` connections.
+    pub fn with_max_connections(mut self, n: u32) -> Db {
+        self.max_connections = n;
+        self
     }
 
     /// One connection, for commands that need no pool.
@@ -103,12 +115,13 @@ impl Db {
         })
     }
 
-    /// A pool of `size` connections. Connections are opened lazily by r2d2's
-    /// own threads; the first `get` says whether the server is reachable.
+    /// A pool of `size` connections, at most `max_db_connections`.
+    /// Connections are opened lazily by r2d2's own threads; the first `get`
+    /// says whether the server is reachable.
     pub fn pool(&self, size: u32) -> Result<Pool> {
         let manager = PostgresConnectionManager::new(self.config.clone(), self.tls.clone());
         let pool = r2d2::Pool::builder()
-            .max_size(size)
+            .max_size(size.clamp(1, self.max_connections))
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(10))
             // No probe round trip per checkout (it cost one per ledger call,
@@ -126,6 +139,19 @@ impl Db {
         })?;
         Ok(pool)
     }
+}
+
+/// The database's round trip: the fastest of three trivial queries on one
+/// of the pool's connections (the others were slowed by chance).
+pub fn round_trip(pool: &Pool) -> Result<Duration> {
+    let mut conn = pool.get()?;
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        conn.batch_execute("SELECT 1")?;
+        best = best.min(t.elapsed());
+    }
+    Ok(best)
 }
 
 /// An error and its causes on one line (postgres' `Display` omits them,
@@ -333,305 +359,6 @@ pub fn raw_table_present(c: &mut impl GenericClient, table: &str) -> Result<bool
         )));
     }
     Ok(true)
-}
-
-/// One writer's connection with its statements prepared once: the insert of
-/// the load path (arrays unnested server-side, duplicates skipped by the
-/// unique hash) and the slice and run bookkeeping, committed together per
-/// batch.
-pub struct Inserter {
-    conn: PooledConn,
-    worker: String,
-    run: i64,
-    held: Statement,
-    /// The raw table, quoted.
-    table: String,
-    /// The table's insert statements, prepared when a batch first needs them.
-    count: Option<Statement>,
-    by_slice: Option<Statement>,
-    counts: Statement,
-    run_counts: Statement,
-    /// `COPY … FROM STDIN BINARY` into the raw table, and that statement
-    /// prepared when a batch first needs it.
-    copy: String,
-    copy_stmt: Option<Statement>,
-    /// Whether the next batch tries COPY first: off after a batch met a
-    /// duplicate (a rerun: every COPY would fail), on again once a batch
-    /// inserted every row.
-    try_copy: bool,
-}
-
-/// A JSONB value sent in binary form: version 1, then the canonical text.
-#[derive(Debug)]
-struct Jsonb<'a>(&'a str);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut BytesMut,
-    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&[1]);
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
-    }
-
-    to_sql_checked!();
-}
-
-/// Whether the error is a unique violation (a row already stored).
-fn unique_violation(e: &postgres::Error) -> bool {
-    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-}
-
-impl Inserter {
-    /// A writer of `worker`'s run `run` into `table`, on a pooled connection.
-    pub fn on(mut conn: PooledConn, table: &str, worker: &str, run: i64) -> Result<Inserter> {
-        // Slice rows are locked in id order: two writers whose batches share
-        // slices would otherwise deadlock on them.
-        let held = conn.prepare(
-            "SELECT id FROM atlas.slices WHERE id = ANY($1) AND worker = $2 AND status = 'running'
-             ORDER BY id FOR UPDATE",
-        )?;
-        let counts = conn.prepare(
-            "UPDATE atlas.slices SET inserted = inserted + $2, duplicates = duplicates + $3 WHERE id = $1",
-        )?;
-        let run_counts = conn.prepare(
-            "UPDATE atlas.runs SET inserted = inserted + $2, duplicates = duplicates + $3 WHERE id = $1",
-        )?;
-        Ok(Inserter {
-            conn,
-            worker: String::new(),
-            run: 0,
-            held,
-            table: String::new(),
-            count: None,
-            by_slice: None,
-            counts,
-            run_counts,
-            copy: String::new(),
-            copy_stmt: None,
-            try_copy: true,
-        }
-        .retarget(table, worker, run))
-    }
-
-    /// The same connection and ledger statements, writing `worker`'s run
-    /// `run` into `table` (`sync --all`: one writer serves every pair).
-    /// No round trip: the table's statements are prepared when first used.
-    pub fn retarget(mut self, table: &str, worker: &str, run: i64) -> Inserter {
-        self.worker = worker.to_string();
-        self.run = run;
-        self.table = quote(table);
-        self.count = None;
-        self.by_slice = None;
-        self.copy_stmt = None;
-        self.copy = format!(
-            "COPY {} (data_referencia, payload, hash_conteudo) FROM STDIN BINARY",
-            self.table
-        );
-        self.try_copy = true;
-        self
-    }
-
-    /// The table's `INSERT … ON CONFLICT DO NOTHING` of a batch, and the
-    /// same counting each slice's new rows.
-    fn insert_sql(table: &str) -> (String, String) {
-        let insert = format!(
-            "INSERT INTO {table} (data_referencia, payload, hash_conteudo)
-             SELECT d, p::jsonb, h FROM unnest($1::date[], $2::text[], $3::text[]) AS u(d, p, h)
-             ON CONFLICT (hash_conteudo) DO NOTHING"
-        );
-        // Several slices share the batch: the server counts each one's new
-        // rows by joining what went in with the slice index of each hash (a
-        // hash twice in the batch went in once: it counts for one slice).
-        let by_slice = format!(
-            "WITH ins AS ({insert} RETURNING hash_conteudo)
-             SELECT g, count(*) FROM ins
-             JOIN (SELECT h, min(g) AS g FROM unnest($3::text[], $4::int[]) AS t(h, g) GROUP BY h) t
-               ON t.h = ins.hash_conteudo
-             GROUP BY g"
-        );
-        (insert, by_slice)
-    }
-
-    /// Inserts `rows` (each tagged with an index into `slices`) and adds each
-    /// slice's and the run's inserted/duplicate counts, in one transaction.
-    /// Only slices this worker still holds count: rows of a slice taken over
-    /// by another worker (its lease expired) are not written, since the new
-    /// holder fetches them again and counts them there. Rows are sorted by
-    /// hash so concurrent writers lock unique-index entries in one order.
-    /// Returns rows inserted per slice, `None` for a slice no longer held.
-    ///
-    /// The rows go in by binary COPY when none is stored yet (a successful
-    /// COPY inserted every row: the counts are exact); a COPY that meets a
-    /// unique violation is rolled back to its savepoint and the batch goes in
-    /// by `INSERT … ON CONFLICT DO NOTHING`, which counts what was new.
-    ///
-    /// The slices' rows are locked last, after the rows went in: two writers
-    /// whose batches share a slice (parallel pages) then write at the same
-    /// time and only queue for the short count update and the commit. If a
-    /// slice turns out taken over meanwhile, the transaction is rolled back
-    /// and the batch done again with the slices locked first.
-    pub fn commit_batch(
-        &mut self,
-        rows: &mut [(usize, &Row)],
-        slices: &[i64],
-    ) -> Result<Vec<Option<i64>>> {
-        rows.sort_by_key(|r| r.1.hash);
-        if let Some(done) = self.commit_once(rows, slices, false)? {
-            return Ok(done);
-        }
-        Ok(self
-            .commit_once(rows, slices, true)?
-            .unwrap_or_else(|| vec![None; slices.len()]))
-    }
-
-    /// One attempt of `commit_batch`: with `lock_first`, the held slices are
-    /// locked before writing and only their rows written; without, every row
-    /// is written and `None` returned (rolled back) if any slice is not held.
-    fn commit_once(
-        &mut self,
-        rows: &[(usize, &Row)],
-        slices: &[i64],
-        lock_first: bool,
-    ) -> Result<Option<Vec<Option<i64>>>> {
-        let mut tx = self.conn.transaction()?;
-        let try_copy = self.try_copy && !rows.is_empty();
-        // The savepoint a COPY may roll back to comes after the slice locks
-        // of `lock_first` (rolling back to it must not release them); without
-        // them it is set in the same round trip, and released by the commit.
-        let early_savepoint = try_copy && !lock_first;
-        // A batch commit need not wait for its WAL flush: the commit that
-        // marks the slice done (synchronous, later in the same WAL) flushes
-        // it too, so a slice recorded done always has its rows on disk; a
-        // crash before that loses only batches of unfinished slices, which
-        // the rerun fetches again.
-        tx.batch_execute(if early_savepoint {
-            "SET LOCAL synchronous_commit = off; SAVEPOINT copy"
-        } else {
-            "SET LOCAL synchronous_commit = off"
-        })?;
-        let held: Vec<i64> = if lock_first {
-            tx.query(&self.held, &[&slices, &self.worker])?
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        } else {
-            slices.to_vec()
-        };
-        let is_held: Vec<bool> = slices.iter().map(|s| held.contains(s)).collect();
-        let kept: Vec<&(usize, &Row)> = rows.iter().filter(|(g, _)| is_held[*g]).collect();
-        let mut per_slice = vec![0i64; slices.len()];
-        let mut totals = vec![0i64; slices.len()];
-        for (g, _) in &kept {
-            totals[*g] += 1;
-        }
-        let copied = !kept.is_empty() && try_copy && {
-            if !early_savepoint {
-                tx.batch_execute("SAVEPOINT copy")?;
-            }
-            let copy = match &self.copy_stmt {
-                Some(st) => st.clone(),
-                None => self.copy_stmt.insert(tx.prepare(&self.copy)?).clone(),
-            };
-            match copy_rows(&mut tx, &copy, &kept) {
-                Ok(()) => true,
-                // Back to the savepoint: nothing of the COPY stays.
-                Err(e) if unique_violation(&e) => {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT copy")?;
-                    self.try_copy = false;
-                    false
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if copied {
-            per_slice.copy_from_slice(&totals);
-        } else if !kept.is_empty() {
-            let dates: Vec<NaiveDate> = kept.iter().map(|r| r.1.data_referencia).collect();
-            let payloads: Vec<&str> = kept.iter().map(|r| r.1.payload.as_str()).collect();
-            let hashes: Vec<&str> = kept.iter().map(|r| r.1.hash.as_str()).collect();
-            let (insert, by_slice) = Inserter::insert_sql(&self.table);
-            if held.len() == 1 {
-                let count = match &self.count {
-                    Some(st) => st.clone(),
-                    None => self.count.insert(tx.prepare(&insert)?).clone(),
-                };
-                let n = tx.execute(&count, &[&dates, &payloads, &hashes])? as i64;
-                if let Some(g) = is_held.iter().position(|h| *h) {
-                    per_slice[g] = n;
-                }
-            } else {
-                let groups: Vec<i32> = kept.iter().map(|r| r.0 as i32).collect();
-                let by_slice = match &self.by_slice {
-                    Some(st) => st.clone(),
-                    None => self.by_slice.insert(tx.prepare(&by_slice)?).clone(),
-                };
-                for r in tx.query(&by_slice, &[&dates, &payloads, &hashes, &groups])? {
-                    let g: i32 = r.get(0);
-                    per_slice[g as usize] = r.get(1);
-                }
-            }
-            // Every row was new: the next batch may try COPY again.
-            self.try_copy = per_slice == totals;
-        }
-        if !lock_first {
-            let locked = tx.query(&self.held, &[&slices, &self.worker])?.len();
-            if locked != slices.len() {
-                // A slice was taken over: nothing of this attempt stays.
-                tx.rollback()?;
-                return Ok(None);
-            }
-        }
-        let mut order: Vec<usize> = (0..slices.len()).filter(|g| is_held[*g]).collect();
-        order.sort_by_key(|&g| slices[g]);
-        for g in order {
-            tx.execute(
-                &self.counts,
-                &[&slices[g], &per_slice[g], &(totals[g] - per_slice[g])],
-            )?;
-        }
-        let inserted: i64 = per_slice.iter().sum();
-        let total: i64 = totals.iter().sum();
-        if total > 0 {
-            tx.execute(
-                &self.run_counts,
-                &[&self.run, &inserted, &(total - inserted)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(Some(
-            per_slice
-                .into_iter()
-                .zip(is_held)
-                .map(|(n, h)| h.then_some(n))
-                .collect(),
-        ))
-    }
-}
-
-/// The rows by binary COPY, in the order given.
-fn copy_rows(
-    tx: &mut Transaction<'_>,
-    copy: &Statement,
-    rows: &[&(usize, &Row)],
-) -> std::result::Result<(), postgres::Error> {
-    let sink = tx.copy_in(copy)?;
-    let mut w = BinaryCopyInWriter::new(sink, &[Type::DATE, Type::JSONB, Type::TEXT]);
-    for (_, row) in rows {
-        w.write(&[
-            &row.data_referencia,
-            &Jsonb(&row.payload),
-            &row.hash.as_str(),
-        ])?;
-    }
-    w.finish()?;
-    Ok(())
 }
 
 /// Whether a database error may go away on retry (connection lost, server

@@ -1,0 +1,444 @@
+//! The batch insert of the load path: one writer's connection puts a batch
+//! of rows into the raw table and adds its slices' and run's counts in one
+//! transaction, in as few round trips as the protocol allows (a database
+//! across the network pays each one).
+//!
+//! Round trips per committed batch, statements prepared: binary COPY (the
+//! first load) 4: `BEGIN; SAVEPOINT copy`, the COPY's start and its end,
+//! then the ledger and `COMMIT` sent together as one simple query;
+//! `INSERT … ON CONFLICT` (a rerun) 3: `BEGIN`, the insert, the ledger with
+//! `COMMIT`. Before this module they were 7 and 6, plus one per slice of the
+//! batch.
+
+use super::PooledConn;
+use crate::ident::quote;
+use crate::record::Row;
+use anyhow::Result;
+use bytes::BytesMut;
+use chrono::NaiveDate;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres::{Client, Statement};
+use std::fmt::Write;
+
+/// The SQLSTATE the ledger statement raises when a slice of the batch is no
+/// longer this worker's (its lease expired and another worker took it).
+const TAKEN_OVER: &str = "AT001";
+
+/// One writer's connection with its statements prepared once: the insert of
+/// the load path (arrays unnested server-side, duplicates skipped by the
+/// unique hash) and the slice and run bookkeeping, committed together per
+/// batch.
+pub struct Inserter {
+    conn: PooledConn,
+    worker: String,
+    run: i64,
+    /// The held slices locked first (the retry of a batch that found one
+    /// taken over), prepared when first needed.
+    held: Option<Statement>,
+    /// The raw table, quoted.
+    table: String,
+    /// The table's insert statements, prepared when a batch first needs them.
+    count: Option<Statement>,
+    by_slice: Option<Statement>,
+    /// `COPY … FROM STDIN BINARY` into the raw table, and that statement
+    /// prepared when a batch first needs it.
+    copy: String,
+    copy_stmt: Option<Statement>,
+    /// Whether the next batch tries COPY first: off after a batch met a
+    /// duplicate (a rerun: every COPY would fail), on again once a batch
+    /// inserted every row.
+    try_copy: bool,
+}
+
+/// A JSONB value sent in binary form: version 1, then the canonical text.
+#[derive(Debug)]
+struct Jsonb<'a>(&'a str);
+
+impl ToSql for Jsonb<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
+}
+
+/// Whether the error is a unique violation (a row already stored).
+fn unique_violation(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// An open transaction on a writer's connection, rolled back when dropped
+/// before `commit` (an error on the way): the connection goes back to the
+/// pool clean. `BEGIN` and `COMMIT` travel with other statements, so this
+/// is not postgres' `Transaction`.
+struct Open<'c> {
+    conn: &'c mut Client,
+    open: bool,
+}
+
+impl<'c> Open<'c> {
+    /// Sends `begin` (a `BEGIN` and what may go with it): one round trip.
+    fn begin(conn: &'c mut Client, begin: &str) -> Result<Open<'c>> {
+        conn.batch_execute(begin)?;
+        Ok(Open { conn, open: true })
+    }
+
+    /// Sends `sql`, which ends with `COMMIT`: one round trip. `Ok(false)`
+    /// when the ledger found a slice taken over (rolled back).
+    fn commit(mut self, sql: &str) -> Result<bool> {
+        match self.conn.batch_execute(sql) {
+            Ok(()) => {
+                self.open = false;
+                Ok(true)
+            }
+            Err(e) if e.code().map(SqlState::code) == Some(TAKEN_OVER) => {
+                log::debug!("a slice of the batch was taken over: rolled back, redone for the slices still held");
+                self.open = false;
+                self.conn.batch_execute("ROLLBACK")?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // A broken connection fails here too, and is dropped by the pool.
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl Inserter {
+    /// A writer of `worker`'s run `run` into `table`, on a pooled
+    /// connection. No round trip: statements are prepared when first used.
+    pub fn on(conn: PooledConn, table: &str, worker: &str, run: i64) -> Result<Inserter> {
+        Ok(Inserter {
+            conn,
+            worker: String::new(),
+            run: 0,
+            held: None,
+            table: String::new(),
+            count: None,
+            by_slice: None,
+            copy: String::new(),
+            copy_stmt: None,
+            try_copy: true,
+        }
+        .retarget(table, worker, run))
+    }
+
+    /// The same connection, writing `worker`'s run `run` into `table`
+    /// (`sync --all`: one writer serves every pair). No round trip: the
+    /// table's statements are prepared when first used.
+    pub fn retarget(mut self, table: &str, worker: &str, run: i64) -> Inserter {
+        self.worker = worker.to_string();
+        self.run = run;
+        self.table = quote(table);
+        self.count = None;
+        self.by_slice = None;
+        self.copy_stmt = None;
+        self.copy = format!(
+            "COPY {} (data_referencia, payload, hash_conteudo) FROM STDIN BINARY",
+            self.table
+        );
+        self.try_copy = true;
+        self
+    }
+
+    /// The table's `INSERT … ON CONFLICT DO NOTHING` of a batch, and the
+    /// same counting each slice's new rows.
+    fn insert_sql(table: &str) -> (String, String) {
+        let insert = format!(
+            "INSERT INTO {table} (data_referencia, payload, hash_conteudo)
+             SELECT d, p::jsonb, h FROM unnest($1::date[], $2::text[], $3::text[]) AS u(d, p, h)
+             ON CONFLICT (hash_conteudo) DO NOTHING"
+        );
+        // Several slices share the batch: the server counts each one's new
+        // rows by joining what went in with the slice index of each hash (a
+        // hash twice in the batch went in once: it counts for one slice).
+        let by_slice = format!(
+            "WITH ins AS ({insert} RETURNING hash_conteudo)
+             SELECT g, count(*) FROM ins
+             JOIN (SELECT h, min(g) AS g FROM unnest($3::text[], $4::int[]) AS t(h, g) GROUP BY h) t
+               ON t.h = ins.hash_conteudo
+             GROUP BY g"
+        );
+        (insert, by_slice)
+    }
+
+    /// Inserts `rows` (each tagged with an index into `slices`) and adds each
+    /// slice's and the run's inserted/duplicate counts, in one transaction.
+    /// Only slices this worker still holds count: rows of a slice taken over
+    /// by another worker (its lease expired) are not written, since the new
+    /// holder fetches them again and counts them there. Rows are sorted by
+    /// hash so concurrent writers lock unique-index entries in one order.
+    /// Returns rows inserted per slice, `None` for a slice no longer held.
+    ///
+    /// The rows go in by binary COPY when none is stored yet (a successful
+    /// COPY inserted every row: the counts are exact); a COPY that meets a
+    /// unique violation is rolled back to its savepoint and the batch goes in
+    /// by `INSERT … ON CONFLICT DO NOTHING`, which counts what was new.
+    ///
+    /// The slices' rows are locked last, with the count updates and in the
+    /// commit's round trip, after the rows went in: two writers whose
+    /// batches share a slice (parallel pages) then write at the same time
+    /// and only queue for the short count update and the commit. If a slice
+    /// turns out taken over meanwhile, the transaction is rolled back and
+    /// the batch done again with the slices locked first.
+    pub fn commit_batch(
+        &mut self,
+        rows: &mut [(usize, &Row)],
+        slices: &[i64],
+    ) -> Result<Vec<Option<i64>>> {
+        rows.sort_by_key(|r| r.1.hash);
+        if let Some(done) = self.commit_once(rows, slices, false)? {
+            return Ok(done);
+        }
+        Ok(self
+            .commit_once(rows, slices, true)?
+            .unwrap_or_else(|| vec![None; slices.len()]))
+    }
+
+    /// One attempt of `commit_batch`: with `lock_first`, the held slices are
+    /// locked before writing and only their rows written; without, every row
+    /// is written and `None` returned (rolled back) if any slice is not held.
+    fn commit_once(
+        &mut self,
+        rows: &[(usize, &Row)],
+        slices: &[i64],
+        lock_first: bool,
+    ) -> Result<Option<Vec<Option<i64>>>> {
+        let try_copy = self.try_copy && !rows.is_empty();
+        // The savepoint a COPY may roll back to comes after the slice locks
+        // of `lock_first` (rolling back to it must not release them); without
+        // them it is set in BEGIN's round trip, and released by the commit.
+        let early_savepoint = try_copy && !lock_first;
+        let held_stmt = match (&self.held, lock_first) {
+            (Some(st), true) => Some(st.clone()),
+            (None, true) => Some(self.held.insert(self.conn.prepare(
+                "SELECT id FROM atlas.slices WHERE id = ANY($1) AND worker = $2 AND status = 'running'
+                 ORDER BY id FOR UPDATE",
+            )?).clone()),
+            _ => None,
+        };
+        let tx = Open::begin(
+            &mut self.conn,
+            if early_savepoint {
+                "BEGIN; SAVEPOINT copy"
+            } else {
+                "BEGIN"
+            },
+        )?;
+        let held: Vec<i64> = match &held_stmt {
+            Some(st) => tx
+                .conn
+                .query(st, &[&slices, &self.worker])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+            None => slices.to_vec(),
+        };
+        let is_held: Vec<bool> = slices.iter().map(|s| held.contains(s)).collect();
+        let kept: Vec<&(usize, &Row)> = rows.iter().filter(|(g, _)| is_held[*g]).collect();
+        let mut per_slice = vec![0i64; slices.len()];
+        let mut totals = vec![0i64; slices.len()];
+        for (g, _) in &kept {
+            totals[*g] += 1;
+        }
+        let copied = !kept.is_empty() && try_copy && {
+            if !early_savepoint {
+                tx.conn.batch_execute("SAVEPOINT copy")?;
+            }
+            let copy = match &self.copy_stmt {
+                Some(st) => st.clone(),
+                None => self.copy_stmt.insert(tx.conn.prepare(&self.copy)?).clone(),
+            };
+            match copy_rows(tx.conn, &copy, &kept) {
+                Ok(()) => true,
+                // Back to the savepoint: nothing of the COPY stays.
+                Err(e) if unique_violation(&e) => {
+                    tx.conn.batch_execute("ROLLBACK TO SAVEPOINT copy")?;
+                    self.try_copy = false;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if copied {
+            per_slice.copy_from_slice(&totals);
+        } else if !kept.is_empty() {
+            let dates: Vec<NaiveDate> = kept.iter().map(|r| r.1.data_referencia).collect();
+            let payloads: Vec<&str> = kept.iter().map(|r| r.1.payload.as_str()).collect();
+            let hashes: Vec<&str> = kept.iter().map(|r| r.1.hash.as_str()).collect();
+            let (insert, by_slice) = Inserter::insert_sql(&self.table);
+            if held.len() == 1 {
+                let count = match &self.count {
+                    Some(st) => st.clone(),
+                    None => self.count.insert(tx.conn.prepare(&insert)?).clone(),
+                };
+                let n = tx.conn.execute(&count, &[&dates, &payloads, &hashes])? as i64;
+                if let Some(g) = is_held.iter().position(|h| *h) {
+                    per_slice[g] = n;
+                }
+            } else {
+                let groups: Vec<i32> = kept.iter().map(|r| r.0 as i32).collect();
+                let by_slice = match &self.by_slice {
+                    Some(st) => st.clone(),
+                    None => self.by_slice.insert(tx.conn.prepare(&by_slice)?).clone(),
+                };
+                for r in tx
+                    .conn
+                    .query(&by_slice, &[&dates, &payloads, &hashes, &groups])?
+                {
+                    let g: i32 = r.get(0);
+                    per_slice[g as usize] = r.get(1);
+                }
+            }
+            // Every row was new: the next batch may try COPY again.
+            self.try_copy = per_slice == totals;
+        }
+        let counts: Vec<(i64, i64, i64)> = (0..slices.len())
+            .filter(|g| is_held[*g])
+            .map(|g| (slices[g], per_slice[g], totals[g] - per_slice[g]))
+            .collect();
+        // Without `lock_first` the ledger statement locks the slices and
+        // checks they are all still this worker's.
+        let check = (!lock_first).then_some(slices);
+        if !tx.commit(&ledger_sql(self.run, &self.worker, check, &counts))? {
+            return Ok(None);
+        }
+        Ok(Some(
+            per_slice
+                .into_iter()
+                .zip(is_held)
+                .map(|(n, h)| h.then_some(n))
+                .collect(),
+        ))
+    }
+}
+
+/// The rows by binary COPY, in the order given.
+fn copy_rows(
+    conn: &mut Client,
+    copy: &Statement,
+    rows: &[&(usize, &Row)],
+) -> std::result::Result<(), postgres::Error> {
+    let sink = conn.copy_in(copy)?;
+    let mut w = BinaryCopyInWriter::new(sink, &[Type::DATE, Type::JSONB, Type::TEXT]);
+    for (_, row) in rows {
+        w.write(&[
+            &row.data_referencia,
+            &Jsonb(&row.payload),
+            &row.hash.as_str(),
+        ])?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// A string literal that reads the same whatever
+/// `standard_conforming_strings` is: `E'…'`, backslashes and quotes doubled.
+fn literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The end of a batch's transaction as one simple query (one round trip):
+/// with `check`, lock those slices in id order (two writers sharing slices
+/// must not deadlock) and raise `TAKEN_OVER` unless each is still running
+/// under `worker`; add each `(slice, inserted, duplicates)` of `counts` and
+/// their sum to the run; commit without waiting for the WAL flush.
+///
+/// The commit need not wait for its flush: the commit that marks the slice
+/// done (synchronous, later in the same WAL) flushes it too, so a slice
+/// recorded done always has its rows on disk; a crash before that loses only
+/// batches of unfinished slices, which the rerun fetches again. Only
+/// integers and the quoted worker are written into the text.
+fn ledger_sql(run: i64, worker: &str, check: Option<&[i64]>, counts: &[(i64, i64, i64)]) -> String {
+    let mut sql = String::from("SET LOCAL synchronous_commit = off;\n");
+    if let Some(slices) = check {
+        let ids: Vec<String> = slices.iter().map(i64::to_string).collect();
+        let _ = write!(
+            sql,
+            "SELECT set_config('atlas.batch_worker', {w}, true);
+DO $$BEGIN
+  IF (SELECT count(*) FROM (SELECT id FROM atlas.slices
+        WHERE id = ANY ('{{{ids}}}'::bigint[]) AND worker = current_setting('atlas.batch_worker')
+          AND status = 'running' ORDER BY id FOR UPDATE) h) <> {n} THEN
+    RAISE EXCEPTION 'a slice of this batch was taken over' USING ERRCODE = '{TAKEN_OVER}';
+  END IF;
+END$$;\n",
+            w = literal(worker),
+            ids = ids.join(","),
+            n = slices.len(),
+        );
+    }
+    let (inserted, total) = counts
+        .iter()
+        .fold((0, 0), |(i, t), (_, ins, dup)| (i + ins, t + ins + dup));
+    if total > 0 {
+        let values: Vec<String> = counts
+            .iter()
+            .map(|(s, i, d)| format!("({s}::bigint, {i}::bigint, {d}::bigint)"))
+            .collect();
+        let _ = write!(
+            sql,
+            "UPDATE atlas.slices AS s SET inserted = s.inserted + v.i, duplicates = s.duplicates + v.d
+  FROM (VALUES {}) AS v(id, i, d) WHERE s.id = v.id;
+UPDATE atlas.runs SET inserted = inserted + {inserted}, duplicates = duplicates + {dup} WHERE id = {run};\n",
+            values.join(", "),
+            dup = total - inserted,
+        );
+    }
+    sql.push_str("COMMIT");
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_survive_quotes_and_backslashes() {
+        assert_eq!(literal("host:1"), "E'host:1'");
+        assert_eq!(literal(r"a'b\c"), r"E'a''b\\c'");
+    }
+
+    #[test]
+    fn the_ledger_checks_counts_and_commits_in_one_text() {
+        let sql = ledger_sql(7, "w'1", Some(&[3, 5]), &[(3, 10, 2), (5, 0, 4)]);
+        assert!(sql.starts_with("SET LOCAL synchronous_commit = off;"));
+        assert!(sql.contains("set_config('atlas.batch_worker', E'w''1', true)"));
+        assert!(sql.contains("'{3,5}'::bigint[]"));
+        assert!(sql.contains(") h) <> 2 THEN"));
+        assert!(sql.contains(&format!("ERRCODE = '{TAKEN_OVER}'")));
+        assert!(
+            sql.contains("(3::bigint, 10::bigint, 2::bigint), (5::bigint, 0::bigint, 4::bigint)")
+        );
+        assert!(sql.contains("inserted = inserted + 10, duplicates = duplicates + 6 WHERE id = 7"));
+        assert!(sql.ends_with("COMMIT"));
+    }
+
+    #[test]
+    fn a_batch_of_slices_locked_first_or_empty_only_commits() {
+        let sql = ledger_sql(7, "w", None, &[]);
+        assert_eq!(sql, "SET LOCAL synchronous_commit = off;\nCOMMIT");
+        let sql = ledger_sql(7, "w", None, &[(3, 1, 0)]);
+        assert!(!sql.contains("DO $$"));
+        assert!(sql.contains("UPDATE atlas.runs"));
+    }
+}
