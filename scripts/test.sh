@@ -3,7 +3,8 @@
 # scripts/pg.sh (DATABASE_URL, else 127.0.0.1:5432, else a private cluster
 # under target/pg, stopped again at exit), exports DATABASE_URL (each test
 # makes and drops its own throwaway database on that server), then runs
-# `cargo test --all-targets` with any extra arguments passed through.
+# `cargo test --all-targets` with any extra arguments passed through, then
+# scripts/check-structure.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,4 +28,7 @@ printf 'test.sh: DATABASE_URL=%s\n' "$DATABASE_URL" | sed -E 's#(://[^:/@]*):[^@
 
 rc=0
 cargo test --all-targets "$@" || rc=$?
+# The repository's shape: file sizes, import cycles, README length, SPEC
+# references, links and the module map (scripts/check-structure.sh).
+bash "$ROOT/scripts/check-structure.sh" || rc=1
 exit "$rc"

@@ -7,7 +7,7 @@ pub use insert::Inserter;
 
 use crate::exit::{env_error, usage};
 use crate::ident::{date_index, quote, unique_constraint};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Policy, Verdict};
 use anyhow::{Context, Result};
 use postgres::error::SqlState;
 use postgres::types::Type;
@@ -141,12 +141,13 @@ impl Db {
     }
 }
 
-/// The database's round trip: the fastest of three trivial queries on one
-/// of the pool's connections (the others were slowed by chance).
+/// The database's round trip: the fastest of five trivial queries on one
+/// of the pool's connections (the others were slowed by chance; on a busy
+/// machine a database next door must not pass for a far one).
 pub fn round_trip(pool: &Pool) -> Result<Duration> {
     let mut conn = pool.get()?;
     let mut best = Duration::MAX;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let t = std::time::Instant::now();
         conn.batch_execute("SELECT 1")?;
         best = best.min(t.elapsed());
@@ -395,20 +396,26 @@ pub fn with_fresh_connection<T>(
     backoff: Backoff,
     mut f: impl FnMut(&mut Client) -> Result<T>,
 ) -> Result<T> {
-    let mut attempt = 1;
-    loop {
-        match f(conn) {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < attempts && retryable(&e) => {
-                std::thread::sleep(backoff.delay(attempt, fastrand::f64()));
-                attempt += 1;
-                if let Ok(c) = db.connect() {
-                    *conn = c;
+    let policy = Policy {
+        attempts,
+        backoff,
+        quit: None,
+    };
+    policy
+        .run(
+            |attempt| {
+                // A failed connect keeps the old one: the next try says why.
+                if attempt > 1 {
+                    if let Ok(c) = db.connect() {
+                        *conn = c;
+                    }
                 }
-            }
-            Err(e) => return Err(e),
-        }
-    }
+                f(conn)
+            },
+            |e| Verdict::retry_if(retryable(e)),
+            |_, _| {},
+        )
+        .map_err(|gave_up| gave_up.error)
 }
 
 #[cfg(test)]
