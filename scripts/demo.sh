@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end demo of atlas: builds it, starts the bundled sample API, loads
-# two weeks of its orders into a fresh `atlas_demo` database and shows the
-# result. Needs only a Rust toolchain; PostgreSQL is found or set up by
-# scripts/pg.sh (DATABASE_URL, else 127.0.0.1:5432, else a private cluster
-# under target/pg). The demo database is kept afterwards for inspection.
+# two weeks of its orders into a fresh database `atlas_demo_<n>` (see
+# pick_demo_db) and shows the result. Needs only a Rust toolchain;
+# PostgreSQL is found or set up by scripts/pg.sh (DATABASE_URL, else
+# 127.0.0.1:5432, else a private cluster under target/pg). The demo database
+# is kept afterwards for inspection.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,7 +12,10 @@ cd "$ROOT"
 # shellcheck source=scripts/pg.sh
 . "$ROOT/scripts/pg.sh"
 
-DEMO_DB=atlas_demo
+DEMO_DB="" # atlas_demo_<n>, chosen by pick_demo_db
+# Written on each demo database: the next run may drop only a database
+# carrying it (and only when nobody is connected to it).
+DEMO_MARK="atlas demo database (scripts/demo.sh); dropped and recreated by a later demo run when unused"
 DEMO_DIR=target/demo
 CONFIG=$DEMO_DIR/atlas.json
 ATLAS_BIN=$ROOT/target/release/atlas
@@ -83,6 +87,43 @@ url_with_db() {
     esac
 }
 
+psql_admin() { psql -X -w -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
+psql_value() { psql -X -w -q -At -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
+
+# Sets DEMO_DB to a fresh database atlas_demo_<n>, for the first n where one
+# of these holds: no such database exists (it is created and marked); or it
+# exists, carries DEMO_MARK (an earlier demo made it) and a plain DROP
+# DATABASE succeeds, which PostgreSQL refuses (after waiting up to 5 s) while
+# anyone is connected to it (it is then recreated). A database the demo did not create is never
+# dropped, and one in use is never forced: the next n is tried instead.
+pick_demo_db() {
+    local n db mark
+    for ((n = 1; n <= 100; n++)); do
+        db=atlas_demo_$n
+        # Empty when there is no such database, else "+" and its comment.
+        mark=$(psql_value -c "select '+' || coalesce(shobj_description(oid, 'pg_database'), '') from pg_database where datname = '$db'")
+        if [[ -n $mark ]]; then
+            if [[ $mark != "+$DEMO_MARK" ]]; then
+                echo "$db exists and was not created by the demo: left alone"
+                continue
+            fi
+            show psql "$DATABASE_URL" -c "DROP DATABASE $db"
+            if ! psql_admin -c "DROP DATABASE $db" 2>/dev/null; then
+                echo "$db (an earlier demo's) is in use: left alone"
+                continue
+            fi
+        fi
+        show psql "$DATABASE_URL" -c "CREATE DATABASE $db"
+        # Another demo may have taken the name meanwhile: try the next one.
+        psql_admin -c "CREATE DATABASE $db" 2>/dev/null || continue
+        psql_admin -c "COMMENT ON DATABASE $db IS '$DEMO_MARK'"
+        DEMO_DB=$db
+        return 0
+    done
+    echo "demo.sh: atlas_demo_1 to atlas_demo_100 are all taken or in use; drop some of them" >&2
+    return 1
+}
+
 step "1. Build atlas and the sample API"
 command -v cargo >/dev/null 2>&1 || {
     echo "demo.sh: cargo not found; install a Rust toolchain (https://rustup.rs)" >&2
@@ -91,22 +132,12 @@ command -v cargo >/dev/null 2>&1 || {
 show cargo build --release --bins
 cargo build --release --bins
 
-step "2. PostgreSQL and a fresh $DEMO_DB database"
+step "2. PostgreSQL and a fresh demo database"
 ensure_postgres
 ensure_psql
 echo "server: $DATABASE_URL"
+pick_demo_db
 DEMO_URL=$(url_with_db "$DATABASE_URL" "$DEMO_DB")
-ADMIN_URL=$DATABASE_URL
-# A database cannot be dropped through a connection to itself.
-[[ $DEMO_URL != "$DATABASE_URL" ]] || ADMIN_URL=$(url_with_db "$DATABASE_URL" postgres)
-psql_admin() { psql -X -w -q -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
-show psql "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE)"
-if ! psql_admin -c "DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE)" 2>/dev/null; then
-    # PostgreSQL < 13 has no WITH (FORCE).
-    psql_admin -c "DROP DATABASE IF EXISTS $DEMO_DB"
-fi
-show psql "$ADMIN_URL" -c "CREATE DATABASE $DEMO_DB"
-psql_admin -c "CREATE DATABASE $DEMO_DB"
 echo "demo database: $DEMO_URL"
 
 step "3. Start the sample API"

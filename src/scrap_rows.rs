@@ -1,9 +1,9 @@
-//! A scrap's runs and slices as the cells of a text table: one formatter
-//! for `atlas scrap show` (English headers, as scripts read them) and the
-//! manager's Details (Portuguese headers). Array lengths tie each row to
-//! its headers.
+//! Scraps, a scrap's runs and its slices as the cells of a text table: one
+//! formatter for `atlas scrap list | show` (English headers, as scripts
+//! read them) and the manager's Scraps and Details (Portuguese headers).
+//! Array lengths tie each row to its headers.
 
-use crate::ledger::{RunInfo, SliceInfo};
+use crate::ledger::{RunInfo, ScrapStatus, SliceInfo};
 use crate::report::{self, thousands};
 
 /// `scrap show`'s run columns.
@@ -65,6 +65,63 @@ pub const SLICE_HEADERS_PT: [&str; 11] = [
 /// A count for a cell: `1,234` (negatives, which cannot happen, as 0).
 fn count(n: i64) -> String {
     thousands(n.max(0) as u64)
+}
+
+/// `scrap list`'s columns.
+pub const SCRAP_HEADERS: [&str; 8] = [
+    "id", "client", "route", "period", "status", "slices", "inserted", "last_run",
+];
+
+/// The manager's Scraps columns: the slices failed too, and the duplicates.
+pub const SCRAP_HEADERS_PT: [&str; 9] = [
+    "id",
+    "cliente",
+    "rota",
+    "período",
+    "status",
+    "fatias\nok/falha/total",
+    "inseridos",
+    "duplicados",
+    "última execução",
+];
+
+/// Which list of scraps a row is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `scrap list`: [`SCRAP_HEADERS`], the last run to the second.
+    Cli,
+    /// The manager's Scraps: [`SCRAP_HEADERS_PT`], the last run to the minute.
+    Manager,
+}
+
+/// One scrap's cells, in the order of its listing's headers.
+pub fn scrap_cells(s: &ScrapStatus, listing: Listing) -> Vec<String> {
+    let (slices, when) = match listing {
+        Listing::Cli => (format!("{}/{}", s.done, s.slices), "%Y-%m-%d %H:%M:%S"),
+        Listing::Manager => (
+            format!("{}/{}/{}", s.done, s.failed, s.slices),
+            "%Y-%m-%d %H:%M",
+        ),
+    };
+    let mut cells = vec![
+        s.scrap.id.to_string(),
+        s.scrap.client.clone(),
+        s.scrap.route.clone(),
+        format!("{} até {}", s.scrap.from, s.scrap.to),
+        s.status.to_string(),
+        slices,
+        count(s.inserted),
+    ];
+    if listing == Listing::Manager {
+        cells.push(count(s.duplicates));
+    }
+    cells.push(
+        s.last_run
+            .as_ref()
+            .map(|(t, st)| format!("{} ({st})", t.format(when)))
+            .unwrap_or_else(|| "-".into()),
+    );
+    cells
 }
 
 /// One run's cells, in [`RUN_HEADERS`]' order.

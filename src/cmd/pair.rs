@@ -3,13 +3,14 @@
 //! the decision under the lock (join the pair's unfinished scrap, else
 //! create one holding only the days the pair needs, `coverage::need`).
 
-use super::{scrap, Context};
+use super::{day_flag, scrap, Context};
+use crate::cli::SyncArgs;
 use crate::config::{Client, Route, Settings};
 use crate::coverage;
 use crate::dates;
 use crate::db;
 use crate::exit::{env_error, usage};
-use crate::ledger::{self, NewTable, Scrap, SliceStatus};
+use crate::ledger::{self, NewTable, Scrap};
 use anyhow::Result;
 use chrono::NaiveDate;
 use postgres::types::Type;
@@ -29,6 +30,21 @@ pub fn lookback_days(flag: Option<u32>) -> Result<u32> {
     )
     .map_err(|(k, why)| usage(format!("{k}: {why}")))?;
     Ok(flag.unwrap_or(DEFAULT_LOOKBACK_DAYS))
+}
+
+/// `--from` and `--until` as days, each when given.
+pub fn period_flags(a: &SyncArgs) -> Result<(Option<NaiveDate>, Option<NaiveDate>)> {
+    let from = a
+        .from
+        .as_deref()
+        .map(|s| day_flag(s, "--from"))
+        .transpose()?;
+    let until = a
+        .until
+        .as_deref()
+        .map(|s| day_flag(s, "--until"))
+        .transpose()?;
+    Ok((from, until))
 }
 
 /// The last day a sync loads: `--until`, else yesterday in the route's zone.
@@ -170,25 +186,6 @@ pub fn raw_table(client: &Client, route: &Route) -> Result<String> {
         &crate::ident::sanitize(&route.name).map_err(usage)?,
     )
     .map_err(usage)
-}
-
-/// The scrap a sync recorded for the pair, while it has slices pending,
-/// running or failed: the next sync of the pair resumes it.
-pub fn in_progress(c: &mut postgres::Client, client: &str, route: &str) -> Result<Option<i64>> {
-    let row = c.query_typed_opt(
-        "SELECT p.scrap_id FROM atlas.sync_pairs p
-         WHERE p.client = $1 AND p.route = $2 AND p.scrap_id IS NOT NULL
-           AND EXISTS (SELECT 1 FROM atlas.slices s
-                       WHERE s.scrap_id = p.scrap_id AND s.status IN ($3, $4, $5))",
-        &[
-            (&client, Type::TEXT),
-            (&route, Type::TEXT),
-            (&SliceStatus::Pending.as_str(), Type::TEXT),
-            (&SliceStatus::Running.as_str(), Type::TEXT),
-            (&SliceStatus::Failed.as_str(), Type::TEXT),
-        ],
-    )?;
-    Ok(row.map(|r| r.get(0)))
 }
 
 /// The `--json` object of a sync that ran nothing: every key of the

@@ -7,7 +7,7 @@ use crate::config::{Client, Config, Route};
 use crate::db;
 use crate::exit::{usage, Exit};
 use crate::ident;
-use crate::ledger::{self, NewTable, SliceStatus};
+use crate::ledger::{self, NewTable};
 use crate::report;
 use crate::scrap_rows;
 use anyhow::Result;
@@ -135,11 +135,6 @@ pub fn check_status(status: Option<&str>) -> Result<()> {
     }
 }
 
-/// A count for a table cell: `1,234` (negatives, which cannot happen, as 0).
-fn count(n: i64) -> String {
-    report::thousands(n.max(0) as u64)
-}
-
 /// `scrap list`: one line per scrap, its status, the rows its runs inserted
 /// into the raw table (`inserted`) and its last run.
 pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
@@ -153,30 +148,13 @@ pub fn list(ctx: &Context<'_>, a: &ListArgs) -> Result<Exit> {
             status: a.status.as_deref(),
             newest: None,
             me: Some(&me),
+            scrap: None,
         },
     )?
-    .into_iter()
-    .map(|s| {
-        vec![
-            s.scrap.id.to_string(),
-            s.scrap.client,
-            s.scrap.route,
-            format!("{} até {}", s.scrap.from, s.scrap.to),
-            s.status.to_string(),
-            format!("{}/{}", s.done, s.slices),
-            count(s.inserted),
-            s.last_run
-                .map(|(t, st)| format!("{} ({st})", t.format("%Y-%m-%d %H:%M:%S")))
-                .unwrap_or_else(|| "-".into()),
-        ]
-    })
+    .iter()
+    .map(|s| scrap_rows::scrap_cells(s, scrap_rows::Listing::Cli))
     .collect();
-    report::out(&report::table(
-        &[
-            "id", "client", "route", "period", "status", "slices", "inserted", "last_run",
-        ],
-        &rows,
-    ));
+    report::out(&report::table(&scrap_rows::SCRAP_HEADERS, &rows));
     Ok(Exit::Ok)
 }
 
@@ -188,17 +166,7 @@ pub fn show(ctx: &Context<'_>, id: i64) -> Result<Exit> {
     // A run whose process is known to be gone is shown (and stored) as aborted.
     let me = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
     ledger::abort_dead_runs(&mut c, Some(id), &me)?;
-    let status = ledger::list(
-        &mut c,
-        ledger::ListFilter {
-            client: Some(&s.client),
-            ..Default::default()
-        },
-    )?
-    .into_iter()
-    .find(|x| x.scrap.id == id)
-    .map(|x| x.status)
-    .unwrap_or(SliceStatus::Pending);
+    let status = ledger::status_of_scrap(&mut c, id)?;
     crate::outln!("scrap {}: client {} route {}", s.id, s.client, s.route);
     crate::outln!(
         "period: {} até {} (slice_days {})",

@@ -34,6 +34,9 @@ pub fn execute(
     sync: bool,
     sink: Option<&Sender<Watch>>,
 ) -> Result<(Exit, Summary)> {
+    // Bad settings are refused before the database is asked anything.
+    ctx.config()?;
+    let settings = ctx.settings()?;
     let db = ctx.database()?;
     let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
@@ -43,7 +46,6 @@ pub fn execute(
         Prepared::Ready(r) => r,
     };
     ready.make_table_sure(&mut conn);
-    let settings = ctx.settings()?;
     // Room for the most writers a far database may get (opened lazily,
     // capped by `max_db_connections`); the writers fit the measured link.
     let pool = db.pool((settings.threads + tune::MAX_WRITERS + 2) as u32)?;

@@ -12,14 +12,13 @@
 //! anything is written.
 
 use super::pair::{self, Plan, Step, SyncLock};
-use super::{day_flag, scrap_run, Context};
+use super::{scrap_run, Context};
 use crate::cli::SyncArgs;
 use crate::config::Settings;
 use crate::db;
 use crate::exit::{usage, Exit};
-use crate::ident;
 use crate::ledger::{self, NewTable};
-use crate::report::{Feed, Summary, Watch};
+use crate::report::{self, Feed, Summary, Watch};
 use anyhow::Result;
 use crossbeam::channel::Sender;
 use serde_json::{json, Value};
@@ -75,25 +74,12 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
     // written: exit 2 leaves no scrap, slice, run or table behind.
     let cfg = ctx.config()?;
     let (client, route) = cfg.route(client_id, route_name)?;
-    let from = a
-        .from
-        .as_deref()
-        .map(|s| day_flag(s, "--from"))
-        .transpose()?;
-    let until = a
-        .until
-        .as_deref()
-        .map(|s| day_flag(s, "--until"))
-        .transpose()?;
+    let (from, until) = pair::period_flags(a)?;
     let until = pair::until_of(until, route)?;
     if let Some(f) = from.filter(|f| *f > until) {
         return Err(usage(format!("--from {f} is after --until {until}")));
     }
-    let table = ident::raw_table(
-        &ident::sanitize(&client.id).map_err(usage)?,
-        &ident::sanitize(&route.name).map_err(usage)?,
-    )
-    .map_err(usage)?;
+    let table = pair::raw_table(client, route)?;
     let plan = Plan {
         from,
         until,
@@ -106,9 +92,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
     pair::check_before_writes(ctx, client)?;
 
     let Some(mut lock) = SyncLock::try_take(Box::new(conn), client_id, route_name)? else {
-        let notice = format!(
-            "Outra sincronização de {client_id} / {route_name} está em andamento: nada a fazer"
-        );
+        let notice = report::busy_line(client_id, route_name);
         let fields = json!({"status": "busy", "loaded_until": null});
         return Ok(Synced::Nothing {
             emoji: "⏳",
@@ -134,22 +118,15 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
             } => (id, joined, skipped),
             Step::UpToDate(_) => break,
         };
-        feed.note(
-            "🔄",
-            &format!(
-                "Sincronizando {client_id} / {route_name}: scrap {id}{}",
-                if joined {
-                    " (retomado)".to_string()
-                } else {
-                    match skipped {
-                        Some(n) if n > 0 => {
-                            format!(" ({n} dia(s) já carregado(s) não buscado(s) de novo)")
-                        }
-                        _ => String::new(),
-                    }
-                }
-            ),
-        );
+        let how = if joined {
+            " (retomado)".to_string()
+        } else {
+            match skipped {
+                Some(n) if n > 0 => format!(" ({n} dia(s) já carregado(s) não buscado(s) de novo)"),
+                _ => String::new(),
+            }
+        };
+        feed.note("🔄", &report::syncing_line(client_id, route_name, id, &how));
         let (exit, mut summary) = scrap_run::execute(ctx, id, true, sink)?;
         summary.days_skipped = Some(skipped.unwrap_or(0));
         let stop = exit != Exit::Ok || !joined;
@@ -171,11 +148,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
         }),
         None => {
             let last = ledger::last_loaded_day(&mut *lock.conn, client_id, route_name)?;
-            let notice = format!(
-                "Nada novo para {client_id} / {route_name}: carregado até {}",
-                last.map(|d| d.to_string())
-                    .unwrap_or_else(|| "(nada)".into())
-            );
+            let notice = report::up_to_date_line(client_id, route_name, last);
             let fields = json!({"status": "up_to_date", "loaded_until": last});
             Ok(Synced::Nothing {
                 emoji: "✅",

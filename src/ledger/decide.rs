@@ -6,8 +6,44 @@
 use super::{Scrap, SliceStatus};
 use anyhow::Result;
 use chrono::NaiveDate;
-use postgres::types::Type;
+use postgres::types::{ToSql, Type};
 use postgres::GenericClient;
+
+/// The scrap a sync recorded for the pair (`$1`, `$2`), while it has
+/// slices pending, running or failed (`$3` to `$5`, [`pair_params`]): the
+/// next sync of the pair resumes it. One text for both statements using it.
+macro_rules! in_progress_sql {
+    () => {
+        "SELECT p.scrap_id FROM atlas.sync_pairs p
+         WHERE p.client = $1 AND p.route = $2 AND p.scrap_id IS NOT NULL
+           AND EXISTS (SELECT 1 FROM atlas.slices x
+                       WHERE x.scrap_id = p.scrap_id AND x.status IN ($3, $4, $5))"
+    };
+}
+
+/// The statuses of a slice not done yet, bound as `$3` to `$5`.
+static UNFINISHED: [&str; 3] = [
+    SliceStatus::Pending.as_str(),
+    SliceStatus::Running.as_str(),
+    SliceStatus::Failed.as_str(),
+];
+
+/// The parameters of [`in_progress_sql`]: the pair, then [`UNFINISHED`].
+fn pair_params<'a>(client: &'a &'a str, route: &'a &'a str) -> [(&'a (dyn ToSql + Sync), Type); 5] {
+    [
+        (client, Type::TEXT),
+        (route, Type::TEXT),
+        (&UNFINISHED[0], Type::TEXT),
+        (&UNFINISHED[1], Type::TEXT),
+        (&UNFINISHED[2], Type::TEXT),
+    ]
+}
+
+/// The pair's scrap in progress ([`in_progress_sql`]), if any.
+pub fn in_progress(c: &mut impl GenericClient, client: &str, route: &str) -> Result<Option<i64>> {
+    let row = c.query_typed_opt(in_progress_sql!(), &pair_params(&client, &route))?;
+    Ok(row.map(|r| r.get(0)))
+}
 
 /// First key of the two-key advisory lock of a pair's sync (the second is
 /// the pair's id in `atlas.sync_pairs`): a class of its own, so no other
@@ -74,21 +110,15 @@ impl PairState {
 /// The pair's unfinished scrap and all its slices, in one round trip.
 pub fn pair_state(c: &mut impl GenericClient, client: &str, route: &str) -> Result<PairState> {
     let rows = c.query_typed(
-        "SELECT (SELECT p.scrap_id FROM atlas.sync_pairs p
-                 WHERE p.client = $1 AND p.route = $2 AND p.scrap_id IS NOT NULL
-                   AND EXISTS (SELECT 1 FROM atlas.slices x
-                               WHERE x.scrap_id = p.scrap_id AND x.status IN ($3, $4, $5))),
-                sl.slice_from, sl.slice_to, sl.status
-         FROM (SELECT 1) one
-         LEFT JOIN (atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
-                    AND s.client = $1 AND s.route = $2) ON true",
-        &[
-            (&client, Type::TEXT),
-            (&route, Type::TEXT),
-            (&SliceStatus::Pending.as_str(), Type::TEXT),
-            (&SliceStatus::Running.as_str(), Type::TEXT),
-            (&SliceStatus::Failed.as_str(), Type::TEXT),
-        ],
+        concat!(
+            "SELECT (",
+            in_progress_sql!(),
+            "), sl.slice_from, sl.slice_to, sl.status
+             FROM (SELECT 1) one
+             LEFT JOIN (atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
+                        AND s.client = $1 AND s.route = $2) ON true"
+        ),
+        &pair_params(&client, &route),
     )?;
     let mut state = PairState::default();
     for r in rows {

@@ -68,6 +68,8 @@ pub struct ListFilter<'a> {
     /// The worker listing (`worker_id`): runs of dead processes are closed
     /// (`abort_dead_runs`) before the scraps are read, so none is listed running.
     pub me: Option<&'a str>,
+    /// Only this scrap ([`status_of_scrap`]).
+    pub scrap: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +221,19 @@ pub fn scrap_status(total: i64, done: i64, open: i64, failed: i64, running: i64)
     }
 }
 
+/// One scrap's status as `scrap list` shows it (`scrap show`, the
+/// manager's Details): the same query, of that scrap only; `pending` for
+/// a scrap that is not there.
+pub fn status_of_scrap(c: &mut Client, id: i64) -> Result<SliceStatus> {
+    let one = ListFilter {
+        scrap: Some(id),
+        ..Default::default()
+    };
+    Ok(list(c, one)?
+        .first()
+        .map_or(SliceStatus::Pending, |s| s.status))
+}
+
 /// The scraps with their progress, as `scrap list` shows them.
 pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> {
     if let Some(me) = filter.me {
@@ -245,7 +260,7 @@ pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> 
          LEFT JOIN atlas.slices sl ON sl.scrap_id = s.id
          LEFT JOIN LATERAL (SELECT started_at, status FROM atlas.runs
                             WHERE scrap_id = s.id ORDER BY id DESC LIMIT 1) r ON true
-         WHERE ($1::text IS NULL OR s.client = $1)
+         WHERE ($1::text IS NULL OR s.client = $1) AND ($7::bigint IS NULL OR s.id = $7)
          GROUP BY s.id, r.started_at, r.status
          ORDER BY {order}
          LIMIT $5"
@@ -257,6 +272,7 @@ pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> 
             &SliceStatus::Running.as_str(),
             &filter.newest,
             &SliceStatus::Open.as_str(),
+            &filter.scrap,
         ],
     )?;
     let mut out = Vec::new();

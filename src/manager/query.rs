@@ -70,23 +70,10 @@ pub struct Details {
 pub fn details(c: &mut Client, id: i64, me: &str) -> Result<Details> {
     let scrap = ledger::get_scrap(c, id)?;
     ledger::abort_dead_runs(c, Some(id), me)?;
-    let slices = ledger::slices(c, id)?;
-    let running = days(c, id)?
-        .iter()
-        .filter(|d| d.status == SliceStatus::Running)
-        .count() as i64;
-    let count = |st| slices.iter().filter(|s| s.status == st).count() as i64;
-    let status = ledger::scrap_status(
-        slices.len() as i64,
-        count(SliceStatus::Done) + count(SliceStatus::Open),
-        count(SliceStatus::Open),
-        count(SliceStatus::Failed),
-        running,
-    );
     Ok(Details {
+        status: ledger::status_of_scrap(c, id)?,
         runs: ledger::runs(c, id)?,
+        slices: ledger::slices(c, id)?,
         scrap,
-        status,
-        slices,
     })
 }

@@ -66,6 +66,15 @@ impl<'j, 'a> Shared<'j, 'a> {
         }
     }
 
+    /// A slice claimed ahead, counted as `starting` before the queue is
+    /// let go: an idle fetcher never sees it neither queued nor started.
+    pub(super) fn take_claimed(&self) -> Option<Claim> {
+        let mut claimed = lock(&self.claimed);
+        let claim = claimed.pop_front()?;
+        self.starting.fetch_add(1, Ordering::SeqCst);
+        Some(claim)
+    }
+
     /// The next slice of this run to work, claimed with others ahead (up to
     /// one per fetcher in one statement). While other workers hold the
     /// rest, says when to look again. Slices held by processes of this
@@ -92,7 +101,7 @@ impl<'j, 'a> Shared<'j, 'a> {
             // One batch of a run at a time: a fetcher that waited here takes
             // from the batch just claimed.
             let claiming = lock(&self.claiming);
-            if let Some(claim) = lock(&self.claimed).pop_front() {
+            if let Some(claim) = self.take_claimed() {
                 return Claimed::Slice(claim);
             }
             // The claim this fetcher waited behind may have taken the last
@@ -112,9 +121,8 @@ impl<'j, 'a> Shared<'j, 'a> {
             });
             let free = free.map(|claims| {
                 self.count_claims(claims.len());
-                let mut claimed = lock(&self.claimed);
-                claimed.extend(claims);
-                claimed.pop_front()
+                lock(&self.claimed).extend(claims);
+                self.take_claimed()
             });
             drop(claiming);
             let held = match free {

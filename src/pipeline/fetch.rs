@@ -123,7 +123,7 @@ pub(super) fn fetcher(crew: &Lanes, tx: &Sender<Chunk>, turn: &AtomicUsize) {
                 lane.work_page(task, tx);
                 continue 'work;
             }
-            let ahead = pick(&lanes, start, round, |l| lock(&l.claimed).pop_front());
+            let ahead = pick(&lanes, start, round, Shared::take_claimed);
             let claimed = ahead.or_else(|| {
                 pick(&lanes, start, round, |l| match l.claim_now() {
                     Claimed::Slice(c) => Some(c),
@@ -140,10 +140,12 @@ pub(super) fn fetcher(crew: &Lanes, tx: &Sender<Chunk>, turn: &AtomicUsize) {
                 continue 'work;
             }
         }
-        // A page 1 that may spread is being fetched: its pages may come.
-        let spreading = lanes
-            .iter()
-            .any(|l| l.spreading.load(Ordering::SeqCst) > 0 && !l.job.quit.load(Ordering::SeqCst));
+        // A page 1 that may spread is being fetched (or a slice taken is
+        // about to be): its pages may come.
+        let spreading = lanes.iter().any(|l| {
+            l.spreading.load(Ordering::SeqCst) + l.starting.load(Ordering::SeqCst) > 0
+                && !l.job.quit.load(Ordering::SeqCst)
+        });
         match idle(wait, spreading, complete) {
             Idle::End => return,
             Idle::Wait(d) => wake.wait(seen, d),

@@ -191,6 +191,10 @@ struct Shared<'j, 'a> {
     ahead: Mutex<VecDeque<Arc<spread::Spread>>>,
     /// Fetchers on a page 1 that may spread: idle ones wait for it.
     spreading: AtomicUsize,
+    /// Slices taken from `claimed` whose fetcher has not yet said whether
+    /// they may spread: idle ones wait for them too, or they could end
+    /// between the take and page 1 and leave its pages unasked.
+    starting: AtomicUsize,
     /// Pages the run's last slice with a known count had (the pair's last
     /// slice done before the run, at first): the next slice's guess.
     pages_hint: AtomicU64,
@@ -338,6 +342,7 @@ pub fn run_many<'j, 'a>(
             notices: notices.clone(),
             ahead: Mutex::new(VecDeque::new()),
             spreading: AtomicUsize::new(0),
+            starting: AtomicUsize::new(0),
             pages_hint: AtomicU64::new(job.pages_hint),
             claimed: Mutex::new(VecDeque::new()),
             claiming: Mutex::new(()),

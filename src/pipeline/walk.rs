@@ -78,15 +78,20 @@ impl<'j, 'a> Shared<'j, 'a> {
     ) -> Result<(), (u64, SliceStop)> {
         let job = self.job;
         let claim = track.claim;
-        let request = self
-            .slice_request(&claim)
-            .map_err(|e| (1, SliceStop::Failed(format!("{e:#}"))))?;
-        let mut pager = Pager::new(&job.route.pagination, request.first_url());
         let may_spread = may_spread(job.route.parallel_pages, &job.route.pagination.kind);
         let mut spreading = may_spread.then(|| {
             self.spreading.fetch_add(1, Ordering::SeqCst);
             Spreading(self)
         });
+        // Counted as spreading (or not to spread) from here on.
+        self.starting.fetch_sub(1, Ordering::SeqCst);
+        if !may_spread {
+            self.wake.notify();
+        }
+        let request = self
+            .slice_request(&claim)
+            .map_err(|e| (1, SliceStop::Failed(format!("{e:#}"))))?;
+        let mut pager = Pager::new(&job.route.pagination, request.first_url());
         let mut held = None;
         let mut ahead = None;
         let guess = self.guess(&pager, may_spread);

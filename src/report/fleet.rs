@@ -182,6 +182,34 @@ pub fn fleet_line(host: &str, code: u8, pairs: u64, problems: &[String], inserte
     )
 }
 
+/// `🧩 pares 3/12 | 📄 Páginas 120 | …`: the fleet's progress line, pairs
+/// finished of all, then the figures of every run.
+pub fn progress_line(
+    style: Style,
+    (finished, pairs): (usize, usize),
+    pages: u64,
+    records: u64,
+    elapsed: Duration,
+) -> String {
+    style.line(
+        "🧩",
+        &format!(
+            "pares {finished}/{pairs} | {}",
+            style.fleet_progress(pages, records, elapsed)
+        ),
+    )
+}
+
+/// `pares 3/12: client / route`: the third pair's turn begins.
+pub fn pair_begins((begun, pairs): (usize, usize), client: &str, route: &str) -> String {
+    format!("pares {begun}/{pairs}: {client} / {route}")
+}
+
+/// A pair that could not start, and why.
+pub fn not_started_line(client: &str, route: &str, why: &str) -> String {
+    format!("Par {client} / {route} não iniciado: {why}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +242,21 @@ mod tests {
         assert!(
             text.contains("Total: 3 pares (2 ok, 1 com problema) | inseridos 30"),
             "{text}"
+        );
+        assert_eq!(
+            progress_line(
+                Style { plain: true },
+                (2, 3),
+                120,
+                6000,
+                Duration::from_secs(4)
+            ),
+            "pares 2/3 | Páginas 120 | 4s | 6,000 registros | 1,500.0 reg/s"
+        );
+        assert_eq!(pair_begins((1, 3), "c", "r"), "pares 1/3: c / r");
+        assert_eq!(
+            not_started_line("c", "r", "no secret"),
+            "Par c / r não iniciado: no secret"
         );
         assert_eq!(
             r.line("h", 1),

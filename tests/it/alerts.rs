@@ -4,7 +4,7 @@
 //! the webhook get the run's `--json` object (the webhook with a `text`
 //! line), secrets never; a hanging notifier is cut and changes no exit code.
 
-use crate::util::{page_route, Api, Atlas, Bg, TestDb};
+use crate::util::{dead_db_args, route_at, sync_args, Api, Atlas, Bg, TestDb};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,13 +35,6 @@ const FAMILIES: [&str; 11] = [
     "atlas_loaded_until_timestamp_seconds",
 ];
 
-fn route(path: &str) -> Value {
-    let mut r = page_route();
-    r["path"] = json!(path);
-    r["pagination"]["size"] = json!(5);
-    r
-}
-
 /// Client 2151 (the API) with routes pedidos and notas, and client 3000
 /// whose API is down (nothing listens), with a secret API key.
 fn fleet(api: &Api) -> Value {
@@ -54,7 +47,7 @@ fn fleet(api: &Api) -> Value {
                 "routes": ["pedidos"]
             }
         },
-        "routes": { "pedidos": route("/pedidos"), "notas": route("/notas") }
+        "routes": { "pedidos": route_at("/pedidos"), "notas": route_at("/notas") }
     })
 }
 
@@ -454,20 +447,7 @@ fn the_notifiers_get_the_fleets_json_with_the_failing_pair_and_no_secret() {
     assert_eq!(hook.posts().len(), 1);
 
     // An error before the run (the database gone) is a failure told too.
-    let r = atlas.expect(
-        &[
-            "--database-url",
-            "postgres://postgres@127.0.0.1:1/x",
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            FROM,
-        ],
-        3,
-    );
+    let r = atlas.expect(&dead_db_args(&sync_args(&["--from", FROM])), 3);
     let got = read_json(&atlas.path("notified.json"));
     assert_eq!(got["exit_code"], 3, "{got}");
     assert_eq!(got["status"], "error", "{got}");
@@ -485,7 +465,7 @@ fn a_hanging_notifier_is_cut_at_its_timeout_and_the_exit_code_stands() {
     let db = TestDb::new("notify_hang");
     let mut cfg = json!({
         "clients": { "2151": { "base_url": format!("{}/page", api.url) } },
-        "routes": { "pedidos": route("/pedidos") }
+        "routes": { "pedidos": route_at("/pedidos") }
     });
     with_notify(
         &mut cfg,
@@ -497,10 +477,7 @@ fn a_hanging_notifier_is_cut_at_its_timeout_and_the_exit_code_stands() {
     atlas.env.push(("ATLAS_TEST_HOOK".into(), hook.url.clone()));
     atlas.ok(&["init"]);
     let started = Instant::now();
-    let r = atlas.ok(&[
-        "sync", "--client", "2151", "--route", "pedidos", "--from", FROM, "--until", UNTIL,
-        "--json",
-    ]);
+    let r = atlas.ok(&sync_args(&["--from", FROM, "--until", UNTIL, "--json"]));
     let took = started.elapsed();
     assert_eq!(r.json()["exit_code"], 0);
     assert!(
@@ -531,7 +508,7 @@ fn check_notify_test_reports_each_notifier() {
     let db = TestDb::new("notify_check");
     let mut cfg = json!({
         "clients": { "2151": { "base_url": "http://127.0.0.1:9/x" } },
-        "routes": { "pedidos": route("/pedidos") }
+        "routes": { "pedidos": route_at("/pedidos") }
     });
     with_notify(&mut cfg, &["failure"], writes_stdin_to("teste.json"), 5);
     let mut atlas = atlas(&db, &cfg);

@@ -4,7 +4,7 @@
 //! lookback), a killed sync is resumed by the next one, a refused grant
 //! writes nothing, and `sync --all` against a refused database fails fast.
 
-use crate::util::{self, Api, Atlas, Bg, TestDb};
+use crate::util::{self, create_args, sync_args, Api, Atlas, Bg, TestDb};
 use chrono::{Duration as Days, NaiveDate, Utc};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ fn setup(tag: &str, api_args: &[&str]) -> (Api, TestDb, Atlas) {
 }
 
 fn sync<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["sync", "--client", "2151", "--route", "pedidos", "--json"];
+    let mut v = sync_args(&["--json"]);
     v.extend_from_slice(extra);
     v
 }
@@ -60,21 +60,7 @@ fn a_last_day_after_today_is_refused_and_nothing_changes() {
     let run = atlas.expect(&sync(&["--from", "2025-01-01", "--until", &tomorrow]), 2);
     let said = format!("--until {tomorrow} is after today ({} in +00:00", today());
     assert!(run.stderr.contains(&said), "{}", run.stderr);
-    let run = atlas.expect(
-        &[
-            "scrap",
-            "create",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-01-01",
-            "--to",
-            &tomorrow,
-        ],
-        2,
-    );
+    let run = atlas.expect(&create_args("2151", "pedidos", "2025-01-01", &tomorrow), 2);
     assert!(run.stderr.contains("is after today"), "{}", run.stderr);
     let run = atlas.expect(&["sync", "--all", "--until", &tomorrow], 2);
     assert!(run.stderr.contains("is after today"), "{}", run.stderr);
@@ -160,15 +146,17 @@ fn a_sync_fetches_only_what_no_scrap_of_the_pair_loaded() {
     assert!(asked_days(&log).is_empty());
 }
 
+/// Runs `atlas args` and kills it with SIGKILL once a slice is done.
+fn kill9_after_a_slice(db: &TestDb, atlas: &Atlas, args: &[&str]) {
+    let done = || db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'") > 0;
+    util::kill9_when(atlas, args, "a slice done", Duration::from_secs(30), done);
+}
+
 #[test]
 fn a_killed_sync_is_resumed_by_the_next_one() {
     let (api, db, atlas) = setup("days_resume", &["--per-day", "10", "--latency-ms", "150"]);
     let args = sync(&["--from", "2024-05-01", "--until", "2024-05-20"]);
-    let mut bg = Bg::spawn(&atlas, &args, "killed");
-    util::wait_for("a slice done", Duration::from_secs(30), || {
-        db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'") > 0
-    });
-    bg.kill9();
+    kill9_after_a_slice(&db, &atlas, &args);
     assert_eq!(db.i64("SELECT count(*) FROM atlas.scraps"), 1);
     let j = atlas.ok(&sync(&["--until", "2024-05-20"])).json();
     assert_eq!(j["status"], "done", "{j}");
@@ -190,11 +178,7 @@ fn a_killed_sync_is_resumed_by_the_next_one() {
 fn scrap_list_closes_the_runs_of_dead_processes() {
     let (_api, db, atlas) = setup("days_list", &["--per-day", "10", "--latency-ms", "150"]);
     let id = atlas.create("pedidos", "2024-06-01", "2024-06-20");
-    let mut bg = Bg::spawn(&atlas, &["scrap", "run", &id], "killed");
-    util::wait_for("the run started", Duration::from_secs(30), || {
-        db.i64("SELECT count(*) FROM atlas.slices WHERE status = 'done'") > 0
-    });
-    bg.kill9();
+    kill9_after_a_slice(&db, &atlas, &["scrap", "run", &id]);
     let list = atlas.ok(&["scrap", "list"]);
     assert!(!list.stdout.contains("(running)"), "{}", list.stdout);
     assert_eq!(
@@ -236,17 +220,7 @@ fn a_refused_grant_writes_nothing() {
     let before = util::database_text(&db);
     let tables = |db: &TestDb| db.i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
     for args in [
-        vec![
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-01-01",
-            "--until",
-            "2025-01-02",
-        ],
+        sync_args(&["--from", "2025-01-01", "--until", "2025-01-02"]),
         vec![
             "sync",
             "--all",

@@ -5,7 +5,9 @@
 //! secrets from `{env:}` never shown, unknown placeholders refused, and
 //! the rate-limit headers and a 503's `Retry-After` obeyed.
 
-use crate::util::{assert_exact, database_text, request_log, Api, Atlas, Run, Seen, TestDb};
+use crate::util::{
+    assert_exact, database_text, inside_retry_after, request_log, Api, Atlas, Run, TestDb,
+};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -347,10 +349,7 @@ fn retry_after_on_a_503_pauses_the_client() {
         "some 503s were served"
     );
     for no in seen.iter().filter(|s| s.status == 503) {
-        let early: Vec<&Seen> = seen
-            .iter()
-            .filter(|s| s.ms > no.ms + 50 && s.ms < no.ms + 950)
-            .collect();
+        let early = inside_retry_after(&seen, no);
         assert!(
             early.is_empty(),
             "{} request(s) inside the Retry-After of the 503 at {}: {}",

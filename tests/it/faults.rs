@@ -7,7 +7,7 @@
 //! same period into another database (the sorted list of content hashes),
 //! plus `count(*) = count(DISTINCT hash) = the API's own count`.
 
-use crate::util::{self, Api, Atlas, Bg, Run, TestDb};
+use crate::util::{self, sized_route, Api, Atlas, Bg, Run, TestDb};
 use postgres::Client;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -24,18 +24,11 @@ const SLICES: i64 = 20;
 
 // ---------------------------------------------------------------- helpers
 
-/// The test route with its page size changed (more pages = more requests).
-fn route(page_size: u64) -> Value {
-    let mut r = util::page_route();
-    r["pagination"]["size"] = json!(page_size);
-    r
-}
-
 /// Client 2151 at `{api}/page`, route `pedidos`, optional auth.
 fn config(api_url: &str, page_size: u64, auth: Option<Value>) -> Value {
     let mut c = Atlas::config(
         &format!("{api_url}/page"),
-        json!({ "pedidos": route(page_size) }),
+        json!({ "pedidos": sized_route(page_size) }),
     );
     if let Some(a) = auth {
         c["clients"]["2151"]["auth"] = a;

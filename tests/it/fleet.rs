@@ -3,7 +3,7 @@
 //! processes through PostgreSQL (each slice fetched once), and a process
 //! killed mid-fleet covered by the other.
 
-use crate::util::{request_log, Api, Atlas, Bg, TestDb};
+use crate::util::{request_log, route_at, Api, Atlas, Bg, TestDb};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,16 +12,13 @@ const FROM: &str = "2025-03-01";
 const UNTIL: &str = "2025-03-03";
 const ROUTES: [&str; 3] = ["pedidos", "notas", "itens"];
 
-/// A page route over `/{name}` of the sample API.
-fn route(name: &str) -> Value {
-    let mut r = crate::util::page_route();
-    r["path"] = json!(format!("/{name}"));
-    r["pagination"]["size"] = json!(5);
-    r
-}
-
 fn routes(names: &[&str]) -> Value {
-    Value::Object(names.iter().map(|n| (n.to_string(), route(n))).collect())
+    Value::Object(
+        names
+            .iter()
+            .map(|n| (n.to_string(), route_at(&format!("/{n}"))))
+            .collect(),
+    )
 }
 
 fn table(client: &str, route: &str) -> String {
@@ -692,14 +689,7 @@ fn ctrl_c_stops_the_whole_fleet_and_the_next_night_finishes_it_exactly() {
 #[test]
 fn refused_credentials_stop_that_client_only() {
     let good = Api::start(&["--per-day", "10", "--page-size", "5"]);
-    let guarded = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        "bearer:right-token",
-    ]);
+    let guarded = Api::bearer("right-token");
     let db = TestDb::new("fleetauth");
     let cfg = json!({
         "clients": {

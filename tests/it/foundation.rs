@@ -10,9 +10,6 @@ use std::process::{Command, Stdio};
 /// Any base URL will do for commands that never call the API.
 const NO_API: &str = "http://127.0.0.1:9/x";
 
-/// An unreachable PostgreSQL (nothing listens on port 1).
-const DEAD_DB: &str = "postgres://postgres@127.0.0.1:1/x";
-
 /// Client `2151` with the standard `pedidos` route, no API behind it.
 fn basic_config() -> Value {
     Atlas::config(NO_API, json!({ "pedidos": page_route() }))
@@ -48,12 +45,6 @@ fn expect_code(r: &Run, code: i32, what: &str) {
 
 fn write_json(atlas: &Atlas, name: &str, v: &Value) {
     std::fs::write(atlas.path(name), serde_json::to_vec_pretty(v).unwrap()).unwrap();
-}
-
-fn create_args<'a>(client: &'a str, route: &'a str, from: &'a str, to: &'a str) -> Vec<&'a str> {
-    vec![
-        "scrap", "create", "--client", client, "--route", route, "--from", from, "--to", to,
-    ]
 }
 
 /// `scrap create` for any client; returns the id (checked to be a number).
@@ -799,9 +790,8 @@ fn unreachable_database_exits_3_naming_host_and_port() {
     let atlas = Atlas::new(&db, &basic_config());
     let r = atlas.expect(&["--database-url", DEAD_DB, "init"], 3);
     assert!(r.stderr.contains("127.0.0.1:1"), "stderr:\n{}", r.stderr);
-    let mut args = vec!["--database-url", DEAD_DB];
-    args.extend(create_args("2151", "pedidos", "2025-01-01", "2025-01-01"));
-    let r = atlas.expect(&args, 3);
+    let create = create_args("2151", "pedidos", "2025-01-01", "2025-01-01");
+    let r = atlas.expect(&dead_db_args(&create), 3);
     assert!(r.stderr.contains("127.0.0.1:1"), "stderr:\n{}", r.stderr);
 }
 

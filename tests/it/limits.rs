@@ -4,7 +4,7 @@
 //! the run goes on, and every numeric key is held to its range (exit 2,
 //! nothing changed).
 
-use crate::util::{self, Api, Atlas, TestDb};
+use crate::util::{self, create_args, sync_args, Api, Atlas, TestDb};
 use serde_json::{json, Value};
 
 const TABLE: &str = "dados_raw_cliente_2151_pedidos";
@@ -154,18 +154,7 @@ fn numbers_out_of_range_are_refused_naming_the_key_and_its_range() {
     let good = config(&api, 50);
     let atlas = Atlas::new(&db, &good);
     atlas.ok(&["init"]);
-    let create = [
-        "scrap",
-        "create",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-01-01",
-        "--to",
-        "2025-01-01",
-    ];
+    let create = create_args("2151", "pedidos", "2025-01-01", "2025-01-01");
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({ "progress_secs": 1e300 }),
@@ -241,18 +230,7 @@ fn numbers_out_of_range_are_refused_naming_the_key_and_its_range() {
         assert_eq!(out.status.code(), Some(2), "{env}: {err}");
         assert!(err.contains(message), "{env}: {err}");
     }
-    let run = atlas.expect(
-        &[
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--lookback-days",
-            "4000000000",
-        ],
-        2,
-    );
+    let run = atlas.expect(&sync_args(&["--lookback-days", "4000000000"]), 2);
     assert!(
         run.stderr
             .contains("--lookback-days: must be between 0 and 3650"),

@@ -5,7 +5,7 @@
 //! sealed, a revoked refresh token stops the run (exit 3) saying how to seed
 //! a new one, and no key is exit 2 naming `ATLAS_TOKEN_KEY`.
 
-use crate::util::{assert_exact, Api, Atlas, TestDb};
+use crate::util::{assert_exact, create_args, Api, Atlas, TestDb};
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
@@ -217,18 +217,7 @@ fn a_revoked_refresh_token_stops_with_how_to_seed_a_new_one() {
     assert_eq!(out.status.code(), Some(0), "{seed_out}");
     assert!(seed_out.contains("2151"), "{seed_out}");
 
-    let id2 = a.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-02-02",
-        "--to",
-        "2025-02-02",
-    ]);
+    let id2 = a.ok(&create_args("2151", "pedidos", "2025-02-02", "2025-02-02"));
     let r = a.expect(&["scrap", "run", id2.stdout.trim()], 3);
     assert!(
         r.stderr.contains("invalid_grant") && r.stderr.contains("atlas auth seed --client 2151"),
@@ -279,18 +268,7 @@ fn client_credentials_load_exactly_and_a_401_renews_once() {
         .send_empty()
         .expect("revoke");
     assert_eq!(revoked.status().as_u16(), 200);
-    let id2 = a.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-02-06",
-        "--to",
-        "2025-02-06",
-    ]);
+    let id2 = a.ok(&create_args("2151", "pedidos", "2025-02-06", "2025-02-06"));
     let r2 = a.ok(&["scrap", "run", id2.stdout.trim(), "--threads", "1"]);
     assert_exact(
         &db,
@@ -333,18 +311,7 @@ fn no_token_key_is_exit_2_naming_it_and_a_wrong_key_too() {
     a.ok(&["scrap", "run", &id]);
     a.env.retain(|(k, _)| k != "ATLAS_TOKEN_KEY");
     a.env.push(("ATLAS_TOKEN_KEY".into(), "ab".repeat(32)));
-    let id2 = a.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-02-02",
-        "--to",
-        "2025-02-02",
-    ]);
+    let id2 = a.ok(&create_args("2151", "pedidos", "2025-02-02", "2025-02-02"));
     let r = a.expect(&["scrap", "run", id2.stdout.trim()], 2);
     assert!(
         r.stderr.contains("cannot be decrypted") && r.stderr.contains("ATLAS_TOKEN_KEY"),

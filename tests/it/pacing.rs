@@ -5,7 +5,8 @@
 //! log (`<unix_ms> <status> <path?query>`, one line per data request).
 
 use crate::util::{
-    assert_exact, database_text, page_route, request_log, Api, Atlas, Run, Seen, TestDb,
+    assert_exact, database_text, inside_retry_after, page_route, request_log, Api, Atlas, Run,
+    Seen, TestDb,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -127,10 +128,7 @@ fn one_429_paces_every_fetcher_of_the_client() {
     // Every fetcher honours the pause: nothing reaches the server within the
     // Retry-After of a 429 (a little slack for the server's clock).
     for no in &refused {
-        let early: Vec<&Seen> = seen
-            .iter()
-            .filter(|s| s.ms > no.ms + 50 && s.ms < no.ms + 950)
-            .collect();
+        let early = inside_retry_after(&seen, no);
         assert!(
             early.is_empty(),
             "{} request(s) during the pause of the 429 at {}: first {} {}",

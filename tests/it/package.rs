@@ -1,9 +1,11 @@
-//! `scripts/package.sh`: the `.deb` unpacks into a scratch root, its binary
-//! runs, its files are where the README says, and its systemd units pass
+//! `scripts/package.sh`: the `.deb` passes lintian (the script fails
+//! otherwise), unpacks into a scratch root, its binary runs, its files are
+//! where docs/operations.md says, and its systemd units pass
 //! `systemd-analyze verify` where systemd is present; the Windows zip holds
 //! the exe it was given, the task definition, the task script, the example
 //! config and the README (the exe itself is run by scripts/test-windows.sh).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -52,9 +54,21 @@ fn the_deb_installs_runs_and_its_units_verify() {
         "etc/atlas/atlas.env",
         "usr/share/doc/atlas/atlas.example.json",
         "usr/share/doc/atlas/README.md",
+        "usr/share/doc/atlas/CHANGELOG.md",
+        "usr/share/doc/atlas/docs/operations.md",
+        "usr/share/doc/atlas/copyright",
+        "usr/share/doc/atlas/changelog.gz",
+        "usr/share/man/man1/atlas.1.gz",
+        "usr/share/lintian/overrides/atlas",
     ] {
         assert!(r.join(f).exists(), "{f} missing from the .deb");
     }
+    // Secrets: readable by root only (lintian's override says why).
+    let mode = std::fs::metadata(r.join("etc/atlas/atlas.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "atlas.env mode {mode:o}");
     let help = Command::new(r.join("usr/bin/atlas"))
         .arg("--help")
         .output()
@@ -78,6 +92,8 @@ fn the_deb_installs_runs_and_its_units_verify() {
         unit.contains("ExecStart=/usr/bin/atlas --plain sync --all"),
         "{unit}"
     );
+    // A stop by SIGTERM (exit 130) is not a failed unit.
+    assert!(unit.contains("SuccessExitStatus=130"), "{unit}");
     let control = Command::new("dpkg-deb")
         .args(["-f", deb, "Package", "Version"])
         .output()

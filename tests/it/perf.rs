@@ -3,54 +3,21 @@
 //! it off, a kill -9 in the middle, and the COPY path's exact counts on a
 //! rerun.
 
-use crate::util::{request_log, spec_hash, Api, Atlas, TestDb};
+use crate::util::{
+    kill9_when, paged_route, request_log, sized_route, spec_hash, Api, Atlas, Case, TestDb,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 const TABLE: &str = "dados_raw_cliente_2151_pedidos";
 
-/// A one-day route over `/{kind}/pedidos` with `pagination`.
-fn route(pagination: Value) -> Value {
-    json!({
-        "path": "/pedidos",
-        "records": "/data",
-        "date_params": { "start": "data_inicial", "end": "data_final", "format": "%Y-%m-%d" },
-        "slice_days": 1,
-        "pagination": pagination,
-        "date_field": "/data_pedido"
-    })
-}
-
-fn pages_of(size: u64) -> Value {
-    json!({ "type": "page", "param": "page", "start": 1, "size_param": "por_pagina",
-            "size": size, "total_pages": "/total_paginas" })
-}
-
 fn offsets_of(limit: u64) -> Value {
     json!({ "type": "offset", "offset_param": "offset", "limit_param": "limit",
             "limit": limit, "total": "/total" })
 }
 
-struct Case {
-    api: Api,
-    db: TestDb,
-    atlas: Atlas,
-}
-
 impl Case {
-    fn new(tag: &str, api_args: &[&str], kind: &str, route: Value) -> Case {
-        let api = Api::start(api_args);
-        let db = TestDb::new(tag);
-        let cfg = Atlas::config(&format!("{}/{kind}", api.url), json!({ "pedidos": route }));
-        let atlas = Atlas::new(&db, &cfg);
-        Case { api, db, atlas }
-    }
-
-    fn create(&self, from: &str, to: &str) -> String {
-        self.atlas.create("pedidos", from, to)
-    }
-
     /// The hashes of every record the API holds for `day`, read in one page
     /// and hashed independently of the binary: the ground truth.
     fn truth(&self, day: &str) -> BTreeSet<String> {
@@ -78,6 +45,16 @@ impl Case {
 
     fn rows(&self) -> i64 {
         self.db.i64(&format!("SELECT count(*) FROM {TABLE}"))
+    }
+
+    /// Runs scrap `id` with 4 fetchers and kills it with SIGKILL once it
+    /// has committed more than `rows` rows.
+    fn kill9_when_rows(&self, id: &str, rows: i64) {
+        let args = ["scrap", "run", id, "--threads", "4"];
+        let what = format!("more than {rows} committed rows");
+        kill9_when(&self.atlas, &args, &what, Duration::from_secs(60), || {
+            self.rows() > rows
+        });
     }
 
     fn slice_states(&self, id: &str) -> Vec<(String, String)> {
@@ -109,7 +86,7 @@ fn parallel_pages_load_a_one_day_slice_exactly() {
         "perf_par",
         &["--per-day", "1000", "--latency-ms", "20"],
         "page",
-        route(pages_of(50)),
+        sized_route(50),
     );
     let id = c.create("2025-03-04", "2025-03-04");
     let s = run(&c, &id, 0);
@@ -141,7 +118,7 @@ fn parallel_offsets_load_several_days_exactly() {
         "perf_off",
         &["--per-day", "230", "--latency-ms", "10"],
         "offset",
-        route(offsets_of(40)),
+        paged_route(offsets_of(40)),
     );
     let id = c.create("2025-03-04", "2025-03-06");
     let s = run(&c, &id, 0);
@@ -168,7 +145,7 @@ fn a_lying_total_fails_the_slice_with_parallel_pages() {
             "lying_total",
         ],
         "page",
-        route(pages_of(50)),
+        sized_route(50),
     );
     let id = c.create("2025-03-04", "2025-03-04");
     let s = run(&c, &id, 1);
@@ -191,13 +168,13 @@ fn a_lying_total_fails_the_slice_with_parallel_pages() {
 fn a_short_page_before_the_lie_ends_the_slice_with_stop_on_short_page() {
     // 120 records in pages of 50 (50, 50, 20), 4 declared: page 4 is empty,
     // but page 3 was short, so the data ended there, as in the in-order walk.
-    let mut p = pages_of(50);
-    p["stop_on_short_page"] = json!(true);
+    let mut r = sized_route(50);
+    r["pagination"]["stop_on_short_page"] = json!(true);
     let c = Case::new(
         "perf_short",
         &["--per-day", "120", "--misbehave", "lying_total"],
         "page",
-        route(p),
+        r,
     );
     let id = c.create("2025-03-04", "2025-03-04");
     let s = run(&c, &id, 0);
@@ -207,7 +184,7 @@ fn a_short_page_before_the_lie_ends_the_slice_with_stop_on_short_page() {
 
 #[test]
 fn parallel_pages_false_fetches_in_order_and_is_exact() {
-    let mut r = route(pages_of(50));
+    let mut r = sized_route(50);
     r["parallel_pages"] = json!(false);
     let c = Case::new(
         "perf_seq",
@@ -224,7 +201,7 @@ fn parallel_pages_false_fetches_in_order_and_is_exact() {
 
 #[test]
 fn parallel_pages_must_be_a_boolean() {
-    let mut r = route(pages_of(50));
+    let mut r = sized_route(50);
     r["parallel_pages"] = json!("yes");
     let c = Case::new("perf_bad", &[], "page", r);
     let out = c.atlas.expect(&["init"], 2);
@@ -242,21 +219,10 @@ fn kill_during_parallel_pages_then_rerun_is_exact() {
         "perf_kill",
         &["--per-day", "2000", "--latency-ms", "100"],
         "page",
-        route(pages_of(50)),
+        sized_route(50),
     );
     let id = c.create("2025-03-04", "2025-03-04");
-    let mut child = c
-        .atlas
-        .command(&["scrap", "run", &id, "--threads", "4"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start atlas");
-    crate::util::wait_for("some committed rows", Duration::from_secs(60), || {
-        c.rows() > 0
-    });
-    child.kill().expect("kill -9");
-    child.wait().expect("reap");
+    c.kill9_when_rows(&id, 0);
     assert!(c.rows() < 2000, "killed before the end: {}", c.rows());
     let s = run(&c, &id, 0);
     assert_eq!(s["slices_done"].as_i64(), Some(1), "{s}");
@@ -269,7 +235,7 @@ fn copy_meets_stored_rows_falls_back_and_counts_exactly() {
     // Day 4 is loaded first; then one 2-day slice (days 4 and 5) whose
     // batches mix stored rows and new ones: COPY meets a unique violation,
     // the batch goes in by INSERT … ON CONFLICT, and the counts are exact.
-    let mut r = route(pages_of(50));
+    let mut r = sized_route(50);
     r["slice_days"] = json!(2);
     let c = Case::new("perf_copy", &["--per-day", "300"], "page", r);
     let first = c.create("2025-03-04", "2025-03-04");
@@ -318,7 +284,7 @@ fn a_memory_budget_smaller_than_a_page_still_loads_exactly() {
         "perf_mem",
         &["--per-day", "4000", "--page-size", "1000"],
         "page",
-        route(pages_of(1000)),
+        sized_route(1000),
     );
     c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "1".into()));
     let id = c.create("2025-03-04", "2025-03-05");
@@ -334,7 +300,7 @@ fn a_memory_budget_smaller_than_a_page_still_loads_exactly() {
 
 #[test]
 fn a_memory_budget_of_zero_is_a_usage_error() {
-    let mut c = Case::new("perf_mem0", &[], "page", route(pages_of(50)));
+    let mut c = Case::new("perf_mem0", &[], "page", sized_route(50));
     let id = c.create("2025-03-04", "2025-03-04");
     c.atlas.env.push(("ATLAS_MEMORY_MB".into(), "0".into()));
     let out = c.atlas.expect(&["scrap", "run", &id], 2);
@@ -342,7 +308,7 @@ fn a_memory_budget_of_zero_is_a_usage_error() {
     assert_eq!(c.rows(), 0, "nothing ran");
 
     // The same in the config file.
-    let mut r = route(pages_of(50));
+    let mut r = sized_route(50);
     r["parallel_pages"] = json!(true);
     let api = Api::start(&[]);
     let db = TestDb::new("perf_mem0f");
@@ -408,7 +374,7 @@ fn day_rows(c: &Case, day: &str) -> BTreeSet<String> {
 /// Runs one night (`day`) and returns its request log's pages.
 fn night(c: &Case, speculative: Option<bool>, day: &str) -> (Value, Vec<(u64, u64)>) {
     let log = c.atlas.path("requests.log");
-    let mut r = route(pages_of(50));
+    let mut r = sized_route(50);
     if let Some(s) = speculative {
         r["speculative_pages"] = json!(s);
     }
@@ -443,12 +409,7 @@ fn night(c: &Case, speculative: Option<bool>, day: &str) -> (Value, Vec<(u64, u6
 fn a_second_night_asks_for_page_one_with_its_followers() {
     // Night 1: 12 pages, walked after page 1 as usual. Night 2 knows the
     // pair's slices have 12 pages: page 1 goes out with pages 2..6 (one per fetcher).
-    let c = Case::new(
-        "perf_spec",
-        &["--per-day", "600"],
-        "page",
-        route(pages_of(50)),
-    );
+    let c = Case::new("perf_spec", &["--per-day", "600"], "page", sized_route(50));
     let first = c.create("2025-03-04", "2025-03-04");
     assert_eq!(run(&c, &first, 0)["pages"].as_i64(), Some(12));
     let (_, asked) = night(&c, None, "2025-03-05");
@@ -474,7 +435,7 @@ fn speculative_pages_false_waits_for_page_one() {
         "perf_nospec",
         &["--per-day", "600"],
         "page",
-        route(pages_of(50)),
+        sized_route(50),
     );
     let first = c.create("2025-03-04", "2025-03-04");
     run(&c, &first, 0);
@@ -497,7 +458,7 @@ fn a_shrunken_night_drops_the_pages_asked_for_ahead() {
         "perf_shrink",
         &["--per-day", "600"],
         "page",
-        route(pages_of(50)),
+        sized_route(50),
     );
     let first = c.create("2025-03-04", "2025-03-04");
     run(&c, &first, 0);
@@ -513,7 +474,7 @@ fn a_shrunken_night_drops_the_pages_asked_for_ahead() {
             "--request-log",
             &log_arg,
         ],
-        route(pages_of(50)),
+        sized_route(50),
     );
     let id = atlas.create("pedidos", "2025-03-05", "2025-03-05");
     let s = atlas
@@ -556,7 +517,7 @@ fn a_lying_total_fails_the_slice_when_speculating() {
         "perf_spec_lie",
         &["--per-day", "500"],
         "page",
-        route(pages_of(50)),
+        sized_route(50),
     );
     let first = c.create("2025-03-04", "2025-03-04");
     run(&c, &first, 0);
@@ -570,7 +531,7 @@ fn a_lying_total_fails_the_slice_when_speculating() {
             "--misbehave",
             "lying_total",
         ],
-        route(pages_of(50)),
+        sized_route(50),
     );
     let id = atlas.create("pedidos", "2025-03-05", "2025-03-05");
     let s = atlas
@@ -595,23 +556,12 @@ fn kill_during_speculative_pages_then_rerun_is_exact() {
         "perf_spec_kill",
         &["--per-day", "2000", "--latency-ms", "100"],
         "page",
-        route(pages_of(50)),
+        sized_route(50),
     );
     let first = c.create("2025-03-04", "2025-03-04");
     run(&c, &first, 0);
     let id = c.create("2025-03-05", "2025-03-06");
-    let mut child = c
-        .atlas
-        .command(&["scrap", "run", &id, "--threads", "4"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start atlas");
-    crate::util::wait_for("some committed rows", Duration::from_secs(60), || {
-        c.rows() > 2000
-    });
-    child.kill().expect("kill -9");
-    child.wait().expect("reap");
+    c.kill9_when_rows(&id, 2000);
     assert!(c.rows() < 6000, "killed before the end: {}", c.rows());
     let s = run(&c, &id, 0);
     assert_eq!(s["slices_failed"].as_i64(), Some(0), "{s}");
@@ -625,7 +575,7 @@ fn kill_during_speculative_pages_then_rerun_is_exact() {
 
 #[test]
 fn speculative_pages_must_be_a_boolean() {
-    let mut r = route(pages_of(50));
+    let mut r = sized_route(50);
     r["speculative_pages"] = json!(1);
     let c = Case::new("perf_spec_bad", &[], "page", r);
     let out = c.atlas.expect(&["init"], 2);

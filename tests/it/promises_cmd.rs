@@ -4,9 +4,9 @@
 //! `scrap list` column. Shared helpers live in `promises_run`.
 
 use crate::promises_run::{
-    config, first_line, new_atlas, route, rows, set_env, show, table_exists, FROM, JSON_KEYS, TO,
+    config, first_line, new_atlas, rows, set_env, show, table_exists, FROM, JSON_KEYS, TO,
 };
-use crate::util::{self, Api, Bg, TestDb};
+use crate::util::{self, sized_route, sync_args, Api, Bg, TestDb};
 use serde_json::json;
 use std::time::Duration;
 
@@ -22,9 +22,7 @@ fn sync_with_a_missing_secret_exits_2_and_changes_nothing() {
     let atlas = new_atlas(&db, &cfg);
     atlas.ok(&["init"]);
     for attempt in 1..=2 {
-        let r = atlas.run(&[
-            "sync", "--client", "2151", "--route", "pedidos", "--from", FROM, "--until", TO,
-        ]);
+        let r = atlas.run(&sync_args(&["--from", FROM, "--until", TO]));
         assert_eq!(r.code, 2, "attempt {attempt}: {}", show(&r));
         assert!(
             r.stderr.contains("ATLAS_TEST_UNSET_TOKEN"),
@@ -45,18 +43,13 @@ fn sync_from_after_until_is_refused_with_exit_2() {
     let db = TestDb::new("prom_order");
     let atlas = new_atlas(&db, &config(&api.url));
     atlas.ok(&["init"]);
-    let r = atlas.run(&[
-        "sync",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
+    let r = atlas.run(&sync_args(&[
         "--from",
         "2025-03-10",
         "--until",
         "2025-03-05",
         "--json",
-    ]);
+    ]));
     assert_eq!(r.code, 2, "{}", show(&r));
     assert!(
         r.stderr.contains("--from") && r.stderr.contains("--until"),
@@ -77,17 +70,7 @@ fn dates_must_be_written_in_full() {
             "scrap", "create", "--client", "2151", "--route", "pedidos", "--from", "2025-3-1",
             "--to", TO,
         ],
-        vec![
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-03-01",
-            "--until",
-            "2025-3-5",
-        ],
+        sync_args(&["--from", "2025-03-01", "--until", "2025-3-5"]),
     ] {
         let r = atlas.run(&args);
         assert_eq!(r.code, 2, "{args:?}: {}", show(&r));
@@ -135,18 +118,13 @@ fn sync_json_always_carries_every_documented_key() {
     let first = atlas.ok(&args).json();
     // Nothing new: --until before what is loaded, lookback 0.
     let none = atlas
-        .ok(&[
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
+        .ok(&sync_args(&[
             "--until",
             TO,
             "--lookback-days",
             "0",
             "--json",
-        ])
+        ]))
         .json();
     for (what, j) in [("first", &first), ("nothing new", &none)] {
         for k in JSON_KEYS.iter().chain(["loaded_until"].iter()) {
@@ -234,7 +212,7 @@ fn syncs_of_pairs_whose_old_lock_keys_collide_run_side_by_side() {
     let pair: Vec<&str> = pair.first().expect("a colliding pair").split(' ').collect();
     let (a, b) = (pair[0], pair[1]);
     let mut cfg = config(&api.url);
-    cfg["routes"] = json!({ a: route(5), b: route(5) });
+    cfg["routes"] = json!({ a: sized_route(5), b: sized_route(5) });
     let mut atlas = new_atlas(&db, &cfg);
     set_env(&mut atlas, "ATLAS_THREADS", "1");
     atlas.ok(&["init"]);

@@ -5,7 +5,7 @@
 //! smaller findings (strict dates, zero-record warning, `check --date`,
 //! which signal stopped a run, the `scrap list` column).
 
-use crate::util::{self, Api, Atlas, Bg, Run, TestDb};
+use crate::util::{self, sized_route, Api, Atlas, Bg, Run, TestDb};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -39,14 +39,11 @@ pub(crate) const JSON_KEYS: &[&str] = &[
     "settings",
 ];
 
-pub(crate) fn route(page_size: u64) -> Value {
-    let mut r = util::page_route();
-    r["pagination"]["size"] = json!(page_size);
-    r
-}
-
 pub(crate) fn config(api_url: &str) -> Value {
-    Atlas::config(&format!("{api_url}/page"), json!({ "pedidos": route(5) }))
+    Atlas::config(
+        &format!("{api_url}/page"),
+        json!({ "pedidos": sized_route(5) }),
+    )
 }
 
 pub(crate) fn new_atlas(db: &TestDb, cfg: &Value) -> Atlas {
@@ -231,14 +228,7 @@ pub(crate) fn a_failed_run_says_so_in_its_first_line() {
 
 #[test]
 pub(crate) fn refused_credentials_say_so_with_true_counters() {
-    let api = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        "bearer:right",
-    ]);
+    let api = Api::bearer("right");
     let db = TestDb::new("prom_authsum");
     let mut cfg = config(&api.url);
     cfg["clients"]["2151"]["auth"] = json!({ "type": "bearer", "token_env": "ATLAS_T_TOKEN" });

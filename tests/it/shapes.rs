@@ -9,7 +9,7 @@
 //! `data_referencia` is the record's own day, and `hash_conteudo` is the SPEC §4
 //! hash of the stored payload.
 
-use crate::util::{spec_hash, Api, Atlas, Run, TestDb};
+use crate::util::{create_args, paged_route, sized_route, spec_hash, Case, Run};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -49,60 +49,10 @@ fn numeros(from: &str, to: &str, per_day: i64) -> Vec<i64> {
         .collect()
 }
 
-/// The standard route of this module over `/{kind}/pedidos`, with `pagination`.
-fn route(pagination: Value) -> Value {
-    json!({
-        "path": "/pedidos",
-        "records": "/data",
-        "date_params": { "start": "data_inicial", "end": "data_final", "format": "%Y-%m-%d" },
-        "slice_days": 1,
-        "pagination": pagination,
-        "date_field": "/data_pedido"
-    })
-}
-
-fn page_total(size: u64) -> Value {
-    json!({ "type": "page", "param": "page", "start": 1, "size_param": "por_pagina",
-            "size": size, "total_pages": "/total_paginas" })
-}
-
-/// One sample API, one database, one atlas working directory.
-struct Case {
-    api: Api,
-    db: TestDb,
-    atlas: Atlas,
-}
-
 impl Case {
-    fn new(tag: &str, api_args: &[&str], kind: &str, route: Value) -> Case {
-        Case::with(tag, api_args, kind, route, |_| {})
-    }
-
-    /// `edit` may change the config (auth, headers, more clients) before it is written.
-    fn with(
-        tag: &str,
-        api_args: &[&str],
-        kind: &str,
-        route: Value,
-        edit: impl FnOnce(&mut Value),
-    ) -> Case {
-        let api = Api::start(api_args);
-        let db = TestDb::new(tag);
-        let mut cfg = Atlas::config(&format!("{}/{kind}", api.url), json!({ "pedidos": route }));
-        edit(&mut cfg);
-        let atlas = Atlas::new(&db, &cfg);
-        Case { api, db, atlas }
-    }
-
-    fn create(&self, from: &str, to: &str) -> String {
-        self.atlas.create("pedidos", from, to)
-    }
-
     /// A scrap of another client's `pedidos` (after `init`); its id.
     fn create_for(&self, client: &str, from: &str, to: &str) -> String {
-        let r = self.atlas.ok(&[
-            "scrap", "create", "--client", client, "--route", "pedidos", "--from", from, "--to", to,
-        ]);
+        let r = self.atlas.ok(&create_args(client, "pedidos", from, to));
         r.stdout.trim().to_string()
     }
 
@@ -296,7 +246,7 @@ fn page_with_total_pages() {
         "sh_page_total",
         &["--per-day", "10"],
         "page",
-        route(page_total(4)),
+        sized_route(4),
     );
     let s = c.load("2025-03-01", "2025-03-03");
     // ceil(10/4) = 3 pages a day, stopping on the declared total (no empty page).
@@ -307,7 +257,7 @@ fn page_with_total_pages() {
 #[test]
 fn page_without_total_stops_on_the_empty_page() {
     let p = json!({ "type": "page", "param": "page", "size_param": "por_pagina", "size": 4 });
-    let c = Case::new("sh_page_empty", &["--per-day", "8"], "page", route(p));
+    let c = Case::new("sh_page_empty", &["--per-day", "8"], "page", paged_route(p));
     let s = c.load("2025-03-01", "2025-03-03");
     // 2 full pages then the empty one, each day.
     assert_clean(&s, 24, 9, 3);
@@ -318,7 +268,12 @@ fn page_without_total_stops_on_the_empty_page() {
 fn page_stop_on_short_page() {
     let p = json!({ "type": "page", "param": "page", "size_param": "por_pagina", "size": 4,
                     "stop_on_short_page": true });
-    let c = Case::new("sh_page_short", &["--per-day", "10"], "page", route(p));
+    let c = Case::new(
+        "sh_page_short",
+        &["--per-day", "10"],
+        "page",
+        paged_route(p),
+    );
     let s = c.load("2025-03-01", "2025-03-03");
     // 4 + 4 + 2: the short page ends the slice, no empty page is asked for.
     assert_clean(&s, 30, 9, 3);
@@ -329,7 +284,12 @@ fn page_stop_on_short_page() {
 fn offset_with_total() {
     let p = json!({ "type": "offset", "offset_param": "offset", "limit_param": "limit", "limit": 4,
                     "total": "/total" });
-    let c = Case::new("sh_offset_total", &["--per-day", "10"], "offset", route(p));
+    let c = Case::new(
+        "sh_offset_total",
+        &["--per-day", "10"],
+        "offset",
+        paged_route(p),
+    );
     let s = c.load("2025-03-01", "2025-03-02");
     // offsets 0, 4, 8 then the total is reached.
     assert_clean(&s, 20, 6, 2);
@@ -339,7 +299,12 @@ fn offset_with_total() {
 #[test]
 fn offset_without_total_stops_on_the_empty_page() {
     let p = json!({ "type": "offset", "limit": 4 });
-    let c = Case::new("sh_offset_empty", &["--per-day", "10"], "offset", route(p));
+    let c = Case::new(
+        "sh_offset_empty",
+        &["--per-day", "10"],
+        "offset",
+        paged_route(p),
+    );
     let s = c.load("2025-03-01", "2025-03-02");
     // offsets 0, 4, 8, 10 (empty).
     assert_clean(&s, 20, 8, 2);
@@ -353,7 +318,7 @@ fn cursor_pagination() {
         "sh_cursor",
         &["--per-day", "9", "--page-size", "4"],
         "cursor",
-        route(p),
+        paged_route(p),
     );
     let s = c.load("2025-03-01", "2025-03-02");
     // 4 + 4 + 1, the last page's next_cursor is null.
@@ -368,7 +333,7 @@ fn next_url_relative() {
         "sh_next_rel",
         &["--per-day", "7", "--page-size", "3"],
         "next_url",
-        route(p),
+        paged_route(p),
     );
     let s = c.load("2025-03-01", "2025-03-03");
     assert_clean(&s, 21, 9, 3);
@@ -382,7 +347,7 @@ fn next_url_absolute() {
         "sh_next_abs",
         &["--per-day", "7", "--page-size", "3", "--absolute-next"],
         "next_url",
-        route(p),
+        paged_route(p),
     );
     let s = c.load("2025-03-01", "2025-03-03");
     assert_clean(&s, 21, 9, 3);
@@ -391,7 +356,7 @@ fn next_url_absolute() {
 
 #[test]
 fn link_header_with_bare_array_body() {
-    let mut r = route(json!({ "type": "link_header" }));
+    let mut r = paged_route(json!({ "type": "link_header" }));
     r["records"] = json!("");
     let c = Case::new(
         "sh_link",
@@ -407,7 +372,7 @@ fn link_header_with_bare_array_body() {
 
 #[test]
 fn none_pagination_with_date_detection() {
-    let mut r = route(json!({ "type": "none" }));
+    let mut r = paged_route(json!({ "type": "none" }));
     // No date_field: the date is detected (data_pedido is a common name).
     r.as_object_mut().unwrap().remove("date_field");
     let c = Case::new("sh_none", &["--per-day", "25"], "none", r);
@@ -420,7 +385,7 @@ fn none_pagination_with_date_detection() {
 
 #[test]
 fn wrapped_records_are_unwrapped() {
-    let mut r = route(
+    let mut r = paged_route(
         json!({ "type": "page", "param": "pagina", "size_param": "por_pagina", "size": 4,
                               "total_pages": "/retorno/total_paginas" }),
     );
@@ -454,7 +419,7 @@ fn auth_load(tag: &str, api_auth: &str, auth: Value, env: &[(&str, &str)]) -> Ca
         tag,
         &["--per-day", "7", "--page-size", "4", "--auth", api_auth],
         "page",
-        route(page_total(4)),
+        sized_route(4),
         |cfg| cfg["clients"]["2151"]["auth"] = auth,
     );
     for (k, v) in env {
@@ -537,7 +502,7 @@ fn auth_wrong_secret_exits_3_and_stores_nothing() {
             "query:apikey:certo-111",
         ],
         "page",
-        route(page_total(4)),
+        sized_route(4),
         |cfg| {
             cfg["clients"]["2151"]["auth"] =
                 json!({ "type": "query", "param": "apikey", "value_env": "SHAPES_QUERY_KEY" })
@@ -577,7 +542,7 @@ fn auth_missing_env_var_exits_2_naming_it() {
         "sh_auth_noenv",
         &["--per-day", "7", "--auth", "bearer:x"],
         "page",
-        route(page_total(4)),
+        sized_route(4),
         |cfg| {
             cfg["clients"]["2151"]["auth"] =
                 json!({ "type": "bearer", "token_env": "SHAPES_TOKEN_NOT_SET_ANYWHERE" })
@@ -608,7 +573,7 @@ fn auth_missing_env_var_exits_2_naming_it() {
 
 #[test]
 fn date_params_br_format() {
-    let mut r = route(page_total(5));
+    let mut r = sized_route(5);
     r["date_params"]["format"] = json!("%d/%m/%Y");
     let c = Case::new(
         "sh_param_br",
@@ -624,7 +589,7 @@ fn date_params_br_format() {
 #[test]
 fn date_params_datetime_end_of_day() {
     let fmt = "%Y-%m-%dT%H:%M:%S";
-    let mut r = route(page_total(5));
+    let mut r = sized_route(5);
     r["date_params"]["format"] = json!(fmt);
     r["date_params"]["end_style"] = json!("end_of_day");
     let cap = Capture::start(r#"{"data":[]}"#);
@@ -646,18 +611,9 @@ fn date_params_datetime_end_of_day() {
     assert_clean(&s, 24, 6, 3);
     c.assert_exact("2025-03-01", "2025-03-03", 8, ISO);
     // The sample API reads only the date part of the end: check the bounds sent.
-    let id = c.atlas.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "77",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-03-01",
-        "--to",
-        "2025-03-02",
-    ]);
+    let id = c
+        .atlas
+        .ok(&create_args("77", "pedidos", "2025-03-01", "2025-03-02"));
     c.atlas.ok(&["scrap", "run", id.stdout.trim(), "--json"]);
     let mut sent: Vec<(String, String)> = cap
         .heads()
@@ -689,7 +645,7 @@ fn date_params_datetime_end_of_day() {
 
 #[test]
 fn date_params_exclusive_end() {
-    let mut r = route(page_total(5));
+    let mut r = sized_route(5);
     r["date_params"]["end_style"] = json!("exclusive");
     // The API reads data_final as the day after the last one: an inclusive
     // end would make every 1-day slice an empty range.
@@ -709,7 +665,7 @@ fn record_date_case(tag: &str, style: &str, date_sql: &str) -> Case {
         tag,
         &["--per-day", "8", "--page-size", "5", "--record-date", style],
         "page",
-        route(page_total(5)),
+        sized_route(5),
     );
     let s = c.load("2025-03-01", "2025-03-03");
     assert_clean(&s, 24, 6, 3);
@@ -889,7 +845,7 @@ fn guard_repeat_cursor() {
     // Cursor stuck from page 2 on: a slice with more than 2 pages (the 2-day one)
     // repeats it; the 1-day slice (5 records, pages of 3) ends on an empty page.
     let mut r =
-        route(json!({ "type": "cursor", "param": "cursor", "cursor_path": "/next_cursor" }));
+        paged_route(json!({ "type": "cursor", "param": "cursor", "cursor_path": "/next_cursor" }));
     r["slice_days"] = json!(2);
     let c = Case::new(
         "sh_guard_cursor",
@@ -915,7 +871,7 @@ fn guard_repeat_cursor() {
 fn guard_repeat_page() {
     // Every page is page 1 again, no totals. The 1-day slice (6 records, pages
     // of 10) ends on its short first page; the 2-day one repeats a full page.
-    let mut r = route(
+    let mut r = paged_route(
         json!({ "type": "page", "param": "page", "size_param": "por_pagina", "size": 10,
                               "stop_on_short_page": true }),
     );
@@ -940,7 +896,7 @@ fn guard_repeat_page_without_short_page_stop() {
         "sh_guard_page2",
         &["--per-day", "7", "--misbehave", "repeat_page"],
         "page",
-        route(p),
+        paged_route(p),
     );
     let (id, _) = guarded(&c, "2025-03-01", "2025-03-02", 0, 2, "repeats");
     assert_show_names_guard(&c, &id);
@@ -954,7 +910,7 @@ fn guard_endless_max_pages() {
         "sh_guard_endless",
         &["--per-day", "7", "--misbehave", "endless"],
         "page",
-        route(p),
+        paged_route(p),
     );
     let (id, slices) = guarded(&c, "2025-03-01", "2025-03-02", 0, 2, "max_pages");
     assert_eq!(slices.len(), 2);
@@ -969,7 +925,7 @@ fn guard_lying_total() {
     // One page more is declared than exists. The 1-day slice (6 records,
     // pages of 4) ends on its short page before the lie; the 2-day one (12
     // records, 3 full pages) meets the empty "page 4 of 4".
-    let mut r = route(
+    let mut r = paged_route(
         json!({ "type": "page", "param": "page", "size_param": "por_pagina", "size": 4,
                               "total_pages": "/total_paginas", "stop_on_short_page": true }),
     );
@@ -999,7 +955,7 @@ fn guard_lying_total_plain() {
         "sh_guard_lying2",
         &["--per-day", "7", "--misbehave", "lying_total"],
         "page",
-        route(page_total(4)),
+        sized_route(4),
     );
     let (id, _) = guarded(&c, "2025-03-01", "2025-03-02", 0, 2, "declared");
     assert_show_names_guard(&c, &id);
@@ -1013,7 +969,7 @@ fn neighbours_are_out_of_period_or_duplicates() {
         "sh_neighbours",
         &["--per-day", "7", "--neighbours"],
         "page",
-        route(page_total(5)),
+        sized_route(5),
     );
     let s = c.load("2025-03-01", "2025-03-03");
     let n = |k: &str| {
@@ -1041,7 +997,7 @@ fn neighbours_are_out_of_period_or_duplicates() {
 
 #[test]
 fn fixed_query_and_headers_per_route_and_client() {
-    let mut r = route(page_total(5));
+    let mut r = sized_route(5);
     r["query"] = json!({ "situacao": "todas" });
     r["headers"] = json!({ "X-Origem": "atlas-testes" });
     let cap = Capture::start(r#"{"data":[]}"#);
@@ -1092,7 +1048,7 @@ fn client_override_slice_days() {
         "sh_override",
         &["--per-day", "7"],
         "page",
-        route(page_total(5)),
+        sized_route(5),
         |cfg| {
             cfg["clients"]["2151"]["route_overrides"] = json!({ "pedidos": { "slice_days": 2 } });
         },
@@ -1121,7 +1077,7 @@ fn client_override_slice_days() {
 
 #[test]
 fn wrong_records_pointer_fails_the_slice() {
-    let mut r = route(page_total(5));
+    let mut r = sized_route(5);
     r["records"] = json!("/dados");
     let c = Case::new("sh_bad_ptr", &["--per-day", "7"], "page", r);
     let id = c.create("2025-03-01", "2025-03-02");
@@ -1162,7 +1118,7 @@ fn a_repeated_records_key_loads_what_the_pointer_names() {
         "sh_repeated_key",
         &["--per-day", "2"],
         "none",
-        route(json!({ "type": "none" })),
+        paged_route(json!({ "type": "none" })),
         |cfg| {
             add_capture_client(cfg, &format!("{}/x", last.url));
             cfg["clients"]["78"] =

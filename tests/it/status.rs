@@ -3,17 +3,10 @@
 //! pair; all well: exit 0; the database refused: exit 3 within a second;
 //! gaps and open days read from the ledger.
 
-use crate::util::{page_route, Api, Atlas, Run, TestDb};
+use crate::util::{create_args, route_at, sync_args, Api, Atlas, Run, TestDb};
 use chrono::{Duration, Local, NaiveDate};
 use serde_json::{json, Value};
 use std::time::Instant;
-
-fn route(path: &str) -> Value {
-    let mut r = page_route();
-    r["path"] = json!(path);
-    r["pagination"]["size"] = json!(5);
-    r
-}
 
 /// `n` days before yesterday, in this machine's zone (the routes set none).
 fn day(n: i64) -> String {
@@ -50,7 +43,7 @@ fn status_names_the_failing_and_the_lagging_pair_and_exits_0_when_all_are_well()
             "2151": { "base_url": format!("{}/page", api.url) },
             "3000": { "base_url": "http://127.0.0.1:9/page", "routes": ["pedidos"] }
         },
-        "routes": { "pedidos": route("/pedidos"), "notas": route("/notas") }
+        "routes": { "pedidos": route_at("/pedidos"), "notas": route_at("/notas") }
     });
     let mut atlas = Atlas::new(&db, &cfg);
     atlas.env.push(("ATLAS_RETRY_MAX".into(), "1".into()));
@@ -66,9 +59,7 @@ fn status_names_the_failing_and_the_lagging_pair_and_exits_0_when_all_are_well()
     assert!(r.stdout.contains("nunca executado"), "{}", r.stdout);
 
     let from = day(5);
-    atlas.ok(&[
-        "sync", "--client", "2151", "--route", "pedidos", "--from", &from,
-    ]);
+    atlas.ok(&sync_args(&["--from", &from]));
     atlas.ok(&[
         "sync",
         "--client",
@@ -170,35 +161,16 @@ fn gaps_and_open_days_are_read_from_every_scrap_of_the_pair() {
     let db = TestDb::new("status_gaps");
     let cfg = json!({
         "clients": { "2151": { "base_url": format!("{}/page", api.url) } },
-        "routes": { "pedidos": route("/pedidos") }
+        "routes": { "pedidos": route_at("/pedidos") }
     });
     let atlas = Atlas::new(&db, &cfg);
     atlas.ok(&["init"]);
     // Days 12..10 before yesterday in one scrap, 5..0 in another: 9..6 never loaded.
     let id = atlas
-        .ok(&[
-            "scrap",
-            "create",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            &day(12),
-            "--to",
-            &day(10),
-        ])
+        .ok(&create_args("2151", "pedidos", &day(12), &day(10)))
         .stdout;
     atlas.ok(&["scrap", "run", id.trim()]);
-    atlas.ok(&[
-        "sync",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        &day(5),
-    ]);
+    atlas.ok(&sync_args(&["--from", &day(5)]));
     // Yesterday's slice loaded before the day had ended (as sync marks it).
     let changed = db
         .client()
@@ -231,7 +203,7 @@ fn status_exits_3_at_once_when_the_database_is_refused() {
     let db = TestDb::new("status_nodb");
     let cfg = json!({
         "clients": { "2151": { "base_url": "http://127.0.0.1:9/x" } },
-        "routes": { "pedidos": route("/pedidos") }
+        "routes": { "pedidos": route_at("/pedidos") }
     });
     let atlas = Atlas::new(&db, &cfg);
     let dead = "postgres://postgres:senha-do-banco@127.0.0.1:1/x";

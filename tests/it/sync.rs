@@ -4,7 +4,9 @@
 //! check` (config, secrets, database, one probe per route), every command's
 //! `--help`, and the exit codes a scheduler acts on.
 
-use crate::util::{self, assert_exact, Api, Atlas, Run, TestDb};
+use crate::util::{
+    self, assert_exact, dead_db_args, sized_route, sync_args, Api, Atlas, Run, TestDb,
+};
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -15,13 +17,6 @@ const PER_DAY: i64 = 10;
 const PAGES_PER_DAY: i64 = 2;
 
 // ---------------------------------------------------------------- helpers
-
-/// The standard route with the API's page size.
-fn route(page_size: u64) -> Value {
-    let mut r = util::page_route();
-    r["pagination"]["size"] = json!(page_size);
-    r
-}
 
 /// Client 2151 at `{api}/page` with route `pedidos`.
 fn config(api_url: &str, route: Value) -> Value {
@@ -60,13 +55,6 @@ fn show(r: &Run) -> String {
         "exit {}\nstdout:\n{}\nstderr:\n{}",
         r.code, r.stdout, r.stderr
     )
-}
-
-/// `atlas sync --client 2151 --route pedidos` plus `extra`.
-fn sync_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["sync", "--client", "2151", "--route", "pedidos"];
-    v.extend_from_slice(extra);
-    v
 }
 
 /// Advisory locks held in the atlas database right now.
@@ -109,7 +97,7 @@ fn table_exists(db: &TestDb) -> bool {
 fn first_sync(tag: &str) -> (TestDb, Api, Atlas, Value) {
     let db = TestDb::new(tag);
     let api = standard_api();
-    let atlas = new_atlas(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, sized_route(5)));
     atlas.ok(&["init"]);
     let r = sync(
         &atlas,
@@ -282,7 +270,7 @@ fn nothing_new_exits_0_without_a_scrap_or_a_request() {
 fn first_sync_needs_init_and_a_start() {
     let db = TestDb::new("sync_start");
     let api = standard_api();
-    let atlas = new_atlas(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, sized_route(5)));
 
     let r = sync(
         &atlas,
@@ -306,7 +294,7 @@ fn first_sync_needs_init_and_a_start() {
     assert!(!table_exists(&db), "no raw table created");
     assert_eq!(api.requests(), before);
 
-    let mut r2 = route(5);
+    let mut r2 = sized_route(5);
     r2["start_date"] = json!("2025-01-03");
     rewrite_config(&atlas, &config(&api.url, r2));
     let j = sync(&atlas, &["--until", "2025-01-05", "--json"], 0).json();
@@ -355,7 +343,7 @@ fn explicit_from_bounds_the_lookback() {
 fn until_defaults_to_yesterday() {
     let db = TestDb::new("sync_yesterday");
     let api = standard_api();
-    let atlas = new_atlas(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, sized_route(5)));
     atlas.ok(&["init"]);
     let yesterday = || (chrono::Local::now().date_naive() - chrono::Duration::days(1)).to_string();
     let y0 = yesterday();
@@ -381,7 +369,7 @@ fn a_concurrent_sync_exits_0_saying_another_is_running() {
     // 4 pages a day at 50 ms each, one fetcher thread: the first sync of
     // 10 days lasts about 2 s.
     let api = Api::start(&["--per-day", "20", "--page-size", "5", "--latency-ms", "50"]);
-    let atlas = new_atlas(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, sized_route(5)));
     atlas.ok(&["init"]);
     let first = spawn(
         &atlas,
@@ -467,7 +455,7 @@ fn a_failed_first_sync_is_loaded_from_its_first_day_by_the_next() {
         "--fault-kinds",
         "500,503",
     ]);
-    let atlas = new_atlas(&db, &config(&faulty.url, route(5)));
+    let atlas = new_atlas(&db, &config(&faulty.url, sized_route(5)));
     atlas.ok(&["init"]);
     let r = sync(
         &atlas,
@@ -489,7 +477,7 @@ fn a_failed_first_sync_is_loaded_from_its_first_day_by_the_next() {
     assert_eq!(db.i64(&format!("SELECT count(*) FROM {TABLE}")), 0);
 
     let clean = standard_api();
-    rewrite_config(&atlas, &config(&clean.url, route(5)));
+    rewrite_config(&atlas, &config(&clean.url, sized_route(5)));
     let j = sync(
         &atlas,
         &["--from", "2025-01-01", "--until", "2025-01-03", "--json"],
@@ -526,7 +514,7 @@ fn a_failed_day_is_picked_up_by_the_next_sync() {
     // Warm-up elsewhere: use up the fail-first budget of every URL but 2025-01-03's.
     {
         let warm_db = TestDb::new("sync_failed_warm");
-        let warm = new_atlas(&warm_db, &config(&faulty.url, route(5)));
+        let warm = new_atlas(&warm_db, &config(&faulty.url, sized_route(5)));
         for (from, to) in [("2025-01-01", "2025-01-02"), ("2025-01-04", "2025-01-05")] {
             let id = warm.create("pedidos", from, to);
             let w = warm.run(&["scrap", "run", &id, "--retry-max", "5"]);
@@ -534,7 +522,7 @@ fn a_failed_day_is_picked_up_by_the_next_sync() {
         }
     }
     let db = TestDb::new("sync_failed_mid");
-    let atlas = new_atlas(&db, &config(&faulty.url, route(5)));
+    let atlas = new_atlas(&db, &config(&faulty.url, sized_route(5)));
     atlas.ok(&["init"]);
     let r = sync(
         &atlas,
@@ -563,7 +551,7 @@ fn a_failed_day_is_picked_up_by_the_next_sync() {
     );
 
     let clean = standard_api();
-    rewrite_config(&atlas, &config(&clean.url, route(5)));
+    rewrite_config(&atlas, &config(&clean.url, sized_route(5)));
     let j = sync(&atlas, &["--until", "2025-01-05", "--json"], 0).json();
     // The scrap with the failed day is resumed; then every day is loaded:
     // no new scrap, and no request but the failed day's.
@@ -648,7 +636,7 @@ fn the_sync_lock_is_released_when_a_sync_ends() {
         &db,
         &Atlas::config(
             &format!("{}/page", api.url),
-            json!({ "pedidos": route(5), "itens": route(5) }),
+            json!({ "pedidos": sized_route(5), "itens": sized_route(5) }),
         ),
     );
     atlas.ok(&["init"]);
@@ -717,7 +705,7 @@ fn the_sync_lock_is_released_when_a_sync_ends() {
 fn sync_bad_input_exits_2_and_a_dead_database_3() {
     let db = TestDb::new("sync_bad_input");
     let api = standard_api();
-    let atlas = new_atlas(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, sized_route(5)));
     atlas.ok(&["init"]);
     for extra in [
         &["--from", "2025-01-01", "--until", "2025-02-30"][..],
@@ -766,22 +754,8 @@ fn sync_bad_input_exits_2_and_a_dead_database_3() {
     assert!(scraps(&db).is_empty());
     assert_eq!(api.requests(), 0);
 
-    let r = atlas.expect(
-        &[
-            "--database-url",
-            "postgres://postgres@127.0.0.1:1/x",
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-01-01",
-            "--until",
-            "2025-01-02",
-        ],
-        3,
-    );
+    let sync = sync_args(&["--from", "2025-01-01", "--until", "2025-01-02"]);
+    let r = atlas.expect(&dead_db_args(&sync), 3);
     assert!(r.stderr.contains("Erro"), "{}", show(&r));
 }
 
@@ -809,7 +783,7 @@ fn check_passes_and_probes_every_route_once() {
         &db,
         &Atlas::config(
             &format!("{}/page", api.url),
-            json!({ "pedidos": route(5), "itens": route(5) }),
+            json!({ "pedidos": sized_route(5), "itens": sized_route(5) }),
         ),
     );
     // Before init: the database is reached but the schema is missing, which
@@ -860,14 +834,7 @@ fn check_passes_and_probes_every_route_once() {
 fn check_names_a_missing_secret_and_never_a_value() {
     let db = TestDb::new("check_secret");
     let token = "s3cr3t-token-8f2a";
-    let api = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        &format!("bearer:{token}"),
-    ]);
+    let api = Api::bearer(token);
     let missing = format!("ATLAS_T_MISSING_{}", std::process::id());
     let cfg = json!({
         "clients": {
@@ -876,7 +843,7 @@ fn check_names_a_missing_secret_and_never_a_value() {
             "3000": { "name": "Sem token", "base_url": format!("{}/page", api.url),
                       "auth": { "type": "bearer", "token_env": missing } }
         },
-        "routes": { "pedidos": route(5) }
+        "routes": { "pedidos": sized_route(5) }
     });
     let mut atlas = new_atlas(&db, &cfg);
     atlas.env.push(("ATLAS_T_SET".into(), token.into()));
@@ -946,11 +913,9 @@ fn check_reports_broken_json_with_line_and_column() {
 fn check_with_an_unreachable_database_exits_3() {
     let db = TestDb::new("check_nodb");
     let api = standard_api();
-    let atlas = new_atlas(&db, &config(&api.url, route(5)));
+    let atlas = new_atlas(&db, &config(&api.url, sized_route(5)));
     for extra in [&["check"][..], &["check", "--no-probe"]] {
-        let mut args = vec!["--database-url", "postgres://postgres@127.0.0.1:1/x"];
-        args.extend_from_slice(extra);
-        let r = atlas.expect(&args, 3);
+        let r = atlas.expect(&dead_db_args(extra), 3);
         assert!(r.stdout.contains("Configuração válida"), "{}", show(&r));
         assert!(r.stdout.contains("Banco de dados"), "{}", show(&r));
     }
@@ -969,7 +934,7 @@ fn check_flags_the_route_whose_probe_fails() {
             "4000": { "name": "Fora do ar", "base_url": format!("http://127.0.0.1:{}/page", closed_port()),
                       "auth": { "type": "query", "param": "chave", "value_env": "ATLAS_T_KEY" } }
         },
-        "routes": { "pedidos": route(5) }
+        "routes": { "pedidos": sized_route(5) }
     });
     let key = "k3y-valor-77";
     let mut atlas = new_atlas(&db, &cfg);
@@ -1177,15 +1142,7 @@ fn command_line_usage_errors_exit_2() {
     for args in [
         &["frobnicate"][..],
         &["sync", "--route", "pedidos"],
-        &[
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--threads",
-            "muitos",
-        ],
+        &sync_args(&["--threads", "muitos"]),
         &["scrap", "run"],
         &["check", "--bogus"],
     ] {

@@ -25,6 +25,9 @@ fn with_db(url: &str, db: &str) -> String {
     u.to_string()
 }
 
+/// A database URL nobody answers at (port 1): the "database unreachable" case.
+pub const DEAD_DB: &str = "postgres://postgres@127.0.0.1:1/x";
+
 /// A database created for one test and dropped when it ends.
 pub struct TestDb {
     pub name: String,
@@ -114,6 +117,13 @@ impl Api {
         Api { child, url }
     }
 
+    /// 10 records a day in pages of 5, served only with `Authorization:
+    /// Bearer {token}`.
+    pub fn bearer(token: &str) -> Api {
+        let auth = format!("bearer:{token}");
+        Api::start(&["--per-day", "10", "--page-size", "5", "--auth", &auth])
+    }
+
     pub fn get(&self, path: &str) -> serde_json::Value {
         let mut r = ureq::get(&format!("{}{path}", self.url))
             .call()
@@ -150,6 +160,66 @@ pub fn page_route() -> serde_json::Value {
         "pagination": { "type": "page", "param": "page", "start": 1, "size_param": "por_pagina", "size": 50, "total_pages": "/total_paginas" },
         "date_field": "/data_pedido"
     })
+}
+
+/// `page_route()` with `size` records a page.
+pub fn sized_route(size: u64) -> serde_json::Value {
+    let mut r = page_route();
+    r["pagination"]["size"] = serde_json::json!(size);
+    r
+}
+
+/// `page_route()` at `path` with 5 records a page: one of several routes of
+/// one sample API.
+pub fn route_at(path: &str) -> serde_json::Value {
+    let mut r = sized_route(5);
+    r["path"] = serde_json::json!(path);
+    r
+}
+
+/// `page_route()` paged by `pagination` instead.
+pub fn paged_route(pagination: serde_json::Value) -> serde_json::Value {
+    let mut r = page_route();
+    r["pagination"] = pagination;
+    r
+}
+
+/// One sample API, one database and one atlas working directory whose
+/// config has the route `pedidos` at `{api}/{kind}` (the sample API's
+/// `page`, `offset`... endpoints). Test modules add their own methods in an
+/// `impl Case` of their own.
+pub struct Case {
+    pub api: Api,
+    pub db: TestDb,
+    pub atlas: Atlas,
+}
+
+impl Case {
+    pub fn new(tag: &str, api_args: &[&str], kind: &str, route: serde_json::Value) -> Case {
+        Case::with(tag, api_args, kind, route, |_| {})
+    }
+
+    /// `edit` may change the config (auth, headers, more clients) before it is written.
+    pub fn with(
+        tag: &str,
+        api_args: &[&str],
+        kind: &str,
+        route: serde_json::Value,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Case {
+        let api = Api::start(api_args);
+        let db = TestDb::new(tag);
+        let routes = serde_json::json!({ "pedidos": route });
+        let mut cfg = Atlas::config(&format!("{}/{kind}", api.url), routes);
+        edit(&mut cfg);
+        let atlas = Atlas::new(&db, &cfg);
+        Case { api, db, atlas }
+    }
+
+    /// A scrap of client 2151's `pedidos` (after `init`); its id.
+    pub fn create(&self, from: &str, to: &str) -> String {
+        self.atlas.create("pedidos", from, to)
+    }
 }
 
 /// A working directory with an `atlas.json`, bound to one database.
@@ -244,9 +314,7 @@ impl Atlas {
     /// `init` + `scrap create`; returns the scrap id.
     pub fn create(&self, route: &str, from: &str, to: &str) -> String {
         self.ok(&["init"]);
-        let r = self.ok(&[
-            "scrap", "create", "--client", "2151", "--route", route, "--from", from, "--to", to,
-        ]);
+        let r = self.ok(&create_args("2151", route, from, to));
         let id = r.stdout.trim().to_string();
         assert!(
             id.parse::<i64>().is_ok(),
@@ -292,6 +360,45 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// `scrap create` of `client`'s `route` from `from` to `to`.
+pub fn create_args<'a>(
+    client: &'a str,
+    route: &'a str,
+    from: &'a str,
+    to: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "scrap", "create", "--client", client, "--route", route, "--from", from, "--to", to,
+    ]
+}
+
+/// `sync --client 2151 --route pedidos` plus `extra`: a sync of the one
+/// pair of `Atlas::config`.
+pub fn sync_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["sync", "--client", "2151", "--route", "pedidos"];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// `args` against `DEAD_DB` (`--database-url` goes before the command).
+pub fn dead_db_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [&["--database-url", DEAD_DB][..], args].concat()
+}
+
+/// Runs `atlas args` in the background until `until` holds, then kills it
+/// with SIGKILL: a run cut mid-way, as a crash or `kill -9` would cut it.
+pub fn kill9_when(
+    atlas: &Atlas,
+    args: &[&str],
+    what: &str,
+    timeout: Duration,
+    until: impl FnMut() -> bool,
+) {
+    let mut bg = Bg::spawn(atlas, args, "killed");
+    wait_for(what, timeout, until);
+    bg.kill9();
 }
 
 /// SPEC §4 hash recomputed independently of the binary: keys sorted, compact.
@@ -449,6 +556,13 @@ pub fn request_log(path: &Path) -> Vec<Seen> {
             Seen { ms, status, url }
         })
         .collect()
+}
+
+/// The requests of `seen` inside the 1 s Retry-After that `refused` was
+/// answered with (50 ms of slack either side for the server's clock).
+pub fn inside_retry_after<'a>(seen: &'a [Seen], refused: &Seen) -> Vec<&'a Seen> {
+    let (start, end) = (refused.ms + 50, refused.ms + 950);
+    seen.iter().filter(|s| s.ms > start && s.ms < end).collect()
 }
 
 /// Every text of every table of the database, one row a line (for tests

@@ -4,7 +4,7 @@
 //! build's `version`, which `atlas.runs.version` records too.
 
 use crate::oauth;
-use crate::util::{page_route, Api, Atlas, Run, TestDb};
+use crate::util::{page_route, sync_args, Api, Atlas, Run, TestDb};
 use serde_json::{json, Value};
 
 /// An unreachable PostgreSQL (nothing listens on port 1), with a password
@@ -130,16 +130,7 @@ fn json_answers_a_database_refused_with_one_object_and_no_password() {
     let atlas = Atlas::new(&db, &config("http://127.0.0.1:9/x"));
     for args in [
         &["scrap", "run", "1", "--json"][..],
-        &[
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--from",
-            "2025-01-01",
-            "--json",
-        ],
+        &sync_args(&["--from", "2025-01-01", "--json"]),
         &["verify", "--client", "2151", "--route", "pedidos", "--json"],
     ] {
         let mut full = vec!["--database-url", DEAD_DB];
@@ -167,16 +158,7 @@ fn json_answers_a_grant_refused_before_the_run() {
     let id = a.create("pedidos", "2025-02-01", "2025-02-01");
     let r = a.run(&["scrap", "run", &id, "--json"]);
     json_error(&r, 3, "invalid_grant", "refused grant");
-    let r2 = a.run(&[
-        "sync",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-02-01",
-        "--json",
-    ]);
+    let r2 = a.run(&sync_args(&["--from", "2025-02-01", "--json"]));
     json_error(&r2, 3, "invalid_grant", "refused grant, sync");
     for text in [&r.stdout, &r.stderr, &r2.stdout, &r2.stderr] {
         for secret in [wrong, oauth::CLIENT_SECRET] {
@@ -198,29 +180,11 @@ fn every_json_object_and_the_runs_carry_the_version() {
         vec![run["version"].as_str().unwrap_or_default().to_string()]
     );
     let sync = atlas
-        .ok(&[
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--until",
-            "2025-03-03",
-            "--json",
-        ])
+        .ok(&sync_args(&["--until", "2025-03-03", "--json"]))
         .json();
     assert_eq!(sync["version"], run["version"], "{sync}");
     let idle = atlas
-        .ok(&[
-            "sync",
-            "--client",
-            "2151",
-            "--route",
-            "pedidos",
-            "--until",
-            "2025-03-03",
-            "--json",
-        ])
+        .ok(&sync_args(&["--until", "2025-03-03", "--json"]))
         .json();
     assert_eq!(idle["status"], "up_to_date", "{idle}");
     assert_eq!(idle["version"], run["version"], "{idle}");

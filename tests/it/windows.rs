@@ -5,7 +5,7 @@
 //! give the secret without the `\r`. The exe itself runs under Wine in
 //! `scripts/test-windows.sh`; the task definition is checked in `task_xml`.
 
-use crate::util::{assert_exact, page_route, Api, Atlas, Run, TestDb};
+use crate::util::{assert_exact, create_args, page_route, Api, Atlas, Run, TestDb};
 use serde_json::{json, Value};
 
 const BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
@@ -94,18 +94,7 @@ fn configs_in_windows_encodings_load_like_the_plain_one() {
         atlas.ok(&all)
     };
     run(&["init"]);
-    let id = run(&[
-        "scrap",
-        "create",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-03-01",
-        "--to",
-        "2025-03-02",
-    ]);
+    let id = run(&create_args("2151", "pedidos", "2025-03-01", "2025-03-02"));
     run(&["scrap", "run", id.stdout.trim()]);
     assert_exact(
         &db,
@@ -184,14 +173,7 @@ fn a_latin1_config_is_exit_2_naming_the_offset() {
 #[test]
 fn secret_files_with_bom_and_crlf_work() {
     const TOKEN: &str = "tok-janela-4412";
-    let api = Api::start(&[
-        "--per-day",
-        "10",
-        "--page-size",
-        "5",
-        "--auth",
-        &format!("bearer:{TOKEN}"),
-    ]);
+    let api = Api::bearer(TOKEN);
     let db = TestDb::new("win_secret");
     let mut cfg = config(&format!("{}/page", api.url));
     cfg["clients"]["2151"]["auth"] = json!({ "type": "bearer", "token_file": "token.txt" });
@@ -215,35 +197,13 @@ fn secret_files_with_bom_and_crlf_work() {
         utf16(&format!("{TOKEN}\r\n"), false),
     )
     .expect("token");
-    let id = atlas.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-03-03",
-        "--to",
-        "2025-03-03",
-    ]);
+    let id = atlas.ok(&create_args("2151", "pedidos", "2025-03-03", "2025-03-03"));
     atlas.ok(&["scrap", "run", id.stdout.trim()]);
     assert_exact(&db, api.expected("2025-03-01", "2025-03-03"), "{file:}");
 
     // A Latin-1 secret file is refused naming the byte, never the secret.
     std::fs::write(atlas.path("token16.txt"), b"tok-\xE7\r\n").expect("token");
-    let id = atlas.ok(&[
-        "scrap",
-        "create",
-        "--client",
-        "2151",
-        "--route",
-        "pedidos",
-        "--from",
-        "2025-03-04",
-        "--to",
-        "2025-03-04",
-    ]);
+    let id = atlas.ok(&create_args("2151", "pedidos", "2025-03-04", "2025-03-04"));
     let r = atlas.expect(&["scrap", "run", id.stdout.trim()], 2);
     assert!(
         r.stderr.contains("token16.txt") && r.stderr.contains("byte 4 (line 1, column 5)"),
