@@ -18,15 +18,19 @@ PAIRS=${PAIRS:-40}
 DAYS=${DAYS:-2}
 LATENCY_MS=${LATENCY_MS:-100}
 THREADS=${THREADS:-8}
+DB_LATENCY_MS=${DB_LATENCY_MS:-0}
+EACH=${EACH:-1}
 PER_DAY=50
 WORK=$ROOT/target/bench-fleet
 API_PID=""
+PROXY_PID=""
 
 cleanup() {
     local rc=$?
     trap - EXIT
     set +e # a killed API's status must not end the cleanup early
     [[ -n $API_PID ]] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
+    [[ -n $PROXY_PID ]] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
     stop_postgres_if_started || true
     exit "$rc"
 }
@@ -65,11 +69,14 @@ PY
 
 FROM=2025-03-01
 UNTIL=$(date -d "$FROM + $((DAYS - 1)) days" +%F)
-fresh() { # a fresh database for one measurement; prints its URL
+if ((DB_LATENCY_MS > 0)); then
+    start_latency_proxy "$DATABASE_URL" "$DB_LATENCY_MS" "$WORK/proxy.out"
+fi
+fresh() { # a fresh database for one measurement; prints its URL as the timed runs see it
     psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" 2>/dev/null
     local url; url=$(pg_db_url "$1")
     "$ATLAS" --config "$WORK/atlas.json" --database-url "$url" init >/dev/null
-    echo "$url"
+    if ((DB_LATENCY_MS > 0)); then via_proxy "$url"; else echo "$url"; fi
 }
 export ATLAS_THREADS=$THREADS
 
@@ -92,6 +99,7 @@ all() { # url, json out, sync flags...: one `sync --all`; prints its seconds
 }
 each() { # url, sync flags...: one `atlas sync` per pair, one after another; prints the seconds
     local url=$1; shift
+    ((EACH)) || { echo 0; return; }
     local t0 t1; t0=$(date +%s.%N)
     while read -r c r; do
         "$ATLAS" --plain --config "$WORK/atlas.json" --database-url "$url" sync --client "$c" \
@@ -112,14 +120,14 @@ E1=$(each "$URL2" --from "$FROM" --until "$UNTIL")
 A2=$(all "$URL" "$WORK/next.json" --until "$NEXT")
 E2=$(each "$URL2" --until "$NEXT")
 
-python3 - "$WORK/all.json" "$WORK/next.json" "$A1" "$E1" "$A2" "$E2" "$PAIRS" "$DAYS" "$LATENCY_MS" "$THREADS" <<'PY'
+python3 - "$WORK/all.json" "$WORK/next.json" "$A1" "$E1" "$A2" "$E2" "$PAIRS" "$DAYS" "$LATENCY_MS" "$THREADS" "$DB_LATENCY_MS" <<'PY'
 import json, sys
 first, nxt = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 a1, e1, a2, e2 = map(float, sys.argv[3:7])
-pairs, days, lat, threads = map(int, sys.argv[7:11])
+pairs, days, lat, threads, db_lat = map(int, sys.argv[7:12])
 requests = pairs * days
 ideal = requests * lat / 1000 / threads
-print(f"{pairs} pairs x {days} days, {lat} ms/request, {threads} threads: {requests} requests, ideal {ideal:.2f} s")
+print(f"{pairs} pairs x {days} days, {lat} ms/request, {threads} threads, database {db_lat} ms away: {requests} requests, ideal {ideal:.2f} s")
 x = lambda t: f"{t / ideal:.2f}x ideal" if ideal else "no latency: all overhead"
 print(f"first night  sync --all         {a1:6.2f} s  ({x(a1)})  inserted {first['totals']['inserted']}  exit {first['exit_code']}")
 print(f"first night  one sync per pair  {e1:6.2f} s  ({x(e1)})")

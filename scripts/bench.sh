@@ -90,13 +90,8 @@ URL=$(pg_db_url "$BENCH_DB")
 # DB_LATENCY_MS > 0); URL stays direct for setup and checks.
 SLOW_URL=$URL
 if ((DB_LATENCY_MS > 0)); then
-    pg_hostport=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print((p.hostname or "127.0.0.1") + ":" + str(p.port or 5432))' "$URL")
-    "$ROOT/target/release/atlas-latency-proxy" 127.0.0.1:0 "$pg_hostport" "$DB_LATENCY_MS" >"$WORK/proxy.out" 2>&1 &
-    PROXY_PID=$!
-    for _ in $(seq 100); do grep -q '^listening on' "$WORK/proxy.out" && break; sleep 0.1; done
-    proxy=$(sed -n 's/^listening on //p' "$WORK/proxy.out")
-    [[ -n $proxy ]] || { echo "latency proxy did not start" >&2; cat "$WORK/proxy.out" >&2; exit 1; }
-    SLOW_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); a = p.netloc.rsplit("@", 1); n = (a[0] + "@" if len(a) == 2 else "") + sys.argv[2]; print(u.urlunsplit(p._replace(netloc=n)))' "$URL" "$proxy")
+    start_latency_proxy "$URL" "$DB_LATENCY_MS" "$WORK/proxy.out"
+    SLOW_URL=$(via_proxy "$URL")
 fi
 
 "$ROOT/target/release/atlas-sample-api" --port 0 --per-day "$PER_DAY" --page-size "$PAGE_SIZE" \

@@ -14,6 +14,10 @@
 # `stop_postgres_if_started` stops the private cluster if ensure_postgres
 # started it (call it from an EXIT trap). `ensure_psql` makes `psql` available.
 # `pg_db_url NAME` is the URL of database NAME on DATABASE_URL's server.
+# `start_latency_proxy URL MS OUT` starts target/release/atlas-latency-proxy
+# (built already) in front of URL's server, MS ms each way, its output in
+# OUT; sets PROXY_PID (stop it in the EXIT trap) and `via_proxy URL` prints
+# URL with its host and port replaced by the proxy's.
 #
 # Run directly, it is also a small tool:
 #   scripts/pg.sh start   # ensure_postgres, leave it running, print the URL
@@ -291,6 +295,20 @@ stop_postgres_if_started() {
 # The URL of database $1 on the server of DATABASE_URL.
 pg_db_url() {
     python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$1"
+}
+
+start_latency_proxy() {
+    local url=$1 ms=$2 out=$3 hostport
+    hostport=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print((p.hostname or "127.0.0.1") + ":" + str(p.port or 5432))' "$url")
+    "$ATLAS_ROOT/target/release/atlas-latency-proxy" 127.0.0.1:0 "$hostport" "$ms" >"$out" 2>&1 &
+    PROXY_PID=$!
+    for _ in $(seq 100); do grep -q '^listening on' "$out" && break; sleep 0.1; done
+    ATLAS_PROXY=$(sed -n 's/^listening on //p' "$out")
+    [[ -n $ATLAS_PROXY ]] || { _pg_log "latency proxy did not start"; cat "$out" >&2; return 1; }
+}
+
+via_proxy() {
+    python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); a = p.netloc.rsplit("@", 1); n = (a[0] + "@" if len(a) == 2 else "") + sys.argv[2]; print(u.urlunsplit(p._replace(netloc=n)))' "$1" "$ATLAS_PROXY"
 }
 
 ensure_psql() {

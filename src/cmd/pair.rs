@@ -8,7 +8,6 @@ use crate::cli::SyncArgs;
 use crate::config::{Client, Route, Settings};
 use crate::coverage;
 use crate::dates;
-use crate::db;
 use crate::exit::{env_error, usage};
 use crate::ledger::{self, NewTable, Scrap};
 use anyhow::Result;
@@ -118,7 +117,8 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
     new_table: NewTable,
 ) -> Result<Step> {
     let cfg = ctx.config()?;
-    let state = ledger::decide::pair_state(&mut *lock.conn, &client.id, &route.name)?;
+    let table = raw_table(client, route)?;
+    let state = ledger::decide::pair_state(&mut *lock.conn, &client.id, &route.name, &table)?;
     if let Some(id) = state.in_progress {
         return Ok(Step::Run {
             id,
@@ -156,8 +156,8 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
             (created.id, created.table_exists, None)
         }
         NewTable::Later => {
-            let table = raw_table(client, route)?;
-            let table_exists = db::raw_table_present(&mut *lock.conn, &table)?;
+            // Read with the pair's state: judged now there is something to load.
+            let table_exists = state.table.verdict(&table)?;
             let scrap = ledger::decide::create_sync_scrap(
                 &mut *lock.conn,
                 lock.pair,

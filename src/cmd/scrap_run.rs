@@ -320,17 +320,21 @@ pub fn finish(
     }
     // The scrap as a whole (other workers may have worked some slices). The
     // run's connection may have been lost meanwhile: retried on a fresh one.
+    // A sync reads what the pair has loaded with them (the run's close
+    // changes no slice).
     let mut exit = outcome.exit;
-    let after = match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
-        ledger::slices(c, id)
-    }) {
-        Ok(a) => a,
-        Err(e) => {
-            feed.note("❌", &format!("Erro: {e:#}"));
-            exit = exit.merge(Exit::Environment);
-            Vec::new()
-        }
-    };
+    let pair = sync.then_some((scrap.client.as_str(), scrap.route.as_str()));
+    let (after, loaded_until) =
+        match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
+            ledger::scrap_end(c, id, pair)
+        }) {
+            Ok(a) => a,
+            Err(e) => {
+                feed.note("❌", &format!("Erro: {e:#}"));
+                exit = exit.merge(Exit::Environment);
+                (Vec::new(), None)
+            }
+        };
     let all_done = !after.is_empty() && after.iter().all(|s| loaded(s.status));
     match exit {
         Exit::Ok if !all_done => exit = Exit::Failed,
@@ -392,16 +396,10 @@ pub fn finish(
         );
     }
     if sync {
-        summary.loaded_until =
-            match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
-                ledger::last_loaded_day(c, &scrap.client, &scrap.route)
-            }) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    log::warn!("cannot read what is loaded after run {run_id}: {e:#}");
-                    Some(None)
-                }
-            };
+        if loaded_until.is_none() {
+            log::warn!("cannot read what is loaded after run {run_id}");
+        }
+        summary.loaded_until = Some(loaded_until.flatten());
     }
     (exit, summary)
 }

@@ -3,7 +3,9 @@
 //! path.
 
 mod insert;
+mod shape;
 pub use insert::Inserter;
+pub use shape::Shape;
 
 use crate::exit::{env_error, usage};
 use crate::ident::{date_index, quote, unique_constraint};
@@ -328,38 +330,10 @@ pub fn check_raw_table(tx: &mut impl GenericClient, table: &str) -> Result<()> {
 /// columns and unique hash, exit 2 otherwise): one round trip.
 pub fn raw_table_present(c: &mut impl GenericClient, table: &str) -> Result<bool> {
     let row = c.query_typed_one(
-        "SELECT to_regclass($1) IS NOT NULL,
-                coalesce((SELECT array_agg(a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod))
-                          FROM pg_attribute a
-                          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped),
-                         '{}'),
-                EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
-                            ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                        WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1
-                          AND a.attname = 'hash_conteudo')",
+        concat!("SELECT ", crate::raw_shape_sql!("$1")),
         &[(&quote(table), Type::TEXT)],
     )?;
-    if !row.get::<_, bool>(0) {
-        return Ok(false);
-    }
-    let cols: Vec<String> = row.get(1);
-    for (name, ty) in [
-        ("data_referencia", "date"),
-        ("payload", "jsonb"),
-        ("hash_conteudo", "text"),
-    ] {
-        if !cols.iter().any(|c| *c == format!("{name} {ty}")) {
-            return Err(usage(format!(
-                "table {table} exists but has no column {name} {ty}: it is not an atlas raw table"
-            )));
-        }
-    }
-    if !row.get::<_, bool>(2) {
-        return Err(usage(format!(
-            "table {table} exists but hash_conteudo is not UNIQUE: loads would not be idempotent"
-        )));
-    }
-    Ok(true)
+    Shape::at(&row, 0).verdict(table)
 }
 
 /// Whether a database error may go away on retry (connection lost, server

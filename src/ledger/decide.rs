@@ -4,6 +4,7 @@
 //! new scrap created with its slices and recorded for the pair.
 
 use super::{Scrap, SliceStatus};
+use crate::db;
 use anyhow::Result;
 use chrono::NaiveDate;
 use postgres::types::{ToSql, Type};
@@ -83,6 +84,8 @@ pub struct PairState {
     pub in_progress: Option<i64>,
     /// Every slice of every scrap of the pair: first day, last day, status.
     pub slices: Vec<(NaiveDate, NaiveDate, SliceStatus)>,
+    /// Its raw table as it stands (judged only when there is something to load).
+    pub table: db::Shape,
 }
 
 impl PairState {
@@ -107,22 +110,38 @@ impl PairState {
     }
 }
 
-/// The pair's unfinished scrap and all its slices, in one round trip.
-pub fn pair_state(c: &mut impl GenericClient, client: &str, route: &str) -> Result<PairState> {
+/// The pair's unfinished scrap, all its slices and its raw table `table`'s
+/// shape, in one round trip (the shape on the first row only).
+pub fn pair_state(
+    c: &mut impl GenericClient,
+    client: &str,
+    route: &str,
+    table: &str,
+) -> Result<PairState> {
+    let quoted = crate::ident::quote(table);
+    let [p1, p2, p3, p4, p5] = pair_params(&client, &route);
     let rows = c.query_typed(
         concat!(
             "SELECT (",
             in_progress_sql!(),
-            "), sl.slice_from, sl.slice_to, sl.status
-             FROM (SELECT 1) one
+            "), sl.slice_from, sl.slice_to, sl.status,
+                    CASE WHEN row_number() OVER () = 1 THEN t.present END,
+                    CASE WHEN row_number() OVER () = 1 THEN t.cols END,
+                    CASE WHEN row_number() OVER () = 1 THEN t.uniq END
+             FROM (SELECT ",
+            crate::raw_shape_sql!("$6"),
+            ") t(present, cols, uniq)
              LEFT JOIN (atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
                         AND s.client = $1 AND s.route = $2) ON true"
         ),
-        &pair_params(&client, &route),
+        &[p1, p2, p3, p4, p5, (&quoted, Type::TEXT)],
     )?;
     let mut state = PairState::default();
     for r in rows {
         state.in_progress = r.get(0);
+        if r.get::<_, Option<bool>>(4).is_some() {
+            state.table = db::Shape::at(&r, 4);
+        }
         if let (Some(from), Some(to), Some(status)) = (
             r.get::<_, Option<NaiveDate>>(1),
             r.get::<_, Option<NaiveDate>>(2),

@@ -2,10 +2,13 @@
 //! live worker holds or that this run could still claim, and no later live
 //! run of the scrap may still take a slice this run failed. So a run's exit
 //! code and summary say what the scrap came to, not what one process saw
-//! while others were still working it.
+//! while others were still working it. And what its end reads back.
 
-use super::{RunStatus, SliceStatus};
+use super::{
+    contiguous_done, slice_columns, slice_info, status_of, RunStatus, SliceInfo, SliceStatus,
+};
 use anyhow::Result;
+use chrono::NaiveDate;
 use postgres::types::Type;
 use postgres::GenericClient;
 
@@ -50,4 +53,45 @@ pub fn retried_elsewhere(c: &mut impl GenericClient, scrap: i64, run: i64) -> Re
         ],
     )?
     .get(0))
+}
+
+/// What a run's end reads in one round trip: the scrap's slices and, for
+/// a sync (`pair`: its client and route), the end of the pair's first
+/// contiguous run of done days (`last_loaded_day`), else `None`.
+pub fn scrap_end(
+    c: &mut impl GenericClient,
+    scrap: i64,
+    pair: Option<(&str, &str)>,
+) -> Result<(Vec<SliceInfo>, Option<Option<NaiveDate>>)> {
+    let (client, route) = pair.unwrap_or_default();
+    let rows = c.query_typed(
+        concat!(
+            "SELECT false, ",
+            slice_columns!(),
+            " FROM atlas.slices WHERE scrap_id = $1
+             UNION ALL
+             SELECT true, NULL, sl.slice_from, sl.slice_to, sl.status, NULL, NULL, NULL, NULL,
+                    NULL, NULL, NULL, NULL, NULL
+             FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
+             WHERE $2 AND s.client = $3 AND s.route = $4
+             ORDER BY 1, 3, 4"
+        ),
+        &[
+            (&scrap, Type::INT8),
+            (&pair.is_some(), Type::BOOL),
+            (&client, Type::TEXT),
+            (&route, Type::TEXT),
+        ],
+    )?;
+    let mut slices = Vec::new();
+    let mut spans = Vec::new();
+    for r in &rows {
+        if r.get::<_, bool>(0) {
+            let status: SliceStatus = status_of(r, 4)?;
+            spans.push((r.get(2), r.get(3), status == SliceStatus::Done));
+        } else {
+            slices.push(slice_info(r, 1)?);
+        }
+    }
+    Ok((slices, pair.map(|_| contiguous_done(&spans))))
 }

@@ -18,7 +18,7 @@ pub mod pairs;
 pub mod rates;
 mod status;
 
-pub use ends::{retried_elsewhere, unsettled};
+pub use ends::{retried_elsewhere, scrap_end, unsettled};
 use status::status_of;
 pub use status::{RunStatus, SliceStatus, STATUSES};
 mod claims;
@@ -303,29 +303,41 @@ pub fn list(c: &mut Client, filter: ListFilter<'_>) -> Result<Vec<ScrapStatus>> 
 
 pub fn slices(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<SliceInfo>> {
     let rows = c.query_typed(
-        "SELECT id, slice_from, slice_to, status, pages, records, inserted, duplicates, out_of_period,
-                undated, attempts, last_error, worker
-         FROM atlas.slices WHERE scrap_id = $1 ORDER BY slice_from",
+        concat!(
+            "SELECT ",
+            slice_columns!(),
+            " FROM atlas.slices WHERE scrap_id = $1 ORDER BY slice_from"
+        ),
         &[(&scrap, Type::INT8)],
     )?;
-    rows.iter()
-        .map(|r| {
-            Ok(SliceInfo {
-                from: r.get(1),
-                to: r.get(2),
-                status: status_of(r, 3)?,
-                pages: r.get(4),
-                records: r.get(5),
-                inserted: r.get(6),
-                duplicates: r.get(7),
-                out_of_period: r.get(8),
-                undated: r.get(9),
-                attempts: r.get(10),
-                last_error: r.get(11),
-                worker: r.get(12),
-            })
-        })
-        .collect()
+    rows.iter().map(|r| slice_info(r, 0)).collect()
+}
+
+/// The columns [`slice_info`] reads.
+macro_rules! slice_columns {
+    () => {
+        "id, slice_from, slice_to, status, pages, records, inserted, duplicates, out_of_period,
+         undated, attempts, last_error, worker"
+    };
+}
+use slice_columns;
+
+/// A slice read as [`slice_columns`], from column `at` of `r`.
+fn slice_info(r: &postgres::Row, at: usize) -> Result<SliceInfo> {
+    Ok(SliceInfo {
+        from: r.get(at + 1),
+        to: r.get(at + 2),
+        status: status_of(r, at + 3)?,
+        pages: r.get(at + 4),
+        records: r.get(at + 5),
+        inserted: r.get(at + 6),
+        duplicates: r.get(at + 7),
+        out_of_period: r.get(at + 8),
+        undated: r.get(at + 9),
+        attempts: r.get(at + 10),
+        last_error: r.get(at + 11),
+        worker: r.get(at + 12),
+    })
 }
 
 pub fn runs(c: &mut impl GenericClient, scrap: i64) -> Result<Vec<RunInfo>> {

@@ -11,6 +11,7 @@
 
 mod board;
 mod decide;
+mod pace;
 mod turn;
 
 pub(super) use decide::select;
@@ -23,7 +24,7 @@ use crate::db::{self, Db};
 use crate::exit::{classify, usage, Exit};
 use crate::ledger;
 use crate::pipeline::gate::Settling;
-use crate::pipeline::{self, Outcome};
+use crate::pipeline::{self, tune, Outcome};
 use crate::report::fleet::FleetReport;
 use crate::report::{self, Summary, Watch};
 use anyhow::Result;
@@ -62,16 +63,27 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     // A database that refuses says so at once, as every other command does
     // (a pool would wait for its timeout and lose the cause).
     drop(db.connect()?);
-    // Deciding and finishing pairs is round trips to the database, which
-    // shares the machine's cores with the crew: more at once than there are
-    // cores only slows the first runs' start (measured: 8 deciders against
-    // 2 cores start the fleet ~0.1 s later than 2).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let deciders = settings.threads.min(cores).max(1);
-    // One pool for the whole fleet: deciding, the crew, the summaries.
-    // Deciding pairs goes on while the crew works.
-    let pool = db.pool((settings.threads + deciders + settings.writers + 2) as u32)?;
+    // One pool for the whole fleet: deciding, the crew, the summaries, with
+    // room for the most deciders and writers a far database may get
+    // (opened lazily, capped by `max_db_connections`). Deciding pairs goes
+    // on while the crew works.
+    let most = settings.threads + settings.threads.max(cores) + tune::MAX_WRITERS + 2;
+    let pool = db.pool(most as u32)?;
     db::require_schema(&mut *pool.get()?)?;
+    // Across the network, more threads wait on the ledger's round trips and
+    // the writers fit the link as `scrap run`'s do.
+    let round_trip = db::round_trip(&pool)?;
+    let mut crew = tune::plan(settings, round_trip, pool.max_size());
+    let pace = pace::pace(
+        settings.threads,
+        cores,
+        crew.writers,
+        pool.max_size() as usize,
+        round_trip,
+    );
+    crew.writers = pace.writers;
+    let (settings, deciders) = (&crew, pace.deciders);
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
 
     let style = ctx.style;
@@ -356,24 +368,32 @@ impl<'a> Fleet<'a> {
                 drop(handed);
                 starts
             });
-            let closing = s.spawn(move || {
-                for (k, outcome) in over_rx {
-                    // Without a connection now, the run is closed with the others.
-                    let (Some(r), Ok(mut c)) = (readies[k].get(), self.pool.get()) else {
-                        continue;
-                    };
-                    let end = scrap_run::finish(
-                        ctx,
-                        &mut c,
-                        r,
-                        &outcome,
-                        ran_at.elapsed(),
-                        true,
-                        Some(news),
-                    );
-                    drop(closed[k].set(end));
-                }
-            });
+            // Runs over while the crew works others are closed by as many
+            // threads as decide pairs: each close is round trips.
+            let closers: Vec<_> = (0..self.deciders)
+                .map(|_| {
+                    let over_rx = over_rx.clone();
+                    s.spawn(move || {
+                        for (k, outcome) in over_rx {
+                            // Without a connection now, the run is closed with the others.
+                            let (Some(r), Ok(mut c)) = (readies[k].get(), self.pool.get()) else {
+                                continue;
+                            };
+                            let end = scrap_run::finish(
+                                ctx,
+                                &mut c,
+                                r,
+                                &outcome,
+                                ran_at.elapsed(),
+                                true,
+                                Some(news),
+                            );
+                            drop(closed[k].set(end));
+                        }
+                    })
+                })
+                .collect();
+            drop(over_rx);
             let outcomes = pipeline::run_many(
                 self.settings,
                 style,
@@ -384,7 +404,9 @@ impl<'a> Fleet<'a> {
                 Some(&over),
             );
             drop(over);
-            drop(closing.join());
+            for c in closers {
+                drop(c.join());
+            }
             (preparing.join().unwrap_or_default(), outcomes)
         })
     }
