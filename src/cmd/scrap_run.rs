@@ -45,11 +45,15 @@ pub fn execute(
         Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
         Prepared::Ready(r) => r,
     };
-    ready.make_table_sure(&mut conn);
     // Room for the most writers a far database may get (opened lazily,
-    // capped by `max_db_connections`); the writers fit the measured link.
-    let pool = db.pool((settings.threads + tune::MAX_WRITERS + 2) as u32)?;
-    let round_trip = db::round_trip(&pool)?;
+    // capped by `max_db_connections`), the first ones opened while the table
+    // is made sure of; the writers fit the measured link.
+    let pool = db.pool(
+        (settings.threads + tune::MAX_WRITERS + 2) as u32,
+        settings.writers,
+    );
+    ready.make_table_sure(&mut conn);
+    let round_trip = db::round_trip(&mut conn, tune::NEAR)?;
     ready.summary.settings = tune::plan(&ready.summary.settings, round_trip, pool.max_size());
     let job = ready.job(ctx, pool, ctx.quit, sink);
     let started = Instant::now();

@@ -8,9 +8,11 @@
 //! then the ledger and `COMMIT` sent together as one simple query;
 //! `INSERT … ON CONFLICT` (a rerun) 3: `BEGIN`, the insert, the ledger with
 //! `COMMIT`. Before this module they were 7 and 6, plus one per slice of the
-//! batch.
+//! batch. A small batch (at most `one_trip::MAX_BYTES` of payload: a
+//! fleet's pair, a few days of a backfill) takes 1: everything in one
+//! message (`one_trip`).
 
-use super::PooledConn;
+use super::{one_trip, PooledConn};
 use crate::ident::quote;
 use crate::record::Row;
 use anyhow::Result;
@@ -19,7 +21,7 @@ use chrono::NaiveDate;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use postgres::{Client, Statement};
+use postgres::{Client, SimpleQueryMessage, Statement};
 use std::fmt::Write;
 
 /// The SQLSTATE the ledger statement raises when a slice of the batch is no
@@ -223,6 +225,12 @@ impl Inserter {
         slices: &[i64],
         lock_first: bool,
     ) -> Result<Option<Vec<Option<i64>>>> {
+        if !lock_first {
+            let all: Vec<&(usize, &Row)> = rows.iter().collect();
+            if one_trip::fits(&all) {
+                return self.commit_in_one(&all, slices);
+            }
+        }
         let try_copy = self.try_copy && !rows.is_empty();
         // The savepoint a COPY may roll back to comes after the slice locks
         // of `lock_first` (rolling back to it must not release them); without
@@ -332,6 +340,55 @@ impl Inserter {
     }
 }
 
+impl Inserter {
+    /// `commit_once` of a small batch without `lock_first`, in one round
+    /// trip (`one_trip`): `None` (rolled back) if a slice was taken over.
+    fn commit_in_one(
+        &mut self,
+        rows: &[&(usize, &Row)],
+        slices: &[i64],
+    ) -> Result<Option<Vec<Option<i64>>>> {
+        let sql = one_trip::sql(&self.table, self.run, &self.worker, slices, rows);
+        let answer = match self.conn.simple_query(&sql) {
+            Ok(a) => a,
+            Err(e) => {
+                // The message stopped at the error inside its transaction:
+                // rolled back here (a broken connection fails here too, and
+                // the pool drops it).
+                let _ = self.conn.batch_execute("ROLLBACK");
+                if e.code().map(SqlState::code) == Some(TAKEN_OVER) {
+                    log::debug!("a slice of the batch was taken over: rolled back, redone for the slices still held");
+                    return Ok(None);
+                }
+                return Err(e.into());
+            }
+        };
+        let mut per_slice = vec![Some(0i64); slices.len()];
+        for m in &answer {
+            // The check's set_config answers a row of one column.
+            if let SimpleQueryMessage::Row(r) = m {
+                if r.len() != 2 {
+                    continue;
+                }
+                let g: Option<usize> = r.get(0).and_then(|v| v.parse().ok());
+                let n: Option<i64> = r.get(1).and_then(|v| v.parse().ok());
+                if let (Some(g), Some(n)) = (g, n) {
+                    if let Some(slot) = per_slice.get_mut(g) {
+                        *slot = Some(n);
+                    }
+                }
+            }
+        }
+        // Every row new: the next (bigger) batch may try COPY again.
+        let mut totals = vec![0i64; slices.len()];
+        for (g, _) in rows {
+            totals[*g] += 1;
+        }
+        self.try_copy = per_slice.iter().zip(&totals).all(|(n, t)| *n == Some(*t));
+        Ok(Some(per_slice))
+    }
+}
+
 /// The rows by binary COPY, in the order given.
 fn copy_rows(
     conn: &mut Client,
@@ -353,7 +410,7 @@ fn copy_rows(
 
 /// A string literal that reads the same whatever
 /// `standard_conforming_strings` is: `E'…'`, backslashes and quotes doubled.
-fn literal(s: &str) -> String {
+pub(super) fn literal(s: &str) -> String {
     format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
@@ -368,7 +425,12 @@ fn literal(s: &str) -> String {
 /// recorded done always has its rows on disk; a crash before that loses only
 /// batches of unfinished slices, which the rerun fetches again. Only
 /// integers and the quoted worker are written into the text.
-fn ledger_sql(run: i64, worker: &str, check: Option<&[i64]>, counts: &[(i64, i64, i64)]) -> String {
+pub(super) fn ledger_sql(
+    run: i64,
+    worker: &str,
+    check: Option<&[i64]>,
+    counts: &[(i64, i64, i64)],
+) -> String {
     let mut sql = String::from("SET LOCAL synchronous_commit = off;\n");
     if let Some(slices) = check {
         let ids: Vec<String> = slices.iter().map(i64::to_string).collect();

@@ -3,8 +3,11 @@
 //! path.
 
 mod insert;
+mod link;
+mod one_trip;
 mod shape;
 pub use insert::Inserter;
+pub use link::round_trip;
 pub use shape::Shape;
 
 use crate::exit::{env_error, usage};
@@ -116,45 +119,6 @@ impl Db {
             ))
         })
     }
-
-    /// A pool of `size` connections, at most `max_db_connections`.
-    /// Connections are opened lazily by r2d2's own threads; the first `get`
-    /// says whether the server is reachable.
-    pub fn pool(&self, size: u32) -> Result<Pool> {
-        let manager = PostgresConnectionManager::new(self.config.clone(), self.tls.clone());
-        let pool = r2d2::Pool::builder()
-            .max_size(size.clamp(1, self.max_connections))
-            .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(10))
-            // No probe round trip per checkout (it cost one per ledger call,
-            // ten per pair of a fleet, 10 ms each with the database 10 ms
-            // away): a connection found broken by its statement is dropped
-            // on return, and the statement retried on another.
-            .test_on_check_out(false)
-            .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(manager);
-        pool.get().map_err(|e| {
-            env_error(format!(
-                "cannot connect to PostgreSQL at {self}: {}",
-                with_causes(&e)
-            ))
-        })?;
-        Ok(pool)
-    }
-}
-
-/// The database's round trip: the fastest of five trivial queries on one
-/// of the pool's connections (the others were slowed by chance; on a busy
-/// machine a database next door must not pass for a far one).
-pub fn round_trip(pool: &Pool) -> Result<Duration> {
-    let mut conn = pool.get()?;
-    let mut best = Duration::MAX;
-    for _ in 0..5 {
-        let t = std::time::Instant::now();
-        conn.batch_execute("SELECT 1")?;
-        best = best.min(t.elapsed());
-    }
-    Ok(best)
 }
 
 /// An error and its causes on one line (postgres' `Display` omits them,
@@ -221,20 +185,22 @@ fn apply_migrations(client: &mut Client) -> Result<Vec<&'static str>> {
     Ok(applied)
 }
 
-/// Refuses to work on a database where `atlas init` has not run (or is behind).
+/// Refuses to work on a database where `atlas init` has not run (or is
+/// behind). One round trip: a missing table answers `undefined_table`.
 pub fn require_schema(client: &mut impl GenericClient) -> Result<()> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('atlas.migrations') IS NOT NULL", &[])?
-        .get(0);
-    if !exists {
-        return Err(usage(
-            "the control schema is missing: run `atlas init` on this database first",
-        ));
-    }
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM atlas.migrations", &[])?
-        .get(0);
-    if (n as usize) < MIGRATIONS.len() {
+    let n = match client.simple_query("SELECT count(*) FROM atlas.migrations") {
+        Ok(msgs) => msgs.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<usize>().ok()),
+            _ => None,
+        }),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+            return Err(usage(
+                "the control schema is missing: run `atlas init` on this database first",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if n.unwrap_or(0) < MIGRATIONS.len() {
         return Err(usage(
             "the control schema is older than this atlas: run `atlas init` to upgrade it",
         ));

@@ -68,9 +68,9 @@ pub(super) fn writer(lanes: &Lanes, rx: &Receiver<Chunk>) {
             lanes.lane(lane).flush(&mut ins, &mut run, limit);
             // A full batch's commit time says how big the next ones should be.
             if let (Some(rtt), true) = (settings.db_round_trip, rows >= limit.rows) {
-                let per_batch = t.elapsed() / rows.div_ceil(limit.rows) as u32;
-                limit.rows =
-                    tune::next_batch_rows(settings.batch_export, limit.rows, per_batch, rtt);
+                let per = batch_rows(rows, limit.rows);
+                let per_batch = t.elapsed() / rows.div_ceil(per) as u32;
+                limit.rows = tune::next_batch_rows(settings.batch_export, per, per_batch, rtt);
             }
         }
     }
@@ -86,13 +86,15 @@ impl Shared<'_, '_> {
             let_go: |t: &SliceTrack| self.let_go(t),
         };
         // Rows are cut into batches; each batch lists (chunk index, row).
-        let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(limit.rows.min(1 << 16));
+        let n = chunks.iter().map(|c| c.rows.len()).sum();
+        let per = batch_rows(n, limit.rows);
+        let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(per.min(1 << 16));
         let mut bytes = 0;
         for (ci, chunk) in chunks.iter().enumerate() {
             for row in &chunk.rows {
                 batch.push((ci, row));
                 bytes += row.payload.len();
-                if batch.len() == limit.rows || bytes >= limit.bytes {
+                if batch.len() == per || bytes >= limit.bytes {
                     self.commit(ins, &chunks, &mut batch);
                     bytes = 0;
                 }
@@ -209,6 +211,19 @@ impl Shared<'_, '_> {
     }
 }
 
+/// Rows per batch for `n` rows in hand with batches of `limit` rows: a
+/// tail of at most half a batch rides with the others (those rows are in
+/// memory already), since a batch of its own would cost as many round
+/// trips as a full one; otherwise the rows are cut into equal batches.
+fn batch_rows(n: usize, limit: usize) -> usize {
+    let limit = limit.max(1);
+    let mut k = n.div_ceil(limit).max(1);
+    if k > 1 && n - (k - 1) * limit <= limit / 2 {
+        k -= 1;
+    }
+    n.div_ceil(k).max(1)
+}
+
 /// The slice ids of a batch, in order of appearance, and its rows tagged
 /// with their slice's index in that list: the counts of each slice are
 /// updated with the rows.
@@ -255,6 +270,20 @@ mod tests {
                 .collect(),
             _held: None,
         }
+    }
+
+    #[test]
+    fn a_small_tail_rides_with_the_batches_before_it() {
+        assert_eq!(batch_rows(2_000, 2_000), 2_000);
+        assert_eq!(batch_rows(500, 2_000), 500);
+        // One page past the limit: one batch, not a second of 132 rows.
+        assert_eq!(batch_rows(3_500, 3_368), 3_500);
+        assert_eq!(batch_rows(5_000, 3_368), 5_000);
+        // More than half a batch left: equal batches.
+        assert_eq!(batch_rows(5_100, 3_368), 2_550);
+        assert_eq!(batch_rows(10_000, 2_000), 2_000);
+        assert_eq!(batch_rows(10_900, 2_000), 2_180);
+        assert_eq!(batch_rows(0, 2_000), 1);
     }
 
     #[test]

@@ -62,18 +62,19 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let db = ctx.database()?;
     // A database that refuses says so at once, as every other command does
     // (a pool would wait for its timeout and lose the cause).
-    drop(db.connect()?);
+    let mut conn = db.connect()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // One pool for the whole fleet: deciding, the crew, the summaries, with
     // room for the most deciders and writers a far database may get
     // (opened lazily, capped by `max_db_connections`). Deciding pairs goes
     // on while the crew works.
     let most = settings.threads + settings.threads.max(cores) + tune::MAX_WRITERS + 2;
-    let pool = db.pool(most as u32)?;
-    db::require_schema(&mut *pool.get()?)?;
+    let pool = db.pool(most as u32, settings.threads.min(cores.max(4)));
+    db::require_schema(&mut conn)?;
     // Across the network, more threads wait on the ledger's round trips and
     // the writers fit the link as `scrap run`'s do.
-    let round_trip = db::round_trip(&pool)?;
+    let round_trip = db::round_trip(&mut conn, tune::NEAR)?;
+    drop(conn);
     let mut crew = tune::plan(settings, round_trip, pool.max_size());
     let pace = pace::pace(
         settings.threads,
