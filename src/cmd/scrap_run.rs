@@ -89,6 +89,18 @@ pub struct Ready<'c> {
 }
 
 impl Ready<'_> {
+    /// Its run row started: the run's id and its first guess of a slice's pages.
+    pub fn started(&mut self, run_id: i64, pages_hint: u64) {
+        self.run_id = run_id;
+        self.pages_hint = pages_hint;
+        self.summary.run_id = Some(run_id);
+    }
+
+    /// The scrap it runs.
+    pub fn scrap_id(&self) -> i64 {
+        self.scrap.id
+    }
+
     /// The run's job, on `pool`, stopped by `quit`.
     pub fn job<'r>(
         &'r self,
@@ -171,7 +183,7 @@ pub fn prepare<'c>(
         loaded: slices.iter().filter(|s| loaded(s.status)).count() as u64,
         held: slices.iter().any(|s| s.status == SliceStatus::Running),
     };
-    start(ctx, conn, scrap, known, sync, sink, worker)
+    start(ctx, conn, scrap, known, sync, sink, worker, false)
 }
 
 /// `prepare` for a scrap a sync has just created with `slices` slices, all
@@ -189,7 +201,7 @@ pub fn prepare_fresh<'c>(
         loaded: 0,
         held: false,
     };
-    start(ctx, conn, scrap, known, true, sink, worker)
+    start(ctx, conn, scrap, known, true, sink, worker, false)
 }
 
 /// A scrap's slices as a run begins.
@@ -201,7 +213,9 @@ struct Known {
     held: bool,
 }
 
-/// The run of `scrap` started in the ledger, or nothing to run.
+/// The run of `scrap` started in the ledger (unless `unstarted`), or
+/// nothing to run.
+#[allow(clippy::too_many_arguments)]
 fn start<'c>(
     ctx: &'c Context<'_>,
     conn: &mut postgres::Client,
@@ -210,6 +224,7 @@ fn start<'c>(
     sync: bool,
     sink: Option<&Sender<Watch>>,
     worker: &str,
+    unstarted: bool,
 ) -> Result<Prepared<'c>> {
     let feed = Feed {
         style: ctx.style,
@@ -257,15 +272,7 @@ fn start<'c>(
             settings.retry_max, settings.batch_export
         ),
     );
-    let (run_id, pages_hint) = ledger::start_run(
-        conn,
-        id,
-        worker,
-        &serde_json::to_value(settings)?,
-        settings.lease,
-    )?;
-    summary.run_id = Some(run_id);
-    Ok(Prepared::Ready(Box::new(Ready {
+    let mut ready = Box::new(Ready {
         scrap,
         client,
         route,
@@ -273,14 +280,47 @@ fn start<'c>(
         secrets,
         errlog,
         worker: worker.to_string(),
-        run_id,
+        run_id: 0,
         summary,
         slices_total: known.total,
         slices_done_before: known.loaded,
         held_at_start: known.held,
-        pages_hint,
+        pages_hint: 0,
         table: TableGate::pending(),
-    })))
+    });
+    if !unstarted {
+        let (run_id, pages_hint) = ledger::start_run(
+            conn,
+            id,
+            worker,
+            &serde_json::to_value(settings)?,
+            settings.lease,
+        )?;
+        ready.started(run_id, pages_hint);
+    }
+    Ok(Prepared::Ready(ready))
+}
+
+/// A fresh scrap's run as `prepare_fresh` makes it, but for its run row:
+/// started with others (`ledger::wave::start_runs`), then given its id
+/// with [`Ready::started`].
+pub fn unstarted_fresh<'c>(
+    ctx: &'c Context<'_>,
+    conn: &mut postgres::Client,
+    scrap: Scrap,
+    slices: u64,
+    sink: Option<&Sender<Watch>>,
+    worker: &str,
+) -> Result<Box<Ready<'c>>> {
+    let known = Known {
+        total: slices,
+        loaded: 0,
+        held: false,
+    };
+    match start(ctx, conn, scrap, known, true, sink, worker, true)? {
+        Prepared::Ready(r) => Ok(r),
+        Prepared::Nothing(..) => anyhow::bail!("a fresh scrap without slices"),
+    }
 }
 
 /// After a run: the scrap's slices read back, the run row closed, the

@@ -13,6 +13,7 @@ mod board;
 mod decide;
 mod pace;
 mod turn;
+mod wave;
 
 pub(super) use decide::select;
 
@@ -23,7 +24,7 @@ use crate::config::{Client, Route, Settings};
 use crate::db::{self, Db};
 use crate::exit::{classify, usage, Exit};
 use crate::ledger;
-use crate::pipeline::gate::Settling;
+use crate::pipeline::gate::{NoTable, Settling};
 use crate::pipeline::{self, tune, Outcome};
 use crate::report::fleet::FleetReport;
 use crate::report::{self, Summary, Watch};
@@ -36,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use turn::{after_rounds, end_of, fleet_exit, goes_again, merged, told, End, Start, Turn};
+use wave::Pre;
 
 /// Pairs decided and handed to the crew in one wave: a wave's runs, plans
 /// and objects are dropped when it ends (only its report stays), so a
@@ -309,11 +311,16 @@ impl<'a> Fleet<'a> {
             let ks: Vec<usize> = (0..todo.len()).collect();
             let jobs = &jobs;
             let preparing = s.spawn(move || {
-                let starts = in_parallel(self.deciders, &ks, |k| {
+                // Each pair's first line, in order; a stop skips the rest.
+                let mut live = Vec::new();
+                let mut pre: Vec<Mutex<Option<Pre>>> = Vec::with_capacity(ks.len());
+                for &k in &ks {
                     let i = todo[k];
                     let (client, route) = self.pairs[i];
                     if ctx.quit.load(Ordering::SeqCst) {
-                        return Start::Over(Turn::Skipped(Exit::Interrupted));
+                        let over = Start::Over(Turn::Skipped(Exit::Interrupted));
+                        pre.push(Mutex::new(Some(Pre::Decided(over))));
+                        continue;
                     }
                     if ran[i].is_empty() {
                         let c = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
@@ -323,18 +330,50 @@ impl<'a> Fleet<'a> {
                             &report::fleet::pair_begins((c, n), &client.id, &route.name),
                         )));
                     }
-                    // One connection decides the pair, starts its run
-                    // and makes its table sure.
-                    let mut conn = match self.pool.get() {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let e = anyhow::Error::from(e);
-                            let why = format!("{e:#}");
-                            return Start::Over(Turn::NotStarted(why, classify(&e)));
+                    live.push(k);
+                    pre.push(Mutex::new(Some(Pre::Alone)));
+                }
+                // The pairs decided and their runs started together.
+                if let Ok(mut conn) = self.pool.get() {
+                    let pairs: Vec<_> = live.iter().map(|&k| self.pairs[todo[k]]).collect();
+                    let decided = wave::decide(
+                        ctx,
+                        &mut conn,
+                        &self.worker,
+                        &pairs,
+                        &self.plan,
+                        self.deciders,
+                        news,
+                    );
+                    for (&k, d) in live.iter().zip(decided) {
+                        *lock(&pre[k]) = Some(d);
+                    }
+                }
+                let starts = in_parallel(self.deciders, &ks, |k| {
+                    let i = todo[k];
+                    let (client, route) = self.pairs[i];
+                    let mut conn = None;
+                    let start = match lock(&pre[k]).take() {
+                        Some(Pre::Decided(start)) => start,
+                        _ if ctx.quit.load(Ordering::SeqCst) => {
+                            return Start::Over(Turn::Skipped(Exit::Interrupted));
+                        }
+                        _ => {
+                            // One connection decides the pair, starts its run
+                            // and makes its table sure.
+                            let c = match self.pool.get() {
+                                Ok(c) => conn.insert(c),
+                                Err(e) => {
+                                    let e = anyhow::Error::from(e);
+                                    let why = format!("{e:#}");
+                                    return Start::Over(Turn::NotStarted(why, classify(&e)));
+                                }
+                            };
+                            let worker = &self.worker;
+                            start_pair(ctx, c, worker, client, route, &self.plan, news)
                         }
                     };
-                    let worker = &self.worker;
-                    match start_pair(ctx, &mut conn, worker, client, route, &self.plan, news) {
+                    match start {
                         Start::Ready(r, joined, table_exists, days) => {
                             if let Some(d) = days {
                                 *lock(&self.skipped[i]) = Some(d);
@@ -358,7 +397,13 @@ impl<'a> Fleet<'a> {
                             let _ = handed.send(k);
                             // The table is created while the first pages are fetched.
                             if !table_exists {
-                                r.make_table_sure(&mut conn);
+                                match conn.map_or_else(|| self.pool.get(), Ok) {
+                                    Ok(mut c) => r.make_table_sure(&mut c),
+                                    Err(e) => r.table_gate().settle(Err(NoTable {
+                                        message: format!("{e:#}"),
+                                        database_lost: true,
+                                    })),
+                                }
                             }
                             Start::Handed(joined)
                         }
