@@ -7,7 +7,7 @@
 
 use super::decide::{PairState, SYNC_LOCK_CLASS};
 use super::{contiguous_done, secs, slice_info, status_of, RunStatus, RunTotals, SliceInfo};
-use super::{Scrap, SliceStatus};
+use super::{Claim, Scrap, SliceStatus};
 use crate::db;
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -214,16 +214,25 @@ pub fn create_sync_scraps(c: &mut impl GenericClient, new: &[NewScrap<'_>]) -> R
         .collect())
 }
 
-/// Runs of the scraps `scraps` started by `worker`, as `runs::start_run`
-/// starts one: each run's id and its first guess of a slice's pages, in
-/// the order of `scraps`.
+/// A run started by [`start_runs`]: its id, its first guess of a slice's
+/// pages, and the slices it claimed.
+pub struct Started {
+    pub run: i64,
+    pub pages_hint: u64,
+    pub claims: Vec<Claim>,
+}
+
+/// Runs of the new scraps `scraps` started by `worker`, as
+/// `runs::start_run` starts one, each with every slice of its scrap still
+/// pending claimed (as `claims::claim_many` claims them: a process that
+/// joined the scrap meanwhile keeps those it took). In the order of `scraps`.
 pub fn start_runs(
     c: &mut impl GenericClient,
     scraps: &[i64],
     worker: &str,
     settings: &serde_json::Value,
     lease: Duration,
-) -> Result<Vec<(i64, u64)>> {
+) -> Result<Vec<Started>> {
     if scraps.is_empty() {
         return Ok(Vec::new());
     }
@@ -232,7 +241,13 @@ pub fn start_runs(
          r AS (
              INSERT INTO atlas.runs (scrap_id, worker, settings, lease_until, version)
              SELECT scrap, $2, $3, now() + make_interval(secs => $4), $6 FROM w ORDER BY k
-             RETURNING id, scrap_id)
+             RETURNING id, scrap_id),
+         c AS (
+             UPDATE atlas.slices s
+             SET status = $7, worker = $2, lease_until = now() + make_interval(secs => $4),
+                 attempts = s.attempts + 1, last_run_id = r.id, duplicates = 0
+             FROM r WHERE s.scrap_id = r.scrap_id AND s.status = $8
+             RETURNING s.scrap_id, s.id, s.slice_from, s.slice_to)
          SELECT w.k, r.id,
                 (SELECT s.pages FROM atlas.slices s
                  WHERE s.status = $5 AND s.scrap_id IN (
@@ -240,8 +255,14 @@ pub fn start_runs(
                        ON me.id = r.scrap_id AND o.client = me.client AND o.route = me.route
                           AND o.slice_days = me.slice_days
                      ORDER BY o.id DESC LIMIT 3)
-                 ORDER BY s.done_at DESC NULLS LAST LIMIT 1)
+                 ORDER BY s.done_at DESC NULLS LAST LIMIT 1),
+                cl.ids, cl.froms, cl.tos
          FROM r JOIN w ON w.scrap = r.scrap_id
+         CROSS JOIN LATERAL (
+             SELECT array_agg(c.id ORDER BY c.slice_from, c.id) AS ids,
+                    array_agg(c.slice_from ORDER BY c.slice_from, c.id) AS froms,
+                    array_agg(c.slice_to ORDER BY c.slice_from, c.id) AS tos
+             FROM c WHERE c.scrap_id = r.scrap_id) cl
          ORDER BY w.k",
         &[
             (&scraps, Type::INT8_ARRAY),
@@ -250,6 +271,8 @@ pub fn start_runs(
             (&secs(lease), Type::FLOAT8),
             (&SliceStatus::Done.as_str(), Type::TEXT),
             (&crate::version::version(), Type::TEXT),
+            (&SliceStatus::Running.as_str(), Type::TEXT),
+            (&SliceStatus::Pending.as_str(), Type::TEXT),
         ],
     )?;
     anyhow::ensure!(
@@ -262,7 +285,21 @@ pub fn start_runs(
         .iter()
         .map(|r| {
             let pages: Option<i64> = r.get(2);
-            (r.get(1), pages.unwrap_or(0).max(0) as u64)
+            let ids: Option<Vec<i64>> = r.get(3);
+            let froms: Option<Vec<NaiveDate>> = r.get(4);
+            let tos: Option<Vec<NaiveDate>> = r.get(5);
+            let claims = ids
+                .unwrap_or_default()
+                .into_iter()
+                .zip(froms.unwrap_or_default())
+                .zip(tos.unwrap_or_default())
+                .map(|((id, from), to)| Claim { id, from, to })
+                .collect();
+            Started {
+                run: r.get(1),
+                pages_hint: pages.unwrap_or(0).max(0) as u64,
+                claims,
+            }
         })
         .collect())
 }

@@ -10,6 +10,7 @@
 //! go on.
 
 mod board;
+mod close;
 mod decide;
 mod pace;
 mod turn;
@@ -35,7 +36,7 @@ use decide::{start_pair, Plan};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use turn::{after_rounds, end_of, fleet_exit, goes_again, merged, told, End, Start, Turn};
 use wave::Pre;
 
@@ -43,6 +44,10 @@ use wave::Pre;
 /// and objects are dropped when it ends (only its report stays), so a
 /// fleet's memory does not grow with its number of pairs.
 const WAVE: usize = 256;
+
+/// Threads closing runs as they end: one, so that the runs ending while
+/// it closes others are closed together.
+const CLOSERS: usize = 1;
 
 pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let (from, until) = pair::period_flags(a)?;
@@ -413,29 +418,13 @@ impl<'a> Fleet<'a> {
                 drop(handed);
                 starts
             });
-            // Runs over while the crew works others are closed by as many
-            // threads as decide pairs: each close is round trips.
-            let closers: Vec<_> = (0..self.deciders)
+            // Runs over while the crew works others are closed by one
+            // thread: those over while it closes others are closed together
+            // next, in two statements whatever their number.
+            let closers: Vec<_> = (0..CLOSERS)
                 .map(|_| {
                     let over_rx = over_rx.clone();
-                    s.spawn(move || {
-                        for (k, outcome) in over_rx {
-                            // Without a connection now, the run is closed with the others.
-                            let (Some(r), Ok(mut c)) = (readies[k].get(), self.pool.get()) else {
-                                continue;
-                            };
-                            let end = scrap_run::finish(
-                                ctx,
-                                &mut c,
-                                r,
-                                &outcome,
-                                ran_at.elapsed(),
-                                true,
-                                Some(news),
-                            );
-                            drop(closed[k].set(end));
-                        }
-                    })
+                    s.spawn(move || self.close_over(&over_rx, readies, closed, ran_at, news))
                 })
                 .collect();
             drop(over_rx);
@@ -453,41 +442,6 @@ impl<'a> Fleet<'a> {
                 drop(c.join());
             }
             (preparing.join().unwrap_or_default(), outcomes)
-        })
-    }
-
-    /// The runs left to close once the crew is done, closed on `deciders`
-    /// threads: with the database lost, each on a connection of its own (a
-    /// pooled one would only time out).
-    fn finish(
-        &self,
-        finishing: Vec<Finishing<'a>>,
-        elapsed: Duration,
-        news: &Sender<Watch>,
-    ) -> Vec<(usize, bool, Closed)> {
-        let ctx = self.ctx;
-        let lost = finishing.iter().any(|(_, _, _, o)| o.database_lost);
-        let idx: Vec<usize> = (0..finishing.len()).collect();
-        let slots: Vec<Mutex<Option<_>>> =
-            finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
-        in_parallel(self.deciders, &idx, |k| {
-            let (i, r, joined, outcome) = lock(&slots[k]).take().expect("each run ends once");
-            let pooled = if lost { None } else { self.pool.get().ok() };
-            let summary = match pooled {
-                Some(mut c) => {
-                    scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(news))
-                }
-                None => match self.db.connect() {
-                    Ok(mut c) => {
-                        scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(news))
-                    }
-                    Err(e) => {
-                        let why = format!("{e:#}");
-                        return (i, joined, Err(why));
-                    }
-                },
-            };
-            (i, joined, Ok((summary, outcome.error)))
         })
     }
 }

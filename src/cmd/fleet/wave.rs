@@ -184,8 +184,9 @@ pub(super) fn decide<'c>(
     });
     match started {
         Ok(runs) => {
-            for ((k, mut r, exists, skipped), (run, hint)) in readies.into_iter().zip(runs) {
-                r.started(run, hint);
+            for ((k, mut r, exists, skipped), run) in readies.into_iter().zip(runs) {
+                r.started(run.run, run.pages_hint);
+                r.claimed(run.claims);
                 out[k] = Pre::Decided(Start::Ready(r, false, exists, Some(skipped)));
             }
         }
