@@ -33,6 +33,32 @@ enum Judging {
     New(crate::coverage::Need, bool),
 }
 
+/// What a pair's judgement (`pair::judge`) comes to in the wave; its raw
+/// table is judged (`verdict`) only when there is something to load. A
+/// scrap to join is left to the pair's own decision.
+fn judging(
+    judged: anyhow::Result<Judged>,
+    verdict: impl FnOnce() -> anyhow::Result<bool>,
+) -> Judging {
+    let refused = |e: anyhow::Error| {
+        Judging::Over(Start::Over(Turn::NotStarted(
+            format!("{e:#}"),
+            classify(&e),
+        )))
+    };
+    match judged {
+        Ok(Judged::Step(pair::Step::Run { .. })) => Judging::Alone,
+        Ok(Judged::Step(pair::Step::UpToDate(last))) => {
+            Judging::Over(Start::Over(Turn::UpToDate(last)))
+        }
+        Ok(Judged::New(need)) => match verdict() {
+            Ok(exists) => Judging::New(need, exists),
+            Err(e) => refused(e),
+        },
+        Err(e) => refused(e),
+    }
+}
+
 /// The pairs `pairs` of a wave (each with its index among the fleet's
 /// pairs) decided together on `conn`; `deciders` threads judge them (an
 /// HTTPS API's certificate is asked for). Lines go to `news` as each
@@ -104,24 +130,9 @@ pub(super) fn decide<'c>(
         let Some(table) = &tables[m] else {
             return Judging::Alone;
         };
-        let refused = |e: anyhow::Error| {
-            Judging::Over(Start::Over(Turn::NotStarted(
-                format!("{e:#}"),
-                classify(&e),
-            )))
-        };
-        match pair::judge(ctx, client, route, p, &states[m]) {
-            // Joined under the pair's lock: its own decision does it.
-            Ok(Judged::Step(pair::Step::Run { .. })) => Judging::Alone,
-            Ok(Judged::Step(pair::Step::UpToDate(last))) => {
-                Judging::Over(Start::Over(Turn::UpToDate(last)))
-            }
-            Ok(Judged::New(need)) => match states[m].table.verdict(table) {
-                Ok(exists) => Judging::New(need, exists),
-                Err(e) => refused(e),
-            },
-            Err(e) => refused(e),
-        }
+        judging(pair::judge(ctx, client, route, p, &states[m]), || {
+            states[m].table.verdict(table)
+        })
     });
     let mut new = Vec::new();
     for (m, j) in judged.into_iter().enumerate() {
@@ -221,5 +232,77 @@ impl Locks<'_> {
 impl Drop for Locks<'_> {
     fn drop(&mut self) {
         self.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coverage::Need;
+    use crate::exit::{usage, Exit};
+    use chrono::NaiveDate;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 3, d).unwrap()
+    }
+
+    fn need() -> Need {
+        Need {
+            from: day(1),
+            to: day(2),
+            slices: vec![(day(1), day(1)), (day(2), day(2))],
+            skipped: 0,
+        }
+    }
+
+    fn not_started(j: &Judging) -> Option<Exit> {
+        match j {
+            Judging::Over(Start::Over(Turn::NotStarted(_, e))) => Some(*e),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_pair_to_join_is_left_to_its_own_decision() {
+        let join = Judged::Step(pair::Step::Run {
+            id: 7,
+            joined: true,
+            table_exists: false,
+            skipped: None,
+            fresh: None,
+        });
+        let j = judging(Ok(join), || panic!("no table judged for a join"));
+        assert!(matches!(j, Judging::Alone));
+    }
+
+    #[test]
+    fn a_pair_up_to_date_is_over_without_its_table_judged() {
+        let j = judging(Ok(Judged::Step(pair::Step::UpToDate(Some(day(2))))), || {
+            panic!("nothing to load: no table judged")
+        });
+        assert!(matches!(
+            j,
+            Judging::Over(Start::Over(Turn::UpToDate(Some(d)))) if d == day(2)
+        ));
+    }
+
+    #[test]
+    fn days_to_load_make_a_scrap_once_the_table_is_judged() {
+        match judging(Ok(Judged::New(need())), || Ok(true)) {
+            Judging::New(n, exists) => assert!(exists && n.slices.len() == 2),
+            _ => panic!("a new scrap"),
+        }
+        match judging(Ok(Judged::New(need())), || Ok(false)) {
+            Judging::New(_, exists) => assert!(!exists, "made once handed over"),
+            _ => panic!("a new scrap"),
+        }
+    }
+
+    #[test]
+    fn a_refused_table_or_judgement_does_not_start_the_pair() {
+        let bad_table = judging(Ok(Judged::New(need())), || Err(usage("not a raw table")));
+        assert_eq!(not_started(&bad_table), Some(Exit::Usage));
+        let refused = judging(Err(crate::exit::env_error("TLS: not trusted")), || Ok(true));
+        assert_eq!(not_started(&refused), Some(Exit::Environment));
     }
 }
