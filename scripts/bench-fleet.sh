@@ -89,10 +89,11 @@ for c in sorted(cfg["clients"]):
         print(c, r)
 PY
 }
-all() { # url, json out, sync flags...: one `sync --all`; prints its seconds
+all() { # url, json out, sync flags...: one `sync --all`; prints its seconds (peak RSS in out.rss)
     local url=$1 out=$2; shift 2
     local t0 t1; t0=$(date +%s.%N)
-    "$ATLAS" --plain --config "$WORK/atlas.json" --database-url "$url" sync --all --json "$@" \
+    /usr/bin/time -f '%M' -o "$out.rss" \
+        "$ATLAS" --plain --config "$WORK/atlas.json" --database-url "$url" sync --all --json "$@" \
         >"$out" 2>>"$WORK/all.err" || true
     t1=$(date +%s.%N)
     python3 -c "print($t1 - $t0)"
@@ -129,9 +130,18 @@ requests = pairs * days
 ideal = requests * lat / 1000 / threads
 print(f"{pairs} pairs x {days} days, {lat} ms/request, {threads} threads, database {db_lat} ms away: {requests} requests, ideal {ideal:.2f} s")
 x = lambda t: f"{t / ideal:.2f}x ideal" if ideal else "no latency: all overhead"
-print(f"first night  sync --all         {a1:6.2f} s  ({x(a1)})  inserted {first['totals']['inserted']}  exit {first['exit_code']}")
+def rss(path):  # peak RSS in MiB (GNU time's last line, KiB)
+    try:
+        return int(open(path + ".rss").read().split()[-1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+def slices(o, t):  # slices done by the runs, per second
+    n = sum(p.get("slices_done_by_run") or 0 for p in o.get("pairs", []))
+    return f"{n} slices, {n / t:.0f} slices/s, peak RSS {rss(o['_path']):.0f} MiB"
+first["_path"], nxt["_path"] = sys.argv[1], sys.argv[2]
+print(f"first night  sync --all         {a1:6.2f} s  ({x(a1)})  inserted {first['totals']['inserted']}  exit {first['exit_code']}  {slices(first, a1)}")
 print(f"first night  one sync per pair  {e1:6.2f} s  ({x(e1)})")
-print(f"next night   sync --all         {a2:6.2f} s  ({x(a2)})  inserted {nxt['totals']['inserted']}  exit {nxt['exit_code']}")
+print(f"next night   sync --all         {a2:6.2f} s  ({x(a2)})  inserted {nxt['totals']['inserted']}  exit {nxt['exit_code']}  {slices(nxt, a2)}")
 print(f"next night   one sync per pair  {e2:6.2f} s  ({x(e2)})")
 PY
 psql_admin -c "DROP DATABASE IF EXISTS atlas_bench_fleet_all WITH (FORCE)" -c "DROP DATABASE IF EXISTS atlas_bench_fleet_one WITH (FORCE)" 2>/dev/null

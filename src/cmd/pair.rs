@@ -119,28 +119,10 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
     let cfg = ctx.config()?;
     let table = raw_table(client, route)?;
     let state = ledger::decide::pair_state(&mut *lock.conn, &client.id, &route.name, &table)?;
-    if let Some(id) = state.in_progress {
-        return Ok(Step::Run {
-            id,
-            joined: true,
-            table_exists: false,
-            skipped: None,
-            fresh: None,
-        });
-    }
-    let need = coverage::need(
-        &state.done(),
-        plan.from,
-        route.start_date,
-        plan.until,
-        plan.lookback,
-        route.slice_days,
-    )
-    .map_err(usage)?;
-    let Some(need) = need else {
-        return Ok(Step::UpToDate(state.loaded_until()));
+    let need = match judge(ctx, client, route, plan, &state)? {
+        Judged::Step(step) => return Ok(step),
+        Judged::New(need) => need,
     };
-    trusted(ctx, client)?;
     let (id, table_exists, fresh) = match new_table {
         NewTable::Now => {
             let created = scrap::create_scrap_with(
@@ -177,6 +159,49 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
         skipped: Some(need.skipped),
         fresh,
     })
+}
+
+/// What the pair's state (read under its lock) says to do.
+pub enum Judged {
+    /// Join its unfinished scrap, or nothing to do.
+    Step(Step),
+    /// A new scrap of these days.
+    New(coverage::Need),
+}
+
+/// The decision under the pair's lock from its state (`decide_locked`,
+/// and the fleet's waves): its unfinished scrap joined, nothing to do, or
+/// the days it needs, once the API's certificate is trusted.
+pub fn judge(
+    ctx: &Context<'_>,
+    client: &Client,
+    route: &Route,
+    plan: &Plan,
+    state: &ledger::decide::PairState,
+) -> Result<Judged> {
+    if let Some(id) = state.in_progress {
+        return Ok(Judged::Step(Step::Run {
+            id,
+            joined: true,
+            table_exists: false,
+            skipped: None,
+            fresh: None,
+        }));
+    }
+    let need = coverage::need(
+        &state.done(),
+        plan.from,
+        route.start_date,
+        plan.until,
+        plan.lookback,
+        route.slice_days,
+    )
+    .map_err(usage)?;
+    let Some(need) = need else {
+        return Ok(Judged::Step(Step::UpToDate(state.loaded_until())));
+    };
+    trusted(ctx, client)?;
+    Ok(Judged::New(need))
 }
 
 /// The pair's raw table name (a usage error if it cannot be made).

@@ -3,18 +3,22 @@
 //! started), loaded through the pipeline, and finished (its final state read
 //! from the ledger, the summary and exit code decided from it).
 
+mod end;
+
+pub use end::{finish, finish_many};
+
 use super::Context;
 use crate::config::{Client, Route, Settings};
 use crate::db;
 use crate::exit::Exit;
-use crate::ledger::{self, RunStatus, Scrap, SliceInfo, SliceStatus};
+use crate::ledger::{self, Scrap, SliceStatus};
 use crate::pipeline::gate::{NoTable, TableGate};
-use crate::pipeline::{self, tune, Job, Outcome, ProgressFeed};
-use crate::report::{self, ErrorLog, Feed, Style, Summary, Watch};
+use crate::pipeline::{self, tune, Job, ProgressFeed};
+use crate::report::{ErrorLog, Feed, Style, Summary, Watch};
 use crate::retry::Backoff;
 use anyhow::Result;
 use crossbeam::channel::Sender;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `scrap run` (and the run of `sync`): loads the scrap's pending slices,
 /// records the run, prints the summary. `sync` asks for `loaded_until`.
@@ -90,9 +94,28 @@ pub struct Ready<'c> {
     pages_hint: u64,
     /// Open once the raw table is made sure of (`make_table_sure`).
     table: TableGate,
+    /// Slices claimed with the run's start (`claimed`), for its crew.
+    claims: Vec<ledger::Claim>,
 }
 
 impl Ready<'_> {
+    /// Its run row started: the run's id and its first guess of a slice's pages.
+    pub fn started(&mut self, run_id: i64, pages_hint: u64) {
+        self.run_id = run_id;
+        self.pages_hint = pages_hint;
+        self.summary.run_id = Some(run_id);
+    }
+
+    /// Slices claimed for the run as it started: its crew works them first.
+    pub fn claimed(&mut self, claims: Vec<ledger::Claim>) {
+        self.claims = claims;
+    }
+
+    /// The scrap it runs.
+    pub fn scrap_id(&self) -> i64 {
+        self.scrap.id
+    }
+
     /// The run's job, on `pool`, stopped by `quit`.
     pub fn job<'r>(
         &'r self,
@@ -123,6 +146,7 @@ impl Ready<'_> {
                 slices_done_before: self.slices_done_before,
             },
             held_at_start: self.held_at_start,
+            claimed: self.claims.clone(),
             pages_hint: self.pages_hint,
             table: &self.table,
             open_from: self.route.first_open_day(),
@@ -175,7 +199,7 @@ pub fn prepare<'c>(
         loaded: slices.iter().filter(|s| loaded(s.status)).count() as u64,
         held: slices.iter().any(|s| s.status == SliceStatus::Running),
     };
-    start(ctx, conn, scrap, known, sync, sink, worker)
+    start(ctx, conn, scrap, known, sync, sink, worker, false)
 }
 
 /// `prepare` for a scrap a sync has just created with `slices` slices, all
@@ -193,7 +217,7 @@ pub fn prepare_fresh<'c>(
         loaded: 0,
         held: false,
     };
-    start(ctx, conn, scrap, known, true, sink, worker)
+    start(ctx, conn, scrap, known, true, sink, worker, false)
 }
 
 /// A scrap's slices as a run begins.
@@ -205,7 +229,9 @@ struct Known {
     held: bool,
 }
 
-/// The run of `scrap` started in the ledger, or nothing to run.
+/// The run of `scrap` started in the ledger (unless `unstarted`), or
+/// nothing to run.
+#[allow(clippy::too_many_arguments)]
 fn start<'c>(
     ctx: &'c Context<'_>,
     conn: &mut postgres::Client,
@@ -214,6 +240,7 @@ fn start<'c>(
     sync: bool,
     sink: Option<&Sender<Watch>>,
     worker: &str,
+    unstarted: bool,
 ) -> Result<Prepared<'c>> {
     let feed = Feed {
         style: ctx.style,
@@ -261,15 +288,7 @@ fn start<'c>(
             settings.retry_max, settings.batch_export
         ),
     );
-    let (run_id, pages_hint) = ledger::start_run(
-        conn,
-        id,
-        worker,
-        &serde_json::to_value(settings)?,
-        settings.lease,
-    )?;
-    summary.run_id = Some(run_id);
-    Ok(Prepared::Ready(Box::new(Ready {
+    let mut ready = Box::new(Ready {
         scrap,
         client,
         route,
@@ -277,186 +296,54 @@ fn start<'c>(
         secrets,
         errlog,
         worker: worker.to_string(),
-        run_id,
+        run_id: 0,
         summary,
         slices_total: known.total,
         slices_done_before: known.loaded,
         held_at_start: known.held,
-        pages_hint,
+        pages_hint: 0,
         table: TableGate::pending(),
-    })))
+        claims: Vec::new(),
+    });
+    if !unstarted {
+        let (run_id, pages_hint) = ledger::start_run(
+            conn,
+            id,
+            worker,
+            &serde_json::to_value(settings)?,
+            settings.lease,
+        )?;
+        ready.started(run_id, pages_hint);
+    }
+    Ok(Prepared::Ready(ready))
 }
 
-/// After a run: the scrap's slices read back, the run row closed, the
-/// summary and exit code; lines go to `sink` or stderr. `conn` is replaced
-/// by a fresh connection if it was lost meanwhile.
-pub fn finish(
-    ctx: &Context<'_>,
+/// A fresh scrap's run as `prepare_fresh` makes it, but for its run row:
+/// started with others (`ledger::wave::start_runs`), then given its id
+/// with [`Ready::started`].
+pub fn unstarted_fresh<'c>(
+    ctx: &'c Context<'_>,
     conn: &mut postgres::Client,
-    ready: &Ready<'_>,
-    outcome: &Outcome,
-    elapsed: Duration,
-    sync: bool,
+    scrap: Scrap,
+    slices: u64,
     sink: Option<&Sender<Watch>>,
-) -> (Exit, Summary) {
-    let feed = Feed {
-        style: ctx.style,
-        sink,
+    worker: &str,
+) -> Result<Box<Ready<'c>>> {
+    let known = Known {
+        total: slices,
+        loaded: 0,
+        held: false,
     };
-    let Ready {
-        scrap,
-        errlog,
-        run_id,
-        summary,
-        ..
-    } = ready;
-    let (run_id, mut summary) = (*run_id, summary.clone());
-    let id = scrap.id;
-    let settings = summary.settings.clone();
-    let backoff = backoff_of(&settings);
-    let Ok(db) = ctx.database() else {
-        return (Exit::Environment, summary);
-    };
-    // A slice this run gave up on may be taken by a later run still
-    // working the scrap: its end says what the scrap came to.
-    if outcome.exit == Exit::Failed {
-        wait_for_later_runs(ctx, db, conn, ready, &feed);
+    match start(ctx, conn, scrap, known, true, sink, worker, true)? {
+        Prepared::Ready(r) => Ok(r),
+        Prepared::Nothing(..) => anyhow::bail!("a fresh scrap without slices"),
     }
-    // The scrap as a whole (other workers may have worked some slices). The
-    // run's connection may have been lost meanwhile: retried on a fresh one.
-    // A sync reads what the pair has loaded with them (the run's close
-    // changes no slice).
-    let mut exit = outcome.exit;
-    let pair = sync.then_some((scrap.client.as_str(), scrap.route.as_str()));
-    let (after, loaded_until) =
-        match db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
-            ledger::scrap_end(c, id, pair)
-        }) {
-            Ok(a) => a,
-            Err(e) => {
-                feed.note("❌", &format!("Erro: {e:#}"));
-                exit = exit.merge(Exit::Environment);
-                (Vec::new(), None)
-            }
-        };
-    let all_done = !after.is_empty() && after.iter().all(|s| loaded(s.status));
-    match exit {
-        Exit::Ok if !all_done => exit = Exit::Failed,
-        // What this run gave up on, another finished: the scrap is loaded.
-        Exit::Failed if all_done => exit = Exit::Ok,
-        _ => {}
-    }
-    let status = match exit {
-        Exit::Ok => RunStatus::Done,
-        Exit::Interrupted => RunStatus::Interrupted,
-        Exit::Environment => RunStatus::Aborted,
-        _ => RunStatus::Failed,
-    };
-    if let Err(e) = db::with_fresh_connection(db, conn, settings.retry_max, backoff, |c| {
-        ledger::finish_run(c, run_id, status, &outcome.totals, outcome.error.as_deref())
-    }) {
-        log::warn!("cannot record the end of run {run_id}: {e:#}");
-    }
-    summary.status = if outcome.auth_refused && exit == Exit::Environment {
-        report::AUTH_REFUSED.to_string()
-    } else {
-        status.to_string()
-    };
-    summary.exit_code = exit.code();
-    count_run(&mut summary, outcome, &after, elapsed);
-    summary.slices_done_elsewhere = (i64::from(summary.slices_done)
-        - ready.slices_done_before as i64
-        - i64::from(outcome.totals.slices_done))
-    .max(0) as i32;
-    if summary.slices_done_elsewhere > 0 {
-        feed.note(
-            "🤝",
-            &format!(
-                "{} fatia(s) do scrap {id} concluída(s) por outro processo durante esta execução",
-                summary.slices_done_elsewhere
-            ),
-        );
-    }
-    if let Some(e) = &outcome.error {
-        feed.note("❌", e);
-    }
-    if summary.slices_failed > 0 {
-        feed.note(
-                "⚠️",
-                &format!(
-                    "{} fatia(s) com falha: veja `atlas scrap show {id}` e {}; rode de novo para retomar",
-                    summary.slices_failed,
-                    errlog.path().display()
-                )
-            );
-    }
-    if outcome.totals.pages > 0 && !after.is_empty() && after.iter().all(|s| s.records == 0) {
-        feed.note(
-            "⚠️",
-            &format!(
-                "Nenhum registro em nenhuma fatia do scrap {id}: confira date_params e end_style da rota \
-                 (a API pode ler o fim como exclusivo) e teste um dia com `atlas check --date YYYY-MM-DD`"
-            ),
-        );
-    }
-    if sync {
-        if loaded_until.is_none() {
-            log::warn!("cannot read what is loaded after run {run_id}");
-        }
-        summary.loaded_until = Some(loaded_until.flatten());
-    }
-    (exit, summary)
 }
 
 /// A slice whose every row is committed: `done`, or `open` (a day that had
 /// not ended when it was loaded).
 fn loaded(s: SliceStatus) -> bool {
     matches!(s, SliceStatus::Done | SliceStatus::Open)
-}
-
-/// How often a run that failed slices looks whether a later run took them.
-const LATER_RUN_POLL: Duration = Duration::from_secs(1);
-
-/// Waits while a later run of the scrap, still live, may take slices this
-/// run failed (`ledger::retried_elsewhere`); a stop signal ends the wait.
-/// The run's lease is renewed meanwhile, so it is not taken for dead.
-fn wait_for_later_runs(
-    ctx: &Context<'_>,
-    db: &db::Db,
-    conn: &mut postgres::Client,
-    ready: &Ready<'_>,
-    feed: &Feed<'_>,
-) {
-    let (scrap, run) = (ready.scrap.id, ready.run_id);
-    let lease = ready.summary.settings.lease;
-    let mut told = false;
-    while !ctx.quit.load(std::sync::atomic::Ordering::SeqCst) {
-        let left =
-            db::with_fresh_connection(db, conn, 1, backoff_of(&ready.summary.settings), |c| {
-                ledger::renew_run(c, run, lease)?;
-                ledger::retried_elsewhere(c, scrap, run)
-            });
-        match left {
-            Ok(0) => return,
-            Ok(n) if !told => {
-                told = true;
-                feed.note(
-                    "⏳",
-                    &format!(
-                        "Aguardando outro processo que trabalha o scrap {scrap} retomar {n} fatia(s) com falha desta execução"
-                    ),
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                log::warn!(
-                    "cannot see whether a later run takes the failed slices of run {run}: {e:#}"
-                );
-                return;
-            }
-        }
-        std::thread::sleep(LATER_RUN_POLL);
-    }
 }
 
 /// The summary of a run that has done nothing yet.
@@ -494,34 +381,6 @@ fn summary_of(scrap: &Scrap, slices_total: i64, settings: &Settings) -> Summary 
         loaded_until: None,
         days_skipped: None,
     }
-}
-
-/// The run's counters, and the scrap's slices as they stand after it.
-fn count_run(summary: &mut Summary, outcome: &Outcome, after: &[SliceInfo], elapsed: Duration) {
-    let t = &outcome.totals;
-    summary.records_fetched = t.records;
-    summary.inserted = t.inserted;
-    summary.duplicates = t.duplicates;
-    summary.out_of_period = t.out_of_period;
-    summary.undated = t.undated;
-    summary.sanitised = t.sanitised;
-    summary.pages = t.pages;
-    summary.slices_done = after.iter().filter(|s| loaded(s.status)).count() as i32;
-    summary.slices_open = after
-        .iter()
-        .filter(|s| s.status == SliceStatus::Open)
-        .count() as i32;
-    summary.slices_failed = after
-        .iter()
-        .filter(|s| s.status == SliceStatus::Failed)
-        .count() as i32;
-    summary.slices_done_by_run = t.slices_done;
-    summary.retries = t.retries;
-    summary.http_requests = t.http;
-    summary.http_429 = t.http.too_many;
-    summary.elapsed_secs = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
-    summary.records_per_sec =
-        (report::rate(t.records.max(0) as u64, elapsed) * 10.0).round() / 10.0;
 }
 
 /// The summary on stdout: the statistics block, or one JSON object.

@@ -17,6 +17,7 @@ mod ends;
 pub mod pairs;
 pub mod rates;
 mod status;
+pub mod wave;
 
 pub use ends::{retried_elsewhere, scrap_end, unsettled};
 use status::status_of;

@@ -60,7 +60,7 @@ impl<'j, 'a> Shared<'j, 'a> {
     /// went through it: nothing more can be free, or held by another
     /// worker, for this run, and no more claims are tried (each would be two
     /// statements on a fetcher's way to its next page).
-    fn count_claims(&self, n: usize) {
+    pub(super) fn count_claims(&self, n: usize) {
         let job = self.job;
         let total = self.claimed_total.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
         let p = &job.progress;

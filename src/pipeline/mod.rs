@@ -84,6 +84,9 @@ pub struct Job<'a> {
     /// Some slice was running when the run was prepared: a dead local
     /// process may hold it, so the first claim looks for one.
     pub held_at_start: bool,
+    /// Slices claimed for the run as it started (a fleet's wave claims
+    /// them with the runs): worked before any claim is tried.
+    pub claimed: Vec<Claim>,
     /// Pages of the pair's last slice done (0: none known): how many pages
     /// a slice's page 1 is asked for with (`speculative_pages`).
     pub pages_hint: u64,
@@ -344,7 +347,7 @@ pub fn run_many<'j, 'a>(
             spreading: AtomicUsize::new(0),
             starting: AtomicUsize::new(0),
             pages_hint: AtomicU64::new(job.pages_hint),
-            claimed: Mutex::new(VecDeque::new()),
+            claimed: Mutex::new(job.claimed.iter().copied().collect()),
             claiming: Mutex::new(()),
             claimed_total: AtomicU64::new(0),
             ends_recorded: AtomicU64::new(0),
@@ -354,6 +357,9 @@ pub fn run_many<'j, 'a>(
             ends: Mutex::new(track::Ends::default()),
             budget: Arc::clone(&budget),
         }));
+        if let Some(lane) = lanes.slots[lane].get() {
+            lane.count_claims(job.claimed.len());
+        }
         lanes.wake.notify();
     };
     // Jobs handed over before the crew starts are there from its first claim.

@@ -9,6 +9,7 @@ mod erp;
 mod exits;
 mod faults;
 mod fleet;
+mod fleet_waves;
 mod foundation;
 mod hostile;
 mod limits;

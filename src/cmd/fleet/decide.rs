@@ -77,27 +77,9 @@ pub(super) fn start_pair<'c>(
 ) -> Start<'c> {
     let not_started =
         |e: anyhow::Error| Start::Over(Turn::NotStarted(format!("{e:#}"), classify(&e)));
-    let until = match pair::until_of(plan.until, route) {
-        Ok(u) => u,
-        Err(e) => return not_started(e),
-    };
-    if let Some(f) = plan.from.filter(|f| *f > until) {
-        return Start::Over(Turn::NotStarted(
-            format!("--from {f} is after --until {until}"),
-            Exit::Usage,
-        ));
-    }
-    // Everything that can refuse the pair, before anything of it is written.
-    let checked = ctx
-        .secrets(route)
-        .and_then(|_| pair::check_before_writes(ctx, client));
-    if let Err(e) = checked {
-        return not_started(e);
-    }
-    let pair_plan = pair::Plan {
-        from: plan.from,
-        until,
-        lookback: plan.lookback,
+    let pair_plan = match pair_checks(ctx, client, route, plan) {
+        Ok(p) => p,
+        Err(start) => return start,
     };
     let (id, joined, table_exists, days, fresh) = match decide(ctx, conn, client, route, &pair_plan)
     {
@@ -135,6 +117,33 @@ pub(super) fn start_pair<'c>(
         }
         Err(e) => not_started(e),
     }
+}
+
+/// Everything that can refuse the pair before anything of it is written
+/// (its last day, its secrets and credentials): its plan, else its turn over.
+pub(super) fn pair_checks(
+    ctx: &Context<'_>,
+    client: &Client,
+    route: &Route,
+    plan: &Plan,
+) -> Result<pair::Plan, Start<'static>> {
+    let not_started =
+        |e: anyhow::Error| Start::Over(Turn::NotStarted(format!("{e:#}"), classify(&e)));
+    let until = pair::until_of(plan.until, route).map_err(not_started)?;
+    if let Some(f) = plan.from.filter(|f| *f > until) {
+        return Err(Start::Over(Turn::NotStarted(
+            format!("--from {f} is after --until {until}"),
+            Exit::Usage,
+        )));
+    }
+    ctx.secrets(route)
+        .and_then(|_| pair::check_before_writes(ctx, client))
+        .map_err(not_started)?;
+    Ok(pair::Plan {
+        from: plan.from,
+        until,
+        lookback: plan.lookback,
+    })
 }
 
 /// What deciding a pair came to: a step under its lock, or busy (another

@@ -10,9 +10,11 @@
 //! go on.
 
 mod board;
+mod close;
 mod decide;
 mod pace;
 mod turn;
+mod wave;
 
 pub(super) use decide::select;
 
@@ -23,7 +25,7 @@ use crate::config::{Client, Route, Settings};
 use crate::db::{self, Db};
 use crate::exit::{classify, usage, Exit};
 use crate::ledger;
-use crate::pipeline::gate::Settling;
+use crate::pipeline::gate::{NoTable, Settling};
 use crate::pipeline::{self, tune, Outcome};
 use crate::report::fleet::FleetReport;
 use crate::report::{self, Summary, Watch};
@@ -34,13 +36,18 @@ use decide::{start_pair, Plan};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use turn::{after_rounds, end_of, fleet_exit, goes_again, merged, told, End, Start, Turn};
+use wave::Pre;
 
 /// Pairs decided and handed to the crew in one wave: a wave's runs, plans
 /// and objects are dropped when it ends (only its report stays), so a
 /// fleet's memory does not grow with its number of pairs.
 const WAVE: usize = 256;
+
+/// Threads closing runs as they end: one, so that the runs ending while
+/// it closes others are closed together.
+const CLOSERS: usize = 1;
 
 pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     let (from, until) = pair::period_flags(a)?;
@@ -310,11 +317,16 @@ impl<'a> Fleet<'a> {
             let ks: Vec<usize> = (0..todo.len()).collect();
             let jobs = &jobs;
             let preparing = s.spawn(move || {
-                let starts = in_parallel(self.deciders, &ks, |k| {
+                // Each pair's first line, in order; a stop skips the rest.
+                let mut live = Vec::new();
+                let mut pre: Vec<Mutex<Option<Pre>>> = Vec::with_capacity(ks.len());
+                for &k in &ks {
                     let i = todo[k];
                     let (client, route) = self.pairs[i];
                     if ctx.quit.load(Ordering::SeqCst) {
-                        return Start::Over(Turn::Skipped(Exit::Interrupted));
+                        let over = Start::Over(Turn::Skipped(Exit::Interrupted));
+                        pre.push(Mutex::new(Some(Pre::Decided(over))));
+                        continue;
                     }
                     if ran[i].is_empty() {
                         let c = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
@@ -324,18 +336,50 @@ impl<'a> Fleet<'a> {
                             &report::fleet::pair_begins((c, n), &client.id, &route.name),
                         )));
                     }
-                    // One connection decides the pair, starts its run
-                    // and makes its table sure.
-                    let mut conn = match self.pool.get() {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let e = anyhow::Error::from(e);
-                            let why = format!("{e:#}");
-                            return Start::Over(Turn::NotStarted(why, classify(&e)));
+                    live.push(k);
+                    pre.push(Mutex::new(Some(Pre::Alone)));
+                }
+                // The pairs decided and their runs started together.
+                if let Ok(mut conn) = self.pool.get() {
+                    let pairs: Vec<_> = live.iter().map(|&k| self.pairs[todo[k]]).collect();
+                    let decided = wave::decide(
+                        ctx,
+                        &mut conn,
+                        &self.worker,
+                        &pairs,
+                        &self.plan,
+                        self.deciders,
+                        news,
+                    );
+                    for (&k, d) in live.iter().zip(decided) {
+                        *lock(&pre[k]) = Some(d);
+                    }
+                }
+                let starts = in_parallel(self.deciders, &ks, |k| {
+                    let i = todo[k];
+                    let (client, route) = self.pairs[i];
+                    let mut conn = None;
+                    let start = match lock(&pre[k]).take() {
+                        Some(Pre::Decided(start)) => start,
+                        _ if ctx.quit.load(Ordering::SeqCst) => {
+                            return Start::Over(Turn::Skipped(Exit::Interrupted));
+                        }
+                        _ => {
+                            // One connection decides the pair, starts its run
+                            // and makes its table sure.
+                            let c = match self.pool.get() {
+                                Ok(c) => conn.insert(c),
+                                Err(e) => {
+                                    let e = anyhow::Error::from(e);
+                                    let why = format!("{e:#}");
+                                    return Start::Over(Turn::NotStarted(why, classify(&e)));
+                                }
+                            };
+                            let worker = &self.worker;
+                            start_pair(ctx, c, worker, client, route, &self.plan, news)
                         }
                     };
-                    let worker = &self.worker;
-                    match start_pair(ctx, &mut conn, worker, client, route, &self.plan, news) {
+                    match start {
                         Start::Ready(r, joined, table_exists, days) => {
                             if let Some(d) = days {
                                 *lock(&self.skipped[i]) = Some(d);
@@ -359,7 +403,13 @@ impl<'a> Fleet<'a> {
                             let _ = handed.send(k);
                             // The table is created while the first pages are fetched.
                             if !table_exists {
-                                r.make_table_sure(&mut conn);
+                                match conn.map_or_else(|| self.pool.get(), Ok) {
+                                    Ok(mut c) => r.make_table_sure(&mut c),
+                                    Err(e) => r.table_gate().settle(Err(NoTable {
+                                        message: format!("{e:#}"),
+                                        database_lost: true,
+                                    })),
+                                }
                             }
                             Start::Handed(joined)
                         }
@@ -369,29 +419,13 @@ impl<'a> Fleet<'a> {
                 drop(handed);
                 starts
             });
-            // Runs over while the crew works others are closed by as many
-            // threads as decide pairs: each close is round trips.
-            let closers: Vec<_> = (0..self.deciders)
+            // Runs over while the crew works others are closed by one
+            // thread: those over while it closes others are closed together
+            // next, in two statements whatever their number.
+            let closers: Vec<_> = (0..CLOSERS)
                 .map(|_| {
                     let over_rx = over_rx.clone();
-                    s.spawn(move || {
-                        for (k, outcome) in over_rx {
-                            // Without a connection now, the run is closed with the others.
-                            let (Some(r), Ok(mut c)) = (readies[k].get(), self.pool.get()) else {
-                                continue;
-                            };
-                            let end = scrap_run::finish(
-                                ctx,
-                                &mut c,
-                                r,
-                                &outcome,
-                                ran_at.elapsed(),
-                                true,
-                                Some(news),
-                            );
-                            drop(closed[k].set(end));
-                        }
-                    })
+                    s.spawn(move || self.close_over(&over_rx, readies, closed, ran_at, news))
                 })
                 .collect();
             drop(over_rx);
@@ -409,41 +443,6 @@ impl<'a> Fleet<'a> {
                 drop(c.join());
             }
             (preparing.join().unwrap_or_default(), outcomes)
-        })
-    }
-
-    /// The runs left to close once the crew is done, closed on `deciders`
-    /// threads: with the database lost, each on a connection of its own (a
-    /// pooled one would only time out).
-    fn finish(
-        &self,
-        finishing: Vec<Finishing<'a>>,
-        elapsed: Duration,
-        news: &Sender<Watch>,
-    ) -> Vec<(usize, bool, Closed)> {
-        let ctx = self.ctx;
-        let lost = finishing.iter().any(|(_, _, _, o)| o.database_lost);
-        let idx: Vec<usize> = (0..finishing.len()).collect();
-        let slots: Vec<Mutex<Option<_>>> =
-            finishing.into_iter().map(|w| Mutex::new(Some(w))).collect();
-        in_parallel(self.deciders, &idx, |k| {
-            let (i, r, joined, outcome) = lock(&slots[k]).take().expect("each run ends once");
-            let pooled = if lost { None } else { self.pool.get().ok() };
-            let summary = match pooled {
-                Some(mut c) => {
-                    scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(news))
-                }
-                None => match self.db.connect() {
-                    Ok(mut c) => {
-                        scrap_run::finish(ctx, &mut c, &r, &outcome, elapsed, true, Some(news))
-                    }
-                    Err(e) => {
-                        let why = format!("{e:#}");
-                        return (i, joined, Err(why));
-                    }
-                },
-            };
-            (i, joined, Ok((summary, outcome.error)))
         })
     }
 }

@@ -1,0 +1,152 @@
+//! `atlas sync --all` over more pairs than a wave (decided, started and
+//! closed a wave at a time, in one statement each for the wave): every
+//! table loaded exactly, two fleets at once over the same pairs each
+//! loading a pair's slices once, and the next night only the new days.
+
+use crate::util::{request_log, route_at, Api, Atlas, Bg, TestDb};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Clients of the fleet, two routes each: 300 pairs, more than a wave (256).
+const CLIENTS: usize = 150;
+
+fn tables(db: &TestDb) -> Vec<String> {
+    db.strings(
+        "SELECT tablename::text FROM pg_tables
+         WHERE tablename LIKE 'dados_raw_cliente_%' ORDER BY 1",
+    )
+}
+
+/// Every raw table holds `expected` rows, all distinct.
+fn assert_all_exact(db: &TestDb, expected: i64) {
+    let all = tables(db);
+    assert_eq!(all.len(), 2 * CLIENTS, "one table per pair");
+    let counts = all
+        .iter()
+        .map(|t| {
+            format!("SELECT '{t}' AS t, count(*) AS n, count(DISTINCT hash_conteudo) AS d FROM {t}")
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let wrong = db.strings(&format!(
+        "SELECT t || ': ' || n || ' rows, ' || d || ' distinct' FROM ({counts}) c
+         WHERE n <> {expected} OR d <> {expected}"
+    ));
+    assert!(wrong.is_empty(), "tables not loaded exactly: {wrong:?}");
+}
+
+#[test]
+fn two_fleets_of_more_pairs_than_a_wave_load_each_pair_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("api.log");
+    let api = Api::start(&[
+        "--per-day",
+        "4",
+        "--page-size",
+        "5",
+        "--latency-ms",
+        "2",
+        "--request-log",
+        log.to_str().unwrap(),
+    ]);
+    let db = TestDb::new("fleetwaves");
+    let clients: serde_json::Map<String, Value> = (0..CLIENTS)
+        .map(|i| {
+            (
+                format!("{}", 3000 + i),
+                json!({ "name": format!("C{i}"), "base_url": format!("{}/page", api.url) }),
+            )
+        })
+        .collect();
+    let cfg = json!({
+        "clients": clients,
+        "routes": { "pedidos": route_at("/pedidos"), "notas": route_at("/notas") }
+    });
+    let mut atlas = Atlas::new(&db, &cfg);
+    atlas.env.push(("ATLAS_THREADS".into(), "4".into()));
+    atlas.ok(&["init"]);
+    let (from, until) = ("2025-03-01", "2025-03-02");
+    let per_pair = api.expected(from, until);
+    let cmd = ["sync", "--all", "--json", "--from", from, "--until", until];
+    let mut a = Bg::spawn(&atlas, &cmd, "a");
+    let mut b = Bg::spawn(&atlas, &cmd, "b");
+    let (ra, rb) = (
+        a.finish(Duration::from_secs(300)),
+        b.finish(Duration::from_secs(300)),
+    );
+    assert_eq!(ra.code, 0, "a: {}", ra.stderr);
+    assert_eq!(rb.code, 0, "b: {}", rb.stderr);
+    assert_all_exact(&db, per_pair);
+    let (ja, jb) = (ra.json(), rb.json());
+    for j in [&ja, &jb] {
+        assert_eq!(j["pairs"].as_array().map(Vec::len), Some(2 * CLIENTS));
+    }
+    let inserted =
+        ja["totals"]["inserted"].as_i64().unwrap() + jb["totals"]["inserted"].as_i64().unwrap();
+    assert_eq!(
+        inserted,
+        2 * CLIENTS as i64 * per_pair,
+        "each record inserted by one process"
+    );
+    // Each slice fetched by one process: every client asks the same
+    // pages (one API), each page once per client.
+    let mut asked: std::collections::HashMap<String, usize> = Default::default();
+    for r in request_log(&log) {
+        *asked.entry(r.url).or_default() += 1;
+    }
+    assert_eq!(asked.len(), 2 * 2, "2 routes × 2 days, one page each");
+    for (url, n) in &asked {
+        assert_eq!(*n, CLIENTS, "{url} asked {n} times");
+    }
+    // One scrap per pair: its period was decided once, under its lock.
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.scraps"),
+        2 * CLIENTS as i64
+    );
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.slices WHERE status <> 'done'"),
+        0
+    );
+    assert_eq!(
+        db.i64("SELECT count(*) FROM atlas.runs WHERE status <> 'done' OR finished_at IS NULL"),
+        0,
+        "every run closed done"
+    );
+    // Every pair told once by each process, each on its own line.
+    for r in [&ra, &rb] {
+        let begun = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("🧩 pares ") && !l.contains(" | "))
+            .count();
+        assert_eq!(begun, 2 * CLIENTS, "{}", r.stderr);
+    }
+
+    // The next night: the new day and the lookback day, by one fleet.
+    let next = "2025-03-03";
+    let r = atlas.ok(&["sync", "--all", "--json", "--until", next]);
+    let j = r.json();
+    assert_eq!(j["exit_code"], 0);
+    let pairs = j["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2 * CLIENTS);
+    for p in pairs {
+        assert_eq!(p["status"], "done", "{p}");
+        assert_eq!(p["slices_total"], 2, "{p}");
+        assert_eq!(p["slices_done_by_run"], 2, "{p}");
+        assert_eq!(p["loaded_until"], next, "{p}");
+        assert_eq!(p["days_skipped"], 1, "{p}");
+    }
+    assert_all_exact(&db, api.expected(from, next));
+    // Nothing left to do a third time: every pair up to date.
+    let j = atlas
+        .ok(&["sync", "--all", "--json", "--until", next])
+        .json();
+    let statuses: HashSet<String> = j["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, HashSet::from(["up_to_date".to_string()]));
+}
