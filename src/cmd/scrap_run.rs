@@ -42,6 +42,14 @@ pub fn execute(
     ctx.config()?;
     let settings = ctx.settings()?;
     let db = ctx.database()?;
+    // Room for the most writers a far database may get (opened lazily,
+    // capped by `max_db_connections`), the first ones opened while the run
+    // gets ready on a connection of its own (which says why a refusing
+    // server refuses); the writers fit the measured link.
+    let pool = db.pool(
+        (settings.threads + tune::MAX_WRITERS + 2) as u32,
+        settings.writers,
+    );
     let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
@@ -49,13 +57,6 @@ pub fn execute(
         Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
         Prepared::Ready(r) => r,
     };
-    // Room for the most writers a far database may get (opened lazily,
-    // capped by `max_db_connections`), the first ones opened while the table
-    // is made sure of; the writers fit the measured link.
-    let pool = db.pool(
-        (settings.threads + tune::MAX_WRITERS + 2) as u32,
-        settings.writers,
-    );
     ready.make_table_sure(&mut conn);
     let round_trip = db::round_trip(&mut conn, tune::NEAR)?;
     ready.summary.settings = tune::plan(&ready.summary.settings, round_trip, pool.max_size());

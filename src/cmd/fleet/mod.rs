@@ -67,16 +67,17 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     }
     let settings = ctx.settings()?;
     let db = ctx.database()?;
-    // A database that refuses says so at once, as every other command does
-    // (a pool would wait for its timeout and lose the cause).
-    let mut conn = db.connect()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // One pool for the whole fleet: deciding, the crew, the summaries, with
     // room for the most deciders and writers a far database may get
-    // (opened lazily, capped by `max_db_connections`). Deciding pairs goes
-    // on while the crew works.
+    // (opened lazily, capped by `max_db_connections`), its first
+    // connections opened while the schema and the link are checked.
+    // Deciding pairs goes on while the crew works.
     let most = settings.threads + settings.threads.max(cores) + tune::MAX_WRITERS + 2;
     let pool = db.pool(most as u32, settings.threads.min(cores.max(4)));
+    // A database that refuses says so at once, as every other command does
+    // (a pool would wait for its timeout and lose the cause).
+    let mut conn = db.connect()?;
     db::require_schema(&mut conn)?;
     // Across the network, more threads wait on the ledger's round trips and
     // the writers fit the link as `scrap run`'s do.
