@@ -51,14 +51,16 @@ pub fn execute(
         settings.writers,
     );
     let mut conn = db.connect()?;
+    let t = Instant::now();
     db::require_schema(&mut conn)?;
+    let seen = t.elapsed();
     let worker = ledger::worker_id(&ctx.host, &ledger::Locality::current(), std::process::id());
     let mut ready = match prepare(ctx, &mut conn, id, sync, sink, &worker)? {
         Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
         Prepared::Ready(r) => r,
     };
     ready.make_table_sure(&mut conn);
-    let round_trip = db::round_trip(&mut conn, tune::NEAR)?;
+    let round_trip = db::round_trip(&mut conn, tune::NEAR, seen)?;
     ready.summary.settings = tune::plan(&ready.summary.settings, round_trip, pool.max_size());
     let job = ready.job(ctx, pool, ctx.quit, sink);
     let started = Instant::now();

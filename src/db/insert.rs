@@ -12,6 +12,7 @@
 //! fleet's pair, a few days of a backfill) takes 1: everything in one
 //! message (`one_trip`).
 
+use super::batch_sql::{ledger_sql, TAKEN_OVER};
 use super::{one_trip, PooledConn};
 use crate::ident::quote;
 use crate::record::Row;
@@ -22,11 +23,6 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, SimpleQueryMessage, Statement};
-use std::fmt::Write;
-
-/// The SQLSTATE the ledger statement raises when a slice of the batch is no
-/// longer this worker's (its lease expired and another worker took it).
-const TAKEN_OVER: &str = "AT001";
 
 /// One writer's connection with its statements prepared once: the insert of
 /// the load path (arrays unnested server-side, duplicates skipped by the
@@ -406,101 +402,4 @@ fn copy_rows(
     }
     w.finish()?;
     Ok(())
-}
-
-/// A string literal that reads the same whatever
-/// `standard_conforming_strings` is: `E'…'`, backslashes and quotes doubled.
-pub(super) fn literal(s: &str) -> String {
-    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// The end of a batch's transaction as one simple query (one round trip):
-/// with `check`, lock those slices in id order (two writers sharing slices
-/// must not deadlock) and raise `TAKEN_OVER` unless each is still running
-/// under `worker`; add each `(slice, inserted, duplicates)` of `counts` and
-/// their sum to the run; commit without waiting for the WAL flush.
-///
-/// The commit need not wait for its flush: the commit that marks the slice
-/// done (synchronous, later in the same WAL) flushes it too, so a slice
-/// recorded done always has its rows on disk; a crash before that loses only
-/// batches of unfinished slices, which the rerun fetches again. Only
-/// integers and the quoted worker are written into the text.
-pub(super) fn ledger_sql(
-    run: i64,
-    worker: &str,
-    check: Option<&[i64]>,
-    counts: &[(i64, i64, i64)],
-) -> String {
-    let mut sql = String::from("SET LOCAL synchronous_commit = off;\n");
-    if let Some(slices) = check {
-        let ids: Vec<String> = slices.iter().map(i64::to_string).collect();
-        let _ = write!(
-            sql,
-            "SELECT set_config('atlas.batch_worker', {w}, true);
-DO $$BEGIN
-  IF (SELECT count(*) FROM (SELECT id FROM atlas.slices
-        WHERE id = ANY ('{{{ids}}}'::bigint[]) AND worker = current_setting('atlas.batch_worker')
-          AND status = 'running' ORDER BY id FOR UPDATE) h) <> {n} THEN
-    RAISE EXCEPTION 'a slice of this batch was taken over' USING ERRCODE = '{TAKEN_OVER}';
-  END IF;
-END$$;\n",
-            w = literal(worker),
-            ids = ids.join(","),
-            n = slices.len(),
-        );
-    }
-    let (inserted, total) = counts
-        .iter()
-        .fold((0, 0), |(i, t), (_, ins, dup)| (i + ins, t + ins + dup));
-    if total > 0 {
-        let values: Vec<String> = counts
-            .iter()
-            .map(|(s, i, d)| format!("({s}::bigint, {i}::bigint, {d}::bigint)"))
-            .collect();
-        let _ = write!(
-            sql,
-            "UPDATE atlas.slices AS s SET inserted = s.inserted + v.i, duplicates = s.duplicates + v.d
-  FROM (VALUES {}) AS v(id, i, d) WHERE s.id = v.id;
-UPDATE atlas.runs SET inserted = inserted + {inserted}, duplicates = duplicates + {dup} WHERE id = {run};\n",
-            values.join(", "),
-            dup = total - inserted,
-        );
-    }
-    sql.push_str("COMMIT");
-    sql
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals_survive_quotes_and_backslashes() {
-        assert_eq!(literal("host:1"), "E'host:1'");
-        assert_eq!(literal(r"a'b\c"), r"E'a''b\\c'");
-    }
-
-    #[test]
-    fn the_ledger_checks_counts_and_commits_in_one_text() {
-        let sql = ledger_sql(7, "w'1", Some(&[3, 5]), &[(3, 10, 2), (5, 0, 4)]);
-        assert!(sql.starts_with("SET LOCAL synchronous_commit = off;"));
-        assert!(sql.contains("set_config('atlas.batch_worker', E'w''1', true)"));
-        assert!(sql.contains("'{3,5}'::bigint[]"));
-        assert!(sql.contains(") h) <> 2 THEN"));
-        assert!(sql.contains(&format!("ERRCODE = '{TAKEN_OVER}'")));
-        assert!(
-            sql.contains("(3::bigint, 10::bigint, 2::bigint), (5::bigint, 0::bigint, 4::bigint)")
-        );
-        assert!(sql.contains("inserted = inserted + 10, duplicates = duplicates + 6 WHERE id = 7"));
-        assert!(sql.ends_with("COMMIT"));
-    }
-
-    #[test]
-    fn a_batch_of_slices_locked_first_or_empty_only_commits() {
-        let sql = ledger_sql(7, "w", None, &[]);
-        assert_eq!(sql, "SET LOCAL synchronous_commit = off;\nCOMMIT");
-        let sql = ledger_sql(7, "w", None, &[(3, 1, 0)]);
-        assert!(!sql.contains("DO $$"));
-        assert!(sql.contains("UPDATE atlas.runs"));
-    }
 }

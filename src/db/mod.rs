@@ -2,6 +2,7 @@
 //! from `sql/`, raw tables, and (in `insert`) the batch insert of the load
 //! path.
 
+mod batch_sql;
 mod insert;
 mod link;
 mod one_trip;

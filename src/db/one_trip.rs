@@ -4,7 +4,7 @@
 //! eight round trips (BEGIN, prepares, COPY, a COPY that met a stored row and
 //! its rollback, the insert, the commit) for little work.
 
-use super::insert::{ledger_sql, literal};
+use super::batch_sql::{ledger_sql, literal};
 use crate::record::Row;
 use std::fmt::Write;
 

@@ -10,6 +10,7 @@ use crate::exit::Exit;
 use crate::pipeline::Outcome;
 use crate::report::{Summary, Watch};
 use crossbeam::channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,17 +22,43 @@ const CLOSE_BATCH: usize = 256;
 const LINGER: Duration = Duration::from_millis(20);
 
 /// The items of `rx` that come within `linger` after `first`, up to
-/// `CLOSE_BATCH` in all.
-fn at_hand<T>(first: T, rx: &Receiver<T>, linger: Duration) -> Vec<T> {
+/// `CLOSE_BATCH` in all; no waiting once `more_may_come(items in hand)`
+/// says none can (the fleet's last runs are closed at once).
+fn at_hand<T>(
+    first: T,
+    rx: &Receiver<T>,
+    linger: Duration,
+    more_may_come: impl Fn(usize) -> bool,
+) -> Vec<T> {
     let until = Instant::now() + linger;
     let mut batch = vec![first];
     while batch.len() < CLOSE_BATCH {
-        match rx.recv_deadline(until) {
-            Ok(x) => batch.push(x),
-            Err(_) => break,
+        let next = if more_may_come(batch.len()) {
+            rx.recv_deadline(until).ok()
+        } else {
+            rx.try_recv().ok()
+        };
+        match next {
+            Some(x) => batch.push(x),
+            None => break,
         }
     }
     batch
+}
+
+/// Runs handed to the crew so far, and whether every one has been: the
+/// closer lingers only while more runs may still end.
+#[derive(Default)]
+pub(super) struct Handing {
+    pub(super) handed: AtomicUsize,
+    pub(super) done: AtomicBool,
+}
+
+impl Handing {
+    /// Whether a run beyond `closing` closed or in hand may still end.
+    fn more_than(&self, closing: usize) -> bool {
+        !self.done.load(Ordering::SeqCst) || self.handed.load(Ordering::SeqCst) > closing
+    }
 }
 
 impl<'a> Fleet<'a> {
@@ -46,9 +73,12 @@ impl<'a> Fleet<'a> {
         closed: &[OnceLock<(Exit, Summary)>],
         ran_at: Instant,
         news: &Sender<Watch>,
+        handing: &Handing,
     ) {
         while let Ok(first) = over.recv() {
-            let batch = at_hand(first, over, LINGER);
+            let batch = at_hand(first, over, LINGER, |n| {
+                handing.more_than(closed.iter().filter(|c| c.get().is_some()).count() + n)
+            });
             let Ok(mut c) = self.pool.get() else {
                 continue;
             };
@@ -146,15 +176,16 @@ mod tests {
             tx.send(i).unwrap();
         }
         let no = Duration::ZERO;
-        assert_eq!(at_hand(0, &rx, no), [0, 1, 2, 3]);
-        assert_eq!(at_hand(9, &rx, no), [9], "nothing more at hand");
+        let more = |_| true;
+        assert_eq!(at_hand(0, &rx, no, more), [0, 1, 2, 3]);
+        assert_eq!(at_hand(9, &rx, no, more), [9], "nothing more at hand");
         let (tx2, rx2) = crossbeam::channel::unbounded();
         let later = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
             tx2.send(2).unwrap();
         });
         assert_eq!(
-            at_hand(1, &rx2, Duration::from_secs(5)),
+            at_hand(1, &rx2, Duration::from_secs(5), more),
             [1, 2],
             "one that ends meanwhile (then no more can come)"
         );
@@ -162,7 +193,23 @@ mod tests {
         for i in 0..CLOSE_BATCH + 5 {
             tx.send(i).unwrap();
         }
-        assert_eq!(at_hand(0, &rx, no).len(), CLOSE_BATCH);
+        assert_eq!(at_hand(0, &rx, no, more).len(), CLOSE_BATCH);
         assert_eq!(rx.len(), 6, "the rest for the next close");
+    }
+
+    #[test]
+    fn the_last_runs_are_closed_without_lingering() {
+        let (tx, rx) = crossbeam::channel::unbounded();
+        tx.send(2).unwrap();
+        let t = Instant::now();
+        // Whatever is queued is taken; nothing more is waited for.
+        assert_eq!(at_hand(1, &rx, Duration::from_secs(5), |_| false), [1, 2]);
+        assert!(t.elapsed() < Duration::from_secs(1));
+        let h = Handing::default();
+        assert!(h.more_than(0), "still handing");
+        h.handed.store(3, Ordering::SeqCst);
+        h.done.store(true, Ordering::SeqCst);
+        assert!(h.more_than(2));
+        assert!(!h.more_than(3), "all three closed or in hand");
     }
 }

@@ -78,10 +78,12 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
     // A database that refuses says so at once, as every other command does
     // (a pool would wait for its timeout and lose the cause).
     let mut conn = db.connect()?;
+    let t = Instant::now();
     db::require_schema(&mut conn)?;
+    let seen = t.elapsed();
     // Across the network, more threads wait on the ledger's round trips and
     // the writers fit the link as `scrap run`'s do.
-    let round_trip = db::round_trip(&mut conn, tune::NEAR)?;
+    let round_trip = db::round_trip(&mut conn, tune::NEAR, seen)?;
     drop(conn);
     let mut crew = tune::plan(settings, round_trip, pool.max_size());
     let pace = pace::pace(
@@ -314,7 +316,9 @@ impl<'a> Fleet<'a> {
         let jobs: Vec<OnceLock<pipeline::Job>> = todo.iter().map(|_| OnceLock::new()).collect();
         let (handed, handed_rx) = channel::unbounded::<usize>();
         let (over, over_rx) = channel::unbounded::<(usize, Outcome)>();
+        let handing = close::Handing::default();
         std::thread::scope(|s| {
+            let handing = &handing;
             let ks: Vec<usize> = (0..todo.len()).collect();
             let jobs = &jobs;
             let preparing = s.spawn(move || {
@@ -401,6 +405,7 @@ impl<'a> Fleet<'a> {
                             );
                             drop(jobs[k].set(job));
                             // The crew reads until the channel closes.
+                            handing.handed.fetch_add(1, Ordering::SeqCst);
                             let _ = handed.send(k);
                             // The table is created while the first pages are fetched.
                             if !table_exists {
@@ -418,6 +423,7 @@ impl<'a> Fleet<'a> {
                     }
                 });
                 drop(handed);
+                handing.done.store(true, Ordering::SeqCst);
                 starts
             });
             // Runs over while the crew works others are closed by one
@@ -426,7 +432,9 @@ impl<'a> Fleet<'a> {
             let closers: Vec<_> = (0..CLOSERS)
                 .map(|_| {
                     let over_rx = over_rx.clone();
-                    s.spawn(move || self.close_over(&over_rx, readies, closed, ran_at, news))
+                    s.spawn(move || {
+                        self.close_over(&over_rx, readies, closed, ran_at, news, handing)
+                    })
                 })
                 .collect();
             drop(over_rx);
