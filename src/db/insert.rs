@@ -8,9 +8,9 @@
 //! then the ledger and `COMMIT` sent together as one simple query;
 //! `INSERT … ON CONFLICT` (a rerun) 3: `BEGIN`, the insert, the ledger with
 //! `COMMIT`. Before this module they were 7 and 6, plus one per slice of the
-//! batch. A small batch (at most `one_trip::MAX_BYTES` of payload: a
-//! fleet's pair, a few days of a backfill) takes 1: everything in one
-//! message (`one_trip`).
+//! batch. With the database across the network a small batch (at most
+//! `one_trip::MAX_BYTES` of payload: a fleet's pair, a few days of a
+//! backfill) takes 1: everything in one message (`one_trip`).
 
 use super::batch_sql::{ledger_sql, TAKEN_OVER};
 use super::{one_trip, PooledConn};
@@ -44,6 +44,10 @@ pub struct Inserter {
     /// prepared when a batch first needs it.
     copy: String,
     copy_stmt: Option<Statement>,
+    /// Whether a small batch goes in one message (`one_trip`): with the
+    /// database across the network, where its round trips are the cost;
+    /// next door binary COPY costs the server less.
+    one_trip: bool,
     /// Whether the next batch tries COPY first: off after a batch met a
     /// duplicate (a rerun: every COPY would fail), on again once a batch
     /// inserted every row.
@@ -136,8 +140,16 @@ impl Inserter {
             copy: String::new(),
             copy_stmt: None,
             try_copy: true,
+            one_trip: false,
         }
         .retarget(table, worker, run))
+    }
+
+    /// This writer sends small batches in one message (`one_trip`): the
+    /// database is across the network.
+    pub fn far(mut self, far: bool) -> Inserter {
+        self.one_trip = far;
+        self
     }
 
     /// The same connection, writing `worker`'s run `run` into `table`
@@ -221,7 +233,7 @@ impl Inserter {
         slices: &[i64],
         lock_first: bool,
     ) -> Result<Option<Vec<Option<i64>>>> {
-        if !lock_first {
+        if self.one_trip && !lock_first {
             let all: Vec<&(usize, &Row)> = rows.iter().collect();
             if one_trip::fits(&all) {
                 return self.commit_in_one(&all, slices);

@@ -27,6 +27,8 @@ type Prepared = Option<(usize, Inserter)>;
 struct Limit {
     rows: usize,
     bytes: usize,
+    /// The database is across the network: small batches in one message.
+    far: bool,
 }
 
 /// Commits chunks until every fetcher is gone and the channel is empty:
@@ -36,6 +38,7 @@ pub(super) fn writer(lanes: &Lanes, rx: &Receiver<Chunk>) {
     let mut limit = Limit {
         rows: settings.batch_export,
         bytes: settings.batch_bytes.unwrap_or(usize::MAX),
+        far: settings.db_round_trip.is_some(),
     };
     let mut ins: Prepared = None;
     let mut pending: Vec<Chunk> = Vec::new();
@@ -95,13 +98,13 @@ impl Shared<'_, '_> {
                 batch.push((ci, row));
                 bytes += row.payload.len();
                 if batch.len() == per || bytes >= limit.bytes {
-                    self.commit(ins, &chunks, &mut batch);
+                    self.commit(ins, &chunks, &mut batch, limit.far);
                     bytes = 0;
                 }
             }
         }
         if !batch.is_empty() {
-            self.commit(ins, &chunks, &mut batch);
+            self.commit(ins, &chunks, &mut batch, limit.far);
         }
         // Each chunk is fully committed (or its slice marked) now.
         while let Some(t) = guard.held.pop() {
@@ -110,7 +113,13 @@ impl Shared<'_, '_> {
     }
 
     /// Commits one batch, retried; on giving up, marks the batch's slices.
-    fn commit(&self, ins: &mut Prepared, chunks: &[Chunk], batch: &mut Vec<(usize, &Row)>) {
+    fn commit(
+        &self,
+        ins: &mut Prepared,
+        chunks: &[Chunk],
+        batch: &mut Vec<(usize, &Row)>,
+        far: bool,
+    ) {
         let job = self.job;
         if let Err(no) = job.table.wait() {
             // Nowhere to write: the run stops, these slices stay pending.
@@ -144,7 +153,8 @@ impl Shared<'_, '_> {
                                 .pool
                                 .get()
                                 .map_err(anyhow::Error::from)
-                                .and_then(|c| Inserter::on(c, table, worker, run)),
+                                .and_then(|c| Inserter::on(c, table, worker, run))
+                                .map(|i| i.far(far)),
                         };
                         next.and_then(|i| {
                             let (_, i) = ins.insert((self.lane, i));
