@@ -8,6 +8,18 @@ use std::fmt::Write;
 /// longer this worker's (its lease expired and another worker took it).
 pub(super) const TAKEN_OVER: &str = "AT001";
 
+/// Whether `e` is the ledger's `TAKEN_OVER` (the batch was rolled back and
+/// is redone for the slices still held), logged as such.
+pub(super) fn taken_over(e: &postgres::Error) -> bool {
+    let taken = e.code().map(postgres::error::SqlState::code) == Some(TAKEN_OVER);
+    if taken {
+        log::debug!(
+            "a slice of the batch was taken over: rolled back, redone for the slices still held"
+        );
+    }
+    taken
+}
+
 /// A string literal that reads the same whatever
 /// `standard_conforming_strings` is: `E'…'`, backslashes and quotes doubled.
 pub(super) fn literal(s: &str) -> String {

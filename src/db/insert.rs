@@ -12,7 +12,7 @@
 //! `one_trip::MAX_BYTES` of payload: a fleet's pair, a few days of a
 //! backfill) takes 1: everything in one message (`one_trip`).
 
-use super::batch_sql::{ledger_sql, TAKEN_OVER};
+use super::batch_sql::{ledger_sql, taken_over};
 use super::{one_trip, PooledConn};
 use crate::ident::quote;
 use crate::record::Row;
@@ -105,8 +105,7 @@ impl<'c> Open<'c> {
                 self.open = false;
                 Ok(true)
             }
-            Err(e) if e.code().map(SqlState::code) == Some(TAKEN_OVER) => {
-                log::debug!("a slice of the batch was taken over: rolled back, redone for the slices still held");
+            Err(e) if taken_over(&e) => {
                 self.open = false;
                 self.conn.batch_execute("ROLLBACK")?;
                 Ok(false)
@@ -356,7 +355,7 @@ impl Inserter {
         rows: &[&(usize, &Row)],
         slices: &[i64],
     ) -> Result<Option<Vec<Option<i64>>>> {
-        let sql = one_trip::sql(&self.table, self.run, &self.worker, slices, rows);
+        let (sql, totals) = one_trip::sql(&self.table, self.run, &self.worker, slices, rows);
         let answer = match self.conn.simple_query(&sql) {
             Ok(a) => a,
             Err(e) => {
@@ -364,8 +363,7 @@ impl Inserter {
                 // rolled back here (a broken connection fails here too, and
                 // the pool drops it).
                 let _ = self.conn.batch_execute("ROLLBACK");
-                if e.code().map(SqlState::code) == Some(TAKEN_OVER) {
-                    log::debug!("a slice of the batch was taken over: rolled back, redone for the slices still held");
+                if taken_over(&e) {
                     return Ok(None);
                 }
                 return Err(e.into());
@@ -388,10 +386,6 @@ impl Inserter {
             }
         }
         // Every row new: the next (bigger) batch may try COPY again.
-        let mut totals = vec![0i64; slices.len()];
-        for (g, _) in rows {
-            totals[*g] += 1;
-        }
         self.try_copy = per_slice.iter().zip(&totals).all(|(n, t)| *n == Some(*t));
         Ok(Some(per_slice))
     }

@@ -33,7 +33,14 @@ pub fn fits(rows: &[&(usize, &Row)]) -> bool {
 /// `(index into slices, rows inserted)`. `rows` are tagged with their
 /// slice's index, sorted by hash (unique-index entries locked in one order).
 /// Only dates, hashes, integers and quoted text are written into the SQL.
-pub fn sql(table: &str, run: i64, worker: &str, slices: &[i64], rows: &[&(usize, &Row)]) -> String {
+/// Also returns each slice's rows in the batch.
+pub fn sql(
+    table: &str,
+    run: i64,
+    worker: &str,
+    slices: &[i64],
+    rows: &[&(usize, &Row)],
+) -> (String, Vec<i64>) {
     let mut totals = vec![0i64; slices.len()];
     for (g, _) in rows {
         totals[*g] += 1;
@@ -81,7 +88,7 @@ ru AS (UPDATE atlas.runs SET inserted = inserted + (SELECT coalesce(sum(n), 0) F
 SELECT g, n FROM sl;
 COMMIT"
     );
-    s
+    (s, totals)
 }
 
 /// Writes `each` of `rows` into `s`, comma-separated.
@@ -116,7 +123,8 @@ mod tests {
         let (a, b) = (row(r#"{"a":"it's"}"#), row(r#"{"b":"\\n"}"#));
         let tagged = [(0usize, &a), (1usize, &b)];
         let rows: Vec<&(usize, &Row)> = tagged.iter().collect();
-        let sql = sql("\"t\"", 7, "w", &[11, 12], &rows);
+        let (sql, totals) = sql("\"t\"", 7, "w", &[11, 12], &rows);
+        assert_eq!(totals, [1, 1]);
         assert!(sql.starts_with("BEGIN;\nSET LOCAL synchronous_commit = off;"));
         assert!(sql.contains("ERRCODE = 'AT001'"));
         assert!(sql.contains("'{2025-03-01,2025-03-01}'::date[]"));
