@@ -6,7 +6,9 @@
 # (a new day and the lookback day), with the ideal `requests x latency /
 # threads` beside them.
 #   scripts/bench-fleet.sh                  40 pairs x 2 days, 100 ms, 8 threads
-# Env: PAIRS (even), DAYS, LATENCY_MS, THREADS, DATABASE_URL (else scripts/pg.sh).
+# Env: PAIRS (even), DAYS, LATENCY_MS, THREADS, DB_LATENCY_MS (each way), EACH=0
+# (skip the one-sync-per-pair runs), ATLAS_BIN (another build to measure),
+# DATABASE_URL (else scripts/pg.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,7 +42,7 @@ ensure_postgres
 ensure_psql
 cargo build --release --bins -q
 mkdir -p "$WORK"
-ATLAS=$ROOT/target/release/atlas
+ATLAS=${ATLAS_BIN:-$ROOT/target/release/atlas}
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 

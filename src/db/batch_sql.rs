@@ -26,22 +26,38 @@ pub(super) fn literal(s: &str) -> String {
     format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The end of a slice whose last rows are in the batch, recorded by the
+/// batch's commit (no transaction of its own): its status (`done` or
+/// `open`) and fetch counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndRow {
+    pub slice: i64,
+    pub status: &'static str,
+    pub pages: i64,
+    pub records: i64,
+    pub out_of_period: i64,
+    pub undated: i64,
+}
+
 /// The end of a batch's transaction as one simple query (one round trip):
 /// with `check`, lock those slices in id order (two writers sharing slices
 /// must not deadlock) and raise `TAKEN_OVER` unless each is still running
 /// under `worker`; add each `(slice, inserted, duplicates)` of `counts` and
-/// their sum to the run; commit without waiting for the WAL flush.
+/// their sum to the run; record `ends` (each only if still `worker`'s);
+/// commit without waiting for the WAL flush.
 ///
-/// The commit need not wait for its flush: the commit that marks the slice
-/// done (synchronous, later in the same WAL) flushes it too, so a slice
-/// recorded done always has its rows on disk; a crash before that loses only
-/// batches of unfinished slices, which the rerun fetches again. Only
-/// integers and the quoted worker are written into the text.
+/// The commit need not wait for its flush: a slice's end is committed with
+/// its last rows or after them, and the run is closed by a synchronous
+/// commit later in the same WAL, which flushes them all; a crash of the
+/// server before that loses a tail of commits whole (rows with their counts
+/// and ends), whose slices the rerun finds unfinished and fetches again.
+/// Only integers and quoted text are written into the text.
 pub(super) fn ledger_sql(
     run: i64,
     worker: &str,
     check: Option<&[i64]>,
     counts: &[(i64, i64, i64)],
+    ends: &[EndRow],
 ) -> String {
     let mut sql = String::from("SET LOCAL synchronous_commit = off;\n");
     if let Some(slices) = check {
@@ -78,8 +94,39 @@ UPDATE atlas.runs SET inserted = inserted + {inserted}, duplicates = duplicates 
             dup = total - inserted,
         );
     }
+    sql.push_str(&ends_sql(worker, ends));
     sql.push_str("COMMIT");
     sql
+}
+
+/// The update recording `ends`, each only if the slice is still running
+/// under `worker` (empty when there is none).
+pub(super) fn ends_sql(worker: &str, ends: &[EndRow]) -> String {
+    if ends.is_empty() {
+        return String::new();
+    }
+    let values: Vec<String> = ends
+        .iter()
+        .map(|e| {
+            format!(
+                "({}::bigint, {}, {}::bigint, {}::bigint, {}::bigint, {}::bigint)",
+                e.slice,
+                literal(e.status),
+                e.pages,
+                e.records,
+                e.out_of_period,
+                e.undated
+            )
+        })
+        .collect();
+    format!(
+        "UPDATE atlas.slices AS s SET status = v.st, pages = v.p, records = v.r, out_of_period = v.o,
+    undated = v.u, last_error = NULL, worker = NULL, lease_until = NULL, done_at = now()
+  FROM (VALUES {}) AS v(id, st, p, r, o, u)
+  WHERE s.id = v.id AND s.worker = {} AND s.status = 'running';\n",
+        values.join(", "),
+        literal(worker)
+    )
 }
 
 #[cfg(test)]
@@ -94,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_ledger_checks_counts_and_commits_in_one_text() {
-        let sql = ledger_sql(7, "w'1", Some(&[3, 5]), &[(3, 10, 2), (5, 0, 4)]);
+        let sql = ledger_sql(7, "w'1", Some(&[3, 5]), &[(3, 10, 2), (5, 0, 4)], &[]);
         assert!(sql.starts_with("SET LOCAL synchronous_commit = off;"));
         assert!(sql.contains("set_config('atlas.batch_worker', E'w''1', true)"));
         assert!(sql.contains("'{3,5}'::bigint[]"));
@@ -109,10 +156,29 @@ mod tests {
 
     #[test]
     fn a_batch_of_slices_locked_first_or_empty_only_commits() {
-        let sql = ledger_sql(7, "w", None, &[]);
+        let sql = ledger_sql(7, "w", None, &[], &[]);
         assert_eq!(sql, "SET LOCAL synchronous_commit = off;\nCOMMIT");
-        let sql = ledger_sql(7, "w", None, &[(3, 1, 0)]);
+        let sql = ledger_sql(7, "w", None, &[(3, 1, 0)], &[]);
         assert!(!sql.contains("DO $$"));
         assert!(sql.contains("UPDATE atlas.runs"));
+    }
+
+    #[test]
+    fn slice_ends_ride_with_the_commit_for_this_worker_only() {
+        let end = EndRow {
+            slice: 9,
+            status: "open",
+            pages: 2,
+            records: 70,
+            out_of_period: 1,
+            undated: 3,
+        };
+        let sql = ledger_sql(7, "w'1", None, &[(9, 70, 0)], &[end]);
+        let upd = sql.find("SET status = v.st").unwrap();
+        assert!(upd > sql.find("UPDATE atlas.runs").unwrap());
+        assert!(upd < sql.find("COMMIT").unwrap());
+        assert!(sql.contains("(9::bigint, E'open', 2::bigint, 70::bigint, 1::bigint, 3::bigint)"));
+        assert!(sql.contains("s.worker = E'w''1' AND s.status = 'running'"));
+        assert_eq!(ends_sql("w", &[]), "");
     }
 }

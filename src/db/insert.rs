@@ -12,7 +12,7 @@
 //! `one_trip::MAX_BYTES` of payload: a fleet's pair, a few days of a
 //! backfill) takes 1: everything in one message (`one_trip`).
 
-use super::batch_sql::{ledger_sql, taken_over};
+use super::batch_sql::{ledger_sql, taken_over, EndRow};
 use super::{one_trip, PooledConn};
 use crate::ident::quote;
 use crate::record::Row;
@@ -52,6 +52,15 @@ pub struct Inserter {
     /// duplicate (a rerun: every COPY would fail), on again once a batch
     /// inserted every row.
     try_copy: bool,
+}
+
+/// What a committed batch did: rows inserted per slice (`None` for a slice
+/// no longer held, whose rows were not written) and the slices whose ends
+/// its commit recorded.
+#[derive(Debug)]
+pub struct Committed {
+    pub per_slice: Vec<Option<i64>>,
+    pub ended: Vec<i64>,
 }
 
 /// A JSONB value sent in binary form: version 1, then the canonical text.
@@ -209,18 +218,26 @@ impl Inserter {
     /// and only queue for the short count update and the commit. If a slice
     /// turns out taken over meanwhile, the transaction is rolled back and
     /// the batch done again with the slices locked first.
+    ///
+    /// `ends` is asked, as late as possible before the commit is sent, for
+    /// the ends of slices whose last rows are in the batch: the commit
+    /// records them (those still held), in place of a transaction each.
     pub fn commit_batch(
         &mut self,
         rows: &mut [(usize, &Row)],
         slices: &[i64],
-    ) -> Result<Vec<Option<i64>>> {
+        ends: &dyn Fn() -> Vec<EndRow>,
+    ) -> Result<Committed> {
         rows.sort_by_key(|r| r.1.hash);
-        if let Some(done) = self.commit_once(rows, slices, false)? {
+        if let Some(done) = self.commit_once(rows, slices, ends, false)? {
             return Ok(done);
         }
         Ok(self
-            .commit_once(rows, slices, true)?
-            .unwrap_or_else(|| vec![None; slices.len()]))
+            .commit_once(rows, slices, ends, true)?
+            .unwrap_or_else(|| Committed {
+                per_slice: vec![None; slices.len()],
+                ended: Vec::new(),
+            }))
     }
 
     /// One attempt of `commit_batch`: with `lock_first`, the held slices are
@@ -230,12 +247,13 @@ impl Inserter {
         &mut self,
         rows: &[(usize, &Row)],
         slices: &[i64],
+        ends: &dyn Fn() -> Vec<EndRow>,
         lock_first: bool,
-    ) -> Result<Option<Vec<Option<i64>>>> {
+    ) -> Result<Option<Committed>> {
         if self.one_trip && !lock_first {
             let all: Vec<&(usize, &Row)> = rows.iter().collect();
             if one_trip::fits(&all) {
-                return self.commit_in_one(&all, slices);
+                return self.commit_in_one(&all, slices, &ends());
             }
         }
         let try_copy = self.try_copy && !rows.is_empty();
@@ -334,16 +352,19 @@ impl Inserter {
         // Without `lock_first` the ledger statement locks the slices and
         // checks they are all still this worker's.
         let check = (!lock_first).then_some(slices);
-        if !tx.commit(&ledger_sql(self.run, &self.worker, check, &counts))? {
+        let mut ends = ends();
+        ends.retain(|e| held.contains(&e.slice));
+        if !tx.commit(&ledger_sql(self.run, &self.worker, check, &counts, &ends))? {
             return Ok(None);
         }
-        Ok(Some(
-            per_slice
+        Ok(Some(Committed {
+            per_slice: per_slice
                 .into_iter()
                 .zip(is_held)
                 .map(|(n, h)| h.then_some(n))
                 .collect(),
-        ))
+            ended: ends.iter().map(|e| e.slice).collect(),
+        }))
     }
 }
 
@@ -354,8 +375,9 @@ impl Inserter {
         &mut self,
         rows: &[&(usize, &Row)],
         slices: &[i64],
-    ) -> Result<Option<Vec<Option<i64>>>> {
-        let (sql, totals) = one_trip::sql(&self.table, self.run, &self.worker, slices, rows);
+        ends: &[EndRow],
+    ) -> Result<Option<Committed>> {
+        let (sql, totals) = one_trip::sql(&self.table, self.run, &self.worker, slices, rows, ends);
         let answer = match self.conn.simple_query(&sql) {
             Ok(a) => a,
             Err(e) => {
@@ -387,7 +409,10 @@ impl Inserter {
         }
         // Every row new: the next (bigger) batch may try COPY again.
         self.try_copy = per_slice.iter().zip(&totals).all(|(n, t)| *n == Some(*t));
-        Ok(Some(per_slice))
+        Ok(Some(Committed {
+            per_slice,
+            ended: ends.iter().map(|e| e.slice).collect(),
+        }))
     }
 }
 

@@ -7,7 +7,8 @@ mod insert;
 mod link;
 mod one_trip;
 mod shape;
-pub use insert::Inserter;
+pub use batch_sql::EndRow;
+pub use insert::{Committed, Inserter};
 pub use link::round_trip;
 pub use shape::Shape;
 

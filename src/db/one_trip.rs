@@ -4,7 +4,7 @@
 //! eight round trips (BEGIN, prepares, COPY, a COPY that met a stored row and
 //! its rollback, the insert, the commit) for little work.
 
-use super::batch_sql::{ledger_sql, literal};
+use super::batch_sql::{ends_sql, ledger_sql, literal, EndRow};
 use crate::record::Row;
 use std::fmt::Write;
 
@@ -29,7 +29,8 @@ pub fn fits(rows: &[&(usize, &Row)]) -> bool {
 /// `slices` are still `worker`'s (raises `TAKEN_OVER`, before any row goes
 /// in); the insert, which skips stored hashes and counts each slice's new
 /// rows (a hash twice in the batch counts for its first slice), adding them
-/// to the slices and the run; `COMMIT`. Its one result row per slice is
+/// to the slices and the run; the `ends` of slices whose last rows these
+/// are; `COMMIT`. Its one result row per slice is
 /// `(index into slices, rows inserted)`. `rows` are tagged with their
 /// slice's index, sorted by hash (unique-index entries locked in one order).
 /// Only dates, hashes, integers and quoted text are written into the SQL.
@@ -40,6 +41,7 @@ pub fn sql(
     worker: &str,
     slices: &[i64],
     rows: &[&(usize, &Row)],
+    ends: &[EndRow],
 ) -> (String, Vec<i64>) {
     let mut totals = vec![0i64; slices.len()];
     for (g, _) in rows {
@@ -48,7 +50,7 @@ pub fn sql(
     let bytes: usize = rows.iter().map(|(_, r)| r.payload.len() + 80).sum();
     let mut s = String::with_capacity(bytes + 1024);
     // The check alone: counts come from the insert below.
-    let check = ledger_sql(run, worker, Some(slices), &[]);
+    let check = ledger_sql(run, worker, Some(slices), &[], &[]);
     s.push_str("BEGIN;\n");
     s.push_str(check.strip_suffix("COMMIT").unwrap_or(&check));
     s.push_str("WITH b(d, p, h, g) AS (SELECT * FROM unnest('{");
@@ -85,9 +87,10 @@ sl AS (UPDATE atlas.slices AS s
   FROM tot t LEFT JOIN per ON per.g = t.g WHERE s.id = t.id RETURNING t.g, coalesce(per.n, 0) AS n),
 ru AS (UPDATE atlas.runs SET inserted = inserted + (SELECT coalesce(sum(n), 0) FROM per),
   duplicates = duplicates + {all} - (SELECT coalesce(sum(n), 0) FROM per) WHERE id = {run})
-SELECT g, n FROM sl;
-COMMIT"
+SELECT g, n FROM sl;\n"
     );
+    s.push_str(&ends_sql(worker, ends));
+    s.push_str("COMMIT");
     (s, totals)
 }
 
@@ -123,7 +126,7 @@ mod tests {
         let (a, b) = (row(r#"{"a":"it's"}"#), row(r#"{"b":"\\n"}"#));
         let tagged = [(0usize, &a), (1usize, &b)];
         let rows: Vec<&(usize, &Row)> = tagged.iter().collect();
-        let (sql, totals) = sql("\"t\"", 7, "w", &[11, 12], &rows);
+        let (sql, totals) = sql("\"t\"", 7, "w", &[11, 12], &rows, &[]);
         assert_eq!(totals, [1, 1]);
         assert!(sql.starts_with("BEGIN;\nSET LOCAL synchronous_commit = off;"));
         assert!(sql.contains("ERRCODE = 'AT001'"));
@@ -140,6 +143,18 @@ mod tests {
         assert!(sql.contains("WHERE id = 7)"));
         assert!(sql.ends_with("SELECT g, n FROM sl;\nCOMMIT"));
         assert_eq!(sql.matches("COMMIT").count(), 1);
+        let end = EndRow {
+            slice: 12,
+            status: "done",
+            pages: 1,
+            records: 1,
+            out_of_period: 0,
+            undated: 0,
+        };
+        let (ended, _) = super::sql("\"t\"", 7, "w", &[11, 12], &rows, &[end]);
+        let upd = ended.find("SET status = v.st").unwrap();
+        assert!(ended.find("SELECT g, n FROM sl;").unwrap() < upd);
+        assert!(ended.ends_with("'running';\nCOMMIT"));
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 mod budget;
 mod fetch;
+mod fold;
 pub mod gate;
 mod share;
 mod track;

@@ -29,6 +29,8 @@ pub(super) struct SliceTrack {
     counts: Mutex<SliceCounts>,
     /// The first undated record's reason was written to the error log.
     undated_logged: AtomicBool,
+    /// A batch's commit recorded the slice's end with its last rows.
+    end_recorded: AtomicBool,
 }
 
 /// How a slice ended, handed to its last holder to record.
@@ -49,6 +51,7 @@ impl SliceTrack {
             released: AtomicBool::new(false),
             counts: Mutex::new(SliceCounts::default()),
             undated_logged: AtomicBool::new(false),
+            end_recorded: AtomicBool::new(false),
         })
     }
 
@@ -92,6 +95,26 @@ impl SliceTrack {
     /// True once per slice: the first undated record is logged, not each.
     pub(super) fn first_undated(&self) -> bool {
         !self.undated_logged.swap(true, Ordering::SeqCst)
+    }
+
+    /// The slice's counters when it ends whole as soon as `here` holders let
+    /// go: they are all it has (its fetcher is gone, no other writer holds
+    /// rows of it), nothing failed and nothing was released. Only those
+    /// holders could change that, so it stays true: a writer holding them
+    /// records the end with the commit of its last rows.
+    pub(super) fn settled_with(&self, here: usize) -> Option<SliceCounts> {
+        if self.holders.load(Ordering::SeqCst) != here
+            || self.released.load(Ordering::SeqCst)
+            || lock(&self.failed).is_some()
+        {
+            return None;
+        }
+        Some(lock(&self.counts).clone())
+    }
+
+    /// A batch's commit recorded the slice's end.
+    pub(super) fn end_was_recorded(&self) {
+        self.end_recorded.store(true, Ordering::SeqCst);
     }
 
     /// A holder lets go; the last one gets how the slice ended.
@@ -150,10 +173,15 @@ impl Shared<'_, '_> {
     /// before the run's threads are joined: a recorder takes the queue until
     /// it finds it empty.
     pub(super) fn let_go(&self, t: &SliceTrack) {
-        if let Some(ending) = t.let_go() {
-            lock(&self.ends).queue.push((t.claim, ending));
-            self.record_ends();
+        let Some(ending) = t.let_go() else { return };
+        if t.end_recorded.load(Ordering::SeqCst) {
+            self.count_end(&t.claim, &ending, true);
+            self.ends_recorded.fetch_add(1, Ordering::SeqCst);
+            self.tell_if_over();
+            return;
         }
+        lock(&self.ends).queue.push((t.claim, ending));
+        self.record_ends();
     }
 
     fn record_ends(&self) {
@@ -231,7 +259,7 @@ impl Shared<'_, '_> {
 
     /// A slice loaded whole is `open` when it holds a day that had not
     /// ended (and settled) when the run started.
-    fn end_of(&self, claim: &Claim, end: SliceEnd) -> SliceEnd {
+    pub(super) fn end_of(&self, claim: &Claim, end: SliceEnd) -> SliceEnd {
         match end {
             SliceEnd::Done if claim.to >= self.job.open_from => SliceEnd::Open,
             other => other,

@@ -8,9 +8,11 @@
 //! committed, or its slice is marked released (rows not committed) and, if
 //! the database refused them, failed.
 
+use super::fold::{self, Flush};
 use super::track::{ReleaseOnPanic, SliceTrack};
 use super::{add, tune, Abort, Chunk, Lanes, Shared};
 use crate::db::{self, Inserter};
+use crate::ledger::SliceEnd;
 use crate::record::Row;
 use crate::report::{Notice, Retried};
 use crate::retry::Verdict;
@@ -91,6 +93,7 @@ impl Shared<'_, '_> {
         // Rows are cut into batches; each batch lists (chunk index, row).
         let n = chunks.iter().map(|c| c.rows.len()).sum();
         let per = batch_rows(n, limit.rows);
+        let mut fold = Flush::of(&chunks);
         let mut batch: Vec<(usize, &Row)> = Vec::with_capacity(per.min(1 << 16));
         let mut bytes = 0;
         for (ci, chunk) in chunks.iter().enumerate() {
@@ -98,13 +101,13 @@ impl Shared<'_, '_> {
                 batch.push((ci, row));
                 bytes += row.payload.len();
                 if batch.len() == per || bytes >= limit.bytes {
-                    self.commit(ins, &chunks, &mut batch, limit.far);
+                    self.commit(ins, &chunks, &mut batch, &mut fold, limit.far);
                     bytes = 0;
                 }
             }
         }
         if !batch.is_empty() {
-            self.commit(ins, &chunks, &mut batch, limit.far);
+            self.commit(ins, &chunks, &mut batch, &mut fold, limit.far);
         }
         // Each chunk is fully committed (or its slice marked) now.
         while let Some(t) = guard.held.pop() {
@@ -112,12 +115,14 @@ impl Shared<'_, '_> {
         }
     }
 
-    /// Commits one batch, retried; on giving up, marks the batch's slices.
+    /// Commits one batch, retried, with the ends of the slices it completes;
+    /// on giving up, marks the batch's slices.
     fn commit(
         &self,
         ins: &mut Prepared,
         chunks: &[Chunk],
         batch: &mut Vec<(usize, &Row)>,
+        fold: &mut Flush,
         far: bool,
     ) {
         let job = self.job;
@@ -137,13 +142,32 @@ impl Shared<'_, '_> {
             return;
         }
         let (slices, mut tagged) = by_slice(chunks, batch);
+        let mut rows_of = vec![0usize; slices.len()];
+        for (g, _) in &tagged {
+            rows_of[*g] += 1;
+        }
+        let cut: Vec<(i64, usize)> = slices.iter().copied().zip(rows_of).collect();
+        let track = |id: i64| {
+            chunks
+                .iter()
+                .find(|c| c.slice.claim.id == id)
+                .map(|c| &c.slice)
+        };
+        let last: Vec<(Arc<SliceTrack>, usize)> = fold
+            .cut(&cut)
+            .into_iter()
+            .filter_map(|(id, here)| track(id).map(|t| (Arc::clone(t), here)))
+            .collect();
+        let ends = || fold::ends(&last, |t| self.end_of(&t.claim, SliceEnd::Done));
         let committed = self.policy().run(
             |_| {
                 if self.aborted() {
                     return Err(anyhow::anyhow!("run stopping: batch not written"));
                 }
                 let r = match ins {
-                    Some((lane, i)) if *lane == self.lane => i.commit_batch(&mut tagged, &slices),
+                    Some((lane, i)) if *lane == self.lane => {
+                        i.commit_batch(&mut tagged, &slices, &ends)
+                    }
                     _ => {
                         // Another run's inserter keeps its connection and statements.
                         let (table, worker, run) = (&job.scrap.raw_table, &job.worker, job.run_id);
@@ -158,7 +182,7 @@ impl Shared<'_, '_> {
                         };
                         next.and_then(|i| {
                             let (_, i) = ins.insert((self.lane, i));
-                            i.commit_batch(&mut tagged, &slices)
+                            i.commit_batch(&mut tagged, &slices, &ends)
                         })
                     }
                 };
@@ -181,7 +205,12 @@ impl Shared<'_, '_> {
             },
         );
         match committed {
-            Ok(per_slice) => {
+            Ok(db::Committed { per_slice, ended }) => {
+                for id in ended {
+                    if let Some(t) = track(id) {
+                        t.end_was_recorded();
+                    }
+                }
                 let mut total = 0u64;
                 for (ci, _) in batch.iter() {
                     let id = chunks[*ci].slice.claim.id;
