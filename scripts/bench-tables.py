@@ -47,7 +47,7 @@ def copy_block(t, day, rows, salt):
     out = [f'BEGIN;\nCOPY "{t}" (data_referencia, payload, hash_conteudo) FROM STDIN;\n']
     for i in range(rows):
         payload = json.dumps(record(day, i), ensure_ascii=False).replace("\\", "\\\\")
-        out.append(f"{day}\t{payload}\t{salt}{t}-{day}-{i:064d}"[:200] + "\n")
+        out.append(f"{day}\t{payload}\t{salt}-{t}-{day}-{i:04d}\n")
     out.append("\\.\nCOMMIT;\n")
     return "".join(out)
 

@@ -165,13 +165,22 @@ impl Ready<'_> {
     /// `NewTable::Later`, perhaps by a process stopped before it created
     /// it), and opens or shuts the gate the run's writers wait at.
     pub fn make_table_sure(&self, conn: &mut postgres::Client) {
+        self.settle_table(db::create_raw_table_if_missing(conn, &self.scrap.raw_table));
+    }
+
+    /// The run's raw table.
+    pub fn raw_table(&self) -> &str {
+        &self.scrap.raw_table
+    }
+
+    /// Opens or shuts the gate the run's writers wait at, by whether its
+    /// table could be made sure of.
+    pub fn settle_table(&self, made: anyhow::Result<()>) {
         let table = &self.scrap.raw_table;
-        self.table.settle(
-            db::create_raw_table_if_missing(conn, table).map_err(|e| NoTable {
-                message: format!("cannot create the raw table {table}: {e:#}"),
-                database_lost: db::retryable(&e),
-            }),
-        );
+        self.table.settle(made.map_err(|e| NoTable {
+            message: format!("cannot create the raw table {table}: {e:#}"),
+            database_lost: db::retryable(&e),
+        }));
     }
 }
 

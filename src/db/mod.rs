@@ -7,10 +7,12 @@ mod insert;
 mod link;
 mod one_trip;
 mod shape;
+mod tables;
 pub use batch_sql::EndRow;
 pub use insert::{Committed, Inserter};
 pub use link::round_trip;
 pub use shape::Shape;
+pub use tables::create_raw_tables_if_missing;
 
 use crate::exit::{env_error, usage};
 use crate::ident::{date_index, quote, unique_constraint};
@@ -225,8 +227,15 @@ pub fn ensure_raw_table(tx: &mut Transaction<'_>, table: &str, create: bool) -> 
     if !create {
         return Ok(false);
     }
+    tx.batch_execute(&raw_table_ddl(table))?;
+    Ok(true)
+}
+
+/// The raw table's `CREATE TABLE` and its date index: exactly the old
+/// tool's columns, constraint and index.
+fn raw_table_ddl(table: &str) -> String {
     let t = quote(table);
-    tx.batch_execute(&format!(
+    format!(
         "CREATE TABLE {t} (
     id BIGSERIAL PRIMARY KEY,
     data_coleta TIMESTAMP DEFAULT NOW() NOT NULL,
@@ -235,11 +244,10 @@ pub fn ensure_raw_table(tx: &mut Transaction<'_>, table: &str, create: bool) -> 
     hash_conteudo TEXT,
     CONSTRAINT {c} UNIQUE (hash_conteudo)
 );
-CREATE INDEX {i} ON {t} (data_referencia);",
+CREATE INDEX {i} ON {t} (data_referencia);\n",
         c = quote(&unique_constraint(table)),
         i = quote(&date_index(table)),
-    ))?;
-    Ok(true)
+    )
 }
 
 /// Whether a relation of that name is on the search path.

@@ -150,3 +150,54 @@ fn two_fleets_of_more_pairs_than_a_wave_load_each_pair_once() {
         .collect();
     assert_eq!(statuses, HashSet::from(["up_to_date".to_string()]));
 }
+
+/// A wave's missing tables are created together; one that cannot be made
+/// (a relation already holds its index's name) fails its own pair only:
+/// the others of its transaction are made one by one and load exactly.
+#[test]
+fn a_table_that_cannot_be_made_fails_its_pair_alone() {
+    let api = Api::start(&["--per-day", "4", "--page-size", "5"]);
+    let db = TestDb::new("fleettables");
+    let clients: serde_json::Map<String, Value> = (0..20)
+        .map(|i| {
+            (
+                format!("{}", 5000 + i),
+                json!({ "name": format!("C{i}"), "base_url": format!("{}/page", api.url) }),
+            )
+        })
+        .collect();
+    let cfg = json!({
+        "clients": clients,
+        "routes": { "pedidos": route_at("/pedidos"), "notas": route_at("/notas") }
+    });
+    let atlas = Atlas::new(&db, &cfg);
+    atlas.ok(&["init"]);
+    db.client()
+        .batch_execute("CREATE TABLE idx_dados_raw_cliente_5007_notas_data_referencia (x int)")
+        .unwrap();
+    let (from, until) = ("2025-03-01", "2025-03-02");
+    let r = atlas.run(&["sync", "--all", "--json", "--from", from, "--until", until]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    let pairs = j["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 40);
+    for p in pairs {
+        let bad = p["client"] == "5007" && p["route"] == "notas";
+        if bad {
+            assert_ne!(p["status"], "done", "{p}");
+            assert!(p.to_string().contains("cannot create the raw table"), "{p}");
+        } else {
+            assert_eq!(p["status"], "done", "{p}");
+        }
+    }
+    let made = tables(&db);
+    assert_eq!(made.len(), 39, "{made:?}");
+    let per_pair = api.expected(from, until);
+    for t in made {
+        assert_eq!(
+            db.i64(&format!("SELECT count(DISTINCT hash_conteudo) FROM {t}")),
+            per_pair
+        );
+        assert_eq!(db.i64(&format!("SELECT count(*) FROM {t}")), per_pair);
+    }
+}

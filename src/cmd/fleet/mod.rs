@@ -13,6 +13,7 @@ mod board;
 mod close;
 mod decide;
 mod pace;
+mod tables;
 mod turn;
 mod wave;
 
@@ -25,7 +26,6 @@ use crate::config::{Client, Route, Settings};
 use crate::db::{self, Db};
 use crate::exit::{classify, usage, Exit};
 use crate::ledger;
-use crate::pipeline::gate::{NoTable, Settling};
 use crate::pipeline::{self, tune, Outcome};
 use crate::report::fleet::FleetReport;
 use crate::report::{self, Summary, Watch};
@@ -322,6 +322,8 @@ impl<'a> Fleet<'a> {
             let ks: Vec<usize> = (0..todo.len()).collect();
             let jobs = &jobs;
             let preparing = s.spawn(move || {
+                // Writers never wait for a gate left pending.
+                let missing = tables::Pending::new(readies);
                 // Each pair's first line, in order; a stop skips the rest.
                 let mut live = Vec::new();
                 let mut pre: Vec<Mutex<Option<Pre>>> = Vec::with_capacity(ks.len());
@@ -390,10 +392,11 @@ impl<'a> Fleet<'a> {
                                 *lock(&self.skipped[i]) = Some(d);
                             }
                             let r = readies[k].get_or_init(|| r);
-                            // Writers never wait for a gate left pending.
-                            let _settling = Settling(r.table_gate());
                             if table_exists {
                                 r.table_gate().settle(Ok(()));
+                            } else {
+                                // Created with the wave's other missing tables, below.
+                                missing.push(k);
                             }
                             let job = r.job(ctx, self.pool.clone(), &self.quits[i], Some(news));
                             self.board.runs(job.run_id, i);
@@ -407,21 +410,13 @@ impl<'a> Fleet<'a> {
                             // The crew reads until the channel closes.
                             handing.handed.fetch_add(1, Ordering::SeqCst);
                             let _ = handed.send(k);
-                            // The table is created while the first pages are fetched.
-                            if !table_exists {
-                                match conn.map_or_else(|| self.pool.get(), Ok) {
-                                    Ok(mut c) => r.make_table_sure(&mut c),
-                                    Err(e) => r.table_gate().settle(Err(NoTable {
-                                        message: format!("{e:#}"),
-                                        database_lost: true,
-                                    })),
-                                }
-                            }
                             Start::Handed(joined)
                         }
                         other => other,
                     }
                 });
+                // The missing tables are created while the first pages are fetched.
+                self.make_tables_sure(&missing.readies());
                 drop(handed);
                 handing.done.store(true, Ordering::SeqCst);
                 starts
