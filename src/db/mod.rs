@@ -17,11 +17,12 @@ pub use tables::create_raw_tables_if_missing;
 use crate::exit::{env_error, usage};
 use crate::ident::{date_index, quote, unique_constraint};
 use crate::retry::{Backoff, Policy, Verdict};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use postgres::error::SqlState;
 use postgres::types::Type;
 use postgres::{Client, GenericClient, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
+use std::fmt::Write;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -154,39 +155,67 @@ fn redact_pg_error(msg: &str, url: &str) -> String {
 
 /// Applies the pending migrations, each in its own transaction, under an
 /// advisory lock so concurrent `atlas init` runs apply each file once.
-/// Returns the names applied now.
+/// Returns the names applied now. Three round trips whatever the number of
+/// migrations (a database across the network paid about seven each): the
+/// lock with the migrations table made sure of; the names applied; the
+/// pending ones, each `BEGIN … COMMIT` with its record, and the unlock.
 pub fn migrate(client: &mut Client) -> Result<Vec<&'static str>> {
-    client.execute("SELECT pg_advisory_lock($1)", &[&INIT_LOCK])?;
-    let result = apply_migrations(client);
-    // Unlock even when a migration failed; the session ends soon anyway.
-    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&INIT_LOCK]);
-    result
-}
-
-fn apply_migrations(client: &mut Client) -> Result<Vec<&'static str>> {
-    client.batch_execute(
-        "SET client_min_messages = warning;
+    client.batch_execute(&format!(
+        "SELECT pg_advisory_lock({INIT_LOCK});
+         SET client_min_messages = warning;
          CREATE SCHEMA IF NOT EXISTS atlas;
          CREATE TABLE IF NOT EXISTS atlas.migrations (
              name TEXT PRIMARY KEY,
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-         );",
-    )?;
-    let mut applied = Vec::new();
-    for (name, sql) in MIGRATIONS {
-        let mut tx = client.transaction()?;
-        let done = tx
-            .query_opt("SELECT 1 FROM atlas.migrations WHERE name = $1", &[name])?
-            .is_some();
-        if !done {
-            tx.batch_execute(sql)
-                .with_context(|| format!("migration {name}"))?;
-            tx.execute("INSERT INTO atlas.migrations (name) VALUES ($1)", &[name])?;
-            applied.push(*name);
-        }
-        tx.commit()?;
+         );"
+    ))?;
+    let result = apply_migrations(client);
+    if result.is_err() {
+        // Unlock even when a migration failed; the session ends soon anyway.
+        let _ = client.batch_execute(&format!("SELECT pg_advisory_unlock({INIT_LOCK})"));
     }
-    Ok(applied)
+    result
+}
+
+/// The names of the migrations recorded as applied.
+fn applied(client: &mut Client) -> Result<Vec<String>> {
+    Ok(client
+        .simple_query("SELECT name FROM atlas.migrations")?
+        .iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect())
+}
+
+fn apply_migrations(client: &mut Client) -> Result<Vec<&'static str>> {
+    let done = applied(client)?;
+    let pending: Vec<&(&str, &str)> = MIGRATIONS
+        .iter()
+        .filter(|(name, _)| !done.iter().any(|d| d == name))
+        .collect();
+    let mut sql = String::new();
+    for (name, body) in &pending {
+        let _ = write!(
+            sql,
+            "BEGIN;\n{body}\n;INSERT INTO atlas.migrations (name) VALUES ({});\nCOMMIT;\n",
+            batch_sql::literal(name)
+        );
+    }
+    let _ = write!(sql, "SELECT pg_advisory_unlock({INIT_LOCK});");
+    if let Err(e) = client.batch_execute(&sql) {
+        // The migrations before the failed one are committed: it is the
+        // first one still pending.
+        let _ = client.batch_execute("ROLLBACK");
+        let now = applied(client).unwrap_or_default();
+        let failed = pending
+            .iter()
+            .find(|(name, _)| !now.iter().any(|d| d == name))
+            .map_or("?", |(name, _)| name);
+        return Err(anyhow::Error::from(e).context(format!("migration {failed}")));
+    }
+    Ok(pending.iter().map(|(name, _)| *name).collect())
 }
 
 /// Refuses to work on a database where `atlas init` has not run (or is

@@ -152,10 +152,19 @@ pub fn create_scrap(
 ) -> Result<(i64, bool)> {
     let mut tx = client.transaction()?;
     let exists = db::ensure_raw_table(&mut tx, table, new_table == NewTable::Now)?;
+    let froms: Vec<NaiveDate> = plan.iter().map(|p| p.0).collect();
+    let tos: Vec<NaiveDate> = plan.iter().map(|p| p.1).collect();
+    // The scrap and its slices in one statement (one round trip).
     let id: i64 = tx
         .query_typed_one(
-            "INSERT INTO atlas.scraps (client, route, raw_table, period_from, period_to, slice_days)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "WITH s AS (
+                 INSERT INTO atlas.scraps (client, route, raw_table, period_from, period_to, slice_days)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id),
+             sl AS (
+                 INSERT INTO atlas.slices (scrap_id, slice_from, slice_to)
+                 SELECT s.id, u.f, u.t
+                 FROM s, unnest($7::date[], $8::date[]) WITH ORDINALITY AS u(f, t, n) ORDER BY u.n)
+             SELECT id FROM s",
             &[
                 (&client_id, Type::TEXT),
                 (&route, Type::TEXT),
@@ -163,20 +172,11 @@ pub fn create_scrap(
                 (&from, Type::DATE),
                 (&to, Type::DATE),
                 (&(slice_days as i32), Type::INT4),
+                (&froms, Type::DATE_ARRAY),
+                (&tos, Type::DATE_ARRAY),
             ],
         )?
         .get(0);
-    let froms: Vec<NaiveDate> = plan.iter().map(|p| p.0).collect();
-    let tos: Vec<NaiveDate> = plan.iter().map(|p| p.1).collect();
-    tx.execute_typed(
-        "INSERT INTO atlas.slices (scrap_id, slice_from, slice_to)
-         SELECT $1, f, t FROM unnest($2::date[], $3::date[]) AS u(f, t)",
-        &[
-            (&id, Type::INT8),
-            (&froms, Type::DATE_ARRAY),
-            (&tos, Type::DATE_ARRAY),
-        ],
-    )?;
     tx.commit()?;
     Ok((id, exists))
 }

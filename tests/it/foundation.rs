@@ -244,6 +244,52 @@ fn init_twice_is_up_to_date_and_records_each_migration_once() {
     );
 }
 
+/// A schema one migration behind is brought up to date by `init`; a
+/// migration the server refuses is named and the ones before it stay
+/// applied.
+#[test]
+fn init_upgrades_an_older_schema_and_names_a_failed_migration() {
+    let db = TestDb::new("init_upgrade");
+    let atlas = Atlas::new(&db, &basic_config());
+    atlas.ok(&["init"]);
+    let all = sql_files();
+    let last = all.last().unwrap().clone();
+    // One migration behind: its record and its column gone.
+    db.client()
+        .batch_execute(&format!(
+            "DELETE FROM atlas.migrations WHERE name = '{last}';
+             ALTER TABLE atlas.runs DROP COLUMN version;"
+        ))
+        .unwrap();
+    let r = atlas.ok(&["init"]);
+    assert!(r.stdout.contains(last.as_str()), "{}", r.stdout);
+    assert_eq!(
+        db.strings("SELECT name FROM atlas.migrations ORDER BY name"),
+        all
+    );
+    assert_eq!(
+        db.i64("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'atlas' AND table_name = 'runs' AND column_name = 'version'"),
+        1
+    );
+    // Its record gone but its column there: the server refuses it.
+    db.client()
+        .batch_execute(&format!(
+            "DELETE FROM atlas.migrations WHERE name = '{last}'"
+        ))
+        .unwrap();
+    let r = atlas.run(&["init"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!("migration {last}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        db.strings("SELECT name FROM atlas.migrations ORDER BY name"),
+        all[..all.len() - 1]
+    );
+}
+
 #[test]
 fn init_creates_the_control_tables_spec_lists() {
     let db = TestDb::new("init_cols");
