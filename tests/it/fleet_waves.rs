@@ -11,6 +11,22 @@ use std::time::Duration;
 /// Clients of the fleet, two routes each: 300 pairs, more than a wave (256).
 const CLIENTS: usize = 150;
 
+/// `n` clients numbered from `first` on the sample API, two routes each.
+fn config(api: &Api, first: usize, n: usize) -> Value {
+    let clients: serde_json::Map<String, Value> = (0..n)
+        .map(|i| {
+            (
+                format!("{}", first + i),
+                json!({ "name": format!("C{i}"), "base_url": format!("{}/page", api.url) }),
+            )
+        })
+        .collect();
+    json!({
+        "clients": clients,
+        "routes": { "pedidos": route_at("/pedidos"), "notas": route_at("/notas") }
+    })
+}
+
 fn tables(db: &TestDb) -> Vec<String> {
     db.strings(
         "SELECT tablename::text FROM pg_tables
@@ -51,19 +67,7 @@ fn two_fleets_of_more_pairs_than_a_wave_load_each_pair_once() {
         log.to_str().unwrap(),
     ]);
     let db = TestDb::new("fleetwaves");
-    let clients: serde_json::Map<String, Value> = (0..CLIENTS)
-        .map(|i| {
-            (
-                format!("{}", 3000 + i),
-                json!({ "name": format!("C{i}"), "base_url": format!("{}/page", api.url) }),
-            )
-        })
-        .collect();
-    let cfg = json!({
-        "clients": clients,
-        "routes": { "pedidos": route_at("/pedidos"), "notas": route_at("/notas") }
-    });
-    let mut atlas = Atlas::new(&db, &cfg);
+    let mut atlas = Atlas::new(&db, &config(&api, 3000, CLIENTS));
     atlas.env.push(("ATLAS_THREADS".into(), "4".into()));
     atlas.ok(&["init"]);
     let (from, until) = ("2025-03-01", "2025-03-02");
@@ -158,19 +162,7 @@ fn two_fleets_of_more_pairs_than_a_wave_load_each_pair_once() {
 fn a_table_that_cannot_be_made_fails_its_pair_alone() {
     let api = Api::start(&["--per-day", "4", "--page-size", "5"]);
     let db = TestDb::new("fleettables");
-    let clients: serde_json::Map<String, Value> = (0..20)
-        .map(|i| {
-            (
-                format!("{}", 5000 + i),
-                json!({ "name": format!("C{i}"), "base_url": format!("{}/page", api.url) }),
-            )
-        })
-        .collect();
-    let cfg = json!({
-        "clients": clients,
-        "routes": { "pedidos": route_at("/pedidos"), "notas": route_at("/notas") }
-    });
-    let atlas = Atlas::new(&db, &cfg);
+    let atlas = Atlas::new(&db, &config(&api, 5000, 20));
     atlas.ok(&["init"]);
     db.client()
         .batch_execute("CREATE TABLE idx_dados_raw_cliente_5007_notas_data_referencia (x int)")
