@@ -17,23 +17,20 @@ use postgres::Client;
 /// message creates the rest in one transaction. If that fails (another
 /// process created one of them meanwhile, or the server refused one), it
 /// is rolled back and each table is made sure of on its own, so each gets
-/// its own verdict. Returns one result per table, in order.
+/// its own verdict (so does each when the first question fails). Returns
+/// one result per table, in order.
 pub fn create_raw_tables_if_missing(conn: &mut Client, tables: &[&str]) -> Vec<Result<()>> {
     let quoted: Vec<String> = tables.iter().map(|t| quote(t)).collect();
     let present = conn.query_typed(
         "SELECT n FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL",
         &[(&quoted, Type::TEXT_ARRAY)],
     );
-    let present: Vec<String> = match present {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        Err(e) => {
-            let e = anyhow::Error::from(e);
-            return tables
-                .iter()
-                .map(|_| Err(anyhow::anyhow!("{e:#}")))
-                .collect();
-        }
+    let Ok(rows) = present else {
+        // Each table on its own says why, with its error (a lost database
+        // is told as such).
+        return one_by_one(conn, tables);
     };
+    let present: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let mut missing: Vec<&str> = tables
         .iter()
         .zip(&quoted)
@@ -45,12 +42,16 @@ pub fn create_raw_tables_if_missing(conn: &mut Client, tables: &[&str]) -> Vec<R
     if !missing.is_empty() && conn.batch_execute(&create_sql(&missing)).is_err() {
         // Rolled back whole: each table again on its own, with its verdict.
         let _ = conn.batch_execute("ROLLBACK");
-        return tables
-            .iter()
-            .map(|t| create_raw_table_if_missing(conn, t))
-            .collect();
+        return one_by_one(conn, tables);
     }
     tables.iter().map(|_| Ok(())).collect()
+}
+
+fn one_by_one(conn: &mut Client, tables: &[&str]) -> Vec<Result<()>> {
+    tables
+        .iter()
+        .map(|t| create_raw_table_if_missing(conn, t))
+        .collect()
 }
 
 /// One transaction creating `tables` (sorted): their advisory locks in
