@@ -59,23 +59,9 @@ pub(super) fn ledger_sql(
     counts: &[(i64, i64, i64)],
     ends: &[EndRow],
 ) -> String {
-    let mut sql = String::from("SET LOCAL synchronous_commit = off;\n");
+    let mut sql = String::from(ASYNC_COMMIT);
     if let Some(slices) = check {
-        let ids: Vec<String> = slices.iter().map(i64::to_string).collect();
-        let _ = write!(
-            sql,
-            "SELECT set_config('atlas.batch_worker', {w}, true);
-DO $$BEGIN
-  IF (SELECT count(*) FROM (SELECT id FROM atlas.slices
-        WHERE id = ANY ('{{{ids}}}'::bigint[]) AND worker = current_setting('atlas.batch_worker')
-          AND status = 'running' ORDER BY id FOR UPDATE) h) <> {n} THEN
-    RAISE EXCEPTION 'a slice of this batch was taken over' USING ERRCODE = '{TAKEN_OVER}';
-  END IF;
-END$$;\n",
-            w = literal(worker),
-            ids = ids.join(","),
-            n = slices.len(),
-        );
+        sql.push_str(&check_sql(worker, slices));
     }
     let (inserted, total) = counts
         .iter()
@@ -99,6 +85,39 @@ UPDATE atlas.runs SET inserted = inserted + {inserted}, duplicates = duplicates 
     sql
 }
 
+/// Opens a batch's transaction text: its commit does not wait for the WAL
+/// flush (see [`ledger_sql`]).
+pub(super) const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off;\n";
+
+/// Locks `slices` in id order (two writers sharing slices must not
+/// deadlock) and raises `TAKEN_OVER` unless each is still running under
+/// `worker`.
+pub(super) fn check_sql(worker: &str, slices: &[i64]) -> String {
+    let ids: Vec<String> = slices.iter().map(i64::to_string).collect();
+    format!(
+        "SELECT set_config('atlas.batch_worker', {w}, true);
+DO $$BEGIN
+  IF (SELECT count(*) FROM (SELECT id FROM atlas.slices
+        WHERE id = ANY ('{{{ids}}}'::bigint[]) AND worker = current_setting('atlas.batch_worker')
+          AND status = 'running' ORDER BY id FOR UPDATE) h) <> {n} THEN
+    RAISE EXCEPTION 'a slice of this batch was taken over' USING ERRCODE = '{TAKEN_OVER}';
+  END IF;
+END$$;\n",
+        w = literal(worker),
+        ids = ids.join(","),
+        n = slices.len(),
+    )
+}
+
+/// What a slice's end sets, from a row `u(status, pages, records, oop,
+/// undated, err, done)`: shared by the ledger's own statement
+/// (`ledger::finish_slices`) and the ends a batch's commit records.
+pub const END_SET: &str = "status = u.status, pages = u.pages, records = u.records,
+    out_of_period = u.oop, undated = u.undated,
+    last_error = CASE WHEN u.done THEN NULL ELSE coalesce(u.err, s.last_error) END,
+    worker = NULL, lease_until = NULL,
+    done_at = CASE WHEN u.done THEN now() ELSE NULL END";
+
 /// The update recording `ends`, each only if the slice is still running
 /// under `worker` (empty when there is none).
 pub(super) fn ends_sql(worker: &str, ends: &[EndRow]) -> String {
@@ -109,7 +128,7 @@ pub(super) fn ends_sql(worker: &str, ends: &[EndRow]) -> String {
         .iter()
         .map(|e| {
             format!(
-                "({}::bigint, {}, {}::bigint, {}::bigint, {}::bigint, {}::bigint)",
+                "({}::bigint, {}, {}::bigint, {}::bigint, {}::bigint, {}::bigint, NULL::text, true)",
                 e.slice,
                 literal(e.status),
                 e.pages,
@@ -120,10 +139,9 @@ pub(super) fn ends_sql(worker: &str, ends: &[EndRow]) -> String {
         })
         .collect();
     format!(
-        "UPDATE atlas.slices AS s SET status = v.st, pages = v.p, records = v.r, out_of_period = v.o,
-    undated = v.u, last_error = NULL, worker = NULL, lease_until = NULL, done_at = now()
-  FROM (VALUES {}) AS v(id, st, p, r, o, u)
-  WHERE s.id = v.id AND s.worker = {} AND s.status = 'running';\n",
+        "UPDATE atlas.slices AS s SET {END_SET}
+  FROM (VALUES {}) AS u(id, status, pages, records, oop, undated, err, done)
+  WHERE s.id = u.id AND s.worker = {} AND s.status = 'running';\n",
         values.join(", "),
         literal(worker)
     )
@@ -174,10 +192,12 @@ mod tests {
             undated: 3,
         };
         let sql = ledger_sql(7, "w'1", None, &[(9, 70, 0)], &[end]);
-        let upd = sql.find("SET status = v.st").unwrap();
+        let upd = sql.find("SET status = u.status").unwrap();
         assert!(upd > sql.find("UPDATE atlas.runs").unwrap());
         assert!(upd < sql.find("COMMIT").unwrap());
-        assert!(sql.contains("(9::bigint, E'open', 2::bigint, 70::bigint, 1::bigint, 3::bigint)"));
+        assert!(sql.contains(
+            "(9::bigint, E'open', 2::bigint, 70::bigint, 1::bigint, 3::bigint, NULL::text, true)"
+        ));
         assert!(sql.contains("s.worker = E'w''1' AND s.status = 'running'"));
         assert_eq!(ends_sql("w", &[]), "");
     }

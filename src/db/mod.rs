@@ -8,7 +8,7 @@ mod link;
 mod one_trip;
 mod shape;
 mod tables;
-pub use batch_sql::EndRow;
+pub use batch_sql::{EndRow, END_SET};
 pub use insert::{Committed, Inserter};
 pub use link::round_trip;
 pub use shape::Shape;

@@ -4,7 +4,7 @@
 //! eight round trips (BEGIN, prepares, COPY, a COPY that met a stored row and
 //! its rollback, the insert, the commit) for little work.
 
-use super::batch_sql::{ends_sql, ledger_sql, literal, EndRow};
+use super::batch_sql::{check_sql, ends_sql, literal, EndRow, ASYNC_COMMIT};
 use crate::record::Row;
 use std::fmt::Write;
 
@@ -50,9 +50,9 @@ pub fn sql(
     let bytes: usize = rows.iter().map(|(_, r)| r.payload.len() + 80).sum();
     let mut s = String::with_capacity(bytes + 1024);
     // The check alone: counts come from the insert below.
-    let check = ledger_sql(run, worker, Some(slices), &[], &[]);
     s.push_str("BEGIN;\n");
-    s.push_str(check.strip_suffix("COMMIT").unwrap_or(&check));
+    s.push_str(ASYNC_COMMIT);
+    s.push_str(&check_sql(worker, slices));
     s.push_str("WITH b(d, p, h, g) AS (SELECT * FROM unnest('{");
     join(&mut s, rows, |s, (_, r)| {
         let _ = write!(s, "{}", r.data_referencia);
@@ -152,7 +152,7 @@ mod tests {
             undated: 0,
         };
         let (ended, _) = super::sql("\"t\"", 7, "w", &[11, 12], &rows, &[end]);
-        let upd = ended.find("SET status = v.st").unwrap();
+        let upd = ended.find("SET status = u.status").unwrap();
         assert!(ended.find("SELECT g, n FROM sl;").unwrap() < upd);
         assert!(ended.ends_with("'running';\nCOMMIT"));
     }

@@ -191,16 +191,15 @@ pub fn finish_slices(
     let done: Vec<bool> = ends.iter().map(|e| e.end.loaded()).collect();
     let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error).collect();
     let rows = c.query_typed(
-        "UPDATE atlas.slices s SET status = u.status, pages = u.pages, records = u.records,
-                out_of_period = u.oop, undated = u.undated,
-                last_error = CASE WHEN u.done THEN NULL ELSE coalesce(u.err, s.last_error) END,
-                worker = NULL, lease_until = NULL,
-                done_at = CASE WHEN u.done THEN now() ELSE NULL END
+        &format!(
+            "UPDATE atlas.slices s SET {}
          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
                      $6::bigint[], $7::text[], $8::bool[])
               AS u(id, status, pages, records, oop, undated, err, done)
          WHERE s.id = u.id AND s.worker = $9 AND s.status = $10
          RETURNING s.id",
+            crate::db::END_SET
+        ),
         &[
             (&ids, Type::INT8_ARRAY),
             (&status, Type::TEXT_ARRAY),

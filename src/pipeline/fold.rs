@@ -7,39 +7,64 @@ use super::track::SliceTrack;
 use super::Chunk;
 use crate::db::EndRow;
 use crate::ledger::SliceEnd;
+use crate::record::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A writer's flush: each slice's rows not yet in a batch, and how many of
-/// the flush's chunks hold it.
+/// A writer's flush: each slice's rows not yet in a batch, how many of the
+/// flush's chunks hold it, and its track.
 pub(super) struct Flush {
-    left: HashMap<i64, (usize, usize)>,
+    left: HashMap<i64, Left>,
+}
+
+struct Left {
+    rows: usize,
+    chunks: usize,
+    track: Arc<SliceTrack>,
 }
 
 impl Flush {
     pub(super) fn of(chunks: &[Chunk]) -> Flush {
-        let mut left: HashMap<i64, (usize, usize)> = HashMap::new();
+        let mut left: HashMap<i64, Left> = HashMap::new();
         for c in chunks {
-            let e = left.entry(c.slice.claim.id).or_default();
-            e.0 += c.rows.len();
-            e.1 += 1;
+            let e = left.entry(c.slice.claim.id).or_insert_with(|| Left {
+                rows: 0,
+                chunks: 0,
+                track: Arc::clone(&c.slice),
+            });
+            e.rows += c.rows.len();
+            e.chunks += 1;
         }
         Flush { left }
     }
 
-    /// A batch with `rows` rows of each of `slices` is cut: the slices whose
-    /// last rows of the flush it holds, each with its number of chunks here.
-    pub(super) fn cut(&mut self, slices: &[(i64, usize)]) -> Vec<(i64, usize)> {
+    /// A batch of `rows`, each tagged with its slice's index in `slices`, is
+    /// cut: the slices whose last rows of the flush it holds, each with its
+    /// number of chunks here.
+    pub(super) fn cut(
+        &mut self,
+        slices: &[i64],
+        rows: &[(usize, &Row)],
+    ) -> Vec<(Arc<SliceTrack>, usize)> {
+        let mut n = vec![0usize; slices.len()];
+        for (g, _) in rows {
+            n[*g] += 1;
+        }
         let mut last = Vec::new();
-        for (id, rows) in slices {
+        for (id, rows) in slices.iter().zip(n) {
             if let Some(e) = self.left.get_mut(id) {
-                e.0 = e.0.saturating_sub(*rows);
-                if e.0 == 0 {
-                    last.push((*id, e.1));
+                e.rows = e.rows.saturating_sub(rows);
+                if e.rows == 0 {
+                    last.push((Arc::clone(&e.track), e.chunks));
                 }
             }
         }
         last
+    }
+
+    /// The track of slice `id`, if the flush holds rows of it.
+    pub(super) fn track(&self, id: i64) -> Option<&SliceTrack> {
+        self.left.get(&id).map(|e| &*e.track)
     }
 }
 
@@ -82,13 +107,42 @@ mod tests {
 
     #[test]
     fn a_slice_is_last_in_the_batch_that_takes_its_last_rows() {
+        let (one, two) = (track(1), track(2));
         let mut f = Flush {
-            left: HashMap::from([(1, (5, 2)), (2, (3, 1))]),
+            left: HashMap::from([
+                (
+                    1,
+                    Left {
+                        rows: 5,
+                        chunks: 2,
+                        track: Arc::clone(&one),
+                    },
+                ),
+                (
+                    2,
+                    Left {
+                        rows: 3,
+                        chunks: 1,
+                        track: Arc::clone(&two),
+                    },
+                ),
+            ]),
         };
-        assert_eq!(f.cut(&[(1, 4), (2, 3)]), [(2, 1)]);
-        assert_eq!(f.cut(&[(1, 1)]), [(1, 2)]);
+        let row = Row {
+            data_referencia: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            payload: "{}".into(),
+            hash: crate::record::Hash::of(b"x"),
+        };
+        let ids = |last: Vec<(Arc<SliceTrack>, usize)>| -> Vec<(i64, usize)> {
+            last.iter().map(|(t, n)| (t.claim.id, *n)).collect()
+        };
+        let batch: Vec<(usize, &Row)> = [0, 0, 0, 0, 1, 1, 1].iter().map(|g| (*g, &row)).collect();
+        assert_eq!(ids(f.cut(&[1, 2], &batch)), [(2, 1)]);
+        assert_eq!(ids(f.cut(&[1], &[(0, &row)])), [(1, 2)]);
         // A slice the flush does not know is never taken as ended.
-        assert_eq!(f.cut(&[(9, 1)]), []);
+        assert!(f.cut(&[9], &[(0, &row)]).is_empty());
+        assert!(f.track(9).is_none());
+        assert_eq!(f.track(2).map(|t| t.claim.id), Some(2));
     }
 
     #[test]

@@ -176,8 +176,7 @@ impl Shared<'_, '_> {
         let Some(ending) = t.let_go() else { return };
         if t.end_recorded.load(Ordering::SeqCst) {
             self.count_end(&t.claim, &ending, true);
-            self.ends_recorded.fetch_add(1, Ordering::SeqCst);
-            self.tell_if_over();
+            self.ends_counted(1);
             return;
         }
         lock(&self.ends).queue.push((t.claim, ending));
@@ -225,9 +224,7 @@ impl Shared<'_, '_> {
                 for ((claim, e), ok) in batch.iter().zip(flags) {
                     self.count_end(claim, e, ok);
                 }
-                self.ends_recorded
-                    .fetch_add(batch.len() as u64, Ordering::SeqCst);
-                self.tell_if_over();
+                self.ends_counted(batch.len() as u64);
             }
             Err(err) => {
                 // The lease will expire and a rerun takes the slices again: nothing is lost.
@@ -235,6 +232,12 @@ impl Shared<'_, '_> {
                 self.abort(Abort::Database(format!("{err:#}")));
             }
         }
+    }
+
+    /// `n` more ends recorded: the run may be over.
+    fn ends_counted(&self, n: u64) {
+        self.ends_recorded.fetch_add(n, Ordering::SeqCst);
+        self.tell_if_over();
     }
 
     fn count_end(&self, claim: &Claim, e: &Ending, recorded: bool) {

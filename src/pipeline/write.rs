@@ -70,10 +70,9 @@ pub(super) fn writer(lanes: &Lanes, rx: &Receiver<Chunk>) {
             let mut run: Vec<Chunk> = pending.drain(..k).collect();
             let rows: usize = run.iter().map(|c| c.rows.len()).sum();
             let t = Instant::now();
-            lanes.lane(lane).flush(&mut ins, &mut run, limit);
+            let per = lanes.lane(lane).flush(&mut ins, &mut run, limit);
             // A full batch's commit time says how big the next ones should be.
             if let (Some(rtt), true) = (settings.db_round_trip, rows >= limit.rows) {
-                let per = batch_rows(rows, limit.rows);
                 let per_batch = t.elapsed() / rows.div_ceil(per) as u32;
                 limit.rows = tune::next_batch_rows(settings.batch_export, per, per_batch, rtt);
             }
@@ -82,8 +81,9 @@ pub(super) fn writer(lanes: &Lanes, rx: &Receiver<Chunk>) {
 }
 
 impl Shared<'_, '_> {
-    /// Commits the pending chunks in batches within `limit`.
-    fn flush(&self, ins: &mut Prepared, pending: &mut Vec<Chunk>, limit: Limit) {
+    /// Commits the pending chunks in batches within `limit`; returns the
+    /// rows per batch it cut them into.
+    fn flush(&self, ins: &mut Prepared, pending: &mut Vec<Chunk>, limit: Limit) -> usize {
         let chunks = std::mem::take(pending);
         // A panic below must not leave these slices running: released instead.
         let mut guard = ReleaseOnPanic {
@@ -113,6 +113,7 @@ impl Shared<'_, '_> {
         while let Some(t) = guard.held.pop() {
             self.let_go(&t);
         }
+        per
     }
 
     /// Commits one batch, retried, with the ends of the slices it completes;
@@ -142,22 +143,7 @@ impl Shared<'_, '_> {
             return;
         }
         let (slices, mut tagged) = by_slice(chunks, batch);
-        let mut rows_of = vec![0usize; slices.len()];
-        for (g, _) in &tagged {
-            rows_of[*g] += 1;
-        }
-        let cut: Vec<(i64, usize)> = slices.iter().copied().zip(rows_of).collect();
-        let track = |id: i64| {
-            chunks
-                .iter()
-                .find(|c| c.slice.claim.id == id)
-                .map(|c| &c.slice)
-        };
-        let last: Vec<(Arc<SliceTrack>, usize)> = fold
-            .cut(&cut)
-            .into_iter()
-            .filter_map(|(id, here)| track(id).map(|t| (Arc::clone(t), here)))
-            .collect();
+        let last = fold.cut(&slices, &tagged);
         let ends = || fold::ends(&last, |t| self.end_of(&t.claim, SliceEnd::Done));
         let committed = self.policy().run(
             |_| {
@@ -207,7 +193,7 @@ impl Shared<'_, '_> {
         match committed {
             Ok(db::Committed { per_slice, ended }) => {
                 for id in ended {
-                    if let Some(t) = track(id) {
+                    if let Some(t) = fold.track(id) {
                         t.end_was_recorded();
                     }
                 }

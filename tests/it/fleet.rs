@@ -3,7 +3,7 @@
 //! processes through PostgreSQL (each slice fetched once), and a process
 //! killed mid-fleet covered by the other.
 
-use crate::util::{request_log, route_at, Api, Atlas, Bg, TestDb};
+use crate::util::{request_log, route_at, two_at_once, Api, Atlas, Bg, TestDb};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -310,14 +310,7 @@ fn two_processes_share_the_fleet_and_fetch_each_slice_once() {
     let (apis, db, atlas) = shared_fleet("fleettwo", dir.path(), "40");
     let expected = apis[0].expected(FROM, SHARED_UNTIL);
     let cmd = sync_all(&["--from", FROM, "--until", SHARED_UNTIL]);
-    let mut a = Bg::spawn(&atlas, &args(&cmd), "a");
-    let mut b = Bg::spawn(&atlas, &args(&cmd), "b");
-    let (ra, rb) = (
-        a.finish(Duration::from_secs(120)),
-        b.finish(Duration::from_secs(120)),
-    );
-    assert_eq!(ra.code, 0, "a: {}", ra.stderr);
-    assert_eq!(rb.code, 0, "b: {}", rb.stderr);
+    let (ra, rb) = two_at_once(&atlas, &args(&cmd), Duration::from_secs(120));
     assert_fleet_exact(&db, expected);
     let inserted: i64 = [ra.json(), rb.json()]
         .iter()

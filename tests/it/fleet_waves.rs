@@ -3,7 +3,7 @@
 //! table loaded exactly, two fleets at once over the same pairs each
 //! loading a pair's slices once, and the next night only the new days.
 
-use crate::util::{request_log, route_at, Api, Atlas, Bg, TestDb};
+use crate::util::{request_log, route_at, two_at_once, Api, Atlas, TestDb};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -73,14 +73,7 @@ fn two_fleets_of_more_pairs_than_a_wave_load_each_pair_once() {
     let (from, until) = ("2025-03-01", "2025-03-02");
     let per_pair = api.expected(from, until);
     let cmd = ["sync", "--all", "--json", "--from", from, "--until", until];
-    let mut a = Bg::spawn(&atlas, &cmd, "a");
-    let mut b = Bg::spawn(&atlas, &cmd, "b");
-    let (ra, rb) = (
-        a.finish(Duration::from_secs(300)),
-        b.finish(Duration::from_secs(300)),
-    );
-    assert_eq!(ra.code, 0, "a: {}", ra.stderr);
-    assert_eq!(rb.code, 0, "b: {}", rb.stderr);
+    let (ra, rb) = two_at_once(&atlas, &cmd, Duration::from_secs(300));
     assert_all_exact(&db, per_pair);
     let (ja, jb) = (ra.json(), rb.json());
     for j in [&ja, &jb] {

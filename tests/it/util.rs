@@ -427,6 +427,17 @@ pub struct Bg {
     err: PathBuf,
 }
 
+/// Two processes running `args` at once, each expected to end with exit
+/// 0 within `timeout`: their runs, in order.
+pub fn two_at_once(atlas: &Atlas, args: &[&str], timeout: Duration) -> (Run, Run) {
+    let mut a = Bg::spawn(atlas, args, "a");
+    let mut b = Bg::spawn(atlas, args, "b");
+    let (ra, rb) = (a.finish(timeout), b.finish(timeout));
+    assert_eq!(ra.code, 0, "a: {}", ra.stderr);
+    assert_eq!(rb.code, 0, "b: {}", rb.stderr);
+    (ra, rb)
+}
+
 impl Bg {
     pub fn spawn(atlas: &Atlas, args: &[&str], tag: &str) -> Bg {
         let out = atlas.path(&format!("{tag}.stdout"));
