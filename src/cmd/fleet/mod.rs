@@ -117,6 +117,8 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
         skipped: (0..n).map(|_| Mutex::new(None)).collect(),
         board: Board::default(),
         begun: AtomicUsize::new(0),
+        ahead: Mutex::new(Vec::new()),
+        making_tables: AtomicBool::new(false),
         pairs,
     };
     let mut turns = Turns {
@@ -131,7 +133,10 @@ pub fn run(ctx: &Context<'_>, a: &SyncArgs) -> Result<Exit> {
         let board = &fleet.board;
         let printer = scope.spawn(|| watch(&news_rx, style, settings.progress, n, board, started));
         let order: Vec<usize> = (0..n).collect();
-        for wave in order.chunks(WAVE) {
+        let waves: Vec<&[usize]> = order.chunks(WAVE).collect();
+        for (w, &wave) in waves.iter().enumerate() {
+            // The next wave's tables may be made while this one loads.
+            *lock(&fleet.ahead) = waves.get(w + 1).map_or_else(Vec::new, |n| n.to_vec());
             fleet.wave(wave, &news, &mut turns);
             // The wave's pairs are over: only their report is kept.
             for &i in wave {
@@ -181,6 +186,11 @@ struct Fleet<'a> {
     board: Board,
     /// Pairs begun so far, for the line of each.
     begun: AtomicUsize,
+    /// The next wave's pairs, taken by the wave's first round: whose
+    /// missing tables it makes once its own are made (`tables::ahead`).
+    ahead: Mutex<Vec<usize>>,
+    /// Some wave had tables to make: from then on each makes the next's.
+    making_tables: AtomicBool,
 }
 
 /// Where each pair stands across rounds: its turn once over, and the
@@ -416,9 +426,19 @@ impl<'a> Fleet<'a> {
                     }
                 });
                 // The missing tables are created while the first pages are fetched.
-                self.make_tables_sure(&missing.readies());
+                let created = missing.readies();
+                self.make_tables_sure(&created);
                 drop(handed);
                 handing.done.store(true, Ordering::SeqCst);
+                // A wave that made tables (a first night): the next wave's
+                // are made now, while this one loads, not before it can start.
+                let next = std::mem::take(&mut *lock(&self.ahead));
+                if !created.is_empty() {
+                    self.making_tables.store(true, Ordering::SeqCst);
+                }
+                if self.making_tables.load(Ordering::SeqCst) {
+                    self.make_tables_ahead(&next);
+                }
                 starts
             });
             // Runs over while the crew works others are closed by one

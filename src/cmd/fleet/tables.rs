@@ -1,11 +1,14 @@
 //! A wave's missing raw tables, made sure of together: a few dozen per
 //! transaction on the deciders' threads, each run's gate settled with its
-//! table's verdict.
+//! table's verdict; on a first night, the next wave's made ahead while
+//! this one loads.
 
 use super::board::{in_parallel, lock};
-use super::{scrap_run, Fleet};
+use super::decide::pair_checks;
+use super::{pair, scrap_run, Fleet};
 use crate::db;
 use crate::pipeline::gate::{NoTable, Settling};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock};
 
 /// Tables per transaction: enough that a wave's round trips are few, few
@@ -74,6 +77,47 @@ impl Fleet<'_> {
             let results = db::create_raw_tables_if_missing(&mut conn, &tables);
             for (r, result) in chunk.iter().zip(results) {
                 r.settle_table(result);
+            }
+        });
+    }
+
+    /// Makes the missing raw tables of the pairs `next` (the next wave's)
+    /// while the current wave loads: on a first night each wave otherwise
+    /// waits for its tables before its first rows go in. Only pairs that
+    /// pass every check made before anything of a pair is written (its
+    /// dates, secrets, credentials and the API's certificate) and that have
+    /// a first day to load get one. Errors are left to the wave itself,
+    /// which makes sure of each table it needs and reports its verdict.
+    pub(super) fn make_tables_ahead(&self, next: &[usize]) {
+        let chunks: Vec<&[usize]> = next.chunks(PER_TRANSACTION).collect();
+        let ks: Vec<usize> = (0..chunks.len()).collect();
+        in_parallel(self.deciders, &ks, |c| {
+            let tables: Vec<String> = chunks[c]
+                .iter()
+                .filter(|_| !self.ctx.quit.load(Ordering::SeqCst))
+                .filter_map(|&i| {
+                    let (client, route) = self.pairs[i];
+                    let plan = pair_checks(self.ctx, client, route, &self.plan).ok()?;
+                    let first = plan.from.or(route.start_date)?;
+                    (first <= plan.until && pair::trusted(self.ctx, client).is_ok())
+                        .then(|| pair::raw_table(client, route).ok())
+                        .flatten()
+                })
+                .collect();
+            if tables.is_empty() {
+                return;
+            }
+            let Ok(mut conn) = self.pool.get() else {
+                return;
+            };
+            let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+            for (t, r) in names
+                .iter()
+                .zip(db::create_raw_tables_if_missing(&mut conn, &names))
+            {
+                if let Err(e) = r {
+                    log::debug!("table {t} not made ahead: {e:#}");
+                }
             }
         });
     }
