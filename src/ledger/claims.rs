@@ -130,38 +130,6 @@ pub struct SliceCounts {
     pub undated: i64,
 }
 
-/// Records the end of a slice attempt, if this worker still holds it.
-pub fn finish_slice(
-    c: &mut impl GenericClient,
-    slice: i64,
-    worker: &str,
-    end: SliceEnd,
-    n: &SliceCounts,
-    error: Option<&str>,
-) -> Result<bool> {
-    let done = end.loaded();
-    let changed = c.execute_typed(
-        "UPDATE atlas.slices SET status = $3, pages = $4, records = $5, out_of_period = $6, undated = $7,
-                last_error = CASE WHEN $9 THEN NULL ELSE coalesce($8, last_error) END,
-                worker = NULL, lease_until = NULL,
-                done_at = CASE WHEN $9 THEN now() ELSE NULL END
-         WHERE id = $1 AND worker = $2 AND status = $10",
-        &[
-            (&slice, Type::INT8),
-            (&worker, Type::TEXT),
-            (&end.status().as_str(), Type::TEXT),
-            (&n.pages, Type::INT8),
-            (&n.records, Type::INT8),
-            (&n.out_of_period, Type::INT8),
-            (&n.undated, Type::INT8),
-            (&error, Type::TEXT),
-            (&done, Type::BOOL),
-            (&SliceStatus::Running.as_str(), Type::TEXT),
-        ],
-    )?;
-    Ok(changed == 1)
-}
-
 /// The end of one slice attempt, for [`finish_slices`].
 #[derive(Debug, Clone)]
 pub struct SliceFinish<'a> {
@@ -171,20 +139,15 @@ pub struct SliceFinish<'a> {
     pub error: Option<&'a str>,
 }
 
-/// Records the ends of several slice attempts in one statement (one commit:
-/// many small slices end at a lower cost), each only if this worker still
-/// holds it, as [`finish_slice`] does. Returns, per entry, whether it was
+/// Records the ends of slice attempts in one statement (one commit: many
+/// small slices end at a lower cost), each only if this worker still holds
+/// it (running under `worker`). Returns, per entry, whether it was
 /// recorded.
 pub fn finish_slices(
     c: &mut impl GenericClient,
     worker: &str,
     ends: &[SliceFinish<'_>],
 ) -> Result<Vec<bool>> {
-    if let [one] = ends {
-        return Ok(vec![finish_slice(
-            c, one.slice, worker, one.end, one.counts, one.error,
-        )?]);
-    }
     let col = |f: &dyn Fn(&SliceFinish<'_>) -> i64| ends.iter().map(f).collect::<Vec<i64>>();
     let ids = col(&|e| e.slice);
     let status: Vec<&str> = ends.iter().map(|e| e.end.status().as_str()).collect();
