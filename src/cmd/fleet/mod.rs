@@ -187,7 +187,7 @@ struct Fleet<'a> {
     /// Pairs begun so far, for the line of each.
     begun: AtomicUsize,
     /// The next wave's pairs, taken by the wave's first round: whose
-    /// missing tables it makes once its own are made (`tables::ahead`).
+    /// missing tables it makes once its own are made (`make_tables_ahead`).
     ahead: Mutex<Vec<usize>>,
     /// Some wave had tables to make: from then on each makes the next's.
     making_tables: AtomicBool,
