@@ -37,9 +37,31 @@ impl Db {
             // on return, and the statement retried on another.
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
+            .connection_customizer(Box::new(NoJit))
             .build_unchecked(manager);
         warm_up(&pool, warm.min(pool.max_size() as usize));
         pool
+    }
+}
+
+/// Turns JIT compilation off for each pooled session. A fleet's ledger
+/// statements cover a wave of pairs and every day each has loaded, so once
+/// the ledger holds months of nights the planner costs them past
+/// `jit_above_cost`, and compiling one took longer (~145 ms) than running
+/// it; atlas's other statements are small. A server without JIT (before
+/// PostgreSQL 11) has no such setting, and nothing is set.
+#[derive(Debug)]
+struct NoJit;
+
+impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for NoJit {
+    fn on_acquire(&self, c: &mut postgres::Client) -> Result<(), postgres::Error> {
+        // Only a hint: a session that refuses it works as well, slower.
+        if let Err(e) = c.batch_execute(
+            "SELECT set_config('jit', 'off', false) FROM pg_settings WHERE name = 'jit'",
+        ) {
+            log::debug!("JIT left as the server has it: {e}");
+        }
+        Ok(())
     }
 }
 
