@@ -7,8 +7,11 @@
 # threads` beside them.
 #   scripts/bench-fleet.sh                  40 pairs x 2 days, 100 ms, 8 threads
 # Env: PAIRS (even), DAYS, LATENCY_MS, THREADS, DB_LATENCY_MS (each way), EACH=0
-# (skip the one-sync-per-pair runs), ATLAS_BIN (another build to measure),
-# DATABASE_URL (else scripts/pg.sh).
+# (skip the one-sync-per-pair runs), HISTORY=N (the `sync --all` database
+# starts with N nights already loaded for every pair: a scrap, its two
+# slices done and its run each night before the first one, as written by a
+# build that recorded no loaded span), ATLAS_BIN (another build to
+# measure), DATABASE_URL (else scripts/pg.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +25,7 @@ LATENCY_MS=${LATENCY_MS:-100}
 THREADS=${THREADS:-8}
 DB_LATENCY_MS=${DB_LATENCY_MS:-0}
 EACH=${EACH:-1}
+HISTORY=${HISTORY:-0}
 PER_DAY=50
 WORK=$ROOT/target/bench-fleet
 API_PID=""
@@ -117,20 +121,42 @@ each() { # url, sync flags...: one `atlas sync` per pair, one after another; pri
 # when DAYS is 2.
 NEXT=$(date -d "$UNTIL + 1 day" +%F)
 URL=$(fresh atlas_bench_fleet_all)
+if ((HISTORY > 0)); then
+    psql -X -q -v ON_ERROR_STOP=1 "$(pg_db_url atlas_bench_fleet_all)" -v nights="$HISTORY" -v pairs="$PAIRS" -v first="$FROM" <<'SQL'
+BEGIN;
+CREATE TEMP TABLE n AS
+  SELECT (1000 + i)::text AS client, r AS route, k, (:'first'::date - k) AS day
+  FROM generate_series(0, :pairs / 2 - 1) i, unnest(ARRAY['notas', 'pedidos']) r,
+       generate_series(1, :nights) k;
+INSERT INTO atlas.scraps (client, route, raw_table, period_from, period_to, slice_days, created_at)
+  SELECT client, route, 'dados_raw_cliente_' || client || '_' || route, day - 1, day, 1,
+         now() - make_interval(days => k)
+  FROM n ORDER BY k DESC, client, route;
+INSERT INTO atlas.runs (scrap_id, worker, started_at, finished_at, status, pages, records, inserted, slices_done)
+  SELECT id, 'history', created_at, created_at, 'done', 2, 100, 50, 2 FROM atlas.scraps;
+INSERT INTO atlas.slices (scrap_id, slice_from, slice_to, status, pages, records, inserted, duplicates, attempts, done_at, last_run_id)
+  SELECT s.id, d, d, 'done', 1, 50, 25, 25, 1, s.created_at, r.id
+  FROM atlas.scraps s JOIN atlas.runs r ON r.scrap_id = s.id, LATERAL (VALUES (s.period_from), (s.period_to)) v(d);
+COMMIT;
+ANALYZE atlas.scraps; ANALYZE atlas.slices; ANALYZE atlas.runs;
+SQL
+fi
 URL2=$(fresh atlas_bench_fleet_one)
 A1=$(all "$URL" "$WORK/all.json" --from "$FROM" --until "$UNTIL")
 E1=$(each "$URL2" --from "$FROM" --until "$UNTIL")
 A2=$(all "$URL" "$WORK/next.json" --until "$NEXT")
 E2=$(each "$URL2" --until "$NEXT")
 
-python3 - "$WORK/all.json" "$WORK/next.json" "$A1" "$E1" "$A2" "$E2" "$PAIRS" "$DAYS" "$LATENCY_MS" "$THREADS" "$DB_LATENCY_MS" <<'PY'
+python3 - "$WORK/all.json" "$WORK/next.json" "$A1" "$E1" "$A2" "$E2" "$PAIRS" "$DAYS" "$LATENCY_MS" "$THREADS" "$DB_LATENCY_MS" "$HISTORY" <<'PY'
 import json, sys
 first, nxt = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 a1, e1, a2, e2 = map(float, sys.argv[3:7])
 pairs, days, lat, threads, db_lat = map(int, sys.argv[7:12])
 requests = pairs * days
 ideal = requests * lat / 1000 / threads
-print(f"{pairs} pairs x {days} days, {lat} ms/request, {threads} threads, database {db_lat} ms away: {requests} requests, ideal {ideal:.2f} s")
+history = int(sys.argv[12])
+print(f"{pairs} pairs x {days} days, {lat} ms/request, {threads} threads, database {db_lat} ms away: {requests} requests, ideal {ideal:.2f} s"
+      + (f", {history} nights of history" if history else ""))
 x = lambda t: f"{t / ideal:.2f}x ideal" if ideal else "no latency: all overhead"
 def rss(path):  # peak RSS in MiB (GNU time's last line, KiB)
     try:

@@ -85,7 +85,7 @@ pub fn need(
 }
 
 /// The spans sorted and merged where they overlap or touch.
-fn merged(spans: &[(NaiveDate, NaiveDate)]) -> Vec<(NaiveDate, NaiveDate)> {
+pub fn merged(spans: &[(NaiveDate, NaiveDate)]) -> Vec<(NaiveDate, NaiveDate)> {
     let mut v: Vec<(NaiveDate, NaiveDate)> =
         spans.iter().copied().filter(|(a, b)| a <= b).collect();
     v.sort();

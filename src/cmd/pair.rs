@@ -134,7 +134,7 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
                 &need.slices,
                 new_table,
             )?;
-            lock.record_scrap(created.id)?;
+            lock.record_scrap(created.id, state.known())?;
             (created.id, created.table_exists, None)
         }
         NewTable::Later => {
@@ -147,6 +147,7 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
                 (need.from, need.to),
                 route.slice_days,
                 &need.slices,
+                state.known(),
             )?;
             let n = need.slices.len() as u64;
             (scrap.id, table_exists, Some((scrap, n)))
@@ -287,10 +288,21 @@ impl<C: DerefMut<Target = postgres::Client>> SyncLock<C> {
     }
 
     /// Records the scrap this pair's sync is loading, for other syncs to join.
-    pub fn record_scrap(&mut self, scrap: i64) -> Result<()> {
+    pub fn record_scrap(
+        &mut self,
+        scrap: i64,
+        known: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<()> {
         self.conn.execute_typed(
-            "UPDATE atlas.sync_pairs SET scrap_id = $1 WHERE id = $2",
-            &[(&scrap, Type::INT8), (&self.pair, Type::INT4)],
+            "UPDATE atlas.sync_pairs SET scrap_id = $1, loaded_from = coalesce($3, loaded_from),
+                    loaded_to = coalesce($4, loaded_to)
+             WHERE id = $2",
+            &[
+                (&scrap, Type::INT8),
+                (&self.pair, Type::INT4),
+                (&known.map(|k| k.0), Type::DATE),
+                (&known.map(|k| k.1), Type::DATE),
+            ],
         )?;
         Ok(())
     }

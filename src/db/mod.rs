@@ -55,6 +55,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "007_run_version.sql",
         include_str!("../../sql/007_run_version.sql"),
     ),
+    (
+        "008_pair_loaded.sql",
+        include_str!("../../sql/008_pair_loaded.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises `atlas init` across processes.

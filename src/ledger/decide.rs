@@ -1,6 +1,6 @@
 //! The statements a sync decides a pair with, each one round trip: the
 //! pair's registry row and its lock taken together, the pair's state read
-//! at once (its unfinished scrap, every slice of every scrap of it), and a
+//! at once (its unfinished scrap, its days: `loaded`), and a
 //! new scrap created with its slices and recorded for the pair.
 
 use super::{Scrap, SliceStatus};
@@ -82,7 +82,8 @@ pub struct PairState {
     /// The scrap its last sync recorded, while it has slices pending,
     /// running or failed.
     pub in_progress: Option<i64>,
-    /// Every slice of every scrap of the pair: first day, last day, status.
+    /// The pair's days (`pair_days_sql!`): first day, last day, status of
+    /// its known span and of the slices of the scraps reaching outside it.
     pub slices: Vec<(NaiveDate, NaiveDate, SliceStatus)>,
     /// Its raw table as it stands (judged only when there is something to load).
     pub table: db::Shape,
@@ -98,6 +99,11 @@ impl PairState {
             .collect()
     }
 
+    /// The span to record as known loaded (`loaded::known_span`).
+    pub fn known(&self) -> Option<(NaiveDate, NaiveDate)> {
+        super::loaded::known_span(&self.done())
+    }
+
     /// The end of the first contiguous run of done days (`loaded_until`).
     pub fn loaded_until(&self) -> Option<NaiveDate> {
         let mut spans: Vec<(NaiveDate, NaiveDate, bool)> = self
@@ -110,8 +116,9 @@ impl PairState {
     }
 }
 
-/// The pair's unfinished scrap, all its slices and its raw table `table`'s
-/// shape, in one round trip (the shape on the first row only).
+/// The pair's unfinished scrap, its days (`pair_days_sql!`) and its raw
+/// table `table`'s shape, in one round trip (the shape on the first row
+/// only).
 pub fn pair_state(
     c: &mut impl GenericClient,
     client: &str,
@@ -131,8 +138,9 @@ pub fn pair_state(
              FROM (SELECT ",
             crate::raw_shape_sql!("$6"),
             ") t(present, cols, uniq)
-             LEFT JOIN (atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
-                        AND s.client = $1 AND s.route = $2) ON true"
+             LEFT JOIN (",
+            crate::pair_days_sql!("$1", "$2"),
+            ") sl ON true"
         ),
         &[p1, p2, p3, p4, p5, (&quoted, Type::TEXT)],
     )?;
@@ -154,8 +162,9 @@ pub fn pair_state(
 }
 
 /// A new scrap of the pair `pair` (its `atlas.sync_pairs` id) over
-/// `period` with the slices of `plan`, recorded as the pair's scrap, in
-/// one statement (atomic: all or nothing). Its raw table is not made here.
+/// `period` with the slices of `plan`, recorded as the pair's scrap with the
+/// span `known` loaded (`PairState::known`), in one statement (atomic: all
+/// or nothing). Its raw table is not made here.
 pub fn create_sync_scrap(
     c: &mut impl GenericClient,
     pair: i32,
@@ -163,6 +172,7 @@ pub fn create_sync_scrap(
     (from, to): (NaiveDate, NaiveDate),
     slice_days: u32,
     plan: &[(NaiveDate, NaiveDate)],
+    known: Option<(NaiveDate, NaiveDate)>,
 ) -> Result<Scrap> {
     let froms: Vec<NaiveDate> = plan.iter().map(|p| p.0).collect();
     let tos: Vec<NaiveDate> = plan.iter().map(|p| p.1).collect();
@@ -173,7 +183,10 @@ pub fn create_sync_scrap(
          sl AS (
              INSERT INTO atlas.slices (scrap_id, slice_from, slice_to)
              SELECT s.id, f, t FROM s, unnest($7::date[], $8::date[]) AS u(f, t)),
-         p AS (UPDATE atlas.sync_pairs SET scrap_id = (SELECT id FROM s) WHERE id = $9)
+         p AS (UPDATE atlas.sync_pairs
+               SET scrap_id = (SELECT id FROM s), loaded_from = coalesce($10, loaded_from),
+                   loaded_to = coalesce($11, loaded_to)
+               WHERE id = $9)
          SELECT id, created_at FROM s",
         &[
             (&client, Type::TEXT),
@@ -185,6 +198,8 @@ pub fn create_sync_scrap(
             (&froms, Type::DATE_ARRAY),
             (&tos, Type::DATE_ARRAY),
             (&pair, Type::INT4),
+            (&known.map(|k| k.0), Type::DATE),
+            (&known.map(|k| k.1), Type::DATE),
         ],
     )?;
     Ok(Scrap {

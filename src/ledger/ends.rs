@@ -72,8 +72,10 @@ pub fn scrap_end(
              UNION ALL
              SELECT true, NULL, sl.slice_from, sl.slice_to, sl.status, NULL, NULL, NULL, NULL,
                     NULL, NULL, NULL, NULL, NULL
-             FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
-             WHERE $2 AND s.client = $3 AND s.route = $4
+             FROM (",
+            crate::pair_days_sql!("$3", "$4"),
+            ") sl
+             WHERE $2
              ORDER BY 1, 3, 4"
         ),
         &[

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 pub mod decide;
 mod ends;
+pub mod loaded;
 pub mod pairs;
 pub mod rates;
 mod status;

@@ -66,8 +66,8 @@ pub fn unlock_pairs(c: &mut impl GenericClient, ids: &[i32]) -> Result<()> {
     Ok(())
 }
 
-/// Each pair's state (`decide::pair_state`): its unfinished scrap, every
-/// slice of every scrap of it, and its raw table's shape; `pairs` are
+/// Each pair's state (`decide::pair_state`): its unfinished scrap, its
+/// days (`pair_days_sql!`), and its raw table's shape; `pairs` are
 /// (client, route, raw table), answered in their order.
 pub fn pair_states(
     c: &mut impl GenericClient,
@@ -93,8 +93,9 @@ pub fn pair_states(
              CROSS JOIN LATERAL (
                  SELECT array_agg(x.slice_from) AS froms, array_agg(x.slice_to) AS tos,
                         array_agg(x.status) AS statuses
-                 FROM atlas.scraps s JOIN atlas.slices x ON x.scrap_id = s.id
-                 WHERE s.client = w.client AND s.route = w.route) sl
+                 FROM (",
+            crate::pair_days_sql!("w.client", "w.route"),
+            ") x) sl
              ORDER BY w.k"
         ),
         &[
@@ -137,6 +138,8 @@ pub struct NewScrap<'a> {
     pub period: (NaiveDate, NaiveDate),
     pub slice_days: u32,
     pub slices: &'a [(NaiveDate, NaiveDate)],
+    /// The span to record as known loaded (`PairState::known`).
+    pub known: Option<(NaiveDate, NaiveDate)>,
 }
 
 /// New scraps with their slices, each recorded as its pair's scrap, in one
@@ -153,6 +156,8 @@ pub fn create_sync_scraps(c: &mut impl GenericClient, new: &[NewScrap<'_>]) -> R
     let tos: Vec<NaiveDate> = new.iter().map(|n| n.period.1).collect();
     let days: Vec<i32> = new.iter().map(|n| n.slice_days as i32).collect();
     let pairs: Vec<i32> = new.iter().map(|n| n.pair).collect();
+    let known_from: Vec<Option<NaiveDate>> = new.iter().map(|n| n.known.map(|k| k.0)).collect();
+    let known_to: Vec<Option<NaiveDate>> = new.iter().map(|n| n.known.map(|k| k.1)).collect();
     let mut of: Vec<i64> = Vec::new();
     let (mut sf, mut st) = (Vec::new(), Vec::new());
     for (k, n) in new.iter().enumerate() {
@@ -164,20 +169,24 @@ pub fn create_sync_scraps(c: &mut impl GenericClient, new: &[NewScrap<'_>]) -> R
     }
     let rows = c.query_typed(
         "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[],
-                                         $5::date[], $6::int[], $7::int[]) WITH ORDINALITY
-                    AS w(client, route, tbl, f, t, days, pair, k)),
+                                         $5::date[], $6::int[], $7::int[], $11::date[],
+                                         $12::date[]) WITH ORDINALITY
+                    AS w(client, route, tbl, f, t, days, pair, lf, lt, k)),
          s AS (
              INSERT INTO atlas.scraps (client, route, raw_table, period_from, period_to, slice_days)
              SELECT client, route, tbl, f, t, days FROM w ORDER BY k
              RETURNING id, created_at, client, route),
-         ws AS (SELECT w.k, w.pair, s.id, s.created_at FROM w
+         ws AS (SELECT w.k, w.pair, w.lf, w.lt, s.id, s.created_at FROM w
                 JOIN s ON s.client = w.client AND s.route = w.route),
          sl AS (
              INSERT INTO atlas.slices (scrap_id, slice_from, slice_to)
              SELECT ws.id, u.f, u.t
              FROM unnest($8::bigint[], $9::date[], $10::date[]) WITH ORDINALITY AS u(k, f, t, n)
              JOIN ws ON ws.k = u.k ORDER BY u.n),
-         p AS (UPDATE atlas.sync_pairs sp SET scrap_id = ws.id FROM ws WHERE sp.id = ws.pair)
+         p AS (UPDATE atlas.sync_pairs sp
+               SET scrap_id = ws.id, loaded_from = coalesce(ws.lf, sp.loaded_from),
+                   loaded_to = coalesce(ws.lt, sp.loaded_to)
+               FROM ws WHERE sp.id = ws.pair)
          SELECT k, id, created_at FROM ws ORDER BY k",
         &[
             (&clients, Type::TEXT_ARRAY),
@@ -190,6 +199,8 @@ pub fn create_sync_scraps(c: &mut impl GenericClient, new: &[NewScrap<'_>]) -> R
             (&of, Type::INT8_ARRAY),
             (&sf, Type::DATE_ARRAY),
             (&st, Type::DATE_ARRAY),
+            (&known_from, Type::DATE_ARRAY),
+            (&known_to, Type::DATE_ARRAY),
         ],
     )?;
     anyhow::ensure!(
@@ -314,19 +325,24 @@ pub fn scrap_ends(
     let ids: Vec<i64> = scraps.iter().map(|s| s.0).collect();
     let clients: Vec<&str> = scraps.iter().map(|s| s.1).collect();
     let routes: Vec<&str> = scraps.iter().map(|s| s.2).collect();
+    // The scraps' slices are found by their ids (`= ANY`), by index
+    // whatever the planner guesses of the join.
     let rows = c.query_typed(
-        "WITH w AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
+        concat!(
+            "WITH w AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
                     AS w(scrap, client, route, k))
          SELECT w.k, false, x.id, x.slice_from, x.slice_to, x.status, x.pages, x.records,
                 x.inserted, x.duplicates, x.out_of_period, x.undated, x.attempts, x.last_error,
                 x.worker
-         FROM w JOIN atlas.slices x ON x.scrap_id = w.scrap
+         FROM w JOIN atlas.slices x ON x.scrap_id = w.scrap WHERE x.scrap_id = ANY ($1)
          UNION ALL
          SELECT w.k, true, NULL, sl.slice_from, sl.slice_to, sl.status, NULL, NULL, NULL, NULL,
                 NULL, NULL, NULL, NULL, NULL
-         FROM w JOIN atlas.scraps s ON s.client = w.client AND s.route = w.route
-         JOIN atlas.slices sl ON sl.scrap_id = s.id
-         ORDER BY 1, 2, 4, 5",
+         FROM w CROSS JOIN LATERAL (",
+            crate::pair_days_sql!("w.client", "w.route"),
+            ") sl
+         ORDER BY 1, 2, 4, 5"
+        ),
         &[
             (&ids, Type::INT8_ARRAY),
             (&clients, Type::TEXT_ARRAY),

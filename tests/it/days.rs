@@ -28,9 +28,7 @@ fn setup(tag: &str, api_args: &[&str]) -> (Api, TestDb, Atlas) {
 }
 
 fn sync<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = sync_args(&["--json"]);
-    v.extend_from_slice(extra);
-    v
+    util::sync_json(extra)
 }
 
 fn today() -> NaiveDate {
@@ -39,18 +37,7 @@ fn today() -> NaiveDate {
 
 /// The days the API was asked for (`data_inicial` of each data request).
 fn asked_days(log: &std::path::Path) -> Vec<String> {
-    let mut days: Vec<String> = util::request_log(log)
-        .iter()
-        .filter_map(|s| {
-            s.url
-                .split(['?', '&'])
-                .find_map(|kv| kv.strip_prefix("data_inicial="))
-                .map(str::to_string)
-        })
-        .collect();
-    days.sort();
-    days.dedup();
-    days
+    util::asked_days(log, "")
 }
 
 #[test]

@@ -254,11 +254,13 @@ fn init_upgrades_an_older_schema_and_names_a_failed_migration() {
     atlas.ok(&["init"]);
     let all = sql_files();
     let last = all.last().unwrap().clone();
-    // One migration behind: its record and its column gone.
+    // One migration behind (008_pair_loaded.sql): its record and its
+    // columns and indexes gone.
     db.client()
         .batch_execute(&format!(
             "DELETE FROM atlas.migrations WHERE name = '{last}';
-             ALTER TABLE atlas.runs DROP COLUMN version;"
+             ALTER TABLE atlas.sync_pairs DROP COLUMN loaded_from, DROP COLUMN loaded_to;
+             DROP INDEX atlas.scraps_pair_to, atlas.scraps_pair_from;"
         ))
         .unwrap();
     let r = atlas.ok(&["init"]);
@@ -268,10 +270,10 @@ fn init_upgrades_an_older_schema_and_names_a_failed_migration() {
         all
     );
     assert_eq!(
-        db.i64("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'atlas' AND table_name = 'runs' AND column_name = 'version'"),
-        1
+        db.i64("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'atlas' AND table_name = 'sync_pairs' AND column_name IN ('loaded_from', 'loaded_to')"),
+        2
     );
-    // Its record gone but its column there: the server refuses it.
+    // Its record gone but its columns there: the server refuses it.
     db.client()
         .batch_execute(&format!(
             "DELETE FROM atlas.migrations WHERE name = '{last}'"

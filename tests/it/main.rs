@@ -11,6 +11,7 @@ mod faults;
 mod fleet;
 mod fleet_waves;
 mod foundation;
+mod history;
 mod hostile;
 mod limits;
 mod manager;

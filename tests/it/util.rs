@@ -382,6 +382,31 @@ pub fn sync_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// `sync_args(["--json"])` plus `extra`.
+pub fn sync_json<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = sync_args(&["--json"]);
+    v.extend_from_slice(extra);
+    v
+}
+
+/// The days the API was asked for on URLs containing `path` (`data_inicial`
+/// of each data request), sorted, each once.
+pub fn asked_days(log: &Path, path: &str) -> Vec<String> {
+    let mut days: Vec<String> = request_log(log)
+        .iter()
+        .filter(|s| s.url.contains(path))
+        .filter_map(|s| {
+            s.url
+                .split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix("data_inicial="))
+                .map(str::to_string)
+        })
+        .collect();
+    days.sort();
+    days.dedup();
+    days
+}
+
 /// `args` against `DEAD_DB` (`--database-url` goes before the command).
 pub fn dead_db_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
     [&["--database-url", DEAD_DB][..], args].concat()

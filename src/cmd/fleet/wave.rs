@@ -156,6 +156,7 @@ pub(super) fn decide<'c>(
                 period: (need.from, need.to),
                 slice_days: route.slice_days,
                 slices: &need.slices,
+                known: states[*m].known(),
             }
         })
         .collect();
