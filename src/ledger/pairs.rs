@@ -75,17 +75,21 @@ pub fn last_runs(c: &mut impl GenericClient, pairs: &[Pair]) -> Result<HashMap<P
 }
 
 /// Each pair's islands of days, from the done and open slices of all its
-/// scraps: a slice starts a new island when it begins past the day after
-/// the furthest day of the slices before it (of done slices only, for
-/// the done islands). One sort of the slices serves both kinds.
+/// scraps (read around the span it is known to have loaded,
+/// `pair_days_sql!`, which gives the same islands): a slice starts a new
+/// island when it begins past the day after the furthest day of the
+/// slices before it (of done slices only, for the done islands). One sort
+/// of the slices serves both kinds.
 pub fn islands(c: &mut impl GenericClient, pairs: &[Pair]) -> Result<HashMap<Pair, Islands>> {
     let (clients, routes) = arrays(pairs);
     let rows = c.query_typed(
-        "WITH sl AS (
-             SELECT s.client, s.route, x.slice_from AS f, x.slice_to AS t, x.status = $3 AS done
+        concat!(
+            "WITH sl AS (
+             SELECT p.client, p.route, x.slice_from AS f, x.slice_to AS t, x.status = $3 AS done
              FROM unnest($1::text[], $2::text[]) AS p(client, route)
-             JOIN atlas.scraps s ON s.client = p.client AND s.route = p.route
-             JOIN atlas.slices x ON x.scrap_id = s.id
+             CROSS JOIN LATERAL (",
+            crate::pair_days_sql!("p.client", "p.route"),
+            ") x
              WHERE x.status IN ($3, $4)),
          m AS (
              SELECT *, max(t) OVER w AS reach, max(t) FILTER (WHERE done) OVER w AS reach_done
@@ -104,7 +108,8 @@ pub fn islands(c: &mut impl GenericClient, pairs: &[Pair]) -> Result<HashMap<Pai
          UNION ALL
          SELECT client, route, true, min(f), max(t) FROM g WHERE done
          GROUP BY client, route, island_done
-         ORDER BY 1, 2, 3, 4",
+         ORDER BY 1, 2, 3, 4"
+        ),
         &[
             (&clients, Type::TEXT_ARRAY),
             (&routes, Type::TEXT_ARRAY),

@@ -107,6 +107,11 @@ fn a_sync_decides_from_the_span_it_knows_and_the_scraps_outside_it() {
     let j = atlas.ok(&sync(&["--until", "2024-03-22"])).json();
     assert_eq!(asked(&log, "/pedidos"), days("2024-03-20", "2024-03-22"));
     assert_eq!(j["loaded_until"], "2024-03-22", "{j}");
+    // `status` reads the same days: no gap where the span says loaded.
+    let j = atlas.run(&["status", "--json"]).json();
+    let p = &j["pairs"][0];
+    assert_eq!(p["loaded_until"], "2024-03-22", "{p}");
+    assert_eq!(p["gaps"], json!([]), "{p}");
 }
 
 #[test]
