@@ -15,6 +15,10 @@ pub struct Need {
     pub to: NaiveDate,
     pub slices: Vec<(NaiveDate, NaiveDate)>,
     pub skipped: i64,
+    /// The lookback's days, loaded already and fetched again: their rows
+    /// are mostly stored (the writers insert them skipping stored hashes
+    /// at once, rather than trying a COPY that would meet them).
+    pub refetch: Option<(NaiveDate, NaiveDate)>,
 }
 
 /// The days to load for a pair whose loaded (`done`) spans are `done` (in
@@ -50,11 +54,13 @@ pub fn need(
     }
     // The lookback: the last days loaded before now are fetched again (APIs
     // change recent records; the hash makes the overlap free).
+    let mut refetch = None;
     if let Some(last) = spans.iter().map(|s| s.1).filter(|d| *d <= until).max() {
         for back in 0..i64::from(lookback) {
             let d = last - Duration::days(back);
             if d >= lo {
                 fetch[(d - lo).num_days() as usize] = true;
+                refetch = Some((d, last));
             }
         }
     }
@@ -81,6 +87,7 @@ pub fn need(
         to: lo + Duration::days(b as i64),
         slices,
         skipped: days - fetched,
+        refetch,
     }))
 }
 
@@ -109,6 +116,23 @@ mod tests {
 
     fn days(v: &[(&str, &str)]) -> Vec<(NaiveDate, NaiveDate)> {
         v.iter().map(|(a, b)| (d(a), d(b))).collect()
+    }
+
+    #[test]
+    fn the_lookback_days_are_told_as_fetched_again() {
+        let done = days(&[("2025-01-01", "2025-01-10")]);
+        let refetch = |lookback| {
+            need(&done, None, None, d("2025-01-12"), lookback, 1)
+                .unwrap()
+                .unwrap()
+                .refetch
+        };
+        assert_eq!(refetch(1), Some((d("2025-01-10"), d("2025-01-10"))));
+        assert_eq!(refetch(3), Some((d("2025-01-08"), d("2025-01-10"))));
+        assert_eq!(refetch(0), None);
+        // Nothing loaded: nothing fetched again.
+        let first = need(&[], Some(d("2025-01-01")), None, d("2025-01-02"), 1, 1);
+        assert_eq!(first.unwrap().unwrap().refetch, None);
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Backend for Work<'_, '_, '_> {
         let failed = done.clone();
         let work = move || {
             let end = match what {
-                Start::Run(id) => scrap_run::execute(ctx, id, false, Some(&watch))
+                Start::Run(id) => scrap_run::execute(ctx, id, false, Some(&watch), None)
                     .map(|(exit, summary)| summary_of(exit, &summary, style)),
                 Start::Sync {
                     client,

@@ -84,13 +84,15 @@ pub enum Step {
     /// Run the scrap `id`; `joined`: its run is resumed (another sync
     /// created it); whether its raw table is known to exist; the days the
     /// range skipped as already loaded (a new scrap only); a new scrap and
-    /// its number of slices, all pending (nothing of it to read back).
+    /// its number of slices, all pending (nothing of it to read back); the
+    /// lookback's days fetched again (`coverage::Need::refetch`).
     Run {
         id: i64,
         joined: bool,
         table_exists: bool,
         skipped: Option<i64>,
         fresh: Option<(Scrap, u64)>,
+        refetch: Option<(NaiveDate, NaiveDate)>,
     },
     /// Every day is loaded: up to the day given.
     UpToDate(Option<NaiveDate>),
@@ -159,6 +161,7 @@ pub fn decide_locked<C: DerefMut<Target = postgres::Client>>(
         table_exists,
         skipped: Some(need.skipped),
         fresh,
+        refetch: need.refetch,
     })
 }
 
@@ -187,6 +190,7 @@ pub fn judge(
             table_exists: false,
             skipped: None,
             fresh: None,
+            refetch: None,
         }));
     }
     let need = coverage::need(

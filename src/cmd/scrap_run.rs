@@ -23,7 +23,7 @@ use std::time::Instant;
 /// `scrap run` (and the run of `sync`): loads the scrap's pending slices,
 /// records the run, prints the summary. `sync` asks for `loaded_until`.
 pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
-    let (exit, summary) = execute(ctx, id, sync, None)?;
+    let (exit, summary) = execute(ctx, id, sync, None, None)?;
     emit(&summary, ctx.style, json);
     let object = serde_json::to_value(&summary)?;
     super::alert::after_run(ctx, &object, std::slice::from_ref(&object));
@@ -31,12 +31,14 @@ pub fn run(ctx: &Context<'_>, id: i64, json: bool, sync: bool) -> Result<Exit> {
 }
 
 /// The run itself: its lines on stderr, or to `sink` with its progress and
-/// notices (the manager); the summary is returned, not printed.
+/// notices (the manager); the summary is returned, not printed. `refetch`:
+/// the days a sync fetches again (`Ready::refetching`).
 pub fn execute(
     ctx: &Context<'_>,
     id: i64,
     sync: bool,
     sink: Option<&Sender<Watch>>,
+    refetch: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
 ) -> Result<(Exit, Summary)> {
     // Bad settings are refused before the database is asked anything.
     ctx.config()?;
@@ -59,6 +61,7 @@ pub fn execute(
         Prepared::Nothing(exit, summary) => return Ok((exit, *summary)),
         Prepared::Ready(r) => r,
     };
+    ready.refetching(refetch);
     ready.make_table_sure(&mut conn);
     let round_trip = db::round_trip(&mut conn, tune::NEAR, seen)?;
     ready.summary.settings = tune::plan(&ready.summary.settings, round_trip, pool.max_size());
@@ -99,6 +102,8 @@ pub struct Ready<'c> {
     table: TableGate,
     /// Slices claimed with the run's start (`claimed`), for its crew.
     claims: Vec<ledger::Claim>,
+    /// The days a sync fetches again (`refetching`).
+    refetch: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
 }
 
 impl Ready<'_> {
@@ -112,6 +117,12 @@ impl Ready<'_> {
     /// Slices claimed for the run as it started: its crew works them first.
     pub fn claimed(&mut self, claims: Vec<ledger::Claim>) {
         self.claims = claims;
+    }
+
+    /// The days its sync fetches again, loaded already (the lookback): the
+    /// writers insert their rows skipping stored hashes at once.
+    pub fn refetching(&mut self, days: Option<(chrono::NaiveDate, chrono::NaiveDate)>) {
+        self.refetch = days;
     }
 
     /// The scrap it runs.
@@ -153,6 +164,7 @@ impl Ready<'_> {
             pages_hint: self.pages_hint,
             table: &self.table,
             open_from: self.route.first_open_day(),
+            refetch: self.refetch,
         }
     }
 
@@ -316,6 +328,7 @@ fn start<'c>(
         pages_hint: 0,
         table: TableGate::pending(),
         claims: Vec::new(),
+        refetch: None,
     });
     if !unstarted {
         let (run_id, pages_hint) = ledger::start_run(

@@ -109,13 +109,14 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
     let mut ran: Option<(Exit, Summary)> = None;
     for _ in 0..2 {
         let step = pair::decide_locked(ctx, &mut lock, client, route, &plan, NewTable::Now)?;
-        let (id, joined, skipped) = match step {
+        let (id, joined, skipped, refetch) = match step {
             Step::Run {
                 id,
                 joined,
                 skipped,
+                refetch,
                 ..
-            } => (id, joined, skipped),
+            } => (id, joined, skipped, refetch),
             Step::UpToDate(_) => break,
         };
         let how = if joined {
@@ -127,7 +128,7 @@ pub fn execute(ctx: &Context<'_>, a: &SyncArgs, sink: Option<&Sender<Watch>>) ->
             }
         };
         feed.note("🔄", &report::syncing_line(client_id, route_name, id, &how));
-        let (exit, mut summary) = scrap_run::execute(ctx, id, true, sink)?;
+        let (exit, mut summary) = scrap_run::execute(ctx, id, true, sink, refetch)?;
         summary.days_skipped = Some(skipped.unwrap_or(0));
         let stop = exit != Exit::Ok || !joined;
         ran = Some(match ran.take() {

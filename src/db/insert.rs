@@ -7,8 +7,9 @@
 //! first load) 4: `BEGIN; SAVEPOINT copy`, the COPY's start and its end,
 //! then the ledger and `COMMIT` sent together as one simple query;
 //! `INSERT … ON CONFLICT` (a rerun) 3: `BEGIN`, the insert, the ledger with
-//! `COMMIT`. Before this module they were 7 and 6, plus one per slice of the
-//! batch. With the database across the network a small batch (at most
+//! `COMMIT`, taken at once by a batch holding a day its sync fetches again
+//! (the lookback). Before this module they were 7 and 6, plus one per
+//! slice of the batch. With the database across the network a small batch (at most
 //! `one_trip::MAX_BYTES` of payload: a fleet's pair, a few days of a
 //! backfill) takes 1: everything in one message (`one_trip`).
 
@@ -219,6 +220,10 @@ impl Inserter {
     /// turns out taken over meanwhile, the transaction is rolled back and
     /// the batch done again with the slices locked first.
     ///
+    /// `stored`: the batch holds a day fetched again (a sync's lookback),
+    /// whose rows are mostly stored: it goes by `INSERT … ON CONFLICT` at
+    /// once, not by a COPY that would meet them and be rolled back.
+    ///
     /// `ends` is asked, as late as possible before the commit is sent, for
     /// the ends of slices whose last rows are in the batch: the commit
     /// records them (those still held), in place of a transaction each.
@@ -227,13 +232,14 @@ impl Inserter {
         rows: &mut [(usize, &Row)],
         slices: &[i64],
         ends: &dyn Fn() -> Vec<EndRow>,
+        stored: bool,
     ) -> Result<Committed> {
         rows.sort_by_key(|r| r.1.hash);
-        if let Some(done) = self.commit_once(rows, slices, ends, false)? {
+        if let Some(done) = self.commit_once(rows, slices, ends, false, stored)? {
             return Ok(done);
         }
         Ok(self
-            .commit_once(rows, slices, ends, true)?
+            .commit_once(rows, slices, ends, true, stored)?
             .unwrap_or_else(|| Committed {
                 per_slice: vec![None; slices.len()],
                 ended: Vec::new(),
@@ -249,6 +255,7 @@ impl Inserter {
         slices: &[i64],
         ends: &dyn Fn() -> Vec<EndRow>,
         lock_first: bool,
+        stored: bool,
     ) -> Result<Option<Committed>> {
         if self.one_trip && !lock_first {
             let all: Vec<&(usize, &Row)> = rows.iter().collect();
@@ -256,7 +263,7 @@ impl Inserter {
                 return self.commit_in_one(&all, slices, &ends());
             }
         }
-        let try_copy = self.try_copy && !rows.is_empty();
+        let try_copy = self.try_copy && !stored && !rows.is_empty();
         // The savepoint a COPY may roll back to comes after the slice locks
         // of `lock_first` (rolling back to it must not release them); without
         // them it is set in BEGIN's round trip, and released by the commit.

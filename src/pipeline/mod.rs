@@ -96,6 +96,9 @@ pub struct Job<'a> {
     /// The route's first day still open when the run began: a slice loaded
     /// whole that reaches it is recorded `open`, not `done`.
     pub open_from: chrono::NaiveDate,
+    /// Days loaded already that the run fetches again (a sync's lookback):
+    /// a batch holding one skips the COPY that would meet stored rows.
+    pub refetch: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
 }
 
 /// The ticker's audience: stderr lines (the CLI) or a watcher (the manager),

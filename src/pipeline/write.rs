@@ -143,6 +143,13 @@ impl Shared<'_, '_> {
             return;
         }
         let (slices, mut tagged) = by_slice(chunks, batch);
+        // A day fetched again holds stored rows: no COPY to meet them.
+        let stored = job.refetch.is_some_and(|(a, b)| {
+            batch.iter().any(|(ci, _)| {
+                let c = &chunks[*ci].slice.claim;
+                c.from <= b && a <= c.to
+            })
+        });
         let last = fold.cut(&slices, &tagged);
         let ends = || fold::ends(&last, |t| self.end_of(&t.claim, SliceEnd::Done));
         let committed = self.policy().run(
@@ -152,7 +159,7 @@ impl Shared<'_, '_> {
                 }
                 let r = match ins {
                     Some((lane, i)) if *lane == self.lane => {
-                        i.commit_batch(&mut tagged, &slices, &ends)
+                        i.commit_batch(&mut tagged, &slices, &ends, stored)
                     }
                     _ => {
                         // Another run's inserter keeps its connection and statements.
@@ -168,7 +175,7 @@ impl Shared<'_, '_> {
                         };
                         next.and_then(|i| {
                             let (_, i) = ins.insert((self.lane, i));
-                            i.commit_batch(&mut tagged, &slices, &ends)
+                            i.commit_batch(&mut tagged, &slices, &ends, stored)
                         })
                     }
                 };

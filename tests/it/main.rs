@@ -23,6 +23,7 @@ mod perf;
 mod promises_cmd;
 mod promises_run;
 mod rates;
+mod refetch;
 mod run;
 mod shapes;
 mod slow_db;

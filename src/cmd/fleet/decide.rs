@@ -81,19 +81,22 @@ pub(super) fn start_pair<'c>(
         Ok(p) => p,
         Err(start) => return start,
     };
-    let (id, joined, table_exists, days, fresh) = match decide(ctx, conn, client, route, &pair_plan)
-    {
-        Ok(Decided::Step(pair::Step::Run {
-            id,
-            joined,
-            table_exists,
-            skipped,
-            fresh,
-        })) => (id, joined, table_exists, skipped, fresh),
-        Ok(Decided::Step(pair::Step::UpToDate(last))) => return Start::Over(Turn::UpToDate(last)),
-        Ok(Decided::Busy) => return Start::Over(Turn::Busy),
-        Err(e) => return not_started(e),
-    };
+    let (id, joined, table_exists, days, (fresh, refetch)) =
+        match decide(ctx, conn, client, route, &pair_plan) {
+            Ok(Decided::Step(pair::Step::Run {
+                id,
+                joined,
+                table_exists,
+                skipped,
+                fresh,
+                refetch,
+            })) => (id, joined, table_exists, skipped, (fresh, refetch)),
+            Ok(Decided::Step(pair::Step::UpToDate(last))) => {
+                return Start::Over(Turn::UpToDate(last))
+            }
+            Ok(Decided::Busy) => return Start::Over(Turn::Busy),
+            Err(e) => return not_started(e),
+        };
     let how = if joined { " (em andamento, junto)" } else { "" };
     drop(news.send(Watch::note(
         ctx.style,
@@ -107,7 +110,10 @@ pub(super) fn start_pair<'c>(
         None => scrap_run::prepare(ctx, conn, id, true, Some(news), worker),
     };
     match prepared {
-        Ok(scrap_run::Prepared::Ready(r)) => Start::Ready(r, joined, table_exists, days),
+        Ok(scrap_run::Prepared::Ready(mut r)) => {
+            r.refetching(refetch);
+            Start::Ready(r, joined, table_exists, days)
+        }
         Ok(scrap_run::Prepared::Nothing(e, summary)) => {
             let mut v = serde_json::to_value(&*summary).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
@@ -177,6 +183,7 @@ fn decide(
                 table_exists: false,
                 skipped: None,
                 fresh: None,
+                refetch: None,
             }));
         }
         if waited.elapsed() > DECIDING_WAIT || ctx.quit.load(Ordering::SeqCst) {

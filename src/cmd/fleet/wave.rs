@@ -183,7 +183,10 @@ pub(super) fn decide<'c>(
         )));
         let n = need.slices.len() as u64;
         match scrap_run::unstarted_fresh(ctx, conn, scrap, n, Some(news), worker) {
-            Ok(r) => readies.push((k, r, exists, need.skipped)),
+            Ok(mut r) => {
+                r.refetching(need.refetch);
+                readies.push((k, r, exists, need.skipped));
+            }
             Err(e) => {
                 let why = format!("{e:#}");
                 out[k] = Pre::Decided(Start::Over(Turn::NotStarted(why, classify(&e))));
@@ -253,6 +256,7 @@ mod tests {
             to: day(2),
             slices: vec![(day(1), day(1)), (day(2), day(2))],
             skipped: 0,
+            refetch: None,
         }
     }
 
@@ -271,6 +275,7 @@ mod tests {
             table_exists: false,
             skipped: None,
             fresh: None,
+            refetch: None,
         });
         let j = judging(Ok(join), || panic!("no table judged for a join"));
         assert!(matches!(j, Judging::Alone));
