@@ -372,17 +372,19 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Days fully loaded for (client, route): the last day before which every
-/// slice of every scrap is done, scanning from the earliest done day.
+/// slice of every scrap is done, scanning from the earliest done day (the
+/// pair's days read around its known span, `pair_days_sql!`).
 pub fn last_loaded_day(
     c: &mut impl GenericClient,
     client: &str,
     route: &str,
 ) -> Result<Option<NaiveDate>> {
     let rows = c.query_typed(
-        "SELECT sl.slice_from, sl.slice_to, sl.status = $3
-         FROM atlas.slices sl JOIN atlas.scraps s ON s.id = sl.scrap_id
-         WHERE s.client = $1 AND s.route = $2
-         ORDER BY sl.slice_from, sl.slice_to",
+        concat!(
+            "SELECT sl.slice_from, sl.slice_to, sl.status = $3 FROM (",
+            crate::pair_days_sql!("$1", "$2"),
+            ") sl ORDER BY 1, 2"
+        ),
         &[
             (&client, Type::TEXT),
             (&route, Type::TEXT),

@@ -112,6 +112,10 @@ fn a_sync_decides_from_the_span_it_knows_and_the_scraps_outside_it() {
     let p = &j["pairs"][0];
     assert_eq!(p["loaded_until"], "2024-03-22", "{p}");
     assert_eq!(p["gaps"], json!([]), "{p}");
+    // Nothing new: the sync says so, loaded up to the same day.
+    let j = atlas.ok(&sync(&["--until", "2024-03-22"])).json();
+    let said = (j["status"].as_str(), j["loaded_until"].as_str());
+    assert_eq!(said, (Some("up_to_date"), Some("2024-03-22")), "{j}");
 }
 
 #[test]
