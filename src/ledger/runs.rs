@@ -10,8 +10,9 @@ use std::time::Duration;
 
 /// Records a run started by `worker` (and the build it runs), under a
 /// lease of its own that the run's heartbeat renews ([`renew_run`]). Also returns how many pages the
-/// pair's most recently done slice had (of its last three scraps with the
-/// same `slice_days`; 0 when none): the run's first guess of a slice's size.
+/// pair's most recently done slice had (of its three scraps with the same
+/// `slice_days` reaching the latest days, one index range whatever the
+/// pair's history; 0 when none): the run's first guess of a slice's size.
 pub fn start_run(
     c: &mut impl GenericClient,
     scrap: i64,
@@ -26,10 +27,12 @@ pub fn start_run(
          SELECT r.id,
                 (SELECT s.pages FROM atlas.slices s
                  WHERE s.status = $5 AND s.scrap_id IN (
-                     SELECT o.id FROM atlas.scraps o JOIN atlas.scraps me
-                       ON me.id = $1 AND o.client = me.client AND o.route = me.route
-                          AND o.slice_days = me.slice_days
-                     ORDER BY o.id DESC LIMIT 3)
+                     SELECT o.id FROM atlas.scraps me CROSS JOIN LATERAL (
+                         SELECT o.id FROM atlas.scraps o
+                         WHERE o.client = me.client AND o.route = me.route
+                           AND o.slice_days = me.slice_days
+                         ORDER BY o.period_to DESC LIMIT 3) o
+                     WHERE me.id = $1)
                  ORDER BY s.done_at DESC NULLS LAST LIMIT 1)
          FROM r",
         &[

@@ -262,10 +262,12 @@ pub fn start_runs(
          SELECT w.k, r.id,
                 (SELECT s.pages FROM atlas.slices s
                  WHERE s.status = $5 AND s.scrap_id IN (
-                     SELECT o.id FROM atlas.scraps o JOIN atlas.scraps me
-                       ON me.id = r.scrap_id AND o.client = me.client AND o.route = me.route
-                          AND o.slice_days = me.slice_days
-                     ORDER BY o.id DESC LIMIT 3)
+                     SELECT o.id FROM atlas.scraps me CROSS JOIN LATERAL (
+                         SELECT o.id FROM atlas.scraps o
+                         WHERE o.client = me.client AND o.route = me.route
+                           AND o.slice_days = me.slice_days
+                         ORDER BY o.period_to DESC LIMIT 3) o
+                     WHERE me.id = r.scrap_id)
                  ORDER BY s.done_at DESC NULLS LAST LIMIT 1),
                 cl.ids, cl.froms, cl.tos
          FROM r JOIN w ON w.scrap = r.scrap_id
