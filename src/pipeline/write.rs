@@ -144,10 +144,11 @@ impl Shared<'_, '_> {
         }
         let (slices, mut tagged) = by_slice(chunks, batch);
         // A day fetched again holds stored rows: no COPY to meet them.
+        // Judged per slice of the batch, not per row.
         let stored = job.refetch.is_some_and(|(a, b)| {
-            batch.iter().any(|(ci, _)| {
-                let c = &chunks[*ci].slice.claim;
-                c.from <= b && a <= c.to
+            chunks.iter().any(|c| {
+                let claim = &c.slice.claim;
+                slices.contains(&claim.id) && claim.from <= b && a <= claim.to
             })
         });
         let last = fold.cut(&slices, &tagged);

@@ -6,9 +6,14 @@
 
 use crate::util::{self, sync_json as sync, Api, Atlas, TestDb};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn setup(tag: &str, log: &Path, routes: Value) -> (Api, TestDb, Atlas) {
+/// The sample API (5 records a day, its requests logged), a database and
+/// atlas configured with `routes`; the log's directory lives as long as
+/// the test holds it.
+fn setup(tag: &str, routes: Value) -> (tempfile::TempDir, PathBuf, Api, TestDb, Atlas) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("requests.log");
     let api = Api::start(&[
         "--per-day",
         "5",
@@ -20,7 +25,7 @@ fn setup(tag: &str, log: &Path, routes: Value) -> (Api, TestDb, Atlas) {
     let mut atlas = Atlas::new(&db, &cfg);
     atlas.env.push(("ATLAS_THREADS".into(), "2".into()));
     atlas.ok(&["init"]);
-    (api, db, atlas)
+    (dir, log, api, db, atlas)
 }
 
 /// The days the API was asked for on `path`.
@@ -55,13 +60,8 @@ fn day(s: &str) -> chrono::NaiveDate {
 
 #[test]
 fn a_sync_decides_from_the_span_it_knows_and_the_scraps_outside_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("requests.log");
-    let (api, db, atlas) = setup(
-        "history_one",
-        &log,
-        json!({ "pedidos": util::page_route() }),
-    );
+    let (_dir, log, api, db, atlas) =
+        setup("history_one", json!({ "pedidos": util::page_route() }));
     atlas.ok(&sync(&["--from", "2024-01-01", "--until", "2024-01-10"]));
     assert_eq!(
         span(&db, "pedidos"),
@@ -120,13 +120,9 @@ fn a_sync_decides_from_the_span_it_knows_and_the_scraps_outside_it() {
 
 #[test]
 fn a_fleet_decides_and_closes_from_the_spans_it_knows() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("requests.log");
-    let (_api, db, atlas) = setup(
-        "history_fleet",
-        &log,
-        json!({ "pedidos": util::route_at("/pedidos"), "notas": util::route_at("/notas") }),
-    );
+    let routes =
+        json!({ "pedidos": util::route_at("/pedidos"), "notas": util::route_at("/notas") });
+    let (_dir, log, _api, db, atlas) = setup("history_fleet", routes);
     let all = |until: &'static str| {
         let j = atlas
             .ok(&[
